@@ -1,0 +1,191 @@
+//! The order store (a slab with a free list, so placing an order does not allocate once warm)
+//! and the per-symbol book: price levels in a `BTreeMap` keyed by price in ticks, each level an
+//! intrusive FIFO list of slab slots (time priority), plus the untriggered stop orders.
+
+use super::types::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// "No slot" in the intrusive lists.
+pub const NIL: u32 = u32::MAX;
+
+/// A live order. Sizes are in lots and prices in ticks of its symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub account_idx: u32,
+    pub symbol_idx: u32,
+    pub client_order_id: u64,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub tif: TimeInForce,
+    pub stp: StpMode,
+    pub status: OrderStatus,
+    /// False while a stop order waits for its trigger; true for every other order.
+    pub triggered: bool,
+    /// True while the order sits in a price level of the book.
+    pub resting: bool,
+    pub price_ticks: i64,
+    pub stop_ticks: i64,
+    pub qty_lots: i64,
+    pub filled_lots: i64,
+    /// Quote minor units exchanged so far, fees excluded.
+    pub filled_quote: i64,
+    pub fees_paid: i64,
+    /// Funds this order reserves: quote minor units for a buy, base minor units for a sell.
+    /// For a market buy this is what is left of its quote budget.
+    pub held: i64,
+    /// The highest fee rate this order can be charged (the symbol's rate when it was placed
+    /// or re-priced), so its hold always covers its fees even if the symbol's fees go up.
+    pub fee_cap_ppm: u32,
+    pub prev: u32,
+    pub next: u32,
+    /// Index of this order in its account's `open_orders`.
+    pub account_pos: u32,
+}
+
+impl Order {
+    pub fn remaining_lots(&self) -> i64 {
+        self.qty_lots - self.filled_lots
+    }
+}
+
+/// Slab of live orders; a slot is reused after its order ends.
+#[derive(Clone, Debug, Default)]
+pub struct OrderSlab {
+    pub slots: Vec<Order>,
+    free: Vec<u32>,
+}
+
+impl OrderSlab {
+    pub fn insert(&mut self, order: Order) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            self.slots[slot as usize] = order;
+            slot
+        } else {
+            self.slots.push(order);
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    pub fn remove(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+
+    #[inline]
+    pub fn get(&self, slot: u32) -> &Order {
+        &self.slots[slot as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, slot: u32) -> &mut Order {
+        &mut self.slots[slot as usize]
+    }
+}
+
+/// One price level: a FIFO of orders at the same price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub head: u32,
+    pub tail: u32,
+    pub total_lots: i64,
+    pub count: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Book {
+    pub bids: BTreeMap<i64, Level>,
+    pub asks: BTreeMap<i64, Level>,
+    /// Untriggered buy stops, by (stop price in ticks, order id).
+    pub stop_buys: BTreeSet<(i64, OrderId)>,
+    /// Untriggered sell stops, by (stop price in ticks, order id).
+    pub stop_sells: BTreeSet<(i64, OrderId)>,
+}
+
+impl Book {
+    fn levels_mut(&mut self, side: Side) -> &mut BTreeMap<i64, Level> {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    /// The best level a taker on `taker_side` would meet: lowest ask for a buy, highest bid for a sell.
+    pub fn best_opposite(&self, taker_side: Side) -> Option<(i64, &Level)> {
+        match taker_side {
+            Side::Buy => self.asks.first_key_value().map(|(p, l)| (*p, l)),
+            Side::Sell => self.bids.last_key_value().map(|(p, l)| (*p, l)),
+        }
+    }
+
+    pub fn best_bid_ticks(&self) -> Option<i64> {
+        self.bids.last_key_value().map(|(p, _)| *p)
+    }
+
+    pub fn best_ask_ticks(&self) -> Option<i64> {
+        self.asks.first_key_value().map(|(p, _)| *p)
+    }
+
+    /// Appends the order in `slot` to the tail of its price level (lowest time priority).
+    pub fn push_back(&mut self, slab: &mut OrderSlab, slot: u32) {
+        let (side, price, lots) = {
+            let o = slab.get(slot);
+            (o.side, o.price_ticks, o.remaining_lots())
+        };
+        let level = self.levels_mut(side).entry(price).or_insert(Level { head: NIL, tail: NIL, total_lots: 0, count: 0 });
+        let old_tail = level.tail;
+        {
+            let o = slab.get_mut(slot);
+            o.prev = old_tail;
+            o.next = NIL;
+        }
+        if old_tail == NIL {
+            level.head = slot;
+        } else {
+            slab.get_mut(old_tail).next = slot;
+        }
+        level.tail = slot;
+        level.total_lots += lots;
+        level.count += 1;
+    }
+
+    /// Removes the order in `slot` from its price level; drops the level when it empties.
+    pub fn unlink(&mut self, slab: &mut OrderSlab, slot: u32) {
+        let (side, price, lots, prev, next) = {
+            let o = slab.get(slot);
+            (o.side, o.price_ticks, o.remaining_lots(), o.prev, o.next)
+        };
+        let levels = self.levels_mut(side);
+        let level = levels.get_mut(&price).expect("resting order's level exists");
+        if prev == NIL {
+            level.head = next;
+        } else {
+            slab.get_mut(prev).next = next;
+        }
+        if next == NIL {
+            level.tail = prev;
+        } else {
+            slab.get_mut(next).prev = prev;
+        }
+        level.total_lots -= lots;
+        level.count -= 1;
+        if level.count == 0 {
+            levels.remove(&price);
+        }
+        let o = slab.get_mut(slot);
+        o.prev = NIL;
+        o.next = NIL;
+    }
+
+    /// A resting order shrank in place by `lots` (a fill or an amend down); it keeps its place.
+    pub fn reduce_level(&mut self, side: Side, price_ticks: i64, lots: i64) {
+        let level = self.levels_mut(side).get_mut(&price_ticks).expect("resting order's level exists");
+        level.total_lots -= lots;
+    }
+
+    pub fn stops_mut(&mut self, side: Side) -> &mut BTreeSet<(i64, OrderId)> {
+        match side {
+            Side::Buy => &mut self.stop_buys,
+            Side::Sell => &mut self.stop_sells,
+        }
+    }
+}

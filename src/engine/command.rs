@@ -1,0 +1,80 @@
+//! Commands: the only input of the business logic. Fixed-size, `Copy`, no heap data, so a
+//! command is cheap to put in a ring slot, a journal record or a protocol frame.
+
+use super::types::*;
+
+/// Reference data of a trading pair. Prices are quote minor units per whole base unit; sizes
+/// are base minor units; the fee rates are parts per million of the notional, charged in quote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolSpec {
+    pub symbol: SymbolId,
+    pub base: AssetId,
+    pub quote: AssetId,
+    /// Smallest price step, quote minor units per whole base unit.
+    pub tick_size: i64,
+    /// Smallest quantity step, base minor units.
+    pub lot_size: i64,
+    /// Smallest order quantity, base minor units.
+    pub min_qty: i64,
+    /// Smallest limit-order notional, quote minor units.
+    pub min_notional: i64,
+    /// Largest order quantity, base minor units.
+    pub max_order_qty: i64,
+    pub maker_fee_ppm: u32,
+    pub taker_fee_ppm: u32,
+    /// Largest distance of a limit price from the last trade price, in basis points; 0 = off.
+    pub price_band_bps: u32,
+}
+
+/// A new order. Which fields matter depends on `order_type`:
+/// limit and stop-limit use `price`; stop orders use `stop_price`; a market or stop-market buy
+/// spends at most `quote_budget` (fees included) and buys at most `qty`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub account: AccountId,
+    pub symbol: SymbolId,
+    pub client_order_id: u64,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub tif: TimeInForce,
+    pub stp: StpMode,
+    pub price: i64,
+    pub stop_price: i64,
+    pub qty: i64,
+    pub quote_budget: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Admin: a new asset with a fixed number of decimal places (0..=18).
+    CreateAsset { asset: AssetId, scale: u8 },
+    /// Admin: a new trading pair (created in `Trading` status).
+    CreateSymbol(SymbolSpec),
+    /// Admin: change the mutable parameters of a symbol (sizes, fees, band); base, quote,
+    /// tick and lot stay as created because resting orders are expressed in them.
+    UpdateSymbol(SymbolSpec),
+    /// Admin: halt (only cancels accepted) or resume trading.
+    SetSymbolStatus { symbol: SymbolId, status: SymbolStatus },
+    /// Admin: an account; `parent` 0 makes a root. A child's owner must equal its parent's.
+    CreateAccount { account: AccountId, parent: AccountId, owner: u64 },
+    /// Admin: freeze (no new orders, withdrawals or outgoing transfers) or unfreeze.
+    SetAccountStatus { account: AccountId, status: AccountStatus },
+    /// Admin: credit an external deposit, at most once per `external_ref`.
+    Deposit { account: AccountId, asset: AssetId, amount: i64, external_ref: u64 },
+    /// Ask to withdraw: holds the amount. The withdrawal id is this command's sequence.
+    WithdrawRequest { account: AccountId, asset: AssetId, amount: i64, client_ref: u64 },
+    /// Admin: debit the held amount of a pending withdrawal.
+    WithdrawApprove { withdrawal_id: u64 },
+    /// Admin: release the held amount of a pending withdrawal.
+    WithdrawReject { withdrawal_id: u64 },
+    /// Move available funds between two accounts of one tree, once per (from, client_ref).
+    Transfer { from: AccountId, to: AccountId, asset: AssetId, amount: i64, client_ref: u64 },
+    PlaceOrder(NewOrder),
+    CancelOrder { account: AccountId, order_id: OrderId },
+    CancelByClientId { account: AccountId, client_order_id: u64 },
+    /// Cancel every live order of the account; `symbol` 0 means all symbols.
+    CancelAll { account: AccountId, symbol: SymbolId },
+    /// Set a resting limit order's price and total quantity. Same price and a smaller quantity
+    /// keeps time priority; anything else re-queues it (and it may trade).
+    AmendOrder { account: AccountId, order_id: OrderId, price: i64, qty: i64 },
+}

@@ -1,0 +1,210 @@
+//! Read-only views of the state (answered at a known sequence, never journaled) and the
+//! invariant checker used by tests, replay audits and debug builds.
+
+use super::book::NIL;
+use super::event::OrderReport;
+use super::state::{AssetTotals, Balance, Engine};
+use super::types::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceView {
+    pub asset: AssetId,
+    pub available: i64,
+    pub held: i64,
+}
+
+/// One aggregated price level: price in quote minor units per whole base unit, qty in base minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthLevel {
+    pub price: i64,
+    pub qty: i64,
+    pub orders: u32,
+}
+
+/// A broken invariant, described for a person. Any occurrence is an engine bug.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invariant broken: {0}")]
+pub struct InvariantError(pub String);
+
+fn broken<T>(message: String) -> Result<T, InvariantError> {
+    Err(InvariantError(message))
+}
+
+impl Engine {
+    /// Balances of an account by asset id (assets never touched are left out).
+    pub fn balances(&self, account: AccountId) -> Option<Vec<BalanceView>> {
+        let idx = self.account_idx(account).ok()?;
+        let mut views: Vec<BalanceView> = self.accounts[idx as usize]
+            .balances
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.available != 0 || b.held != 0)
+            .map(|(asset_idx, b)| BalanceView { asset: self.assets[asset_idx].id, available: b.available, held: b.held })
+            .collect();
+        views.sort_by_key(|v| v.asset);
+        Some(views)
+    }
+
+    pub fn balance_of(&self, account: AccountId, asset: AssetId) -> Option<Balance> {
+        Some(self.balance(self.account_idx(account).ok()?, self.asset_idx(asset).ok()?))
+    }
+
+    /// Total (available + held) of the account and all its descendants: O(1).
+    pub fn subtree_total(&self, account: AccountId, asset: AssetId) -> Option<i64> {
+        let account = &self.accounts[self.account_idx(account).ok()? as usize];
+        Some(account.subtree_totals.get(self.asset_idx(asset).ok()? as usize).copied().unwrap_or(0))
+    }
+
+    pub fn asset_totals(&self, asset: AssetId) -> Option<AssetTotals> {
+        Some(self.totals[self.asset_idx(asset).ok()? as usize])
+    }
+
+    pub fn last_price(&self, symbol: SymbolId) -> Option<i64> {
+        let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
+        Some(s.last_price_ticks * s.spec.tick_size)
+    }
+
+    /// A live order (resting or waiting stop); ended orders are only in the event log.
+    pub fn order(&self, order_id: OrderId) -> Option<OrderReport> {
+        let slot = *self.order_index.get(&order_id)?;
+        Some(self.report(slot, ExecKind::New))
+    }
+
+    /// Live orders of an account, oldest first.
+    pub fn open_orders(&self, account: AccountId) -> Option<Vec<OrderReport>> {
+        let idx = self.account_idx(account).ok()?;
+        let mut reports: Vec<OrderReport> =
+            self.accounts[idx as usize].open_orders.iter().map(|&slot| self.report(slot, ExecKind::New)).collect();
+        reports.sort_by_key(|r| r.order_id);
+        Some(reports)
+    }
+
+    /// Up to `levels` best levels per side: (bids best first, asks best first).
+    pub fn depth(&self, symbol: SymbolId, levels: usize) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
+        let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
+        let view = |(price, level): (&i64, &super::book::Level)| DepthLevel {
+            price: price * s.spec.tick_size,
+            qty: level.total_lots * s.spec.lot_size,
+            orders: level.count,
+        };
+        let bids = s.book.bids.iter().rev().take(levels).map(view).collect();
+        let asks = s.book.asks.iter().take(levels).map(view).collect();
+        Some((bids, asks))
+    }
+
+    /// Checks every invariant of the state; O(size of state). See ARCHITECTURE.md.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.check_conservation_and_holds()?;
+        self.check_subtree_totals()?;
+        self.check_books()
+    }
+
+    /// Per asset: balances + fees = deposits - withdrawals; no negative balance; every held
+    /// amount is exactly what the account's live orders and pending withdrawals reserve.
+    fn check_conservation_and_holds(&self) -> Result<(), InvariantError> {
+        let asset_count = self.assets.len();
+        let mut reserved = vec![vec![0i64; asset_count]; self.accounts.len()];
+        for (&order_id, &slot) in self.order_index.iter().collect::<std::collections::BTreeMap<_, _>>() {
+            let o = self.orders.get(slot);
+            if o.id != order_id || o.held < 0 || o.status.is_terminal() {
+                return broken(format!("order {order_id} is inconsistent: {o:?}"));
+            }
+            let symbol = &self.symbols[o.symbol_idx as usize];
+            let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
+            reserved[o.account_idx as usize][asset_idx as usize] += o.held;
+        }
+        for w in self.withdrawals.values().filter(|w| w.status == WithdrawalStatus::Pending) {
+            let (a, s) = (self.account_idx(w.account).unwrap(), self.asset_idx(w.asset).unwrap());
+            reserved[a as usize][s as usize] += w.amount;
+        }
+        let mut sums = vec![0i128; asset_count];
+        for (idx, account) in self.accounts.iter().enumerate() {
+            for asset_idx in 0..asset_count {
+                let b = self.balance(idx as u32, asset_idx as u32);
+                if b.available < 0 || b.held < 0 {
+                    return broken(format!("account {} has a negative balance {b:?}", account.id));
+                }
+                if b.held != reserved[idx][asset_idx] {
+                    return broken(format!(
+                        "account {} asset {} holds {} but its orders and withdrawals reserve {}",
+                        account.id, self.assets[asset_idx].id, b.held, reserved[idx][asset_idx]
+                    ));
+                }
+                sums[asset_idx] += b.total() as i128;
+            }
+        }
+        for (asset_idx, totals) in self.totals.iter().enumerate() {
+            if sums[asset_idx] + totals.fees_collected as i128 != totals.deposited - totals.withdrawn {
+                return broken(format!("asset {} is not conserved: {} + fees {:?}", self.assets[asset_idx].id, sums[asset_idx], totals));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each account's subtree total equals its own total plus its descendants'.
+    fn check_subtree_totals(&self) -> Result<(), InvariantError> {
+        let asset_count = self.assets.len();
+        let mut expected = vec![vec![0i64; asset_count]; self.accounts.len()];
+        for (idx, account) in self.accounts.iter().enumerate() {
+            for asset_idx in 0..asset_count {
+                let total = self.balance(idx as u32, asset_idx as u32).total();
+                expected[idx][asset_idx] += total;
+                for &ancestor in &account.ancestors {
+                    expected[ancestor as usize][asset_idx] += total;
+                }
+            }
+        }
+        for (idx, account) in self.accounts.iter().enumerate() {
+            for (asset_idx, want) in expected[idx].iter().enumerate() {
+                let got = account.subtree_totals.get(asset_idx).copied().unwrap_or(0);
+                if got != *want {
+                    return broken(format!("account {} subtree total of asset #{asset_idx} is {got}, descendants sum to {want}", account.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Books are never crossed, and each level's list, count and total match its orders.
+    fn check_books(&self) -> Result<(), InvariantError> {
+        let mut resting = 0usize;
+        for symbol in &self.symbols {
+            let book = &symbol.book;
+            if let (Some(bid), Some(ask)) = (book.best_bid_ticks(), book.best_ask_ticks()) {
+                if bid >= ask {
+                    return broken(format!("symbol {} is crossed: bid {bid} >= ask {ask}", symbol.spec.symbol));
+                }
+            }
+            for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
+                for (&price, level) in levels {
+                    let (mut lots, mut count, mut slot, mut prev) = (0i64, 0u32, level.head, NIL);
+                    while slot != NIL {
+                        let o = self.orders.get(slot);
+                        if o.side != side || o.price_ticks != price || !o.resting || o.prev != prev || o.remaining_lots() <= 0 {
+                            return broken(format!("order {} does not belong at {side:?} {price}: {o:?}", o.id));
+                        }
+                        lots += o.remaining_lots();
+                        count += 1;
+                        prev = slot;
+                        slot = o.next;
+                    }
+                    if lots != level.total_lots || count != level.count || prev != level.tail {
+                        return broken(format!("level {side:?} {price} of symbol {} disagrees with its orders", symbol.spec.symbol));
+                    }
+                    resting += count as usize;
+                }
+            }
+            for (&(stop, id), side) in book.stop_buys.iter().map(|s| (s, Side::Buy)).chain(book.stop_sells.iter().map(|s| (s, Side::Sell))) {
+                let o = self.order_index.get(&id).map(|&slot| self.orders.get(slot));
+                if !o.is_some_and(|o| !o.triggered && o.stop_ticks == stop && o.side == side) {
+                    return broken(format!("stop entry ({stop}, {id}) has no waiting stop order"));
+                }
+            }
+        }
+        let resting_in_index = self.order_index.values().filter(|&&slot| self.orders.get(slot).resting).count();
+        if resting != resting_in_index {
+            return broken(format!("{resting} orders in books but {resting_in_index} marked resting"));
+        }
+        Ok(())
+    }
+}

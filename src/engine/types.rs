@@ -1,0 +1,223 @@
+//! Identifiers, enums and the order state machine shared by commands, events and state.
+//!
+//! Units: every amount is an `i64` count of an asset's minor units (USDT scale 6: 1 = 0.000001
+//! USDT). A price is quote minor units per one whole base unit (10^base_scale base minor units).
+//! Inside the book prices are kept in ticks and quantities in lots, so notionals are exact.
+
+/// Account identifier chosen by the admin that creates the account. 0 means "none".
+pub type AccountId = u64;
+/// Asset identifier chosen by the admin. 0 is reserved.
+pub type AssetId = u32;
+/// Symbol (trading pair) identifier chosen by the admin. 0 means "all symbols" where allowed.
+pub type SymbolId = u32;
+/// Order identifier: the sequence number of the command that placed the order.
+pub type OrderId = u64;
+/// Trade identifier: a counter in the state, incremented per fill.
+pub type TradeId = u64;
+/// Position of a command in the journal, assigned by the sequencer. Starts at 1.
+pub type Seq = u64;
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:expr),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vmeta])* $variant = $value),+ }
+
+        impl $name {
+            /// Decodes the wire/journal byte; `None` for an unknown value.
+            pub fn from_u8(value: u8) -> Option<Self> {
+                match value { $($value => Some(Self::$variant),)+ _ => None }
+            }
+            pub fn as_u8(self) -> u8 { self as u8 }
+        }
+    };
+}
+
+wire_enum!(Side { Buy = 0, Sell = 1 });
+wire_enum!(OrderType { Limit = 0, Market = 1, StopLimit = 2, StopMarket = 3 });
+wire_enum!(
+    /// Post-only is a time in force here: it rests like GTC but is rejected if it would take.
+    TimeInForce { Gtc = 0, Ioc = 1, Fok = 2, PostOnly = 3 }
+);
+wire_enum!(
+    /// What happens when an incoming order would match a resting order of the same owner.
+    StpMode { CancelResting = 0, CancelIncoming = 1, CancelBoth = 2 }
+);
+wire_enum!(AccountStatus { Active = 0, Frozen = 1 });
+wire_enum!(SymbolStatus { Trading = 0, Halted = 1 });
+wire_enum!(WithdrawalStatus { Pending = 0, Approved = 1, Rejected = 2 });
+wire_enum!(OrderStatus { New = 0, PartiallyFilled = 1, Filled = 2, Cancelled = 3, Expired = 4, Rejected = 5 });
+wire_enum!(
+    /// Why a ledger entry exists.
+    LedgerKind { Deposit = 0, Withdrawal = 1, Trade = 2, Fee = 3, Transfer = 4, Hold = 5, Release = 6, Adjustment = 7 }
+);
+wire_enum!(
+    /// What a ledger entry's `ref_id` points at.
+    RefKind { Order = 0, Trade = 1, Deposit = 2, Withdrawal = 3, Transfer = 4, ClientRef = 5 }
+);
+wire_enum!(
+    /// Why an execution report was emitted.
+    ExecKind { New = 0, Trade = 1, Cancelled = 2, Expired = 3, Amended = 4, Triggered = 5 }
+);
+
+impl Side {
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+}
+
+impl OrderType {
+    pub fn is_stop(self) -> bool {
+        matches!(self, OrderType::StopLimit | OrderType::StopMarket)
+    }
+    pub fn is_market(self) -> bool {
+        matches!(self, OrderType::Market | OrderType::StopMarket)
+    }
+}
+
+/// The only things that can happen to a live order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderTransition {
+    /// A fill; `fully` when nothing remains.
+    Fill { fully: bool },
+    Cancel,
+    Expire,
+}
+
+impl OrderStatus {
+    /// The order state machine: new -> partially filled -> filled | cancelled | expired.
+    /// Rejected is only ever a birth state (the order never enters the book). Every
+    /// transition not listed here is impossible, and callers treat `None` as a bug.
+    pub fn next(self, transition: OrderTransition) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        use OrderTransition::*;
+        match (self, transition) {
+            (New | PartiallyFilled, Fill { fully: false }) => Some(PartiallyFilled),
+            (New | PartiallyFilled, Fill { fully: true }) => Some(Filled),
+            (New | PartiallyFilled, Cancel) => Some(Cancelled),
+            (New | PartiallyFilled, Expire) => Some(Expired),
+            (Filled | Cancelled | Expired | Rejected, _) => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Expired | OrderStatus::Rejected)
+    }
+}
+
+/// Why a command was rejected. The numeric code is part of the protocol and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u16)]
+pub enum RejectReason {
+    // Reference data 1xx
+    AssetExists = 100,
+    UnknownAsset = 101,
+    InvalidScale = 102,
+    SymbolExists = 103,
+    UnknownSymbol = 104,
+    InvalidSymbolSpec = 105,
+    SymbolHalted = 106,
+    // Accounts 2xx
+    AccountExists = 200,
+    UnknownAccount = 201,
+    UnknownParent = 202,
+    OwnerMismatch = 203,
+    TreeTooDeep = 204,
+    AccountFrozen = 205,
+    InvalidAccountId = 206,
+    // Funds 3xx
+    InvalidAmount = 300,
+    InsufficientFunds = 301,
+    Overflow = 302,
+    DuplicateDepositRef = 303,
+    DuplicateWithdrawalRef = 304,
+    UnknownWithdrawal = 305,
+    WithdrawalNotPending = 306,
+    DuplicateTransferRef = 307,
+    SameAccount = 308,
+    NotSameTree = 309,
+    // Orders 4xx
+    DuplicateClientOrderId = 400,
+    UnknownOrder = 401,
+    InvalidPrice = 402,
+    PriceNotOnTick = 403,
+    InvalidQuantity = 404,
+    QuantityNotOnLot = 405,
+    BelowMinQuantity = 406,
+    BelowMinNotional = 407,
+    AboveMaxQuantity = 408,
+    PriceOutOfBand = 409,
+    PostOnlyWouldTake = 410,
+    InvalidOrderCombination = 411,
+    StopWouldTriggerImmediately = 412,
+    AmendNotAllowed = 413,
+    InvalidBudget = 414,
+}
+
+impl RejectReason {
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    pub const ALL: [RejectReason; 39] = {
+        use RejectReason::*;
+        [
+            AssetExists, UnknownAsset, InvalidScale, SymbolExists, UnknownSymbol, InvalidSymbolSpec, SymbolHalted,
+            AccountExists, UnknownAccount, UnknownParent, OwnerMismatch, TreeTooDeep, AccountFrozen,
+            InvalidAccountId, InvalidAmount, InsufficientFunds, Overflow, DuplicateDepositRef,
+            DuplicateWithdrawalRef, UnknownWithdrawal, WithdrawalNotPending, DuplicateTransferRef, SameAccount,
+            NotSameTree, DuplicateClientOrderId, UnknownOrder, InvalidPrice, PriceNotOnTick, InvalidQuantity,
+            QuantityNotOnLot, BelowMinQuantity, BelowMinNotional, AboveMaxQuantity, PriceOutOfBand,
+            PostOnlyWouldTake, InvalidOrderCombination, StopWouldTriggerImmediately, AmendNotAllowed,
+            InvalidBudget,
+        ]
+    };
+
+    /// Decodes a wire/journal code; `None` for an unknown code.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.code() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_accept_no_transition() {
+        let transitions =
+            [OrderTransition::Fill { fully: false }, OrderTransition::Fill { fully: true }, OrderTransition::Cancel, OrderTransition::Expire];
+        for status in [OrderStatus::Filled, OrderStatus::Cancelled, OrderStatus::Expired, OrderStatus::Rejected] {
+            for t in transitions {
+                assert_eq!(status.next(t), None, "{status:?} --{t:?}");
+            }
+        }
+        for status in [OrderStatus::New, OrderStatus::PartiallyFilled] {
+            assert_eq!(status.next(OrderTransition::Fill { fully: false }), Some(OrderStatus::PartiallyFilled));
+            assert_eq!(status.next(OrderTransition::Fill { fully: true }), Some(OrderStatus::Filled));
+            assert_eq!(status.next(OrderTransition::Cancel), Some(OrderStatus::Cancelled));
+            assert_eq!(status.next(OrderTransition::Expire), Some(OrderStatus::Expired));
+        }
+    }
+
+    #[test]
+    fn enums_round_trip_through_their_wire_byte() {
+        for v in 0..=255u8 {
+            if let Some(s) = OrderStatus::from_u8(v) {
+                assert_eq!(s.as_u8(), v);
+            }
+            if let Some(s) = LedgerKind::from_u8(v) {
+                assert_eq!(s.as_u8(), v);
+            }
+        }
+        assert_eq!(Side::from_u8(2), None);
+        for r in RejectReason::ALL {
+            assert_eq!(RejectReason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(RejectReason::from_code(0), None);
+    }
+}
