@@ -131,7 +131,12 @@ impl Book {
             let o = slab.get(slot);
             (o.side, o.price_ticks, o.remaining_lots())
         };
-        let level = self.levels_mut(side).entry(price).or_insert(Level { head: NIL, tail: NIL, total_lots: 0, count: 0 });
+        let level = self.levels_mut(side).entry(price).or_insert(Level {
+            head: NIL,
+            tail: NIL,
+            total_lots: 0,
+            count: 0,
+        });
         let old_tail = level.tail;
         {
             let o = slab.get_mut(slot);
@@ -155,7 +160,9 @@ impl Book {
             (o.side, o.price_ticks, o.remaining_lots(), o.prev, o.next)
         };
         let levels = self.levels_mut(side);
-        let level = levels.get_mut(&price).expect("resting order's level exists");
+        let level = levels
+            .get_mut(&price)
+            .expect("resting order's level exists");
         if prev == NIL {
             level.head = next;
         } else {
@@ -178,7 +185,10 @@ impl Book {
 
     /// A resting order shrank in place by `lots` (a fill or an amend down); it keeps its place.
     pub fn reduce_level(&mut self, side: Side, price_ticks: i64, lots: i64) {
-        let level = self.levels_mut(side).get_mut(&price_ticks).expect("resting order's level exists");
+        let level = self
+            .levels_mut(side)
+            .get_mut(&price_ticks)
+            .expect("resting order's level exists");
         level.total_lots -= lots;
     }
 

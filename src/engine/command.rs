@@ -47,34 +47,81 @@ pub struct NewOrder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Admin: a new asset with a fixed number of decimal places (0..=18).
-    CreateAsset { asset: AssetId, scale: u8 },
+    CreateAsset {
+        asset: AssetId,
+        scale: u8,
+    },
     /// Admin: a new trading pair (created in `Trading` status).
     CreateSymbol(SymbolSpec),
     /// Admin: change the mutable parameters of a symbol (sizes, fees, band); base, quote,
     /// tick and lot stay as created because resting orders are expressed in them.
     UpdateSymbol(SymbolSpec),
     /// Admin: halt (only cancels accepted) or resume trading.
-    SetSymbolStatus { symbol: SymbolId, status: SymbolStatus },
+    SetSymbolStatus {
+        symbol: SymbolId,
+        status: SymbolStatus,
+    },
     /// Admin: an account; `parent` 0 makes a root. A child's owner must equal its parent's.
-    CreateAccount { account: AccountId, parent: AccountId, owner: u64 },
+    CreateAccount {
+        account: AccountId,
+        parent: AccountId,
+        owner: u64,
+    },
     /// Admin: freeze (no new orders, withdrawals or outgoing transfers) or unfreeze.
-    SetAccountStatus { account: AccountId, status: AccountStatus },
+    SetAccountStatus {
+        account: AccountId,
+        status: AccountStatus,
+    },
     /// Admin: credit an external deposit, at most once per `external_ref`.
-    Deposit { account: AccountId, asset: AssetId, amount: i64, external_ref: u64 },
+    Deposit {
+        account: AccountId,
+        asset: AssetId,
+        amount: i64,
+        external_ref: u64,
+    },
     /// Ask to withdraw: holds the amount. The withdrawal id is this command's sequence.
-    WithdrawRequest { account: AccountId, asset: AssetId, amount: i64, client_ref: u64 },
+    WithdrawRequest {
+        account: AccountId,
+        asset: AssetId,
+        amount: i64,
+        client_ref: u64,
+    },
     /// Admin: debit the held amount of a pending withdrawal.
-    WithdrawApprove { withdrawal_id: u64 },
+    WithdrawApprove {
+        withdrawal_id: u64,
+    },
     /// Admin: release the held amount of a pending withdrawal.
-    WithdrawReject { withdrawal_id: u64 },
+    WithdrawReject {
+        withdrawal_id: u64,
+    },
     /// Move available funds between two accounts of one tree, once per (from, client_ref).
-    Transfer { from: AccountId, to: AccountId, asset: AssetId, amount: i64, client_ref: u64 },
+    Transfer {
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: i64,
+        client_ref: u64,
+    },
     PlaceOrder(NewOrder),
-    CancelOrder { account: AccountId, order_id: OrderId },
-    CancelByClientId { account: AccountId, client_order_id: u64 },
+    CancelOrder {
+        account: AccountId,
+        order_id: OrderId,
+    },
+    CancelByClientId {
+        account: AccountId,
+        client_order_id: u64,
+    },
     /// Cancel every live order of the account; `symbol` 0 means all symbols.
-    CancelAll { account: AccountId, symbol: SymbolId },
+    CancelAll {
+        account: AccountId,
+        symbol: SymbolId,
+    },
     /// Set a resting limit order's price and total quantity. Same price and a smaller quantity
     /// keeps time priority; anything else re-queues it (and it may trade).
-    AmendOrder { account: AccountId, order_id: OrderId, price: i64, qty: i64 },
+    AmendOrder {
+        account: AccountId,
+        order_id: OrderId,
+        price: i64,
+        qty: i64,
+    },
 }

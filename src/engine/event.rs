@@ -64,14 +64,34 @@ pub struct Trade {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The command changed nothing, for this reason. It is then the command's only event.
-    Rejected { reason: RejectReason },
-    AssetCreated { asset: AssetId, scale: u8 },
+    Rejected {
+        reason: RejectReason,
+    },
+    AssetCreated {
+        asset: AssetId,
+        scale: u8,
+    },
     /// A symbol was created or updated; carries the spec now in force.
-    SymbolUpdated { spec: crate::engine::SymbolSpec, status: SymbolStatus },
-    AccountCreated { account: AccountId, parent: AccountId, owner: u64 },
-    AccountStatusChanged { account: AccountId, status: AccountStatus },
+    SymbolUpdated {
+        spec: crate::engine::SymbolSpec,
+        status: SymbolStatus,
+    },
+    AccountCreated {
+        account: AccountId,
+        parent: AccountId,
+        owner: u64,
+    },
+    AccountStatusChanged {
+        account: AccountId,
+        status: AccountStatus,
+    },
     Ledger(LedgerEntry),
-    DepositCredited { account: AccountId, asset: AssetId, amount: i64, external_ref: u64 },
+    DepositCredited {
+        account: AccountId,
+        asset: AssetId,
+        amount: i64,
+        external_ref: u64,
+    },
     WithdrawalUpdated {
         withdrawal_id: u64,
         account: AccountId,
@@ -80,7 +100,13 @@ pub enum Event {
         client_ref: u64,
         status: WithdrawalStatus,
     },
-    Transferred { from: AccountId, to: AccountId, asset: AssetId, amount: i64, client_ref: u64 },
+    Transferred {
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: i64,
+        client_ref: u64,
+    },
     Order(OrderReport),
     Trade(Trade),
 }

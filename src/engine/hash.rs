@@ -57,11 +57,19 @@ impl Engine {
     }
 
     pub fn state_hash_hex(&self) -> String {
-        self.state_hash().iter().map(|b| format!("{b:02x}")).collect()
+        self.state_hash()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn encode_assets(&self, e: &mut Encoder) {
-        let by_id: BTreeMap<_, _> = self.assets.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
+        let by_id: BTreeMap<_, _> = self
+            .assets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id, i))
+            .collect();
         e.len(by_id.len());
         for (id, idx) in by_id {
             let t = self.totals[idx];
@@ -81,7 +89,13 @@ impl Engine {
             e.u32(id);
             e.u32(spec.base);
             e.u32(spec.quote);
-            for v in [spec.tick_size, spec.lot_size, spec.min_qty, spec.min_notional, spec.max_order_qty] {
+            for v in [
+                spec.tick_size,
+                spec.lot_size,
+                spec.min_qty,
+                spec.min_notional,
+                spec.max_order_qty,
+            ] {
                 e.i64(v);
             }
             e.u32(spec.maker_fee_ppm);
@@ -138,7 +152,11 @@ impl Engine {
     }
 
     fn encode_orders(&self, e: &mut Encoder) {
-        let by_id: BTreeMap<_, _> = self.order_index.iter().map(|(&id, &slot)| (id, slot)).collect();
+        let by_id: BTreeMap<_, _> = self
+            .order_index
+            .iter()
+            .map(|(&id, &slot)| (id, slot))
+            .collect();
         e.len(by_id.len());
         for (id, slot) in by_id {
             let o = self.orders.get(slot);
@@ -146,12 +164,26 @@ impl Engine {
             e.u64(self.accounts[o.account_idx as usize].id);
             e.u32(self.symbols[o.symbol_idx as usize].spec.symbol);
             e.u64(o.client_order_id);
-            for b in [o.side.as_u8(), o.order_type.as_u8(), o.tif.as_u8(), o.stp.as_u8(), o.status.as_u8()] {
+            for b in [
+                o.side.as_u8(),
+                o.order_type.as_u8(),
+                o.tif.as_u8(),
+                o.stp.as_u8(),
+                o.status.as_u8(),
+            ] {
                 e.u8(b);
             }
             e.u8(o.triggered as u8);
             e.u8(o.resting as u8);
-            for v in [o.price_ticks, o.stop_ticks, o.qty_lots, o.filled_lots, o.filled_quote, o.fees_paid, o.held] {
+            for v in [
+                o.price_ticks,
+                o.stop_ticks,
+                o.qty_lots,
+                o.filled_lots,
+                o.filled_quote,
+                o.fees_paid,
+                o.held,
+            ] {
                 e.i64(v);
             }
             e.u32(o.fee_cap_ppm);

@@ -39,7 +39,11 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, b)| b.available != 0 || b.held != 0)
-            .map(|(asset_idx, b)| BalanceView { asset: self.assets[asset_idx].id, available: b.available, held: b.held })
+            .map(|(asset_idx, b)| BalanceView {
+                asset: self.assets[asset_idx].id,
+                available: b.available,
+                held: b.held,
+            })
             .collect();
         views.sort_by_key(|v| v.asset);
         Some(views)
@@ -52,7 +56,13 @@ impl Engine {
     /// Total (available + held) of the account and all its descendants: O(1).
     pub fn subtree_total(&self, account: AccountId, asset: AssetId) -> Option<i64> {
         let account = &self.accounts[self.account_idx(account).ok()? as usize];
-        Some(account.subtree_totals.get(self.asset_idx(asset).ok()? as usize).copied().unwrap_or(0))
+        Some(
+            account
+                .subtree_totals
+                .get(self.asset_idx(asset).ok()? as usize)
+                .copied()
+                .unwrap_or(0),
+        )
     }
 
     pub fn asset_totals(&self, asset: AssetId) -> Option<AssetTotals> {
@@ -64,6 +74,16 @@ impl Engine {
         Some(s.last_price_ticks * s.spec.tick_size)
     }
 
+    /// Best bid and best ask prices (quote minor units per whole base unit), without allocating.
+    pub fn best_prices(&self, symbol: SymbolId) -> Option<(Option<i64>, Option<i64>)> {
+        let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
+        let tick = s.spec.tick_size;
+        Some((
+            s.book.best_bid_ticks().map(|p| p * tick),
+            s.book.best_ask_ticks().map(|p| p * tick),
+        ))
+    }
+
     /// A live order (resting or waiting stop); ended orders are only in the event log.
     pub fn order(&self, order_id: OrderId) -> Option<OrderReport> {
         let slot = *self.order_index.get(&order_id)?;
@@ -73,14 +93,21 @@ impl Engine {
     /// Live orders of an account, oldest first.
     pub fn open_orders(&self, account: AccountId) -> Option<Vec<OrderReport>> {
         let idx = self.account_idx(account).ok()?;
-        let mut reports: Vec<OrderReport> =
-            self.accounts[idx as usize].open_orders.iter().map(|&slot| self.report(slot, ExecKind::New)).collect();
+        let mut reports: Vec<OrderReport> = self.accounts[idx as usize]
+            .open_orders
+            .iter()
+            .map(|&slot| self.report(slot, ExecKind::New))
+            .collect();
         reports.sort_by_key(|r| r.order_id);
         Some(reports)
     }
 
     /// Up to `levels` best levels per side: (bids best first, asks best first).
-    pub fn depth(&self, symbol: SymbolId, levels: usize) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
+    pub fn depth(
+        &self,
+        symbol: SymbolId,
+        levels: usize,
+    ) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
         let view = |(price, level): (&i64, &super::book::Level)| DepthLevel {
             price: price * s.spec.tick_size,
@@ -104,17 +131,32 @@ impl Engine {
     fn check_conservation_and_holds(&self) -> Result<(), InvariantError> {
         let asset_count = self.assets.len();
         let mut reserved = vec![vec![0i64; asset_count]; self.accounts.len()];
-        for (&order_id, &slot) in self.order_index.iter().collect::<std::collections::BTreeMap<_, _>>() {
+        for (&order_id, &slot) in self
+            .order_index
+            .iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+        {
             let o = self.orders.get(slot);
             if o.id != order_id || o.held < 0 || o.status.is_terminal() {
                 return broken(format!("order {order_id} is inconsistent: {o:?}"));
             }
             let symbol = &self.symbols[o.symbol_idx as usize];
-            let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
+            let asset_idx = if o.side == Side::Buy {
+                symbol.quote_idx
+            } else {
+                symbol.base_idx
+            };
             reserved[o.account_idx as usize][asset_idx as usize] += o.held;
         }
-        for w in self.withdrawals.values().filter(|w| w.status == WithdrawalStatus::Pending) {
-            let (a, s) = (self.account_idx(w.account).unwrap(), self.asset_idx(w.asset).unwrap());
+        for w in self
+            .withdrawals
+            .values()
+            .filter(|w| w.status == WithdrawalStatus::Pending)
+        {
+            let (a, s) = (
+                self.account_idx(w.account).unwrap(),
+                self.asset_idx(w.asset).unwrap(),
+            );
             reserved[a as usize][s as usize] += w.amount;
         }
         let mut sums = vec![0i128; asset_count];
@@ -122,7 +164,10 @@ impl Engine {
             for asset_idx in 0..asset_count {
                 let b = self.balance(idx as u32, asset_idx as u32);
                 if b.available < 0 || b.held < 0 {
-                    return broken(format!("account {} has a negative balance {b:?}", account.id));
+                    return broken(format!(
+                        "account {} has a negative balance {b:?}",
+                        account.id
+                    ));
                 }
                 if b.held != reserved[idx][asset_idx] {
                     return broken(format!(
@@ -134,8 +179,13 @@ impl Engine {
             }
         }
         for (asset_idx, totals) in self.totals.iter().enumerate() {
-            if sums[asset_idx] + totals.fees_collected as i128 != totals.deposited - totals.withdrawn {
-                return broken(format!("asset {} is not conserved: {} + fees {:?}", self.assets[asset_idx].id, sums[asset_idx], totals));
+            if sums[asset_idx] + totals.fees_collected as i128
+                != totals.deposited - totals.withdrawn
+            {
+                return broken(format!(
+                    "asset {} is not conserved: {} + fees {:?}",
+                    self.assets[asset_idx].id, sums[asset_idx], totals
+                ));
             }
         }
         Ok(())
@@ -172,7 +222,10 @@ impl Engine {
             let book = &symbol.book;
             if let (Some(bid), Some(ask)) = (book.best_bid_ticks(), book.best_ask_ticks()) {
                 if bid >= ask {
-                    return broken(format!("symbol {} is crossed: bid {bid} >= ask {ask}", symbol.spec.symbol));
+                    return broken(format!(
+                        "symbol {} is crossed: bid {bid} >= ask {ask}",
+                        symbol.spec.symbol
+                    ));
                 }
             }
             for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
@@ -180,8 +233,16 @@ impl Engine {
                     let (mut lots, mut count, mut slot, mut prev) = (0i64, 0u32, level.head, NIL);
                     while slot != NIL {
                         let o = self.orders.get(slot);
-                        if o.side != side || o.price_ticks != price || !o.resting || o.prev != prev || o.remaining_lots() <= 0 {
-                            return broken(format!("order {} does not belong at {side:?} {price}: {o:?}", o.id));
+                        if o.side != side
+                            || o.price_ticks != price
+                            || !o.resting
+                            || o.prev != prev
+                            || o.remaining_lots() <= 0
+                        {
+                            return broken(format!(
+                                "order {} does not belong at {side:?} {price}: {o:?}",
+                                o.id
+                            ));
                         }
                         lots += o.remaining_lots();
                         count += 1;
@@ -189,21 +250,37 @@ impl Engine {
                         slot = o.next;
                     }
                     if lots != level.total_lots || count != level.count || prev != level.tail {
-                        return broken(format!("level {side:?} {price} of symbol {} disagrees with its orders", symbol.spec.symbol));
+                        return broken(format!(
+                            "level {side:?} {price} of symbol {} disagrees with its orders",
+                            symbol.spec.symbol
+                        ));
                     }
                     resting += count as usize;
                 }
             }
-            for (&(stop, id), side) in book.stop_buys.iter().map(|s| (s, Side::Buy)).chain(book.stop_sells.iter().map(|s| (s, Side::Sell))) {
+            for (&(stop, id), side) in book
+                .stop_buys
+                .iter()
+                .map(|s| (s, Side::Buy))
+                .chain(book.stop_sells.iter().map(|s| (s, Side::Sell)))
+            {
                 let o = self.order_index.get(&id).map(|&slot| self.orders.get(slot));
                 if !o.is_some_and(|o| !o.triggered && o.stop_ticks == stop && o.side == side) {
-                    return broken(format!("stop entry ({stop}, {id}) has no waiting stop order"));
+                    return broken(format!(
+                        "stop entry ({stop}, {id}) has no waiting stop order"
+                    ));
                 }
             }
         }
-        let resting_in_index = self.order_index.values().filter(|&&slot| self.orders.get(slot).resting).count();
+        let resting_in_index = self
+            .order_index
+            .values()
+            .filter(|&&slot| self.orders.get(slot).resting)
+            .count();
         if resting != resting_in_index {
-            return broken(format!("{resting} orders in books but {resting_in_index} marked resting"));
+            return broken(format!(
+                "{resting} orders in books but {resting_in_index} marked resting"
+            ));
         }
         Ok(())
     }

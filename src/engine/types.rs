@@ -83,7 +83,9 @@ impl OrderType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderTransition {
     /// A fill; `fully` when nothing remains.
-    Fill { fully: bool },
+    Fill {
+        fully: bool,
+    },
     Cancel,
     Expire,
 }
@@ -105,7 +107,13 @@ impl OrderStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Expired | OrderStatus::Rejected)
+        matches!(
+            self,
+            OrderStatus::Filled
+                | OrderStatus::Cancelled
+                | OrderStatus::Expired
+                | OrderStatus::Rejected
+        )
     }
 }
 
@@ -166,13 +174,44 @@ impl RejectReason {
     pub const ALL: [RejectReason; 39] = {
         use RejectReason::*;
         [
-            AssetExists, UnknownAsset, InvalidScale, SymbolExists, UnknownSymbol, InvalidSymbolSpec, SymbolHalted,
-            AccountExists, UnknownAccount, UnknownParent, OwnerMismatch, TreeTooDeep, AccountFrozen,
-            InvalidAccountId, InvalidAmount, InsufficientFunds, Overflow, DuplicateDepositRef,
-            DuplicateWithdrawalRef, UnknownWithdrawal, WithdrawalNotPending, DuplicateTransferRef, SameAccount,
-            NotSameTree, DuplicateClientOrderId, UnknownOrder, InvalidPrice, PriceNotOnTick, InvalidQuantity,
-            QuantityNotOnLot, BelowMinQuantity, BelowMinNotional, AboveMaxQuantity, PriceOutOfBand,
-            PostOnlyWouldTake, InvalidOrderCombination, StopWouldTriggerImmediately, AmendNotAllowed,
+            AssetExists,
+            UnknownAsset,
+            InvalidScale,
+            SymbolExists,
+            UnknownSymbol,
+            InvalidSymbolSpec,
+            SymbolHalted,
+            AccountExists,
+            UnknownAccount,
+            UnknownParent,
+            OwnerMismatch,
+            TreeTooDeep,
+            AccountFrozen,
+            InvalidAccountId,
+            InvalidAmount,
+            InsufficientFunds,
+            Overflow,
+            DuplicateDepositRef,
+            DuplicateWithdrawalRef,
+            UnknownWithdrawal,
+            WithdrawalNotPending,
+            DuplicateTransferRef,
+            SameAccount,
+            NotSameTree,
+            DuplicateClientOrderId,
+            UnknownOrder,
+            InvalidPrice,
+            PriceNotOnTick,
+            InvalidQuantity,
+            QuantityNotOnLot,
+            BelowMinQuantity,
+            BelowMinNotional,
+            AboveMaxQuantity,
+            PriceOutOfBand,
+            PostOnlyWouldTake,
+            InvalidOrderCombination,
+            StopWouldTriggerImmediately,
+            AmendNotAllowed,
             InvalidBudget,
         ]
     };
@@ -189,18 +228,39 @@ mod tests {
 
     #[test]
     fn terminal_states_accept_no_transition() {
-        let transitions =
-            [OrderTransition::Fill { fully: false }, OrderTransition::Fill { fully: true }, OrderTransition::Cancel, OrderTransition::Expire];
-        for status in [OrderStatus::Filled, OrderStatus::Cancelled, OrderStatus::Expired, OrderStatus::Rejected] {
+        let transitions = [
+            OrderTransition::Fill { fully: false },
+            OrderTransition::Fill { fully: true },
+            OrderTransition::Cancel,
+            OrderTransition::Expire,
+        ];
+        for status in [
+            OrderStatus::Filled,
+            OrderStatus::Cancelled,
+            OrderStatus::Expired,
+            OrderStatus::Rejected,
+        ] {
             for t in transitions {
                 assert_eq!(status.next(t), None, "{status:?} --{t:?}");
             }
         }
         for status in [OrderStatus::New, OrderStatus::PartiallyFilled] {
-            assert_eq!(status.next(OrderTransition::Fill { fully: false }), Some(OrderStatus::PartiallyFilled));
-            assert_eq!(status.next(OrderTransition::Fill { fully: true }), Some(OrderStatus::Filled));
-            assert_eq!(status.next(OrderTransition::Cancel), Some(OrderStatus::Cancelled));
-            assert_eq!(status.next(OrderTransition::Expire), Some(OrderStatus::Expired));
+            assert_eq!(
+                status.next(OrderTransition::Fill { fully: false }),
+                Some(OrderStatus::PartiallyFilled)
+            );
+            assert_eq!(
+                status.next(OrderTransition::Fill { fully: true }),
+                Some(OrderStatus::Filled)
+            );
+            assert_eq!(
+                status.next(OrderTransition::Cancel),
+                Some(OrderStatus::Cancelled)
+            );
+            assert_eq!(
+                status.next(OrderTransition::Expire),
+                Some(OrderStatus::Expired)
+            );
         }
     }
 
