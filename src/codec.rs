@@ -1,0 +1,822 @@
+//! Fixed-layout binary encoding of commands and events: the payload of journal records and of
+//! protocol frames. Little-endian, no padding, no varints: a decoder in any language is a list
+//! of fixed offsets (see `journal/FORMAT.md`).
+//!
+//! A command is (kind: u16, payload); the kind travels in the journal record header or the frame
+//! header. An event list is a sequence of (tag: u8, length: u16, body) so a reader can skip tags
+//! it does not know. Decoding checks lengths and every enum byte and never panics.
+
+use crate::engine::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown command kind {0}")]
+    UnknownCommandKind(u16),
+    #[error("command kind {kind} needs {expected} payload bytes, got {got}")]
+    BadLength {
+        kind: u16,
+        expected: usize,
+        got: usize,
+    },
+    #[error("invalid value {value} for field {field}")]
+    BadEnum { field: &'static str, value: u16 },
+    #[error("event list truncated at byte {0}")]
+    Truncated(usize),
+    #[error("unknown event tag {0}")]
+    UnknownEventTag(u8),
+}
+
+/// Appends little-endian fields to a byte vector.
+pub struct Writer<'a>(pub &'a mut Vec<u8>);
+
+impl Writer<'_> {
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+}
+
+/// Reads little-endian fields from a slice whose length was checked up front.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, at: 0 }
+    }
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let out: [u8; N] = self.bytes[self.at..self.at + N]
+            .try_into()
+            .expect("length checked by caller");
+        self.at += N;
+        out
+    }
+    pub fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    pub fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    pub fn i64(&mut self) -> i64 {
+        i64::from_le_bytes(self.take())
+    }
+    fn enum_u8<T>(
+        &mut self,
+        field: &'static str,
+        decode: fn(u8) -> Option<T>,
+    ) -> Result<T, CodecError> {
+        let value = self.u8();
+        decode(value).ok_or(CodecError::BadEnum {
+            field,
+            value: value as u16,
+        })
+    }
+}
+
+/// Command kinds: stable numbers, never reused.
+pub mod kind {
+    pub const CREATE_ASSET: u16 = 1;
+    pub const CREATE_SYMBOL: u16 = 2;
+    pub const UPDATE_SYMBOL: u16 = 3;
+    pub const SET_SYMBOL_STATUS: u16 = 4;
+    pub const CREATE_ACCOUNT: u16 = 5;
+    pub const SET_ACCOUNT_STATUS: u16 = 6;
+    pub const DEPOSIT: u16 = 7;
+    pub const WITHDRAW_REQUEST: u16 = 8;
+    pub const WITHDRAW_APPROVE: u16 = 9;
+    pub const WITHDRAW_REJECT: u16 = 10;
+    pub const TRANSFER: u16 = 11;
+    pub const PLACE_ORDER: u16 = 12;
+    pub const CANCEL_ORDER: u16 = 13;
+    pub const CANCEL_BY_CLIENT_ID: u16 = 14;
+    pub const CANCEL_ALL: u16 = 15;
+    pub const AMEND_ORDER: u16 = 16;
+}
+
+const SYMBOL_SPEC_LEN: usize = 4 * 3 + 8 * 5 + 4 * 3;
+const NEW_ORDER_LEN: usize = 8 + 4 + 8 + 4 + 8 * 4;
+
+/// Payload length of each command kind.
+pub fn command_payload_len(kind: u16) -> Option<usize> {
+    Some(match kind {
+        kind::CREATE_ASSET => 4 + 1,
+        kind::CREATE_SYMBOL | kind::UPDATE_SYMBOL => SYMBOL_SPEC_LEN,
+        kind::SET_SYMBOL_STATUS => 4 + 1,
+        kind::CREATE_ACCOUNT => 8 * 3,
+        kind::SET_ACCOUNT_STATUS => 8 + 1,
+        kind::DEPOSIT | kind::WITHDRAW_REQUEST => 8 + 4 + 8 + 8,
+        kind::WITHDRAW_APPROVE | kind::WITHDRAW_REJECT => 8,
+        kind::TRANSFER => 8 + 8 + 4 + 8 + 8,
+        kind::PLACE_ORDER => NEW_ORDER_LEN,
+        kind::CANCEL_ORDER | kind::CANCEL_BY_CLIENT_ID => 8 + 8,
+        kind::CANCEL_ALL => 8 + 4,
+        kind::AMEND_ORDER => 8 * 4,
+        _ => return None,
+    })
+}
+
+fn write_spec(w: &mut Writer, s: &SymbolSpec) {
+    w.u32(s.symbol).u32(s.base).u32(s.quote);
+    w.i64(s.tick_size)
+        .i64(s.lot_size)
+        .i64(s.min_qty)
+        .i64(s.min_notional)
+        .i64(s.max_order_qty);
+    w.u32(s.maker_fee_ppm)
+        .u32(s.taker_fee_ppm)
+        .u32(s.price_band_bps);
+}
+
+fn read_spec(r: &mut Reader) -> SymbolSpec {
+    SymbolSpec {
+        symbol: r.u32(),
+        base: r.u32(),
+        quote: r.u32(),
+        tick_size: r.i64(),
+        lot_size: r.i64(),
+        min_qty: r.i64(),
+        min_notional: r.i64(),
+        max_order_qty: r.i64(),
+        maker_fee_ppm: r.u32(),
+        taker_fee_ppm: r.u32(),
+        price_band_bps: r.u32(),
+    }
+}
+
+/// Appends the command's payload to `out` and returns its kind.
+pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
+    let w = &mut Writer(out);
+    match *command {
+        Command::CreateAsset { asset, scale } => {
+            w.u32(asset).u8(scale);
+            kind::CREATE_ASSET
+        }
+        Command::CreateSymbol(spec) => {
+            write_spec(w, &spec);
+            kind::CREATE_SYMBOL
+        }
+        Command::UpdateSymbol(spec) => {
+            write_spec(w, &spec);
+            kind::UPDATE_SYMBOL
+        }
+        Command::SetSymbolStatus { symbol, status } => {
+            w.u32(symbol).u8(status.as_u8());
+            kind::SET_SYMBOL_STATUS
+        }
+        Command::CreateAccount {
+            account,
+            parent,
+            owner,
+        } => {
+            w.u64(account).u64(parent).u64(owner);
+            kind::CREATE_ACCOUNT
+        }
+        Command::SetAccountStatus { account, status } => {
+            w.u64(account).u8(status.as_u8());
+            kind::SET_ACCOUNT_STATUS
+        }
+        Command::Deposit {
+            account,
+            asset,
+            amount,
+            external_ref,
+        } => {
+            w.u64(account).u32(asset).i64(amount).u64(external_ref);
+            kind::DEPOSIT
+        }
+        Command::WithdrawRequest {
+            account,
+            asset,
+            amount,
+            client_ref,
+        } => {
+            w.u64(account).u32(asset).i64(amount).u64(client_ref);
+            kind::WITHDRAW_REQUEST
+        }
+        Command::WithdrawApprove { withdrawal_id } => {
+            w.u64(withdrawal_id);
+            kind::WITHDRAW_APPROVE
+        }
+        Command::WithdrawReject { withdrawal_id } => {
+            w.u64(withdrawal_id);
+            kind::WITHDRAW_REJECT
+        }
+        Command::Transfer {
+            from,
+            to,
+            asset,
+            amount,
+            client_ref,
+        } => {
+            w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
+            kind::TRANSFER
+        }
+        Command::PlaceOrder(o) => {
+            w.u64(o.account).u32(o.symbol).u64(o.client_order_id);
+            w.u8(o.side.as_u8())
+                .u8(o.order_type.as_u8())
+                .u8(o.tif.as_u8())
+                .u8(o.stp.as_u8());
+            w.i64(o.price)
+                .i64(o.stop_price)
+                .i64(o.qty)
+                .i64(o.quote_budget);
+            kind::PLACE_ORDER
+        }
+        Command::CancelOrder { account, order_id } => {
+            w.u64(account).u64(order_id);
+            kind::CANCEL_ORDER
+        }
+        Command::CancelByClientId {
+            account,
+            client_order_id,
+        } => {
+            w.u64(account).u64(client_order_id);
+            kind::CANCEL_BY_CLIENT_ID
+        }
+        Command::CancelAll { account, symbol } => {
+            w.u64(account).u32(symbol);
+            kind::CANCEL_ALL
+        }
+        Command::AmendOrder {
+            account,
+            order_id,
+            price,
+            qty,
+        } => {
+            w.u64(account).u64(order_id).i64(price).i64(qty);
+            kind::AMEND_ORDER
+        }
+    }
+}
+
+/// Decodes a command payload of the given kind. The payload length must be exact.
+pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> {
+    let expected = command_payload_len(kind).ok_or(CodecError::UnknownCommandKind(kind))?;
+    if payload.len() != expected {
+        return Err(CodecError::BadLength {
+            kind,
+            expected,
+            got: payload.len(),
+        });
+    }
+    let r = &mut Reader::new(payload);
+    Ok(match kind {
+        kind::CREATE_ASSET => Command::CreateAsset {
+            asset: r.u32(),
+            scale: r.u8(),
+        },
+        kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)),
+        kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)),
+        kind::SET_SYMBOL_STATUS => Command::SetSymbolStatus {
+            symbol: r.u32(),
+            status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
+        },
+        kind::CREATE_ACCOUNT => Command::CreateAccount {
+            account: r.u64(),
+            parent: r.u64(),
+            owner: r.u64(),
+        },
+        kind::SET_ACCOUNT_STATUS => Command::SetAccountStatus {
+            account: r.u64(),
+            status: r.enum_u8("account_status", AccountStatus::from_u8)?,
+        },
+        kind::DEPOSIT => Command::Deposit {
+            account: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            external_ref: r.u64(),
+        },
+        kind::WITHDRAW_REQUEST => Command::WithdrawRequest {
+            account: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            client_ref: r.u64(),
+        },
+        kind::WITHDRAW_APPROVE => Command::WithdrawApprove {
+            withdrawal_id: r.u64(),
+        },
+        kind::WITHDRAW_REJECT => Command::WithdrawReject {
+            withdrawal_id: r.u64(),
+        },
+        kind::TRANSFER => Command::Transfer {
+            from: r.u64(),
+            to: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            client_ref: r.u64(),
+        },
+        kind::PLACE_ORDER => Command::PlaceOrder(NewOrder {
+            account: r.u64(),
+            symbol: r.u32(),
+            client_order_id: r.u64(),
+            side: r.enum_u8("side", Side::from_u8)?,
+            order_type: r.enum_u8("order_type", OrderType::from_u8)?,
+            tif: r.enum_u8("tif", TimeInForce::from_u8)?,
+            stp: r.enum_u8("stp", StpMode::from_u8)?,
+            price: r.i64(),
+            stop_price: r.i64(),
+            qty: r.i64(),
+            quote_budget: r.i64(),
+        }),
+        kind::CANCEL_ORDER => Command::CancelOrder {
+            account: r.u64(),
+            order_id: r.u64(),
+        },
+        kind::CANCEL_BY_CLIENT_ID => Command::CancelByClientId {
+            account: r.u64(),
+            client_order_id: r.u64(),
+        },
+        kind::CANCEL_ALL => Command::CancelAll {
+            account: r.u64(),
+            symbol: r.u32(),
+        },
+        kind::AMEND_ORDER => Command::AmendOrder {
+            account: r.u64(),
+            order_id: r.u64(),
+            price: r.i64(),
+            qty: r.i64(),
+        },
+        _ => unreachable!("kind checked by command_payload_len"),
+    })
+}
+
+/// Event tags: stable numbers, never reused.
+pub mod tag {
+    pub const REJECTED: u8 = 1;
+    pub const ASSET_CREATED: u8 = 2;
+    pub const SYMBOL_UPDATED: u8 = 3;
+    pub const ACCOUNT_CREATED: u8 = 4;
+    pub const ACCOUNT_STATUS_CHANGED: u8 = 5;
+    pub const LEDGER: u8 = 6;
+    pub const DEPOSIT_CREDITED: u8 = 7;
+    pub const WITHDRAWAL_UPDATED: u8 = 8;
+    pub const TRANSFERRED: u8 = 9;
+    pub const ORDER: u8 = 10;
+    pub const TRADE: u8 = 11;
+}
+
+fn event_body_len(tag: u8) -> Option<usize> {
+    Some(match tag {
+        tag::REJECTED => 2,
+        tag::ASSET_CREATED => 4 + 1,
+        tag::SYMBOL_UPDATED => SYMBOL_SPEC_LEN + 1,
+        tag::ACCOUNT_CREATED => 8 * 3,
+        tag::ACCOUNT_STATUS_CHANGED => 8 + 1,
+        tag::LEDGER => 8 + 4 + 1 + 8 * 4 + 1 + 8,
+        tag::DEPOSIT_CREDITED => 8 + 4 + 8 + 8,
+        tag::WITHDRAWAL_UPDATED => 8 + 8 + 4 + 8 + 8 + 1,
+        tag::TRANSFERRED => 8 + 8 + 4 + 8 + 8,
+        tag::ORDER => 8 + 8 + 4 + 8 + 6 + 8 * 6,
+        tag::TRADE => 8 + 4 + 8 * 3 + 8 * 4 + 1 + 8 * 2,
+        _ => return None,
+    })
+}
+
+/// Appends one event as (tag, body length, body).
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    let tag = event_tag(event);
+    let len = event_body_len(tag).expect("every event has a length");
+    let w = &mut Writer(out);
+    w.u8(tag).u16(len as u16);
+    match *event {
+        Event::Rejected { reason } => {
+            w.u16(reason.code());
+        }
+        Event::AssetCreated { asset, scale } => {
+            w.u32(asset).u8(scale);
+        }
+        Event::SymbolUpdated { spec, status } => {
+            write_spec(w, &spec);
+            w.u8(status.as_u8());
+        }
+        Event::AccountCreated {
+            account,
+            parent,
+            owner,
+        } => {
+            w.u64(account).u64(parent).u64(owner);
+        }
+        Event::AccountStatusChanged { account, status } => {
+            w.u64(account).u8(status.as_u8());
+        }
+        Event::Ledger(e) => {
+            w.u64(e.account).u32(e.asset).u8(e.kind.as_u8());
+            w.i64(e.available_delta)
+                .i64(e.held_delta)
+                .i64(e.available_after)
+                .i64(e.held_after);
+            w.u8(e.ref_kind.as_u8()).u64(e.ref_id);
+        }
+        Event::DepositCredited {
+            account,
+            asset,
+            amount,
+            external_ref,
+        } => {
+            w.u64(account).u32(asset).i64(amount).u64(external_ref);
+        }
+        Event::WithdrawalUpdated {
+            withdrawal_id,
+            account,
+            asset,
+            amount,
+            client_ref,
+            status,
+        } => {
+            w.u64(withdrawal_id)
+                .u64(account)
+                .u32(asset)
+                .i64(amount)
+                .u64(client_ref)
+                .u8(status.as_u8());
+        }
+        Event::Transferred {
+            from,
+            to,
+            asset,
+            amount,
+            client_ref,
+        } => {
+            w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
+        }
+        Event::Order(o) => {
+            w.u64(o.order_id)
+                .u64(o.account)
+                .u32(o.symbol)
+                .u64(o.client_order_id);
+            w.u8(o.exec.as_u8())
+                .u8(o.status.as_u8())
+                .u8(o.side.as_u8())
+                .u8(o.order_type.as_u8())
+                .u8(o.tif.as_u8())
+                .u8(0);
+            w.i64(o.price)
+                .i64(o.qty)
+                .i64(o.filled_qty)
+                .i64(o.remaining_qty)
+                .i64(o.filled_quote)
+                .i64(o.fees_paid);
+        }
+        Event::Trade(t) => {
+            w.u64(t.trade_id)
+                .u32(t.symbol)
+                .i64(t.price)
+                .i64(t.qty)
+                .i64(t.quote_qty);
+            w.u64(t.maker_order)
+                .u64(t.taker_order)
+                .u64(t.maker_account)
+                .u64(t.taker_account);
+            w.u8(t.maker_side.as_u8()).i64(t.maker_fee).i64(t.taker_fee);
+        }
+    }
+}
+
+fn event_tag(event: &Event) -> u8 {
+    match event {
+        Event::Rejected { .. } => tag::REJECTED,
+        Event::AssetCreated { .. } => tag::ASSET_CREATED,
+        Event::SymbolUpdated { .. } => tag::SYMBOL_UPDATED,
+        Event::AccountCreated { .. } => tag::ACCOUNT_CREATED,
+        Event::AccountStatusChanged { .. } => tag::ACCOUNT_STATUS_CHANGED,
+        Event::Ledger(_) => tag::LEDGER,
+        Event::DepositCredited { .. } => tag::DEPOSIT_CREDITED,
+        Event::WithdrawalUpdated { .. } => tag::WITHDRAWAL_UPDATED,
+        Event::Transferred { .. } => tag::TRANSFERRED,
+        Event::Order(_) => tag::ORDER,
+        Event::Trade(_) => tag::TRADE,
+    }
+}
+
+/// Appends a command's whole event list.
+pub fn encode_events(events: &[Event], out: &mut Vec<u8>) {
+    for event in events {
+        encode_event(event, out);
+    }
+}
+
+fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
+    Ok(match tag {
+        tag::REJECTED => {
+            let code = r.u16();
+            Event::Rejected {
+                reason: RejectReason::from_code(code).ok_or(CodecError::BadEnum {
+                    field: "reason",
+                    value: code,
+                })?,
+            }
+        }
+        tag::ASSET_CREATED => Event::AssetCreated {
+            asset: r.u32(),
+            scale: r.u8(),
+        },
+        tag::SYMBOL_UPDATED => Event::SymbolUpdated {
+            spec: read_spec(r),
+            status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
+        },
+        tag::ACCOUNT_CREATED => Event::AccountCreated {
+            account: r.u64(),
+            parent: r.u64(),
+            owner: r.u64(),
+        },
+        tag::ACCOUNT_STATUS_CHANGED => Event::AccountStatusChanged {
+            account: r.u64(),
+            status: r.enum_u8("account_status", AccountStatus::from_u8)?,
+        },
+        tag::LEDGER => Event::Ledger(LedgerEntry {
+            account: r.u64(),
+            asset: r.u32(),
+            kind: r.enum_u8("ledger_kind", LedgerKind::from_u8)?,
+            available_delta: r.i64(),
+            held_delta: r.i64(),
+            available_after: r.i64(),
+            held_after: r.i64(),
+            ref_kind: r.enum_u8("ref_kind", RefKind::from_u8)?,
+            ref_id: r.u64(),
+        }),
+        tag::DEPOSIT_CREDITED => Event::DepositCredited {
+            account: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            external_ref: r.u64(),
+        },
+        tag::WITHDRAWAL_UPDATED => Event::WithdrawalUpdated {
+            withdrawal_id: r.u64(),
+            account: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            client_ref: r.u64(),
+            status: r.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
+        },
+        tag::TRANSFERRED => Event::Transferred {
+            from: r.u64(),
+            to: r.u64(),
+            asset: r.u32(),
+            amount: r.i64(),
+            client_ref: r.u64(),
+        },
+        tag::ORDER => {
+            let (order_id, account, symbol, client_order_id) = (r.u64(), r.u64(), r.u32(), r.u64());
+            let exec = r.enum_u8("exec", ExecKind::from_u8)?;
+            let status = r.enum_u8("status", OrderStatus::from_u8)?;
+            let side = r.enum_u8("side", Side::from_u8)?;
+            let order_type = r.enum_u8("order_type", OrderType::from_u8)?;
+            let tif = r.enum_u8("tif", TimeInForce::from_u8)?;
+            r.u8();
+            Event::Order(OrderReport {
+                order_id,
+                account,
+                symbol,
+                client_order_id,
+                exec,
+                status,
+                side,
+                order_type,
+                tif,
+                price: r.i64(),
+                qty: r.i64(),
+                filled_qty: r.i64(),
+                remaining_qty: r.i64(),
+                filled_quote: r.i64(),
+                fees_paid: r.i64(),
+            })
+        }
+        tag::TRADE => Event::Trade(Trade {
+            trade_id: r.u64(),
+            symbol: r.u32(),
+            price: r.i64(),
+            qty: r.i64(),
+            quote_qty: r.i64(),
+            maker_order: r.u64(),
+            taker_order: r.u64(),
+            maker_account: r.u64(),
+            taker_account: r.u64(),
+            maker_side: r.enum_u8("maker_side", Side::from_u8)?,
+            maker_fee: r.i64(),
+            taker_fee: r.i64(),
+        }),
+        other => return Err(CodecError::UnknownEventTag(other)),
+    })
+}
+
+/// Decodes a command's event list, appending to `out`.
+pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes.len() - at < 3 {
+            return Err(CodecError::Truncated(at));
+        }
+        let tag = bytes[at];
+        let len = u16::from_le_bytes([bytes[at + 1], bytes[at + 2]]) as usize;
+        let body_start = at + 3;
+        if bytes.len() - body_start < len {
+            return Err(CodecError::Truncated(at));
+        }
+        let expected = event_body_len(tag).ok_or(CodecError::UnknownEventTag(tag))?;
+        if len != expected {
+            return Err(CodecError::BadLength {
+                kind: tag as u16,
+                expected,
+                got: len,
+            });
+        }
+        out.push(decode_event_body(
+            tag,
+            &mut Reader::new(&bytes[body_start..body_start + len]),
+        )?);
+        at = body_start + len;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+
+    /// Every command and event of a real workload (plus a demo of each rare kind) round-trips.
+    #[test]
+    fn workload_commands_and_events_round_trip() {
+        let workload = exchange_core_mix(WorkloadSpec {
+            accounts: 20,
+            resting_orders: 50,
+            commands: 3_000,
+            seed: 3,
+        });
+        let mut engine = Engine::new();
+        let mut events = Vec::new();
+        let (mut buf, mut decoded) = (Vec::new(), Vec::new());
+        let mut kinds_seen = std::collections::BTreeSet::new();
+        for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
+            buf.clear();
+            let kind = encode_command(command, &mut buf);
+            kinds_seen.insert(kind);
+            assert_eq!(buf.len(), command_payload_len(kind).unwrap());
+            assert_eq!(decode_command(kind, &buf).unwrap(), *command);
+            events.clear();
+            engine.apply(i as Seq + 1, 0, command, &mut events);
+            buf.clear();
+            encode_events(&events, &mut buf);
+            decoded.clear();
+            decode_events(&buf, &mut decoded).unwrap();
+            assert_eq!(decoded, events);
+        }
+        assert!(
+            kinds_seen.len() >= 6,
+            "workload should exercise several kinds: {kinds_seen:?}"
+        );
+    }
+
+    #[test]
+    fn every_command_kind_round_trips() {
+        let spec = SymbolSpec {
+            symbol: 9,
+            base: 1,
+            quote: 2,
+            tick_size: 3,
+            lot_size: 4,
+            min_qty: 5,
+            min_notional: 6,
+            max_order_qty: 7,
+            maker_fee_ppm: 8,
+            taker_fee_ppm: 9,
+            price_band_bps: 10,
+        };
+        let commands = [
+            Command::CreateAsset { asset: 7, scale: 8 },
+            Command::CreateSymbol(spec),
+            Command::UpdateSymbol(spec),
+            Command::SetSymbolStatus {
+                symbol: 9,
+                status: SymbolStatus::Halted,
+            },
+            Command::CreateAccount {
+                account: 1,
+                parent: 2,
+                owner: 3,
+            },
+            Command::SetAccountStatus {
+                account: 1,
+                status: AccountStatus::Frozen,
+            },
+            Command::Deposit {
+                account: 1,
+                asset: 2,
+                amount: -3,
+                external_ref: u64::MAX,
+            },
+            Command::WithdrawRequest {
+                account: 1,
+                asset: 2,
+                amount: 3,
+                client_ref: 4,
+            },
+            Command::WithdrawApprove { withdrawal_id: 5 },
+            Command::WithdrawReject { withdrawal_id: 6 },
+            Command::Transfer {
+                from: 1,
+                to: 2,
+                asset: 3,
+                amount: 4,
+                client_ref: 5,
+            },
+            Command::PlaceOrder(NewOrder {
+                account: 1,
+                symbol: 2,
+                client_order_id: 3,
+                side: Side::Sell,
+                order_type: OrderType::StopMarket,
+                tif: TimeInForce::Fok,
+                stp: StpMode::CancelBoth,
+                price: 4,
+                stop_price: 5,
+                qty: 6,
+                quote_budget: 7,
+            }),
+            Command::CancelOrder {
+                account: 1,
+                order_id: 2,
+            },
+            Command::CancelByClientId {
+                account: 1,
+                client_order_id: 2,
+            },
+            Command::CancelAll {
+                account: 1,
+                symbol: 0,
+            },
+            Command::AmendOrder {
+                account: 1,
+                order_id: 2,
+                price: 3,
+                qty: 4,
+            },
+        ];
+        let mut buf = Vec::new();
+        for command in commands {
+            buf.clear();
+            let kind = encode_command(&command, &mut buf);
+            assert_eq!(decode_command(kind, &buf), Ok(command));
+            assert!(matches!(
+                decode_command(kind, &buf[..buf.len() - 1]),
+                Err(CodecError::BadLength { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        let mut rng = SplitMix64::new(42);
+        let mut events = Vec::new();
+        for _ in 0..20_000 {
+            let len = rng.below(80) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let kind = rng.below(20) as u16;
+            let _ = decode_command(kind, &bytes);
+            events.clear();
+            let _ = decode_events(&bytes, &mut events);
+        }
+        assert_eq!(
+            decode_command(99, &[]),
+            Err(CodecError::UnknownCommandKind(99))
+        );
+        let mut order = vec![0u8; NEW_ORDER_LEN];
+        order[20] = 7; // side
+        assert_eq!(
+            decode_command(kind::PLACE_ORDER, &order),
+            Err(CodecError::BadEnum {
+                field: "side",
+                value: 7
+            })
+        );
+        assert_eq!(
+            decode_events(&[tag::REJECTED, 2], &mut events),
+            Err(CodecError::Truncated(0))
+        );
+    }
+}
