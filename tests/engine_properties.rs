@@ -25,7 +25,6 @@ use proptest::test_runner::{Config, TestCaseError};
 use seqd::engine::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-const ASSETS: [AssetId; 2] = [1, 2];
 /// Asset ids the operations pick from: the two real ones and one that never exists.
 const ASSET_CHOICES: [AssetId; 3] = [1, 2, 7];
 /// Accounts the operations pick from: six created up front, four that `CreateAccount` operations
@@ -327,9 +326,10 @@ struct Model {
     stats: Stats,
 }
 
-#[derive(Default, Debug, Clone, Copy)]
+#[derive(Default, Debug, Clone)]
 struct Stats {
     commands: u64,
+    reasons: BTreeMap<String, u64>,
     rejected: u64,
     trades: u64,
     placed: u64,
@@ -532,7 +532,11 @@ impl Model {
     /// Folds one command's events into the model, checking each as it goes.
     fn observe(&mut self, seq: Seq, cmd: &Command, events: &[Event]) -> Result<(), String> {
         self.stats.commands += 1;
-        ensure!(!events.is_empty(), "the command emitted no event");
+        // Only a cancel-all that finds nothing to cancel may be accepted silently.
+        ensure!(
+            !events.is_empty() || matches!(cmd, Command::CancelAll { .. }),
+            "the command emitted no event"
+        );
         if events.iter().any(|e| matches!(e, Event::Rejected { .. })) {
             ensure!(
                 events.len() == 1,
@@ -540,6 +544,19 @@ impl Model {
                 events.len()
             );
             self.stats.rejected += 1;
+            if let Event::Rejected { reason } = events[0] {
+                *self
+                    .stats
+                    .reasons
+                    .entry(format!(
+                        "{}/{reason:?}",
+                        format!("{cmd:?}")
+                            .split([' ', '(', '{'])
+                            .next()
+                            .unwrap_or("")
+                    ))
+                    .or_default() += 1;
+            }
             return Ok(());
         }
         self.trade_ledger.clear();
@@ -1127,10 +1144,11 @@ impl Model {
             .check_invariants()
             .map_err(|e| format!("check_invariants: {e}"))?;
 
+        let assets: Vec<AssetId> = self.scales.keys().copied().collect();
         // Ledger == balances; no negative balance; subtree totals.
         let mut totals: BTreeMap<(AccountId, AssetId), i64> = BTreeMap::new();
         for &account in self.accounts.keys() {
-            for asset in ASSETS {
+            for &asset in &assets {
                 let b = engine
                     .balance_of(account, asset)
                     .ok_or("balance_of returned None")?;
@@ -1148,7 +1166,7 @@ impl Model {
             }
         }
         for &account in self.accounts.keys() {
-            for asset in ASSETS {
+            for &asset in &assets {
                 let want: i64 = self
                     .accounts
                     .keys()
@@ -1166,7 +1184,7 @@ impl Model {
         }
 
         // Conservation from the events.
-        for asset in ASSETS {
+        for &asset in &assets {
             let deposited = self.deposited.get(&asset).copied().unwrap_or(0);
             let withdrawn = self.withdrawn.get(&asset).copied().unwrap_or(0);
             let fees = self.fees.get(&asset).copied().unwrap_or(0);
@@ -1242,7 +1260,7 @@ impl Model {
             level.1 += 1;
         }
         for &account in self.accounts.keys() {
-            for asset in ASSETS {
+            for &asset in &assets {
                 let want = held.get(&(account, asset)).copied().unwrap_or(0);
                 let got = engine.balance_of(account, asset).unwrap().held;
                 ensure!(got == want, "account {account} asset {asset} holds {got}, its orders and withdrawals reserve {want}");
@@ -1775,6 +1793,9 @@ fn streams_exercise_matching_triggers_amends_and_rejections() {
         total.amended += s.amended;
         total.cancelled += s.cancelled;
         total.expired += s.expired;
+        for (k, v) in s.reasons {
+            *total.reasons.entry(k).or_default() += v;
+        }
     }
     eprintln!("coverage over 6 streams: {total:?}");
     assert!(total.trades >= 100, "too few trades: {total:?}");

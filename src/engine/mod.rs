@@ -10,11 +10,11 @@ mod book;
 mod command;
 mod event;
 mod funds;
-mod hash;
 mod matching;
 mod orders;
 mod query;
 mod reference;
+mod snapshot;
 mod state;
 mod types;
 
@@ -22,6 +22,7 @@ pub use book::{Book, Level, Order, NIL};
 pub use command::{Command, NewOrder, SymbolSpec};
 pub use event::{Event, LedgerEntry, OrderReport, Trade};
 pub use query::{BalanceView, DepthLevel, InvariantError};
+pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
 pub use state::{
     Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM,
 };
