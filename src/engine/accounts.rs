@@ -55,6 +55,15 @@ impl Engine {
             path
         };
         let asset_count = self.assets.len();
+        // An ancestor never has fewer asset slots than its descendants, so `ensure_asset_slot`
+        // need only look at the account itself (ancestors created before an asset lack its slot).
+        for &idx in &ancestors {
+            let a = &mut self.accounts[idx as usize];
+            if a.balances.len() < asset_count {
+                a.balances.resize(asset_count, Balance::default());
+                a.subtree_totals.resize(asset_count, 0);
+            }
+        }
         self.account_index
             .insert(account, self.accounts.len() as u32);
         self.accounts.push(Account {
@@ -97,7 +106,8 @@ impl Engine {
     }
 
     /// Makes sure the account and its ancestors have a slot for the asset (assets created after
-    /// an account are added lazily, once).
+    /// an account are added lazily, once). Relies on ancestors having at least as many slots as
+    /// the account (kept by `create_account`).
     fn ensure_asset_slot(&mut self, account_idx: u32, asset_idx: u32) {
         let needed = asset_idx as usize + 1;
         if self.accounts[account_idx as usize].balances.len() >= needed {
