@@ -1,143 +1,10 @@
-//! `seqd demo`: a scripted session on a fresh engine, printed for a person.
+//! `seqd demo`: the scripted session (`seqd::scenario`) on a fresh engine, printed for a person.
 
 use rust_decimal::Decimal;
 use seqd::engine::*;
 use seqd::money::from_minor;
-use seqd::workload::{BTC, BTC_USDT, LOT, TICK, USDT};
-
-const BTC_SCALE: u8 = 8;
-const USDT_SCALE: u8 = 6;
-
-fn usdt(units: i64) -> i64 {
-    units * 1_000_000
-}
-
-fn btc_lots(lots: i64) -> i64 {
-    lots * LOT
-}
-
-fn limit(account: AccountId, side: Side, price_usdt: i64, lots: i64, tif: TimeInForce) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account,
-        symbol: BTC_USDT,
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif,
-        stp: StpMode::CancelIncoming,
-        price: usdt(price_usdt),
-        stop_price: 0,
-        qty: btc_lots(lots),
-        quote_budget: 0,
-    })
-}
-
-/// The session: a fund (1) with two strategy sub-accounts (11, 12) trades against a market
-/// maker (2); a withdrawal, a transfer, a stop order and a cancel along the way.
-fn script() -> Vec<Command> {
-    vec![
-        Command::CreateAsset {
-            asset: BTC,
-            scale: BTC_SCALE,
-        },
-        Command::CreateAsset {
-            asset: USDT,
-            scale: USDT_SCALE,
-        },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: BTC_USDT,
-            base: BTC,
-            quote: USDT,
-            tick_size: TICK,
-            lot_size: LOT,
-            min_qty: LOT,
-            min_notional: usdt(1),
-            max_order_qty: btc_lots(100_000),
-            maker_fee_ppm: 1_000,
-            taker_fee_ppm: 2_000,
-            price_band_bps: 1_000,
-        }),
-        Command::CreateAccount {
-            account: 1,
-            parent: 0,
-            owner: 100,
-        },
-        Command::CreateAccount {
-            account: 11,
-            parent: 1,
-            owner: 100,
-        },
-        Command::CreateAccount {
-            account: 12,
-            parent: 1,
-            owner: 100,
-        },
-        Command::CreateAccount {
-            account: 2,
-            parent: 0,
-            owner: 200,
-        },
-        Command::Deposit {
-            account: 1,
-            asset: USDT,
-            amount: usdt(1_000_000),
-            external_ref: 9001,
-        },
-        Command::Deposit {
-            account: 2,
-            asset: BTC,
-            amount: 50 * 100_000_000,
-            external_ref: 9002,
-        },
-        Command::Deposit {
-            account: 2,
-            asset: BTC,
-            amount: 50 * 100_000_000,
-            external_ref: 9002,
-        },
-        Command::Transfer {
-            from: 1,
-            to: 11,
-            asset: USDT,
-            amount: usdt(400_000),
-            client_ref: 1,
-        },
-        Command::Transfer {
-            from: 1,
-            to: 2,
-            asset: USDT,
-            amount: usdt(1),
-            client_ref: 2,
-        },
-        limit(2, Side::Sell, 30_000, 10_000, TimeInForce::Gtc),
-        limit(2, Side::Sell, 30_010, 10_000, TimeInForce::Gtc),
-        Command::PlaceOrder(NewOrder {
-            account: 11,
-            symbol: BTC_USDT,
-            client_order_id: 77,
-            side: Side::Buy,
-            order_type: OrderType::StopMarket,
-            tif: TimeInForce::Ioc,
-            stp: StpMode::CancelIncoming,
-            price: 0,
-            stop_price: usdt(30_005),
-            qty: btc_lots(5_000),
-            quote_budget: usdt(20_000),
-        }),
-        limit(11, Side::Buy, 30_010, 15_000, TimeInForce::Ioc),
-        limit(11, Side::Buy, 29_000, 2_000, TimeInForce::Gtc),
-        Command::WithdrawRequest {
-            account: 11,
-            asset: BTC,
-            amount: 100_000_000,
-            client_ref: 5,
-        },
-        Command::CancelAll {
-            account: 11,
-            symbol: 0,
-        },
-    ]
-}
+use seqd::scenario::{scripted_session, timestamp_ns, BTC_SCALE, USDT_SCALE};
+use seqd::workload::{BTC, BTC_USDT, USDT};
 
 fn decimal(minor: i64, scale: u8) -> Decimal {
     from_minor(minor, scale)
@@ -155,7 +22,7 @@ pub fn run(print_events: bool) {
     let mut engine = Engine::new();
     let mut events = Vec::new();
     let (mut trades, mut rejections) = (0, 0);
-    for (i, command) in script().iter().enumerate() {
+    for (i, command) in scripted_session().iter().enumerate() {
         events.clear();
         engine.apply(
             i as Seq + 1,

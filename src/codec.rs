@@ -654,6 +654,30 @@ pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecErro
     Ok(())
 }
 
+/// Record kind of an event-log record (one per command, same sequence as its input record).
+pub const EVENTS_RECORD_KIND: u16 = 0x8000;
+
+/// Encodes one event-log record payload: the event count (u32), then the events. The count
+/// keeps the payload non-empty for a command with no events and lets readers check it.
+pub fn encode_event_record(events: &[Event], out: &mut Vec<u8>) {
+    Writer(out).u32(events.len() as u32);
+    encode_events(events, out);
+}
+
+/// Decodes an event-log record payload, appending to `out`.
+pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
+    if payload.len() < 4 {
+        return Err(CodecError::Truncated(0));
+    }
+    let count = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+    let before = out.len();
+    decode_events(&payload[4..], out)?;
+    if out.len() - before != count {
+        return Err(CodecError::BadLength { kind: EVENTS_RECORD_KIND, expected: count, got: out.len() - before });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

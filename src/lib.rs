@@ -8,4 +8,5 @@
 pub mod codec;
 pub mod engine;
 pub mod money;
+pub mod scenario;
 pub mod workload;
