@@ -24,12 +24,7 @@ pub fn run(print_events: bool) {
     let (mut trades, mut rejections) = (0, 0);
     for (i, command) in scripted_session().iter().enumerate() {
         events.clear();
-        engine.apply(
-            i as Seq + 1,
-            1_700_000_000_000_000_000 + i as u64,
-            command,
-            &mut events,
-        );
+        engine.apply(i as Seq + 1, timestamp_ns(i), command, &mut events);
         for event in &events {
             match event {
                 Event::Trade(t) => {

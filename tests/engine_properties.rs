@@ -164,10 +164,14 @@ enum Op {
         parent: usize,
         owner: u64,
     },
+    /// Creates asset 7 (referenced as unknown until then) mid-stream, after accounts exist.
+    CreateAsset {
+        scale: u8,
+    },
 }
 
 fn acct_idx() -> impl Strategy<Value = usize> {
-    prop_oneof![12 => 0..6usize, 1 => 6..11usize]
+    prop_oneof![30 => 0..6usize, 1 => 6..11usize]
 }
 
 fn asset_idx() -> impl Strategy<Value = usize> {
@@ -175,7 +179,7 @@ fn asset_idx() -> impl Strategy<Value = usize> {
 }
 
 fn sym_idx() -> impl Strategy<Value = usize> {
-    prop_oneof![12 => 0..2usize, 1 => Just(2usize)]
+    prop_oneof![30 => 0..2usize, 1 => Just(2usize)]
 }
 
 fn place_op() -> impl Strategy<Value = PlaceOp> {
@@ -188,7 +192,7 @@ fn place_op() -> impl Strategy<Value = PlaceOp> {
             2 => Just(OrderType::StopMarket)
         ],
         prop_oneof![
-            6 => Just(TimeInForce::Gtc),
+            12 => Just(TimeInForce::Gtc),
             2 => Just(TimeInForce::Ioc),
             2 => Just(TimeInForce::Fok),
             2 => Just(TimeInForce::PostOnly)
@@ -203,11 +207,11 @@ fn place_op() -> impl Strategy<Value = PlaceOp> {
     let sizes = (
         -12..=12i64,
         -2..=8i64,
-        prop_oneof![1 => 0..=1i64, 12 => 2..=45i64],
+        prop_oneof![1 => 0..=1i64, 20 => 2..=20i64, 2 => 21..=45i64],
         0..40u8,
         prop_oneof![1 => Just(0i64), 8 => 1..40_000i64],
     );
-    (acct_idx(), sym_idx(), 0..6u64, kind, sizes).prop_map(
+    (acct_idx(), sym_idx(), prop_oneof![3 => Just(0u64), 2 => 1..8u64], kind, sizes).prop_map(
         |(
             acct,
             sym,
@@ -246,7 +250,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         5 => (acct_idx(), acct_idx(), asset_idx(), amount(), 0..12u64).prop_map(|(from, to, asset, amount, client_ref)| {
             Op::Transfer { from, to, asset, amount: amount / 4, client_ref }
         }),
-        45 => place_op().prop_map(Op::Place),
+        60 => place_op().prop_map(Op::Place),
         8 => (any::<usize>(), prop::bool::weighted(0.9)).prop_map(|(pick, by_owner)| Op::Cancel { pick, by_owner }),
         3 => (acct_idx(), 0..6u64).prop_map(|(acct, coid)| Op::CancelClient { acct, coid }),
         2 => (acct_idx(), 0..4usize).prop_map(|(acct, sym)| Op::CancelAll { acct, sym }),
@@ -258,12 +262,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             0..=45i64
         )
             .prop_map(|(pick, by_owner, price_off, qty_mode, lots)| Op::Amend { pick, by_owner, price_off, qty_mode, lots }),
-        2 => (acct_idx(), prop::bool::weighted(0.3)).prop_map(|(acct, frozen)| Op::Freeze { acct, frozen }),
-        2 => (sym_idx(), prop::bool::weighted(0.3)).prop_map(|(sym, halted)| Op::Halt { sym, halted }),
+        2 => (acct_idx(), prop::bool::weighted(0.2)).prop_map(|(acct, frozen)| Op::Freeze { acct, frozen }),
+        2 => (sym_idx(), prop::bool::weighted(0.15)).prop_map(|(sym, halted)| Op::Halt { sym, halted }),
         2 => (sym_idx(), 0..FEES.len(), 0..FEES.len(), 0..8u8)
             .prop_map(|(sym, maker, taker, variant)| Op::UpdateSymbol { sym, maker, taker, variant }),
         1 => (0..NEW_ACCOUNTS.len(), 0..NEW_PARENTS.len(), 1..=4u64)
             .prop_map(|(acct, parent, owner)| Op::CreateAccount { acct, parent, owner }),
+        1 => (0..=19u8).prop_map(|scale| Op::CreateAsset { scale }),
     ]
 }
 
@@ -296,6 +301,9 @@ struct OrderModel {
     fee_cap: u32,
     /// What the order held when it was placed.
     initial_hold: i64,
+    /// Time priority in its price level: (sequence, 0 for the command's own order or 1 for a
+    /// stop triggered by it, order id). Stops triggered by one command rest after its own order.
+    queue_key: (Seq, u8, OrderId),
     traded_qty: i64,
     traded_quote: i64,
     fees: i64,
@@ -323,6 +331,16 @@ struct Model {
     /// Ledger deltas referencing a trade, by (trade id, account, asset), within one command.
     trade_ledger: BTreeMap<(u64, AccountId, AssetId), (i64, i64)>,
     last_trade_id: u64,
+    /// Price of the last trade per symbol.
+    last_price: BTreeMap<SymbolId, i64>,
+    /// Stops triggered by the current command: they may take, like the command's own order.
+    triggered_now: BTreeSet<OrderId>,
+    /// (symbol, price) of every trade of the current command so far.
+    prices_now: Vec<(SymbolId, i64)>,
+    /// The order of the current command now running against the book, if any.
+    taker_now: Option<OrderId>,
+    /// A resting order that self-trade prevention cancelled for `taker_now`.
+    stp_cancelled_resting: Option<OrderId>,
     stats: Stats,
 }
 
@@ -341,6 +359,15 @@ struct Stats {
 
 fn fee(notional: i64, ppm: u32) -> i64 {
     (notional as i128 * ppm as i128 / 1_000_000) as i64
+}
+
+/// Would a stop of `side` at `stop_price` fire at the last trade price (0 = no trade yet)?
+fn stop_fires(side: Side, stop_price: i64, last: i64) -> bool {
+    last != 0
+        && match side {
+            Side::Buy => last >= stop_price,
+            Side::Sell => last <= stop_price,
+        }
 }
 
 fn is_live(status: OrderStatus) -> bool {
@@ -410,6 +437,120 @@ impl Model {
                 n + fee(n, cap)
             }
         })
+    }
+
+    /// Checks, where the model can tell, that the reason given for a rejection is true.
+    fn justify_rejection(&self, cmd: &Command, reason: RejectReason) -> Result<(), String> {
+        use RejectReason as R;
+        let live_order = |id: &OrderId| self.orders.get(id).filter(|m| is_live(m.last.status));
+        // Ids the command names.
+        let (accounts, symbols, assets): (Vec<AccountId>, Vec<SymbolId>, Vec<AssetId>) = match *cmd {
+            Command::Deposit { account, asset, .. } | Command::WithdrawRequest { account, asset, .. } => {
+                (vec![account], vec![], vec![asset])
+            }
+            Command::Transfer { from, to, asset, .. } => (vec![from, to], vec![], vec![asset]),
+            Command::PlaceOrder(o) => (vec![o.account], vec![o.symbol], vec![]),
+            Command::CancelOrder { account, .. }
+            | Command::CancelByClientId { account, .. }
+            | Command::AmendOrder { account, .. }
+            | Command::SetAccountStatus { account, .. } => (vec![account], vec![], vec![]),
+            Command::CancelAll { account, symbol } => (vec![account], vec![symbol].into_iter().filter(|&s| s != 0).collect(), vec![]),
+            Command::SetSymbolStatus { symbol, .. } | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => {
+                (vec![], vec![symbol], vec![])
+            }
+            _ => return Ok(()),
+        };
+        let order_symbol = match *cmd {
+            Command::PlaceOrder(o) => Some(o.symbol),
+            Command::AmendOrder { order_id, .. } => live_order(&order_id).map(|m| m.last.symbol),
+            _ => None,
+        };
+        match reason {
+            R::UnknownAccount => ensure!(accounts.iter().any(|a| !self.accounts.contains_key(a)), "no unknown account"),
+            R::UnknownSymbol => ensure!(symbols.iter().any(|s| !self.symbols.contains_key(s)), "no unknown symbol"),
+            R::UnknownAsset => ensure!(assets.iter().any(|a| !self.scales.contains_key(a)), "no unknown asset"),
+            R::AccountFrozen => {
+                ensure!(
+                    matches!(cmd, Command::PlaceOrder(_) | Command::WithdrawRequest { .. } | Command::Transfer { .. } | Command::AmendOrder { .. }),
+                    "this command does not care about freezes"
+                );
+                ensure!(self.accounts.get(&accounts[0]).is_some_and(|a| a.frozen), "the account is not frozen");
+            }
+            R::SymbolHalted => ensure!(
+                order_symbol.is_some_and(|s| self.symbols.get(&s).is_some_and(|x| x.1 == SymbolStatus::Halted)),
+                "the symbol is not halted"
+            ),
+            R::DuplicateDepositRef => {
+                let Command::Deposit { external_ref, .. } = *cmd else { return Err("wrong command".into()) };
+                ensure!(self.deposit_refs.contains(&external_ref), "the deposit ref is new");
+            }
+            _ => {}
+        }
+        match (*cmd, reason) {
+            (Command::WithdrawRequest { account, asset, amount, .. }, R::InsufficientFunds) => {
+                ensure!(self.available(account, asset) < amount, "the account has the funds")
+            }
+            (Command::Transfer { from, asset, amount, .. }, R::InsufficientFunds) => {
+                ensure!(self.available(from, asset) < amount, "the account has the funds")
+            }
+            (Command::PlaceOrder(o), _) if self.symbols.contains_key(&o.symbol) => {
+                let spec = self.spec(o.symbol);
+                let last = self.last_price.get(&o.symbol).copied().unwrap_or(0);
+                let opposite_crosses = |side: Side, price: i64| {
+                    self.orders.values().any(|m| {
+                        is_live(m.last.status)
+                            && !m.waiting
+                            && m.last.symbol == o.symbol
+                            && m.last.side == side.opposite()
+                            && match side {
+                                Side::Buy => m.last.price <= price,
+                                Side::Sell => m.last.price >= price,
+                            }
+                    })
+                };
+                match reason {
+                    R::DuplicateClientOrderId => ensure!(
+                        o.client_order_id != 0
+                            && self.orders.values().any(|m| is_live(m.last.status)
+                                && m.last.account == o.account
+                                && m.last.client_order_id == o.client_order_id),
+                        "no live order of the account has client id {}",
+                        o.client_order_id
+                    ),
+                    R::InsufficientFunds => {
+                        let need = match (o.side, o.order_type.is_market()) {
+                            (Side::Sell, _) => o.qty,
+                            (Side::Buy, true) => o.quote_budget,
+                            (Side::Buy, false) => {
+                                let n = self.notional(o.symbol, o.price, o.qty)?;
+                                n + fee(n, spec.maker_fee_ppm.max(spec.taker_fee_ppm))
+                            }
+                        };
+                        let have = self.available(o.account, self.hold_asset(o.symbol, o.side));
+                        ensure!(have < need, "the account has {have} of the {need} the order needs");
+                    }
+                    R::StopWouldTriggerImmediately => {
+                        ensure!(stop_fires(o.side, o.stop_price, last), "the stop would not fire at {last}")
+                    }
+                    R::PostOnlyWouldTake => ensure!(opposite_crosses(o.side, o.price), "nothing to take"),
+                    R::PriceOutOfBand => {
+                        let band = spec.price_band_bps as i128;
+                        let (p, l) = (o.price as i128, last as i128);
+                        ensure!(band != 0 && l != 0 && (p - l).abs() * 10_000 > l * band, "the price is within the band")
+                    }
+                    R::AboveMaxQuantity => ensure!(o.qty > spec.max_order_qty, "qty within the maximum"),
+                    R::BelowMinQuantity => ensure!(o.qty < spec.min_qty, "qty above the minimum"),
+                    R::QuantityNotOnLot => ensure!(o.qty % spec.lot_size != 0, "qty on the lot"),
+                    R::PriceNotOnTick => ensure!(o.price % spec.tick_size != 0 || o.stop_price % spec.tick_size != 0, "price on the tick"),
+                    R::BelowMinNotional => {
+                        ensure!(self.notional(o.symbol, o.price, o.qty)? < spec.min_notional, "notional above the minimum")
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// What the model knows about the outcome of `cmd` before it is applied:
@@ -560,6 +701,10 @@ impl Model {
             return Ok(());
         }
         self.trade_ledger.clear();
+        self.triggered_now.clear();
+        self.prices_now.clear();
+        self.taker_now = None;
+        self.stp_cancelled_resting = None;
         for (i, event) in events.iter().enumerate() {
             self.observe_event(seq, cmd, event)
                 .map_err(|m| format!("event #{i} {event:?}: {m}"))?;
@@ -799,7 +944,7 @@ impl Model {
                 );
             }
             Event::Order(r) => self.observe_report(seq, cmd, r)?,
-            Event::Trade(t) => self.observe_trade(t)?,
+            Event::Trade(t) => self.observe_trade(seq, cmd, t)?,
         }
         Ok(())
     }
@@ -862,12 +1007,16 @@ impl Model {
                     waiting: o.order_type.is_stop(),
                     fee_cap: cap,
                     initial_hold,
+                    queue_key: (seq, 0, seq),
                     traded_qty: 0,
                     traded_quote: 0,
                     fees: 0,
                 },
             );
             self.order_ids.push(seq);
+            if !o.order_type.is_stop() {
+                self.taker_now = Some(seq);
+            }
             self.stats.placed += 1;
             return Ok(());
         }
@@ -876,6 +1025,9 @@ impl Model {
             .get(&r.symbol)
             .map(|s| s.0.maker_fee_ppm.max(s.0.taker_fee_ppm))
             .unwrap_or(0);
+        if r.exec == ExecKind::Cancelled && matches!(cmd, Command::PlaceOrder(_) | Command::AmendOrder { .. }) {
+            self.check_stp_cancel(r.order_id)?;
+        }
         let m = self
             .orders
             .get_mut(&r.order_id)
@@ -945,14 +1097,29 @@ impl Model {
                 let keeps_priority = r.price == prev.price && r.qty <= prev.qty;
                 if !keeps_priority {
                     m.fee_cap = caps;
+                    m.queue_key = (seq, 0, r.order_id);
+                    self.taker_now = Some(r.order_id);
                 }
                 self.stats.amended += 1;
                 None
             }
             ExecKind::Triggered => {
                 ensure!(m.waiting, "a stop triggered twice");
+                // Stops fire in passes: every stop the last price has crossed at the end of a
+                // pass fires, then they run in id order (moving the price), so the trigger
+                // price is some price this command traded at, not necessarily the latest.
+                let stop = m.cmd.stop_price;
+                ensure!(
+                    self.prices_now.iter().any(|&(s, p)| s == r.symbol && stop_fires(r.side, stop, p)),
+                    "stop at {stop} triggered, but this command traded at {:?}",
+                    self.prices_now
+                );
                 m.waiting = false;
+                m.queue_key = (seq, 1, r.order_id);
+                self.triggered_now.insert(r.order_id);
                 self.stats.triggered += 1;
+                self.taker_now = Some(r.order_id);
+                self.stp_cancelled_resting = None;
                 None
             }
             ExecKind::New => unreachable!(),
@@ -987,6 +1154,12 @@ impl Model {
                     "market buy spent more than its budget"
                 );
             }
+            if r.tif == TimeInForce::Fok {
+                ensure!(
+                    r.filled_qty == 0 || r.filled_qty == r.qty,
+                    "a fill-or-kill order ended partially filled"
+                );
+            }
             match r.status {
                 OrderStatus::Cancelled => self.stats.cancelled += 1,
                 OrderStatus::Expired => self.stats.expired += 1,
@@ -1002,7 +1175,94 @@ impl Model {
         Ok(())
     }
 
-    fn observe_trade(&mut self, t: Trade) -> Result<(), String> {
+    /// Price-time priority: `head` is the best-placed resting order on its side of its book
+    /// (`taker` excluded), i.e. the one a taker must meet first.
+    fn check_head_of_book(&self, head: OrderId, taker: OrderId) -> Result<(), String> {
+        let h = &self.orders[&head];
+        ensure!(is_live(h.last.status) && !h.waiting && !h.last.order_type.is_market(), "order {head} is not resting");
+        for (id, o) in &self.orders {
+            let resting = is_live(o.last.status) && !o.waiting && !o.last.order_type.is_market();
+            if !resting || *id == taker || *id == head || o.last.symbol != h.last.symbol || o.last.side != h.last.side {
+                continue;
+            }
+            let better_price = match h.last.side {
+                Side::Sell => o.last.price < h.last.price,
+                Side::Buy => o.last.price > h.last.price,
+            };
+            let earlier = o.last.price == h.last.price && o.queue_key < h.queue_key;
+            ensure!(
+                !better_price && !earlier,
+                "order {head} met ahead of order {id} ({:?} {} queued {:?} vs {:?} {} queued {:?})",
+                o.last.side,
+                o.last.price,
+                o.queue_key,
+                h.last.side,
+                h.last.price,
+                h.queue_key
+            );
+        }
+        Ok(())
+    }
+
+    /// A cancel inside an order's own command is self-trade prevention; check it follows the
+    /// taker's STP mode.
+    fn check_stp_cancel(&mut self, cancelled: OrderId) -> Result<(), String> {
+        let taker_id = self.taker_now.ok_or("an order was cancelled with no taker running")?;
+        let taker = &self.orders[&taker_id];
+        let owner = |o: &OrderModel| self.accounts[&o.last.account].owner;
+        if cancelled == taker_id {
+            match taker.cmd.stp {
+                StpMode::CancelResting => return Err("a cancel-resting taker was cancelled".into()),
+                StpMode::CancelIncoming => {
+                    ensure!(
+                        self.stp_cancelled_resting.is_none(),
+                        "a cancel-incoming taker also cancelled a resting order"
+                    );
+                    // It met its own owner's order at the head of the opposite side.
+                    let head = self
+                        .orders
+                        .values()
+                        .filter(|o| {
+                            is_live(o.last.status)
+                                && !o.waiting
+                                && !o.last.order_type.is_market()
+                                && o.last.symbol == taker.last.symbol
+                                && o.last.side == taker.last.side.opposite()
+                        })
+                        .min_by_key(|o| (if o.last.side == Side::Sell { o.last.price } else { -o.last.price }, o.queue_key))
+                        .ok_or("a cancel-incoming taker was cancelled facing an empty book")?;
+                    ensure!(owner(head) == owner(taker), "a cancel-incoming taker was cancelled facing another owner's order");
+                }
+                StpMode::CancelBoth => ensure!(
+                    self.stp_cancelled_resting.is_some(),
+                    "a cancel-both taker was cancelled without its resting match"
+                ),
+            }
+            return Ok(());
+        }
+        let resting = &self.orders[&cancelled];
+        ensure!(owner(resting) == owner(taker), "STP cancelled another owner's order");
+        ensure!(
+            resting.last.symbol == taker.last.symbol && resting.last.side == taker.last.side.opposite(),
+            "STP cancelled an order the taker could not meet"
+        );
+        ensure!(taker.cmd.stp != StpMode::CancelIncoming, "a cancel-incoming taker cancelled a resting order");
+        let crosses = match taker.last.side {
+            _ if taker.last.order_type.is_market() => true,
+            Side::Buy => resting.last.price <= taker.last.price,
+            Side::Sell => resting.last.price >= taker.last.price,
+        };
+        ensure!(crosses, "STP cancelled an order beyond the taker's limit");
+        ensure!(
+            taker.cmd.stp == StpMode::CancelResting || self.stp_cancelled_resting.is_none(),
+            "a cancel-both taker cancelled two resting orders"
+        );
+        self.check_head_of_book(cancelled, taker_id)?;
+        self.stp_cancelled_resting = Some(cancelled);
+        Ok(())
+    }
+
+    fn observe_trade(&mut self, seq: Seq, cmd: &Command, t: Trade) -> Result<(), String> {
         ensure!(
             t.trade_id == self.last_trade_id + 1,
             "trade id {} after {}",
@@ -1038,6 +1298,20 @@ impl Model {
             t.maker_order != t.taker_order,
             "an order traded with itself"
         );
+        // Only the command's own order (placed or re-priced) or a stop it triggered takes.
+        let own_order = match *cmd {
+            Command::PlaceOrder(_) => seq,
+            Command::AmendOrder { order_id, .. } => order_id,
+            _ => 0,
+        };
+        ensure!(
+            t.taker_order == own_order || self.triggered_now.contains(&t.taker_order),
+            "order {} took liquidity outside its own command",
+            t.taker_order
+        );
+        ensure!(taker.last.tif != TimeInForce::PostOnly, "a post-only order took liquidity");
+        ensure!(self.taker_now == Some(t.taker_order), "the taker is not the order now running");
+        self.check_head_of_book(t.maker_order, t.taker_order)?;
         ensure!(
             t.maker_side == maker.last.side && taker.last.side == maker.last.side.opposite(),
             "trade sides"
@@ -1091,6 +1365,8 @@ impl Model {
             t.taker_fee
         );
         *self.fees.entry(spec.quote).or_default() += (maker_fee + taker_fee) as i128;
+        self.last_price.insert(t.symbol, t.price);
+        self.prices_now.push((t.symbol, t.price));
 
         // The ledger entries of this trade, which precede it.
         let (buyer, seller, buyer_fee, seller_fee) = if t.maker_side == Side::Buy {
@@ -1233,11 +1509,22 @@ impl Model {
                     "waiting stop {id} holds {h}, placed with {}",
                     m.initial_hold
                 );
+                let last = self.last_price.get(&r.symbol).copied().unwrap_or(0);
+                ensure!(
+                    !stop_fires(r.side, m.cmd.stop_price, last),
+                    "stop {id} at {} still waits at last price {last}",
+                    m.cmd.stop_price
+                );
                 continue;
             }
             ensure!(
                 !r.order_type.is_market(),
                 "a market order {id} outlived its command"
+            );
+            ensure!(
+                matches!(r.tif, TimeInForce::Gtc | TimeInForce::PostOnly),
+                "a {:?} order {id} rests in the book",
+                r.tif
             );
             match r.side {
                 Side::Sell => ensure!(
@@ -1280,6 +1567,12 @@ impl Model {
             "live orders of unknown accounts"
         );
         for &symbol in self.symbols.keys() {
+            let last = self.last_price.get(&symbol).copied().unwrap_or(0);
+            ensure!(
+                engine.last_price(symbol) == Some(last),
+                "last price of {symbol}: engine {:?}, trades say {last}",
+                engine.last_price(symbol)
+            );
             let (bids, asks) = engine
                 .depth(symbol, usize::MAX)
                 .ok_or("depth returned None")?;
@@ -1391,13 +1684,12 @@ fn pick_order(model: &Model, pick: usize) -> Option<OrderId> {
     if ids.is_empty() || pick % 16 == 15 {
         return None;
     }
-    // Half of the picks go to the most recent orders, which are more likely live.
-    let idx = if pick % 2 == 0 {
-        ids.len() - 1 - (pick / 2) % ids.len().min(16)
-    } else {
-        (pick / 2) % ids.len()
-    };
-    Some(ids[idx])
+    // Most picks name a live order; the rest any order ever placed (usually ended by now).
+    let live: Vec<OrderId> = model.orders.values().filter(|m| is_live(m.last.status)).map(|m| m.last.order_id).collect();
+    if pick % 4 != 0 && !live.is_empty() {
+        return Some(live[(pick / 4) % live.len()]);
+    }
+    Some(ids[(pick / 4) % ids.len()])
 }
 
 fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: bool) -> Command {
@@ -1624,6 +1916,7 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
             parent: NEW_PARENTS[parent],
             owner,
         },
+        Op::CreateAsset { scale } => Command::CreateAsset { asset: 7, scale },
     }
 }
 
@@ -1691,7 +1984,14 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
                 )));
             }
         }
-        model.observe(seq, &cmd, new).map_err(context)?;
+        if let [Event::Rejected { reason }] = new {
+            model
+                .justify_rejection(&cmd, *reason)
+                .map_err(|m| context(format!("rejected with {reason:?}, but {m}")))?;
+        }
+        model
+            .observe(seq, &cmd, new)
+            .map_err(|m| context(format!("{m}\nevents of the command:\n{}", new.iter().map(|e| format!("  {e:?}")).collect::<Vec<_>>().join("\n"))))?;
         if rejected {
             if visible_state(&before) != visible_state(&engine) {
                 return Err(context(
@@ -1810,3 +2110,4 @@ fn streams_exercise_matching_triggers_amends_and_rejections() {
         "rejection share off: {total:?}"
     );
 }
+
