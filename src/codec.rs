@@ -673,7 +673,11 @@ pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), C
     let before = out.len();
     decode_events(&payload[4..], out)?;
     if out.len() - before != count {
-        return Err(CodecError::BadLength { kind: EVENTS_RECORD_KIND, expected: count, got: out.len() - before });
+        return Err(CodecError::BadLength {
+            kind: EVENTS_RECORD_KIND,
+            expected: count,
+            got: out.len() - before,
+        });
     }
     Ok(())
 }

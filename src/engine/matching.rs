@@ -181,7 +181,7 @@ impl Engine {
         let taker_fee = fee(quote_qty, symbol.spec.taker_fee_ppm.min(taker.fee_cap_ppm));
         let maker_fee = fee(quote_qty, symbol.spec.maker_fee_ppm.min(maker.fee_cap_ppm));
         let trade = Trade {
-            trade_id: self.next_trade_id,
+            trade_id: self.last_trade_id + 1,
             symbol: symbol.spec.symbol,
             price: price_ticks * symbol.spec.tick_size,
             qty: base_qty,
@@ -194,7 +194,7 @@ impl Engine {
             maker_fee,
             taker_fee,
         };
-        self.next_trade_id += 1;
+        self.last_trade_id = trade.trade_id;
 
         let (buyer, seller, buyer_fee, seller_fee) = if taker.side == Side::Buy {
             (&taker, &maker, taker_fee, maker_fee)

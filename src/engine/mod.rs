@@ -32,11 +32,9 @@ pub use types::*;
 pub(crate) type Verdict = Result<(), RejectReason>;
 
 impl Engine {
+    /// An empty state (the same as `Engine::default()`).
     pub fn new() -> Engine {
-        Engine {
-            next_trade_id: 1,
-            ..Engine::default()
-        }
+        Engine::default()
     }
 
     /// Applies one sequenced command, appending its events to `out` (which is not cleared).

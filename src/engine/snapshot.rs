@@ -46,7 +46,7 @@ impl Engine {
         e.u32(STATE_ENCODING_VERSION);
         e.u64(self.last_seq);
         e.u64(self.last_timestamp_ns);
-        e.u64(self.next_trade_id);
+        e.u64(self.last_trade_id);
         self.encode_assets(&mut e);
         self.encode_symbols(&mut e);
         self.encode_accounts(&mut e);
@@ -312,7 +312,7 @@ impl Engine {
         let mut engine = Engine::new();
         engine.last_seq = d.u64()?;
         engine.last_timestamp_ns = d.u64()?;
-        engine.next_trade_id = d.u64()?;
+        engine.last_trade_id = d.u64()?;
         engine.decode_assets(&mut d)?;
         let layouts = engine.decode_symbols(&mut d)?;
         engine.decode_accounts(&mut d)?;

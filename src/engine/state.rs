@@ -118,7 +118,8 @@ pub struct Engine {
     pub(crate) transfer_refs: BTreeSet<(AccountId, u64)>,
     pub(crate) last_seq: Seq,
     pub(crate) last_timestamp_ns: u64,
-    pub(crate) next_trade_id: TradeId,
+    /// Id of the last trade; 0 before the first. Trade ids are 1, 2, 3, ...
+    pub(crate) last_trade_id: TradeId,
     /// Reused buffers, so cancel-all and stop triggering do not allocate once warm.
     pub(crate) scratch_orders: Vec<OrderId>,
 }

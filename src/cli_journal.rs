@@ -1,0 +1,212 @@
+//! `seqd journal inspect|verify|golden`, `seqd replay`, `seqd snapshot`: the operator's and
+//! auditor's view of a data directory.
+
+use seqd::codec::{self, EVENTS_RECORD_KIND};
+use seqd::journal::{self, JournalReader};
+use seqd::replay::{replay, DataDir, ReplayOptions};
+use seqd::sequencer::{Sequencer, SequencerConfig};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Which log of a data directory a journal command reads.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Log {
+    Input,
+    Events,
+}
+
+/// `DIR` may be a journal directory itself (it holds `.seg` files) or a data directory.
+pub fn journal_dir(dir: &Path, log: Log) -> PathBuf {
+    let holds_segments = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        })
+        .unwrap_or(false);
+    if holds_segments {
+        return dir.to_path_buf();
+    }
+    let data_dir = DataDir::new(dir);
+    match log {
+        Log::Input => data_dir.input(),
+        Log::Events => data_dir.events(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn inspect(dir: &Path, log: Log, from: u64, to: Option<u64>) -> ExitCode {
+    let dir = journal_dir(dir, log);
+    let mut reader = match JournalReader::open(&dir, from.max(1)) {
+        Ok(reader) => reader,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let mut events = Vec::new();
+    loop {
+        let record = match reader.next_up_to(to.unwrap_or(u64::MAX)) {
+            Ok(Some(record)) => record,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let head = format!(
+            "seq {} ts {} kind {} len {}",
+            record.seq,
+            record.timestamp_ns,
+            record.kind,
+            record.payload.len()
+        );
+        if record.kind == EVENTS_RECORD_KIND {
+            events.clear();
+            match codec::decode_event_record(record.payload, &mut events) {
+                Ok(()) => {
+                    println!("{head}: {} events", events.len());
+                    for event in &events {
+                        println!("    {event:?}");
+                    }
+                }
+                Err(e) => println!("{head}: undecodable events: {e}"),
+            }
+        } else {
+            match codec::decode_command(record.kind, record.payload) {
+                Ok(command) => println!("{head}: {command:?}"),
+                Err(e) => println!("{head}: undecodable command: {e}"),
+            }
+        }
+    }
+}
+
+pub fn verify(dir: &Path, log: Log) -> ExitCode {
+    let dir = journal_dir(dir, log);
+    match journal::verify(&dir) {
+        Ok(report) => {
+            println!(
+                "{}: intact: {} segments, {} records, seq {}..={}, chain hash {}",
+                dir.display(),
+                report.segments,
+                report.records,
+                report.first_seq.unwrap_or(0),
+                report.last_seq,
+                hex(&report.chain_hash)
+            );
+            if let Some((file, offset)) = report.torn_tail {
+                println!("torn tail (an unfinished last record) at {} offset {offset}: recovery will truncate it", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool) -> ExitCode {
+    let started = Instant::now();
+    let options = ReplayOptions {
+        use_snapshot: !no_snapshot,
+        to_seq: to,
+        progress: true,
+    };
+    match replay(&DataDir::new(dir), options) {
+        Ok((_, outcome)) => {
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                let line = serde_json::json!({
+                    "last_seq": outcome.last_seq,
+                    "state_hash": hex(&outcome.state_hash),
+                    "snapshot_seq": outcome.snapshot_seq,
+                    "commands_replayed": outcome.commands_replayed,
+                    "seconds": seconds,
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "replayed {} commands (from snapshot {:?}) in {seconds:.3} s: last seq {}, state hash {}",
+                    outcome.commands_replayed,
+                    outcome.snapshot_seq,
+                    outcome.last_seq,
+                    hex(&outcome.state_hash)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Rebuilds the state offline (newest snapshot + journal) and writes a new snapshot; the
+/// daemon's processor is never involved, so taking one never stalls trading.
+pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
+    let data_dir = DataDir::new(dir);
+    let options = ReplayOptions {
+        use_snapshot: true,
+        to_seq: None,
+        progress: true,
+    };
+    let (engine, outcome) = match replay(&data_dir, options) {
+        Ok(done) => done,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let store = data_dir.snapshots();
+    match store
+        .write(&engine)
+        .and_then(|path| Ok((path, store.prune(keep)?)))
+    {
+        Ok((path, pruned)) => {
+            println!(
+                "wrote {} at seq {} (state hash {}); pruned {pruned}",
+                path.display(),
+                outcome.last_seq,
+                hex(&outcome.state_hash)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Writes the scripted session as a journal in `dir` (for `journal/golden/`), with fixed
+/// timestamps, and prints the expected outcome as JSON.
+pub fn golden(dir: &Path, segment_size_bytes: u64) -> ExitCode {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        return fail(&format!(
+            "{} is not empty: golden journals are written once, into a new directory",
+            dir.display()
+        ));
+    }
+    let config = SequencerConfig {
+        segment_size_bytes,
+        durability: journal::Durability::Fsync,
+    };
+    let result = (|| -> Result<serde_json::Value, String> {
+        let (mut sequencer, _) =
+            Sequencer::open(&DataDir::new(dir), config).map_err(|e| e.to_string())?;
+        for (i, command) in seqd::scenario::scripted_session().iter().enumerate() {
+            sequencer
+                .submit(seqd::scenario::timestamp_ns(i), command)
+                .map_err(|e| e.to_string())?;
+        }
+        sequencer.commit().map_err(|e| e.to_string())?;
+        let engine = sequencer.engine();
+        Ok(
+            serde_json::json!({ "last_seq": engine.last_seq(), "state_hash": engine.state_hash_hex() }),
+        )
+    })();
+    match result {
+        Ok(expected) => {
+            println!("{expected}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}

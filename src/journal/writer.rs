@@ -1,0 +1,387 @@
+//! The single journal writer: append into a memory-mapped segment, commit per durability policy.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use memmap2::MmapMut;
+
+use super::error::JournalError;
+use super::format::{self, SegmentHeader, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES};
+use super::recover::{self, RecoveryReport, TailState, TornTail};
+use super::segment;
+
+/// What `commit` guarantees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed records are in the OS page cache: they survive a crash of this process,
+    /// not a kernel crash or power loss. `commit` makes no syscall.
+    PageCache,
+    /// Committed records are on stable storage (msync of the dirty range, once per commit =
+    /// group commit): they survive power loss.
+    Fsync,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pagecache" | "page-cache" => Ok(Durability::PageCache),
+            "fsync" => Ok(Durability::Fsync),
+            other => Err(format!(
+                "unknown durability {other:?} (expected pagecache or fsync)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    /// Size new segment files are preallocated to. Multiple of 8, at least 128.
+    pub segment_size_bytes: u64,
+    pub durability: Durability,
+    /// Seq of the first record of a brand-new journal; ignored when the journal exists.
+    pub first_seq: u64,
+}
+
+impl JournalConfig {
+    /// Smallest segment that holds a header and one 1-byte record with room to spare.
+    pub const MIN_SEGMENT_SIZE_BYTES: u64 = 128;
+
+    /// A config for a journal starting at seq 1.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        segment_size_bytes: u64,
+        durability: Durability,
+    ) -> JournalConfig {
+        JournalConfig {
+            dir: dir.into(),
+            segment_size_bytes,
+            durability,
+            first_seq: 1,
+        }
+    }
+
+    fn validate(&self) -> Result<(), JournalError> {
+        if self.segment_size_bytes < Self::MIN_SEGMENT_SIZE_BYTES {
+            return Err(JournalError::InvalidConfig(format!(
+                "segment_size_bytes {} is below the minimum {}",
+                self.segment_size_bytes,
+                Self::MIN_SEGMENT_SIZE_BYTES
+            )));
+        }
+        if !self
+            .segment_size_bytes
+            .is_multiple_of(format::RECORD_ALIGN_BYTES as u64)
+        {
+            return Err(JournalError::InvalidConfig(format!(
+                "segment_size_bytes {} is not a multiple of 8",
+                self.segment_size_bytes
+            )));
+        }
+        if usize::try_from(self.segment_size_bytes).is_err() {
+            return Err(JournalError::InvalidConfig(
+                "segment_size_bytes does not fit in memory".into(),
+            ));
+        }
+        if self.first_seq == 0 {
+            return Err(JournalError::InvalidConfig(
+                "first_seq must be >= 1 (0 means \"no record\")".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The segment currently appended to.
+struct ActiveSegment {
+    path: PathBuf,
+    map: MmapMut,
+    /// Where the next record starts.
+    write_offset: usize,
+    /// Bytes `[64, hashed_offset)` have been fed to `chain`.
+    hashed_offset: usize,
+    /// Fsync only: bytes before `synced_offset` are on stable storage.
+    synced_offset: usize,
+    /// blake3(prev_chain_hash || records...) so far; finalized at roll into the next header.
+    chain: blake3::Hasher,
+}
+
+impl ActiveSegment {
+    fn create(
+        dir: &Path,
+        header: &SegmentHeader,
+        segment_size_bytes: u64,
+        sync: bool,
+    ) -> Result<Self, JournalError> {
+        let (path, map) = segment::create_segment(dir, header, segment_size_bytes, sync)?;
+        let mut chain = blake3::Hasher::new();
+        chain.update(&header.prev_chain_hash);
+        Ok(ActiveSegment {
+            path,
+            map,
+            write_offset: SEGMENT_HEADER_LEN_BYTES,
+            hashed_offset: SEGMENT_HEADER_LEN_BYTES,
+            synced_offset: SEGMENT_HEADER_LEN_BYTES,
+            chain,
+        })
+    }
+
+    /// Continues after the last valid record found by recovery.
+    fn reopen(tail: TailState, sync: bool) -> Result<Self, JournalError> {
+        let map = segment::map_write(&tail.path)?;
+        if sync {
+            // Records recovered from the page cache after a process crash may not be on disk
+            // yet; sync them so `durable_seq` is honest from the start.
+            map.flush_range(0, tail.data_end_offset)
+                .map_err(|e| JournalError::io(&tail.path, e))?;
+        }
+        Ok(ActiveSegment {
+            path: tail.path,
+            map,
+            write_offset: tail.data_end_offset,
+            hashed_offset: tail.data_end_offset,
+            synced_offset: tail.data_end_offset,
+            chain: tail.chain,
+        })
+    }
+
+    fn has_room_for(&self, record_len_bytes: usize) -> bool {
+        self.map.len() - self.write_offset >= record_len_bytes
+    }
+
+    /// Writes one record at `write_offset`. The `len|crc` word goes last, so a concurrent
+    /// reader or a crash mid-write sees either nothing (zero word) or a CRC mismatch.
+    fn write_record(
+        &mut self,
+        header: &[u8; RECORD_HEADER_LEN_BYTES],
+        payload: &[u8],
+        record_len_bytes: usize,
+    ) {
+        let start = self.write_offset;
+        let payload_start = start + RECORD_HEADER_LEN_BYTES;
+        let payload_end = payload_start + payload.len();
+        let record = &mut self.map[start..start + record_len_bytes];
+        record[8..RECORD_HEADER_LEN_BYTES].copy_from_slice(&header[8..]);
+        record[RECORD_HEADER_LEN_BYTES..payload_end - start].copy_from_slice(payload);
+        // Padding is normally already zero (fresh or recovered file); make sure.
+        record[payload_end - start..].fill(0);
+        record[..8].copy_from_slice(&header[..8]);
+        self.write_offset += record_len_bytes;
+    }
+
+    /// Feeds records written since the last call to the chain hasher.
+    fn hash_pending(&mut self) {
+        if self.write_offset > self.hashed_offset {
+            self.chain
+                .update(&self.map[self.hashed_offset..self.write_offset]);
+            self.hashed_offset = self.write_offset;
+        }
+    }
+
+    /// msync of everything written since the last sync: one syscall.
+    fn sync_pending(&mut self) -> Result<(), JournalError> {
+        if self.write_offset > self.synced_offset {
+            let len_bytes = self.write_offset - self.synced_offset;
+            self.map
+                .flush_range(self.synced_offset, len_bytes)
+                .map_err(|e| JournalError::io(&self.path, e))?;
+            self.synced_offset = self.write_offset;
+        }
+        Ok(())
+    }
+}
+
+/// Appends records to a journal directory. One writer per directory (enforced by a lock file).
+pub struct JournalWriter {
+    dir: PathBuf,
+    segment_size_bytes: u64,
+    durability: Durability,
+    active: ActiveSegment,
+    next_seq: u64,
+    durable_seq: u64,
+    poisoned: bool,
+    /// Held for the writer's lifetime; the OS releases it if the process dies.
+    _lock: File,
+}
+
+impl std::fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalWriter")
+            .field("dir", &self.dir)
+            .field("active_segment", &self.active.path)
+            .field("write_offset", &self.active.write_offset)
+            .field("next_seq", &self.next_seq)
+            .field("durable_seq", &self.durable_seq)
+            .field("durability", &self.durability)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl JournalWriter {
+    /// Opens (or creates) the journal in `cfg.dir`, runs recovery, and positions the writer
+    /// after the last valid record. Refuses to open a corrupt journal.
+    pub fn open(cfg: JournalConfig) -> Result<(JournalWriter, RecoveryReport), JournalError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| JournalError::io(&cfg.dir, e))?;
+        let lock = segment::lock_dir(&cfg.dir)?;
+        segment::remove_temp_segments(&cfg.dir)?;
+
+        let scan = recover::scan_journal(&cfg.dir)?;
+        let truncated_tail = scan
+            .torn
+            .as_ref()
+            .map(recover::repair_torn_tail)
+            .transpose()?;
+        let sync = cfg.durability == Durability::Fsync;
+        let mut segments = scan.segments.len();
+        let (active, next_seq) = match scan.tail {
+            Some(tail) => {
+                let next_seq = tail.next_seq;
+                (ActiveSegment::reopen(tail, sync)?, next_seq)
+            }
+            None => {
+                // New journal, or the only file was a torn header-less segment: start afresh
+                // at the seq that file was named after.
+                let first_seq = match &scan.torn {
+                    Some(TornTail::File { first_seq, .. }) => *first_seq,
+                    _ => cfg.first_seq,
+                };
+                let header = SegmentHeader {
+                    first_seq,
+                    prev_chain_hash: [0u8; 32],
+                };
+                segments += 1;
+                (
+                    ActiveSegment::create(&cfg.dir, &header, cfg.segment_size_bytes, sync)?,
+                    first_seq,
+                )
+            }
+        };
+        let last_seq = next_seq - 1;
+        let writer = JournalWriter {
+            dir: cfg.dir,
+            segment_size_bytes: cfg.segment_size_bytes,
+            durability: cfg.durability,
+            active,
+            next_seq,
+            durable_seq: last_seq,
+            poisoned: false,
+            _lock: lock,
+        };
+        let report = RecoveryReport {
+            last_seq,
+            truncated_tail,
+            segments,
+        };
+        tracing::info!(dir = %writer.dir.display(), last_seq, segments, "journal: opened");
+        Ok((writer, report))
+    }
+
+    /// Appends one record. `seq` must equal [`next_seq`](Self::next_seq); the payload must be
+    /// 1 byte or more. Not durable until [`commit`](Self::commit). Rolls to a new segment
+    /// when the record does not fit; otherwise makes no syscall and no allocation.
+    pub fn append(
+        &mut self,
+        seq: u64,
+        timestamp_ns: u64,
+        kind: u16,
+        payload: &[u8],
+    ) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if seq != self.next_seq {
+            return Err(JournalError::SeqMismatch {
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
+        if payload.is_empty() {
+            return Err(JournalError::EmptyPayload);
+        }
+        let max_payload_len_bytes = format::max_payload_len_bytes(self.segment_size_bytes);
+        if payload.len() > max_payload_len_bytes {
+            return Err(JournalError::RecordTooLarge {
+                payload_len_bytes: payload.len(),
+                max_payload_len_bytes,
+            });
+        }
+        let Some(after) = seq.checked_add(1) else {
+            return Err(JournalError::SeqMismatch {
+                expected: self.next_seq,
+                got: seq,
+            });
+        };
+        let record_len_bytes = format::record_len_bytes(payload.len());
+        if !self.active.has_room_for(record_len_bytes) {
+            self.roll().inspect_err(|_| self.poisoned = true)?;
+        }
+        let header = format::encode_record_header(seq, timestamp_ns, kind, payload);
+        self.active.write_record(&header, payload, record_len_bytes);
+        self.next_seq = after;
+        Ok(())
+    }
+
+    /// Makes every appended record durable per the policy and returns the durable seq
+    /// (0 if the journal has no records). Fsync: one msync for all records since the last
+    /// commit (group commit).
+    pub fn commit(&mut self) -> Result<u64, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        self.active.hash_pending();
+        if self.durability == Durability::Fsync {
+            self.active
+                .sync_pending()
+                .inspect_err(|_| self.poisoned = true)?;
+        }
+        self.durable_seq = self.next_seq - 1;
+        Ok(self.durable_seq)
+    }
+
+    /// Closes the active segment and starts the next one, named after `next_seq`.
+    fn roll(&mut self) -> Result<(), JournalError> {
+        self.active.hash_pending();
+        let sync = self.durability == Durability::Fsync;
+        if sync {
+            // The old segment must be complete on disk before the new file can exist there:
+            // recovery treats junk in a segment that has a successor as corruption.
+            self.active.sync_pending()?;
+        }
+        let header = SegmentHeader {
+            first_seq: self.next_seq,
+            prev_chain_hash: self.chain_hash(),
+        };
+        self.active = ActiveSegment::create(&self.dir, &header, self.segment_size_bytes, sync)?;
+        tracing::debug!(file = %self.active.path.display(), "journal: rolled segment");
+        Ok(())
+    }
+
+    /// Seq the next `append` must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Last seq returned by `commit` (or recovered by `open`); 0 if none.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Chain hash of the active segment over the records committed so far (records
+    /// appended but not committed are not included). Matches `VerifyReport::chain_hash`.
+    pub fn chain_hash(&self) -> [u8; 32] {
+        *self.active.chain.finalize().as_bytes()
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Path of the segment currently appended to.
+    pub fn active_segment_path(&self) -> &Path {
+        &self.active.path
+    }
+}

@@ -1,0 +1,201 @@
+//! Replay: rebuild the engine from the newest valid snapshot plus the input journal after it.
+//! The same `Engine::apply` that serves live traffic is fed from the journal, so a replay of
+//! the same records reaches the same state hash on any machine.
+
+use crate::codec::{self, CodecError};
+use crate::engine::{Engine, Event, Seq};
+use crate::journal::{JournalError, JournalReader};
+use crate::snapshots::{SnapshotError, SnapshotStore};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the parts of a data directory live.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+    /// The input journal: every sequenced command (the system of record).
+    pub fn input(&self) -> PathBuf {
+        self.root.join("input")
+    }
+    /// The output event log: one record per command, same sequence, its events.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events")
+    }
+    pub fn snapshots(&self) -> SnapshotStore {
+        SnapshotStore::new(self.root.join("snapshots"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("record {seq} of {file} does not decode: {source}")]
+    Codec {
+        seq: Seq,
+        file: PathBuf,
+        source: CodecError,
+    },
+    #[error("the journal ends at {last_seq} but replay was asked to reach {wanted}")]
+    ShortJournal { last_seq: Seq, wanted: Seq },
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    pub last_seq: Seq,
+    pub state_hash: [u8; 32],
+    /// Sequence of the snapshot it started from, if any.
+    pub snapshot_seq: Option<Seq>,
+    pub commands_replayed: u64,
+}
+
+/// How a replay starts and where it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplayOptions {
+    /// Start from the newest valid snapshot at or before `to_seq` (else from an empty state).
+    pub use_snapshot: bool,
+    /// Stop after this sequence (else at the end of the journal).
+    pub to_seq: Option<Seq>,
+    /// Print progress about once a second on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// Rebuilds the engine from `data_dir` and returns it with what was done.
+pub fn replay(
+    data_dir: &DataDir,
+    options: ReplayOptions,
+) -> Result<(Engine, ReplayOutcome), ReplayError> {
+    let mut engine = Engine::new();
+    let mut snapshot_seq = None;
+    if options.use_snapshot {
+        if let Some(snapshot) = newest_snapshot_up_to(&data_dir.snapshots(), options.to_seq)? {
+            snapshot_seq = Some(snapshot.last_seq());
+            engine = snapshot;
+        }
+    }
+    let commands_replayed = apply_journal(
+        &mut engine,
+        &data_dir.input(),
+        options.to_seq,
+        options.progress,
+        |_, _, _| {},
+    )?;
+    if let Some(wanted) = options.to_seq {
+        if engine.last_seq() < wanted {
+            return Err(ReplayError::ShortJournal {
+                last_seq: engine.last_seq(),
+                wanted,
+            });
+        }
+    }
+    let outcome = ReplayOutcome {
+        last_seq: engine.last_seq(),
+        state_hash: engine.state_hash(),
+        snapshot_seq,
+        commands_replayed,
+    };
+    Ok((engine, outcome))
+}
+
+fn newest_snapshot_up_to(
+    store: &SnapshotStore,
+    to_seq: Option<Seq>,
+) -> Result<Option<Engine>, ReplayError> {
+    for (seq, path) in store.list()?.into_iter().rev() {
+        if to_seq.is_some_and(|to| seq > to) {
+            continue;
+        }
+        match SnapshotStore::load(&path) {
+            Ok(engine) => return Ok(Some(engine)),
+            Err(e) => tracing::warn!("skipping snapshot: {e}"),
+        }
+    }
+    Ok(None)
+}
+
+/// Applies every input record after the engine's last sequence (up to `to_seq`), calling
+/// `on_events(seq, timestamp_ns, events)` after each. Returns the number of commands applied.
+pub fn apply_journal(
+    engine: &mut Engine,
+    input_dir: &Path,
+    to_seq: Option<Seq>,
+    progress: bool,
+    mut on_events: impl FnMut(Seq, u64, &[Event]),
+) -> Result<u64, ReplayError> {
+    let mut reader = match JournalReader::open(input_dir, engine.last_seq() + 1) {
+        Ok(reader) => reader,
+        Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(0)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut progress = Progress::new(progress);
+    let mut events = Vec::with_capacity(256);
+    let mut applied = 0u64;
+    let max_seq = to_seq.unwrap_or(Seq::MAX);
+    while let Some(record) = reader.next_up_to(max_seq)? {
+        let command = codec::decode_command(record.kind, record.payload).map_err(|source| {
+            ReplayError::Codec {
+                seq: record.seq,
+                file: input_dir.to_path_buf(),
+                source,
+            }
+        })?;
+        let (seq, timestamp_ns) = (record.seq, record.timestamp_ns);
+        events.clear();
+        engine.apply(seq, timestamp_ns, &command, &mut events);
+        on_events(seq, timestamp_ns, &events);
+        applied += 1;
+        progress.tick(applied);
+    }
+    progress.finish(applied);
+    Ok(applied)
+}
+
+/// Progress on a terminal, silence when piped.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last_print: Instant,
+}
+
+impl Progress {
+    fn new(wanted: bool) -> Progress {
+        let now = Instant::now();
+        Progress {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            started: now,
+            last_print: now,
+        }
+    }
+
+    fn tick(&mut self, applied: u64) {
+        if self.enabled
+            && applied % 65_536 == 0
+            && self.last_print.elapsed() >= Duration::from_secs(1)
+        {
+            self.last_print = Instant::now();
+            let rate = applied as f64 / self.started.elapsed().as_secs_f64();
+            eprint!("\rreplayed {applied} commands ({rate:.0}/s)");
+        }
+    }
+
+    fn finish(&self, applied: u64) {
+        if self.enabled && self.started.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "\rreplayed {applied} commands in {:.1} s",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
