@@ -83,20 +83,13 @@ pub fn replay(
             engine = snapshot;
         }
     }
-    let commands_replayed = apply_journal(
-        &mut engine,
-        &data_dir.input(),
-        options.to_seq,
-        options.progress,
-        |_, _, _| {},
-    )?;
-    if let Some(wanted) = options.to_seq {
-        if engine.last_seq() < wanted {
-            return Err(ReplayError::ShortJournal {
-                last_seq: engine.last_seq(),
-                wanted,
-            });
-        }
+    // The reader treats a bad record as "not written yet" (it also tails live journals), so an
+    // offline replay verifies the whole journal first and then must reach its verified end.
+    let verified_last_seq = verify_input(&data_dir.input())?;
+    let target = options.to_seq.unwrap_or(verified_last_seq);
+    let commands_replayed = apply_journal(&mut engine, &data_dir.input(), Some(target), options.progress, |_, _, _| {})?;
+    if engine.last_seq() < target {
+        return Err(ReplayError::ShortJournal { last_seq: engine.last_seq(), wanted: target });
     }
     let outcome = ReplayOutcome {
         last_seq: engine.last_seq(),
@@ -105,6 +98,15 @@ pub fn replay(
         commands_replayed,
     };
     Ok((engine, outcome))
+}
+
+/// Checks the input journal (CRCs, sequences, hash chain); returns its last sequence. A
+/// missing journal is an empty one.
+fn verify_input(input_dir: &Path) -> Result<Seq, ReplayError> {
+    if !input_dir.exists() {
+        return Ok(0);
+    }
+    Ok(crate::journal::verify(input_dir)?.last_seq)
 }
 
 fn newest_snapshot_up_to(

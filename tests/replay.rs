@@ -1,0 +1,117 @@
+//! Replay, snapshots and the journal CLI on a real data directory written by the sequencer.
+
+use seqd::engine::Engine;
+use seqd::journal::Durability;
+use seqd::replay::{replay, DataDir, ReplayOptions};
+use seqd::sequencer::{Sequencer, SequencerConfig};
+use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use std::process::Command as Process;
+
+const COMMANDS: usize = 30_000;
+
+/// Writes the scripted session followed by an exchange-core mix through the sequencer.
+fn write_data_dir(dir: &std::path::Path) -> Engine {
+    let config = SequencerConfig { segment_size_bytes: 256 * 1024, durability: Durability::PageCache };
+    let (mut sequencer, recovery) = Sequencer::open(&DataDir::new(dir), config).unwrap();
+    assert_eq!(recovery.input.last_seq, 0);
+    let workload = exchange_core_mix(WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 5 });
+    for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
+        sequencer.submit(1_000 + i as u64, command).unwrap();
+        if i % 100 == 0 {
+            sequencer.commit().unwrap();
+        }
+    }
+    sequencer.commit().unwrap();
+    sequencer.engine().clone()
+}
+
+#[test]
+fn snapshot_plus_tail_equals_full_replay_at_random_cut_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write_data_dir(dir.path());
+    let data_dir = DataDir::new(dir.path());
+    let (_, full) = replay(&data_dir, ReplayOptions::default()).unwrap();
+    assert_eq!(full.state_hash, live.state_hash());
+    assert_eq!(full.last_seq, live.last_seq());
+
+    let mut rng = SplitMix64::new(99);
+    let store = data_dir.snapshots();
+    for _ in 0..6 {
+        let cut = 1 + rng.below(full.last_seq - 1);
+        let (prefix, outcome) = replay(&data_dir, ReplayOptions { to_seq: Some(cut), ..Default::default() }).unwrap();
+        assert_eq!(outcome.last_seq, cut);
+        store.write(&prefix).unwrap();
+        let (_, resumed) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
+        assert_eq!(resumed.state_hash, full.state_hash, "snapshot at {cut}");
+        assert!(resumed.snapshot_seq.is_some());
+        store.prune(1).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_skipped_and_the_sequencer_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write_data_dir(dir.path());
+    let data_dir = DataDir::new(dir.path());
+    let (half, _) = replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() / 2), ..Default::default() }).unwrap();
+    let good = data_dir.snapshots().write(&half).unwrap();
+    let (later, _) = replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() - 10), ..Default::default() }).unwrap();
+    let bad = data_dir.snapshots().write(&later).unwrap();
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&bad, bytes).unwrap();
+
+    let (_, outcome) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
+    assert_eq!(outcome.snapshot_seq, Some(half.last_seq()), "falls back past {} to {}", bad.display(), good.display());
+    assert_eq!(outcome.state_hash, live.state_hash());
+
+    let (sequencer, recovery) = Sequencer::open(&data_dir, SequencerConfig::default()).unwrap();
+    assert_eq!(sequencer.next_seq(), live.last_seq() + 1);
+    assert_eq!(sequencer.engine().state_hash(), live.state_hash());
+    assert_eq!(recovery.event_records_regenerated, 0);
+}
+
+#[test]
+fn cli_verify_names_the_corrupt_file_and_offset_and_replay_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write_data_dir(dir.path());
+    let seqd = env!("CARGO_BIN_EXE_seqd");
+    let run = |args: &[&str]| Process::new(seqd).args(args).env("RUST_LOG", "warn").output().unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let replayed = run(&["replay", path, "--json"]);
+    assert!(replayed.status.success());
+    let stdout = String::from_utf8(replayed.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(json["last_seq"].as_u64(), Some(live.last_seq()));
+    assert_eq!(json["state_hash"].as_str(), Some(live.state_hash_hex().as_str()));
+    assert!(run(&["journal", "verify", path]).status.success());
+    assert!(run(&["journal", "verify", path, "--log", "events"]).status.success());
+
+    // Flip one payload bit of a record in the middle of the first input segment.
+    let segment = dir.path().join("input/00000000000000000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let offset = 64 + 96 * 500 + 40;
+    bytes[offset] ^= 0x10;
+    std::fs::write(&segment, bytes).unwrap();
+    let verified = run(&["journal", "verify", path]);
+    assert!(!verified.status.success());
+    let message = String::from_utf8(verified.stderr).unwrap();
+    assert!(message.contains("00000000000000000001.seg") && message.contains("offset"), "{message}");
+    assert!(!run(&["replay", path]).status.success(), "replay must refuse a corrupt journal");
+}
+
+#[test]
+fn crash_test_cycles_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["crash-test", "--cycles", "8", "--commands", "100000", "--seed", "3"])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("crash-test: 8 cycles, 0 acknowledged lost"), "{stdout}");
+}
