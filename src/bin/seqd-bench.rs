@@ -5,9 +5,13 @@
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use seqd::codec;
 use seqd::engine::{Command, Engine, Event, Seq};
+use seqd::journal::{Durability, JournalConfig, JournalWriter};
+use seqd::replay::{replay, DataDir, ReplayOptions};
 use seqd::workload::{exchange_core_mix, WorkloadSpec};
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -36,6 +40,23 @@ enum Mode {
         #[arg(long)]
         json: bool,
     },
+    /// Journal append (page cache), group-commit fsync latency, and replay.
+    Journal {
+        /// Records appended in the append test.
+        #[arg(long, default_value_t = 5_000_000)]
+        records: u64,
+        /// Group commits timed in the fsync test.
+        #[arg(long, default_value_t = 2_000)]
+        commits: u64,
+        /// Commands in the replay test (exchange-core mix).
+        #[arg(long, default_value_t = 2_000_000)]
+        replay_commands: usize,
+        /// Where to write (it must be on the disk being measured); default: the temp directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -55,6 +76,11 @@ fn main() {
                 seed,
             };
             bench_engine(spec, passes.max(1), json)
+        }
+        Mode::Journal { records, commits, replay_commands, dir, json } => {
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("seqd-bench-journal-{}", std::process::id())));
+            bench_journal(&dir, records, commits, replay_commands, json);
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
@@ -174,6 +200,138 @@ fn bench_engine(spec: WorkloadSpec, passes: usize, json: bool) {
             "max_ns": histogram.max(),
             "copy_baseline_commands_per_sec": copy_rate.round(),
             "state_hash": state_hash,
+        });
+        println!("{out}");
+    }
+}
+
+/// Payload size of the append test: a command is 5-64 bytes; 64 is the largest (an order).
+const APPEND_PAYLOAD_BYTES: usize = 64;
+/// Records per commit in the append and fsync tests (a group commit).
+const GROUP_RECORDS: u64 = 64;
+
+/// Appends `records` 64-byte records with page-cache durability, committing every 64.
+/// Returns records per second (page faults of fresh segment pages included).
+fn append_rate(dir: &Path, records: u64) -> f64 {
+    let config = JournalConfig::new(dir, 256 << 20, Durability::PageCache);
+    let (mut writer, _) = JournalWriter::open(config).expect("journal opens");
+    let mut payload = [0u8; APPEND_PAYLOAD_BYTES];
+    let started = Instant::now();
+    for _ in 0..records {
+        let seq = writer.next_seq();
+        payload[..8].copy_from_slice(&seq.to_le_bytes());
+        writer.append(seq, seq, codec::kind::PLACE_ORDER, &payload).expect("append");
+        if seq % GROUP_RECORDS == 0 {
+            writer.commit().expect("commit");
+        }
+    }
+    writer.commit().expect("commit");
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The floor of appending: copying 96-byte records (64-byte payload + header) into a buffer.
+fn memcpy_rate(records: u64) -> f64 {
+    let record = [7u8; APPEND_PAYLOAD_BYTES + 32];
+    let mut buffer = vec![0u8; 64 << 20];
+    let started = Instant::now();
+    let mut at = 0;
+    for _ in 0..records {
+        if at + record.len() > buffer.len() {
+            at = 0;
+        }
+        buffer[at..at + record.len()].copy_from_slice(black_box(&record));
+        at += record.len();
+    }
+    black_box(&buffer);
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Latency of each group commit (64 records, one msync) with fsync durability, in µs.
+fn fsync_commit_latencies(dir: &Path, commits: u64) -> Histogram<u64> {
+    let config = JournalConfig::new(dir, 64 << 20, Durability::Fsync);
+    let (mut writer, _) = JournalWriter::open(config).expect("journal opens");
+    let payload = [7u8; APPEND_PAYLOAD_BYTES];
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for _ in 0..commits {
+        for _ in 0..GROUP_RECORDS {
+            let seq = writer.next_seq();
+            writer.append(seq, seq, codec::kind::PLACE_ORDER, &payload).expect("append");
+        }
+        let started = Instant::now();
+        writer.commit().expect("commit");
+        histogram.saturating_record(started.elapsed().as_micros() as u64);
+    }
+    histogram
+}
+
+/// Writes a workload's commands as an input journal (no events), as a daemon would.
+fn write_input_journal(data_dir: &DataDir, commands: &[Command]) {
+    let config = JournalConfig::new(data_dir.input(), 256 << 20, Durability::PageCache);
+    let (mut writer, _) = JournalWriter::open(config).expect("journal opens");
+    let mut payload = Vec::with_capacity(128);
+    for command in commands {
+        payload.clear();
+        let kind = codec::encode_command(command, &mut payload);
+        let seq = writer.next_seq();
+        writer.append(seq, 0, kind, &payload).expect("append");
+    }
+    writer.commit().expect("commit");
+}
+
+fn bench_journal(dir: &Path, records: u64, commits: u64, replay_commands: usize, json: bool) {
+    let append_per_sec = append_rate(&dir.join("append"), records);
+    let memcpy_per_sec = memcpy_rate(records);
+    let append_mb_per_sec = append_per_sec * (APPEND_PAYLOAD_BYTES + 32) as f64 / 1e6;
+    eprintln!("append (page cache, 64 B, commit/64): {append_per_sec:.0} records/s, {append_mb_per_sec:.0} MB/s; memcpy floor {memcpy_per_sec:.0} records/s");
+    let _ = std::fs::remove_dir_all(dir.join("append"));
+
+    let fsync = fsync_commit_latencies(&dir.join("fsync"), commits);
+    eprintln!(
+        "fsync group commit of 64: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        fsync.value_at_quantile(0.5),
+        fsync.value_at_quantile(0.99),
+        fsync.value_at_quantile(0.999),
+        fsync.max()
+    );
+    let _ = std::fs::remove_dir_all(dir.join("fsync"));
+
+    let workload = exchange_core_mix(WorkloadSpec { commands: replay_commands, ..WorkloadSpec::default() });
+    let commands: Vec<Command> = workload.setup.iter().chain(&workload.commands).copied().collect();
+    let data_dir = DataDir::new(dir.join("replay"));
+    write_input_journal(&data_dir, &commands);
+    let started = Instant::now();
+    let verified = seqd::journal::verify(&data_dir.input()).expect("journal verifies");
+    let verify_per_sec = verified.records as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let (_, outcome) = replay(&data_dir, ReplayOptions::default()).expect("replay");
+    let replay_per_sec = outcome.commands_replayed as f64 / started.elapsed().as_secs_f64();
+    let mut engine = Engine::new();
+    let mut events = Vec::with_capacity(1024);
+    let started = Instant::now();
+    let (_, _) = throughput_pass(&mut engine, 1, &commands, &mut events);
+    let engine_per_sec = commands.len() as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(engine.state_hash(), outcome.state_hash, "replay and direct apply disagree");
+    eprintln!(
+        "replay (verify + read + decode + apply) of {} commands: {replay_per_sec:.0}/s; verify alone {verify_per_sec:.0} records/s; engine alone {engine_per_sec:.0}/s",
+        outcome.commands_replayed
+    );
+    let _ = std::fs::remove_dir_all(dir.join("replay"));
+    if json {
+        let out = serde_json::json!({
+            "bench": "journal",
+            "append_records": records,
+            "append_payload_bytes": APPEND_PAYLOAD_BYTES,
+            "append_records_per_sec": append_per_sec.round(),
+            "append_mb_per_sec": append_mb_per_sec.round(),
+            "memcpy_records_per_sec": memcpy_per_sec.round(),
+            "fsync_group_records": GROUP_RECORDS,
+            "fsync_group_p50_us": fsync.value_at_quantile(0.5),
+            "fsync_group_p99_us": fsync.value_at_quantile(0.99),
+            "fsync_group_p999_us": fsync.value_at_quantile(0.999),
+            "replay_commands": outcome.commands_replayed,
+            "replay_commands_per_sec": replay_per_sec.round(),
+            "verify_records_per_sec": verify_per_sec.round(),
+            "engine_commands_per_sec": engine_per_sec.round(),
         });
         println!("{out}");
     }
