@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Database servers for the replicator tests (issue 5) are started here once those tests
-# exist; the engine and journal tests need nothing but cargo.
+# Database servers for the replicator tests are started here once those tests exist; the
+# engine and journal tests need nothing but cargo.
 if [ -x tools/services.sh ]; then
   bash tools/services.sh
 fi
 
 cargo build --release --bins
 cargo test --release --all-targets -- --test-threads=2
+
+# The crash test at full length: 100 SIGKILL cycles (about two minutes here).
+tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
