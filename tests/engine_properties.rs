@@ -1,21 +1,29 @@
 //! Property tests of the engine over random command streams.
 //!
-//! proptest generates a stream of abstract operations (deposit, withdraw, transfer, orders of every
-//! type / time in force / STP mode, cancels, amends, freezes, halts, fee updates, account creation
-//! and deliberately invalid variants). An interpreter turns each operation into a concrete
-//! `Command` against the history so far (so cancels and amends usually name real orders), applies
-//! it, and then checks, after EVERY command:
+//! proptest generates a stream of abstract operations (deposits with repeated refs, withdrawal
+//! request / approve / reject, transfers within and across trees, limit / market / stop-limit /
+//! stop-market orders with every time in force and STP mode, cancels by id and client id,
+//! cancel-all, amends, freezes, halts, fee updates, accounts and an asset created mid-stream, and
+//! deliberately invalid variants). An interpreter turns each operation into a concrete `Command`
+//! against the history so far (so cancels and amends usually name live orders), applies it, and
+//! checks after EVERY command:
 //!
 //! - `check_invariants()` is Ok;
 //! - an independent model rebuilt only FROM THE EVENTS agrees with the engine's queries:
 //!   per-asset conservation (deposits credited - approved withdrawals == balances + trade fees),
-//!   no negative balance, each account's ledger sums to `balance_of`, subtree totals, the live
-//!   orders and their reports, what each account holds (live orders + pending withdrawals), and the
-//!   book depth per level; every trade is priced, sized and charged as specified;
-//! - the order state machine of every execution report;
-//! - a rejected command emitted exactly one event and changed nothing but the sequence (checked
-//!   against a clone of the engine taken before the command);
-//! - a few commands whose outcome the model knows must be accepted or rejected accordingly.
+//!   no negative balance, each account's ledger (sum of `Event::Ledger` deltas) equals
+//!   `balance_of`, subtree totals, the live orders and their reports, what each account holds
+//!   (live orders + pending withdrawals), the book depth per level, the last price;
+//! - every trade: maker price, taker limit, quote amount, fees (rounded down, capped at the rate
+//!   the order was held for), its ledger entries, no self-trade, price-time priority (maker is the
+//!   head of the book), and only the command's own order or a stop it triggered takes;
+//! - the order state machine of every execution report, fill totals, FOK all-or-nothing,
+//!   post-only never takes, IOC/FOK/market never rest, stops fire only when crossed and never
+//!   wait once crossed, self-trade prevention follows the taker's mode;
+//! - a rejected command emitted exactly one event and changed nothing but the sequence (balances,
+//!   open orders and depth compared with a clone taken before the command, and `state_hash()`
+//!   compared with that clone moved to the same sequence by a no-op); where the model can tell,
+//!   the reject reason is true and commands that must be accepted (or rejected) are.
 //!
 //! Finally the concrete stream is replayed into a fresh engine, which must produce the same events
 //! and the same `state_hash()`.
@@ -211,29 +219,36 @@ fn place_op() -> impl Strategy<Value = PlaceOp> {
         0..40u8,
         prop_oneof![1 => Just(0i64), 8 => 1..40_000i64],
     );
-    (acct_idx(), sym_idx(), prop_oneof![3 => Just(0u64), 2 => 1..8u64], kind, sizes).prop_map(
-        |(
-            acct,
-            sym,
-            coid,
-            (side, order_type, tif, stp, raw),
-            (price_off, stop_off, lots, mangle, budget),
-        )| PlaceOp {
-            acct,
-            sym,
-            coid,
-            side,
-            order_type,
-            tif,
-            stp,
-            raw,
-            price_off,
-            stop_off,
-            lots,
-            mangle,
-            budget,
-        },
+    (
+        acct_idx(),
+        sym_idx(),
+        prop_oneof![3 => Just(0u64), 2 => 1..8u64],
+        kind,
+        sizes,
     )
+        .prop_map(
+            |(
+                acct,
+                sym,
+                coid,
+                (side, order_type, tif, stp, raw),
+                (price_off, stop_off, lots, mangle, budget),
+            )| PlaceOp {
+                acct,
+                sym,
+                coid,
+                side,
+                order_type,
+                tif,
+                stp,
+                raw,
+                price_off,
+                stop_off,
+                lots,
+                mangle,
+                budget,
+            },
+        )
 }
 
 fn amount() -> impl Strategy<Value = i64> {
@@ -444,20 +459,27 @@ impl Model {
         use RejectReason as R;
         let live_order = |id: &OrderId| self.orders.get(id).filter(|m| is_live(m.last.status));
         // Ids the command names.
-        let (accounts, symbols, assets): (Vec<AccountId>, Vec<SymbolId>, Vec<AssetId>) = match *cmd {
-            Command::Deposit { account, asset, .. } | Command::WithdrawRequest { account, asset, .. } => {
+        let (accounts, symbols, assets): (Vec<AccountId>, Vec<SymbolId>, Vec<AssetId>) = match *cmd
+        {
+            Command::Deposit { account, asset, .. }
+            | Command::WithdrawRequest { account, asset, .. } => {
                 (vec![account], vec![], vec![asset])
             }
-            Command::Transfer { from, to, asset, .. } => (vec![from, to], vec![], vec![asset]),
+            Command::Transfer {
+                from, to, asset, ..
+            } => (vec![from, to], vec![], vec![asset]),
             Command::PlaceOrder(o) => (vec![o.account], vec![o.symbol], vec![]),
             Command::CancelOrder { account, .. }
             | Command::CancelByClientId { account, .. }
             | Command::AmendOrder { account, .. }
             | Command::SetAccountStatus { account, .. } => (vec![account], vec![], vec![]),
-            Command::CancelAll { account, symbol } => (vec![account], vec![symbol].into_iter().filter(|&s| s != 0).collect(), vec![]),
-            Command::SetSymbolStatus { symbol, .. } | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => {
-                (vec![], vec![symbol], vec![])
-            }
+            Command::CancelAll { account, symbol } => (
+                vec![account],
+                vec![symbol].into_iter().filter(|&s| s != 0).collect(),
+                vec![],
+            ),
+            Command::SetSymbolStatus { symbol, .. }
+            | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => (vec![], vec![symbol], vec![]),
             _ => return Ok(()),
         };
         let order_symbol = match *cmd {
@@ -466,32 +488,80 @@ impl Model {
             _ => None,
         };
         match reason {
-            R::UnknownAccount => ensure!(accounts.iter().any(|a| !self.accounts.contains_key(a)), "no unknown account"),
-            R::UnknownSymbol => ensure!(symbols.iter().any(|s| !self.symbols.contains_key(s)), "no unknown symbol"),
-            R::UnknownAsset => ensure!(assets.iter().any(|a| !self.scales.contains_key(a)), "no unknown asset"),
+            R::UnknownAccount => ensure!(
+                accounts.iter().any(|a| !self.accounts.contains_key(a)),
+                "no unknown account"
+            ),
+            R::UnknownSymbol => ensure!(
+                symbols.iter().any(|s| !self.symbols.contains_key(s)),
+                "no unknown symbol"
+            ),
+            R::UnknownAsset => ensure!(
+                assets.iter().any(|a| !self.scales.contains_key(a)),
+                "no unknown asset"
+            ),
             R::AccountFrozen => {
                 ensure!(
-                    matches!(cmd, Command::PlaceOrder(_) | Command::WithdrawRequest { .. } | Command::Transfer { .. } | Command::AmendOrder { .. }),
+                    matches!(
+                        cmd,
+                        Command::PlaceOrder(_)
+                            | Command::WithdrawRequest { .. }
+                            | Command::Transfer { .. }
+                            | Command::AmendOrder { .. }
+                    ),
                     "this command does not care about freezes"
                 );
-                ensure!(self.accounts.get(&accounts[0]).is_some_and(|a| a.frozen), "the account is not frozen");
+                ensure!(
+                    self.accounts.get(&accounts[0]).is_some_and(|a| a.frozen),
+                    "the account is not frozen"
+                );
             }
             R::SymbolHalted => ensure!(
-                order_symbol.is_some_and(|s| self.symbols.get(&s).is_some_and(|x| x.1 == SymbolStatus::Halted)),
+                order_symbol.is_some_and(|s| self
+                    .symbols
+                    .get(&s)
+                    .is_some_and(|x| x.1 == SymbolStatus::Halted)),
                 "the symbol is not halted"
             ),
             R::DuplicateDepositRef => {
-                let Command::Deposit { external_ref, .. } = *cmd else { return Err("wrong command".into()) };
-                ensure!(self.deposit_refs.contains(&external_ref), "the deposit ref is new");
+                let Command::Deposit { external_ref, .. } = *cmd else {
+                    return Err("wrong command".into());
+                };
+                ensure!(
+                    self.deposit_refs.contains(&external_ref),
+                    "the deposit ref is new"
+                );
             }
             _ => {}
         }
         match (*cmd, reason) {
-            (Command::WithdrawRequest { account, asset, amount, .. }, R::InsufficientFunds) => {
-                ensure!(self.available(account, asset) < amount, "the account has the funds")
+            (
+                Command::WithdrawRequest {
+                    account,
+                    asset,
+                    amount,
+                    ..
+                },
+                R::InsufficientFunds,
+            ) => {
+                ensure!(
+                    self.available(account, asset) < amount,
+                    "the account has the funds"
+                )
             }
-            (Command::Transfer { from, asset, amount, .. }, R::InsufficientFunds) => {
-                ensure!(self.available(from, asset) < amount, "the account has the funds")
+            (
+                Command::Transfer {
+                    from,
+                    asset,
+                    amount,
+                    ..
+                },
+                R::InsufficientFunds,
+            ) => {
+                ensure!(
+                    self.available(from, asset) < amount,
+                    "the account has the funds"
+                )
             }
             (Command::PlaceOrder(o), _) if self.symbols.contains_key(&o.symbol) => {
                 let spec = self.spec(o.symbol);
@@ -527,23 +597,42 @@ impl Model {
                             }
                         };
                         let have = self.available(o.account, self.hold_asset(o.symbol, o.side));
-                        ensure!(have < need, "the account has {have} of the {need} the order needs");
+                        ensure!(
+                            have < need,
+                            "the account has {have} of the {need} the order needs"
+                        );
                     }
                     R::StopWouldTriggerImmediately => {
-                        ensure!(stop_fires(o.side, o.stop_price, last), "the stop would not fire at {last}")
+                        ensure!(
+                            stop_fires(o.side, o.stop_price, last),
+                            "the stop would not fire at {last}"
+                        )
                     }
-                    R::PostOnlyWouldTake => ensure!(opposite_crosses(o.side, o.price), "nothing to take"),
+                    R::PostOnlyWouldTake => {
+                        ensure!(opposite_crosses(o.side, o.price), "nothing to take")
+                    }
                     R::PriceOutOfBand => {
                         let band = spec.price_band_bps as i128;
                         let (p, l) = (o.price as i128, last as i128);
-                        ensure!(band != 0 && l != 0 && (p - l).abs() * 10_000 > l * band, "the price is within the band")
+                        ensure!(
+                            band != 0 && l != 0 && (p - l).abs() * 10_000 > l * band,
+                            "the price is within the band"
+                        )
                     }
-                    R::AboveMaxQuantity => ensure!(o.qty > spec.max_order_qty, "qty within the maximum"),
+                    R::AboveMaxQuantity => {
+                        ensure!(o.qty > spec.max_order_qty, "qty within the maximum")
+                    }
                     R::BelowMinQuantity => ensure!(o.qty < spec.min_qty, "qty above the minimum"),
                     R::QuantityNotOnLot => ensure!(o.qty % spec.lot_size != 0, "qty on the lot"),
-                    R::PriceNotOnTick => ensure!(o.price % spec.tick_size != 0 || o.stop_price % spec.tick_size != 0, "price on the tick"),
+                    R::PriceNotOnTick => ensure!(
+                        o.price % spec.tick_size != 0 || o.stop_price % spec.tick_size != 0,
+                        "price on the tick"
+                    ),
                     R::BelowMinNotional => {
-                        ensure!(self.notional(o.symbol, o.price, o.qty)? < spec.min_notional, "notional above the minimum")
+                        ensure!(
+                            self.notional(o.symbol, o.price, o.qty)? < spec.min_notional,
+                            "notional above the minimum"
+                        )
                     }
                     _ => {}
                 }
@@ -1025,8 +1114,13 @@ impl Model {
             .get(&r.symbol)
             .map(|s| s.0.maker_fee_ppm.max(s.0.taker_fee_ppm))
             .unwrap_or(0);
-        if r.exec == ExecKind::Cancelled && matches!(cmd, Command::PlaceOrder(_) | Command::AmendOrder { .. }) {
+        if r.exec == ExecKind::Cancelled
+            && matches!(cmd, Command::PlaceOrder(_) | Command::AmendOrder { .. })
+        {
             self.check_stp_cancel(r.order_id)?;
+        }
+        if r.exec == ExecKind::Expired {
+            self.check_expiry(&r)?;
         }
         let m = self
             .orders
@@ -1110,7 +1204,9 @@ impl Model {
                 // price is some price this command traded at, not necessarily the latest.
                 let stop = m.cmd.stop_price;
                 ensure!(
-                    self.prices_now.iter().any(|&(s, p)| s == r.symbol && stop_fires(r.side, stop, p)),
+                    self.prices_now
+                        .iter()
+                        .any(|&(s, p)| s == r.symbol && stop_fires(r.side, stop, p)),
                     "stop at {stop} triggered, but this command traded at {:?}",
                     self.prices_now
                 );
@@ -1179,10 +1275,18 @@ impl Model {
     /// (`taker` excluded), i.e. the one a taker must meet first.
     fn check_head_of_book(&self, head: OrderId, taker: OrderId) -> Result<(), String> {
         let h = &self.orders[&head];
-        ensure!(is_live(h.last.status) && !h.waiting && !h.last.order_type.is_market(), "order {head} is not resting");
+        ensure!(
+            is_live(h.last.status) && !h.waiting && !h.last.order_type.is_market(),
+            "order {head} is not resting"
+        );
         for (id, o) in &self.orders {
             let resting = is_live(o.last.status) && !o.waiting && !o.last.order_type.is_market();
-            if !resting || *id == taker || *id == head || o.last.symbol != h.last.symbol || o.last.side != h.last.side {
+            if !resting
+                || *id == taker
+                || *id == head
+                || o.last.symbol != h.last.symbol
+                || o.last.side != h.last.side
+            {
                 continue;
             }
             let better_price = match h.last.side {
@@ -1204,10 +1308,54 @@ impl Model {
         Ok(())
     }
 
+    /// An order that expires unfilled must have had nothing left it could take.
+    fn check_expiry(&self, r: &OrderReport) -> Result<(), String> {
+        let m = &self.orders[&r.order_id];
+        ensure!(self.taker_now == Some(r.order_id), "order {} expired outside its own run", r.order_id);
+        let left = r.qty - r.filled_qty;
+        if left == 0 || r.tif == TimeInForce::Fok {
+            return Ok(());
+        }
+        let head = self
+            .orders
+            .values()
+            .filter(|o| {
+                is_live(o.last.status)
+                    && !o.waiting
+                    && !o.last.order_type.is_market()
+                    && o.last.order_id != r.order_id
+                    && o.last.symbol == r.symbol
+                    && o.last.side == r.side.opposite()
+            })
+            .min_by_key(|o| (if o.last.side == Side::Sell { o.last.price } else { -o.last.price }, o.queue_key));
+        let Some(head) = head else { return Ok(()) };
+        let spec = self.spec(r.symbol);
+        if r.order_type.is_market() {
+            ensure!(r.side == Side::Buy, "a market sell expired with {left} left facing {:?}", head.last);
+            let n = self.notional(r.symbol, head.last.price, spec.lot_size)?;
+            let lot_cost = n + fee(n, spec.taker_fee_ppm.min(m.fee_cap));
+            let budget_left = m.cmd.quote_budget - r.filled_quote - r.fees_paid;
+            ensure!(
+                lot_cost > budget_left,
+                "a market buy expired with {budget_left} of budget left, enough for a lot at {} ({lot_cost})",
+                head.last.price
+            );
+        } else {
+            let crosses = match r.side {
+                Side::Buy => head.last.price <= r.price,
+                Side::Sell => head.last.price >= r.price,
+            };
+            ensure!(!crosses, "an IOC order expired with {left} left facing a crossing order at {}", head.last.price);
+        }
+        Ok(())
+    }
+
     /// A cancel inside an order's own command is self-trade prevention; check it follows the
     /// taker's STP mode.
     fn check_stp_cancel(&mut self, cancelled: OrderId) -> Result<(), String> {
-        let taker_id = self.taker_now.ok_or("an order was cancelled with no taker running")?;
+        let taker_id = self
+            .taker_now
+            .ok_or("an order was cancelled with no taker running")?;
         let taker = &self.orders[&taker_id];
         let owner = |o: &OrderModel| self.accounts[&o.last.account].owner;
         if cancelled == taker_id {
@@ -1229,9 +1377,21 @@ impl Model {
                                 && o.last.symbol == taker.last.symbol
                                 && o.last.side == taker.last.side.opposite()
                         })
-                        .min_by_key(|o| (if o.last.side == Side::Sell { o.last.price } else { -o.last.price }, o.queue_key))
+                        .min_by_key(|o| {
+                            (
+                                if o.last.side == Side::Sell {
+                                    o.last.price
+                                } else {
+                                    -o.last.price
+                                },
+                                o.queue_key,
+                            )
+                        })
                         .ok_or("a cancel-incoming taker was cancelled facing an empty book")?;
-                    ensure!(owner(head) == owner(taker), "a cancel-incoming taker was cancelled facing another owner's order");
+                    ensure!(
+                        owner(head) == owner(taker),
+                        "a cancel-incoming taker was cancelled facing another owner's order"
+                    );
                 }
                 StpMode::CancelBoth => ensure!(
                     self.stp_cancelled_resting.is_some(),
@@ -1241,12 +1401,19 @@ impl Model {
             return Ok(());
         }
         let resting = &self.orders[&cancelled];
-        ensure!(owner(resting) == owner(taker), "STP cancelled another owner's order");
         ensure!(
-            resting.last.symbol == taker.last.symbol && resting.last.side == taker.last.side.opposite(),
+            owner(resting) == owner(taker),
+            "STP cancelled another owner's order"
+        );
+        ensure!(
+            resting.last.symbol == taker.last.symbol
+                && resting.last.side == taker.last.side.opposite(),
             "STP cancelled an order the taker could not meet"
         );
-        ensure!(taker.cmd.stp != StpMode::CancelIncoming, "a cancel-incoming taker cancelled a resting order");
+        ensure!(
+            taker.cmd.stp != StpMode::CancelIncoming,
+            "a cancel-incoming taker cancelled a resting order"
+        );
         let crosses = match taker.last.side {
             _ if taker.last.order_type.is_market() => true,
             Side::Buy => resting.last.price <= taker.last.price,
@@ -1309,8 +1476,14 @@ impl Model {
             "order {} took liquidity outside its own command",
             t.taker_order
         );
-        ensure!(taker.last.tif != TimeInForce::PostOnly, "a post-only order took liquidity");
-        ensure!(self.taker_now == Some(t.taker_order), "the taker is not the order now running");
+        ensure!(
+            taker.last.tif != TimeInForce::PostOnly,
+            "a post-only order took liquidity"
+        );
+        ensure!(
+            self.taker_now == Some(t.taker_order),
+            "the taker is not the order now running"
+        );
         self.check_head_of_book(t.maker_order, t.taker_order)?;
         ensure!(
             t.maker_side == maker.last.side && taker.last.side == maker.last.side.opposite(),
@@ -1685,7 +1858,12 @@ fn pick_order(model: &Model, pick: usize) -> Option<OrderId> {
         return None;
     }
     // Most picks name a live order; the rest any order ever placed (usually ended by now).
-    let live: Vec<OrderId> = model.orders.values().filter(|m| is_live(m.last.status)).map(|m| m.last.order_id).collect();
+    let live: Vec<OrderId> = model
+        .orders
+        .values()
+        .filter(|m| is_live(m.last.status))
+        .map(|m| m.last.order_id)
+        .collect();
     if pick % 4 != 0 && !live.is_empty() {
         return Some(live[(pick / 4) % live.len()]);
     }
@@ -1989,9 +2167,15 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
                 .justify_rejection(&cmd, *reason)
                 .map_err(|m| context(format!("rejected with {reason:?}, but {m}")))?;
         }
-        model
-            .observe(seq, &cmd, new)
-            .map_err(|m| context(format!("{m}\nevents of the command:\n{}", new.iter().map(|e| format!("  {e:?}")).collect::<Vec<_>>().join("\n"))))?;
+        model.observe(seq, &cmd, new).map_err(|m| {
+            context(format!(
+                "{m}\nevents of the command:\n{}",
+                new.iter()
+                    .map(|e| format!("  {e:?}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))
+        })?;
         if rejected {
             if visible_state(&before) != visible_state(&engine) {
                 return Err(context(
@@ -2054,7 +2238,7 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
 
 proptest! {
     #![proptest_config(Config {
-        cases: 96,
+        cases: 128,
         max_shrink_iters: 4_000,
         failure_persistence: None,
         ..Config::default()
@@ -2110,4 +2294,3 @@ fn streams_exercise_matching_triggers_amends_and_rejections() {
         "rejection share off: {total:?}"
     );
 }
-

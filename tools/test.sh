@@ -11,7 +11,9 @@ if [ -x tools/services.sh ]; then
 fi
 
 cargo build --release --bins
-cargo test --release --all-targets -- --test-threads=2
 
 # The crash test at full length: 100 SIGKILL cycles (about two minutes here).
 tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
+
+# Every unit, integration, property and differential test (last, so its summary closes the run).
+cargo test --release --all-targets -- --test-threads=2
