@@ -9,10 +9,7 @@ use super::Verdict;
 
 impl Engine {
     pub(crate) fn account_idx(&self, account: AccountId) -> Result<u32, RejectReason> {
-        self.account_index
-            .get(&account)
-            .copied()
-            .ok_or(RejectReason::UnknownAccount)
+        self.account_index.get(&account).copied().ok_or(RejectReason::UnknownAccount)
     }
 
     /// The account's index if it exists and may trade, withdraw or send funds.
@@ -40,9 +37,7 @@ impl Engine {
         let ancestors = if parent == 0 {
             Vec::new()
         } else {
-            let parent_idx = self
-                .account_idx(parent)
-                .map_err(|_| RejectReason::UnknownParent)?;
+            let parent_idx = self.account_idx(parent).map_err(|_| RejectReason::UnknownParent)?;
             let parent_account = &self.accounts[parent_idx as usize];
             if parent_account.owner != owner {
                 return Err(RejectReason::OwnerMismatch);
@@ -64,8 +59,7 @@ impl Engine {
                 a.subtree_totals.resize(asset_count, 0);
             }
         }
-        self.account_index
-            .insert(account, self.accounts.len() as u32);
+        self.account_index.insert(account, self.accounts.len() as u32);
         self.accounts.push(Account {
             id: account,
             parent,
@@ -76,11 +70,7 @@ impl Engine {
             subtree_totals: vec![0; asset_count],
             open_orders: Vec::new(),
         });
-        out.push(Event::AccountCreated {
-            account,
-            parent,
-            owner,
-        });
+        out.push(Event::AccountCreated { account, parent, owner });
         Ok(())
     }
 
@@ -98,11 +88,7 @@ impl Engine {
 
     /// The balance of (account, asset); zero if never touched.
     pub(crate) fn balance(&self, account_idx: u32, asset_idx: u32) -> Balance {
-        self.accounts[account_idx as usize]
-            .balances
-            .get(asset_idx as usize)
-            .copied()
-            .unwrap_or_default()
+        self.accounts[account_idx as usize].balances.get(asset_idx as usize).copied().unwrap_or_default()
     }
 
     /// Makes sure the account and its ancestors have a slot for the asset (assets created after
@@ -171,8 +157,7 @@ impl Engine {
             let ancestor_count = account.ancestors.len();
             for i in 0..ancestor_count {
                 let ancestor_idx = self.accounts[account_idx as usize].ancestors[i];
-                self.accounts[ancestor_idx as usize].subtree_totals[asset_idx as usize] +=
-                    total_delta;
+                self.accounts[ancestor_idx as usize].subtree_totals[asset_idx as usize] += total_delta;
             }
         }
         out.push(Event::Ledger(entry));
@@ -188,20 +173,7 @@ impl Engine {
         ref_id: u64,
         out: &mut Vec<Event>,
     ) {
-        let kind = if amount >= 0 {
-            LedgerKind::Hold
-        } else {
-            LedgerKind::Release
-        };
-        self.change_balance(
-            account_idx,
-            asset_idx,
-            kind,
-            -amount,
-            amount,
-            ref_kind,
-            ref_id,
-            out,
-        );
+        let kind = if amount >= 0 { LedgerKind::Hold } else { LedgerKind::Release };
+        self.change_balance(account_idx, asset_idx, kind, -amount, amount, ref_kind, ref_id, out);
     }
 }

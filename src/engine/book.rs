@@ -1,9 +1,9 @@
 //! The order store (a slab with a free list, so placing an order does not allocate once warm)
-//! and the per-symbol book: price levels in a `BTreeMap` keyed by price in ticks, each level an
-//! intrusive FIFO list of slab slots (time priority), plus the untriggered stop orders.
+//! and the per-symbol book: per side, price levels in a sorted vector with the best price last,
+//! each level an intrusive FIFO list of slab slots (time priority); plus the untriggered stops.
 
 use super::types::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// "No slot" in the intrusive lists.
 pub const NIL: u32 = u32::MAX;
@@ -91,38 +91,128 @@ pub struct Level {
     pub count: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+/// The price levels of one side, sorted so that the best price is last: ascending for bids,
+/// descending for asks. Most activity is near the touch, so inserting or removing a level
+/// moves only the few entries better than it, finding the best is O(1), and once the vectors
+/// have grown nothing allocates (a `BTreeMap` allocates and frees nodes as levels come and go).
+#[derive(Clone, Debug)]
+pub struct PriceLevels {
+    side: Side,
+    prices: Vec<i64>,
+    levels: Vec<Level>,
+}
+
+impl PriceLevels {
+    pub fn new(side: Side) -> PriceLevels {
+        PriceLevels { side, prices: Vec::new(), levels: Vec::new() }
+    }
+
+    /// Where `price` is, or would be inserted, in this side's order.
+    fn search(&self, price: i64) -> Result<usize, usize> {
+        match self.side {
+            Side::Buy => self.prices.binary_search(&price),
+            Side::Sell => self.prices.binary_search_by(|p| price.cmp(p)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.prices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prices.is_empty()
+    }
+
+    pub fn best(&self) -> Option<(i64, &Level)> {
+        Some((*self.prices.last()?, self.levels.last()?))
+    }
+
+    pub fn get_mut(&mut self, price: i64) -> Option<&mut Level> {
+        let at = self.search(price).ok()?;
+        Some(&mut self.levels[at])
+    }
+
+    fn get_or_insert(&mut self, price: i64) -> &mut Level {
+        let at = match self.search(price) {
+            Ok(at) => at,
+            Err(at) => {
+                self.prices.insert(at, price);
+                self.levels.insert(at, Level { head: NIL, tail: NIL, total_lots: 0, count: 0 });
+                at
+            }
+        };
+        &mut self.levels[at]
+    }
+
+    fn remove(&mut self, price: i64) {
+        if let Ok(at) = self.search(price) {
+            self.prices.remove(at);
+            self.levels.remove(at);
+        }
+    }
+
+    /// Levels from the best price outwards.
+    pub fn iter_best_first(&self) -> impl Iterator<Item = (i64, &Level)> {
+        self.prices.iter().copied().zip(self.levels.iter()).rev()
+    }
+
+    /// Levels in ascending price, whatever the side (the canonical order of the state encoding).
+    pub fn iter_ascending(&self) -> Box<dyn Iterator<Item = (i64, &Level)> + '_> {
+        let pairs = self.prices.iter().copied().zip(self.levels.iter());
+        match self.side {
+            Side::Buy => Box::new(pairs),
+            Side::Sell => Box::new(pairs.rev()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct Book {
-    pub bids: BTreeMap<i64, Level>,
-    pub asks: BTreeMap<i64, Level>,
+    pub bids: PriceLevels,
+    pub asks: PriceLevels,
     /// Untriggered buy stops, by (stop price in ticks, order id).
     pub stop_buys: BTreeSet<(i64, OrderId)>,
     /// Untriggered sell stops, by (stop price in ticks, order id).
     pub stop_sells: BTreeSet<(i64, OrderId)>,
 }
 
+impl Default for Book {
+    fn default() -> Book {
+        Book {
+            bids: PriceLevels::new(Side::Buy),
+            asks: PriceLevels::new(Side::Sell),
+            stop_buys: BTreeSet::new(),
+            stop_sells: BTreeSet::new(),
+        }
+    }
+}
+
 impl Book {
-    fn levels_mut(&mut self, side: Side) -> &mut BTreeMap<i64, Level> {
+    fn levels_mut(&mut self, side: Side) -> &mut PriceLevels {
         match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         }
     }
 
-    /// The best level a taker on `taker_side` would meet: lowest ask for a buy, highest bid for a sell.
-    pub fn best_opposite(&self, taker_side: Side) -> Option<(i64, &Level)> {
-        match taker_side {
-            Side::Buy => self.asks.first_key_value().map(|(p, l)| (*p, l)),
-            Side::Sell => self.bids.last_key_value().map(|(p, l)| (*p, l)),
+    pub fn levels(&self, side: Side) -> &PriceLevels {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
         }
     }
 
+    /// The best level a taker on `taker_side` would meet: lowest ask for a buy, highest bid for a sell.
+    pub fn best_opposite(&self, taker_side: Side) -> Option<(i64, &Level)> {
+        self.levels(taker_side.opposite()).best()
+    }
+
     pub fn best_bid_ticks(&self) -> Option<i64> {
-        self.bids.last_key_value().map(|(p, _)| *p)
+        self.bids.best().map(|(p, _)| p)
     }
 
     pub fn best_ask_ticks(&self) -> Option<i64> {
-        self.asks.first_key_value().map(|(p, _)| *p)
+        self.asks.best().map(|(p, _)| p)
     }
 
     /// Appends the order in `slot` to the tail of its price level (lowest time priority).
@@ -131,12 +221,7 @@ impl Book {
             let o = slab.get(slot);
             (o.side, o.price_ticks, o.remaining_lots())
         };
-        let level = self.levels_mut(side).entry(price).or_insert(Level {
-            head: NIL,
-            tail: NIL,
-            total_lots: 0,
-            count: 0,
-        });
+        let level = self.levels_mut(side).get_or_insert(price);
         let old_tail = level.tail;
         {
             let o = slab.get_mut(slot);
@@ -160,9 +245,7 @@ impl Book {
             (o.side, o.price_ticks, o.remaining_lots(), o.prev, o.next)
         };
         let levels = self.levels_mut(side);
-        let level = levels
-            .get_mut(&price)
-            .expect("resting order's level exists");
+        let level = levels.get_mut(price).expect("resting order's level exists");
         if prev == NIL {
             level.head = next;
         } else {
@@ -176,7 +259,7 @@ impl Book {
         level.total_lots -= lots;
         level.count -= 1;
         if level.count == 0 {
-            levels.remove(&price);
+            levels.remove(price);
         }
         let o = slab.get_mut(slot);
         o.prev = NIL;
@@ -185,10 +268,7 @@ impl Book {
 
     /// A resting order shrank in place by `lots` (a fill or an amend down); it keeps its place.
     pub fn reduce_level(&mut self, side: Side, price_ticks: i64, lots: i64) {
-        let level = self
-            .levels_mut(side)
-            .get_mut(&price_ticks)
-            .expect("resting order's level exists");
+        let level = self.levels_mut(side).get_mut(price_ticks).expect("resting order's level exists");
         level.total_lots -= lots;
     }
 

@@ -23,11 +23,7 @@ impl Engine {
             return Err(RejectReason::DuplicateDepositRef);
         }
         // Bounding the outstanding supply bounds every balance and subtree total below it.
-        if self.totals[asset_idx as usize]
-            .supply()
-            .checked_add(amount)
-            .is_none()
-        {
+        if self.totals[asset_idx as usize].supply().checked_add(amount).is_none() {
             return Err(RejectReason::Overflow);
         }
         self.deposit_refs.insert(external_ref);
@@ -42,12 +38,7 @@ impl Engine {
             external_ref,
             out,
         );
-        out.push(Event::DepositCredited {
-            account,
-            asset,
-            amount,
-            external_ref,
-        });
+        out.push(Event::DepositCredited { account, asset, amount, external_ref });
         Ok(())
     }
 
@@ -72,22 +63,10 @@ impl Engine {
             return Err(RejectReason::InsufficientFunds);
         }
         self.withdrawal_refs.insert((account, client_ref));
-        let withdrawal = super::state::Withdrawal {
-            account,
-            asset,
-            amount,
-            client_ref,
-            status: WithdrawalStatus::Pending,
-        };
+        let withdrawal =
+            super::state::Withdrawal { account, asset, amount, client_ref, status: WithdrawalStatus::Pending };
         self.withdrawals.insert(seq, withdrawal);
-        self.hold(
-            account_idx,
-            asset_idx,
-            amount,
-            RefKind::Withdrawal,
-            seq,
-            out,
-        );
+        self.hold(account_idx, asset_idx, amount, RefKind::Withdrawal, seq, out);
         out.push(Event::WithdrawalUpdated {
             withdrawal_id: seq,
             account,
@@ -100,16 +79,8 @@ impl Engine {
     }
 
     /// Approve (debit the held amount) or reject (release it) a pending withdrawal.
-    pub(crate) fn withdraw_decide(
-        &mut self,
-        withdrawal_id: u64,
-        approve: bool,
-        out: &mut Vec<Event>,
-    ) -> Verdict {
-        let w = *self
-            .withdrawals
-            .get(&withdrawal_id)
-            .ok_or(RejectReason::UnknownWithdrawal)?;
+    pub(crate) fn withdraw_decide(&mut self, withdrawal_id: u64, approve: bool, out: &mut Vec<Event>) -> Verdict {
+        let w = *self.withdrawals.get(&withdrawal_id).ok_or(RejectReason::UnknownWithdrawal)?;
         if w.status != WithdrawalStatus::Pending {
             return Err(RejectReason::WithdrawalNotPending);
         }
@@ -129,20 +100,10 @@ impl Engine {
             );
             WithdrawalStatus::Approved
         } else {
-            self.hold(
-                account_idx,
-                asset_idx,
-                -w.amount,
-                RefKind::Withdrawal,
-                withdrawal_id,
-                out,
-            );
+            self.hold(account_idx, asset_idx, -w.amount, RefKind::Withdrawal, withdrawal_id, out);
             WithdrawalStatus::Rejected
         };
-        self.withdrawals
-            .get_mut(&withdrawal_id)
-            .expect("checked above")
-            .status = status;
+        self.withdrawals.get_mut(&withdrawal_id).expect("checked above").status = status;
         out.push(Event::WithdrawalUpdated {
             withdrawal_id,
             account: w.account,
@@ -184,33 +145,9 @@ impl Engine {
             return Err(RejectReason::InsufficientFunds);
         }
         self.transfer_refs.insert((from, client_ref));
-        self.change_balance(
-            from_idx,
-            asset_idx,
-            LedgerKind::Transfer,
-            -amount,
-            0,
-            RefKind::Transfer,
-            client_ref,
-            out,
-        );
-        self.change_balance(
-            to_idx,
-            asset_idx,
-            LedgerKind::Transfer,
-            amount,
-            0,
-            RefKind::Transfer,
-            client_ref,
-            out,
-        );
-        out.push(Event::Transferred {
-            from,
-            to,
-            asset,
-            amount,
-            client_ref,
-        });
+        self.change_balance(from_idx, asset_idx, LedgerKind::Transfer, -amount, 0, RefKind::Transfer, client_ref, out);
+        self.change_balance(to_idx, asset_idx, LedgerKind::Transfer, amount, 0, RefKind::Transfer, client_ref, out);
+        out.push(Event::Transferred { from, to, asset, amount, client_ref });
         Ok(())
     }
 }

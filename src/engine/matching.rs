@@ -88,9 +88,7 @@ impl Engine {
         }
         if cancel_incoming {
             self.finish_order(slot, OrderTransition::Cancel, ExecKind::Cancelled, out);
-        } else if taker.order_type.is_market()
-            || matches!(taker.tif, TimeInForce::Ioc | TimeInForce::Fok)
-        {
+        } else if taker.order_type.is_market() || matches!(taker.tif, TimeInForce::Ioc | TimeInForce::Fok) {
             self.finish_order(slot, OrderTransition::Expire, ExecKind::Expired, out);
         } else {
             self.rest(slot, out);
@@ -100,21 +98,14 @@ impl Engine {
     /// Can a fill-or-kill order fill completely right now, counting self-trade prevention?
     fn fok_fillable(&self, taker: &Order) -> bool {
         let book = &self.symbols[taker.symbol_idx as usize].book;
-        match taker.side {
-            Side::Buy => self.fok_scan(taker, book.asks.iter()),
-            Side::Sell => self.fok_scan(taker, book.bids.iter().rev()),
-        }
+        self.fok_scan(taker, book.levels(taker.side.opposite()).iter_best_first())
     }
 
-    fn fok_scan<'a>(
-        &self,
-        taker: &Order,
-        levels: impl Iterator<Item = (&'a i64, &'a Level)>,
-    ) -> bool {
+    fn fok_scan<'a>(&self, taker: &Order, levels: impl Iterator<Item = (i64, &'a Level)>) -> bool {
         let taker_owner = self.owner_of(taker);
         let needed_lots = taker.remaining_lots();
         let mut available_lots = 0;
-        for (&price, level) in levels {
+        for (price, level) in levels {
             if !crosses(taker, price) {
                 break;
             }
@@ -145,8 +136,8 @@ impl Engine {
         symbol.book.push_back(&mut self.orders, slot);
         self.orders.get_mut(slot).resting = true;
         if o.side == Side::Buy {
-            let needed = buy_hold(symbol, o.price_ticks, o.remaining_lots(), o.fee_cap_ppm)
-                .expect("validated at entry");
+            let needed =
+                buy_hold(symbol, o.price_ticks, o.remaining_lots(), o.fee_cap_ppm).expect("validated at entry");
             let excess = o.held - needed;
             if excess > 0 {
                 let quote_idx = symbol.quote_idx;
@@ -164,14 +155,7 @@ impl Engine {
     /// One fill between a taker and the maker at the head of the best level. Moves funds,
     /// charges fees, emits the trade and both execution reports. Returns true when the taker
     /// is completely filled (and so has ended).
-    fn fill(
-        &mut self,
-        taker_slot: u32,
-        maker_slot: u32,
-        price_ticks: i64,
-        lots: i64,
-        out: &mut Vec<Event>,
-    ) -> bool {
+    fn fill(&mut self, taker_slot: u32, maker_slot: u32, price_ticks: i64, lots: i64, out: &mut Vec<Event>) -> bool {
         let taker = *self.orders.get(taker_slot);
         let maker = *self.orders.get(maker_slot);
         let symbol = &self.symbols[taker.symbol_idx as usize];
@@ -202,66 +186,12 @@ impl Engine {
             (&maker, &taker, maker_fee, taker_fee)
         };
         let tid = trade.trade_id;
-        self.change_balance(
-            buyer.account_idx,
-            quote_idx,
-            LedgerKind::Trade,
-            0,
-            -quote_qty,
-            RefKind::Trade,
-            tid,
-            out,
-        );
-        self.change_balance(
-            buyer.account_idx,
-            quote_idx,
-            LedgerKind::Fee,
-            0,
-            -buyer_fee,
-            RefKind::Trade,
-            tid,
-            out,
-        );
-        self.change_balance(
-            buyer.account_idx,
-            base_idx,
-            LedgerKind::Trade,
-            base_qty,
-            0,
-            RefKind::Trade,
-            tid,
-            out,
-        );
-        self.change_balance(
-            seller.account_idx,
-            base_idx,
-            LedgerKind::Trade,
-            0,
-            -base_qty,
-            RefKind::Trade,
-            tid,
-            out,
-        );
-        self.change_balance(
-            seller.account_idx,
-            quote_idx,
-            LedgerKind::Trade,
-            quote_qty,
-            0,
-            RefKind::Trade,
-            tid,
-            out,
-        );
-        self.change_balance(
-            seller.account_idx,
-            quote_idx,
-            LedgerKind::Fee,
-            -seller_fee,
-            0,
-            RefKind::Trade,
-            tid,
-            out,
-        );
+        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Trade, 0, -quote_qty, RefKind::Trade, tid, out);
+        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Fee, 0, -buyer_fee, RefKind::Trade, tid, out);
+        self.change_balance(buyer.account_idx, base_idx, LedgerKind::Trade, base_qty, 0, RefKind::Trade, tid, out);
+        self.change_balance(seller.account_idx, base_idx, LedgerKind::Trade, 0, -base_qty, RefKind::Trade, tid, out);
+        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Trade, quote_qty, 0, RefKind::Trade, tid, out);
+        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Fee, -seller_fee, 0, RefKind::Trade, tid, out);
         self.totals[quote_idx as usize].fees_collected += taker_fee + maker_fee;
 
         for (slot, own_fee) in [(taker_slot, taker_fee), (maker_slot, maker_fee)] {
@@ -269,17 +199,11 @@ impl Engine {
             o.filled_lots += lots;
             o.filled_quote += quote_qty;
             o.fees_paid += own_fee;
-            o.held -= if o.side == Side::Buy {
-                quote_qty + own_fee
-            } else {
-                base_qty
-            };
+            o.held -= if o.side == Side::Buy { quote_qty + own_fee } else { base_qty };
             assert!(o.held >= 0, "order {} spent more than it held", o.id);
         }
         let symbol = &mut self.symbols[taker.symbol_idx as usize];
-        symbol
-            .book
-            .reduce_level(maker.side, maker.price_ticks, lots);
+        symbol.book.reduce_level(maker.side, maker.price_ticks, lots);
         symbol.last_price_ticks = price_ticks;
         out.push(Event::Trade(trade));
 
@@ -294,19 +218,11 @@ impl Engine {
             if o.resting {
                 self.take_out_of_book(slot);
             }
-            self.finish_order(
-                slot,
-                OrderTransition::Fill { fully: true },
-                ExecKind::Trade,
-                out,
-            );
+            self.finish_order(slot, OrderTransition::Fill { fully: true }, ExecKind::Trade, out);
             return true;
         }
         let order = self.orders.get_mut(slot);
-        order.status = order
-            .status
-            .next(OrderTransition::Fill { fully: false })
-            .expect("a live order can fill");
+        order.status = order.status.next(OrderTransition::Fill { fully: false }).expect("a live order can fill");
         out.push(Event::Order(self.report(slot, ExecKind::Trade)));
         false
     }
@@ -321,19 +237,13 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let o = *self.orders.get(slot);
-        let status = o.status.next(transition).unwrap_or_else(|| {
-            panic!(
-                "order {} cannot go {:?} from {:?}",
-                o.id, transition, o.status
-            )
-        });
+        let status = o
+            .status
+            .next(transition)
+            .unwrap_or_else(|| panic!("order {} cannot go {:?} from {:?}", o.id, transition, o.status));
         if o.held > 0 {
             let symbol = &self.symbols[o.symbol_idx as usize];
-            let asset_idx = if o.side == Side::Buy {
-                symbol.quote_idx
-            } else {
-                symbol.base_idx
-            };
+            let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
             self.hold(o.account_idx, asset_idx, -o.held, RefKind::Order, o.id, out);
         }
         let order = self.orders.get_mut(slot);
@@ -343,8 +253,7 @@ impl Engine {
 
         self.order_index.remove(&o.id);
         if o.client_order_id != 0 {
-            self.client_order_ids
-                .remove(&(o.account_idx, o.client_order_id));
+            self.client_order_ids.remove(&(o.account_idx, o.client_order_id));
         }
         let open_orders = &mut self.accounts[o.account_idx as usize].open_orders;
         let pos = o.account_pos as usize;
@@ -410,11 +319,7 @@ impl Engine {
             price: o.price_ticks * symbol.spec.tick_size,
             qty: o.qty_lots * lot,
             filled_qty: o.filled_lots * lot,
-            remaining_qty: if o.status.is_terminal() {
-                0
-            } else {
-                o.remaining_lots() * lot
-            },
+            remaining_qty: if o.status.is_terminal() { 0 } else { o.remaining_lots() * lot },
             filled_quote: o.filled_quote,
             fees_paid: o.fees_paid,
         }

@@ -23,9 +23,7 @@ pub use command::{Command, NewOrder, SymbolSpec};
 pub use event::{Event, LedgerEntry, OrderReport, Trade};
 pub use query::{BalanceView, DepthLevel, InvariantError};
 pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
-pub use state::{
-    Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM,
-};
+pub use state::{Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM};
 pub use types::*;
 
 /// A handler's verdict: `Err` only before anything was changed.
@@ -41,20 +39,12 @@ impl Engine {
     ///
     /// `seq` must grow strictly: the journal assigns it, so anything else is a pipeline bug.
     pub fn apply(&mut self, seq: Seq, timestamp_ns: u64, command: &Command, out: &mut Vec<Event>) {
-        assert!(
-            seq > self.last_seq,
-            "sequence went backwards: {seq} after {}",
-            self.last_seq
-        );
+        assert!(seq > self.last_seq, "sequence went backwards: {seq} after {}", self.last_seq);
         self.last_seq = seq;
         self.last_timestamp_ns = timestamp_ns;
         let first_event = out.len();
         if let Err(reason) = self.dispatch(seq, command, out) {
-            assert_eq!(
-                out.len(),
-                first_event,
-                "a rejected command emitted events: {command:?}"
-            );
+            assert_eq!(out.len(), first_event, "a rejected command emitted events: {command:?}");
             out.push(Event::Rejected { reason });
         }
     }
@@ -64,55 +54,29 @@ impl Engine {
             Command::CreateAsset { asset, scale } => self.create_asset(asset, scale, out),
             Command::CreateSymbol(spec) => self.create_symbol(&spec, out),
             Command::UpdateSymbol(spec) => self.update_symbol(&spec, out),
-            Command::SetSymbolStatus { symbol, status } => {
-                self.set_symbol_status(symbol, status, out)
+            Command::SetSymbolStatus { symbol, status } => self.set_symbol_status(symbol, status, out),
+            Command::CreateAccount { account, parent, owner } => self.create_account(account, parent, owner, out),
+            Command::SetAccountStatus { account, status } => self.set_account_status(account, status, out),
+            Command::Deposit { account, asset, amount, external_ref } => {
+                self.deposit(account, asset, amount, external_ref, out)
             }
-            Command::CreateAccount {
-                account,
-                parent,
-                owner,
-            } => self.create_account(account, parent, owner, out),
-            Command::SetAccountStatus { account, status } => {
-                self.set_account_status(account, status, out)
+            Command::WithdrawRequest { account, asset, amount, client_ref } => {
+                self.withdraw_request(seq, account, asset, amount, client_ref, out)
             }
-            Command::Deposit {
-                account,
-                asset,
-                amount,
-                external_ref,
-            } => self.deposit(account, asset, amount, external_ref, out),
-            Command::WithdrawRequest {
-                account,
-                asset,
-                amount,
-                client_ref,
-            } => self.withdraw_request(seq, account, asset, amount, client_ref, out),
-            Command::WithdrawApprove { withdrawal_id } => {
-                self.withdraw_decide(withdrawal_id, true, out)
+            Command::WithdrawApprove { withdrawal_id } => self.withdraw_decide(withdrawal_id, true, out),
+            Command::WithdrawReject { withdrawal_id } => self.withdraw_decide(withdrawal_id, false, out),
+            Command::Transfer { from, to, asset, amount, client_ref } => {
+                self.transfer(from, to, asset, amount, client_ref, out)
             }
-            Command::WithdrawReject { withdrawal_id } => {
-                self.withdraw_decide(withdrawal_id, false, out)
-            }
-            Command::Transfer {
-                from,
-                to,
-                asset,
-                amount,
-                client_ref,
-            } => self.transfer(from, to, asset, amount, client_ref, out),
             Command::PlaceOrder(order) => self.place_order(seq, &order, out),
             Command::CancelOrder { account, order_id } => self.cancel_order(account, order_id, out),
-            Command::CancelByClientId {
-                account,
-                client_order_id,
-            } => self.cancel_by_client_id(account, client_order_id, out),
+            Command::CancelByClientId { account, client_order_id } => {
+                self.cancel_by_client_id(account, client_order_id, out)
+            }
             Command::CancelAll { account, symbol } => self.cancel_all(account, symbol, out),
-            Command::AmendOrder {
-                account,
-                order_id,
-                price,
-                qty,
-            } => self.amend_order(account, order_id, price, qty, out),
+            Command::AmendOrder { account, order_id, price, qty } => {
+                self.amend_order(account, order_id, price, qty, out)
+            }
         }
     }
 

@@ -21,12 +21,7 @@ pub(crate) fn fee(notional: i64, rate_ppm: u32) -> i64 {
 }
 
 /// Quote minor units a buy of `lots` at `price_ticks` must hold: notional plus the highest fee.
-pub(crate) fn buy_hold(
-    symbol: &Symbol,
-    price_ticks: i64,
-    lots: i64,
-    fee_cap_ppm: u32,
-) -> Option<i64> {
+pub(crate) fn buy_hold(symbol: &Symbol, price_ticks: i64, lots: i64, fee_cap_ppm: u32) -> Option<i64> {
     let n = notional(symbol, price_ticks, lots)?;
     n.checked_add(fee(n, fee_cap_ppm))
 }
@@ -106,12 +101,7 @@ struct Accepted {
 }
 
 impl Engine {
-    fn validate_place(
-        &self,
-        account_idx: u32,
-        symbol_idx: u32,
-        o: &NewOrder,
-    ) -> Result<Accepted, RejectReason> {
+    fn validate_place(&self, account_idx: u32, symbol_idx: u32, o: &NewOrder) -> Result<Accepted, RejectReason> {
         let symbol = &self.symbols[symbol_idx as usize];
         if symbol.status == SymbolStatus::Halted {
             return Err(RejectReason::SymbolHalted);
@@ -119,11 +109,7 @@ impl Engine {
         check_combination(o)?;
         let qty_lots = qty_to_lots(symbol, o.qty)?;
         let is_limit = !o.order_type.is_market();
-        let price_ticks = if is_limit {
-            price_to_ticks(symbol, o.price)?
-        } else {
-            0
-        };
+        let price_ticks = if is_limit { price_to_ticks(symbol, o.price)? } else { 0 };
         if is_limit {
             if !within_band(symbol, price_ticks) {
                 return Err(RejectReason::PriceOutOfBand);
@@ -133,28 +119,18 @@ impl Engine {
                 return Err(RejectReason::BelowMinNotional);
             }
         }
-        let stop_ticks = if o.order_type.is_stop() {
-            price_to_ticks(symbol, o.stop_price)?
-        } else {
-            0
-        };
+        let stop_ticks = if o.order_type.is_stop() { price_to_ticks(symbol, o.stop_price)? } else { 0 };
         if o.order_type.is_stop() && stop_fires(o.side, stop_ticks, symbol.last_price_ticks) {
             return Err(RejectReason::StopWouldTriggerImmediately);
         }
-        if o.client_order_id != 0
-            && self
-                .client_order_ids
-                .contains_key(&(account_idx, o.client_order_id))
-        {
+        if o.client_order_id != 0 && self.client_order_ids.contains_key(&(account_idx, o.client_order_id)) {
             return Err(RejectReason::DuplicateClientOrderId);
         }
         let fee_cap_ppm = max_fee_ppm(symbol);
         let (hold_asset_idx, hold_amount) = match (o.side, is_limit) {
-            (Side::Buy, true) => (
-                symbol.quote_idx,
-                buy_hold(symbol, price_ticks, qty_lots, fee_cap_ppm)
-                    .ok_or(RejectReason::Overflow)?,
-            ),
+            (Side::Buy, true) => {
+                (symbol.quote_idx, buy_hold(symbol, price_ticks, qty_lots, fee_cap_ppm).ok_or(RejectReason::Overflow)?)
+            }
             (Side::Buy, false) if o.quote_budget <= 0 => return Err(RejectReason::InvalidBudget),
             (Side::Buy, false) => (symbol.quote_idx, o.quote_budget),
             (Side::Sell, _) => (symbol.base_idx, o.qty),
@@ -165,14 +141,7 @@ impl Engine {
         if o.tif == TimeInForce::PostOnly && self.would_take(symbol, o.side, price_ticks) {
             return Err(RejectReason::PostOnlyWouldTake);
         }
-        Ok(Accepted {
-            price_ticks,
-            stop_ticks,
-            qty_lots,
-            hold_amount,
-            hold_asset_idx,
-            fee_cap_ppm,
-        })
+        Ok(Accepted { price_ticks, stop_ticks, qty_lots, hold_amount, hold_asset_idx, fee_cap_ppm })
     }
 
     /// Would a limit order at `price_ticks` on `side` meet the opposite side of the book?
@@ -218,27 +187,16 @@ impl Engine {
         let slot = self.orders.insert(order);
         self.order_index.insert(seq, slot);
         if o.client_order_id != 0 {
-            self.client_order_ids
-                .insert((account_idx, o.client_order_id), seq);
+            self.client_order_ids.insert((account_idx, o.client_order_id), seq);
         }
         let open_orders = &mut self.accounts[account_idx as usize].open_orders;
         self.orders.get_mut(slot).account_pos = open_orders.len() as u32;
         open_orders.push(slot);
-        self.hold(
-            account_idx,
-            accepted.hold_asset_idx,
-            accepted.hold_amount,
-            RefKind::Order,
-            seq,
-            out,
-        );
+        self.hold(account_idx, accepted.hold_asset_idx, accepted.hold_amount, RefKind::Order, seq, out);
         out.push(Event::Order(self.report(slot, ExecKind::New)));
 
         if o.order_type.is_stop() {
-            self.symbols[symbol_idx as usize]
-                .book
-                .stops_mut(o.side)
-                .insert((accepted.stop_ticks, seq));
+            self.symbols[symbol_idx as usize].book.stops_mut(o.side).insert((accepted.stop_ticks, seq));
             return Ok(());
         }
         self.execute_taker(slot, out);
@@ -254,12 +212,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn cancel_order(
-        &mut self,
-        account: AccountId,
-        order_id: OrderId,
-        out: &mut Vec<Event>,
-    ) -> Verdict {
+    pub(crate) fn cancel_order(&mut self, account: AccountId, order_id: OrderId, out: &mut Vec<Event>) -> Verdict {
         let account_idx = self.account_idx(account)?;
         let slot = self.owned_order_slot(account_idx, order_id)?;
         self.cancel_slot(slot, out);
@@ -273,10 +226,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Verdict {
         let account_idx = self.account_idx(account)?;
-        let order_id = *self
-            .client_order_ids
-            .get(&(account_idx, client_order_id))
-            .ok_or(RejectReason::UnknownOrder)?;
+        let order_id = *self.client_order_ids.get(&(account_idx, client_order_id)).ok_or(RejectReason::UnknownOrder)?;
         let slot = self.owned_order_slot(account_idx, order_id)?;
         self.cancel_slot(slot, out);
         Ok(())
@@ -284,18 +234,9 @@ impl Engine {
 
     /// Cancels the account's live orders (of one symbol, or all when `symbol` is 0) in order-id
     /// order, so the events are the same on every replica.
-    pub(crate) fn cancel_all(
-        &mut self,
-        account: AccountId,
-        symbol: SymbolId,
-        out: &mut Vec<Event>,
-    ) -> Verdict {
+    pub(crate) fn cancel_all(&mut self, account: AccountId, symbol: SymbolId, out: &mut Vec<Event>) -> Verdict {
         let account_idx = self.account_idx(account)?;
-        let symbol_filter = if symbol == 0 {
-            None
-        } else {
-            Some(self.symbol_idx(symbol)?)
-        };
+        let symbol_filter = if symbol == 0 { None } else { Some(self.symbol_idx(symbol)?) };
         let mut ids = std::mem::take(&mut self.scratch_orders);
         ids.clear();
         for &slot in &self.accounts[account_idx as usize].open_orders {
@@ -363,24 +304,16 @@ impl Engine {
         if n < symbol.spec.min_notional {
             return Err(RejectReason::BelowMinNotional);
         }
-        if price_changed
-            && o.tif == TimeInForce::PostOnly
-            && self.would_take(symbol, o.side, price_ticks)
-        {
+        if price_changed && o.tif == TimeInForce::PostOnly && self.would_take(symbol, o.side, price_ticks) {
             return Err(RejectReason::PostOnlyWouldTake);
         }
         let keeps_priority = !price_changed && qty_lots <= o.qty_lots;
         // A re-priced order is a new commitment, so it takes the symbol's current fee cap.
-        let fee_cap_ppm = if keeps_priority {
-            o.fee_cap_ppm
-        } else {
-            max_fee_ppm(symbol)
-        };
+        let fee_cap_ppm = if keeps_priority { o.fee_cap_ppm } else { max_fee_ppm(symbol) };
         let (hold_asset_idx, held_needed) = match o.side {
             Side::Buy => (
                 symbol.quote_idx,
-                buy_hold(symbol, price_ticks, remaining_lots, fee_cap_ppm)
-                    .ok_or(RejectReason::Overflow)?,
+                buy_hold(symbol, price_ticks, remaining_lots, fee_cap_ppm).ok_or(RejectReason::Overflow)?,
             ),
             Side::Sell => (symbol.base_idx, remaining_lots * symbol.spec.lot_size),
         };
@@ -390,21 +323,10 @@ impl Engine {
         }
 
         // Validated: from here on the amend happens.
-        self.hold(
-            account_idx,
-            hold_asset_idx,
-            hold_delta,
-            RefKind::Order,
-            order_id,
-            out,
-        );
+        self.hold(account_idx, hold_asset_idx, hold_delta, RefKind::Order, order_id, out);
         if keeps_priority {
             let shrink_lots = o.qty_lots - qty_lots;
-            self.symbols[o.symbol_idx as usize].book.reduce_level(
-                o.side,
-                o.price_ticks,
-                shrink_lots,
-            );
+            self.symbols[o.symbol_idx as usize].book.reduce_level(o.side, o.price_ticks, shrink_lots);
         } else {
             self.take_out_of_book(slot);
         }

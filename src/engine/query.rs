@@ -56,13 +56,7 @@ impl Engine {
     /// Total (available + held) of the account and all its descendants: O(1).
     pub fn subtree_total(&self, account: AccountId, asset: AssetId) -> Option<i64> {
         let account = &self.accounts[self.account_idx(account).ok()? as usize];
-        Some(
-            account
-                .subtree_totals
-                .get(self.asset_idx(asset).ok()? as usize)
-                .copied()
-                .unwrap_or(0),
-        )
+        Some(account.subtree_totals.get(self.asset_idx(asset).ok()? as usize).copied().unwrap_or(0))
     }
 
     pub fn asset_totals(&self, asset: AssetId) -> Option<AssetTotals> {
@@ -78,10 +72,7 @@ impl Engine {
     pub fn best_prices(&self, symbol: SymbolId) -> Option<(Option<i64>, Option<i64>)> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
         let tick = s.spec.tick_size;
-        Some((
-            s.book.best_bid_ticks().map(|p| p * tick),
-            s.book.best_ask_ticks().map(|p| p * tick),
-        ))
+        Some((s.book.best_bid_ticks().map(|p| p * tick), s.book.best_ask_ticks().map(|p| p * tick)))
     }
 
     /// A live order (resting or waiting stop); ended orders are only in the event log.
@@ -93,29 +84,22 @@ impl Engine {
     /// Live orders of an account, oldest first.
     pub fn open_orders(&self, account: AccountId) -> Option<Vec<OrderReport>> {
         let idx = self.account_idx(account).ok()?;
-        let mut reports: Vec<OrderReport> = self.accounts[idx as usize]
-            .open_orders
-            .iter()
-            .map(|&slot| self.report(slot, ExecKind::New))
-            .collect();
+        let mut reports: Vec<OrderReport> =
+            self.accounts[idx as usize].open_orders.iter().map(|&slot| self.report(slot, ExecKind::New)).collect();
         reports.sort_by_key(|r| r.order_id);
         Some(reports)
     }
 
     /// Up to `levels` best levels per side: (bids best first, asks best first).
-    pub fn depth(
-        &self,
-        symbol: SymbolId,
-        levels: usize,
-    ) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
+    pub fn depth(&self, symbol: SymbolId, levels: usize) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
-        let view = |(price, level): (&i64, &super::book::Level)| DepthLevel {
+        let view = |(price, level): (i64, &super::book::Level)| DepthLevel {
             price: price * s.spec.tick_size,
             qty: level.total_lots * s.spec.lot_size,
             orders: level.count,
         };
-        let bids = s.book.bids.iter().rev().take(levels).map(view).collect();
-        let asks = s.book.asks.iter().take(levels).map(view).collect();
+        let bids = s.book.bids.iter_best_first().take(levels).map(view).collect();
+        let asks = s.book.asks.iter_best_first().take(levels).map(view).collect();
         Some((bids, asks))
     }
 
@@ -131,32 +115,17 @@ impl Engine {
     fn check_conservation_and_holds(&self) -> Result<(), InvariantError> {
         let asset_count = self.assets.len();
         let mut reserved = vec![vec![0i64; asset_count]; self.accounts.len()];
-        for (&order_id, &slot) in self
-            .order_index
-            .iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-        {
+        for (&order_id, &slot) in self.order_index.iter().collect::<std::collections::BTreeMap<_, _>>() {
             let o = self.orders.get(slot);
             if o.id != order_id || o.held < 0 || o.status.is_terminal() {
                 return broken(format!("order {order_id} is inconsistent: {o:?}"));
             }
             let symbol = &self.symbols[o.symbol_idx as usize];
-            let asset_idx = if o.side == Side::Buy {
-                symbol.quote_idx
-            } else {
-                symbol.base_idx
-            };
+            let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
             reserved[o.account_idx as usize][asset_idx as usize] += o.held;
         }
-        for w in self
-            .withdrawals
-            .values()
-            .filter(|w| w.status == WithdrawalStatus::Pending)
-        {
-            let (a, s) = (
-                self.account_idx(w.account).unwrap(),
-                self.asset_idx(w.asset).unwrap(),
-            );
+        for w in self.withdrawals.values().filter(|w| w.status == WithdrawalStatus::Pending) {
+            let (a, s) = (self.account_idx(w.account).unwrap(), self.asset_idx(w.asset).unwrap());
             reserved[a as usize][s as usize] += w.amount;
         }
         let mut sums = vec![0i128; asset_count];
@@ -164,10 +133,7 @@ impl Engine {
             for asset_idx in 0..asset_count {
                 let b = self.balance(idx as u32, asset_idx as u32);
                 if b.available < 0 || b.held < 0 {
-                    return broken(format!(
-                        "account {} has a negative balance {b:?}",
-                        account.id
-                    ));
+                    return broken(format!("account {} has a negative balance {b:?}", account.id));
                 }
                 if b.held != reserved[idx][asset_idx] {
                     return broken(format!(
@@ -179,9 +145,7 @@ impl Engine {
             }
         }
         for (asset_idx, totals) in self.totals.iter().enumerate() {
-            if sums[asset_idx] + totals.fees_collected as i128
-                != totals.deposited - totals.withdrawn
-            {
+            if sums[asset_idx] + totals.fees_collected as i128 != totals.deposited - totals.withdrawn {
                 return broken(format!(
                     "asset {} is not conserved: {} + fees {:?}",
                     self.assets[asset_idx].id, sums[asset_idx], totals
@@ -208,7 +172,10 @@ impl Engine {
             for (asset_idx, want) in expected[idx].iter().enumerate() {
                 let got = account.subtree_totals.get(asset_idx).copied().unwrap_or(0);
                 if got != *want {
-                    return broken(format!("account {} subtree total of asset #{asset_idx} is {got}, descendants sum to {want}", account.id));
+                    return broken(format!(
+                        "account {} subtree total of asset #{asset_idx} is {got}, descendants sum to {want}",
+                        account.id
+                    ));
                 }
             }
         }
@@ -222,14 +189,16 @@ impl Engine {
             let book = &symbol.book;
             if let (Some(bid), Some(ask)) = (book.best_bid_ticks(), book.best_ask_ticks()) {
                 if bid >= ask {
-                    return broken(format!(
-                        "symbol {} is crossed: bid {bid} >= ask {ask}",
-                        symbol.spec.symbol
-                    ));
+                    return broken(format!("symbol {} is crossed: bid {bid} >= ask {ask}", symbol.spec.symbol));
                 }
             }
             for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
-                for (&price, level) in levels {
+                let mut previous_price = None;
+                for (price, level) in levels.iter_ascending() {
+                    if previous_price.is_some_and(|p| p >= price) {
+                        return broken(format!("levels of symbol {} are out of order", symbol.spec.symbol));
+                    }
+                    previous_price = Some(price);
                     let (mut lots, mut count, mut slot, mut prev) = (0i64, 0u32, level.head, NIL);
                     while slot != NIL {
                         let o = self.orders.get(slot);
@@ -239,10 +208,7 @@ impl Engine {
                             || o.prev != prev
                             || o.remaining_lots() <= 0
                         {
-                            return broken(format!(
-                                "order {} does not belong at {side:?} {price}: {o:?}",
-                                o.id
-                            ));
+                            return broken(format!("order {} does not belong at {side:?} {price}: {o:?}", o.id));
                         }
                         lots += o.remaining_lots();
                         count += 1;
@@ -258,29 +224,18 @@ impl Engine {
                     resting += count as usize;
                 }
             }
-            for (&(stop, id), side) in book
-                .stop_buys
-                .iter()
-                .map(|s| (s, Side::Buy))
-                .chain(book.stop_sells.iter().map(|s| (s, Side::Sell)))
+            for (&(stop, id), side) in
+                book.stop_buys.iter().map(|s| (s, Side::Buy)).chain(book.stop_sells.iter().map(|s| (s, Side::Sell)))
             {
                 let o = self.order_index.get(&id).map(|&slot| self.orders.get(slot));
                 if !o.is_some_and(|o| !o.triggered && o.stop_ticks == stop && o.side == side) {
-                    return broken(format!(
-                        "stop entry ({stop}, {id}) has no waiting stop order"
-                    ));
+                    return broken(format!("stop entry ({stop}, {id}) has no waiting stop order"));
                 }
             }
         }
-        let resting_in_index = self
-            .order_index
-            .values()
-            .filter(|&&slot| self.orders.get(slot).resting)
-            .count();
+        let resting_in_index = self.order_index.values().filter(|&&slot| self.orders.get(slot).resting).count();
         if resting != resting_in_index {
-            return broken(format!(
-                "{resting} orders in books but {resting_in_index} marked resting"
-            ));
+            return broken(format!("{resting} orders in books but {resting_in_index} marked resting"));
         }
         Ok(())
     }

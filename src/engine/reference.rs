@@ -9,25 +9,14 @@ use super::Verdict;
 
 impl Engine {
     pub(crate) fn asset_idx(&self, asset: AssetId) -> Result<u32, RejectReason> {
-        self.asset_index
-            .get(&asset)
-            .copied()
-            .ok_or(RejectReason::UnknownAsset)
+        self.asset_index.get(&asset).copied().ok_or(RejectReason::UnknownAsset)
     }
 
     pub(crate) fn symbol_idx(&self, symbol: SymbolId) -> Result<u32, RejectReason> {
-        self.symbol_index
-            .get(&symbol)
-            .copied()
-            .ok_or(RejectReason::UnknownSymbol)
+        self.symbol_index.get(&symbol).copied().ok_or(RejectReason::UnknownSymbol)
     }
 
-    pub(crate) fn create_asset(
-        &mut self,
-        asset: AssetId,
-        scale: u8,
-        out: &mut Vec<Event>,
-    ) -> Verdict {
+    pub(crate) fn create_asset(&mut self, asset: AssetId, scale: u8, out: &mut Vec<Event>) -> Verdict {
         if asset == 0 {
             return Err(RejectReason::UnknownAsset);
         }
@@ -77,8 +66,7 @@ impl Engine {
             return Err(RejectReason::SymbolExists);
         }
         let (base_idx, quote_idx, quote_per_tick_lot) = self.validate_symbol_spec(spec)?;
-        self.symbol_index
-            .insert(spec.symbol, self.symbols.len() as u32);
+        self.symbol_index.insert(spec.symbol, self.symbols.len() as u32);
         self.symbols.push(Symbol {
             spec: *spec,
             status: SymbolStatus::Trading,
@@ -88,10 +76,7 @@ impl Engine {
             last_price_ticks: 0,
             book: Book::default(),
         });
-        out.push(Event::SymbolUpdated {
-            spec: *spec,
-            status: SymbolStatus::Trading,
-        });
+        out.push(Event::SymbolUpdated { spec: *spec, status: SymbolStatus::Trading });
         Ok(())
     }
 
@@ -108,10 +93,7 @@ impl Engine {
         self.validate_symbol_spec(spec)?;
         let symbol = &mut self.symbols[idx];
         symbol.spec = *spec;
-        out.push(Event::SymbolUpdated {
-            spec: *spec,
-            status: symbol.status,
-        });
+        out.push(Event::SymbolUpdated { spec: *spec, status: symbol.status });
         Ok(())
     }
 
@@ -124,10 +106,7 @@ impl Engine {
         let idx = self.symbol_idx(symbol)? as usize;
         let symbol = &mut self.symbols[idx];
         symbol.status = status;
-        out.push(Event::SymbolUpdated {
-            spec: symbol.spec,
-            status,
-        });
+        out.push(Event::SymbolUpdated { spec: symbol.spec, status });
         Ok(())
     }
 }

@@ -62,19 +62,11 @@ impl Engine {
     }
 
     pub fn state_hash_hex(&self) -> String {
-        self.state_hash()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        self.state_hash().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn encode_assets(&self, e: &mut Encoder) {
-        let by_id: BTreeMap<_, _> = self
-            .assets
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.id, i))
-            .collect();
+        let by_id: BTreeMap<_, _> = self.assets.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
         e.len(by_id.len());
         for (id, idx) in by_id {
             let t = self.totals[idx];
@@ -94,13 +86,7 @@ impl Engine {
             e.u32(id);
             e.u32(spec.base);
             e.u32(spec.quote);
-            for v in [
-                spec.tick_size,
-                spec.lot_size,
-                spec.min_qty,
-                spec.min_notional,
-                spec.max_order_qty,
-            ] {
+            for v in [spec.tick_size, spec.lot_size, spec.min_qty, spec.min_notional, spec.max_order_qty] {
                 e.i64(v);
             }
             e.u32(spec.maker_fee_ppm);
@@ -111,7 +97,7 @@ impl Engine {
             // Queue order is state: two books with the same orders in another order differ.
             for levels in [&s.book.bids, &s.book.asks] {
                 e.len(levels.len());
-                for (&price, level) in levels {
+                for (price, level) in levels.iter_ascending() {
                     e.i64(price);
                     e.len(level.count as usize);
                     let mut slot = level.head;
@@ -157,11 +143,7 @@ impl Engine {
     }
 
     fn encode_orders(&self, e: &mut Encoder) {
-        let by_id: BTreeMap<_, _> = self
-            .order_index
-            .iter()
-            .map(|(&id, &slot)| (id, slot))
-            .collect();
+        let by_id: BTreeMap<_, _> = self.order_index.iter().map(|(&id, &slot)| (id, slot)).collect();
         e.len(by_id.len());
         for (id, slot) in by_id {
             let o = self.orders.get(slot);
@@ -169,26 +151,12 @@ impl Engine {
             e.u64(self.accounts[o.account_idx as usize].id);
             e.u32(self.symbols[o.symbol_idx as usize].spec.symbol);
             e.u64(o.client_order_id);
-            for b in [
-                o.side.as_u8(),
-                o.order_type.as_u8(),
-                o.tif.as_u8(),
-                o.stp.as_u8(),
-                o.status.as_u8(),
-            ] {
+            for b in [o.side.as_u8(), o.order_type.as_u8(), o.tif.as_u8(), o.stp.as_u8(), o.status.as_u8()] {
                 e.u8(b);
             }
             e.u8(o.triggered as u8);
             e.u8(o.resting as u8);
-            for v in [
-                o.price_ticks,
-                o.stop_ticks,
-                o.qty_lots,
-                o.filled_lots,
-                o.filled_quote,
-                o.fees_paid,
-                o.held,
-            ] {
+            for v in [o.price_ticks, o.stop_ticks, o.qty_lots, o.filled_lots, o.filled_quote, o.fees_paid, o.held] {
                 e.i64(v);
             }
             e.u32(o.fee_cap_ppm);
@@ -226,9 +194,7 @@ pub enum StateDecodeError {
     Truncated(usize),
     #[error("not a state encoding (bad magic)")]
     BadMagic,
-    #[error(
-        "state encoding version {0} is not supported (this build reads {STATE_ENCODING_VERSION})"
-    )]
+    #[error("state encoding version {0} is not supported (this build reads {STATE_ENCODING_VERSION})")]
     Version(u32),
     #[error("state encoding is inconsistent: {0}")]
     Inconsistent(String),
@@ -249,9 +215,7 @@ impl Decoder<'_> {
             .checked_add(N)
             .filter(|&end| end <= self.bytes.len())
             .ok_or(StateDecodeError::Truncated(self.at))?;
-        let out = self.bytes[self.at..end]
-            .try_into()
-            .expect("slice of length N");
+        let out = self.bytes[self.at..end].try_into().expect("slice of length N");
         self.at = end;
         Ok(out)
     }
@@ -278,11 +242,7 @@ impl Decoder<'_> {
         }
         Ok(n as usize)
     }
-    fn enum_u8<T>(
-        &mut self,
-        what: &str,
-        decode: fn(u8) -> Option<T>,
-    ) -> Result<T, StateDecodeError> {
+    fn enum_u8<T>(&mut self, what: &str, decode: fn(u8) -> Option<T>) -> Result<T, StateDecodeError> {
         let v = self.u8()?;
         decode(v).ok_or_else(|| inconsistent(format!("bad {what} byte {v}")))
     }
@@ -322,9 +282,7 @@ impl Engine {
         if d.at != bytes.len() {
             return Err(StateDecodeError::Trailing(bytes.len() - d.at));
         }
-        engine
-            .check_invariants()
-            .map_err(|e| inconsistent(e.to_string()))?;
+        engine.check_invariants().map_err(|e| inconsistent(e.to_string()))?;
         Ok(engine)
     }
 
@@ -335,11 +293,7 @@ impl Engine {
             if scale > super::state::MAX_ASSET_SCALE {
                 return Err(inconsistent(format!("asset {id} has scale {scale}")));
             }
-            let totals = AssetTotals {
-                deposited: d.i128()?,
-                withdrawn: d.i128()?,
-                fees_collected: d.i64()?,
-            };
+            let totals = AssetTotals { deposited: d.i128()?, withdrawn: d.i128()?, fees_collected: d.i64()? };
             self.asset_index.insert(id, self.assets.len() as u32);
             self.assets.push(Asset { id, scale });
             self.totals.push(totals);
@@ -365,16 +319,11 @@ impl Engine {
             };
             let status = d.enum_u8("symbol status", SymbolStatus::from_u8)?;
             let last_price_ticks = d.i64()?;
-            let mut layout = BookLayout {
-                levels: [Vec::new(), Vec::new()],
-                stops: [Vec::new(), Vec::new()],
-            };
+            let mut layout = BookLayout { levels: [Vec::new(), Vec::new()], stops: [Vec::new(), Vec::new()] };
             for side_levels in layout.levels.iter_mut() {
                 for _ in 0..d.len()? {
                     let price = d.i64()?;
-                    let ids = (0..d.len()?)
-                        .map(|_| d.u64())
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let ids = (0..d.len()?).map(|_| d.u64()).collect::<Result<Vec<_>, _>>()?;
                     side_levels.push((price, ids));
                 }
             }
@@ -383,17 +332,13 @@ impl Engine {
                     side_stops.push((d.i64()?, d.u64()?));
                 }
             }
-            let base_idx = self
-                .asset_idx(spec.base)
-                .map_err(|_| inconsistent(format!("symbol {} has no base", spec.symbol)))?;
-            let quote_idx = self
-                .asset_idx(spec.quote)
-                .map_err(|_| inconsistent(format!("symbol {} has no quote", spec.symbol)))?;
+            let base_idx =
+                self.asset_idx(spec.base).map_err(|_| inconsistent(format!("symbol {} has no base", spec.symbol)))?;
+            let quote_idx =
+                self.asset_idx(spec.quote).map_err(|_| inconsistent(format!("symbol {} has no quote", spec.symbol)))?;
             let base_unit = 10i128.pow(self.assets[base_idx as usize].scale as u32);
-            let quote_per_tick_lot =
-                (spec.tick_size as i128 * spec.lot_size as i128 / base_unit) as i64;
-            self.symbol_index
-                .insert(spec.symbol, self.symbols.len() as u32);
+            let quote_per_tick_lot = (spec.tick_size as i128 * spec.lot_size as i128 / base_unit) as i64;
+            self.symbol_index.insert(spec.symbol, self.symbols.len() as u32);
             self.symbols.push(Symbol {
                 spec,
                 status,
@@ -416,13 +361,10 @@ impl Engine {
             let mut balances = vec![Balance::default(); asset_count];
             for _ in 0..d.len()? {
                 let asset = d.u32()?;
-                let idx = self.asset_idx(asset).map_err(|_| {
-                    inconsistent(format!("account {id} holds unknown asset {asset}"))
-                })?;
-                balances[idx as usize] = Balance {
-                    available: d.i64()?,
-                    held: d.i64()?,
-                };
+                let idx = self
+                    .asset_idx(asset)
+                    .map_err(|_| inconsistent(format!("account {id} holds unknown asset {asset}")))?;
+                balances[idx as usize] = Balance { available: d.i64()?, held: d.i64()? };
             }
             self.account_index.insert(id, self.accounts.len() as u32);
             self.accounts.push(Account {
@@ -441,9 +383,8 @@ impl Engine {
             let mut path = Vec::new();
             let mut parent = self.accounts[idx].parent;
             while parent != 0 {
-                let parent_idx = self
-                    .account_idx(parent)
-                    .map_err(|_| inconsistent(format!("unknown parent {parent}")))?;
+                let parent_idx =
+                    self.account_idx(parent).map_err(|_| inconsistent(format!("unknown parent {parent}")))?;
                 if path.len() > super::state::MAX_TREE_DEPTH {
                     return Err(inconsistent(format!(
                         "account tree of {} is cyclic or too deep",
@@ -471,12 +412,10 @@ impl Engine {
             let id = d.u64()?;
             let account = d.u64()?;
             let symbol = d.u32()?;
-            let account_idx = self
-                .account_idx(account)
-                .map_err(|_| inconsistent(format!("order {id} has unknown account")))?;
-            let symbol_idx = self
-                .symbol_idx(symbol)
-                .map_err(|_| inconsistent(format!("order {id} has unknown symbol")))?;
+            let account_idx =
+                self.account_idx(account).map_err(|_| inconsistent(format!("order {id} has unknown account")))?;
+            let symbol_idx =
+                self.symbol_idx(symbol).map_err(|_| inconsistent(format!("order {id} has unknown symbol")))?;
             let client_order_id = d.u64()?;
             let mut order = Order {
                 id,
@@ -514,8 +453,7 @@ impl Engine {
             let slot = self.orders.insert(order);
             self.order_index.insert(id, slot);
             if client_order_id != 0 {
-                self.client_order_ids
-                    .insert((account_idx, client_order_id), id);
+                self.client_order_ids.insert((account_idx, client_order_id), id);
             }
             let open_orders = &mut self.accounts[account_idx as usize].open_orders;
             self.orders.get_mut(slot).account_pos = open_orders.len() as u32;
@@ -554,22 +492,15 @@ impl Engine {
             for (side, levels) in [Side::Buy, Side::Sell].into_iter().zip(layout.levels) {
                 for (price, ids) in levels {
                     for id in ids {
-                        let slot = *self.order_index.get(&id).ok_or_else(|| {
-                            inconsistent(format!("book names unknown order {id}"))
-                        })?;
+                        let slot = *self
+                            .order_index
+                            .get(&id)
+                            .ok_or_else(|| inconsistent(format!("book names unknown order {id}")))?;
                         let o = self.orders.get(slot);
-                        if o.side != side
-                            || o.price_ticks != price
-                            || o.symbol_idx != symbol_idx as u32
-                            || o.resting
-                        {
-                            return Err(inconsistent(format!(
-                                "order {id} is misplaced in the book"
-                            )));
+                        if o.side != side || o.price_ticks != price || o.symbol_idx != symbol_idx as u32 || o.resting {
+                            return Err(inconsistent(format!("order {id} is misplaced in the book")));
                         }
-                        self.symbols[symbol_idx]
-                            .book
-                            .push_back(&mut self.orders, slot);
+                        self.symbols[symbol_idx].book.push_back(&mut self.orders, slot);
                         self.orders.get_mut(slot).resting = true;
                     }
                 }
@@ -589,12 +520,7 @@ mod tests {
 
     #[test]
     fn decoded_state_encodes_identically_and_behaves_identically() {
-        let workload = exchange_core_mix(WorkloadSpec {
-            accounts: 30,
-            resting_orders: 80,
-            commands: 4_000,
-            seed: 11,
-        });
+        let workload = exchange_core_mix(WorkloadSpec { accounts: 30, resting_orders: 80, commands: 4_000, seed: 11 });
         let (mut original, mut seq) = workload.prepared_engine();
         let (first_half, second_half) = workload.commands.split_at(2_000);
         let mut events = Vec::new();
@@ -622,12 +548,7 @@ mod tests {
 
     #[test]
     fn damaged_encodings_are_errors_not_panics() {
-        let workload = exchange_core_mix(WorkloadSpec {
-            accounts: 5,
-            resting_orders: 10,
-            commands: 100,
-            seed: 2,
-        });
+        let workload = exchange_core_mix(WorkloadSpec { accounts: 5, resting_orders: 10, commands: 100, seed: 2 });
         let (engine, _) = workload.prepared_engine();
         let mut bytes = Vec::new();
         engine.encode_state(&mut bytes);
@@ -636,10 +557,7 @@ mod tests {
         }
         let mut flipped = bytes.clone();
         flipped[0] ^= 1;
-        assert_eq!(
-            Engine::decode_state(&flipped).err(),
-            Some(StateDecodeError::BadMagic)
-        );
+        assert_eq!(Engine::decode_state(&flipped).err(), Some(StateDecodeError::BadMagic));
         for at in (9..bytes.len()).step_by(5) {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x40;

@@ -107,13 +107,7 @@ impl OrderStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Filled
-                | OrderStatus::Cancelled
-                | OrderStatus::Expired
-                | OrderStatus::Rejected
-        )
+        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Expired | OrderStatus::Rejected)
     }
 }
 
@@ -234,33 +228,16 @@ mod tests {
             OrderTransition::Cancel,
             OrderTransition::Expire,
         ];
-        for status in [
-            OrderStatus::Filled,
-            OrderStatus::Cancelled,
-            OrderStatus::Expired,
-            OrderStatus::Rejected,
-        ] {
+        for status in [OrderStatus::Filled, OrderStatus::Cancelled, OrderStatus::Expired, OrderStatus::Rejected] {
             for t in transitions {
                 assert_eq!(status.next(t), None, "{status:?} --{t:?}");
             }
         }
         for status in [OrderStatus::New, OrderStatus::PartiallyFilled] {
-            assert_eq!(
-                status.next(OrderTransition::Fill { fully: false }),
-                Some(OrderStatus::PartiallyFilled)
-            );
-            assert_eq!(
-                status.next(OrderTransition::Fill { fully: true }),
-                Some(OrderStatus::Filled)
-            );
-            assert_eq!(
-                status.next(OrderTransition::Cancel),
-                Some(OrderStatus::Cancelled)
-            );
-            assert_eq!(
-                status.next(OrderTransition::Expire),
-                Some(OrderStatus::Expired)
-            );
+            assert_eq!(status.next(OrderTransition::Fill { fully: false }), Some(OrderStatus::PartiallyFilled));
+            assert_eq!(status.next(OrderTransition::Fill { fully: true }), Some(OrderStatus::Filled));
+            assert_eq!(status.next(OrderTransition::Cancel), Some(OrderStatus::Cancelled));
+            assert_eq!(status.next(OrderTransition::Expire), Some(OrderStatus::Expired));
         }
     }
 
