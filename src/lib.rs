@@ -2,8 +2,10 @@
 //!
 //! - [`codec`]: fixed-layout binary encoding of commands and events (journal and wire).
 //! - [`engine`]: the deterministic business logic (`Engine::apply(command) -> events`).
+//! - [`protocol`]: the binary client protocol: framing, messages, reason codes, connection limits.
 //! - [`journal`]: memory-mapped, checksummed, hash-chained segment files (input and event logs).
 //! - [`sequencer`]: stamps, journals and applies commands; recovers a data directory.
+//! - [`pipeline`]: disruptor rings between journaler, processor, event log and responder.
 //! - [`replay`], [`snapshots`]: rebuilding state from snapshots and journals.
 //! - [`scenario`]: the scripted session behind the demo and the golden journals.
 //! - [`crash_test`]: the SIGKILL crash test harness (`seqd crash-test`).
@@ -15,6 +17,8 @@ pub mod crash_test;
 pub mod engine;
 pub mod journal;
 pub mod money;
+pub mod protocol;
+pub mod pipeline;
 pub mod replay;
 pub mod scenario;
 pub mod sequencer;

@@ -20,10 +20,7 @@ pub struct SequencerConfig {
 
 impl Default for SequencerConfig {
     fn default() -> Self {
-        SequencerConfig {
-            segment_size_bytes: 64 << 20,
-            durability: Durability::PageCache,
-        }
+        SequencerConfig { segment_size_bytes: 64 << 20, durability: Durability::PageCache }
     }
 }
 
@@ -57,47 +54,32 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    pub fn open(
-        data_dir: &DataDir,
-        config: SequencerConfig,
-    ) -> Result<(Sequencer, SequencerRecovery), SequencerError> {
+    pub fn open(data_dir: &DataDir, config: SequencerConfig) -> Result<(Sequencer, SequencerRecovery), SequencerError> {
         let journal = |dir| JournalConfig::new(dir, config.segment_size_bytes, config.durability);
         let (input, input_report) = JournalWriter::open(journal(data_dir.input()))?;
         let (mut events_log, events_report) = JournalWriter::open(journal(data_dir.events()))?;
         let input_seq = input_report.last_seq;
         let events_seq = events_report.last_seq;
         if events_seq > input_seq {
-            return Err(SequencerError::EventsAhead {
-                events_seq,
-                input_seq,
-            });
+            return Err(SequencerError::EventsAhead { events_seq, input_seq });
         }
         // Start from a snapshot no newer than the event log, so the replay can regenerate
         // every event record the log is missing.
-        let mut engine =
-            newest_snapshot_up_to(&data_dir.snapshots(), events_seq).unwrap_or_default();
+        let mut engine = newest_snapshot_up_to(&data_dir.snapshots(), events_seq).unwrap_or_default();
         let snapshot_seq = (engine.last_seq() > 0).then_some(engine.last_seq());
         let mut regenerated = 0u64;
         let mut payload = Vec::with_capacity(4096);
         let mut append_error = None;
-        let replayed = apply_journal(
-            &mut engine,
-            &data_dir.input(),
-            None,
-            true,
-            |seq, timestamp_ns, events| {
-                if seq > events_seq && append_error.is_none() {
-                    payload.clear();
-                    codec::encode_event_record(events, &mut payload);
-                    if let Err(e) =
-                        events_log.append(seq, timestamp_ns, EVENTS_RECORD_KIND, &payload)
-                    {
-                        append_error = Some(e);
-                    }
-                    regenerated += 1;
+        let replayed = apply_journal(&mut engine, &data_dir.input(), None, true, |seq, timestamp_ns, events| {
+            if seq > events_seq && append_error.is_none() {
+                payload.clear();
+                codec::encode_event_record(events, &mut payload);
+                if let Err(e) = events_log.append(seq, timestamp_ns, EVENTS_RECORD_KIND, &payload) {
+                    append_error = Some(e);
                 }
-            },
-        )?;
+                regenerated += 1;
+            }
+        })?;
         if let Some(e) = append_error {
             return Err(e.into());
         }
@@ -110,14 +92,8 @@ impl Sequencer {
             commands_replayed: replayed,
             event_records_regenerated: regenerated,
         };
-        let sequencer = Sequencer {
-            engine,
-            input,
-            events_log,
-            events: Vec::with_capacity(1024),
-            payload,
-            last_timestamp_ns,
-        };
+        let sequencer =
+            Sequencer { engine, input, events_log, events: Vec::with_capacity(1024), payload, last_timestamp_ns };
         Ok((sequencer, recovery))
     }
 
@@ -130,12 +106,10 @@ impl Sequencer {
         let kind = codec::encode_command(command, &mut self.payload);
         self.input.append(seq, timestamp_ns, kind, &self.payload)?;
         self.events.clear();
-        self.engine
-            .apply(seq, timestamp_ns, command, &mut self.events);
+        self.engine.apply(seq, timestamp_ns, command, &mut self.events);
         self.payload.clear();
         codec::encode_event_record(&self.events, &mut self.payload);
-        self.events_log
-            .append(seq, timestamp_ns, EVENTS_RECORD_KIND, &self.payload)?;
+        self.events_log.append(seq, timestamp_ns, EVENTS_RECORD_KIND, &self.payload)?;
         self.last_timestamp_ns = timestamp_ns;
         Ok(seq)
     }
@@ -160,18 +134,20 @@ impl Sequencer {
     pub fn next_seq(&self) -> Seq {
         self.input.next_seq()
     }
+
+    /// The recovered engine and both journal writers, for the threaded pipeline.
+    pub fn into_parts(self) -> (Engine, JournalWriter, JournalWriter) {
+        (self.engine, self.input, self.events_log)
+    }
 }
 
 fn newest_snapshot_up_to(store: &SnapshotStore, max_seq: Seq) -> Option<Engine> {
     let list = store.list().ok()?;
-    list.into_iter()
-        .rev()
-        .filter(|(seq, _)| *seq <= max_seq)
-        .find_map(|(_, path)| match SnapshotStore::load(&path) {
-            Ok(engine) => Some(engine),
-            Err(e) => {
-                tracing::warn!("skipping snapshot: {e}");
-                None
-            }
-        })
+    list.into_iter().rev().filter(|(seq, _)| *seq <= max_seq).find_map(|(_, path)| match SnapshotStore::load(&path) {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            tracing::warn!("skipping snapshot: {e}");
+            None
+        }
+    })
 }

@@ -1,0 +1,385 @@
+//! The running pipeline: lock-free rings between the gateway, the journaler, the processor,
+//! the event-log writer and the responder (exchange-core's layout).
+//!
+//! ```text
+//!  gateway tasks ──try_submit──► input ring ─┬─► journaler: append, group commit ──► durable seq
+//!  (multi-producer)                          └─► processor: Engine::apply ──► output ring
+//!                                                                    ┌──────────────┤
+//!                                            event-log writer ◄──────┘      responder: waits for
+//!                                            (events/ journal)              durable seq >= slot seq
+//! ```
+//!
+//! The journaler and the processor read the input ring in parallel and number commands the same
+//! way (base + count), so they agree on every sequence and timestamp without talking. Nothing
+//! leaves through the responder before the input that caused it is durable under the configured
+//! policy. The event log may lag; recovery regenerates it from the input journal.
+//!
+//! The threads are ours (disruptor `EventPoller`s), so how they wait is a setting: spinning
+//! suits a dedicated core, a 2-core machine wants at most one spinning thread.
+
+mod idle;
+
+pub use idle::WaitStrategy;
+
+use crate::codec::{self, EVENTS_RECORD_KIND};
+use crate::engine::{Command, Engine, Event, Seq};
+use crate::journal::JournalWriter;
+use crate::replay::DataDir;
+use crate::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
+use disruptor::{BusySpin, Polling, Producer};
+use idle::Idler;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+/// Who sent a command, so its result can be routed back. Opaque to the pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub connection: u64,
+    pub request_id: u64,
+}
+
+/// A slot of the input ring.
+#[derive(Clone, Copy, Debug)]
+pub struct InputSlot {
+    pub command: Command,
+    pub origin: Origin,
+    /// When the gateway received it (Unix ns); the sequenced time is never earlier than the
+    /// previous command's, so the journal's timestamps never go backwards.
+    pub received_ns: u64,
+}
+
+/// A slot of the output ring: one command's result.
+#[derive(Clone, Debug)]
+pub struct OutputSlot {
+    pub seq: Seq,
+    pub timestamp_ns: u64,
+    pub origin: Origin,
+    /// Preallocated per slot and reused, so the processor does not allocate.
+    pub events: Vec<Event>,
+}
+
+/// Receives each command's result once its input is durable, in sequence order, on the
+/// responder thread. The gateway implements it by routing to connections.
+pub trait Responder: Send + 'static {
+    fn deliver(&mut self, result: &OutputSlot);
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineConfig {
+    pub journal: SequencerConfig,
+    /// Slots per ring; a power of two.
+    pub ring_size: usize,
+    pub processor_wait: WaitStrategy,
+    pub other_wait: WaitStrategy,
+    /// Pin the processor thread to this core (taken after the rings are built).
+    pub processor_core: Option<usize>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            journal: SequencerConfig::default(),
+            ring_size: 1 << 14,
+            processor_wait: WaitStrategy::Backoff,
+            other_wait: WaitStrategy::Backoff,
+            processor_core: None,
+        }
+    }
+}
+
+/// Smallest ring the multi-producer disruptor accepts.
+pub const MIN_RING_SIZE: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("ring_size must be a power of two of at least {MIN_RING_SIZE}, not {0}")]
+    RingSize(usize),
+    #[error(transparent)]
+    Recovery(#[from] SequencerError),
+}
+
+/// The input ring was full: the gateway answers "busy" instead of blocking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the input ring is full")]
+pub struct Busy;
+
+type InputProducer = disruptor::MultiProducer<InputSlot, disruptor::MultiConsumerBarrier>;
+
+/// A handle that publishes commands into the input ring; clone one per gateway task.
+#[derive(Clone)]
+pub struct Submitter {
+    producer: InputProducer,
+}
+
+impl Submitter {
+    /// Publishes without waiting: `Busy` when the ring is full (nothing was accepted then).
+    pub fn try_submit(&mut self, command: Command, origin: Origin, received_ns: u64) -> Result<(), Busy> {
+        self.producer
+            .try_publish(|slot| {
+                slot.command = command;
+                slot.origin = origin;
+                slot.received_ns = received_ns;
+            })
+            .map(|_| ())
+            .map_err(|_| Busy)
+    }
+}
+
+/// Counters shared by the pipeline's threads (for metrics and for the responder's gate).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Highest input sequence that is durable under the configured policy.
+    pub durable_seq: AtomicU64,
+    /// Highest sequence the processor has applied.
+    pub applied_seq: AtomicU64,
+    /// Highest sequence written to the event log (not necessarily durable).
+    pub events_logged_seq: AtomicU64,
+    /// Highest sequence delivered by the responder.
+    pub delivered_seq: AtomicU64,
+    /// Set when a pipeline thread failed (journal I/O): the daemon must stop.
+    pub failed: AtomicBool,
+}
+
+/// The running pipeline. Drop every `Submitter` (and call `shutdown`) to drain and stop.
+pub struct Pipeline {
+    submitter: Option<Submitter>,
+    stats: Arc<PipelineStats>,
+    processor: JoinHandle<Engine>,
+    others: Vec<JoinHandle<Result<(), String>>>,
+}
+
+impl Pipeline {
+    /// Recovers `data_dir` (snapshot + journal, event-log catch-up) and starts the threads.
+    pub fn start(
+        data_dir: &DataDir,
+        config: PipelineConfig,
+        responder: impl Responder,
+    ) -> Result<(Pipeline, SequencerRecovery), PipelineError> {
+        if config.ring_size < MIN_RING_SIZE || !config.ring_size.is_power_of_two() {
+            return Err(PipelineError::RingSize(config.ring_size));
+        }
+        let (sequencer, recovery) = Sequencer::open(data_dir, config.journal)?;
+        let (engine, input_log, events_log) = sequencer.into_parts();
+        let first_seq = engine.last_seq() + 1;
+        let first_timestamp_ns = engine.last_timestamp_ns();
+        let stats = Arc::new(PipelineStats::default());
+        stats.durable_seq.store(first_seq - 1, Ordering::Release);
+
+        let input_factory = || InputSlot {
+            command: Command::WithdrawApprove { withdrawal_id: 0 },
+            origin: Origin::default(),
+            received_ns: 0,
+        };
+        let (journal_poller, builder) =
+            disruptor::build_multi_producer(config.ring_size, input_factory, BusySpin).new_event_poller();
+        let (process_poller, builder) = builder.new_event_poller();
+        let input_producer = builder.build();
+
+        let output_factory =
+            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64) };
+        let (events_poller, builder) =
+            disruptor::build_single_producer(config.ring_size, output_factory, BusySpin).new_event_poller();
+        let (respond_poller, builder) = builder.new_event_poller();
+        let output_producer = builder.build();
+
+        let sequencing = Sequencing { next_seq: first_seq, last_timestamp_ns: first_timestamp_ns };
+        let others = vec![
+            spawn("seqd-journaler", {
+                let stats = stats.clone();
+                move || run_journaler(journal_poller, input_log, sequencing, &stats, Idler::new(config.other_wait))
+            }),
+            spawn("seqd-event-log", {
+                let stats = stats.clone();
+                move || run_event_log(events_poller, events_log, &stats, Idler::new(config.other_wait))
+            }),
+            spawn("seqd-responder", {
+                let stats = stats.clone();
+                move || run_responder(respond_poller, responder, &stats, Idler::new(config.other_wait))
+            }),
+        ];
+        let processor = thread::Builder::new()
+            .name("seqd-processor".into())
+            .spawn({
+                let stats = stats.clone();
+                move || {
+                    pin_to(config.processor_core);
+                    run_processor(process_poller, output_producer, engine, sequencing, &stats, Idler::new(config.processor_wait))
+                }
+            })
+            .expect("spawn the processor thread");
+        let pipeline =
+            Pipeline { submitter: Some(Submitter { producer: input_producer }), stats, processor, others };
+        Ok((pipeline, recovery))
+    }
+
+    /// A new handle for publishing commands.
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone().expect("pipeline is running")
+    }
+
+    pub fn stats(&self) -> Arc<PipelineStats> {
+        self.stats.clone()
+    }
+
+    /// Stops accepting (drops the pipeline's own submitter), waits until every published command
+    /// is journaled, applied, logged and delivered, and returns the final engine. Outstanding
+    /// `Submitter` clones must have been dropped first, or this waits for them.
+    pub fn shutdown(mut self) -> Result<Engine, String> {
+        self.submitter = None;
+        let engine = self.processor.join().map_err(|_| "the processor thread panicked".to_string())?;
+        for handle in self.others {
+            handle.join().map_err(|_| "a pipeline thread panicked".to_string())??;
+        }
+        Ok(engine)
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() -> Result<(), String> + Send + 'static) -> JoinHandle<Result<(), String>> {
+    thread::Builder::new().name(name.into()).spawn(body).expect("spawn a pipeline thread")
+}
+
+fn pin_to(core: Option<usize>) {
+    if let Some(id) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            tracing::warn!(core = id, "could not pin the processor thread");
+        }
+    }
+}
+
+/// How the journaler and the processor number commands: the same rule on both threads.
+#[derive(Clone, Copy, Debug)]
+struct Sequencing {
+    next_seq: Seq,
+    last_timestamp_ns: u64,
+}
+
+impl Sequencing {
+    /// The sequence and timestamp of the next command; time never goes backwards.
+    fn stamp(&mut self, received_ns: u64) -> (Seq, u64) {
+        let seq = self.next_seq;
+        let timestamp_ns = received_ns.max(self.last_timestamp_ns);
+        self.next_seq += 1;
+        self.last_timestamp_ns = timestamp_ns;
+        (seq, timestamp_ns)
+    }
+}
+
+type InputPoller = disruptor::EventPoller<InputSlot, disruptor::MultiProducerBarrier>;
+type OutputPoller = disruptor::EventPoller<OutputSlot, disruptor::SingleProducerBarrier>;
+
+fn run_journaler(
+    mut poller: InputPoller,
+    mut log: JournalWriter,
+    mut sequencing: Sequencing,
+    stats: &PipelineStats,
+    mut idler: Idler,
+) -> Result<(), String> {
+    let mut payload = Vec::with_capacity(128);
+    let result = (|| loop {
+        match poller.poll() {
+            Ok(mut batch) => {
+                for slot in &mut batch {
+                    let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                    payload.clear();
+                    let kind = codec::encode_command(&slot.command, &mut payload);
+                    log.append(seq, timestamp_ns, kind, &payload).map_err(|e| e.to_string())?;
+                }
+                drop(batch);
+                // One commit per batch: the group commit of the fsync policy.
+                let durable = log.commit().map_err(|e| e.to_string())?;
+                stats.durable_seq.store(durable, Ordering::Release);
+                idler.reset();
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => return Ok(()),
+        }
+    })();
+    fail_on_error(result, stats, "journaler")
+}
+
+fn run_processor(
+    mut poller: InputPoller,
+    mut output: disruptor::SingleProducer<OutputSlot, disruptor::MultiConsumerBarrier>,
+    mut engine: Engine,
+    mut sequencing: Sequencing,
+    stats: &PipelineStats,
+    mut idler: Idler,
+) -> Engine {
+    loop {
+        match poller.poll() {
+            Ok(mut batch) => {
+                for slot in &mut batch {
+                    let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                    output.publish(|out| {
+                        out.seq = seq;
+                        out.timestamp_ns = timestamp_ns;
+                        out.origin = slot.origin;
+                        out.events.clear();
+                        engine.apply(seq, timestamp_ns, &slot.command, &mut out.events);
+                    });
+                    stats.applied_seq.store(seq, Ordering::Release);
+                }
+                idler.reset();
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => return engine,
+        }
+    }
+}
+
+fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &PipelineStats, mut idler: Idler) -> Result<(), String> {
+    let mut payload = Vec::with_capacity(4096);
+    let result = (|| loop {
+        match poller.poll() {
+            Ok(mut batch) => {
+                let mut last = 0;
+                for slot in &mut batch {
+                    payload.clear();
+                    codec::encode_event_record(&slot.events, &mut payload);
+                    log.append(slot.seq, slot.timestamp_ns, EVENTS_RECORD_KIND, &payload).map_err(|e| e.to_string())?;
+                    last = slot.seq;
+                }
+                drop(batch);
+                log.commit().map_err(|e| e.to_string())?;
+                stats.events_logged_seq.store(last, Ordering::Release);
+                idler.reset();
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => return Ok(()),
+        }
+    })();
+    fail_on_error(result, stats, "event-log writer")
+}
+
+fn run_responder(mut poller: OutputPoller, mut responder: impl Responder, stats: &PipelineStats, mut idler: Idler) -> Result<(), String> {
+    loop {
+        match poller.poll() {
+            Ok(mut batch) => {
+                for slot in &mut batch {
+                    // Nothing leaves before its input is durable.
+                    while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
+                        if stats.failed.load(Ordering::Acquire) {
+                            return Err("the journaler failed; results are withheld".into());
+                        }
+                        idler.idle();
+                    }
+                    idler.reset();
+                    responder.deliver(slot);
+                    stats.delivered_seq.store(slot.seq, Ordering::Release);
+                }
+                idler.reset();
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => return Ok(()),
+        }
+    }
+}
+
+fn fail_on_error(result: Result<(), String>, stats: &PipelineStats, thread: &str) -> Result<(), String> {
+    if let Err(e) = &result {
+        stats.failed.store(true, Ordering::Release);
+        tracing::error!("{thread} failed: {e}");
+    }
+    result
+}
