@@ -2,7 +2,6 @@
 //!
 //! - [`codec`]: fixed-layout binary encoding of commands and events (journal and wire).
 //! - [`engine`]: the deterministic business logic (`Engine::apply(command) -> events`).
-//! - [`protocol`]: the binary client protocol: framing, messages, reason codes, connection limits.
 //! - [`journal`]: memory-mapped, checksummed, hash-chained segment files (input and event logs).
 //! - [`sequencer`]: stamps, journals and applies commands; recovers a data directory.
 //! - [`pipeline`]: disruptor rings between journaler, processor, event log and responder.
@@ -17,7 +16,6 @@ pub mod crash_test;
 pub mod engine;
 pub mod journal;
 pub mod money;
-pub mod protocol;
 pub mod pipeline;
 pub mod replay;
 pub mod scenario;
