@@ -205,11 +205,7 @@ fn place_op() -> impl Strategy<Value = PlaceOp> {
             2 => Just(TimeInForce::Fok),
             2 => Just(TimeInForce::PostOnly)
         ],
-        prop_oneof![
-            Just(StpMode::CancelResting),
-            Just(StpMode::CancelIncoming),
-            Just(StpMode::CancelBoth)
-        ],
+        prop_oneof![Just(StpMode::CancelResting), Just(StpMode::CancelIncoming), Just(StpMode::CancelBoth)],
         prop::bool::weighted(0.08),
     );
     let sizes = (
@@ -219,36 +215,23 @@ fn place_op() -> impl Strategy<Value = PlaceOp> {
         0..40u8,
         prop_oneof![1 => Just(0i64), 8 => 1..40_000i64],
     );
-    (
-        acct_idx(),
-        sym_idx(),
-        prop_oneof![3 => Just(0u64), 2 => 1..8u64],
-        kind,
-        sizes,
+    (acct_idx(), sym_idx(), prop_oneof![3 => Just(0u64), 2 => 1..8u64], kind, sizes).prop_map(
+        |(acct, sym, coid, (side, order_type, tif, stp, raw), (price_off, stop_off, lots, mangle, budget))| PlaceOp {
+            acct,
+            sym,
+            coid,
+            side,
+            order_type,
+            tif,
+            stp,
+            raw,
+            price_off,
+            stop_off,
+            lots,
+            mangle,
+            budget,
+        },
     )
-        .prop_map(
-            |(
-                acct,
-                sym,
-                coid,
-                (side, order_type, tif, stp, raw),
-                (price_off, stop_off, lots, mangle, budget),
-            )| PlaceOp {
-                acct,
-                sym,
-                coid,
-                side,
-                order_type,
-                tif,
-                stp,
-                raw,
-                price_off,
-                stop_off,
-                lots,
-                mangle,
-                budget,
-            },
-        )
 }
 
 fn amount() -> impl Strategy<Value = i64> {
@@ -277,8 +260,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             0..=45i64
         )
             .prop_map(|(pick, by_owner, price_off, qty_mode, lots)| Op::Amend { pick, by_owner, price_off, qty_mode, lots }),
-        2 => (acct_idx(), prop::bool::weighted(0.2)).prop_map(|(acct, frozen)| Op::Freeze { acct, frozen }),
-        2 => (sym_idx(), prop::bool::weighted(0.15)).prop_map(|(sym, halted)| Op::Halt { sym, halted }),
+        3 => (acct_idx(), prop::bool::weighted(0.12)).prop_map(|(acct, frozen)| Op::Freeze { acct, frozen }),
+        3 => (sym_idx(), prop::bool::weighted(0.08)).prop_map(|(sym, halted)| Op::Halt { sym, halted }),
         2 => (sym_idx(), 0..FEES.len(), 0..FEES.len(), 0..8u8)
             .prop_map(|(sym, maker, taker, variant)| Op::UpdateSymbol { sym, maker, taker, variant }),
         1 => (0..NEW_ACCOUNTS.len(), 0..NEW_PARENTS.len(), 1..=4u64)
@@ -398,10 +381,7 @@ impl Model {
         let spec = self.spec(symbol);
         let unit = 10i128.pow(self.scales[&spec.base] as u32);
         let raw = price as i128 * qty as i128;
-        ensure!(
-            raw % unit == 0,
-            "notional of {qty} at {price} is not a whole number of quote units"
-        );
+        ensure!(raw % unit == 0, "notional of {qty} at {price} is not a whole number of quote units");
         Ok((raw / unit) as i64)
     }
 
@@ -438,12 +418,7 @@ impl Model {
         }
     }
 
-    fn expected_initial_hold(
-        &self,
-        r: &OrderReport,
-        cmd: &NewOrder,
-        cap: u32,
-    ) -> Result<i64, String> {
+    fn expected_initial_hold(&self, r: &OrderReport, cmd: &NewOrder, cap: u32) -> Result<i64, String> {
         Ok(match (r.side, r.order_type.is_market()) {
             (Side::Sell, _) => r.qty,
             (Side::Buy, true) => cmd.quote_budget,
@@ -459,27 +434,22 @@ impl Model {
         use RejectReason as R;
         let live_order = |id: &OrderId| self.orders.get(id).filter(|m| is_live(m.last.status));
         // Ids the command names.
-        let (accounts, symbols, assets): (Vec<AccountId>, Vec<SymbolId>, Vec<AssetId>) = match *cmd
-        {
-            Command::Deposit { account, asset, .. }
-            | Command::WithdrawRequest { account, asset, .. } => {
+        let (accounts, symbols, assets): (Vec<AccountId>, Vec<SymbolId>, Vec<AssetId>) = match *cmd {
+            Command::Deposit { account, asset, .. } | Command::WithdrawRequest { account, asset, .. } => {
                 (vec![account], vec![], vec![asset])
             }
-            Command::Transfer {
-                from, to, asset, ..
-            } => (vec![from, to], vec![], vec![asset]),
+            Command::Transfer { from, to, asset, .. } => (vec![from, to], vec![], vec![asset]),
             Command::PlaceOrder(o) => (vec![o.account], vec![o.symbol], vec![]),
             Command::CancelOrder { account, .. }
             | Command::CancelByClientId { account, .. }
             | Command::AmendOrder { account, .. }
             | Command::SetAccountStatus { account, .. } => (vec![account], vec![], vec![]),
-            Command::CancelAll { account, symbol } => (
-                vec![account],
-                vec![symbol].into_iter().filter(|&s| s != 0).collect(),
-                vec![],
-            ),
-            Command::SetSymbolStatus { symbol, .. }
-            | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => (vec![], vec![symbol], vec![]),
+            Command::CancelAll { account, symbol } => {
+                (vec![account], vec![symbol].into_iter().filter(|&s| s != 0).collect(), vec![])
+            }
+            Command::SetSymbolStatus { symbol, .. } | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => {
+                (vec![], vec![symbol], vec![])
+            }
             _ => return Ok(()),
         };
         let order_symbol = match *cmd {
@@ -488,18 +458,9 @@ impl Model {
             _ => None,
         };
         match reason {
-            R::UnknownAccount => ensure!(
-                accounts.iter().any(|a| !self.accounts.contains_key(a)),
-                "no unknown account"
-            ),
-            R::UnknownSymbol => ensure!(
-                symbols.iter().any(|s| !self.symbols.contains_key(s)),
-                "no unknown symbol"
-            ),
-            R::UnknownAsset => ensure!(
-                assets.iter().any(|a| !self.scales.contains_key(a)),
-                "no unknown asset"
-            ),
+            R::UnknownAccount => ensure!(accounts.iter().any(|a| !self.accounts.contains_key(a)), "no unknown account"),
+            R::UnknownSymbol => ensure!(symbols.iter().any(|s| !self.symbols.contains_key(s)), "no unknown symbol"),
+            R::UnknownAsset => ensure!(assets.iter().any(|a| !self.scales.contains_key(a)), "no unknown asset"),
             R::AccountFrozen => {
                 ensure!(
                     matches!(
@@ -511,57 +472,26 @@ impl Model {
                     ),
                     "this command does not care about freezes"
                 );
-                ensure!(
-                    self.accounts.get(&accounts[0]).is_some_and(|a| a.frozen),
-                    "the account is not frozen"
-                );
+                ensure!(self.accounts.get(&accounts[0]).is_some_and(|a| a.frozen), "the account is not frozen");
             }
             R::SymbolHalted => ensure!(
-                order_symbol.is_some_and(|s| self
-                    .symbols
-                    .get(&s)
-                    .is_some_and(|x| x.1 == SymbolStatus::Halted)),
+                order_symbol.is_some_and(|s| self.symbols.get(&s).is_some_and(|x| x.1 == SymbolStatus::Halted)),
                 "the symbol is not halted"
             ),
             R::DuplicateDepositRef => {
                 let Command::Deposit { external_ref, .. } = *cmd else {
                     return Err("wrong command".into());
                 };
-                ensure!(
-                    self.deposit_refs.contains(&external_ref),
-                    "the deposit ref is new"
-                );
+                ensure!(self.deposit_refs.contains(&external_ref), "the deposit ref is new");
             }
             _ => {}
         }
         match (*cmd, reason) {
-            (
-                Command::WithdrawRequest {
-                    account,
-                    asset,
-                    amount,
-                    ..
-                },
-                R::InsufficientFunds,
-            ) => {
-                ensure!(
-                    self.available(account, asset) < amount,
-                    "the account has the funds"
-                )
+            (Command::WithdrawRequest { account, asset, amount, .. }, R::InsufficientFunds) => {
+                ensure!(self.available(account, asset) < amount, "the account has the funds")
             }
-            (
-                Command::Transfer {
-                    from,
-                    asset,
-                    amount,
-                    ..
-                },
-                R::InsufficientFunds,
-            ) => {
-                ensure!(
-                    self.available(from, asset) < amount,
-                    "the account has the funds"
-                )
+            (Command::Transfer { from, asset, amount, .. }, R::InsufficientFunds) => {
+                ensure!(self.available(from, asset) < amount, "the account has the funds")
             }
             (Command::PlaceOrder(o), _) if self.symbols.contains_key(&o.symbol) => {
                 let spec = self.spec(o.symbol);
@@ -597,16 +527,10 @@ impl Model {
                             }
                         };
                         let have = self.available(o.account, self.hold_asset(o.symbol, o.side));
-                        ensure!(
-                            have < need,
-                            "the account has {have} of the {need} the order needs"
-                        );
+                        ensure!(have < need, "the account has {have} of the {need} the order needs");
                     }
                     R::StopWouldTriggerImmediately => {
-                        ensure!(
-                            stop_fires(o.side, o.stop_price, last),
-                            "the stop would not fire at {last}"
-                        )
+                        ensure!(stop_fires(o.side, o.stop_price, last), "the stop would not fire at {last}")
                     }
                     R::PostOnlyWouldTake => {
                         ensure!(opposite_crosses(o.side, o.price), "nothing to take")
@@ -648,12 +572,7 @@ impl Model {
         let active = |a: &AccountId| self.accounts.get(a).is_some_and(|m| !m.frozen);
         let asset_known = |x: &AssetId| self.scales.contains_key(x);
         match cmd {
-            Command::Deposit {
-                account,
-                asset,
-                amount,
-                external_ref,
-            } => {
+            Command::Deposit { account, asset, amount, external_ref } => {
                 if !self.accounts.contains_key(account)
                     || !asset_known(asset)
                     || *amount <= 0
@@ -664,12 +583,7 @@ impl Model {
                     Some(true)
                 }
             }
-            Command::WithdrawRequest {
-                account,
-                asset,
-                amount,
-                client_ref,
-            } => {
+            Command::WithdrawRequest { account, asset, amount, client_ref } => {
                 if !active(account)
                     || !asset_known(asset)
                     || *amount <= 0
@@ -680,17 +594,10 @@ impl Model {
                     Some(self.available(*account, *asset) >= *amount)
                 }
             }
-            Command::WithdrawApprove { withdrawal_id }
-            | Command::WithdrawReject { withdrawal_id } => {
+            Command::WithdrawApprove { withdrawal_id } | Command::WithdrawReject { withdrawal_id } => {
                 Some(self.pending.contains_key(withdrawal_id))
             }
-            Command::Transfer {
-                from,
-                to,
-                asset,
-                amount,
-                client_ref,
-            } => {
+            Command::Transfer { from, to, asset, amount, client_ref } => {
                 if from == to
                     || !active(from)
                     || !self.accounts.contains_key(to)
@@ -705,10 +612,7 @@ impl Model {
                 }
             }
             Command::PlaceOrder(o) => {
-                let halted = self
-                    .symbols
-                    .get(&o.symbol)
-                    .is_none_or(|s| s.1 == SymbolStatus::Halted);
+                let halted = self.symbols.get(&o.symbol).is_none_or(|s| s.1 == SymbolStatus::Halted);
                 let bad_combo = match o.order_type {
                     OrderType::Market | OrderType::StopMarket => o.tif != TimeInForce::Ioc,
                     OrderType::StopLimit => o.tif == TimeInForce::PostOnly,
@@ -720,28 +624,18 @@ impl Model {
                     None
                 }
             }
-            Command::CancelOrder { account, order_id } => Some(
-                self.orders
-                    .get(order_id)
-                    .is_some_and(|m| is_live(m.last.status) && m.last.account == *account),
-            ),
-            Command::CancelByClientId {
-                account,
-                client_order_id,
-            } => Some(self.orders.values().any(|m| {
+            Command::CancelOrder { account, order_id } => {
+                Some(self.orders.get(order_id).is_some_and(|m| is_live(m.last.status) && m.last.account == *account))
+            }
+            Command::CancelByClientId { account, client_order_id } => Some(self.orders.values().any(|m| {
                 is_live(m.last.status)
                     && m.last.account == *account
                     && m.last.client_order_id == *client_order_id
                     && *client_order_id != 0
             })),
-            Command::AmendOrder {
-                account, order_id, ..
-            } => match self.orders.get(order_id) {
+            Command::AmendOrder { account, order_id, .. } => match self.orders.get(order_id) {
                 Some(m) if is_live(m.last.status) && m.last.account == *account => {
-                    if !active(account)
-                        || m.waiting
-                        || self.symbols[&m.last.symbol].1 == SymbolStatus::Halted
-                    {
+                    if !active(account) || m.waiting || self.symbols[&m.last.symbol].1 == SymbolStatus::Halted {
                         Some(false)
                     } else {
                         None
@@ -749,10 +643,9 @@ impl Model {
                 }
                 _ => Some(false),
             },
-            Command::CancelAll { account, symbol } => Some(
-                self.accounts.contains_key(account)
-                    && (*symbol == 0 || self.symbols.contains_key(symbol)),
-            ),
+            Command::CancelAll { account, symbol } => {
+                Some(self.accounts.contains_key(account) && (*symbol == 0 || self.symbols.contains_key(symbol)))
+            }
             Command::SetAccountStatus { account, .. } => Some(self.accounts.contains_key(account)),
             Command::SetSymbolStatus { symbol, .. } => Some(self.symbols.contains_key(symbol)),
             _ => None,
@@ -763,28 +656,15 @@ impl Model {
     fn observe(&mut self, seq: Seq, cmd: &Command, events: &[Event]) -> Result<(), String> {
         self.stats.commands += 1;
         // Only a cancel-all that finds nothing to cancel may be accepted silently.
-        ensure!(
-            !events.is_empty() || matches!(cmd, Command::CancelAll { .. }),
-            "the command emitted no event"
-        );
+        ensure!(!events.is_empty() || matches!(cmd, Command::CancelAll { .. }), "the command emitted no event");
         if events.iter().any(|e| matches!(e, Event::Rejected { .. })) {
-            ensure!(
-                events.len() == 1,
-                "a rejected command emitted {} events: {events:?}",
-                events.len()
-            );
+            ensure!(events.len() == 1, "a rejected command emitted {} events: {events:?}", events.len());
             self.stats.rejected += 1;
             if let Event::Rejected { reason } = events[0] {
                 *self
                     .stats
                     .reasons
-                    .entry(format!(
-                        "{}/{reason:?}",
-                        format!("{cmd:?}")
-                            .split([' ', '(', '{'])
-                            .next()
-                            .unwrap_or("")
-                    ))
+                    .entry(format!("{}/{reason:?}", format!("{cmd:?}").split([' ', '(', '{']).next().unwrap_or("")))
                     .or_default() += 1;
             }
             return Ok(());
@@ -795,14 +675,9 @@ impl Model {
         self.taker_now = None;
         self.stp_cancelled_resting = None;
         for (i, event) in events.iter().enumerate() {
-            self.observe_event(seq, cmd, event)
-                .map_err(|m| format!("event #{i} {event:?}: {m}"))?;
+            self.observe_event(seq, cmd, event).map_err(|m| format!("event #{i} {event:?}: {m}"))?;
         }
-        ensure!(
-            self.trade_ledger.is_empty(),
-            "trade ledger entries without a trade: {:?}",
-            self.trade_ledger
-        );
+        ensure!(self.trade_ledger.is_empty(), "trade ledger entries without a trade: {:?}", self.trade_ledger);
         // Command-specific outcomes.
         match cmd {
             Command::PlaceOrder(_) => ensure!(
@@ -810,17 +685,26 @@ impl Model {
                 "an accepted order has no New report with id = its sequence"
             ),
             Command::CancelOrder { order_id, .. } => ensure!(
-                events.iter().any(|e| matches!(e, Event::Order(r) if r.order_id == *order_id && r.exec == ExecKind::Cancelled)),
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::Order(r) if r.order_id == *order_id && r.exec == ExecKind::Cancelled)),
                 "an accepted cancel did not cancel its order"
             ),
             Command::Deposit { account, asset, amount, external_ref } => ensure!(
-                events.contains(&Event::DepositCredited { account: *account, asset: *asset, amount: *amount, external_ref: *external_ref }),
+                events.contains(&Event::DepositCredited {
+                    account: *account,
+                    asset: *asset,
+                    amount: *amount,
+                    external_ref: *external_ref
+                }),
                 "an accepted deposit was not credited as asked"
             ),
             Command::CancelAll { account, symbol } => {
                 for m in self.orders.values() {
                     ensure!(
-                        !(is_live(m.last.status) && m.last.account == *account && (*symbol == 0 || m.last.symbol == *symbol)),
+                        !(is_live(m.last.status)
+                            && m.last.account == *account
+                            && (*symbol == 0 || m.last.symbol == *symbol)),
                         "cancel-all left order {} live",
                         m.last.order_id
                     );
@@ -835,10 +719,7 @@ impl Model {
         match *event {
             Event::Rejected { .. } => unreachable!(),
             Event::AssetCreated { asset, scale } => {
-                ensure!(
-                    self.scales.insert(asset, scale).is_none(),
-                    "asset created twice"
-                );
+                ensure!(self.scales.insert(asset, scale).is_none(), "asset created twice");
             }
             Event::SymbolUpdated { spec, status } => {
                 if let Some((old, _)) = self.symbols.get(&spec.symbol) {
@@ -849,45 +730,24 @@ impl Model {
                     );
                 }
                 ensure!(
-                    (spec.maker_fee_ppm as i64) < 1_000_000
-                        && (spec.taker_fee_ppm as i64) < 1_000_000,
+                    (spec.maker_fee_ppm as i64) < 1_000_000 && (spec.taker_fee_ppm as i64) < 1_000_000,
                     "fee rate >= 100%"
                 );
                 self.symbols.insert(spec.symbol, (spec, status));
             }
-            Event::AccountCreated {
-                account,
-                parent,
-                owner,
-            } => {
-                ensure!(
-                    !self.accounts.contains_key(&account) && account != 0,
-                    "account created twice"
-                );
+            Event::AccountCreated { account, parent, owner } => {
+                ensure!(!self.accounts.contains_key(&account) && account != 0, "account created twice");
                 if parent != 0 {
                     let p = self.accounts.get(&parent).ok_or("parent unknown")?;
                     ensure!(p.owner == owner, "child owner differs from parent's");
                 }
-                self.accounts.insert(
-                    account,
-                    AccountModel {
-                        parent,
-                        owner,
-                        frozen: false,
-                    },
-                );
+                self.accounts.insert(account, AccountModel { parent, owner, frozen: false });
             }
             Event::AccountStatusChanged { account, status } => {
-                self.accounts
-                    .get_mut(&account)
-                    .ok_or("unknown account")?
-                    .frozen = status == AccountStatus::Frozen;
+                self.accounts.get_mut(&account).ok_or("unknown account")?.frozen = status == AccountStatus::Frozen;
             }
             Event::Ledger(e) => {
-                ensure!(
-                    e.available_delta != 0 || e.held_delta != 0,
-                    "empty ledger entry"
-                );
+                ensure!(e.available_delta != 0 || e.held_delta != 0, "empty ledger entry");
                 ensure!(
                     self.accounts.contains_key(&e.account) && self.scales.contains_key(&e.asset),
                     "ledger entry for unknown account/asset"
@@ -895,142 +755,69 @@ impl Model {
                 let b = self.ledger.entry((e.account, e.asset)).or_default();
                 b.0 += e.available_delta;
                 b.1 += e.held_delta;
-                ensure!(
-                    *b == (e.available_after, e.held_after),
-                    "ledger running sum {b:?} != entry's balance after"
-                );
+                ensure!(*b == (e.available_after, e.held_after), "ledger running sum {b:?} != entry's balance after");
                 ensure!(b.0 >= 0 && b.1 >= 0, "negative balance {b:?}");
                 match e.kind {
                     LedgerKind::Hold | LedgerKind::Release => {
-                        ensure!(
-                            e.available_delta == -e.held_delta,
-                            "a hold/release changed the total"
-                        );
-                        ensure!(
-                            (e.kind == LedgerKind::Hold) == (e.held_delta > 0),
-                            "hold/release sign"
-                        );
+                        ensure!(e.available_delta == -e.held_delta, "a hold/release changed the total");
+                        ensure!((e.kind == LedgerKind::Hold) == (e.held_delta > 0), "hold/release sign");
                         if e.ref_kind == RefKind::Order {
                             // The New report follows the placement hold, so the order may be unknown yet.
                             if let Some(m) = self.orders.get(&e.ref_id) {
-                                ensure!(
-                                    m.last.account == e.account,
-                                    "hold for another account's order"
-                                );
+                                ensure!(m.last.account == e.account, "hold for another account's order");
                             } else {
                                 ensure!(e.ref_id == seq, "hold for an unknown order {}", e.ref_id);
                             }
                             *self.order_held.entry(e.ref_id).or_default() += e.held_delta;
                         } else {
-                            ensure!(
-                                e.ref_kind == RefKind::Withdrawal,
-                                "hold with ref kind {:?}",
-                                e.ref_kind
-                            );
+                            ensure!(e.ref_kind == RefKind::Withdrawal, "hold with ref kind {:?}", e.ref_kind);
                         }
                     }
                     LedgerKind::Trade | LedgerKind::Fee => {
-                        ensure!(
-                            e.ref_kind == RefKind::Trade,
-                            "trade entry without a trade ref"
-                        );
-                        let t = self
-                            .trade_ledger
-                            .entry((e.ref_id, e.account, e.asset))
-                            .or_default();
+                        ensure!(e.ref_kind == RefKind::Trade, "trade entry without a trade ref");
+                        let t = self.trade_ledger.entry((e.ref_id, e.account, e.asset)).or_default();
                         t.0 += e.available_delta;
                         t.1 += e.held_delta;
                     }
-                    LedgerKind::Deposit => ensure!(
-                        e.held_delta == 0 && e.available_delta > 0,
-                        "deposit entry shape"
-                    ),
-                    LedgerKind::Withdrawal => ensure!(
-                        e.available_delta == 0 && e.held_delta < 0,
-                        "withdrawal entry shape"
-                    ),
+                    LedgerKind::Deposit => ensure!(e.held_delta == 0 && e.available_delta > 0, "deposit entry shape"),
+                    LedgerKind::Withdrawal => {
+                        ensure!(e.available_delta == 0 && e.held_delta < 0, "withdrawal entry shape")
+                    }
                     LedgerKind::Transfer => {
                         ensure!(e.held_delta == 0, "transfer entry touched held")
                     }
                     LedgerKind::Adjustment => return Err("unexpected adjustment".into()),
                 }
             }
-            Event::DepositCredited {
-                account,
-                asset,
-                amount,
-                external_ref,
-            } => {
+            Event::DepositCredited { account, asset, amount, external_ref } => {
                 ensure!(
-                    *cmd == Command::Deposit {
-                        account,
-                        asset,
-                        amount,
-                        external_ref
-                    },
+                    *cmd == Command::Deposit { account, asset, amount, external_ref },
                     "deposit credited for another command"
                 );
-                ensure!(
-                    self.deposit_refs.insert(external_ref),
-                    "deposit ref credited twice"
-                );
+                ensure!(self.deposit_refs.insert(external_ref), "deposit ref credited twice");
                 *self.deposited.entry(asset).or_default() += amount as i128;
             }
-            Event::WithdrawalUpdated {
-                withdrawal_id,
-                account,
-                asset,
-                amount,
-                client_ref,
-                status,
-            } => match status {
+            Event::WithdrawalUpdated { withdrawal_id, account, asset, amount, client_ref, status } => match status {
                 WithdrawalStatus::Pending => {
-                    ensure!(
-                        withdrawal_id == seq,
-                        "withdrawal id is not the request's sequence"
-                    );
-                    ensure!(
-                        self.withdrawal_refs.insert((account, client_ref)),
-                        "withdrawal ref reused"
-                    );
+                    ensure!(withdrawal_id == seq, "withdrawal id is not the request's sequence");
+                    ensure!(self.withdrawal_refs.insert((account, client_ref)), "withdrawal ref reused");
                     self.pending.insert(withdrawal_id, (account, asset, amount));
                     self.withdrawal_ids.push(withdrawal_id);
                 }
                 WithdrawalStatus::Approved | WithdrawalStatus::Rejected => {
-                    let p = self
-                        .pending
-                        .remove(&withdrawal_id)
-                        .ok_or("decided a withdrawal that was not pending")?;
-                    ensure!(
-                        p == (account, asset, amount),
-                        "decided withdrawal differs from its request"
-                    );
+                    let p = self.pending.remove(&withdrawal_id).ok_or("decided a withdrawal that was not pending")?;
+                    ensure!(p == (account, asset, amount), "decided withdrawal differs from its request");
                     if status == WithdrawalStatus::Approved {
                         *self.withdrawn.entry(asset).or_default() += amount as i128;
                     }
                 }
             },
-            Event::Transferred {
-                from,
-                to,
-                asset,
-                amount,
-                client_ref,
-            } => {
+            Event::Transferred { from, to, asset, amount, client_ref } => {
                 ensure!(
-                    *cmd == Command::Transfer {
-                        from,
-                        to,
-                        asset,
-                        amount,
-                        client_ref
-                    },
+                    *cmd == Command::Transfer { from, to, asset, amount, client_ref },
                     "transfer differs from its command"
                 );
-                ensure!(
-                    self.transfer_refs.insert((from, client_ref)),
-                    "transfer ref reused"
-                );
+                ensure!(self.transfer_refs.insert((from, client_ref)), "transfer ref reused");
             }
             Event::Order(r) => self.observe_report(seq, cmd, r)?,
             Event::Trade(t) => self.observe_trade(seq, cmd, t)?,
@@ -1039,10 +826,7 @@ impl Model {
     }
 
     fn observe_report(&mut self, seq: Seq, cmd: &Command, r: OrderReport) -> Result<(), String> {
-        ensure!(
-            r.filled_qty >= 0 && r.filled_qty <= r.qty && r.remaining_qty >= 0,
-            "report sizes out of range"
-        );
+        ensure!(r.filled_qty >= 0 && r.filled_qty <= r.qty && r.remaining_qty >= 0, "report sizes out of range");
         if r.exec == ExecKind::New {
             let Command::PlaceOrder(o) = *cmd else {
                 return Err("New report for a command that places no order".into());
@@ -1057,37 +841,16 @@ impl Model {
                 "New report not fresh"
             );
             ensure!(
-                (
-                    r.account,
-                    r.symbol,
-                    r.client_order_id,
-                    r.side,
-                    r.order_type,
-                    r.tif,
-                    r.qty
-                ) == (
-                    o.account,
-                    o.symbol,
-                    o.client_order_id,
-                    o.side,
-                    o.order_type,
-                    o.tif,
-                    o.qty
-                ),
+                (r.account, r.symbol, r.client_order_id, r.side, r.order_type, r.tif, r.qty)
+                    == (o.account, o.symbol, o.client_order_id, o.side, o.order_type, o.tif, o.qty),
                 "New report differs from its command"
             );
-            ensure!(
-                r.price == if o.order_type.is_market() { 0 } else { o.price },
-                "New report price"
-            );
+            ensure!(r.price == if o.order_type.is_market() { 0 } else { o.price }, "New report price");
             let spec = self.spec(r.symbol);
             let cap = spec.maker_fee_ppm.max(spec.taker_fee_ppm);
             let initial_hold = self.expected_initial_hold(&r, &o, cap)?;
             let held = self.order_held.get(&seq).copied().unwrap_or(0);
-            ensure!(
-                held == initial_hold,
-                "order holds {held}, expected {initial_hold}"
-            );
+            ensure!(held == initial_hold, "order holds {held}, expected {initial_hold}");
             self.orders.insert(
                 seq,
                 OrderModel {
@@ -1109,45 +872,19 @@ impl Model {
             self.stats.placed += 1;
             return Ok(());
         }
-        let caps = self
-            .symbols
-            .get(&r.symbol)
-            .map(|s| s.0.maker_fee_ppm.max(s.0.taker_fee_ppm))
-            .unwrap_or(0);
-        if r.exec == ExecKind::Cancelled
-            && matches!(cmd, Command::PlaceOrder(_) | Command::AmendOrder { .. })
-        {
+        let caps = self.symbols.get(&r.symbol).map(|s| s.0.maker_fee_ppm.max(s.0.taker_fee_ppm)).unwrap_or(0);
+        if r.exec == ExecKind::Cancelled && matches!(cmd, Command::PlaceOrder(_) | Command::AmendOrder { .. }) {
             self.check_stp_cancel(r.order_id)?;
         }
         if r.exec == ExecKind::Expired {
             self.check_expiry(&r)?;
         }
-        let m = self
-            .orders
-            .get_mut(&r.order_id)
-            .ok_or("report for an unknown order")?;
+        let m = self.orders.get_mut(&r.order_id).ok_or("report for an unknown order")?;
         let prev = m.last;
+        ensure!(is_live(prev.status), "report after the order ended ({:?})", prev.status);
         ensure!(
-            is_live(prev.status),
-            "report after the order ended ({:?})",
-            prev.status
-        );
-        ensure!(
-            (
-                r.account,
-                r.symbol,
-                r.client_order_id,
-                r.side,
-                r.order_type,
-                r.tif
-            ) == (
-                prev.account,
-                prev.symbol,
-                prev.client_order_id,
-                prev.side,
-                prev.order_type,
-                prev.tif
-            ),
+            (r.account, r.symbol, r.client_order_id, r.side, r.order_type, r.tif)
+                == (prev.account, prev.symbol, prev.client_order_id, prev.side, prev.order_type, prev.tif),
             "an order's identity changed"
         );
         ensure!(
@@ -1162,25 +899,14 @@ impl Model {
         );
         let transition = match r.exec {
             ExecKind::Trade => {
-                ensure!(
-                    r.filled_qty > prev.filled_qty,
-                    "trade report without a fill"
-                );
+                ensure!(r.filled_qty > prev.filled_qty, "trade report without a fill");
                 ensure!(!m.waiting, "a waiting stop traded");
-                Some(OrderTransition::Fill {
-                    fully: r.filled_qty == r.qty,
-                })
+                Some(OrderTransition::Fill { fully: r.filled_qty == r.qty })
             }
             ExecKind::Cancelled => Some(OrderTransition::Cancel),
             ExecKind::Expired => Some(OrderTransition::Expire),
             ExecKind::Amended => {
-                let Command::AmendOrder {
-                    order_id,
-                    price,
-                    qty,
-                    ..
-                } = *cmd
-                else {
+                let Command::AmendOrder { order_id, price, qty, .. } = *cmd else {
                     return Err("Amended report outside an amend".into());
                 };
                 ensure!(
@@ -1204,9 +930,7 @@ impl Model {
                 // price is some price this command traded at, not necessarily the latest.
                 let stop = m.cmd.stop_price;
                 ensure!(
-                    self.prices_now
-                        .iter()
-                        .any(|&(s, p)| s == r.symbol && stop_fires(r.side, stop, p)),
+                    self.prices_now.iter().any(|&(s, p)| s == r.symbol && stop_fires(r.side, stop, p)),
                     "stop at {stop} triggered, but this command traded at {:?}",
                     self.prices_now
                 );
@@ -1227,34 +951,22 @@ impl Model {
                 prev.status,
                 r.status
             ),
-            None => ensure!(
-                r.status == prev.status && r.filled_qty == prev.filled_qty,
-                "status changed by {:?}",
-                r.exec
-            ),
+            None => {
+                ensure!(r.status == prev.status && r.filled_qty == prev.filled_qty, "status changed by {:?}", r.exec)
+            }
         }
         if r.exec != ExecKind::Amended {
-            ensure!(
-                r.price == prev.price && r.qty == prev.qty,
-                "price/qty changed by {:?}",
-                r.exec
-            );
+            ensure!(r.price == prev.price && r.qty == prev.qty, "price/qty changed by {:?}", r.exec);
         }
         if r.status.is_terminal() {
             ensure!(r.remaining_qty == 0, "ended order reports a remainder");
             let held = self.order_held.get(&r.order_id).copied().unwrap_or(0);
             ensure!(held == 0, "order {} ended still holding {held}", r.order_id);
             if r.side == Side::Buy && r.order_type.is_market() {
-                ensure!(
-                    r.filled_quote + r.fees_paid <= m.cmd.quote_budget,
-                    "market buy spent more than its budget"
-                );
+                ensure!(r.filled_quote + r.fees_paid <= m.cmd.quote_budget, "market buy spent more than its budget");
             }
             if r.tif == TimeInForce::Fok {
-                ensure!(
-                    r.filled_qty == 0 || r.filled_qty == r.qty,
-                    "a fill-or-kill order ended partially filled"
-                );
+                ensure!(r.filled_qty == 0 || r.filled_qty == r.qty, "a fill-or-kill order ended partially filled");
             }
             match r.status {
                 OrderStatus::Cancelled => self.stats.cancelled += 1,
@@ -1262,10 +974,7 @@ impl Model {
                 _ => {}
             }
         } else {
-            ensure!(
-                r.remaining_qty == r.qty - r.filled_qty && r.remaining_qty > 0,
-                "live order remainder"
-            );
+            ensure!(r.remaining_qty == r.qty - r.filled_qty && r.remaining_qty > 0, "live order remainder");
         }
         m.last = r;
         Ok(())
@@ -1275,18 +984,10 @@ impl Model {
     /// (`taker` excluded), i.e. the one a taker must meet first.
     fn check_head_of_book(&self, head: OrderId, taker: OrderId) -> Result<(), String> {
         let h = &self.orders[&head];
-        ensure!(
-            is_live(h.last.status) && !h.waiting && !h.last.order_type.is_market(),
-            "order {head} is not resting"
-        );
+        ensure!(is_live(h.last.status) && !h.waiting && !h.last.order_type.is_market(), "order {head} is not resting");
         for (id, o) in &self.orders {
             let resting = is_live(o.last.status) && !o.waiting && !o.last.order_type.is_market();
-            if !resting
-                || *id == taker
-                || *id == head
-                || o.last.symbol != h.last.symbol
-                || o.last.side != h.last.side
-            {
+            if !resting || *id == taker || *id == head || o.last.symbol != h.last.symbol || o.last.side != h.last.side {
                 continue;
             }
             let better_price = match h.last.side {
@@ -1353,9 +1054,7 @@ impl Model {
     /// A cancel inside an order's own command is self-trade prevention; check it follows the
     /// taker's STP mode.
     fn check_stp_cancel(&mut self, cancelled: OrderId) -> Result<(), String> {
-        let taker_id = self
-            .taker_now
-            .ok_or("an order was cancelled with no taker running")?;
+        let taker_id = self.taker_now.ok_or("an order was cancelled with no taker running")?;
         let taker = &self.orders[&taker_id];
         let owner = |o: &OrderModel| self.accounts[&o.last.account].owner;
         if cancelled == taker_id {
@@ -1378,14 +1077,7 @@ impl Model {
                                 && o.last.side == taker.last.side.opposite()
                         })
                         .min_by_key(|o| {
-                            (
-                                if o.last.side == Side::Sell {
-                                    o.last.price
-                                } else {
-                                    -o.last.price
-                                },
-                                o.queue_key,
-                            )
+                            (if o.last.side == Side::Sell { o.last.price } else { -o.last.price }, o.queue_key)
                         })
                         .ok_or("a cancel-incoming taker was cancelled facing an empty book")?;
                     ensure!(
@@ -1401,19 +1093,12 @@ impl Model {
             return Ok(());
         }
         let resting = &self.orders[&cancelled];
+        ensure!(owner(resting) == owner(taker), "STP cancelled another owner's order");
         ensure!(
-            owner(resting) == owner(taker),
-            "STP cancelled another owner's order"
-        );
-        ensure!(
-            resting.last.symbol == taker.last.symbol
-                && resting.last.side == taker.last.side.opposite(),
+            resting.last.symbol == taker.last.symbol && resting.last.side == taker.last.side.opposite(),
             "STP cancelled an order the taker could not meet"
         );
-        ensure!(
-            taker.cmd.stp != StpMode::CancelIncoming,
-            "a cancel-incoming taker cancelled a resting order"
-        );
+        ensure!(taker.cmd.stp != StpMode::CancelIncoming, "a cancel-incoming taker cancelled a resting order");
         let crosses = match taker.last.side {
             _ if taker.last.order_type.is_market() => true,
             Side::Buy => resting.last.price <= taker.last.price,
@@ -1430,41 +1115,19 @@ impl Model {
     }
 
     fn observe_trade(&mut self, seq: Seq, cmd: &Command, t: Trade) -> Result<(), String> {
-        ensure!(
-            t.trade_id == self.last_trade_id + 1,
-            "trade id {} after {}",
-            t.trade_id,
-            self.last_trade_id
-        );
+        ensure!(t.trade_id == self.last_trade_id + 1, "trade id {} after {}", t.trade_id, self.last_trade_id);
         self.last_trade_id = t.trade_id;
         self.stats.trades += 1;
         let spec = self.spec(t.symbol);
-        ensure!(
-            self.symbols[&t.symbol].1 == SymbolStatus::Trading,
-            "trade on a halted symbol"
-        );
-        let maker = self
-            .orders
-            .get(&t.maker_order)
-            .ok_or("unknown maker")?
-            .clone();
-        let taker = self
-            .orders
-            .get(&t.taker_order)
-            .ok_or("unknown taker")?
-            .clone();
+        ensure!(self.symbols[&t.symbol].1 == SymbolStatus::Trading, "trade on a halted symbol");
+        let maker = self.orders.get(&t.maker_order).ok_or("unknown maker")?.clone();
+        let taker = self.orders.get(&t.taker_order).ok_or("unknown taker")?.clone();
         for (role, o) in [("maker", &maker), ("taker", &taker)] {
             ensure!(is_live(o.last.status) && !o.waiting, "{role} is not live");
             ensure!(o.last.symbol == t.symbol, "{role} on another symbol");
-            ensure!(
-                t.qty <= o.last.remaining_qty,
-                "{role} filled beyond its remainder"
-            );
+            ensure!(t.qty <= o.last.remaining_qty, "{role} filled beyond its remainder");
         }
-        ensure!(
-            t.maker_order != t.taker_order,
-            "an order traded with itself"
-        );
+        ensure!(t.maker_order != t.taker_order, "an order traded with itself");
         // Only the command's own order (placed or re-priced) or a stop it triggered takes.
         let own_order = match *cmd {
             Command::PlaceOrder(_) => seq,
@@ -1476,59 +1139,27 @@ impl Model {
             "order {} took liquidity outside its own command",
             t.taker_order
         );
-        ensure!(
-            taker.last.tif != TimeInForce::PostOnly,
-            "a post-only order took liquidity"
-        );
-        ensure!(
-            self.taker_now == Some(t.taker_order),
-            "the taker is not the order now running"
-        );
+        ensure!(taker.last.tif != TimeInForce::PostOnly, "a post-only order took liquidity");
+        ensure!(self.taker_now == Some(t.taker_order), "the taker is not the order now running");
         self.check_head_of_book(t.maker_order, t.taker_order)?;
-        ensure!(
-            t.maker_side == maker.last.side && taker.last.side == maker.last.side.opposite(),
-            "trade sides"
-        );
-        ensure!(
-            t.maker_account == maker.last.account && t.taker_account == taker.last.account,
-            "trade accounts"
-        );
+        ensure!(t.maker_side == maker.last.side && taker.last.side == maker.last.side.opposite(), "trade sides");
+        ensure!(t.maker_account == maker.last.account && t.taker_account == taker.last.account, "trade accounts");
         ensure!(
             self.accounts[&t.maker_account].owner != self.accounts[&t.taker_account].owner,
             "self-trade between accounts of one owner"
         );
-        ensure!(
-            !maker.last.order_type.is_market(),
-            "a market order was a maker"
-        );
-        ensure!(
-            t.price == maker.last.price,
-            "trade price {} is not the maker's price {}",
-            t.price,
-            maker.last.price
-        );
+        ensure!(!maker.last.order_type.is_market(), "a market order was a maker");
+        ensure!(t.price == maker.last.price, "trade price {} is not the maker's price {}", t.price, maker.last.price);
         if !taker.last.order_type.is_market() {
             let crosses = match taker.last.side {
                 Side::Buy => t.price <= taker.last.price,
                 Side::Sell => t.price >= taker.last.price,
             };
-            ensure!(
-                crosses,
-                "trade at {} beyond the taker's limit {}",
-                t.price,
-                taker.last.price
-            );
+            ensure!(crosses, "trade at {} beyond the taker's limit {}", t.price, taker.last.price);
         }
-        ensure!(
-            t.qty > 0 && t.qty % spec.lot_size == 0 && t.price % spec.tick_size == 0,
-            "trade off the grid"
-        );
+        ensure!(t.qty > 0 && t.qty % spec.lot_size == 0 && t.price % spec.tick_size == 0, "trade off the grid");
         let quote = self.notional(t.symbol, t.price, t.qty)?;
-        ensure!(
-            t.quote_qty == quote,
-            "trade quote {} != {quote}",
-            t.quote_qty
-        );
+        ensure!(t.quote_qty == quote, "trade quote {} != {quote}", t.quote_qty);
         let maker_fee = fee(quote, spec.maker_fee_ppm.min(maker.fee_cap));
         let taker_fee = fee(quote, spec.taker_fee_ppm.min(taker.fee_cap));
         ensure!(
@@ -1548,34 +1179,24 @@ impl Model {
             (&taker, &maker, taker_fee, maker_fee)
         };
         let mut expected: BTreeMap<(u64, AccountId, AssetId), (i64, i64)> = BTreeMap::new();
-        expected.insert(
-            (t.trade_id, buyer.last.account, spec.quote),
-            (0, -(quote + buyer_fee)),
-        );
+        expected.insert((t.trade_id, buyer.last.account, spec.quote), (0, -(quote + buyer_fee)));
         expected.insert((t.trade_id, buyer.last.account, spec.base), (t.qty, 0));
         expected.insert((t.trade_id, seller.last.account, spec.base), (0, -t.qty));
-        expected.insert(
-            (t.trade_id, seller.last.account, spec.quote),
-            (quote - seller_fee, 0),
-        );
+        expected.insert((t.trade_id, seller.last.account, spec.quote), (quote - seller_fee, 0));
         expected.retain(|_, v| *v != (0, 0));
         let got: BTreeMap<_, _> = self
             .trade_ledger
             .range((t.trade_id, 0, 0)..=(t.trade_id, u64::MAX, u32::MAX))
             .map(|(k, v)| (*k, *v))
             .collect();
-        ensure!(
-            got == expected,
-            "trade ledger {got:?} != expected {expected:?}"
-        );
+        ensure!(got == expected, "trade ledger {got:?} != expected {expected:?}");
         for k in expected.keys() {
             self.trade_ledger.remove(k);
         }
 
-        for (id, own_fee, spent) in [
-            (buyer.last.order_id, buyer_fee, quote + buyer_fee),
-            (seller.last.order_id, seller_fee, t.qty),
-        ] {
+        for (id, own_fee, spent) in
+            [(buyer.last.order_id, buyer_fee, quote + buyer_fee), (seller.last.order_id, seller_fee, t.qty)]
+        {
             let m = self.orders.get_mut(&id).unwrap();
             m.traded_qty += t.qty;
             m.traded_quote += quote;
@@ -1589,23 +1210,15 @@ impl Model {
 
     /// Compares the model with the engine's queries after a command.
     fn check_engine(&self, engine: &Engine) -> Result<(), String> {
-        engine
-            .check_invariants()
-            .map_err(|e| format!("check_invariants: {e}"))?;
+        engine.check_invariants().map_err(|e| format!("check_invariants: {e}"))?;
 
         let assets: Vec<AssetId> = self.scales.keys().copied().collect();
         // Ledger == balances; no negative balance; subtree totals.
         let mut totals: BTreeMap<(AccountId, AssetId), i64> = BTreeMap::new();
         for &account in self.accounts.keys() {
             for &asset in &assets {
-                let b = engine
-                    .balance_of(account, asset)
-                    .ok_or("balance_of returned None")?;
-                let l = self
-                    .ledger
-                    .get(&(account, asset))
-                    .copied()
-                    .unwrap_or((0, 0));
+                let b = engine.balance_of(account, asset).ok_or("balance_of returned None")?;
+                let l = self.ledger.get(&(account, asset)).copied().unwrap_or((0, 0));
                 ensure!(
                     (b.available, b.held) == l,
                     "account {account} asset {asset}: balance {b:?} but ledger sums to {l:?}"
@@ -1622,13 +1235,8 @@ impl Model {
                     .filter(|&&d| self.is_descendant_or_self(d, account))
                     .map(|d| totals[&(*d, asset)])
                     .sum();
-                let got = engine
-                    .subtree_total(account, asset)
-                    .ok_or("subtree_total returned None")?;
-                ensure!(
-                    got == want,
-                    "subtree total of {account} asset {asset}: {got} != {want}"
-                );
+                let got = engine.subtree_total(account, asset).ok_or("subtree_total returned None")?;
+                ensure!(got == want, "subtree total of {account} asset {asset}: {got} != {want}");
             }
         }
 
@@ -1637,21 +1245,14 @@ impl Model {
             let deposited = self.deposited.get(&asset).copied().unwrap_or(0);
             let withdrawn = self.withdrawn.get(&asset).copied().unwrap_or(0);
             let fees = self.fees.get(&asset).copied().unwrap_or(0);
-            let balances: i128 = totals
-                .iter()
-                .filter(|((_, x), _)| *x == asset)
-                .map(|(_, v)| *v as i128)
-                .sum();
+            let balances: i128 = totals.iter().filter(|((_, x), _)| *x == asset).map(|(_, v)| *v as i128).sum();
             ensure!(
                 deposited - withdrawn == balances + fees,
                 "asset {asset} not conserved: deposited {deposited} - withdrawn {withdrawn} != balances {balances} + fees {fees}"
             );
-            let t = engine
-                .asset_totals(asset)
-                .ok_or("asset_totals returned None")?;
+            let t = engine.asset_totals(asset).ok_or("asset_totals returned None")?;
             ensure!(
-                (t.deposited, t.withdrawn, t.fees_collected as i128)
-                    == (deposited, withdrawn, fees),
+                (t.deposited, t.withdrawn, t.fees_collected as i128) == (deposited, withdrawn, fees),
                 "engine asset totals {t:?} differ from the events"
             );
         }
@@ -1666,22 +1267,10 @@ impl Model {
         for (id, m) in self.orders.iter().filter(|(_, m)| is_live(m.last.status)) {
             let r = m.last;
             let h = self.order_held.get(id).copied().unwrap_or(0);
-            *held
-                .entry((r.account, self.hold_asset(r.symbol, r.side)))
-                .or_default() += h;
-            live_by_account
-                .entry(r.account)
-                .or_default()
-                .push(OrderReport {
-                    exec: ExecKind::New,
-                    ..r
-                });
+            *held.entry((r.account, self.hold_asset(r.symbol, r.side))).or_default() += h;
+            live_by_account.entry(r.account).or_default().push(OrderReport { exec: ExecKind::New, ..r });
             if m.waiting {
-                ensure!(
-                    h == m.initial_hold,
-                    "waiting stop {id} holds {h}, placed with {}",
-                    m.initial_hold
-                );
+                ensure!(h == m.initial_hold, "waiting stop {id} holds {h}, placed with {}", m.initial_hold);
                 let last = self.last_price.get(&r.symbol).copied().unwrap_or(0);
                 ensure!(
                     !stop_fires(r.side, m.cmd.stop_price, last),
@@ -1690,29 +1279,19 @@ impl Model {
                 );
                 continue;
             }
-            ensure!(
-                !r.order_type.is_market(),
-                "a market order {id} outlived its command"
-            );
+            ensure!(!r.order_type.is_market(), "a market order {id} outlived its command");
             ensure!(
                 matches!(r.tif, TimeInForce::Gtc | TimeInForce::PostOnly),
                 "a {:?} order {id} rests in the book",
                 r.tif
             );
             match r.side {
-                Side::Sell => ensure!(
-                    h == r.remaining_qty,
-                    "resting sell {id} holds {h} for {} left",
-                    r.remaining_qty
-                ),
+                Side::Sell => ensure!(h == r.remaining_qty, "resting sell {id} holds {h} for {} left", r.remaining_qty),
                 Side::Buy => {
                     let n = self.notional(r.symbol, r.price, r.remaining_qty)?;
                     let n_all = self.notional(r.symbol, r.price, r.qty)?;
                     let (low, high) = (n + fee(n, m.fee_cap), n + fee(n_all, m.fee_cap));
-                    ensure!(
-                        low <= h && h <= high,
-                        "resting buy {id} holds {h}, outside [{low}, {high}]"
-                    );
+                    ensure!(low <= h && h <= high, "resting buy {id} holds {h}, outside [{low}, {high}]");
                 }
             }
             let level = depth.entry((r.symbol, r.side, r.price)).or_default();
@@ -1723,22 +1302,17 @@ impl Model {
             for &asset in &assets {
                 let want = held.get(&(account, asset)).copied().unwrap_or(0);
                 let got = engine.balance_of(account, asset).unwrap().held;
-                ensure!(got == want, "account {account} asset {asset} holds {got}, its orders and withdrawals reserve {want}");
+                ensure!(
+                    got == want,
+                    "account {account} asset {asset} holds {got}, its orders and withdrawals reserve {want}"
+                );
             }
-            let mut open = engine
-                .open_orders(account)
-                .ok_or("open_orders returned None")?;
+            let mut open = engine.open_orders(account).ok_or("open_orders returned None")?;
             open.iter_mut().for_each(|r| r.exec = ExecKind::New);
             let want = live_by_account.remove(&account).unwrap_or_default();
-            ensure!(
-                open == want,
-                "open orders of {account}:\n engine {open:?}\n model  {want:?}"
-            );
+            ensure!(open == want, "open orders of {account}:\n engine {open:?}\n model  {want:?}");
         }
-        ensure!(
-            live_by_account.is_empty(),
-            "live orders of unknown accounts"
-        );
+        ensure!(live_by_account.is_empty(), "live orders of unknown accounts");
         for &symbol in self.symbols.keys() {
             let last = self.last_price.get(&symbol).copied().unwrap_or(0);
             ensure!(
@@ -1746,17 +1320,11 @@ impl Model {
                 "last price of {symbol}: engine {:?}, trades say {last}",
                 engine.last_price(symbol)
             );
-            let (bids, asks) = engine
-                .depth(symbol, usize::MAX)
-                .ok_or("depth returned None")?;
+            let (bids, asks) = engine.depth(symbol, usize::MAX).ok_or("depth returned None")?;
             let model_side = |side: Side| -> Vec<DepthLevel> {
                 let mut v: Vec<DepthLevel> = depth
                     .range((symbol, side, i64::MIN)..=(symbol, side, i64::MAX))
-                    .map(|(k, l)| DepthLevel {
-                        price: k.2,
-                        qty: l.0,
-                        orders: l.1,
-                    })
+                    .map(|(k, l)| DepthLevel { price: k.2, qty: l.0, orders: l.1 })
                     .collect();
                 if side == Side::Buy {
                     v.reverse();
@@ -1792,44 +1360,19 @@ fn prefix(two_symbols: bool) -> Vec<Command> {
         Command::CreateAsset { asset: 1, scale: 2 }, // duplicate: rejected
         Command::CreateSymbol(spec1()),
         // tick * lot is not a multiple of 10^8: rejected
-        Command::CreateSymbol(SymbolSpec {
-            symbol: 3,
-            tick_size: 1,
-            lot_size: 1,
-            ..spec1()
-        }),
+        Command::CreateSymbol(SymbolSpec { symbol: 3, tick_size: 1, lot_size: 1, ..spec1() }),
     ];
     if two_symbols {
         v.push(Command::CreateSymbol(spec2()));
     }
-    for (account, parent, owner) in [
-        (101, 0, 1),
-        (102, 101, 1),
-        (103, 102, 1),
-        (201, 0, 2),
-        (202, 201, 2),
-        (301, 0, 3),
-        (204, 201, 1),
-    ] {
-        v.push(Command::CreateAccount {
-            account,
-            parent,
-            owner,
-        });
+    for (account, parent, owner) in
+        [(101, 0, 1), (102, 101, 1), (103, 102, 1), (201, 0, 2), (202, 201, 2), (301, 0, 3), (204, 201, 1)]
+    {
+        v.push(Command::CreateAccount { account, parent, owner });
     }
     for (i, &account) in POOL[..6].iter().enumerate() {
-        v.push(Command::Deposit {
-            account,
-            asset: 1,
-            amount: 2_000_000,
-            external_ref: 1_000 + i as u64,
-        });
-        v.push(Command::Deposit {
-            account,
-            asset: 2,
-            amount: 200_000,
-            external_ref: 2_000 + i as u64,
-        });
+        v.push(Command::Deposit { account, asset: 1, amount: 2_000_000, external_ref: 1_000 + i as u64 });
+        v.push(Command::Deposit { account, asset: 2, amount: 200_000, external_ref: 2_000 + i as u64 });
     }
     v
 }
@@ -1858,12 +1401,8 @@ fn pick_order(model: &Model, pick: usize) -> Option<OrderId> {
         return None;
     }
     // Most picks name a live order; the rest any order ever placed (usually ended by now).
-    let live: Vec<OrderId> = model
-        .orders
-        .values()
-        .filter(|m| is_live(m.last.status))
-        .map(|m| m.last.order_id)
-        .collect();
+    let live: Vec<OrderId> =
+        model.orders.values().filter(|m| is_live(m.last.status)).map(|m| m.last.order_id).collect();
     if pick % 4 != 0 && !live.is_empty() {
         return Some(live[(pick / 4) % live.len()]);
     }
@@ -1872,33 +1411,13 @@ fn pick_order(model: &Model, pick: usize) -> Option<OrderId> {
 
 fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: bool) -> Command {
     match *op {
-        Op::Deposit {
-            acct,
-            asset,
-            amount,
-            ext_ref,
-        } => {
+        Op::Deposit { acct, asset, amount, ext_ref } => {
             let asset = ASSET_CHOICES[asset];
-            Command::Deposit {
-                account: POOL[acct],
-                asset,
-                amount: scaled(asset, amount),
-                external_ref: ext_ref,
-            }
+            Command::Deposit { account: POOL[acct], asset, amount: scaled(asset, amount), external_ref: ext_ref }
         }
-        Op::Withdraw {
-            acct,
-            asset,
-            amount,
-            client_ref,
-        } => {
+        Op::Withdraw { acct, asset, amount, client_ref } => {
             let asset = ASSET_CHOICES[asset];
-            Command::WithdrawRequest {
-                account: POOL[acct],
-                asset,
-                amount: scaled(asset, amount / 4),
-                client_ref,
-            }
+            Command::WithdrawRequest { account: POOL[acct], asset, amount: scaled(asset, amount / 4), client_ref }
         }
         Op::Decide { pick, approve } => {
             let ids = &model.withdrawal_ids;
@@ -1913,21 +1432,9 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
                 Command::WithdrawReject { withdrawal_id }
             }
         }
-        Op::Transfer {
-            from,
-            to,
-            asset,
-            amount,
-            client_ref,
-        } => {
+        Op::Transfer { from, to, asset, amount, client_ref } => {
             let asset = ASSET_CHOICES[asset];
-            Command::Transfer {
-                from: POOL[from],
-                to: POOL[to],
-                asset,
-                amount: scaled(asset, amount),
-                client_ref,
-            }
+            Command::Transfer { from: POOL[from], to: POOL[to], asset, amount: scaled(asset, amount), client_ref }
         }
         Op::Place(ref p) => {
             let symbol = symbol_id(p.sym, two_symbols);
@@ -1947,16 +1454,8 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
                 }
             }
             let mut price = (mid + p.price_off) * tick;
-            let stop_off = if p.side == Side::Buy {
-                p.stop_off
-            } else {
-                -p.stop_off
-            };
-            let stop_price = if order_type.is_stop() {
-                (reference + stop_off) * tick
-            } else {
-                0
-            };
+            let stop_off = if p.side == Side::Buy { p.stop_off } else { -p.stop_off };
+            let stop_price = if order_type.is_stop() { (reference + stop_off) * tick } else { 0 };
             let mut qty = p.lots * lot;
             match p.mangle {
                 0 => price += 1,
@@ -1980,7 +1479,7 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
                 stop_price,
                 qty,
                 quote_budget: if p.side == Side::Buy && order_type.is_market() {
-                    p.budget
+                    exact_budget(model, engine, symbol, p).unwrap_or(p.budget)
                 } else {
                     0
                 },
@@ -1994,40 +1493,17 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
             };
             Command::CancelOrder { account, order_id }
         }
-        Op::CancelClient { acct, coid } => Command::CancelByClientId {
-            account: POOL[acct],
-            client_order_id: coid,
-        },
+        Op::CancelClient { acct, coid } => Command::CancelByClientId { account: POOL[acct], client_order_id: coid },
         Op::CancelAll { acct, sym } => {
-            let symbol = if sym == 0 {
-                0
-            } else {
-                symbol_id(sym - 1, two_symbols)
-            };
-            Command::CancelAll {
-                account: POOL[acct],
-                symbol,
-            }
+            let symbol = if sym == 0 { 0 } else { symbol_id(sym - 1, two_symbols) };
+            Command::CancelAll { account: POOL[acct], symbol }
         }
-        Op::Amend {
-            pick,
-            by_owner,
-            price_off,
-            qty_mode,
-            lots,
-        } => {
+        Op::Amend { pick, by_owner, price_off, qty_mode, lots } => {
             let order_id = pick_order(model, pick).unwrap_or(seq + 7);
             let (account, symbol, price, qty) = match model.orders.get(&order_id) {
-                Some(m) => (
-                    if by_owner {
-                        m.last.account
-                    } else {
-                        POOL[pick % 6]
-                    },
-                    m.last.symbol,
-                    m.last.price,
-                    m.last.qty,
-                ),
+                Some(m) => {
+                    (if by_owner { m.last.account } else { POOL[pick % 6] }, m.last.symbol, m.last.price, m.last.qty)
+                }
                 None => (POOL[pick % 6], 1, 1_000_000, 100_000),
             };
             let (tick, lot, mid) = grid(symbol);
@@ -2038,40 +1514,19 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
                 2 => lots * lot,
                 _ => qty + lot,
             };
-            Command::AmendOrder {
-                account,
-                order_id,
-                price,
-                qty,
-            }
+            Command::AmendOrder { account, order_id, price, qty }
         }
         Op::Freeze { acct, frozen } => Command::SetAccountStatus {
             account: POOL[acct],
-            status: if frozen {
-                AccountStatus::Frozen
-            } else {
-                AccountStatus::Active
-            },
+            status: if frozen { AccountStatus::Frozen } else { AccountStatus::Active },
         },
         Op::Halt { sym, halted } => Command::SetSymbolStatus {
             symbol: symbol_id(sym, two_symbols),
-            status: if halted {
-                SymbolStatus::Halted
-            } else {
-                SymbolStatus::Trading
-            },
+            status: if halted { SymbolStatus::Halted } else { SymbolStatus::Trading },
         },
-        Op::UpdateSymbol {
-            sym,
-            maker,
-            taker,
-            variant,
-        } => {
+        Op::UpdateSymbol { sym, maker, taker, variant } => {
             let symbol = symbol_id(sym, two_symbols);
-            let mut spec = model
-                .symbols
-                .get(&symbol)
-                .map_or(SymbolSpec { symbol, ..spec1() }, |s| s.0);
+            let mut spec = model.symbols.get(&symbol).map_or(SymbolSpec { symbol, ..spec1() }, |s| s.0);
             spec.maker_fee_ppm = FEES[maker];
             spec.taker_fee_ppm = FEES[taker];
             match variant {
@@ -2085,33 +1540,33 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
             }
             Command::UpdateSymbol(spec)
         }
-        Op::CreateAccount {
-            acct,
-            parent,
-            owner,
-        } => Command::CreateAccount {
-            account: NEW_ACCOUNTS[acct],
-            parent: NEW_PARENTS[parent],
-            owner,
-        },
+        Op::CreateAccount { acct, parent, owner } => {
+            Command::CreateAccount { account: NEW_ACCOUNTS[acct], parent: NEW_PARENTS[parent], owner }
+        }
         Op::CreateAsset { scale } => Command::CreateAsset { asset: 7, scale },
     }
+}
+
+/// For a third of market buys: exactly the cost (fees included) of a few lots at the best ask,
+/// the boundary where one lot more is no longer affordable.
+fn exact_budget(model: &Model, engine: &Engine, symbol: SymbolId, p: &PlaceOp) -> Option<i64> {
+    if p.budget % 3 != 0 || p.lots <= 0 {
+        return None;
+    }
+    let spec = model.symbols.get(&symbol)?.0;
+    let best_ask = engine.depth(symbol, 1)?.1.first()?.price;
+    let lot_notional = model.notional(symbol, best_ask, spec.lot_size).ok()?;
+    let n = lot_notional * (1 + p.budget % p.lots);
+    Some(n + fee(n, spec.taker_fee_ppm))
 }
 
 /// Everything a rejected command must not have changed, as seen through the public queries.
 fn visible_state(
     engine: &Engine,
-) -> (
-    Vec<Option<Vec<BalanceView>>>,
-    Vec<Option<Vec<OrderReport>>>,
-    Vec<Option<(Vec<DepthLevel>, Vec<DepthLevel>)>>,
-) {
+) -> (Vec<Option<Vec<BalanceView>>>, Vec<Option<Vec<OrderReport>>>, Vec<Option<(Vec<DepthLevel>, Vec<DepthLevel>)>>) {
     let balances = POOL.iter().map(|&a| engine.balances(a)).collect();
     let orders = POOL.iter().map(|&a| engine.open_orders(a)).collect();
-    let depth = [1, 2]
-        .iter()
-        .map(|&s| engine.depth(s, usize::MAX))
-        .collect();
+    let depth = [1, 2].iter().map(|&s| engine.depth(s, usize::MAX)).collect();
     (balances, orders, depth)
 }
 
@@ -2125,10 +1580,7 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
     let mut model = Model::default();
     let mut commands: Vec<Command> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
-    let steps = prefix(two_symbols)
-        .into_iter()
-        .map(Ok)
-        .chain(ops.iter().map(Err));
+    let steps = prefix(two_symbols).into_iter().map(Ok).chain(ops.iter().map(Err));
     for (i, step) in steps.enumerate() {
         let seq = i as Seq + 1;
         let cmd = match step {
@@ -2138,15 +1590,9 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
         commands.push(cmd);
         let context = |msg: String| {
             let from = commands.len().saturating_sub(8);
-            let recent: Vec<String> = commands[from..]
-                .iter()
-                .enumerate()
-                .map(|(k, c)| format!("  seq {}: {c:?}", from + k + 1))
-                .collect();
-            format!(
-                "at seq {seq}, command {cmd:?}: {msg}\nrecent commands:\n{}",
-                recent.join("\n")
-            )
+            let recent: Vec<String> =
+                commands[from..].iter().enumerate().map(|(k, c)| format!("  seq {}: {c:?}", from + k + 1)).collect();
+            format!("at seq {seq}, command {cmd:?}: {msg}\nrecent commands:\n{}", recent.join("\n"))
         };
         let expectation = model.expectation(&cmd);
         let before = engine.clone();
@@ -2170,44 +1616,23 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
         model.observe(seq, &cmd, new).map_err(|m| {
             context(format!(
                 "{m}\nevents of the command:\n{}",
-                new.iter()
-                    .map(|e| format!("  {e:?}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                new.iter().map(|e| format!("  {e:?}")).collect::<Vec<_>>().join("\n")
             ))
         })?;
         if rejected {
             if visible_state(&before) != visible_state(&engine) {
-                return Err(context(
-                    "a rejected command changed balances, open orders or depth".into(),
-                ));
+                return Err(context("a rejected command changed balances, open orders or depth".into()));
             }
             // Only the sequence and timestamp may move: a clone taken before the command, moved to
             // the same sequence by a command that cannot change anything, hashes the same.
             let mut probe = before;
             let mut probe_events = Vec::new();
-            probe.apply(
-                seq,
-                timestamp(seq),
-                &Command::CancelOrder {
-                    account: 0,
-                    order_id: 0,
-                },
-                &mut probe_events,
-            );
-            if probe_events
-                != [Event::Rejected {
-                    reason: RejectReason::UnknownAccount,
-                }]
-            {
-                return Err(context(format!(
-                    "probe command was not rejected: {probe_events:?}"
-                )));
+            probe.apply(seq, timestamp(seq), &Command::CancelOrder { account: 0, order_id: 0 }, &mut probe_events);
+            if probe_events != [Event::Rejected { reason: RejectReason::UnknownAccount }] {
+                return Err(context(format!("probe command was not rejected: {probe_events:?}")));
             }
             if probe.state_hash() != engine.state_hash() {
-                return Err(context(
-                    "a rejected command changed the state hash beyond the sequence".into(),
-                ));
+                return Err(context("a rejected command changed the state hash beyond the sequence".into()));
             }
         }
         model.check_engine(&engine).map_err(context)?;
@@ -2226,9 +1651,7 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
             .zip(&events)
             .position(|(a, b)| a != b)
             .unwrap_or(events.len().min(replica_events.len()));
-        return Err(format!(
-            "replay produced different events from event #{first}"
-        ));
+        return Err(format!("replay produced different events from event #{first}"));
     }
     if replica.state_hash() != engine.state_hash() {
         return Err("replay produced a different state hash".into());
@@ -2258,16 +1681,10 @@ proptest! {
 fn streams_exercise_matching_triggers_amends_and_rejections() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
-    );
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]));
     let mut total = Stats::default();
     for _ in 0..6 {
-        let ops = prop::collection::vec(op_strategy(), 300)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
+        let ops = prop::collection::vec(op_strategy(), 300).new_tree(&mut runner).unwrap().current();
         let (s, _) = run(true, &ops).unwrap_or_else(|e| panic!("{e}"));
         total.commands += s.commands;
         total.rejected += s.rejected;
@@ -2285,10 +1702,7 @@ fn streams_exercise_matching_triggers_amends_and_rejections() {
     assert!(total.trades >= 100, "too few trades: {total:?}");
     assert!(total.triggered >= 5, "too few stop triggers: {total:?}");
     assert!(total.amended >= 20, "too few amends: {total:?}");
-    assert!(
-        total.cancelled >= 50 && total.expired >= 20,
-        "too few cancels/expiries: {total:?}"
-    );
+    assert!(total.cancelled >= 50 && total.expired >= 20, "too few cancels/expiries: {total:?}");
     assert!(
         total.rejected * 10 >= total.commands && total.rejected * 10 <= total.commands * 6,
         "rejection share off: {total:?}"
