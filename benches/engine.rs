@@ -6,10 +6,7 @@ use seqd::engine::Seq;
 use seqd::workload::{exchange_core_mix, WorkloadSpec};
 
 fn engine_apply(c: &mut Criterion) {
-    let spec = WorkloadSpec {
-        commands: 100_000,
-        ..WorkloadSpec::default()
-    };
+    let spec = WorkloadSpec { commands: 100_000, ..WorkloadSpec::default() };
     let workload = exchange_core_mix(spec);
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(workload.commands.len() as u64));

@@ -42,30 +42,20 @@ pub fn run(print_events: bool) {
                 }
                 Event::Rejected { reason } => {
                     rejections += 1;
-                    println!(
-                        "command {} rejected: {reason:?} (code {})",
-                        i + 1,
-                        reason.code()
-                    );
+                    println!("command {} rejected: {reason:?} (code {})", i + 1, reason.code());
                 }
                 _ if print_events => println!("seq {}: {event:?}", i + 1),
                 _ => {}
             }
         }
-        engine
-            .check_invariants()
-            .expect("the demo keeps every invariant");
+        engine.check_invariants().expect("the demo keeps every invariant");
     }
     println!("\nbalances (available / held):");
     for account in [1, 11, 12, 2] {
         for b in engine.balances(account).unwrap_or_default() {
             let scale = scale_of(b.asset);
             let name = if b.asset == BTC { "BTC" } else { "USDT" };
-            println!(
-                "  account {account:>3} {name:<4} {} / {}",
-                decimal(b.available, scale),
-                decimal(b.held, scale)
-            );
+            println!("  account {account:>3} {name:<4} {} / {}", decimal(b.available, scale), decimal(b.held, scale));
         }
     }
     println!(
@@ -73,25 +63,14 @@ pub fn run(print_events: bool) {
         decimal(engine.subtree_total(1, USDT).unwrap_or(0), USDT_SCALE),
         decimal(engine.subtree_total(1, BTC).unwrap_or(0), BTC_SCALE)
     );
-    let fees = engine
-        .asset_totals(USDT)
-        .map(|t| t.fees_collected)
-        .unwrap_or(0);
+    let fees = engine.asset_totals(USDT).map(|t| t.fees_collected).unwrap_or(0);
     println!("fees collected: {} USDT", decimal(fees, USDT_SCALE));
     let (bids, asks) = engine.depth(BTC_USDT, 5).unwrap_or_default();
     for level in asks.iter().rev() {
-        println!(
-            "  ask {} x {}",
-            decimal(level.price, USDT_SCALE),
-            decimal(level.qty, BTC_SCALE)
-        );
+        println!("  ask {} x {}", decimal(level.price, USDT_SCALE), decimal(level.qty, BTC_SCALE));
     }
     for level in &bids {
-        println!(
-            "  bid {} x {}",
-            decimal(level.price, USDT_SCALE),
-            decimal(level.qty, BTC_SCALE)
-        );
+        println!("  bid {} x {}", decimal(level.price, USDT_SCALE), decimal(level.qty, BTC_SCALE));
     }
     println!(
         "{} commands, {trades} trades, {rejections} rejections, state hash {}",

@@ -19,11 +19,7 @@ pub enum Log {
 /// `DIR` may be a journal directory itself (it holds `.seg` files) or a data directory.
 pub fn journal_dir(dir: &Path, log: Log) -> PathBuf {
     let holds_segments = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        })
+        .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "seg")))
         .unwrap_or(false);
     if holds_segments {
         return dir.to_path_buf();
@@ -52,13 +48,8 @@ pub fn inspect(dir: &Path, log: Log, from: u64, to: Option<u64>) -> ExitCode {
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => return fail(&e.to_string()),
         };
-        let head = format!(
-            "seq {} ts {} kind {} len {}",
-            record.seq,
-            record.timestamp_ns,
-            record.kind,
-            record.payload.len()
-        );
+        let head =
+            format!("seq {} ts {} kind {} len {}", record.seq, record.timestamp_ns, record.kind, record.payload.len());
         if record.kind == EVENTS_RECORD_KIND {
             events.clear();
             match codec::decode_event_record(record.payload, &mut events) {
@@ -93,7 +84,10 @@ pub fn verify(dir: &Path, log: Log) -> ExitCode {
                 hex(&report.chain_hash)
             );
             if let Some((file, offset)) = report.torn_tail {
-                println!("torn tail (an unfinished last record) at {} offset {offset}: recovery will truncate it", file.display());
+                println!(
+                    "torn tail (an unfinished last record) at {} offset {offset}: recovery will truncate it",
+                    file.display()
+                );
             }
             ExitCode::SUCCESS
         }
@@ -103,11 +97,7 @@ pub fn verify(dir: &Path, log: Log) -> ExitCode {
 
 pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool) -> ExitCode {
     let started = Instant::now();
-    let options = ReplayOptions {
-        use_snapshot: !no_snapshot,
-        to_seq: to,
-        progress: true,
-    };
+    let options = ReplayOptions { use_snapshot: !no_snapshot, to_seq: to, progress: true };
     match replay(&DataDir::new(dir), options) {
         Ok((_, outcome)) => {
             let seconds = started.elapsed().as_secs_f64();
@@ -139,20 +129,13 @@ pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool
 /// daemon's processor is never involved, so taking one never stalls trading.
 pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
     let data_dir = DataDir::new(dir);
-    let options = ReplayOptions {
-        use_snapshot: true,
-        to_seq: None,
-        progress: true,
-    };
+    let options = ReplayOptions { use_snapshot: true, to_seq: None, progress: true };
     let (engine, outcome) = match replay(&data_dir, options) {
         Ok(done) => done,
         Err(e) => return fail(&e.to_string()),
     };
     let store = data_dir.snapshots();
-    match store
-        .write(&engine)
-        .and_then(|path| Ok((path, store.prune(keep)?)))
-    {
+    match store.write(&engine).and_then(|path| Ok((path, store.prune(keep)?))) {
         Ok((path, pruned)) => {
             println!(
                 "wrote {} at seq {} (state hash {}); pruned {pruned}",
@@ -169,33 +152,21 @@ pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
 /// Writes the scripted session as a journal in `dir` (for `journal/golden/`), with fixed
 /// timestamps, and prints the expected outcome as JSON.
 pub fn golden(dir: &Path, segment_size_bytes: u64) -> ExitCode {
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    {
+    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
         return fail(&format!(
             "{} is not empty: golden journals are written once, into a new directory",
             dir.display()
         ));
     }
-    let config = SequencerConfig {
-        segment_size_bytes,
-        durability: journal::Durability::Fsync,
-    };
+    let config = SequencerConfig { segment_size_bytes, durability: journal::Durability::Fsync };
     let result = (|| -> Result<serde_json::Value, String> {
-        let (mut sequencer, _) =
-            Sequencer::open(&DataDir::new(dir), config).map_err(|e| e.to_string())?;
+        let (mut sequencer, _) = Sequencer::open(&DataDir::new(dir), config).map_err(|e| e.to_string())?;
         for (i, command) in seqd::scenario::scripted_session().iter().enumerate() {
-            sequencer
-                .submit(seqd::scenario::timestamp_ns(i), command)
-                .map_err(|e| e.to_string())?;
+            sequencer.submit(seqd::scenario::timestamp_ns(i), command).map_err(|e| e.to_string())?;
         }
         sequencer.commit().map_err(|e| e.to_string())?;
         let engine = sequencer.engine();
-        Ok(
-            serde_json::json!({ "last_seq": engine.last_seq(), "state_hash": engine.state_hash_hex() }),
-        )
+        Ok(serde_json::json!({ "last_seq": engine.last_seq(), "state_hash": engine.state_hash_hex() }))
     })();
     match result {
         Ok(expected) => {

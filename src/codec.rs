@@ -13,11 +13,7 @@ pub enum CodecError {
     #[error("unknown command kind {0}")]
     UnknownCommandKind(u16),
     #[error("command kind {kind} needs {expected} payload bytes, got {got}")]
-    BadLength {
-        kind: u16,
-        expected: usize,
-        got: usize,
-    },
+    BadLength { kind: u16, expected: usize, got: usize },
     #[error("invalid value {value} for field {field}")]
     BadEnum { field: &'static str, value: u16 },
     #[error("event list truncated at byte {0}")]
@@ -63,9 +59,7 @@ impl<'a> Reader<'a> {
         Reader { bytes, at: 0 }
     }
     fn take<const N: usize>(&mut self) -> [u8; N] {
-        let out: [u8; N] = self.bytes[self.at..self.at + N]
-            .try_into()
-            .expect("length checked by caller");
+        let out: [u8; N] = self.bytes[self.at..self.at + N].try_into().expect("length checked by caller");
         self.at += N;
         out
     }
@@ -84,16 +78,9 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self) -> i64 {
         i64::from_le_bytes(self.take())
     }
-    fn enum_u8<T>(
-        &mut self,
-        field: &'static str,
-        decode: fn(u8) -> Option<T>,
-    ) -> Result<T, CodecError> {
+    fn enum_u8<T>(&mut self, field: &'static str, decode: fn(u8) -> Option<T>) -> Result<T, CodecError> {
         let value = self.u8();
-        decode(value).ok_or(CodecError::BadEnum {
-            field,
-            value: value as u16,
-        })
+        decode(value).ok_or(CodecError::BadEnum { field, value: value as u16 })
     }
 }
 
@@ -141,14 +128,8 @@ pub fn command_payload_len(kind: u16) -> Option<usize> {
 
 fn write_spec(w: &mut Writer, s: &SymbolSpec) {
     w.u32(s.symbol).u32(s.base).u32(s.quote);
-    w.i64(s.tick_size)
-        .i64(s.lot_size)
-        .i64(s.min_qty)
-        .i64(s.min_notional)
-        .i64(s.max_order_qty);
-    w.u32(s.maker_fee_ppm)
-        .u32(s.taker_fee_ppm)
-        .u32(s.price_band_bps);
+    w.i64(s.tick_size).i64(s.lot_size).i64(s.min_qty).i64(s.min_notional).i64(s.max_order_qty);
+    w.u32(s.maker_fee_ppm).u32(s.taker_fee_ppm).u32(s.price_band_bps);
 }
 
 fn read_spec(r: &mut Reader) -> SymbolSpec {
@@ -187,11 +168,7 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             w.u32(symbol).u8(status.as_u8());
             kind::SET_SYMBOL_STATUS
         }
-        Command::CreateAccount {
-            account,
-            parent,
-            owner,
-        } => {
+        Command::CreateAccount { account, parent, owner } => {
             w.u64(account).u64(parent).u64(owner);
             kind::CREATE_ACCOUNT
         }
@@ -199,21 +176,11 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             w.u64(account).u8(status.as_u8());
             kind::SET_ACCOUNT_STATUS
         }
-        Command::Deposit {
-            account,
-            asset,
-            amount,
-            external_ref,
-        } => {
+        Command::Deposit { account, asset, amount, external_ref } => {
             w.u64(account).u32(asset).i64(amount).u64(external_ref);
             kind::DEPOSIT
         }
-        Command::WithdrawRequest {
-            account,
-            asset,
-            amount,
-            client_ref,
-        } => {
+        Command::WithdrawRequest { account, asset, amount, client_ref } => {
             w.u64(account).u32(asset).i64(amount).u64(client_ref);
             kind::WITHDRAW_REQUEST
         }
@@ -225,36 +192,21 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             w.u64(withdrawal_id);
             kind::WITHDRAW_REJECT
         }
-        Command::Transfer {
-            from,
-            to,
-            asset,
-            amount,
-            client_ref,
-        } => {
+        Command::Transfer { from, to, asset, amount, client_ref } => {
             w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
             kind::TRANSFER
         }
         Command::PlaceOrder(o) => {
             w.u64(o.account).u32(o.symbol).u64(o.client_order_id);
-            w.u8(o.side.as_u8())
-                .u8(o.order_type.as_u8())
-                .u8(o.tif.as_u8())
-                .u8(o.stp.as_u8());
-            w.i64(o.price)
-                .i64(o.stop_price)
-                .i64(o.qty)
-                .i64(o.quote_budget);
+            w.u8(o.side.as_u8()).u8(o.order_type.as_u8()).u8(o.tif.as_u8()).u8(o.stp.as_u8());
+            w.i64(o.price).i64(o.stop_price).i64(o.qty).i64(o.quote_budget);
             kind::PLACE_ORDER
         }
         Command::CancelOrder { account, order_id } => {
             w.u64(account).u64(order_id);
             kind::CANCEL_ORDER
         }
-        Command::CancelByClientId {
-            account,
-            client_order_id,
-        } => {
+        Command::CancelByClientId { account, client_order_id } => {
             w.u64(account).u64(client_order_id);
             kind::CANCEL_BY_CLIENT_ID
         }
@@ -262,12 +214,7 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             w.u64(account).u32(symbol);
             kind::CANCEL_ALL
         }
-        Command::AmendOrder {
-            account,
-            order_id,
-            price,
-            qty,
-        } => {
+        Command::AmendOrder { account, order_id, price, qty } => {
             w.u64(account).u64(order_id).i64(price).i64(qty);
             kind::AMEND_ORDER
         }
@@ -278,58 +225,29 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
 pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> {
     let expected = command_payload_len(kind).ok_or(CodecError::UnknownCommandKind(kind))?;
     if payload.len() != expected {
-        return Err(CodecError::BadLength {
-            kind,
-            expected,
-            got: payload.len(),
-        });
+        return Err(CodecError::BadLength { kind, expected, got: payload.len() });
     }
     let r = &mut Reader::new(payload);
     Ok(match kind {
-        kind::CREATE_ASSET => Command::CreateAsset {
-            asset: r.u32(),
-            scale: r.u8(),
-        },
+        kind::CREATE_ASSET => Command::CreateAsset { asset: r.u32(), scale: r.u8() },
         kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)),
         kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)),
-        kind::SET_SYMBOL_STATUS => Command::SetSymbolStatus {
-            symbol: r.u32(),
-            status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
-        },
-        kind::CREATE_ACCOUNT => Command::CreateAccount {
-            account: r.u64(),
-            parent: r.u64(),
-            owner: r.u64(),
-        },
-        kind::SET_ACCOUNT_STATUS => Command::SetAccountStatus {
-            account: r.u64(),
-            status: r.enum_u8("account_status", AccountStatus::from_u8)?,
-        },
-        kind::DEPOSIT => Command::Deposit {
-            account: r.u64(),
-            asset: r.u32(),
-            amount: r.i64(),
-            external_ref: r.u64(),
-        },
-        kind::WITHDRAW_REQUEST => Command::WithdrawRequest {
-            account: r.u64(),
-            asset: r.u32(),
-            amount: r.i64(),
-            client_ref: r.u64(),
-        },
-        kind::WITHDRAW_APPROVE => Command::WithdrawApprove {
-            withdrawal_id: r.u64(),
-        },
-        kind::WITHDRAW_REJECT => Command::WithdrawReject {
-            withdrawal_id: r.u64(),
-        },
-        kind::TRANSFER => Command::Transfer {
-            from: r.u64(),
-            to: r.u64(),
-            asset: r.u32(),
-            amount: r.i64(),
-            client_ref: r.u64(),
-        },
+        kind::SET_SYMBOL_STATUS => {
+            Command::SetSymbolStatus { symbol: r.u32(), status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
+        }
+        kind::CREATE_ACCOUNT => Command::CreateAccount { account: r.u64(), parent: r.u64(), owner: r.u64() },
+        kind::SET_ACCOUNT_STATUS => {
+            Command::SetAccountStatus { account: r.u64(), status: r.enum_u8("account_status", AccountStatus::from_u8)? }
+        }
+        kind::DEPOSIT => Command::Deposit { account: r.u64(), asset: r.u32(), amount: r.i64(), external_ref: r.u64() },
+        kind::WITHDRAW_REQUEST => {
+            Command::WithdrawRequest { account: r.u64(), asset: r.u32(), amount: r.i64(), client_ref: r.u64() }
+        }
+        kind::WITHDRAW_APPROVE => Command::WithdrawApprove { withdrawal_id: r.u64() },
+        kind::WITHDRAW_REJECT => Command::WithdrawReject { withdrawal_id: r.u64() },
+        kind::TRANSFER => {
+            Command::Transfer { from: r.u64(), to: r.u64(), asset: r.u32(), amount: r.i64(), client_ref: r.u64() }
+        }
         kind::PLACE_ORDER => Command::PlaceOrder(NewOrder {
             account: r.u64(),
             symbol: r.u32(),
@@ -343,24 +261,10 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
             qty: r.i64(),
             quote_budget: r.i64(),
         }),
-        kind::CANCEL_ORDER => Command::CancelOrder {
-            account: r.u64(),
-            order_id: r.u64(),
-        },
-        kind::CANCEL_BY_CLIENT_ID => Command::CancelByClientId {
-            account: r.u64(),
-            client_order_id: r.u64(),
-        },
-        kind::CANCEL_ALL => Command::CancelAll {
-            account: r.u64(),
-            symbol: r.u32(),
-        },
-        kind::AMEND_ORDER => Command::AmendOrder {
-            account: r.u64(),
-            order_id: r.u64(),
-            price: r.i64(),
-            qty: r.i64(),
-        },
+        kind::CANCEL_ORDER => Command::CancelOrder { account: r.u64(), order_id: r.u64() },
+        kind::CANCEL_BY_CLIENT_ID => Command::CancelByClientId { account: r.u64(), client_order_id: r.u64() },
+        kind::CANCEL_ALL => Command::CancelAll { account: r.u64(), symbol: r.u32() },
+        kind::AMEND_ORDER => Command::AmendOrder { account: r.u64(), order_id: r.u64(), price: r.i64(), qty: r.i64() },
         _ => unreachable!("kind checked by command_payload_len"),
     })
 }
@@ -414,11 +318,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             write_spec(w, &spec);
             w.u8(status.as_u8());
         }
-        Event::AccountCreated {
-            account,
-            parent,
-            owner,
-        } => {
+        Event::AccountCreated { account, parent, owner } => {
             w.u64(account).u64(parent).u64(owner);
         }
         Event::AccountStatusChanged { account, status } => {
@@ -426,72 +326,31 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
         }
         Event::Ledger(e) => {
             w.u64(e.account).u32(e.asset).u8(e.kind.as_u8());
-            w.i64(e.available_delta)
-                .i64(e.held_delta)
-                .i64(e.available_after)
-                .i64(e.held_after);
+            w.i64(e.available_delta).i64(e.held_delta).i64(e.available_after).i64(e.held_after);
             w.u8(e.ref_kind.as_u8()).u64(e.ref_id);
         }
-        Event::DepositCredited {
-            account,
-            asset,
-            amount,
-            external_ref,
-        } => {
+        Event::DepositCredited { account, asset, amount, external_ref } => {
             w.u64(account).u32(asset).i64(amount).u64(external_ref);
         }
-        Event::WithdrawalUpdated {
-            withdrawal_id,
-            account,
-            asset,
-            amount,
-            client_ref,
-            status,
-        } => {
-            w.u64(withdrawal_id)
-                .u64(account)
-                .u32(asset)
-                .i64(amount)
-                .u64(client_ref)
-                .u8(status.as_u8());
+        Event::WithdrawalUpdated { withdrawal_id, account, asset, amount, client_ref, status } => {
+            w.u64(withdrawal_id).u64(account).u32(asset).i64(amount).u64(client_ref).u8(status.as_u8());
         }
-        Event::Transferred {
-            from,
-            to,
-            asset,
-            amount,
-            client_ref,
-        } => {
+        Event::Transferred { from, to, asset, amount, client_ref } => {
             w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
         }
         Event::Order(o) => {
-            w.u64(o.order_id)
-                .u64(o.account)
-                .u32(o.symbol)
-                .u64(o.client_order_id);
+            w.u64(o.order_id).u64(o.account).u32(o.symbol).u64(o.client_order_id);
             w.u8(o.exec.as_u8())
                 .u8(o.status.as_u8())
                 .u8(o.side.as_u8())
                 .u8(o.order_type.as_u8())
                 .u8(o.tif.as_u8())
                 .u8(0);
-            w.i64(o.price)
-                .i64(o.qty)
-                .i64(o.filled_qty)
-                .i64(o.remaining_qty)
-                .i64(o.filled_quote)
-                .i64(o.fees_paid);
+            w.i64(o.price).i64(o.qty).i64(o.filled_qty).i64(o.remaining_qty).i64(o.filled_quote).i64(o.fees_paid);
         }
         Event::Trade(t) => {
-            w.u64(t.trade_id)
-                .u32(t.symbol)
-                .i64(t.price)
-                .i64(t.qty)
-                .i64(t.quote_qty);
-            w.u64(t.maker_order)
-                .u64(t.taker_order)
-                .u64(t.maker_account)
-                .u64(t.taker_account);
+            w.u64(t.trade_id).u32(t.symbol).i64(t.price).i64(t.qty).i64(t.quote_qty);
+            w.u64(t.maker_order).u64(t.taker_order).u64(t.maker_account).u64(t.taker_account);
             w.u8(t.maker_side.as_u8()).i64(t.maker_fee).i64(t.taker_fee);
         }
     }
@@ -525,25 +384,14 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
         tag::REJECTED => {
             let code = r.u16();
             Event::Rejected {
-                reason: RejectReason::from_code(code).ok_or(CodecError::BadEnum {
-                    field: "reason",
-                    value: code,
-                })?,
+                reason: RejectReason::from_code(code).ok_or(CodecError::BadEnum { field: "reason", value: code })?,
             }
         }
-        tag::ASSET_CREATED => Event::AssetCreated {
-            asset: r.u32(),
-            scale: r.u8(),
-        },
-        tag::SYMBOL_UPDATED => Event::SymbolUpdated {
-            spec: read_spec(r),
-            status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
-        },
-        tag::ACCOUNT_CREATED => Event::AccountCreated {
-            account: r.u64(),
-            parent: r.u64(),
-            owner: r.u64(),
-        },
+        tag::ASSET_CREATED => Event::AssetCreated { asset: r.u32(), scale: r.u8() },
+        tag::SYMBOL_UPDATED => {
+            Event::SymbolUpdated { spec: read_spec(r), status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
+        }
+        tag::ACCOUNT_CREATED => Event::AccountCreated { account: r.u64(), parent: r.u64(), owner: r.u64() },
         tag::ACCOUNT_STATUS_CHANGED => Event::AccountStatusChanged {
             account: r.u64(),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
@@ -559,12 +407,9 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
             ref_kind: r.enum_u8("ref_kind", RefKind::from_u8)?,
             ref_id: r.u64(),
         }),
-        tag::DEPOSIT_CREDITED => Event::DepositCredited {
-            account: r.u64(),
-            asset: r.u32(),
-            amount: r.i64(),
-            external_ref: r.u64(),
-        },
+        tag::DEPOSIT_CREDITED => {
+            Event::DepositCredited { account: r.u64(), asset: r.u32(), amount: r.i64(), external_ref: r.u64() }
+        }
         tag::WITHDRAWAL_UPDATED => Event::WithdrawalUpdated {
             withdrawal_id: r.u64(),
             account: r.u64(),
@@ -573,13 +418,9 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
             client_ref: r.u64(),
             status: r.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
         },
-        tag::TRANSFERRED => Event::Transferred {
-            from: r.u64(),
-            to: r.u64(),
-            asset: r.u32(),
-            amount: r.i64(),
-            client_ref: r.u64(),
-        },
+        tag::TRANSFERRED => {
+            Event::Transferred { from: r.u64(), to: r.u64(), asset: r.u32(), amount: r.i64(), client_ref: r.u64() }
+        }
         tag::ORDER => {
             let (order_id, account, symbol, client_order_id) = (r.u64(), r.u64(), r.u32(), r.u64());
             let exec = r.enum_u8("exec", ExecKind::from_u8)?;
@@ -639,16 +480,9 @@ pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecErro
         }
         let expected = event_body_len(tag).ok_or(CodecError::UnknownEventTag(tag))?;
         if len != expected {
-            return Err(CodecError::BadLength {
-                kind: tag as u16,
-                expected,
-                got: len,
-            });
+            return Err(CodecError::BadLength { kind: tag as u16, expected, got: len });
         }
-        out.push(decode_event_body(
-            tag,
-            &mut Reader::new(&bytes[body_start..body_start + len]),
-        )?);
+        out.push(decode_event_body(tag, &mut Reader::new(&bytes[body_start..body_start + len]))?);
         at = body_start + len;
     }
     Ok(())
@@ -673,11 +507,7 @@ pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), C
     let before = out.len();
     decode_events(&payload[4..], out)?;
     if out.len() - before != count {
-        return Err(CodecError::BadLength {
-            kind: EVENTS_RECORD_KIND,
-            expected: count,
-            got: out.len() - before,
-        });
+        return Err(CodecError::BadLength { kind: EVENTS_RECORD_KIND, expected: count, got: out.len() - before });
     }
     Ok(())
 }
@@ -690,12 +520,7 @@ mod tests {
     /// Every command and event of a real workload (plus a demo of each rare kind) round-trips.
     #[test]
     fn workload_commands_and_events_round_trip() {
-        let workload = exchange_core_mix(WorkloadSpec {
-            accounts: 20,
-            resting_orders: 50,
-            commands: 3_000,
-            seed: 3,
-        });
+        let workload = exchange_core_mix(WorkloadSpec { accounts: 20, resting_orders: 50, commands: 3_000, seed: 3 });
         let mut engine = Engine::new();
         let mut events = Vec::new();
         let (mut buf, mut decoded) = (Vec::new(), Vec::new());
@@ -714,10 +539,7 @@ mod tests {
             decode_events(&buf, &mut decoded).unwrap();
             assert_eq!(decoded, events);
         }
-        assert!(
-            kinds_seen.len() >= 6,
-            "workload should exercise several kinds: {kinds_seen:?}"
-        );
+        assert!(kinds_seen.len() >= 6, "workload should exercise several kinds: {kinds_seen:?}");
     }
 
     #[test]
@@ -739,40 +561,14 @@ mod tests {
             Command::CreateAsset { asset: 7, scale: 8 },
             Command::CreateSymbol(spec),
             Command::UpdateSymbol(spec),
-            Command::SetSymbolStatus {
-                symbol: 9,
-                status: SymbolStatus::Halted,
-            },
-            Command::CreateAccount {
-                account: 1,
-                parent: 2,
-                owner: 3,
-            },
-            Command::SetAccountStatus {
-                account: 1,
-                status: AccountStatus::Frozen,
-            },
-            Command::Deposit {
-                account: 1,
-                asset: 2,
-                amount: -3,
-                external_ref: u64::MAX,
-            },
-            Command::WithdrawRequest {
-                account: 1,
-                asset: 2,
-                amount: 3,
-                client_ref: 4,
-            },
+            Command::SetSymbolStatus { symbol: 9, status: SymbolStatus::Halted },
+            Command::CreateAccount { account: 1, parent: 2, owner: 3 },
+            Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen },
+            Command::Deposit { account: 1, asset: 2, amount: -3, external_ref: u64::MAX },
+            Command::WithdrawRequest { account: 1, asset: 2, amount: 3, client_ref: 4 },
             Command::WithdrawApprove { withdrawal_id: 5 },
             Command::WithdrawReject { withdrawal_id: 6 },
-            Command::Transfer {
-                from: 1,
-                to: 2,
-                asset: 3,
-                amount: 4,
-                client_ref: 5,
-            },
+            Command::Transfer { from: 1, to: 2, asset: 3, amount: 4, client_ref: 5 },
             Command::PlaceOrder(NewOrder {
                 account: 1,
                 symbol: 2,
@@ -786,34 +582,17 @@ mod tests {
                 qty: 6,
                 quote_budget: 7,
             }),
-            Command::CancelOrder {
-                account: 1,
-                order_id: 2,
-            },
-            Command::CancelByClientId {
-                account: 1,
-                client_order_id: 2,
-            },
-            Command::CancelAll {
-                account: 1,
-                symbol: 0,
-            },
-            Command::AmendOrder {
-                account: 1,
-                order_id: 2,
-                price: 3,
-                qty: 4,
-            },
+            Command::CancelOrder { account: 1, order_id: 2 },
+            Command::CancelByClientId { account: 1, client_order_id: 2 },
+            Command::CancelAll { account: 1, symbol: 0 },
+            Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
         ];
         let mut buf = Vec::new();
         for command in commands {
             buf.clear();
             let kind = encode_command(&command, &mut buf);
             assert_eq!(decode_command(kind, &buf), Ok(command));
-            assert!(matches!(
-                decode_command(kind, &buf[..buf.len() - 1]),
-                Err(CodecError::BadLength { .. })
-            ));
+            assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
         }
     }
 
@@ -829,22 +608,10 @@ mod tests {
             events.clear();
             let _ = decode_events(&bytes, &mut events);
         }
-        assert_eq!(
-            decode_command(99, &[]),
-            Err(CodecError::UnknownCommandKind(99))
-        );
+        assert_eq!(decode_command(99, &[]), Err(CodecError::UnknownCommandKind(99)));
         let mut order = vec![0u8; NEW_ORDER_LEN];
         order[20] = 7; // side
-        assert_eq!(
-            decode_command(kind::PLACE_ORDER, &order),
-            Err(CodecError::BadEnum {
-                field: "side",
-                value: 7
-            })
-        );
-        assert_eq!(
-            decode_events(&[tag::REJECTED, 2], &mut events),
-            Err(CodecError::Truncated(0))
-        );
+        assert_eq!(decode_command(kind::PLACE_ORDER, &order), Err(CodecError::BadEnum { field: "side", value: 7 }));
+        assert_eq!(decode_events(&[tag::REJECTED, 2], &mut events), Err(CodecError::Truncated(0)));
     }
 }

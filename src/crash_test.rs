@@ -31,39 +31,20 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The workload both sides derive from the seed: setup then exchange-core's mix.
 pub fn crash_workload(seed: u64, commands: usize) -> Vec<Command> {
-    let workload = exchange_core_mix(WorkloadSpec {
-        accounts: 200,
-        resting_orders: 500,
-        commands,
-        seed,
-    });
-    workload
-        .setup
-        .into_iter()
-        .chain(workload.commands)
-        .collect()
+    let workload = exchange_core_mix(WorkloadSpec { accounts: 200, resting_orders: 500, commands, seed });
+    workload.setup.into_iter().chain(workload.commands).collect()
 }
 
 /// Child mode: recover the data directory, then sequence the rest of the workload in commit
 /// groups of 1..=64, printing each durable sequence. Snapshots every 20,000 commands.
-pub fn run_child(
-    dir: &Path,
-    durability: Durability,
-    seed: u64,
-    commands: usize,
-) -> Result<(), String> {
+pub fn run_child(dir: &Path, durability: Durability, seed: u64, commands: usize) -> Result<(), String> {
     let workload = crash_workload(seed, commands);
     let data_dir = DataDir::new(dir);
-    let config = SequencerConfig {
-        segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES,
-        durability,
-    };
+    let config = SequencerConfig { segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES, durability };
     let (mut sequencer, _) = Sequencer::open(&data_dir, config).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     let mut emit = |line: std::fmt::Arguments<'_>| -> Result<(), String> {
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("stdout: {e}"))
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))
     };
     emit(format_args!("ready {}", sequencer.engine().last_seq()))?;
     let mut rng = SplitMix64::new(seed ^ sequencer.next_seq());
@@ -75,16 +56,12 @@ pub fn run_child(
                 break;
             };
             let timestamp_ns = sequencer.next_seq() * 1_000;
-            sequencer
-                .submit(timestamp_ns, command)
-                .map_err(|e| e.to_string())?;
+            sequencer.submit(timestamp_ns, command).map_err(|e| e.to_string())?;
         }
         let durable = sequencer.commit().map_err(|e| e.to_string())?;
         emit(format_args!("{durable}"))?;
         if durable % SNAPSHOT_EVERY_COMMANDS < group {
-            snapshots
-                .write(sequencer.engine())
-                .map_err(|e| e.to_string())?;
+            snapshots.write(sequencer.engine()).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -121,16 +98,14 @@ pub fn run_parent(
     let mut summary = CrashSummary::default();
     for cycle in 0..cycles {
         let delay = Duration::from_millis(1 + rng.below(30));
-        let outcome =
-            run_one_child(exe, child_args, delay).map_err(|e| format!("cycle {cycle}: {e}"))?;
+        let outcome = run_one_child(exe, child_args, delay).map_err(|e| format!("cycle {cycle}: {e}"))?;
         if outcome.ready_last_seq < summary.acked_seq {
             summary.lost = summary.acked_seq - outcome.ready_last_seq;
             return Ok(summary);
         }
         summary.acked_seq = summary.acked_seq.max(outcome.acked_seq);
         summary.kills += u32::from(outcome.killed);
-        let check = check_data_dir(dir, &workload, summary.acked_seq)
-            .map_err(|e| format!("cycle {cycle}: {e}"))?;
+        let check = check_data_dir(dir, &workload, summary.acked_seq).map_err(|e| format!("cycle {cycle}: {e}"))?;
         summary.cycles = cycle + 1;
         summary.lost = check.lost;
         summary.torn_tails += u32::from(check.torn_tail);
@@ -149,11 +124,7 @@ struct ChildOutcome {
     killed: bool,
 }
 
-fn run_one_child(
-    exe: &Path,
-    child_args: &[String],
-    delay: Duration,
-) -> Result<ChildOutcome, String> {
+fn run_one_child(exe: &Path, child_args: &[String], delay: Duration) -> Result<ChildOutcome, String> {
     let mut child = Process::new(exe)
         .args(child_args)
         .stdin(Stdio::null())
@@ -183,16 +154,9 @@ fn run_one_child(
     pump.join().map_err(|_| "stdout pump panicked")?;
     let mut acked_seq = 0;
     for line in lines_rx.try_iter() {
-        acked_seq = acked_seq.max(
-            line.parse::<Seq>()
-                .map_err(|_| format!("bad ack line {line:?}"))?,
-        );
+        acked_seq = acked_seq.max(line.parse::<Seq>().map_err(|_| format!("bad ack line {line:?}"))?);
     }
-    Ok(ChildOutcome {
-        ready_last_seq,
-        acked_seq,
-        killed,
-    })
+    Ok(ChildOutcome { ready_last_seq, acked_seq, killed })
 }
 
 /// Forwards newline-terminated lines only: a line cut by the kill was never acknowledged.
@@ -222,30 +186,18 @@ struct DataDirCheck {
     from_snapshot: bool,
 }
 
-fn check_data_dir(
-    dir: &Path,
-    workload: &[Command],
-    acked_seq: Seq,
-) -> Result<DataDirCheck, String> {
+fn check_data_dir(dir: &Path, workload: &[Command], acked_seq: Seq) -> Result<DataDirCheck, String> {
     let data_dir = DataDir::new(dir);
-    let torn_tail = verify(&data_dir.input())
-        .map_err(|e| format!("verify input: {e}"))?
-        .torn_tail
-        .is_some();
+    let torn_tail = verify(&data_dir.input()).map_err(|e| format!("verify input: {e}"))?.torn_tail.is_some();
     verify(&data_dir.events()).map_err(|e| format!("verify events: {e}"))?;
 
     // Recover exactly as a restarting daemon does, then compare with a replay from scratch.
-    let config = SequencerConfig {
-        segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES,
-        durability: Durability::PageCache,
-    };
-    let (sequencer, recovery) =
-        Sequencer::open(&data_dir, config).map_err(|e| format!("recovery: {e}"))?;
+    let config = SequencerConfig { segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES, durability: Durability::PageCache };
+    let (sequencer, recovery) = Sequencer::open(&data_dir, config).map_err(|e| format!("recovery: {e}"))?;
     let recovered_hash = sequencer.engine().state_hash();
     let recovered_seq = sequencer.engine().last_seq();
     drop(sequencer);
-    let (_, scratch) =
-        replay(&data_dir, ReplayOptions::default()).map_err(|e| format!("replay: {e}"))?;
+    let (_, scratch) = replay(&data_dir, ReplayOptions::default()).map_err(|e| format!("replay: {e}"))?;
     if scratch.state_hash != recovered_hash || scratch.last_seq != recovered_seq {
         return Err(format!(
             "recovered state (seq {recovered_seq}, snapshot {:?}) differs from a replay from scratch (seq {})",
@@ -256,20 +208,14 @@ fn check_data_dir(
     check_event_log(&data_dir)?;
     Ok(DataDirCheck {
         lost,
-        torn_tail: torn_tail
-            || recovery.input.truncated_tail.is_some()
-            || recovery.events.truncated_tail.is_some(),
+        torn_tail: torn_tail || recovery.input.truncated_tail.is_some() || recovery.events.truncated_tail.is_some(),
         events_regenerated: recovery.event_records_regenerated > 0,
         from_snapshot: recovery.snapshot_seq.is_some(),
     })
 }
 
 /// Acknowledged sequences whose command is missing or not what the workload sent.
-fn count_lost_commands(
-    input_dir: &Path,
-    workload: &[Command],
-    acked_seq: Seq,
-) -> Result<u64, String> {
+fn count_lost_commands(input_dir: &Path, workload: &[Command], acked_seq: Seq) -> Result<u64, String> {
     let mut reader = JournalReader::open(input_dir, 1).map_err(|e| e.to_string())?;
     let mut last_seq = 0;
     let mut wrong = 0;
@@ -286,38 +232,26 @@ fn count_lost_commands(
 
 /// Every event record equals the events a replay of its command produces.
 fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
-    let mut events_reader =
-        JournalReader::open(&data_dir.events(), 1).map_err(|e| e.to_string())?;
+    let mut events_reader = JournalReader::open(&data_dir.events(), 1).map_err(|e| e.to_string())?;
     let mut logged: Vec<Event> = Vec::new();
     let mut mismatch = None;
     let mut engine = crate::engine::Engine::new();
-    apply_journal(
-        &mut engine,
-        &data_dir.input(),
-        None,
-        false,
-        |seq, _, events| {
-            if mismatch.is_some() {
-                return;
-            }
-            logged.clear();
-            let ok = match events_reader.next() {
-                Ok(Some(record)) => {
-                    record.seq == seq
-                        && codec::decode_event_record(record.payload, &mut logged).is_ok()
-                }
-                _ => false,
-            };
-            if !ok || logged != events {
-                mismatch = Some(seq);
-            }
-        },
-    )
+    apply_journal(&mut engine, &data_dir.input(), None, false, |seq, _, events| {
+        if mismatch.is_some() {
+            return;
+        }
+        logged.clear();
+        let ok = match events_reader.next() {
+            Ok(Some(record)) => record.seq == seq && codec::decode_event_record(record.payload, &mut logged).is_ok(),
+            _ => false,
+        };
+        if !ok || logged != events {
+            mismatch = Some(seq);
+        }
+    })
     .map_err(|e| e.to_string())?;
     match mismatch {
-        Some(seq) => Err(format!(
-            "event log record {seq} differs from the replayed events"
-        )),
+        Some(seq) => Err(format!("event log record {seq} differs from the replayed events")),
         None => Ok(()),
     }
 }

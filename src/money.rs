@@ -20,9 +20,7 @@ pub fn to_minor(value: Decimal, scale: u8) -> Result<i64, MoneyError> {
         return Err(MoneyError::BadScale(scale));
     }
     let factor = Decimal::from(10i64.pow(scale as u32));
-    let scaled = value
-        .checked_mul(factor)
-        .ok_or(MoneyError::OutOfRange { value, scale })?;
+    let scaled = value.checked_mul(factor).ok_or(MoneyError::OutOfRange { value, scale })?;
     if !scaled.fract().is_zero() {
         return Err(MoneyError::TooPrecise { value, scale });
     }
@@ -57,17 +55,8 @@ mod tests {
 
     #[test]
     fn refuses_to_round_or_overflow() {
-        assert_eq!(
-            to_minor(d("0.0000001"), 6),
-            Err(MoneyError::TooPrecise {
-                value: d("0.0000001"),
-                scale: 6
-            })
-        );
-        assert!(matches!(
-            to_minor(d("100000000000"), 18),
-            Err(MoneyError::OutOfRange { .. })
-        ));
+        assert_eq!(to_minor(d("0.0000001"), 6), Err(MoneyError::TooPrecise { value: d("0.0000001"), scale: 6 }));
+        assert!(matches!(to_minor(d("100000000000"), 18), Err(MoneyError::OutOfRange { .. })));
         assert_eq!(to_minor(d("1"), 19), Err(MoneyError::BadScale(19)));
     }
 }

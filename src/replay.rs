@@ -40,11 +40,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error("record {seq} of {file} does not decode: {source}")]
-    Codec {
-        seq: Seq,
-        file: PathBuf,
-        source: CodecError,
-    },
+    Codec { seq: Seq, file: PathBuf, source: CodecError },
     #[error("the journal ends at {last_seq} but replay was asked to reach {wanted}")]
     ShortJournal { last_seq: Seq, wanted: Seq },
 }
@@ -71,10 +67,7 @@ pub struct ReplayOptions {
 }
 
 /// Rebuilds the engine from `data_dir` and returns it with what was done.
-pub fn replay(
-    data_dir: &DataDir,
-    options: ReplayOptions,
-) -> Result<(Engine, ReplayOutcome), ReplayError> {
+pub fn replay(data_dir: &DataDir, options: ReplayOptions) -> Result<(Engine, ReplayOutcome), ReplayError> {
     let mut engine = Engine::new();
     let mut snapshot_seq = None;
     if options.use_snapshot {
@@ -87,16 +80,13 @@ pub fn replay(
     // offline replay verifies the whole journal first and then must reach its verified end.
     let verified_last_seq = verify_input(&data_dir.input())?;
     let target = options.to_seq.unwrap_or(verified_last_seq);
-    let commands_replayed = apply_journal(&mut engine, &data_dir.input(), Some(target), options.progress, |_, _, _| {})?;
+    let commands_replayed =
+        apply_journal(&mut engine, &data_dir.input(), Some(target), options.progress, |_, _, _| {})?;
     if engine.last_seq() < target {
         return Err(ReplayError::ShortJournal { last_seq: engine.last_seq(), wanted: target });
     }
-    let outcome = ReplayOutcome {
-        last_seq: engine.last_seq(),
-        state_hash: engine.state_hash(),
-        snapshot_seq,
-        commands_replayed,
-    };
+    let outcome =
+        ReplayOutcome { last_seq: engine.last_seq(), state_hash: engine.state_hash(), snapshot_seq, commands_replayed };
     Ok((engine, outcome))
 }
 
@@ -109,10 +99,7 @@ fn verify_input(input_dir: &Path) -> Result<Seq, ReplayError> {
     Ok(crate::journal::verify(input_dir)?.last_seq)
 }
 
-fn newest_snapshot_up_to(
-    store: &SnapshotStore,
-    to_seq: Option<Seq>,
-) -> Result<Option<Engine>, ReplayError> {
+fn newest_snapshot_up_to(store: &SnapshotStore, to_seq: Option<Seq>) -> Result<Option<Engine>, ReplayError> {
     for (seq, path) in store.list()?.into_iter().rev() {
         if to_seq.is_some_and(|to| seq > to) {
             continue;
@@ -136,9 +123,7 @@ pub fn apply_journal(
 ) -> Result<u64, ReplayError> {
     let mut reader = match JournalReader::open(input_dir, engine.last_seq() + 1) {
         Ok(reader) => reader,
-        Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(0)
-        }
+        Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.into()),
     };
     let mut progress = Progress::new(progress);
@@ -146,12 +131,10 @@ pub fn apply_journal(
     let mut applied = 0u64;
     let max_seq = to_seq.unwrap_or(Seq::MAX);
     while let Some(record) = reader.next_up_to(max_seq)? {
-        let command = codec::decode_command(record.kind, record.payload).map_err(|source| {
-            ReplayError::Codec {
-                seq: record.seq,
-                file: input_dir.to_path_buf(),
-                source,
-            }
+        let command = codec::decode_command(record.kind, record.payload).map_err(|source| ReplayError::Codec {
+            seq: record.seq,
+            file: input_dir.to_path_buf(),
+            source,
         })?;
         let (seq, timestamp_ns) = (record.seq, record.timestamp_ns);
         events.clear();
@@ -174,18 +157,11 @@ struct Progress {
 impl Progress {
     fn new(wanted: bool) -> Progress {
         let now = Instant::now();
-        Progress {
-            enabled: wanted && std::io::stderr().is_terminal(),
-            started: now,
-            last_print: now,
-        }
+        Progress { enabled: wanted && std::io::stderr().is_terminal(), started: now, last_print: now }
     }
 
     fn tick(&mut self, applied: u64) {
-        if self.enabled
-            && applied % 65_536 == 0
-            && self.last_print.elapsed() >= Duration::from_secs(1)
-        {
+        if self.enabled && applied % 65_536 == 0 && self.last_print.elapsed() >= Duration::from_secs(1) {
             self.last_print = Instant::now();
             let rate = applied as f64 / self.started.elapsed().as_secs_f64();
             eprint!("\rreplayed {applied} commands ({rate:.0}/s)");
@@ -194,10 +170,7 @@ impl Progress {
 
     fn finish(&self, applied: u64) {
         if self.enabled && self.started.elapsed() >= Duration::from_secs(1) {
-            eprintln!(
-                "\rreplayed {applied} commands in {:.1} s",
-                self.started.elapsed().as_secs_f64()
-            );
+            eprintln!("\rreplayed {applied} commands in {:.1} s", self.started.elapsed().as_secs_f64());
         }
     }
 }

@@ -27,24 +27,15 @@ const HEADER_LEN_BYTES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("snapshot I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("snapshot {path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
     #[error("snapshot {path} does not decode: {source}")]
-    Decode {
-        path: PathBuf,
-        source: StateDecodeError,
-    },
+    Decode { path: PathBuf, source: StateDecodeError },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
 /// The snapshot directory of a data directory.
@@ -86,9 +77,7 @@ impl SnapshotStore {
             .and_then(|_| file.sync_all())
             .map_err(io_error(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_error(&path))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error(&self.dir))?;
+        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_error(&self.dir))?;
         Ok(path)
     }
 
@@ -97,23 +86,14 @@ impl SnapshotStore {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(SnapshotError::Io {
-                    path: self.dir.clone(),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(SnapshotError::Io { path: self.dir.clone(), source: e }),
         };
         let mut found = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_error(&self.dir))?;
             let name = entry.file_name();
-            let seq = name.to_str().and_then(|n| {
-                n.strip_prefix("snapshot-")?
-                    .strip_suffix(".snap")?
-                    .parse::<Seq>()
-                    .ok()
-            });
+            let seq =
+                name.to_str().and_then(|n| n.strip_prefix("snapshot-")?.strip_suffix(".snap")?.parse::<Seq>().ok());
             if let Some(seq) = seq {
                 found.push((seq, entry.path()));
             }
@@ -125,10 +105,7 @@ impl SnapshotStore {
     /// Reads and checks one snapshot file.
     pub fn load(path: &Path) -> Result<Engine, SnapshotError> {
         let bytes = fs::read(path).map_err(io_error(path))?;
-        let damaged = |reason: &str| SnapshotError::Damaged {
-            path: path.to_path_buf(),
-            reason: reason.to_string(),
-        };
+        let damaged = |reason: &str| SnapshotError::Damaged { path: path.to_path_buf(), reason: reason.to_string() };
         if bytes.len() < HEADER_LEN_BYTES || &bytes[0..8] != MAGIC {
             return Err(damaged("no snapshot header"));
         }
@@ -144,10 +121,8 @@ impl SnapshotStore {
         if blake3::hash(body).as_bytes() != &bytes[32..64] {
             return Err(damaged("checksum mismatch"));
         }
-        let engine = Engine::decode_state(body).map_err(|source| SnapshotError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let engine =
+            Engine::decode_state(body).map_err(|source| SnapshotError::Decode { path: path.to_path_buf(), source })?;
         if engine.last_seq() != seq {
             return Err(damaged("sequence in header and body differ"));
         }

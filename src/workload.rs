@@ -52,12 +52,7 @@ pub struct WorkloadSpec {
 
 impl Default for WorkloadSpec {
     fn default() -> Self {
-        WorkloadSpec {
-            accounts: 1_000,
-            resting_orders: 1_000,
-            commands: 1_000_000,
-            seed: 1,
-        }
+        WorkloadSpec { accounts: 1_000, resting_orders: 1_000, commands: 1_000_000, seed: 1 }
     }
 }
 
@@ -142,10 +137,7 @@ impl Simulator {
 
     fn best(&self) -> (i64, i64) {
         let (bid, ask) = self.engine.best_prices(BTC_USDT).expect("symbol exists");
-        (
-            bid.map_or(MID_TICKS - 1, |p| p / TICK),
-            ask.map_or(MID_TICKS + 1, |p| p / TICK),
-        )
+        (bid.map_or(MID_TICKS - 1, |p| p / TICK), ask.map_or(MID_TICKS + 1, |p| p / TICK))
     }
 
     fn order(&mut self, side: Side, tif: TimeInForce, price_ticks: i64) -> Command {
@@ -193,10 +185,7 @@ impl Simulator {
         let Some((order_id, account)) = self.live.pick(&mut self.rng) else {
             return self.passive_order();
         };
-        let report = self
-            .engine
-            .order(order_id)
-            .expect("live order is in the engine");
+        let report = self.engine.order(order_id).expect("live order is in the engine");
         let (bid, ask) = self.best();
         let delta = self.rng.below(7) as i64 - 3;
         let current = report.price / TICK;
@@ -204,12 +193,7 @@ impl Simulator {
             Side::Buy => (current + delta).min(ask - 1),
             Side::Sell => (current + delta).max(bid + 1),
         };
-        Command::AmendOrder {
-            account,
-            order_id,
-            price: price_ticks.max(1) * TICK,
-            qty: report.qty,
-        }
+        Command::AmendOrder { account, order_id, price: price_ticks.max(1) * TICK, qty: report.qty }
     }
 
     fn cancel_order(&mut self) -> Command {
@@ -222,14 +206,8 @@ impl Simulator {
 
 fn setup_commands(spec: &WorkloadSpec) -> Vec<Command> {
     let mut setup = vec![
-        Command::CreateAsset {
-            asset: BTC,
-            scale: 8,
-        },
-        Command::CreateAsset {
-            asset: USDT,
-            scale: 6,
-        },
+        Command::CreateAsset { asset: BTC, scale: 8 },
+        Command::CreateAsset { asset: USDT, scale: 6 },
         Command::CreateSymbol(SymbolSpec {
             symbol: BTC_USDT,
             base: BTC,
@@ -245,17 +223,8 @@ fn setup_commands(spec: &WorkloadSpec) -> Vec<Command> {
         }),
     ];
     for account in 1..=spec.accounts {
-        setup.push(Command::CreateAccount {
-            account,
-            parent: 0,
-            owner: account,
-        });
-        setup.push(Command::Deposit {
-            account,
-            asset: BTC,
-            amount: 100_000_000_000,
-            external_ref: account * 2,
-        });
+        setup.push(Command::CreateAccount { account, parent: 0, owner: account });
+        setup.push(Command::Deposit { account, asset: BTC, amount: 100_000_000_000, external_ref: account * 2 });
         setup.push(Command::Deposit {
             account,
             asset: USDT,
@@ -301,10 +270,7 @@ pub fn exchange_core_mix(spec: WorkloadSpec) -> Workload {
     }
     let mut recorded = sim.recorded;
     let commands = recorded.split_off(prefill_end);
-    Workload {
-        setup: recorded,
-        commands,
-    }
+    Workload { setup: recorded, commands }
 }
 
 #[cfg(test)]
@@ -313,12 +279,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_workload_and_book_stays_near_target() {
-        let spec = WorkloadSpec {
-            accounts: 50,
-            resting_orders: 200,
-            commands: 5_000,
-            seed: 7,
-        };
+        let spec = WorkloadSpec { accounts: 50, resting_orders: 200, commands: 5_000, seed: 7 };
         let a = exchange_core_mix(spec);
         let b = exchange_core_mix(spec);
         assert_eq!(a.commands, b.commands);
@@ -333,10 +294,7 @@ mod tests {
             engine.apply(seq, 0, command, &mut events);
             seq += 1;
             moves += matches!(command, Command::AmendOrder { .. }) as usize;
-            rejected += events
-                .iter()
-                .filter(|e| matches!(e, Event::Rejected { .. }))
-                .count();
+            rejected += events.iter().filter(|e| matches!(e, Event::Rejected { .. })).count();
         }
         engine.check_invariants().unwrap();
         let share = moves as f64 / a.commands.len() as f64;
@@ -344,9 +302,6 @@ mod tests {
         assert_eq!(rejected, 0, "the generated workload should be valid");
         let (bids, asks) = engine.depth(BTC_USDT, usize::MAX).unwrap();
         let resting: u32 = bids.iter().chain(&asks).map(|l| l.orders).sum();
-        assert!(
-            (100..400).contains(&resting),
-            "book drifted to {resting} orders"
-        );
+        assert!((100..400).contains(&resting), "book drifted to {resting} orders");
     }
 }

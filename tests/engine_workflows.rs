@@ -93,18 +93,9 @@ impl Venue {
     /// BTC, USDT and ETH; BTC/USDT and ETH/USDT with `spec`.
     fn new() -> Venue {
         let mut v = Venue::empty();
-        v.ok(Command::CreateAsset {
-            asset: BTC,
-            scale: 8,
-        });
-        v.ok(Command::CreateAsset {
-            asset: USDT,
-            scale: 6,
-        });
-        v.ok(Command::CreateAsset {
-            asset: ETH,
-            scale: 8,
-        });
+        v.ok(Command::CreateAsset { asset: BTC, scale: 8 });
+        v.ok(Command::CreateAsset { asset: USDT, scale: 6 });
+        v.ok(Command::CreateAsset { asset: ETH, scale: 8 });
         v.ok(Command::CreateSymbol(spec(BTC_USDT, BTC)));
         v.ok(Command::CreateSymbol(spec(ETH_USDT, ETH)));
         v
@@ -114,8 +105,7 @@ impl Venue {
     fn apply(&mut self, command: Command) -> Vec<Event> {
         self.seq += 1;
         let mut events = Vec::new();
-        self.engine
-            .apply(self.seq, self.seq * 1_000, &command, &mut events);
+        self.engine.apply(self.seq, self.seq * 1_000, &command, &mut events);
         if let Err(e) = self.engine.check_invariants() {
             panic!("after {command:?}: {e}");
         }
@@ -151,16 +141,9 @@ impl Venue {
     fn track_order(&mut self, r: &OrderReport) {
         use OrderTransition::*;
         match self.statuses.get(&r.order_id) {
-            None => assert_eq!(
-                (r.exec, r.status),
-                (ExecKind::New, OrderStatus::New),
-                "first report {r:?}"
-            ),
+            None => assert_eq!((r.exec, r.status), (ExecKind::New, OrderStatus::New), "first report {r:?}"),
             Some(&prev) => {
-                assert!(
-                    !prev.is_terminal(),
-                    "report after the end of the order: {r:?}"
-                );
+                assert!(!prev.is_terminal(), "report after the end of the order: {r:?}");
                 let reachable = [Fill { fully: false }, Fill { fully: true }, Cancel, Expire]
                     .iter()
                     .any(|&t| prev.next(t) == Some(r.status));
@@ -184,26 +167,15 @@ impl Venue {
                 .filter(|(_, sum)| **sum != (0, 0))
                 .map(|(&(_, asset), &(available, held))| (asset, available, held))
                 .collect();
-            let from_state: Vec<(AssetId, i64, i64)> = self
-                .engine
-                .balances(account)
-                .unwrap()
-                .iter()
-                .map(|b| (b.asset, b.available, b.held))
-                .collect();
-            assert_eq!(
-                from_ledger, from_state,
-                "ledger of account {account} does not reconcile"
-            );
+            let from_state: Vec<(AssetId, i64, i64)> =
+                self.engine.balances(account).unwrap().iter().map(|b| (b.asset, b.available, b.held)).collect();
+            assert_eq!(from_ledger, from_state, "ledger of account {account} does not reconcile");
         }
     }
 
     fn ok(&mut self, command: Command) -> Vec<Event> {
         let events = self.apply(command);
-        assert!(
-            !events.iter().any(|e| matches!(e, Event::Rejected { .. })),
-            "{command:?} was rejected: {events:?}"
-        );
+        assert!(!events.iter().any(|e| matches!(e, Event::Rejected { .. })), "{command:?} was rejected: {events:?}");
         events
     }
 
@@ -217,10 +189,7 @@ impl Venue {
             _ => panic!("{command:?} was not rejected with exactly one event: {events:?}"),
         };
         if before != after {
-            panic!(
-                "rejected {command:?} ({reason:?}) changed the state: {}",
-                first_difference(&before, &after)
-            );
+            panic!("rejected {command:?} ({reason:?}) changed the state: {}", first_difference(&before, &after));
         }
         reason
     }
@@ -230,21 +199,12 @@ impl Venue {
     }
 
     fn account(&mut self, account: AccountId, parent: AccountId, owner: u64) {
-        self.ok(Command::CreateAccount {
-            account,
-            parent,
-            owner,
-        });
+        self.ok(Command::CreateAccount { account, parent, owner });
     }
 
     fn deposit(&mut self, account: AccountId, asset: AssetId, amount: i64) {
         self.next_deposit_ref += 1;
-        self.ok(Command::Deposit {
-            account,
-            asset,
-            amount,
-            external_ref: self.next_deposit_ref,
-        });
+        self.ok(Command::Deposit { account, asset, amount, external_ref: self.next_deposit_ref });
     }
 
     /// A root account with START_USDT and START_COINS of every coin the venue has.
@@ -292,10 +252,7 @@ impl Venue {
 /// rejected command advances the clock and must change nothing else.
 fn state_without_clock(engine: &Engine) -> String {
     let mut text = format!("{engine:?}");
-    for (key, value) in [
-        ("last_seq: ", engine.last_seq()),
-        ("last_timestamp_ns: ", engine.last_timestamp_ns()),
-    ] {
+    for (key, value) in [("last_seq: ", engine.last_seq()), ("last_timestamp_ns: ", engine.last_timestamp_ns())] {
         let start = text.find(key).expect("Engine's Debug shows its clock") + key.len();
         let end = start + text[start..].find(|c: char| !c.is_ascii_digit()).unwrap();
         assert_eq!(text[start..end], value.to_string(), "blanking {key}");
@@ -305,21 +262,9 @@ fn state_without_clock(engine: &Engine) -> String {
 }
 
 fn first_difference(before: &str, after: &str) -> String {
-    let at = before
-        .bytes()
-        .zip(after.bytes())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let window = |s: &str| {
-        s.get(at.saturating_sub(80)..(at + 80).min(s.len()))
-            .unwrap_or("")
-            .to_string()
-    };
-    format!(
-        "\n before: …{}…\n after:  …{}…",
-        window(before),
-        window(after)
-    )
+    let at = before.bytes().zip(after.bytes()).take_while(|(a, b)| a == b).count();
+    let window = |s: &str| s.get(at.saturating_sub(80)..(at + 80).min(s.len())).unwrap_or("").to_string();
+    format!("\n before: …{}…\n after:  …{}…", window(before), window(after))
 }
 
 fn limit(account: AccountId, side: Side, price: i64, qty: i64) -> NewOrder {
@@ -343,88 +288,42 @@ fn with_tif(tif: TimeInForce, order: NewOrder) -> NewOrder {
 }
 
 fn market_buy(account: AccountId, qty: i64, quote_budget: i64) -> NewOrder {
-    NewOrder {
-        order_type: OrderType::Market,
-        tif: TimeInForce::Ioc,
-        quote_budget,
-        ..limit(account, Buy, 0, qty)
-    }
+    NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, quote_budget, ..limit(account, Buy, 0, qty) }
 }
 
 fn market_sell(account: AccountId, qty: i64) -> NewOrder {
-    NewOrder {
-        order_type: OrderType::Market,
-        tif: TimeInForce::Ioc,
-        ..limit(account, Sell, 0, qty)
-    }
+    NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, ..limit(account, Sell, 0, qty) }
 }
 
 fn stop_limit(account: AccountId, side: Side, stop_price: i64, price: i64, qty: i64) -> NewOrder {
-    NewOrder {
-        order_type: OrderType::StopLimit,
-        stop_price,
-        ..limit(account, side, price, qty)
-    }
+    NewOrder { order_type: OrderType::StopLimit, stop_price, ..limit(account, side, price, qty) }
 }
 
 fn stop_market_sell(account: AccountId, stop_price: i64, qty: i64) -> NewOrder {
-    NewOrder {
-        order_type: OrderType::StopMarket,
-        stop_price,
-        ..market_sell(account, qty)
-    }
+    NewOrder { order_type: OrderType::StopMarket, stop_price, ..market_sell(account, qty) }
 }
 
 fn trades(events: &[Event]) -> Vec<Trade> {
-    events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Trade(t) = e {
-                Some(*t)
-            } else {
-                None
-            }
-        })
-        .collect()
+    events.iter().filter_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).collect()
 }
 
 /// (maker order, taker order, price, qty) of each trade, in order.
 fn fills(events: &[Event]) -> Vec<(OrderId, OrderId, i64, i64)> {
-    trades(events)
-        .iter()
-        .map(|t| (t.maker_order, t.taker_order, t.price, t.qty))
-        .collect()
+    trades(events).iter().map(|t| (t.maker_order, t.taker_order, t.price, t.qty)).collect()
 }
 
 fn reports(events: &[Event]) -> Vec<OrderReport> {
-    events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Order(r) = e {
-                Some(*r)
-            } else {
-                None
-            }
-        })
-        .collect()
+    events.iter().filter_map(|e| if let Event::Order(r) = e { Some(*r) } else { None }).collect()
 }
 
 /// The last report of an order in these events.
 fn report(events: &[Event], order_id: OrderId) -> OrderReport {
-    *reports(events)
-        .iter()
-        .rev()
-        .find(|r| r.order_id == order_id)
-        .unwrap_or_else(|| panic!("no report of {order_id}"))
+    *reports(events).iter().rev().find(|r| r.order_id == order_id).unwrap_or_else(|| panic!("no report of {order_id}"))
 }
 
 /// Ids of the orders reported with `exec`, in event order.
 fn reported(events: &[Event], exec: ExecKind) -> Vec<OrderId> {
-    reports(events)
-        .iter()
-        .filter(|r| r.exec == exec)
-        .map(|r| r.order_id)
-        .collect()
+    reports(events).iter().filter(|r| r.exec == exec).map(|r| r.order_id).collect()
 }
 
 /// (kind, available_delta, held_delta) of an account's ledger entries in one asset.
@@ -448,150 +347,56 @@ fn ledger(events: &[Event], account: AccountId, asset: AssetId) -> Vec<(LedgerKi
 fn reference_data_is_created_updated_halted_and_resumed() {
     use Command::*;
     let mut v = Venue::empty();
-    assert_eq!(
-        v.ok(CreateAsset {
-            asset: BTC,
-            scale: 8
-        }),
-        vec![Event::AssetCreated {
-            asset: BTC,
-            scale: 8
-        }]
-    );
-    v.ok(CreateAsset {
-        asset: USDT,
-        scale: 6,
-    });
+    assert_eq!(v.ok(CreateAsset { asset: BTC, scale: 8 }), vec![Event::AssetCreated { asset: BTC, scale: 8 }]);
+    v.ok(CreateAsset { asset: USDT, scale: 6 });
     // Scales 0 (points) and 18 are the bounds.
     v.ok(CreateAsset { asset: 7, scale: 0 });
-    v.ok(CreateAsset {
-        asset: 8,
-        scale: 18,
-    });
-    v.reject(
-        CreateAsset {
-            asset: 9,
-            scale: 19,
-        },
-        RejectReason::InvalidScale,
-    );
+    v.ok(CreateAsset { asset: 8, scale: 18 });
+    v.reject(CreateAsset { asset: 9, scale: 19 }, RejectReason::InvalidScale);
 
     let created = spec(BTC_USDT, BTC);
     assert_eq!(
         v.ok(CreateSymbol(created)),
-        vec![Event::SymbolUpdated {
-            spec: created,
-            status: SymbolStatus::Trading
-        }]
+        vec![Event::SymbolUpdated { spec: created, status: SymbolStatus::Trading }]
     );
     // 0.01 USDT (10^4) * 1 sat is not a multiple of 10^8: a lot at a tick would be a fraction.
     v.reject(
-        CreateSymbol(SymbolSpec {
-            symbol: 5,
-            lot_size: 1,
-            min_qty: 1,
-            ..created
-        }),
+        CreateSymbol(SymbolSpec { symbol: 5, lot_size: 1, min_qty: 1, ..created }),
         RejectReason::InvalidSymbolSpec,
     );
     // 1 USDT (10^6) * 100 sats = 10^8 is fine.
-    v.ok(CreateSymbol(SymbolSpec {
-        symbol: 6,
-        tick_size: usdt(1),
-        lot_size: 100,
-        min_qty: 100,
-        ..created
-    }));
+    v.ok(CreateSymbol(SymbolSpec { symbol: 6, tick_size: usdt(1), lot_size: 100, min_qty: 100, ..created }));
 
-    let updated = SymbolSpec {
-        maker_fee_ppm: 500,
-        taker_fee_ppm: 1_500,
-        min_notional: usdt(5),
-        ..created
-    };
+    let updated = SymbolSpec { maker_fee_ppm: 500, taker_fee_ppm: 1_500, min_notional: usdt(5), ..created };
     assert_eq!(
         v.ok(UpdateSymbol(updated)),
-        vec![Event::SymbolUpdated {
-            spec: updated,
-            status: SymbolStatus::Trading
-        }]
+        vec![Event::SymbolUpdated { spec: updated, status: SymbolStatus::Trading }]
     );
     // Base, quote, tick and lot are fixed once created.
-    v.reject(
-        UpdateSymbol(SymbolSpec {
-            tick_size: cents(2),
-            ..updated
-        }),
-        RejectReason::InvalidSymbolSpec,
-    );
-    v.reject(
-        UpdateSymbol(SymbolSpec {
-            lot_size: lots(2),
-            ..updated
-        }),
-        RejectReason::InvalidSymbolSpec,
-    );
-    v.reject(
-        UpdateSymbol(SymbolSpec {
-            quote: 7,
-            ..updated
-        }),
-        RejectReason::InvalidSymbolSpec,
-    );
-    v.reject(
-        UpdateSymbol(SymbolSpec {
-            symbol: 99,
-            ..updated
-        }),
-        RejectReason::UnknownSymbol,
-    );
+    v.reject(UpdateSymbol(SymbolSpec { tick_size: cents(2), ..updated }), RejectReason::InvalidSymbolSpec);
+    v.reject(UpdateSymbol(SymbolSpec { lot_size: lots(2), ..updated }), RejectReason::InvalidSymbolSpec);
+    v.reject(UpdateSymbol(SymbolSpec { quote: 7, ..updated }), RejectReason::InvalidSymbolSpec);
+    v.reject(UpdateSymbol(SymbolSpec { symbol: 99, ..updated }), RejectReason::UnknownSymbol);
 
     const M: AccountId = 1;
     const T: AccountId = 2;
     v.trader(M, 1);
     v.trader(T, 2);
     // The update is in force: 0.04 BTC at 100 = 4 USDT is below the new 5 USDT minimum.
-    v.reject(
-        PlaceOrder(limit(M, Sell, usdt(100), milli(40))),
-        RejectReason::BelowMinNotional,
-    );
+    v.reject(PlaceOrder(limit(M, Sell, usdt(100), milli(40))), RejectReason::BelowMinNotional);
     let (m, _) = v.place(limit(M, Sell, usdt(100), coins(1)));
 
-    let halted = v.ok(SetSymbolStatus {
-        symbol: BTC_USDT,
-        status: SymbolStatus::Halted,
-    });
-    assert_eq!(
-        halted,
-        vec![Event::SymbolUpdated {
-            spec: updated,
-            status: SymbolStatus::Halted
-        }]
-    );
-    v.reject(
-        PlaceOrder(limit(T, Buy, usdt(100), coins(1))),
-        RejectReason::SymbolHalted,
-    );
-    let resumed = v.ok(SetSymbolStatus {
-        symbol: BTC_USDT,
-        status: SymbolStatus::Trading,
-    });
-    assert_eq!(
-        resumed,
-        vec![Event::SymbolUpdated {
-            spec: updated,
-            status: SymbolStatus::Trading
-        }]
-    );
+    let halted = v.ok(SetSymbolStatus { symbol: BTC_USDT, status: SymbolStatus::Halted });
+    assert_eq!(halted, vec![Event::SymbolUpdated { spec: updated, status: SymbolStatus::Halted }]);
+    v.reject(PlaceOrder(limit(T, Buy, usdt(100), coins(1))), RejectReason::SymbolHalted);
+    let resumed = v.ok(SetSymbolStatus { symbol: BTC_USDT, status: SymbolStatus::Trading });
+    assert_eq!(resumed, vec![Event::SymbolUpdated { spec: updated, status: SymbolStatus::Trading }]);
 
     let (t, events) = v.place(limit(T, Buy, usdt(100), coins(1)));
     assert_eq!(fills(&events), vec![(m, t, usdt(100), coins(1))]);
     // Notional 100 USDT; the updated fees: maker 0.05 % = 0.05, taker 0.15 % = 0.15 USDT.
     let trade = trades(&events)[0];
-    assert_eq!(
-        (trade.quote_qty, trade.maker_fee, trade.taker_fee),
-        (100_000_000, 50_000, 150_000)
-    );
+    assert_eq!((trade.quote_qty, trade.maker_fee, trade.taker_fee), (100_000_000, 50_000, 150_000));
     assert_eq!(v.bal(M, USDT), (START_USDT + 100_000_000 - 50_000, 0));
     assert_eq!(v.bal(M, BTC), (START_COINS - coins(1), 0));
     // T held 100 + 0.15 (max(0.05 %, 0.15 %)) and spent all of it.
@@ -615,19 +420,8 @@ fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withd
     const DESK_B: AccountId = 120;
     const OUTSIDER: AccountId = 200;
     let mut v = Venue::new();
-    let created = v.ok(Command::CreateAccount {
-        account: FUND,
-        parent: 0,
-        owner: 1,
-    });
-    assert_eq!(
-        created,
-        vec![Event::AccountCreated {
-            account: FUND,
-            parent: 0,
-            owner: 1
-        }]
-    );
+    let created = v.ok(Command::CreateAccount { account: FUND, parent: 0, owner: 1 });
+    assert_eq!(created, vec![Event::AccountCreated { account: FUND, parent: 0, owner: 1 }]);
     v.account(DESK, FUND, 1);
     v.account(STRAT, DESK, 1);
     v.account(DESK_B, FUND, 1);
@@ -642,13 +436,7 @@ fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withd
     assert_eq!(totals(&v), [usdt(1_280), usdt(250), usdt(50), usdt(30)]);
 
     // A transfer between cousins moves 20 out of DESK's subtree, none out of FUND's.
-    v.ok(Command::Transfer {
-        from: STRAT,
-        to: DESK_B,
-        asset: USDT,
-        amount: usdt(20),
-        client_ref: 1,
-    });
+    v.ok(Command::Transfer { from: STRAT, to: DESK_B, asset: USDT, amount: usdt(20), client_ref: 1 });
     assert_eq!(totals(&v), [usdt(1_280), usdt(230), usdt(30), usdt(50)]);
 
     // STRAT sells 0.5 BTC at 100 to the outsider: it gets 50 USDT minus the 0.1 % maker fee (0.05).
@@ -660,34 +448,17 @@ fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withd
     v.place(limit(OUTSIDER, Buy, usdt(100), milli(500)));
     // STRAT 30 + 49.95 = 79.95; DESK 200 + 79.95; DESK_B 50; FUND 1000 + 279.95 + 50.
     assert_eq!(v.bal(STRAT, USDT), (79_950_000, 0));
-    assert_eq!(
-        totals(&v),
-        [1_329_950_000, 279_950_000, 79_950_000, usdt(50)]
-    );
-    assert_eq!(
-        [FUND, DESK, STRAT, DESK_B].map(|a| v.subtree(a, BTC)),
-        [milli(500), milli(500), milli(500), 0]
-    );
+    assert_eq!(totals(&v), [1_329_950_000, 279_950_000, 79_950_000, usdt(50)]);
+    assert_eq!([FUND, DESK, STRAT, DESK_B].map(|a| v.subtree(a, BTC)), [milli(500), milli(500), milli(500), 0]);
     // The outsider's tree is only itself: 10000 - 50 - 0.1 taker fee.
     assert_eq!(v.subtree(OUTSIDER, USDT), START_USDT - 50_100_000);
 
     // A pending withdrawal only holds; approving it takes the amount out of every ancestor.
-    v.ok(Command::WithdrawRequest {
-        account: DESK,
-        asset: USDT,
-        amount: usdt(100),
-        client_ref: 1,
-    });
+    v.ok(Command::WithdrawRequest { account: DESK, asset: USDT, amount: usdt(100), client_ref: 1 });
     let withdrawal_id = v.seq;
-    assert_eq!(
-        totals(&v),
-        [1_329_950_000, 279_950_000, 79_950_000, usdt(50)]
-    );
+    assert_eq!(totals(&v), [1_329_950_000, 279_950_000, 79_950_000, usdt(50)]);
     v.ok(Command::WithdrawApprove { withdrawal_id });
-    assert_eq!(
-        totals(&v),
-        [1_229_950_000, 179_950_000, 79_950_000, usdt(50)]
-    );
+    assert_eq!(totals(&v), [1_229_950_000, 179_950_000, 79_950_000, usdt(50)]);
 
     // Accounts and subtree totals of unknown ids or assets are absent.
     assert_eq!(v.engine.subtree_total(999, USDT), None);
@@ -697,44 +468,20 @@ fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withd
 #[test]
 fn assets_created_after_accounts_reach_every_ancestor() {
     let mut v = Venue::empty();
-    v.ok(Command::CreateAsset {
-        asset: USDT,
-        scale: 6,
-    });
+    v.ok(Command::CreateAsset { asset: USDT, scale: 6 });
     v.account(1, 0, 1); // root, created when one asset existed
     v.account(2, 1, 1); // child, likewise
-    v.ok(Command::CreateAsset {
-        asset: BTC,
-        scale: 8,
-    });
+    v.ok(Command::CreateAsset { asset: BTC, scale: 8 });
     v.deposit(1, BTC, coins(1)); // the root now has a BTC slot, the child not
     v.account(3, 2, 1); // grandchild, created knowing BTC
     v.deposit(3, BTC, coins(2));
-    assert_eq!(
-        [1, 2, 3].map(|a| v.subtree(a, BTC)),
-        [coins(3), coins(2), coins(2)]
-    );
-    v.ok(Command::CreateAsset {
-        asset: ETH,
-        scale: 8,
-    });
+    assert_eq!([1, 2, 3].map(|a| v.subtree(a, BTC)), [coins(3), coins(2), coins(2)]);
+    v.ok(Command::CreateAsset { asset: ETH, scale: 8 });
     v.account(4, 1, 1);
     v.deposit(4, ETH, coins(5));
-    assert_eq!(
-        [1, 2, 3, 4].map(|a| v.subtree(a, ETH)),
-        [coins(5), 0, 0, coins(5)]
-    );
-    v.ok(Command::Transfer {
-        from: 3,
-        to: 4,
-        asset: BTC,
-        amount: coins(1),
-        client_ref: 1,
-    });
-    assert_eq!(
-        [1, 2, 3, 4].map(|a| v.subtree(a, BTC)),
-        [coins(3), coins(1), coins(1), coins(1)]
-    );
+    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(a, ETH)), [coins(5), 0, 0, coins(5)]);
+    v.ok(Command::Transfer { from: 3, to: 4, asset: BTC, amount: coins(1), client_ref: 1 });
+    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(a, BTC)), [coins(3), coins(1), coins(1), coins(1)]);
 }
 
 #[test]
@@ -744,12 +491,7 @@ fn deposit_is_credited_once_per_external_ref() {
     let mut v = Venue::new();
     v.account(A, 0, 1);
     v.account(B, 0, 2);
-    let events = v.ok(Command::Deposit {
-        account: A,
-        asset: USDT,
-        amount: usdt(100),
-        external_ref: 7,
-    });
+    let events = v.ok(Command::Deposit { account: A, asset: USDT, amount: usdt(100), external_ref: 7 });
     let entry = LedgerEntry {
         account: A,
         asset: USDT,
@@ -761,74 +503,27 @@ fn deposit_is_credited_once_per_external_ref() {
         ref_kind: RefKind::Deposit,
         ref_id: 7,
     };
-    let credited = Event::DepositCredited {
-        account: A,
-        asset: USDT,
-        amount: usdt(100),
-        external_ref: 7,
-    };
+    let credited = Event::DepositCredited { account: A, asset: USDT, amount: usdt(100), external_ref: 7 };
     assert_eq!(events, vec![Event::Ledger(entry), credited]);
     // The same external reference is never credited again, whatever the account or amount.
     v.reject(
-        Command::Deposit {
-            account: A,
-            asset: USDT,
-            amount: usdt(100),
-            external_ref: 7,
-        },
+        Command::Deposit { account: A, asset: USDT, amount: usdt(100), external_ref: 7 },
         RejectReason::DuplicateDepositRef,
     );
     v.reject(
-        Command::Deposit {
-            account: B,
-            asset: BTC,
-            amount: coins(1),
-            external_ref: 7,
-        },
+        Command::Deposit { account: B, asset: BTC, amount: coins(1), external_ref: 7 },
         RejectReason::DuplicateDepositRef,
     );
-    v.reject(
-        Command::Deposit {
-            account: A,
-            asset: USDT,
-            amount: 0,
-            external_ref: 8,
-        },
-        RejectReason::InvalidAmount,
-    );
-    v.reject(
-        Command::Deposit {
-            account: A,
-            asset: USDT,
-            amount: -1,
-            external_ref: 8,
-        },
-        RejectReason::InvalidAmount,
-    );
+    v.reject(Command::Deposit { account: A, asset: USDT, amount: 0, external_ref: 8 }, RejectReason::InvalidAmount);
+    v.reject(Command::Deposit { account: A, asset: USDT, amount: -1, external_ref: 8 }, RejectReason::InvalidAmount);
     // A rejected deposit does not use up its reference.
-    v.ok(Command::Deposit {
-        account: A,
-        asset: USDT,
-        amount: usdt(50),
-        external_ref: 8,
-    });
+    v.ok(Command::Deposit { account: A, asset: USDT, amount: usdt(50), external_ref: 8 });
     assert_eq!(v.bal(A, USDT), (usdt(150), 0));
     let totals = v.engine.asset_totals(USDT).unwrap();
-    assert_eq!(
-        (totals.deposited, totals.withdrawn, totals.supply()),
-        (usdt(150) as i128, 0, usdt(150))
-    );
+    assert_eq!((totals.deposited, totals.withdrawn, totals.supply()), (usdt(150) as i128, 0, usdt(150)));
     // Deposits may go to a frozen account.
-    v.ok(Command::SetAccountStatus {
-        account: B,
-        status: AccountStatus::Frozen,
-    });
-    v.ok(Command::Deposit {
-        account: B,
-        asset: USDT,
-        amount: usdt(1),
-        external_ref: 9,
-    });
+    v.ok(Command::SetAccountStatus { account: B, status: AccountStatus::Frozen });
+    v.ok(Command::Deposit { account: B, asset: USDT, amount: usdt(1), external_ref: 9 });
     assert_eq!(v.bal(B, USDT), (usdt(1), 0));
 }
 
@@ -840,17 +535,9 @@ fn withdrawal_is_two_phase() {
     v.deposit(A, USDT, usdt(100));
 
     // Request: holds 30 of 100.
-    let events = v.ok(Command::WithdrawRequest {
-        account: A,
-        asset: USDT,
-        amount: usdt(30),
-        client_ref: 1,
-    });
+    let events = v.ok(Command::WithdrawRequest { account: A, asset: USDT, amount: usdt(30), client_ref: 1 });
     let first = v.seq;
-    assert_eq!(
-        ledger(&events, A, USDT),
-        vec![(LedgerKind::Hold, -usdt(30), usdt(30))]
-    );
+    assert_eq!(ledger(&events, A, USDT), vec![(LedgerKind::Hold, -usdt(30), usdt(30))]);
     let pending = |id, amount, client_ref, status| Event::WithdrawalUpdated {
         withdrawal_id: id,
         account: A,
@@ -859,115 +546,45 @@ fn withdrawal_is_two_phase() {
         client_ref,
         status,
     };
-    assert_eq!(
-        events.last(),
-        Some(&pending(first, usdt(30), 1, WithdrawalStatus::Pending))
-    );
+    assert_eq!(events.last(), Some(&pending(first, usdt(30), 1, WithdrawalStatus::Pending)));
     assert_eq!(v.bal(A, USDT), (usdt(70), usdt(30)));
     assert_eq!(v.subtree(A, USDT), usdt(100));
     // Held funds cannot be withdrawn twice: 71 > 70 available.
     v.reject(
-        Command::WithdrawRequest {
-            account: A,
-            asset: USDT,
-            amount: usdt(71),
-            client_ref: 2,
-        },
+        Command::WithdrawRequest { account: A, asset: USDT, amount: usdt(71), client_ref: 2 },
         RejectReason::InsufficientFunds,
     );
     v.reject(
-        Command::WithdrawRequest {
-            account: A,
-            asset: USDT,
-            amount: 1,
-            client_ref: 1,
-        },
+        Command::WithdrawRequest { account: A, asset: USDT, amount: 1, client_ref: 1 },
         RejectReason::DuplicateWithdrawalRef,
     );
 
     // Approve: debits the held 30.
-    let events = v.ok(Command::WithdrawApprove {
-        withdrawal_id: first,
-    });
-    assert_eq!(
-        ledger(&events, A, USDT),
-        vec![(LedgerKind::Withdrawal, 0, -usdt(30))]
-    );
-    assert_eq!(
-        events.last(),
-        Some(&pending(first, usdt(30), 1, WithdrawalStatus::Approved))
-    );
+    let events = v.ok(Command::WithdrawApprove { withdrawal_id: first });
+    assert_eq!(ledger(&events, A, USDT), vec![(LedgerKind::Withdrawal, 0, -usdt(30))]);
+    assert_eq!(events.last(), Some(&pending(first, usdt(30), 1, WithdrawalStatus::Approved)));
     assert_eq!(v.bal(A, USDT), (usdt(70), 0));
     let totals = v.engine.asset_totals(USDT).unwrap();
-    assert_eq!(
-        (totals.withdrawn, totals.supply()),
-        (usdt(30) as i128, usdt(70))
-    );
+    assert_eq!((totals.withdrawn, totals.supply()), (usdt(30) as i128, usdt(70)));
     // A decided withdrawal takes no second decision.
-    v.reject(
-        Command::WithdrawApprove {
-            withdrawal_id: first,
-        },
-        RejectReason::WithdrawalNotPending,
-    );
-    v.reject(
-        Command::WithdrawReject {
-            withdrawal_id: first,
-        },
-        RejectReason::WithdrawalNotPending,
-    );
+    v.reject(Command::WithdrawApprove { withdrawal_id: first }, RejectReason::WithdrawalNotPending);
+    v.reject(Command::WithdrawReject { withdrawal_id: first }, RejectReason::WithdrawalNotPending);
 
     // Reject: releases the held 20.
-    v.ok(Command::WithdrawRequest {
-        account: A,
-        asset: USDT,
-        amount: usdt(20),
-        client_ref: 2,
-    });
+    v.ok(Command::WithdrawRequest { account: A, asset: USDT, amount: usdt(20), client_ref: 2 });
     let second = v.seq;
     assert_eq!(v.bal(A, USDT), (usdt(50), usdt(20)));
-    let events = v.ok(Command::WithdrawReject {
-        withdrawal_id: second,
-    });
-    assert_eq!(
-        ledger(&events, A, USDT),
-        vec![(LedgerKind::Release, usdt(20), -usdt(20))]
-    );
-    assert_eq!(
-        events.last(),
-        Some(&pending(second, usdt(20), 2, WithdrawalStatus::Rejected))
-    );
+    let events = v.ok(Command::WithdrawReject { withdrawal_id: second });
+    assert_eq!(ledger(&events, A, USDT), vec![(LedgerKind::Release, usdt(20), -usdt(20))]);
+    assert_eq!(events.last(), Some(&pending(second, usdt(20), 2, WithdrawalStatus::Rejected)));
     assert_eq!(v.bal(A, USDT), (usdt(70), 0));
-    assert_eq!(
-        v.engine.asset_totals(USDT).unwrap().withdrawn,
-        usdt(30) as i128
-    );
-    v.reject(
-        Command::WithdrawReject {
-            withdrawal_id: second,
-        },
-        RejectReason::WithdrawalNotPending,
-    );
-    v.reject(
-        Command::WithdrawApprove {
-            withdrawal_id: second,
-        },
-        RejectReason::WithdrawalNotPending,
-    );
-    v.reject(
-        Command::WithdrawApprove {
-            withdrawal_id: 424_242,
-        },
-        RejectReason::UnknownWithdrawal,
-    );
+    assert_eq!(v.engine.asset_totals(USDT).unwrap().withdrawn, usdt(30) as i128);
+    v.reject(Command::WithdrawReject { withdrawal_id: second }, RejectReason::WithdrawalNotPending);
+    v.reject(Command::WithdrawApprove { withdrawal_id: second }, RejectReason::WithdrawalNotPending);
+    v.reject(Command::WithdrawApprove { withdrawal_id: 424_242 }, RejectReason::UnknownWithdrawal);
     // The client reference of a rejected withdrawal stays used.
     v.reject(
-        Command::WithdrawRequest {
-            account: A,
-            asset: USDT,
-            amount: 1,
-            client_ref: 2,
-        },
+        Command::WithdrawRequest { account: A, asset: USDT, amount: 1, client_ref: 2 },
         RejectReason::DuplicateWithdrawalRef,
     );
 }
@@ -991,50 +608,20 @@ fn transfers_move_funds_within_a_tree_once_per_client_ref() {
     v.account(SAME_OWNER, 0, 1);
     v.deposit(ROOT, USDT, usdt(1_000));
 
-    let transfer = |from, to, amount, client_ref| Command::Transfer {
-        from,
-        to,
-        asset: USDT,
-        amount,
-        client_ref,
-    };
+    let transfer = |from, to, amount, client_ref| Command::Transfer { from, to, asset: USDT, amount, client_ref };
     let events = v.ok(transfer(ROOT, GRANDCHILD, usdt(100), 1));
-    assert_eq!(
-        ledger(&events, ROOT, USDT),
-        vec![(LedgerKind::Transfer, -usdt(100), 0)]
-    );
-    assert_eq!(
-        ledger(&events, GRANDCHILD, USDT),
-        vec![(LedgerKind::Transfer, usdt(100), 0)]
-    );
+    assert_eq!(ledger(&events, ROOT, USDT), vec![(LedgerKind::Transfer, -usdt(100), 0)]);
+    assert_eq!(ledger(&events, GRANDCHILD, USDT), vec![(LedgerKind::Transfer, usdt(100), 0)]);
     assert_eq!(
         events.last(),
-        Some(&Event::Transferred {
-            from: ROOT,
-            to: GRANDCHILD,
-            asset: USDT,
-            amount: usdt(100),
-            client_ref: 1
-        })
+        Some(&Event::Transferred { from: ROOT, to: GRANDCHILD, asset: USDT, amount: usdt(100), client_ref: 1 })
     );
-    assert_eq!(
-        (v.bal(ROOT, USDT), v.bal(GRANDCHILD, USDT)),
-        ((usdt(900), 0), (usdt(100), 0))
-    );
-    assert_eq!(
-        [ROOT, CHILD, GRANDCHILD].map(|a| v.subtree(a, USDT)),
-        [usdt(1_000), usdt(100), usdt(100)]
-    );
+    assert_eq!((v.bal(ROOT, USDT), v.bal(GRANDCHILD, USDT)), ((usdt(900), 0), (usdt(100), 0)));
+    assert_eq!([ROOT, CHILD, GRANDCHILD].map(|a| v.subtree(a, USDT)), [usdt(1_000), usdt(100), usdt(100)]);
 
     // Idempotent by (from, client_ref): a replay of the reference does nothing, whatever it says.
-    v.reject(
-        transfer(ROOT, GRANDCHILD, usdt(100), 1),
-        RejectReason::DuplicateTransferRef,
-    );
-    v.reject(
-        transfer(ROOT, SIBLING, usdt(5), 1),
-        RejectReason::DuplicateTransferRef,
-    );
+    v.reject(transfer(ROOT, GRANDCHILD, usdt(100), 1), RejectReason::DuplicateTransferRef);
+    v.reject(transfer(ROOT, SIBLING, usdt(5), 1), RejectReason::DuplicateTransferRef);
     // Another sender may use the same reference. Cousins are in the same tree.
     v.ok(transfer(GRANDCHILD, SIBLING, usdt(40), 1));
     assert_eq!(
@@ -1044,32 +631,14 @@ fn transfers_move_funds_within_a_tree_once_per_client_ref() {
 
     // Across trees: rejected, even to a tree of the same owner.
     v.reject(transfer(ROOT, OTHER, usdt(1), 2), RejectReason::NotSameTree);
-    v.reject(
-        transfer(ROOT, SAME_OWNER, usdt(1), 2),
-        RejectReason::NotSameTree,
-    );
-    v.reject(
-        transfer(GRANDCHILD, GRANDCHILD, usdt(1), 2),
-        RejectReason::SameAccount,
-    );
-    v.reject(
-        transfer(GRANDCHILD, ROOT, usdt(60) + 1, 2),
-        RejectReason::InsufficientFunds,
-    );
-    v.reject(
-        transfer(GRANDCHILD, ROOT, 0, 2),
-        RejectReason::InvalidAmount,
-    );
-    v.reject(
-        transfer(GRANDCHILD, 99, usdt(1), 2),
-        RejectReason::UnknownAccount,
-    );
+    v.reject(transfer(ROOT, SAME_OWNER, usdt(1), 2), RejectReason::NotSameTree);
+    v.reject(transfer(GRANDCHILD, GRANDCHILD, usdt(1), 2), RejectReason::SameAccount);
+    v.reject(transfer(GRANDCHILD, ROOT, usdt(60) + 1, 2), RejectReason::InsufficientFunds);
+    v.reject(transfer(GRANDCHILD, ROOT, 0, 2), RejectReason::InvalidAmount);
+    v.reject(transfer(GRANDCHILD, 99, usdt(1), 2), RejectReason::UnknownAccount);
     // Up the tree, all of it.
     v.ok(transfer(GRANDCHILD, ROOT, usdt(60), 2));
-    assert_eq!(
-        (v.bal(ROOT, USDT), v.bal(GRANDCHILD, USDT)),
-        ((usdt(960), 0), (0, 0))
-    );
+    assert_eq!((v.bal(ROOT, USDT), v.bal(GRANDCHILD, USDT)), ((usdt(960), 0), (0, 0)));
     assert_eq!(v.subtree(CHILD, USDT), 0);
     assert_eq!(v.subtree(ROOT, USDT), usdt(1_000));
 }
@@ -1091,47 +660,25 @@ fn limit_orders_rest_and_cross_with_price_time_priority() {
     let (s1, _) = v.place(limit(S1, Sell, usdt(101), coins(1)));
     let (s2, _) = v.place(limit(S2, Sell, usdt(100), coins(1)));
     let (s3, _) = v.place(limit(S3, Sell, usdt(100), coins(1)));
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (
-            vec![],
-            vec![(usdt(100), coins(2), 2), (usdt(101), coins(1), 1)]
-        )
-    );
+    assert_eq!(v.depth(BTC_USDT), (vec![], vec![(usdt(100), coins(2), 2), (usdt(101), coins(1), 1)]));
     assert_eq!(v.bal(S1, BTC), (coins(9), coins(1)));
     let open = v.engine.open_orders(S1).unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(
-        (open[0].order_id, open[0].status, open[0].remaining_qty),
-        (s1, OrderStatus::New, coins(1))
-    );
+    assert_eq!((open[0].order_id, open[0].status, open[0].remaining_qty), (s1, OrderStatus::New, coins(1)));
 
     // Buy 2.5 at 101: the better price first (s2, s3 at 100), at one price the older first
     // (s2 before s3), then 0.5 of s1 at 101.
     let (b, events) = v.place(limit(B, Buy, usdt(101), milli(2_500)));
     assert_eq!(
         fills(&events),
-        vec![
-            (s2, b, usdt(100), coins(1)),
-            (s3, b, usdt(100), coins(1)),
-            (s1, b, usdt(101), milli(500))
-        ]
+        vec![(s2, b, usdt(100), coins(1)), (s3, b, usdt(100), coins(1)), (s1, b, usdt(101), milli(500))]
     );
     let t = trades(&events);
-    assert_eq!(
-        t.iter().map(|t| t.trade_id).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(t.iter().map(|t| t.trade_id).collect::<Vec<_>>(), vec![1, 2, 3]);
     // Notionals 100, 100, 50.5; maker fees 0.1, 0.1, 0.0505; taker fees 0.2, 0.2, 0.101.
     assert_eq!(
-        t.iter()
-            .map(|t| (t.quote_qty, t.maker_fee, t.taker_fee))
-            .collect::<Vec<_>>(),
-        vec![
-            (100_000_000, 100_000, 200_000),
-            (100_000_000, 100_000, 200_000),
-            (50_500_000, 50_500, 101_000)
-        ]
+        t.iter().map(|t| (t.quote_qty, t.maker_fee, t.taker_fee)).collect::<Vec<_>>(),
+        vec![(100_000_000, 100_000, 200_000), (100_000_000, 100_000, 200_000), (50_500_000, 50_500, 101_000)]
     );
     let r = report(&events, b);
     assert_eq!(
@@ -1139,14 +686,8 @@ fn limit_orders_rest_and_cross_with_price_time_priority() {
         (OrderStatus::Filled, milli(2_500), 250_500_000, 501_000)
     );
     // B held 252.5 + 0.505 = 253.005, spent 250.5 + 0.501 = 251.001, got 2.004 back.
-    assert_eq!(
-        ledger(&events, B, USDT).first(),
-        Some(&(LedgerKind::Hold, -253_005_000, 253_005_000))
-    );
-    assert_eq!(
-        ledger(&events, B, USDT).last(),
-        Some(&(LedgerKind::Release, 2_004_000, -2_004_000))
-    );
+    assert_eq!(ledger(&events, B, USDT).first(), Some(&(LedgerKind::Hold, -253_005_000, 253_005_000)));
+    assert_eq!(ledger(&events, B, USDT).last(), Some(&(LedgerKind::Release, 2_004_000, -2_004_000)));
     assert_eq!(v.bal(B, USDT), (START_USDT - 251_001_000, 0));
     assert_eq!(v.bal(B, BTC), (START_COINS + milli(2_500), 0));
     assert_eq!(v.bal(S2, USDT), (START_USDT + 99_900_000, 0));
@@ -1159,10 +700,7 @@ fn limit_orders_rest_and_cross_with_price_time_priority() {
         (s1_now.status, s1_now.filled_qty, s1_now.remaining_qty),
         (OrderStatus::PartiallyFilled, milli(500), milli(500))
     );
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (vec![], vec![(usdt(101), milli(500), 1)])
-    );
+    assert_eq!(v.depth(BTC_USDT), (vec![], vec![(usdt(101), milli(500), 1)]));
     assert_eq!(v.engine.last_price(BTC_USDT), Some(usdt(101)));
     // 0.501 from the taker + 0.2505 from the makers.
     assert_eq!(v.fees_collected(), 751_500);
@@ -1184,11 +722,7 @@ fn bids_fill_best_price_first_then_oldest() {
     let (s, events) = v.place(limit(S, Sell, usdt(99), milli(2_500)));
     assert_eq!(
         fills(&events),
-        vec![
-            (b2, s, usdt(100), coins(1)),
-            (b3, s, usdt(100), coins(1)),
-            (b1, s, usdt(99), milli(500))
-        ]
+        vec![(b2, s, usdt(100), coins(1)), (b3, s, usdt(100), coins(1)), (b1, s, usdt(99), milli(500))]
     );
     // Proceeds 100 + 100 + 49.5 = 249.5, taker fee 0.2 + 0.2 + 0.099 = 0.499.
     assert_eq!(v.bal(S, USDT), (START_USDT + 249_500_000 - 499_000, 0));
@@ -1211,20 +745,8 @@ fn partial_fills_keep_the_remainder_live() {
     // m: 0.3 of 1 filled for 30 USDT, maker fee 0.03.
     let r = report(&events, m);
     assert_eq!(
-        (
-            r.status,
-            r.filled_qty,
-            r.remaining_qty,
-            r.filled_quote,
-            r.fees_paid
-        ),
-        (
-            OrderStatus::PartiallyFilled,
-            milli(300),
-            milli(700),
-            usdt(30),
-            30_000
-        )
+        (r.status, r.filled_qty, r.remaining_qty, r.filled_quote, r.fees_paid),
+        (OrderStatus::PartiallyFilled, milli(300), milli(700), usdt(30), 30_000)
     );
     assert_eq!(v.depth(BTC_USDT).1, vec![(usdt(100), milli(700), 1)]);
 
@@ -1235,14 +757,8 @@ fn partial_fills_keep_the_remainder_live() {
     assert!(v.engine.order(m).is_none());
     assert_eq!(v.engine.open_orders(M).unwrap(), vec![]);
     let r = report(&events, t2);
-    assert_eq!(
-        (r.status, r.filled_qty, r.remaining_qty),
-        (OrderStatus::PartiallyFilled, milli(700), milli(800))
-    );
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (vec![(usdt(100), milli(800), 1)], vec![])
-    );
+    assert_eq!((r.status, r.filled_qty, r.remaining_qty), (OrderStatus::PartiallyFilled, milli(700), milli(800)));
+    assert_eq!(v.depth(BTC_USDT), (vec![(usdt(100), milli(800), 1)], vec![]));
     // T2 held 150 + 0.3 = 150.3, spent 70 + 0.14; the 80.16 left is exactly 0.8 * 100 + 0.2 %.
     assert_eq!(v.bal(T2, USDT), (START_USDT - 150_300_000, 80_160_000));
     // M sold 1 BTC for 100 USDT, fees 0.03 + 0.07.
@@ -1277,10 +793,7 @@ fn fees_are_charged_exactly_and_rounded_down() {
         ),
         (cents(10_101), lots(123), 1_242_423, 1_242, 2_484, m, t)
     );
-    assert_eq!(
-        (trade.maker_account, trade.taker_account, trade.maker_side),
-        (M, T, Sell)
-    );
+    assert_eq!((trade.maker_account, trade.taker_account, trade.maker_side), (M, T, Sell));
     // The buyer pays notional and fee out of its hold (1_242_423 + 2_484 = 1_244_907, all of it).
     assert_eq!(
         ledger(&events, T, USDT),
@@ -1290,32 +803,17 @@ fn fees_are_charged_exactly_and_rounded_down() {
             (LedgerKind::Fee, 0, -2_484),
         ]
     );
-    assert_eq!(
-        ledger(&events, T, BTC),
-        vec![(LedgerKind::Trade, lots(123), 0)]
-    );
+    assert_eq!(ledger(&events, T, BTC), vec![(LedgerKind::Trade, lots(123), 0)]);
     // The seller pays its fee out of the proceeds.
-    assert_eq!(
-        ledger(&events, M, USDT),
-        vec![
-            (LedgerKind::Trade, 1_242_423, 0),
-            (LedgerKind::Fee, -1_242, 0)
-        ]
-    );
-    assert_eq!(
-        ledger(&events, M, BTC),
-        vec![(LedgerKind::Trade, 0, -lots(123))]
-    );
+    assert_eq!(ledger(&events, M, USDT), vec![(LedgerKind::Trade, 1_242_423, 0), (LedgerKind::Fee, -1_242, 0)]);
+    assert_eq!(ledger(&events, M, BTC), vec![(LedgerKind::Trade, 0, -lots(123))]);
     assert_eq!(v.bal(T, USDT), (START_USDT - 1_244_907, 0));
     assert_eq!(v.bal(M, USDT), (START_USDT + 1_241_181, 0));
     assert_eq!(v.fees_collected(), 3_726);
 
     // A maker buyer holds at the higher rate (100 + 0.2) and pays the maker rate (0.1).
     let (mb, events) = v.place(limit(MB, Buy, usdt(100), coins(1)));
-    assert_eq!(
-        ledger(&events, MB, USDT),
-        vec![(LedgerKind::Hold, -100_200_000, 100_200_000)]
-    );
+    assert_eq!(ledger(&events, MB, USDT), vec![(LedgerKind::Hold, -100_200_000, 100_200_000)]);
     let (_, events) = v.place(limit(TS, Sell, usdt(100), coins(1)));
     assert_eq!(
         ledger(&events, MB, USDT),
@@ -1358,19 +856,10 @@ fn buy_below_its_limit_releases_the_unused_hold() {
     // held 110.22 - 40.08 = 70.14, so 4.008 is released.
     v.place(limit(M, Sell, usdt(100), milli(400)));
     let (b2, events) = v.place(limit(B2, Buy, usdt(110), coins(1)));
-    assert_eq!(
-        ledger(&events, B2, USDT).last(),
-        Some(&(LedgerKind::Release, 4_008_000, -4_008_000))
-    );
-    assert_eq!(
-        v.bal(B2, USDT),
-        (START_USDT - 110_220_000 + 4_008_000, 66_132_000)
-    );
+    assert_eq!(ledger(&events, B2, USDT).last(), Some(&(LedgerKind::Release, 4_008_000, -4_008_000)));
+    assert_eq!(v.bal(B2, USDT), (START_USDT - 110_220_000 + 4_008_000, 66_132_000));
     assert_eq!(v.engine.order(b2).unwrap().remaining_qty, milli(600));
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (vec![(usdt(110), milli(600), 1)], vec![])
-    );
+    assert_eq!(v.depth(BTC_USDT), (vec![(usdt(110), milli(600), 1)], vec![]));
 }
 
 #[test]
@@ -1389,45 +878,22 @@ fn market_buy_is_bounded_by_its_quote_budget() {
     // At 200 a lot (0.0001) costs 0.02 + 0.00004 = 20_040 minor units; 99_900_000 / 20_040 =
     // 4985.02, so 4985 lots = 0.4985 BTC for 99.7 + 0.1994 = 99.8994. 0.0006 is left.
     let (b, events) = v.place(market_buy(B, coins(2), usdt(150)));
-    assert_eq!(
-        fills(&events),
-        vec![
-            (m1, b, usdt(100), milli(500)),
-            (m2, b, usdt(200), lots(4_985))
-        ]
-    );
+    assert_eq!(fills(&events), vec![(m1, b, usdt(100), milli(500)), (m2, b, usdt(200), lots(4_985))]);
     let r = report(&events, b);
     assert_eq!(
         (r.status, r.filled_qty, r.filled_quote, r.fees_paid),
-        (
-            OrderStatus::Expired,
-            milli(500) + lots(4_985),
-            149_700_000,
-            299_400
-        )
+        (OrderStatus::Expired, milli(500) + lots(4_985), 149_700_000, 299_400)
     );
-    assert_eq!(
-        ledger(&events, B, USDT).first(),
-        Some(&(LedgerKind::Hold, -usdt(150), usdt(150)))
-    );
-    assert_eq!(
-        ledger(&events, B, USDT).last(),
-        Some(&(LedgerKind::Release, 600, -600))
-    );
+    assert_eq!(ledger(&events, B, USDT).first(), Some(&(LedgerKind::Hold, -usdt(150), usdt(150))));
+    assert_eq!(ledger(&events, B, USDT).last(), Some(&(LedgerKind::Release, 600, -600)));
     assert_eq!(v.bal(B, USDT), (START_USDT - 149_999_400, 0));
     assert_eq!(v.bal(B, BTC), (START_COINS + milli(500) + lots(4_985), 0));
-    assert_eq!(
-        v.depth(BTC_USDT).1,
-        vec![(usdt(200), coins(1) - lots(4_985), 1)]
-    );
+    assert_eq!(v.depth(BTC_USDT).1, vec![(usdt(200), coins(1) - lots(4_985), 1)]);
 
     // Bounded by quantity: 0.1 at 200 costs 20 + 0.04; the rest of 1000 is released.
     let (b2, events) = v.place(market_buy(B2, milli(100), usdt(1_000)));
     assert_eq!(report(&events, b2).status, OrderStatus::Filled);
-    assert_eq!(
-        ledger(&events, B2, USDT).last(),
-        Some(&(LedgerKind::Release, 979_960_000, -979_960_000))
-    );
+    assert_eq!(ledger(&events, B2, USDT).last(), Some(&(LedgerKind::Release, 979_960_000, -979_960_000)));
     assert_eq!(v.bal(B2, USDT), (START_USDT - 20_040_000, 0));
 
     // A budget short of one lot (20_039 < 20_040) buys nothing.
@@ -1450,10 +916,7 @@ fn market_sell_takes_bids_and_expires_the_rest() {
     let (b1, _) = v.place(limit(B1, Buy, usdt(100), coins(1)));
     let (b2, _) = v.place(limit(B2, Buy, usdt(99), coins(1)));
     let (s, events) = v.place(market_sell(S, milli(1_500)));
-    assert_eq!(
-        fills(&events),
-        vec![(b1, s, usdt(100), coins(1)), (b2, s, usdt(99), milli(500))]
-    );
+    assert_eq!(fills(&events), vec![(b1, s, usdt(100), coins(1)), (b2, s, usdt(99), milli(500))]);
     assert_eq!(report(&events, s).status, OrderStatus::Filled);
     // 100 - 0.2 + 49.5 - 0.099 = 149.201
     assert_eq!(v.bal(S, USDT), (START_USDT + 149_201_000, 0));
@@ -1465,10 +928,7 @@ fn market_sell_takes_bids_and_expires_the_rest() {
     assert_eq!(fills(&events), vec![(b2, s2, usdt(99), milli(500))]);
     let r = report(&events, s2);
     assert_eq!((r.status, r.filled_qty), (OrderStatus::Expired, milli(500)));
-    assert_eq!(
-        ledger(&events, S2, BTC).last(),
-        Some(&(LedgerKind::Release, milli(500), -milli(500)))
-    );
+    assert_eq!(ledger(&events, S2, BTC).last(), Some(&(LedgerKind::Release, milli(500), -milli(500))));
     assert_eq!(v.bal(S2, BTC), (START_COINS - milli(500), 0));
     // 49.5 - 0.099
     assert_eq!(v.bal(S2, USDT), (START_USDT + 49_401_000, 0));
@@ -1483,10 +943,7 @@ fn ioc_remainder_expires() {
     v.trader(M, 1);
     v.trader(T, 2);
     let (m, _) = v.place(limit(M, Sell, usdt(100), milli(300)));
-    let (t, events) = v.place(with_tif(
-        TimeInForce::Ioc,
-        limit(T, Buy, usdt(100), coins(1)),
-    ));
+    let (t, events) = v.place(with_tif(TimeInForce::Ioc, limit(T, Buy, usdt(100), coins(1))));
     assert_eq!(fills(&events), vec![(m, t, usdt(100), milli(300))]);
     let r = report(&events, t);
     assert_eq!(
@@ -1511,33 +968,18 @@ fn fok_fills_completely_or_not_at_all() {
     let book = v.depth(BTC_USDT);
 
     // 1 BTC up to 101: only 0.6 there.
-    let (t, events) = v.place(with_tif(
-        TimeInForce::Fok,
-        limit(T, Buy, usdt(101), coins(1)),
-    ));
+    let (t, events) = v.place(with_tif(TimeInForce::Fok, limit(T, Buy, usdt(101), coins(1))));
     assert_eq!(trades(&events), vec![]);
     assert_eq!(report(&events, t).status, OrderStatus::Expired);
     assert_eq!(v.bal(T, USDT), (START_USDT, 0));
     assert_eq!(v.depth(BTC_USDT), book);
     // 0.6 at a limit of 100: only 0.3 at or below it.
-    let (_, events) = v.place(with_tif(
-        TimeInForce::Fok,
-        limit(T, Buy, usdt(100), milli(600)),
-    ));
+    let (_, events) = v.place(with_tif(TimeInForce::Fok, limit(T, Buy, usdt(100), milli(600))));
     assert_eq!(trades(&events), vec![]);
 
     // 0.5 up to 101: 0.3 at 100 and 0.2 at 101 for 30 + 20.2, fees 0.06 + 0.0404.
-    let (t, events) = v.place(with_tif(
-        TimeInForce::Fok,
-        limit(T, Buy, usdt(101), milli(500)),
-    ));
-    assert_eq!(
-        fills(&events),
-        vec![
-            (m1, t, usdt(100), milli(300)),
-            (m2, t, usdt(101), milli(200))
-        ]
-    );
+    let (t, events) = v.place(with_tif(TimeInForce::Fok, limit(T, Buy, usdt(101), milli(500))));
+    assert_eq!(fills(&events), vec![(m1, t, usdt(100), milli(300)), (m2, t, usdt(101), milli(200))]);
     assert_eq!(report(&events, t).status, OrderStatus::Filled);
     assert_eq!(v.bal(T, USDT), (START_USDT - 50_300_400, 0));
     assert_eq!(v.depth(BTC_USDT).1, vec![(usdt(101), milli(100), 1)]);
@@ -1554,22 +996,13 @@ fn post_only_rests_or_is_rejected() {
     }
     v.place(limit(M, Sell, usdt(100), coins(1)));
     v.reject(
-        Command::PlaceOrder(with_tif(
-            TimeInForce::PostOnly,
-            limit(P, Buy, usdt(100), coins(1)),
-        )),
+        Command::PlaceOrder(with_tif(TimeInForce::PostOnly, limit(P, Buy, usdt(100), coins(1)))),
         RejectReason::PostOnlyWouldTake,
     );
-    let (p, _) = v.place(with_tif(
-        TimeInForce::PostOnly,
-        limit(P, Buy, cents(9_999), coins(1)),
-    ));
+    let (p, _) = v.place(with_tif(TimeInForce::PostOnly, limit(P, Buy, cents(9_999), coins(1))));
     assert_eq!(v.depth(BTC_USDT).0, vec![(cents(9_999), coins(1), 1)]);
     v.reject(
-        Command::PlaceOrder(with_tif(
-            TimeInForce::PostOnly,
-            limit(S, Sell, cents(9_999), coins(1)),
-        )),
+        Command::PlaceOrder(with_tif(TimeInForce::PostOnly, limit(S, Sell, cents(9_999), coins(1)))),
         RejectReason::PostOnlyWouldTake,
     );
     // It then makes: 99.99 notional, maker fee 0.09999.
@@ -1594,45 +1027,27 @@ fn self_trade_prevention_in_its_three_modes() {
     // Cancel resting: A1's ask goes, the buy trades with X behind it and rests the rest.
     let (a1, _) = v.place(limit(A1, Sell, usdt(100), coins(1)));
     let (x, _) = v.place(limit(X, Sell, usdt(100), coins(1)));
-    let (a2, events) = v.place(stp(
-        StpMode::CancelResting,
-        limit(A2, Buy, usdt(100), milli(1_500)),
-    ));
+    let (a2, events) = v.place(stp(StpMode::CancelResting, limit(A2, Buy, usdt(100), milli(1_500))));
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![a1]);
     assert_eq!(fills(&events), vec![(x, a2, usdt(100), coins(1))]);
     assert_eq!(v.bal(A1, BTC), (START_COINS, 0));
     // Held 150 + 0.3, spent 100 + 0.2; 50.1 holds the 0.5 resting.
     assert_eq!(v.bal(A2, USDT), (START_USDT - 150_300_000, 50_100_000));
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (vec![(usdt(100), milli(500), 1)], vec![])
-    );
-    v.ok(Command::CancelOrder {
-        account: A2,
-        order_id: a2,
-    });
+    assert_eq!(v.depth(BTC_USDT), (vec![(usdt(100), milli(500), 1)], vec![]));
+    v.ok(Command::CancelOrder { account: A2, order_id: a2 });
 
     // Cancel incoming: trades with X's older ask, then stops at A1's own and is cancelled.
     let (x2, _) = v.place(limit(X, Sell, usdt(100), milli(400)));
     let (a1b, _) = v.place(limit(A1, Sell, usdt(100), coins(1)));
-    let (a2, events) = v.place(stp(
-        StpMode::CancelIncoming,
-        limit(A2, Buy, usdt(100), coins(1)),
-    ));
+    let (a2, events) = v.place(stp(StpMode::CancelIncoming, limit(A2, Buy, usdt(100), coins(1))));
     assert_eq!(fills(&events), vec![(x2, a2, usdt(100), milli(400))]);
     let r = report(&events, a2);
-    assert_eq!(
-        (r.status, r.filled_qty),
-        (OrderStatus::Cancelled, milli(400))
-    );
+    assert_eq!((r.status, r.filled_qty), (OrderStatus::Cancelled, milli(400)));
     assert_eq!(v.engine.order(a1b).unwrap().remaining_qty, coins(1));
     assert_eq!(v.depth(BTC_USDT), (vec![], vec![(usdt(100), coins(1), 1)]));
 
     // Cancel both: no trade, both orders end.
-    let (a2, events) = v.place(stp(
-        StpMode::CancelBoth,
-        limit(A2, Buy, usdt(100), coins(1)),
-    ));
+    let (a2, events) = v.place(stp(StpMode::CancelBoth, limit(A2, Buy, usdt(100), coins(1))));
     assert_eq!(trades(&events), vec![]);
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![a1b, a2]);
     assert_eq!(v.depth(BTC_USDT), (vec![], vec![]));
@@ -1673,10 +1088,7 @@ fn stop_limit_and_stop_market_trigger_on_a_trade_in_the_same_apply() {
     let (x, _) = v.place(limit(X, Sell, usdt(105), milli(100)));
     let (y, events) = v.place(limit(Y, Buy, usdt(105), milli(100)));
     // The trade at 105 fires the stop, which takes M's ask at 106, all in Y's command.
-    assert_eq!(
-        fills(&events),
-        vec![(x, y, usdt(105), milli(100)), (m, t, usdt(106), coins(1))]
-    );
+    assert_eq!(fills(&events), vec![(x, y, usdt(105), milli(100)), (m, t, usdt(106), coins(1))]);
     assert_eq!(reported(&events, ExecKind::Triggered), vec![t]);
     assert_eq!(report(&events, t).status, OrderStatus::Filled);
     assert_eq!(v.bal(T, USDT), (START_USDT - 106_212_000, 0));
@@ -1689,10 +1101,7 @@ fn stop_limit_and_stop_market_trigger_on_a_trade_in_the_same_apply() {
     let (w, _) = v.place(limit(W, Buy, usdt(94), coins(1)));
     let (x, _) = v.place(limit(X, Sell, usdt(95), milli(100)));
     let (y, events) = v.place(limit(Y, Buy, usdt(95), milli(100)));
-    assert_eq!(
-        fills(&events),
-        vec![(x, y, usdt(95), milli(100)), (w, z, usdt(94), milli(500))]
-    );
+    assert_eq!(fills(&events), vec![(x, y, usdt(95), milli(100)), (w, z, usdt(94), milli(500))]);
     assert_eq!(report(&events, z).status, OrderStatus::Filled);
     // 47 - 0.094
     assert_eq!(v.bal(Z, USDT), (START_USDT + 46_906_000, 0));
@@ -1749,10 +1158,7 @@ fn cancel_by_order_id_and_by_client_order_id() {
     let mut v = Venue::new();
     v.trader(A, 1);
     v.trader(B, 2);
-    let with_client_id = |id, order: NewOrder| NewOrder {
-        client_order_id: id,
-        ..order
-    };
+    let with_client_id = |id, order: NewOrder| NewOrder { client_order_id: id, ..order };
     let (a1, _) = v.place(with_client_id(42, limit(A, Buy, usdt(99), coins(1))));
     let (a2, _) = v.place(with_client_id(43, limit(A, Sell, usdt(101), coins(1))));
     v.reject(
@@ -1762,63 +1168,24 @@ fn cancel_by_order_id_and_by_client_order_id() {
     // Client order ids are per account.
     let (b1, _) = v.place(with_client_id(42, limit(B, Buy, usdt(98), coins(1))));
     // Another account's order looks unknown.
-    v.reject(
-        Command::CancelOrder {
-            account: B,
-            order_id: a1,
-        },
-        RejectReason::UnknownOrder,
-    );
-    v.reject(
-        Command::CancelByClientId {
-            account: B,
-            client_order_id: 43,
-        },
-        RejectReason::UnknownOrder,
-    );
+    v.reject(Command::CancelOrder { account: B, order_id: a1 }, RejectReason::UnknownOrder);
+    v.reject(Command::CancelByClientId { account: B, client_order_id: 43 }, RejectReason::UnknownOrder);
 
-    let events = v.ok(Command::CancelByClientId {
-        account: A,
-        client_order_id: 42,
-    });
+    let events = v.ok(Command::CancelByClientId { account: A, client_order_id: 42 });
     // Releases 99 + 0.198.
-    assert_eq!(
-        ledger(&events, A, USDT),
-        vec![(LedgerKind::Release, 99_198_000, -99_198_000)]
-    );
+    assert_eq!(ledger(&events, A, USDT), vec![(LedgerKind::Release, 99_198_000, -99_198_000)]);
     let r = report(&events, a1);
-    assert_eq!(
-        (r.exec, r.status, r.client_order_id),
-        (ExecKind::Cancelled, OrderStatus::Cancelled, 42)
-    );
+    assert_eq!((r.exec, r.status, r.client_order_id), (ExecKind::Cancelled, OrderStatus::Cancelled, 42));
     assert_eq!(v.bal(A, USDT), (START_USDT, 0));
 
-    let events = v.ok(Command::CancelOrder {
-        account: A,
-        order_id: a2,
-    });
+    let events = v.ok(Command::CancelOrder { account: A, order_id: a2 });
     assert_eq!(report(&events, a2).status, OrderStatus::Cancelled);
     assert_eq!(v.bal(A, BTC), (START_COINS, 0));
-    v.reject(
-        Command::CancelOrder {
-            account: A,
-            order_id: a2,
-        },
-        RejectReason::UnknownOrder,
-    );
-    v.reject(
-        Command::CancelByClientId {
-            account: A,
-            client_order_id: 42,
-        },
-        RejectReason::UnknownOrder,
-    );
+    v.reject(Command::CancelOrder { account: A, order_id: a2 }, RejectReason::UnknownOrder);
+    v.reject(Command::CancelByClientId { account: A, client_order_id: 42 }, RejectReason::UnknownOrder);
     // The client order id of an ended order is free again.
     v.place(with_client_id(42, limit(A, Buy, usdt(97), coins(1))));
-    assert_eq!(
-        v.depth(BTC_USDT).0,
-        vec![(usdt(98), coins(1), 1), (usdt(97), coins(1), 1)]
-    );
+    assert_eq!(v.depth(BTC_USDT).0, vec![(usdt(98), coins(1), 1), (usdt(97), coins(1), 1)]);
     assert_eq!(v.engine.order(b1).unwrap().client_order_id, 42);
 }
 
@@ -1830,72 +1197,29 @@ fn cancel_all_per_account_and_per_symbol() {
     v.trader(A, 1);
     v.trader(B, 2);
     let (a1, _) = v.place(limit(A, Buy, usdt(99), coins(1)));
-    let (a2, _) = v.place(NewOrder {
-        symbol: ETH_USDT,
-        ..limit(A, Sell, usdt(50), coins(1))
-    });
+    let (a2, _) = v.place(NewOrder { symbol: ETH_USDT, ..limit(A, Sell, usdt(50), coins(1)) });
     let (a3, _) = v.place(limit(A, Sell, usdt(101), coins(1)));
     let (a4, _) = v.place(stop_limit(A, Sell, usdt(90), usdt(89), coins(1)));
     let (b1, _) = v.place(limit(B, Buy, usdt(98), coins(1)));
     assert_eq!(v.bal(A, BTC), (START_COINS - coins(2), coins(2)));
 
-    let events = v.ok(Command::CancelAll {
-        account: A,
-        symbol: BTC_USDT,
-    });
+    let events = v.ok(Command::CancelAll { account: A, symbol: BTC_USDT });
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![a1, a3, a4]);
     assert_eq!(v.bal(A, USDT), (START_USDT, 0));
     assert_eq!(v.bal(A, BTC), (START_COINS, 0));
     assert_eq!(v.bal(A, ETH), (START_COINS - coins(1), coins(1)));
-    assert_eq!(
-        v.engine
-            .open_orders(A)
-            .unwrap()
-            .iter()
-            .map(|o| o.order_id)
-            .collect::<Vec<_>>(),
-        vec![a2]
-    );
+    assert_eq!(v.engine.open_orders(A).unwrap().iter().map(|o| o.order_id).collect::<Vec<_>>(), vec![a2]);
 
-    let events = v.ok(Command::CancelAll {
-        account: A,
-        symbol: 0,
-    });
+    let events = v.ok(Command::CancelAll { account: A, symbol: 0 });
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![a2]);
     assert_eq!(v.engine.open_orders(A).unwrap(), vec![]);
     assert_eq!(v.bal(A, ETH), (START_COINS, 0));
-    assert_eq!(
-        v.engine
-            .open_orders(B)
-            .unwrap()
-            .iter()
-            .map(|o| o.order_id)
-            .collect::<Vec<_>>(),
-        vec![b1]
-    );
+    assert_eq!(v.engine.open_orders(B).unwrap().iter().map(|o| o.order_id).collect::<Vec<_>>(), vec![b1]);
     assert_eq!(v.depth(BTC_USDT), (vec![(usdt(98), coins(1), 1)], vec![]));
     // Nothing left to cancel is not an error.
-    assert_eq!(
-        v.ok(Command::CancelAll {
-            account: A,
-            symbol: 0
-        }),
-        vec![]
-    );
-    v.reject(
-        Command::CancelAll {
-            account: A,
-            symbol: 99,
-        },
-        RejectReason::UnknownSymbol,
-    );
-    v.reject(
-        Command::CancelAll {
-            account: 99,
-            symbol: 0,
-        },
-        RejectReason::UnknownAccount,
-    );
+    assert_eq!(v.ok(Command::CancelAll { account: A, symbol: 0 }), vec![]);
+    v.reject(Command::CancelAll { account: A, symbol: 99 }, RejectReason::UnknownSymbol);
+    v.reject(Command::CancelAll { account: 99, symbol: 0 }, RejectReason::UnknownAccount);
 }
 
 #[test]
@@ -1907,26 +1231,15 @@ fn amend_down_keeps_priority_and_reprice_loses_it() {
     for a in [M1, M2, T] {
         v.trader(a, a);
     }
-    let amend = |account, order_id, price, qty| Command::AmendOrder {
-        account,
-        order_id,
-        price,
-        qty,
-    };
+    let amend = |account, order_id, price, qty| Command::AmendOrder { account, order_id, price, qty };
 
     // Quantity down at the same price: stays first, releases 0.4 BTC.
     let (m1, _) = v.place(limit(M1, Sell, usdt(100), coins(1)));
     let (m2, _) = v.place(limit(M2, Sell, usdt(100), coins(1)));
     let events = v.ok(amend(M1, m1, usdt(100), milli(600)));
-    assert_eq!(
-        ledger(&events, M1, BTC),
-        vec![(LedgerKind::Release, milli(400), -milli(400))]
-    );
+    assert_eq!(ledger(&events, M1, BTC), vec![(LedgerKind::Release, milli(400), -milli(400))]);
     let r = report(&events, m1);
-    assert_eq!(
-        (r.exec, r.qty, r.remaining_qty),
-        (ExecKind::Amended, milli(600), milli(600))
-    );
+    assert_eq!((r.exec, r.qty, r.remaining_qty), (ExecKind::Amended, milli(600), milli(600)));
     assert_eq!(v.bal(M1, BTC), (START_COINS - milli(600), milli(600)));
     assert_eq!(v.depth(BTC_USDT).1, vec![(usdt(100), milli(1_600), 2)]);
     let (t, events) = v.place(limit(T, Buy, usdt(100), milli(600)));
@@ -1942,10 +1255,7 @@ fn amend_down_keeps_priority_and_reprice_loses_it() {
     // So does a quantity up at the same price.
     let (m4, _) = v.place(limit(M1, Sell, usdt(100), coins(1)));
     let events = v.ok(amend(M2, m2, usdt(100), milli(1_200)));
-    assert_eq!(
-        ledger(&events, M2, BTC),
-        vec![(LedgerKind::Hold, -milli(200), milli(200))]
-    );
+    assert_eq!(ledger(&events, M2, BTC), vec![(LedgerKind::Hold, -milli(200), milli(200))]);
     let (t, events) = v.place(limit(T, Buy, usdt(100), coins(1)));
     assert_eq!(fills(&events), vec![(m4, t, usdt(100), coins(1))]);
     assert_eq!(v.depth(BTC_USDT).1, vec![(usdt(100), milli(1_200), 1)]);
@@ -1953,18 +1263,9 @@ fn amend_down_keeps_priority_and_reprice_loses_it() {
     // Amending below what is filled, or an order that is gone, is refused.
     let (t, _) = v.place(limit(T, Buy, usdt(100), milli(200)));
     assert_eq!(v.engine.order(m2).unwrap().filled_qty, milli(200));
-    v.reject(
-        amend(M2, m2, usdt(100), milli(200)),
-        RejectReason::InvalidQuantity,
-    );
-    v.reject(
-        amend(T, t, usdt(100), milli(200)),
-        RejectReason::UnknownOrder,
-    );
-    v.reject(
-        amend(M1, m2, usdt(100), coins(1)),
-        RejectReason::UnknownOrder,
-    );
+    v.reject(amend(M2, m2, usdt(100), milli(200)), RejectReason::InvalidQuantity);
+    v.reject(amend(T, t, usdt(100), milli(200)), RejectReason::UnknownOrder);
+    v.reject(amend(M1, m2, usdt(100), coins(1)), RejectReason::UnknownOrder);
 }
 
 #[test]
@@ -1978,41 +1279,19 @@ fn amend_that_crosses_trades() {
     let (s, _) = v.place(limit(S, Sell, usdt(100), milli(1_200)));
     // B held 99 + 0.198; at 100 it needs 100 + 0.2, so 1.002 more; it takes 1 BTC at 100 as the
     // taker (fee 0.2) and spends all of it.
-    let events = v.ok(Command::AmendOrder {
-        account: B,
-        order_id: b,
-        price: usdt(100),
-        qty: coins(1),
-    });
-    assert_eq!(
-        ledger(&events, B, USDT).first(),
-        Some(&(LedgerKind::Hold, -1_002_000, 1_002_000))
-    );
-    assert_eq!(
-        reports(&events).first().map(|r| (r.order_id, r.exec)),
-        Some((b, ExecKind::Amended))
-    );
+    let events = v.ok(Command::AmendOrder { account: B, order_id: b, price: usdt(100), qty: coins(1) });
+    assert_eq!(ledger(&events, B, USDT).first(), Some(&(LedgerKind::Hold, -1_002_000, 1_002_000)));
+    assert_eq!(reports(&events).first().map(|r| (r.order_id, r.exec)), Some((b, ExecKind::Amended)));
     assert_eq!(fills(&events), vec![(s, b, usdt(100), coins(1))]);
     assert_eq!(trades(&events)[0].taker_fee, 200_000);
     assert_eq!(report(&events, b).status, OrderStatus::Filled);
     assert_eq!(v.bal(B, USDT), (START_USDT - 100_200_000, 0));
     assert_eq!(v.bal(S, USDT), (START_USDT + 99_900_000, 0));
-    assert_eq!(
-        v.depth(BTC_USDT),
-        (vec![], vec![(usdt(100), milli(200), 1)])
-    );
+    assert_eq!(v.depth(BTC_USDT), (vec![], vec![(usdt(100), milli(200), 1)]));
     // A post-only order may not be amended into a take.
-    let (p, _) = v.place(with_tif(
-        TimeInForce::PostOnly,
-        limit(B, Buy, usdt(99), coins(1)),
-    ));
+    let (p, _) = v.place(with_tif(TimeInForce::PostOnly, limit(B, Buy, usdt(99), coins(1))));
     v.reject(
-        Command::AmendOrder {
-            account: B,
-            order_id: p,
-            price: usdt(100),
-            qty: coins(1),
-        },
+        Command::AmendOrder { account: B, order_id: p, price: usdt(100), qty: coins(1) },
         RejectReason::PostOnlyWouldTake,
     );
 }
@@ -2031,78 +1310,24 @@ fn frozen_account_may_cancel_but_not_place_withdraw_or_send() {
     v.deposit(A_SUB, USDT, usdt(10));
     let (a1, _) = v.place(limit(A, Buy, usdt(99), coins(1)));
 
-    let events = v.ok(Command::SetAccountStatus {
-        account: A,
-        status: AccountStatus::Frozen,
-    });
-    assert_eq!(
-        events,
-        vec![Event::AccountStatusChanged {
-            account: A,
-            status: AccountStatus::Frozen
-        }]
-    );
+    let events = v.ok(Command::SetAccountStatus { account: A, status: AccountStatus::Frozen });
+    assert_eq!(events, vec![Event::AccountStatusChanged { account: A, status: AccountStatus::Frozen }]);
     let frozen = RejectReason::AccountFrozen;
-    v.reject(
-        Command::PlaceOrder(limit(A, Sell, usdt(101), coins(1))),
-        frozen,
-    );
+    v.reject(Command::PlaceOrder(limit(A, Sell, usdt(101), coins(1))), frozen);
     v.reject(Command::PlaceOrder(market_sell(A, coins(1))), frozen);
-    v.reject(
-        Command::WithdrawRequest {
-            account: A,
-            asset: USDT,
-            amount: usdt(1),
-            client_ref: 1,
-        },
-        frozen,
-    );
-    v.reject(
-        Command::Transfer {
-            from: A,
-            to: A_SUB,
-            asset: USDT,
-            amount: usdt(1),
-            client_ref: 1,
-        },
-        frozen,
-    );
-    v.reject(
-        Command::AmendOrder {
-            account: A,
-            order_id: a1,
-            price: usdt(98),
-            qty: coins(1),
-        },
-        frozen,
-    );
+    v.reject(Command::WithdrawRequest { account: A, asset: USDT, amount: usdt(1), client_ref: 1 }, frozen);
+    v.reject(Command::Transfer { from: A, to: A_SUB, asset: USDT, amount: usdt(1), client_ref: 1 }, frozen);
+    v.reject(Command::AmendOrder { account: A, order_id: a1, price: usdt(98), qty: coins(1) }, frozen);
     // Funds may still come in.
-    v.ok(Command::Transfer {
-        from: A_SUB,
-        to: A,
-        asset: USDT,
-        amount: usdt(10),
-        client_ref: 1,
-    });
+    v.ok(Command::Transfer { from: A_SUB, to: A, asset: USDT, amount: usdt(10), client_ref: 1 });
     // Cancels are allowed: the hold of 99 + 0.198 comes back.
-    let events = v.ok(Command::CancelOrder {
-        account: A,
-        order_id: a1,
-    });
+    let events = v.ok(Command::CancelOrder { account: A, order_id: a1 });
     assert_eq!(report(&events, a1).status, OrderStatus::Cancelled);
     assert_eq!(v.bal(A, USDT), (START_USDT + usdt(10), 0));
 
-    v.ok(Command::SetAccountStatus {
-        account: A,
-        status: AccountStatus::Active,
-    });
+    v.ok(Command::SetAccountStatus { account: A, status: AccountStatus::Active });
     v.place(limit(A, Sell, usdt(101), coins(1)));
-    v.ok(Command::WithdrawRequest {
-        account: A,
-        asset: USDT,
-        amount: usdt(1),
-        client_ref: 1,
-    });
+    v.ok(Command::WithdrawRequest { account: A, asset: USDT, amount: usdt(1), client_ref: 1 });
 }
 
 #[test]
@@ -2115,55 +1340,23 @@ fn halted_symbol_accepts_only_cancels() {
     let (m1, _) = v.place(limit(M, Sell, usdt(100), coins(1)));
     let (m2, _) = v.place(limit(M, Sell, usdt(101), coins(1)));
     let (m3, _) = v.place(limit(M, Sell, usdt(102), coins(1)));
-    v.ok(Command::SetSymbolStatus {
-        symbol: BTC_USDT,
-        status: SymbolStatus::Halted,
-    });
+    v.ok(Command::SetSymbolStatus { symbol: BTC_USDT, status: SymbolStatus::Halted });
 
     let halted = RejectReason::SymbolHalted;
-    v.reject(
-        Command::PlaceOrder(limit(T, Buy, usdt(100), coins(1))),
-        halted,
-    );
-    v.reject(
-        Command::PlaceOrder(market_buy(T, coins(1), usdt(200))),
-        halted,
-    );
-    v.reject(
-        Command::PlaceOrder(stop_limit(T, Buy, usdt(105), usdt(106), coins(1))),
-        halted,
-    );
-    v.reject(
-        Command::AmendOrder {
-            account: M,
-            order_id: m1,
-            price: usdt(100),
-            qty: milli(500),
-        },
-        halted,
-    );
+    v.reject(Command::PlaceOrder(limit(T, Buy, usdt(100), coins(1))), halted);
+    v.reject(Command::PlaceOrder(market_buy(T, coins(1), usdt(200))), halted);
+    v.reject(Command::PlaceOrder(stop_limit(T, Buy, usdt(105), usdt(106), coins(1))), halted);
+    v.reject(Command::AmendOrder { account: M, order_id: m1, price: usdt(100), qty: milli(500) }, halted);
     // Other symbols trade on.
-    v.place(NewOrder {
-        symbol: ETH_USDT,
-        ..limit(T, Buy, usdt(50), coins(1))
-    });
+    v.place(NewOrder { symbol: ETH_USDT, ..limit(T, Buy, usdt(50), coins(1)) });
 
-    let events = v.ok(Command::CancelOrder {
-        account: M,
-        order_id: m1,
-    });
+    let events = v.ok(Command::CancelOrder { account: M, order_id: m1 });
     assert_eq!(report(&events, m1).status, OrderStatus::Cancelled);
-    let events = v.ok(Command::CancelAll {
-        account: M,
-        symbol: BTC_USDT,
-    });
+    let events = v.ok(Command::CancelAll { account: M, symbol: BTC_USDT });
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![m2, m3]);
     assert_eq!(v.bal(M, BTC), (START_COINS, 0));
 
-    v.ok(Command::SetSymbolStatus {
-        symbol: BTC_USDT,
-        status: SymbolStatus::Trading,
-    });
+    v.ok(Command::SetSymbolStatus { symbol: BTC_USDT, status: SymbolStatus::Trading });
     let (m4, _) = v.place(limit(M, Sell, usdt(100), coins(1)));
     let (t, events) = v.place(limit(T, Buy, usdt(100), coins(1)));
     assert_eq!(fills(&events), vec![(m4, t, usdt(100), coins(1))]);
@@ -2178,85 +1371,41 @@ fn price_band_and_max_order_size() {
     for a in [X, Y, T] {
         v.trader(a, a);
     }
-    v.ok(Command::UpdateSymbol(SymbolSpec {
-        price_band_bps: 1_000,
-        ..spec(BTC_USDT, BTC)
-    }));
+    v.ok(Command::UpdateSymbol(SymbolSpec { price_band_bps: 1_000, ..spec(BTC_USDT, BTC) }));
     // Before the first trade there is no reference price: anything goes.
     let (far, _) = v.place(limit(T, Buy, usdt(10), coins(1)));
-    v.ok(Command::CancelOrder {
-        account: T,
-        order_id: far,
-    });
+    v.ok(Command::CancelOrder { account: T, order_id: far });
     v.place(limit(X, Sell, usdt(100), milli(100)));
     v.place(limit(Y, Buy, usdt(100), milli(100)));
     assert_eq!(v.engine.last_price(BTC_USDT), Some(usdt(100)));
 
     // 10 % around 100: 90.00 and 110.00 are in, 89.99 and 110.01 out.
-    let ioc = |side, price| {
-        Command::PlaceOrder(with_tif(TimeInForce::Ioc, limit(T, side, price, coins(1))))
-    };
+    let ioc = |side, price| Command::PlaceOrder(with_tif(TimeInForce::Ioc, limit(T, side, price, coins(1))));
     v.ok(ioc(Buy, usdt(110)));
     v.ok(ioc(Sell, usdt(90)));
     v.reject(ioc(Buy, cents(11_001)), RejectReason::PriceOutOfBand);
     v.reject(ioc(Sell, cents(8_999)), RejectReason::PriceOutOfBand);
     let (bid, _) = v.place(limit(T, Buy, usdt(100), coins(1)));
     v.reject(
-        Command::AmendOrder {
-            account: T,
-            order_id: bid,
-            price: cents(11_001),
-            qty: coins(1),
-        },
+        Command::AmendOrder { account: T, order_id: bid, price: cents(11_001), qty: coins(1) },
         RejectReason::PriceOutOfBand,
     );
     v.reject(
-        Command::AmendOrder {
-            account: T,
-            order_id: bid,
-            price: cents(8_999),
-            qty: coins(1),
-        },
+        Command::AmendOrder { account: T, order_id: bid, price: cents(8_999), qty: coins(1) },
         RejectReason::PriceOutOfBand,
     );
-    v.ok(Command::AmendOrder {
-        account: T,
-        order_id: bid,
-        price: usdt(90),
-        qty: coins(1),
-    });
+    v.ok(Command::AmendOrder { account: T, order_id: bid, price: usdt(90), qty: coins(1) });
 
     // Max order size 10 BTC.
-    v.ok(Command::PlaceOrder(with_tif(
-        TimeInForce::Ioc,
-        limit(T, Buy, usdt(100), coins(10)),
-    )));
+    v.ok(Command::PlaceOrder(with_tif(TimeInForce::Ioc, limit(T, Buy, usdt(100), coins(10)))));
+    v.reject(Command::PlaceOrder(limit(T, Buy, usdt(100), coins(10) + lots(1))), RejectReason::AboveMaxQuantity);
     v.reject(
-        Command::PlaceOrder(limit(T, Buy, usdt(100), coins(10) + lots(1))),
+        Command::AmendOrder { account: T, order_id: bid, price: usdt(90), qty: coins(10) + lots(1) },
         RejectReason::AboveMaxQuantity,
     );
-    v.reject(
-        Command::AmendOrder {
-            account: T,
-            order_id: bid,
-            price: usdt(90),
-            qty: coins(10) + lots(1),
-        },
-        RejectReason::AboveMaxQuantity,
-    );
-    v.ok(Command::UpdateSymbol(SymbolSpec {
-        price_band_bps: 1_000,
-        max_order_qty: coins(5),
-        ..spec(BTC_USDT, BTC)
-    }));
-    v.reject(
-        Command::PlaceOrder(limit(T, Buy, usdt(100), coins(10))),
-        RejectReason::AboveMaxQuantity,
-    );
-    v.ok(Command::PlaceOrder(with_tif(
-        TimeInForce::Ioc,
-        limit(T, Buy, usdt(100), coins(5)),
-    )));
+    v.ok(Command::UpdateSymbol(SymbolSpec { price_band_bps: 1_000, max_order_qty: coins(5), ..spec(BTC_USDT, BTC) }));
+    v.reject(Command::PlaceOrder(limit(T, Buy, usdt(100), coins(10))), RejectReason::AboveMaxQuantity);
+    v.ok(Command::PlaceOrder(with_tif(TimeInForce::Ioc, limit(T, Buy, usdt(100), coins(5)))));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2290,61 +1439,25 @@ fn rejection_fixture() -> Fixture {
     v.account(RA_SUB, RA, 1);
     v.trader(RB, 2);
     v.trader(RFROZEN, 3);
-    v.ok(SetAccountStatus {
-        account: RFROZEN,
-        status: AccountStatus::Frozen,
-    });
+    v.ok(SetAccountStatus { account: RFROZEN, status: AccountStatus::Frozen });
     v.place(limit(RB, Sell, usdt(100), milli(100)));
     v.place(limit(RA, Buy, usdt(100), milli(100)));
-    v.ok(UpdateSymbol(SymbolSpec {
-        price_band_bps: 1_000,
-        ..spec(BTC_USDT, BTC)
-    }));
-    let (resting, _) = v.place(NewOrder {
-        client_order_id: 7,
-        ..limit(RA, Sell, usdt(105), coins(1))
-    });
+    v.ok(UpdateSymbol(SymbolSpec { price_band_bps: 1_000, ..spec(BTC_USDT, BTC) }));
+    let (resting, _) = v.place(NewOrder { client_order_id: 7, ..limit(RA, Sell, usdt(105), coins(1)) });
     let (others, _) = v.place(limit(RB, Buy, usdt(95), coins(1)));
     let (stop, _) = v.place(stop_limit(RA, Buy, usdt(104), usdt(104), milli(100)));
-    v.ok(Deposit {
-        account: RA,
-        asset: USDT,
-        amount: usdt(1),
-        external_ref: 77,
-    });
-    v.ok(Transfer {
-        from: RA,
-        to: RA_SUB,
-        asset: USDT,
-        amount: usdt(1),
-        client_ref: 5,
-    });
-    v.ok(WithdrawRequest {
-        account: RA,
-        asset: USDT,
-        amount: usdt(1),
-        client_ref: 9,
-    });
+    v.ok(Deposit { account: RA, asset: USDT, amount: usdt(1), external_ref: 77 });
+    v.ok(Transfer { from: RA, to: RA_SUB, asset: USDT, amount: usdt(1), client_ref: 5 });
+    v.ok(WithdrawRequest { account: RA, asset: USDT, amount: usdt(1), client_ref: 9 });
     let approved_withdrawal = v.seq;
-    v.ok(WithdrawApprove {
-        withdrawal_id: approved_withdrawal,
-    });
-    v.ok(SetSymbolStatus {
-        symbol: ETH_USDT,
-        status: SymbolStatus::Halted,
-    });
+    v.ok(WithdrawApprove { withdrawal_id: approved_withdrawal });
+    v.ok(SetSymbolStatus { symbol: ETH_USDT, status: SymbolStatus::Halted });
     // `ok` checks that the deepest allowed account (MAX_TREE_DEPTH ancestors) is accepted.
     for depth in 0..=MAX_TREE_DEPTH as u64 {
         let parent = if depth == 0 { 0 } else { DEEP + depth - 1 };
         v.account(DEEP + depth, parent, 9);
     }
-    Fixture {
-        v,
-        resting,
-        others,
-        stop,
-        approved_withdrawal,
-    }
+    Fixture { v, resting, others, stop, approved_withdrawal }
 }
 
 /// (reason, command) rows, at least one per reason.
@@ -2354,260 +1467,44 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
     let place = |order: NewOrder| PlaceOrder(order);
     let buy = |price, qty| limit(RA, Buy, price, qty);
     vec![
-        (
-            AssetExists,
-            CreateAsset {
-                asset: BTC,
-                scale: 8,
-            },
-        ),
-        (
-            UnknownAsset,
-            Deposit {
-                account: RA,
-                asset: 99,
-                amount: 1,
-                external_ref: 1,
-            },
-        ),
+        (AssetExists, CreateAsset { asset: BTC, scale: 8 }),
+        (UnknownAsset, Deposit { account: RA, asset: 99, amount: 1, external_ref: 1 }),
         (UnknownAsset, CreateAsset { asset: 0, scale: 2 }),
-        (
-            InvalidScale,
-            CreateAsset {
-                asset: 50,
-                scale: MAX_ASSET_SCALE + 1,
-            },
-        ),
+        (InvalidScale, CreateAsset { asset: 50, scale: MAX_ASSET_SCALE + 1 }),
         (SymbolExists, CreateSymbol(spec(ETH_USDT, ETH))),
-        (
-            UnknownSymbol,
-            place(NewOrder {
-                symbol: 99,
-                ..buy(usdt(100), coins(1))
-            }),
-        ),
-        (
-            UnknownSymbol,
-            SetSymbolStatus {
-                symbol: 99,
-                status: SymbolStatus::Halted,
-            },
-        ),
+        (UnknownSymbol, place(NewOrder { symbol: 99, ..buy(usdt(100), coins(1)) })),
+        (UnknownSymbol, SetSymbolStatus { symbol: 99, status: SymbolStatus::Halted }),
         // 0.01 USDT * 1 sat is not a multiple of 10^8.
-        (
-            InvalidSymbolSpec,
-            CreateSymbol(SymbolSpec {
-                symbol: 9,
-                lot_size: 1,
-                min_qty: 1,
-                ..spec(9, BTC)
-            }),
-        ),
-        (
-            InvalidSymbolSpec,
-            CreateSymbol(SymbolSpec {
-                quote: BTC,
-                ..spec(9, BTC)
-            }),
-        ),
-        (
-            SymbolHalted,
-            place(NewOrder {
-                symbol: ETH_USDT,
-                ..buy(usdt(50), coins(1))
-            }),
-        ),
-        (
-            AccountExists,
-            CreateAccount {
-                account: RA,
-                parent: 0,
-                owner: 1,
-            },
-        ),
-        (
-            UnknownAccount,
-            Deposit {
-                account: 404,
-                asset: USDT,
-                amount: 1,
-                external_ref: 1,
-            },
-        ),
-        (
-            UnknownAccount,
-            PlaceOrder(limit(404, Buy, usdt(100), coins(1))),
-        ),
-        (
-            UnknownParent,
-            CreateAccount {
-                account: 50,
-                parent: 404,
-                owner: 1,
-            },
-        ),
-        (
-            OwnerMismatch,
-            CreateAccount {
-                account: 50,
-                parent: RA,
-                owner: 2,
-            },
-        ),
-        (
-            TreeTooDeep,
-            CreateAccount {
-                account: 50,
-                parent: DEEP + MAX_TREE_DEPTH as u64,
-                owner: 9,
-            },
-        ),
-        (
-            AccountFrozen,
-            place(limit(RFROZEN, Buy, usdt(100), coins(1))),
-        ),
-        (
-            InvalidAccountId,
-            CreateAccount {
-                account: 0,
-                parent: 0,
-                owner: 1,
-            },
-        ),
-        (
-            InvalidAmount,
-            Deposit {
-                account: RA,
-                asset: USDT,
-                amount: 0,
-                external_ref: 1,
-            },
-        ),
-        (
-            InvalidAmount,
-            WithdrawRequest {
-                account: RA,
-                asset: USDT,
-                amount: -5,
-                client_ref: 1,
-            },
-        ),
-        (
-            InsufficientFunds,
-            WithdrawRequest {
-                account: RA,
-                asset: USDT,
-                amount: usdt(1_000_000),
-                client_ref: 1,
-            },
-        ),
+        (InvalidSymbolSpec, CreateSymbol(SymbolSpec { symbol: 9, lot_size: 1, min_qty: 1, ..spec(9, BTC) })),
+        (InvalidSymbolSpec, CreateSymbol(SymbolSpec { quote: BTC, ..spec(9, BTC) })),
+        (SymbolHalted, place(NewOrder { symbol: ETH_USDT, ..buy(usdt(50), coins(1)) })),
+        (AccountExists, CreateAccount { account: RA, parent: 0, owner: 1 }),
+        (UnknownAccount, Deposit { account: 404, asset: USDT, amount: 1, external_ref: 1 }),
+        (UnknownAccount, PlaceOrder(limit(404, Buy, usdt(100), coins(1)))),
+        (UnknownParent, CreateAccount { account: 50, parent: 404, owner: 1 }),
+        (OwnerMismatch, CreateAccount { account: 50, parent: RA, owner: 2 }),
+        (TreeTooDeep, CreateAccount { account: 50, parent: DEEP + MAX_TREE_DEPTH as u64, owner: 9 }),
+        (AccountFrozen, place(limit(RFROZEN, Buy, usdt(100), coins(1)))),
+        (InvalidAccountId, CreateAccount { account: 0, parent: 0, owner: 1 }),
+        (InvalidAmount, Deposit { account: RA, asset: USDT, amount: 0, external_ref: 1 }),
+        (InvalidAmount, WithdrawRequest { account: RA, asset: USDT, amount: -5, client_ref: 1 }),
+        (InsufficientFunds, WithdrawRequest { account: RA, asset: USDT, amount: usdt(1_000_000), client_ref: 1 }),
         // RA has 10.1 BTC, 1 of it held by its ask.
-        (
-            InsufficientFunds,
-            place(limit(RA, Sell, usdt(100), coins(10))),
-        ),
-        (
-            Overflow,
-            Deposit {
-                account: RB,
-                asset: USDT,
-                amount: i64::MAX,
-                external_ref: 1,
-            },
-        ),
-        (
-            DuplicateDepositRef,
-            Deposit {
-                account: RB,
-                asset: BTC,
-                amount: 1,
-                external_ref: 77,
-            },
-        ),
-        (
-            DuplicateWithdrawalRef,
-            WithdrawRequest {
-                account: RA,
-                asset: USDT,
-                amount: 1,
-                client_ref: 9,
-            },
-        ),
-        (
-            UnknownWithdrawal,
-            WithdrawApprove {
-                withdrawal_id: 999_999,
-            },
-        ),
-        (
-            WithdrawalNotPending,
-            WithdrawReject {
-                withdrawal_id: f.approved_withdrawal,
-            },
-        ),
-        (
-            DuplicateTransferRef,
-            Transfer {
-                from: RA,
-                to: RA_SUB,
-                asset: USDT,
-                amount: 1,
-                client_ref: 5,
-            },
-        ),
-        (
-            SameAccount,
-            Transfer {
-                from: RA,
-                to: RA,
-                asset: USDT,
-                amount: 1,
-                client_ref: 6,
-            },
-        ),
-        (
-            NotSameTree,
-            Transfer {
-                from: RA,
-                to: RB,
-                asset: USDT,
-                amount: 1,
-                client_ref: 6,
-            },
-        ),
-        (
-            DuplicateClientOrderId,
-            place(NewOrder {
-                client_order_id: 7,
-                ..buy(usdt(100), coins(1))
-            }),
-        ),
-        (
-            UnknownOrder,
-            CancelOrder {
-                account: RA,
-                order_id: 999_999,
-            },
-        ),
-        (
-            UnknownOrder,
-            CancelOrder {
-                account: RA,
-                order_id: f.others,
-            },
-        ),
-        (
-            UnknownOrder,
-            CancelByClientId {
-                account: RA,
-                client_order_id: 8,
-            },
-        ),
+        (InsufficientFunds, place(limit(RA, Sell, usdt(100), coins(10)))),
+        (Overflow, Deposit { account: RB, asset: USDT, amount: i64::MAX, external_ref: 1 }),
+        (DuplicateDepositRef, Deposit { account: RB, asset: BTC, amount: 1, external_ref: 77 }),
+        (DuplicateWithdrawalRef, WithdrawRequest { account: RA, asset: USDT, amount: 1, client_ref: 9 }),
+        (UnknownWithdrawal, WithdrawApprove { withdrawal_id: 999_999 }),
+        (WithdrawalNotPending, WithdrawReject { withdrawal_id: f.approved_withdrawal }),
+        (DuplicateTransferRef, Transfer { from: RA, to: RA_SUB, asset: USDT, amount: 1, client_ref: 5 }),
+        (SameAccount, Transfer { from: RA, to: RA, asset: USDT, amount: 1, client_ref: 6 }),
+        (NotSameTree, Transfer { from: RA, to: RB, asset: USDT, amount: 1, client_ref: 6 }),
+        (DuplicateClientOrderId, place(NewOrder { client_order_id: 7, ..buy(usdt(100), coins(1)) })),
+        (UnknownOrder, CancelOrder { account: RA, order_id: 999_999 }),
+        (UnknownOrder, CancelOrder { account: RA, order_id: f.others }),
+        (UnknownOrder, CancelByClientId { account: RA, client_order_id: 8 }),
         (InvalidPrice, place(buy(0, coins(1)))),
-        (
-            InvalidPrice,
-            place(stop_limit(RA, Buy, -cents(1), usdt(104), coins(1))),
-        ),
+        (InvalidPrice, place(stop_limit(RA, Buy, -cents(1), usdt(104), coins(1)))),
         (PriceNotOnTick, place(buy(usdt(100) + 1, coins(1)))),
         (InvalidQuantity, place(buy(usdt(100), 0))),
         (QuantityNotOnLot, place(buy(usdt(100), coins(1) + 1))),
@@ -2616,50 +1513,16 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
         (BelowMinNotional, place(buy(usdt(100), milli(1)))),
         (AboveMaxQuantity, place(buy(usdt(100), coins(10) + lots(1)))),
         (PriceOutOfBand, place(buy(cents(11_001), coins(1)))),
-        (
-            PriceOutOfBand,
-            AmendOrder {
-                account: RA,
-                order_id: f.resting,
-                price: cents(8_999),
-                qty: coins(1),
-            },
-        ),
-        (
-            PostOnlyWouldTake,
-            place(with_tif(TimeInForce::PostOnly, buy(usdt(105), coins(1)))),
-        ),
+        (PriceOutOfBand, AmendOrder { account: RA, order_id: f.resting, price: cents(8_999), qty: coins(1) }),
+        (PostOnlyWouldTake, place(with_tif(TimeInForce::PostOnly, buy(usdt(105), coins(1))))),
+        (InvalidOrderCombination, place(NewOrder { tif: TimeInForce::Gtc, ..market_buy(RA, coins(1), usdt(200)) })),
         (
             InvalidOrderCombination,
-            place(NewOrder {
-                tif: TimeInForce::Gtc,
-                ..market_buy(RA, coins(1), usdt(200))
-            }),
+            place(with_tif(TimeInForce::PostOnly, stop_limit(RA, Buy, usdt(104), usdt(104), coins(1)))),
         ),
-        (
-            InvalidOrderCombination,
-            place(with_tif(
-                TimeInForce::PostOnly,
-                stop_limit(RA, Buy, usdt(104), usdt(104), coins(1)),
-            )),
-        ),
-        (
-            StopWouldTriggerImmediately,
-            place(stop_limit(RA, Buy, usdt(100), usdt(104), coins(1))),
-        ),
-        (
-            StopWouldTriggerImmediately,
-            place(stop_market_sell(RA, usdt(101), coins(1))),
-        ),
-        (
-            AmendNotAllowed,
-            AmendOrder {
-                account: RA,
-                order_id: f.stop,
-                price: usdt(104),
-                qty: milli(50),
-            },
-        ),
+        (StopWouldTriggerImmediately, place(stop_limit(RA, Buy, usdt(100), usdt(104), coins(1)))),
+        (StopWouldTriggerImmediately, place(stop_market_sell(RA, usdt(101), coins(1)))),
+        (AmendNotAllowed, AmendOrder { account: RA, order_id: f.stop, price: usdt(104), qty: milli(50) }),
         (InvalidBudget, place(market_buy(RA, coins(1), 0))),
     ]
 }
@@ -2667,10 +1530,7 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
 /// Runs the rows (all, or those of one reason) on a fresh fixture; returns the reasons produced.
 fn run_rejection_cases(only: Option<RejectReason>) -> BTreeSet<RejectReason> {
     let mut f = rejection_fixture();
-    let cases: Vec<_> = rejection_cases(&f)
-        .into_iter()
-        .filter(|(r, _)| only.is_none_or(|o| o == *r))
-        .collect();
+    let cases: Vec<_> = rejection_cases(&f).into_iter().filter(|(r, _)| only.is_none_or(|o| o == *r)).collect();
     assert!(!cases.is_empty(), "no case produces {only:?}");
     let mut produced = BTreeSet::new();
     for (expected, command) in cases {
@@ -2752,28 +1612,14 @@ fn harness_state_comparison_sees_every_change_but_the_clock() {
     let (order, _) = v.place(limit(1, Buy, usdt(99), coins(1)));
     // Amending a resting order's quantity down changes a level total and a hold, not a balance total.
     let before = state_without_clock(&v.engine);
-    v.ok(Command::AmendOrder {
-        account: 1,
-        order_id: order,
-        price: usdt(99),
-        qty: milli(999),
-    });
+    v.ok(Command::AmendOrder { account: 1, order_id: order, price: usdt(99), qty: milli(999) });
     assert_ne!(before, state_without_clock(&v.engine));
     // Freezing changes only a status byte.
     let before = state_without_clock(&v.engine);
-    v.ok(Command::SetAccountStatus {
-        account: 1,
-        status: AccountStatus::Frozen,
-    });
+    v.ok(Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen });
     assert_ne!(before, state_without_clock(&v.engine));
     // A rejected command moves only the clock.
     let before = state_without_clock(&v.engine);
-    v.reject(
-        Command::CancelOrder {
-            account: 1,
-            order_id: order + 1,
-        },
-        RejectReason::UnknownOrder,
-    );
+    v.reject(Command::CancelOrder { account: 1, order_id: order + 1 }, RejectReason::UnknownOrder);
     assert_eq!(before, state_without_clock(&v.engine));
 }

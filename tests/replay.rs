@@ -53,9 +53,11 @@ fn a_damaged_snapshot_is_skipped_and_the_sequencer_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let live = write_data_dir(dir.path());
     let data_dir = DataDir::new(dir.path());
-    let (half, _) = replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() / 2), ..Default::default() }).unwrap();
+    let (half, _) =
+        replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() / 2), ..Default::default() }).unwrap();
     let good = data_dir.snapshots().write(&half).unwrap();
-    let (later, _) = replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() - 10), ..Default::default() }).unwrap();
+    let (later, _) =
+        replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() - 10), ..Default::default() }).unwrap();
     let bad = data_dir.snapshots().write(&later).unwrap();
     let mut bytes = std::fs::read(&bad).unwrap();
     let last = bytes.len() - 1;

@@ -61,24 +61,13 @@ enum Mode {
 
 fn main() {
     match Cli::parse().mode {
-        Mode::Engine {
-            commands,
-            accounts,
-            resting_orders,
-            seed,
-            passes,
-            json,
-        } => {
-            let spec = WorkloadSpec {
-                accounts,
-                resting_orders,
-                commands,
-                seed,
-            };
+        Mode::Engine { commands, accounts, resting_orders, seed, passes, json } => {
+            let spec = WorkloadSpec { accounts, resting_orders, commands, seed };
             bench_engine(spec, passes.max(1), json)
         }
         Mode::Journal { records, commits, replay_commands, dir, json } => {
-            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("seqd-bench-journal-{}", std::process::id())));
+            let dir =
+                dir.unwrap_or_else(|| std::env::temp_dir().join(format!("seqd-bench-journal-{}", std::process::id())));
             bench_journal(&dir, records, commits, replay_commands, json);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -91,12 +80,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Applies every command once, untimed per command: the throughput figure.
-fn throughput_pass(
-    engine: &mut Engine,
-    first_seq: Seq,
-    commands: &[Command],
-    events: &mut Vec<Event>,
-) -> (f64, usize) {
+fn throughput_pass(engine: &mut Engine, first_seq: Seq, commands: &[Command], events: &mut Vec<Event>) -> (f64, usize) {
     let mut event_count = 0;
     let started = Instant::now();
     for (i, command) in commands.iter().enumerate() {
@@ -109,14 +93,8 @@ fn throughput_pass(
 
 /// Applies every command with a clock read around each: the latency distribution. The clock
 /// costs ~20-40 ns per read here, so these figures include that overhead.
-fn latency_pass(
-    engine: &mut Engine,
-    first_seq: Seq,
-    commands: &[Command],
-    events: &mut Vec<Event>,
-) -> Histogram<u64> {
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+fn latency_pass(engine: &mut Engine, first_seq: Seq, commands: &[Command], events: &mut Vec<Event>) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
     for (i, command) in commands.iter().enumerate() {
         let started = Instant::now();
         events.clear();
@@ -154,15 +132,11 @@ fn bench_engine(spec: WorkloadSpec, passes: usize, json: bool) {
     let mut state_hash = String::new();
     for pass in 0..passes {
         let (mut engine, first_seq) = workload.prepared_engine();
-        let (seconds, event_count) =
-            throughput_pass(&mut engine, first_seq, &workload.commands, &mut events);
+        let (seconds, event_count) = throughput_pass(&mut engine, first_seq, &workload.commands, &mut events);
         let rate = workload.commands.len() as f64 / seconds;
         eprintln!("pass {pass}: {:.0} commands/s ({seconds:.3} s)", rate);
         let hash = engine.state_hash_hex();
-        assert!(
-            state_hash.is_empty() || state_hash == hash,
-            "replays of one workload diverged"
-        );
+        assert!(state_hash.is_empty() || state_hash == hash, "replays of one workload diverged");
         state_hash = hash;
         events_per_command = event_count as f64 / workload.commands.len() as f64;
         rates.push(rate);

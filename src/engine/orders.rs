@@ -17,7 +17,11 @@ pub(crate) fn notional(symbol: &Symbol, price_ticks: i64, lots: i64) -> Option<i
 /// Fee on a notional at a rate in parts per million, rounded down (so a hold computed at the
 /// highest rate always covers the fees of any split into partial fills).
 pub(crate) fn fee(notional: i64, rate_ppm: u32) -> i64 {
-    (notional as i128 * rate_ppm as i128 / PPM as i128) as i64
+    // i64 when the product fits (every realistic notional): i128 division is a library call.
+    match notional.checked_mul(rate_ppm as i64) {
+        Some(product) => product / PPM,
+        None => (notional as i128 * rate_ppm as i128 / PPM as i128) as i64,
+    }
 }
 
 /// Quote minor units a buy of `lots` at `price_ticks` must hold: notional plus the highest fee.
