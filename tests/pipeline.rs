@@ -4,7 +4,9 @@
 use seqd::codec;
 use seqd::engine::{Command, Event, Seq};
 use seqd::journal::JournalReader;
-use seqd::pipeline::{Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Responder, WaitStrategy};
+use seqd::pipeline::{
+    Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, WaitStrategy,
+};
 use seqd::replay::{apply_journal, replay, DataDir, ReplayOptions};
 use seqd::workload::{exchange_core_mix, WorkloadSpec};
 use std::sync::atomic::Ordering;
@@ -16,6 +18,7 @@ struct Delivery {
     seq: Seq,
     origin: Origin,
     events: Vec<Event>,
+    answer: Option<QueryAnswer>,
     durable_at_delivery: Seq,
 }
 
@@ -27,7 +30,13 @@ struct ChannelResponder {
 impl Responder for ChannelResponder {
     fn deliver(&mut self, result: &OutputSlot) {
         let durable = self.stats.get().map_or(0, |s| s.durable_seq.load(Ordering::Acquire));
-        let _ = self.tx.send(Delivery { seq: result.seq, origin: result.origin, events: result.events.clone(), durable_at_delivery: durable });
+        let _ = self.tx.send(Delivery {
+            seq: result.seq,
+            origin: result.origin,
+            events: result.events.clone(),
+            answer: result.answer.clone(),
+            durable_at_delivery: durable,
+        });
     }
 }
 
@@ -163,4 +172,46 @@ fn a_full_ring_answers_busy_and_loses_nothing_accepted() {
     let delivered: Vec<u64> = rx.try_iter().map(|d| d.origin.request_id).collect();
     assert!(busy > 0, "a 64-slot ring under a tight loop must fill at least once");
     assert_eq!(delivered, accepted, "exactly the accepted commands, in order");
+}
+
+#[test]
+fn queries_see_every_command_before_them_and_are_not_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = seqd::scenario::scripted_session();
+    let (pipeline, rx) = start(dir.path(), 64);
+    let mut submitter = pipeline.submitter();
+    let query_origin = |id| Origin { connection: 99, request_id: id };
+    for (i, command) in session.iter().enumerate() {
+        while submitter.try_submit(*command, Origin { connection: 1, request_id: i as u64 }, 0).is_err() {}
+    }
+    let queries = [
+        Query::Balances { account: 11 },
+        Query::SubtreeTotals { account: 1 },
+        Query::OpenOrders { account: 2 },
+        Query::Depth { symbol: 1, levels: 10 },
+        Query::Order { order_id: 999_999 },
+        Query::Balances { account: 424_242 },
+    ];
+    for (i, query) in queries.iter().enumerate() {
+        while submitter.try_query(*query, query_origin(i as u64), 0).is_err() {}
+    }
+    drop(submitter);
+    let engine = pipeline.shutdown().unwrap();
+    let answers: Vec<Delivery> = rx.try_iter().filter(|d| d.origin.connection == 99).collect();
+    assert_eq!(answers.len(), queries.len());
+    for d in &answers {
+        assert_eq!(d.seq, session.len() as Seq, "an answer reflects every command submitted before it");
+        assert!(d.durable_at_delivery >= d.seq);
+    }
+    assert_eq!(answers[0].answer, Some(QueryAnswer::Balances(engine.balances(11))));
+    assert_eq!(answers[1].answer, Some(QueryAnswer::SubtreeTotals(engine.subtree_totals(1))));
+    assert_eq!(answers[2].answer, Some(QueryAnswer::OpenOrders(engine.open_orders(2))));
+    assert_eq!(answers[3].answer, Some(QueryAnswer::Depth(engine.depth(1, 10))));
+    assert_eq!(answers[4].answer, Some(QueryAnswer::Order(None)));
+    assert_eq!(answers[5].answer, Some(QueryAnswer::Balances(None)));
+    // Queries take no sequence: the journal holds exactly the session.
+    let report = seqd::journal::verify(&DataDir::new(dir.path()).input()).unwrap();
+    assert_eq!(report.last_seq, session.len() as Seq);
+    let events = seqd::journal::verify(&DataDir::new(dir.path()).events()).unwrap();
+    assert_eq!(events.last_seq, session.len() as Seq);
 }

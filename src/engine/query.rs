@@ -59,6 +59,20 @@ impl Engine {
         Some(account.subtree_totals.get(self.asset_idx(asset).ok()? as usize).copied().unwrap_or(0))
     }
 
+    /// Subtree totals of an account for every asset it or a descendant holds, by asset id.
+    pub fn subtree_totals(&self, account: AccountId) -> Option<Vec<(AssetId, i64)>> {
+        let account = &self.accounts[self.account_idx(account).ok()? as usize];
+        let mut totals: Vec<(AssetId, i64)> = account
+            .subtree_totals
+            .iter()
+            .enumerate()
+            .filter(|(_, total)| **total != 0)
+            .map(|(asset_idx, total)| (self.assets[asset_idx].id, *total))
+            .collect();
+        totals.sort_unstable();
+        Some(totals)
+    }
+
     pub fn asset_totals(&self, asset: AssetId) -> Option<AssetTotals> {
         Some(self.totals[self.asset_idx(asset).ok()? as usize])
     }

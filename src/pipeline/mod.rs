@@ -22,7 +22,7 @@ mod idle;
 pub use idle::WaitStrategy;
 
 use crate::codec::{self, EVENTS_RECORD_KIND};
-use crate::engine::{Command, Engine, Event, Seq};
+use crate::engine::{AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, Seq, SymbolId};
 use crate::journal::JournalWriter;
 use crate::replay::DataDir;
 use crate::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
@@ -39,24 +39,55 @@ pub struct Origin {
     pub request_id: u64,
 }
 
+/// A read of the processor's state. It rides the input ring like a command (so it sees every
+/// command before it) but is not journaled and takes no sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    Balances { account: AccountId },
+    SubtreeTotals { account: AccountId },
+    Order { order_id: OrderId },
+    OpenOrders { account: AccountId },
+    Depth { symbol: SymbolId, levels: u16 },
+}
+
+/// The answer to a query; `None` inside means the account, order or symbol is unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryAnswer {
+    Balances(Option<Vec<BalanceView>>),
+    SubtreeTotals(Option<Vec<(crate::engine::AssetId, i64)>>),
+    Order(Option<OrderReport>),
+    OpenOrders(Option<Vec<OrderReport>>),
+    Depth(Option<(Vec<DepthLevel>, Vec<DepthLevel>)>),
+}
+
+/// What a slot of the input ring carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Command(Command),
+    Query(Query),
+}
+
 /// A slot of the input ring.
 #[derive(Clone, Copy, Debug)]
 pub struct InputSlot {
-    pub command: Command,
+    pub request: Request,
     pub origin: Origin,
     /// When the gateway received it (Unix ns); the sequenced time is never earlier than the
     /// previous command's, so the journal's timestamps never go backwards.
     pub received_ns: u64,
 }
 
-/// A slot of the output ring: one command's result.
+/// A slot of the output ring: one command's result, or one query's answer.
 #[derive(Clone, Debug)]
 pub struct OutputSlot {
+    /// A command's sequence; for a query, the last sequence the answer reflects.
     pub seq: Seq,
     pub timestamp_ns: u64,
     pub origin: Origin,
-    /// Preallocated per slot and reused, so the processor does not allocate.
+    /// A command's events. Preallocated per slot and reused, so the processor does not allocate.
     pub events: Vec<Event>,
+    /// Set for a query (queries are off the hot path and may allocate).
+    pub answer: Option<QueryAnswer>,
 }
 
 /// Receives each command's result once its input is durable, in sequence order, on the
@@ -115,9 +146,18 @@ pub struct Submitter {
 impl Submitter {
     /// Publishes without waiting: `Busy` when the ring is full (nothing was accepted then).
     pub fn try_submit(&mut self, command: Command, origin: Origin, received_ns: u64) -> Result<(), Busy> {
+        self.try_publish(Request::Command(command), origin, received_ns)
+    }
+
+    /// Asks the processor a question; the answer arrives through the `Responder`.
+    pub fn try_query(&mut self, query: Query, origin: Origin, received_ns: u64) -> Result<(), Busy> {
+        self.try_publish(Request::Query(query), origin, received_ns)
+    }
+
+    fn try_publish(&mut self, request: Request, origin: Origin, received_ns: u64) -> Result<(), Busy> {
         self.producer
             .try_publish(|slot| {
-                slot.command = command;
+                slot.request = request;
                 slot.origin = origin;
                 slot.received_ns = received_ns;
             })
@@ -167,7 +207,7 @@ impl Pipeline {
         stats.durable_seq.store(first_seq - 1, Ordering::Release);
 
         let input_factory = || InputSlot {
-            command: Command::WithdrawApprove { withdrawal_id: 0 },
+            request: Request::Command(Command::WithdrawApprove { withdrawal_id: 0 }),
             origin: Origin::default(),
             received_ns: 0,
         };
@@ -177,7 +217,7 @@ impl Pipeline {
         let input_producer = builder.build();
 
         let output_factory =
-            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64) };
+            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64), answer: None };
         let (events_poller, builder) =
             disruptor::build_single_producer(config.ring_size, output_factory, BusySpin).new_event_poller();
         let (respond_poller, builder) = builder.new_event_poller();
@@ -280,9 +320,10 @@ fn run_journaler(
         match poller.poll() {
             Ok(mut batch) => {
                 for slot in &mut batch {
+                    let Request::Command(command) = &slot.request else { continue };
                     let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
                     payload.clear();
-                    let kind = codec::encode_command(&slot.command, &mut payload);
+                    let kind = codec::encode_command(command, &mut payload);
                     log.append(seq, timestamp_ns, kind, &payload).map_err(|e| e.to_string())?;
                 }
                 drop(batch);
@@ -310,15 +351,27 @@ fn run_processor(
         match poller.poll() {
             Ok(mut batch) => {
                 for slot in &mut batch {
-                    let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
-                    output.publish(|out| {
-                        out.seq = seq;
-                        out.timestamp_ns = timestamp_ns;
-                        out.origin = slot.origin;
-                        out.events.clear();
-                        engine.apply(seq, timestamp_ns, &slot.command, &mut out.events);
-                    });
-                    stats.applied_seq.store(seq, Ordering::Release);
+                    match &slot.request {
+                        Request::Command(command) => {
+                            let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                            output.publish(|out| {
+                                out.seq = seq;
+                                out.timestamp_ns = timestamp_ns;
+                                out.origin = slot.origin;
+                                out.answer = None;
+                                out.events.clear();
+                                engine.apply(seq, timestamp_ns, command, &mut out.events);
+                            });
+                            stats.applied_seq.store(seq, Ordering::Release);
+                        }
+                        Request::Query(query) => output.publish(|out| {
+                            out.seq = engine.last_seq();
+                            out.timestamp_ns = engine.last_timestamp_ns();
+                            out.origin = slot.origin;
+                            out.events.clear();
+                            out.answer = Some(answer(&engine, query));
+                        }),
+                    }
                 }
                 idler.reset();
             }
@@ -335,6 +388,9 @@ fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &Pipel
             Ok(mut batch) => {
                 let mut last = 0;
                 for slot in &mut batch {
+                    if slot.answer.is_some() {
+                        continue; // a query's answer is not an event
+                    }
                     payload.clear();
                     codec::encode_event_record(&slot.events, &mut payload);
                     log.append(slot.seq, slot.timestamp_ns, EVENTS_RECORD_KIND, &payload).map_err(|e| e.to_string())?;
@@ -357,7 +413,8 @@ fn run_responder(mut poller: OutputPoller, mut responder: impl Responder, stats:
         match poller.poll() {
             Ok(mut batch) => {
                 for slot in &mut batch {
-                    // Nothing leaves before its input is durable.
+                    // Nothing leaves before its input is durable; an answer waits until the state
+                    // it reflects is durable, so it never shows what a crash could undo.
                     while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
                         if stats.failed.load(Ordering::Acquire) {
                             return Err("the journaler failed; results are withheld".into());
@@ -373,6 +430,16 @@ fn run_responder(mut poller: OutputPoller, mut responder: impl Responder, stats:
             Err(Polling::NoEvents) => idler.idle(),
             Err(Polling::Shutdown) => return Ok(()),
         }
+    }
+}
+
+fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
+    match *query {
+        Query::Balances { account } => QueryAnswer::Balances(engine.balances(account)),
+        Query::SubtreeTotals { account } => QueryAnswer::SubtreeTotals(engine.subtree_totals(account)),
+        Query::Order { order_id } => QueryAnswer::Order(engine.order(order_id)),
+        Query::OpenOrders { account } => QueryAnswer::OpenOrders(engine.open_orders(account)),
+        Query::Depth { symbol, levels } => QueryAnswer::Depth(engine.depth(symbol, levels as usize)),
     }
 }
 
