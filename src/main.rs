@@ -5,17 +5,14 @@ use seqd::journal::Durability;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli_client;
 mod cli_demo;
 mod cli_journal;
 
 use cli_journal::Log;
 
 #[derive(Parser)]
-#[command(
-    name = "seqd",
-    version,
-    about = "LMAX-style sequencer daemon for trading venues"
-)]
+#[command(name = "seqd", version, about = "LMAX-style sequencer daemon for trading venues")]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -23,6 +20,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run the daemon: recover DATA_DIR, serve QUIC clients, journal and apply their commands.
+    /// With no --config, the embedded default (systemd/seqd.example.toml) is used.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override `data.dir` (and put dev certificates under it) without writing a config.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Override `gateway.listen` (port 0 picks a free port, printed on stdout).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Override `metrics.listen`.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Talk to a running daemon as a principal (certificate `<certs>/<principal>.pem`).
+    Client {
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value = "./data/certs")]
+        certs: PathBuf,
+        #[arg(long, default_value = "admin")]
+        principal: String,
+        #[command(subcommand)]
+        request: cli_client::ClientCommand,
+    },
     /// Run a scripted trading session through the engine and print its trades, balances,
     /// subtree totals, book and state hash.
     Demo {
@@ -72,6 +95,14 @@ enum Commands {
         #[arg(long, hide = true)]
         child: bool,
     },
+    /// Write a development CA, a server certificate for localhost and client certificates
+    /// (principals admin, trader1, trader2) into DIR; print the paths written.
+    DevCerts {
+        dir: PathBuf,
+        /// Replace the certificates of a DIR that already holds a CA.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,9 +134,7 @@ enum JournalCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -113,29 +142,28 @@ fn main() -> ExitCode {
             cli_demo::run(events);
             ExitCode::SUCCESS
         }
-        Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => {
-            cli_journal::inspect(&dir, log, from, to)
-        }
+        Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli_journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli_journal::verify(&dir, log),
-        Commands::Journal(JournalCommand::Golden {
-            dir,
-            segment_size_bytes,
-        }) => cli_journal::golden(&dir, segment_size_bytes),
-        Commands::Replay {
-            dir,
-            to,
-            json,
-            no_snapshot,
-        } => cli_journal::replay_command(&dir, to, json, no_snapshot),
+        Commands::Journal(JournalCommand::Golden { dir, segment_size_bytes }) => {
+            cli_journal::golden(&dir, segment_size_bytes)
+        }
+        Commands::Replay { dir, to, json, no_snapshot } => cli_journal::replay_command(&dir, to, json, no_snapshot),
         Commands::Snapshot { dir, keep } => cli_journal::snapshot(&dir, keep),
-        Commands::CrashTest {
-            cycles,
-            dir,
-            durability,
-            seed,
-            commands,
-            child,
-        } => crash_test(cycles, dir, durability, seed, commands, child),
+        Commands::CrashTest { cycles, dir, durability, seed, commands, child } => {
+            crash_test(cycles, dir, durability, seed, commands, child)
+        }
+        Commands::Run { config, data_dir, listen, metrics_listen } => run(config, data_dir, listen, metrics_listen),
+        Commands::Client { addr, certs, principal, request } => cli_client::run(addr, &certs, &principal, request),
+        Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
+            Ok(certs) => {
+                certs.paths().iter().for_each(|path| println!("{}", path.display()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -162,10 +190,7 @@ fn crash_test(
     }
     match seqd::crash_test::run_standalone(dir, durability, seed, commands, cycles) {
         Ok(summary) => {
-            println!(
-                "crash-test: {} cycles, {} acknowledged lost",
-                summary.cycles, summary.lost
-            );
+            println!("crash-test: {} cycles, {} acknowledged lost", summary.cycles, summary.lost);
             if summary.lost == 0 && summary.cycles == cycles {
                 ExitCode::SUCCESS
             } else {
@@ -175,6 +200,38 @@ fn crash_test(
         Err(e) => {
             eprintln!("crash-test: {e}");
             println!("crash-test: failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    let mut config = match seqd::config::Config::load(config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = data_dir {
+        config.gateway.certs_dir = dir.join("certs");
+        config.data.dir = dir;
+    }
+    if let Some(listen) = listen {
+        config.gateway.listen = listen;
+    }
+    if let Some(listen) = metrics_listen {
+        config.metrics.listen = listen;
+    }
+    match seqd::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -59,6 +59,11 @@ impl Engine {
         Some(account.subtree_totals.get(self.asset_idx(asset).ok()? as usize).copied().unwrap_or(0))
     }
 
+    /// Every account with its parent (0 for a root), in no particular order.
+    pub fn account_parents(&self) -> impl Iterator<Item = (AccountId, AccountId)> + '_ {
+        self.accounts.iter().map(|a| (a.id, a.parent))
+    }
+
     /// Subtree totals of an account for every asset it or a descendant holds, by asset id.
     pub fn subtree_totals(&self, account: AccountId) -> Option<Vec<(AssetId, i64)>> {
         let account = &self.accounts[self.account_idx(account).ok()? as usize];

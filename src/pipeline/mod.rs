@@ -86,8 +86,10 @@ pub struct OutputSlot {
     pub origin: Origin,
     /// A command's events. Preallocated per slot and reused, so the processor does not allocate.
     pub events: Vec<Event>,
-    /// Set for a query (queries are off the hot path and may allocate).
+    /// The query this slot answers, with its answer (queries are off the hot path and may
+    /// allocate). `None` for a command.
     pub answer: Option<QueryAnswer>,
+    pub query: Option<Query>,
 }
 
 /// Receives each command's result once its input is durable, in sequence order, on the
@@ -196,11 +198,22 @@ impl Pipeline {
         config: PipelineConfig,
         responder: impl Responder,
     ) -> Result<(Pipeline, SequencerRecovery), PipelineError> {
+        Pipeline::start_with(data_dir, config, |_| responder)
+    }
+
+    /// Like `start`, but builds the responder from the recovered state (for example, the
+    /// gateway's mirror of the account tree) before any command flows.
+    pub fn start_with<R: Responder>(
+        data_dir: &DataDir,
+        config: PipelineConfig,
+        make_responder: impl FnOnce(&Engine) -> R,
+    ) -> Result<(Pipeline, SequencerRecovery), PipelineError> {
         if config.ring_size < MIN_RING_SIZE || !config.ring_size.is_power_of_two() {
             return Err(PipelineError::RingSize(config.ring_size));
         }
         let (sequencer, recovery) = Sequencer::open(data_dir, config.journal)?;
         let (engine, input_log, events_log) = sequencer.into_parts();
+        let responder = make_responder(&engine);
         let first_seq = engine.last_seq() + 1;
         let first_timestamp_ns = engine.last_timestamp_ns();
         let stats = Arc::new(PipelineStats::default());
@@ -217,7 +230,7 @@ impl Pipeline {
         let input_producer = builder.build();
 
         let output_factory =
-            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64), answer: None };
+            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64), answer: None, query: None };
         let (events_poller, builder) =
             disruptor::build_single_producer(config.ring_size, output_factory, BusySpin).new_event_poller();
         let (respond_poller, builder) = builder.new_event_poller();
@@ -359,6 +372,7 @@ fn run_processor(
                                 out.timestamp_ns = timestamp_ns;
                                 out.origin = slot.origin;
                                 out.answer = None;
+                                out.query = None;
                                 out.events.clear();
                                 engine.apply(seq, timestamp_ns, command, &mut out.events);
                             });
@@ -370,6 +384,7 @@ fn run_processor(
                             out.origin = slot.origin;
                             out.events.clear();
                             out.answer = Some(answer(&engine, query));
+                            out.query = Some(*query);
                         }),
                     }
                 }
@@ -398,7 +413,8 @@ fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &Pipel
                 }
                 drop(batch);
                 log.commit().map_err(|e| e.to_string())?;
-                stats.events_logged_seq.store(last, Ordering::Release);
+                // A batch of queries only logs nothing: never move the counter back.
+                stats.events_logged_seq.fetch_max(last, Ordering::AcqRel);
                 idler.reset();
             }
             Err(Polling::NoEvents) => idler.idle(),

@@ -1,0 +1,186 @@
+//! The Rust client library: connects over QUIC with a client certificate, says Hello, and sends
+//! commands and queries, matching answers to requests by request id. Pushes (request id 0)
+//! that arrive meanwhile are kept for `take_pushes`.
+
+use crate::engine::{Command, Event, Seq};
+use crate::gateway::tls;
+use crate::protocol::{encode_frame, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Io(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The gateway or the engine said no: a `GatewayError` code (9xx) or a `RejectReason`
+    /// code (1xx-4xx).
+    #[error("refused with code {code}: {message}")]
+    Refused { code: u16, message: String },
+}
+
+/// A command's outcome: its sequence and its events (a `Rejected` event if the engine said no).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub seq: Seq,
+    pub events: Vec<Event>,
+}
+
+impl Outcome {
+    /// The engine's rejection reason code, if the command was rejected.
+    pub fn rejected(&self) -> Option<u16> {
+        self.events.iter().find_map(|e| match e {
+            Event::Rejected { reason } => Some(reason.code()),
+            _ => None,
+        })
+    }
+}
+
+pub struct Client {
+    _endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    received: Vec<u8>,
+    next_request_id: u64,
+    pushes: Vec<Message>,
+    pub welcome: Welcome,
+}
+
+impl Client {
+    /// Connects with the given PEM files and completes the Hello/Welcome handshake.
+    pub async fn connect(addr: SocketAddr, ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<Client, ClientError> {
+        let config = tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
+        Client::connect_with(addr, config).await
+    }
+
+    /// Connects with a ready quinn client configuration.
+    pub async fn connect_with(addr: SocketAddr, config: quinn::ClientConfig) -> Result<Client, ClientError> {
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint.connect(addr, tls::SERVER_NAME).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (send, recv) = connection.open_bi().await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let mut client = Client {
+            _endpoint: endpoint,
+            connection,
+            send,
+            recv,
+            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES),
+            received: Vec::new(),
+            next_request_id: 1,
+            pushes: Vec::new(),
+            welcome: Welcome { protocol_version: 0, max_frame_bytes: 0, max_in_flight: 0, rate_per_sec: 0, burst: 0, principal: String::new() },
+        };
+        let hello_id = client.send(&Message::Hello { protocol_version: PROTOCOL_VERSION }).await?;
+        match client.next_answer(hello_id).await? {
+            Message::Welcome(welcome) => client.welcome = welcome,
+            other => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// Sends a message under a new request id and returns the id.
+    pub async fn send(&mut self, message: &Message) -> Result<u64, ClientError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let mut frame = Vec::new();
+        encode_frame(request_id, message, DEFAULT_MAX_FRAME_BYTES, &mut frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.send_raw(&frame).await?;
+        Ok(request_id)
+    }
+
+    /// Writes bytes as they are (for tests of malformed input).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.send.write_all(bytes).await.map_err(|e| ClientError::Io(e.to_string()))
+    }
+
+    /// The next message from the server, with its request id.
+    pub async fn next_message(&mut self) -> Result<(u64, Message), ClientError> {
+        loop {
+            let mut input: &[u8] = &[];
+            let pending = std::mem::take(&mut self.received);
+            input = if pending.is_empty() { input } else { &pending[..] };
+            let decoded = match self.decoder.decode(&mut input) {
+                Ok(Some(frame)) => Some((frame.request_id, Message::decode_from_server(&frame))),
+                Ok(None) => None,
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            };
+            self.received = input.to_vec();
+            if let Some((request_id, message)) = decoded {
+                return message.map(|m| (request_id, m)).map_err(|e| ClientError::Protocol(e.to_string()));
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            match self.recv.read(&mut chunk).await {
+                Ok(Some(n)) => self.received.extend_from_slice(&chunk[..n]),
+                Ok(None) => return Err(ClientError::Io("the server closed the stream".into())),
+                Err(e) => return Err(ClientError::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// The next message answering `request_id`; pushes that arrive first are kept.
+    async fn next_answer(&mut self, request_id: u64) -> Result<Message, ClientError> {
+        loop {
+            let (id, message) = self.next_message().await?;
+            if id == request_id {
+                if let Message::Error { code, message } = message {
+                    return Err(ClientError::Refused { code, message });
+                }
+                return Ok(message);
+            }
+            if id == 0 {
+                self.pushes.push(message);
+            }
+        }
+    }
+
+    /// Sends a command and waits for its outcome (sent once the command is durable).
+    pub async fn command(&mut self, command: Command) -> Result<Outcome, ClientError> {
+        let request_id = self.send(&Message::Command(command)).await?;
+        let seq = match self.next_answer(request_id).await? {
+            Message::Accepted { seq } => seq,
+            other => return Err(ClientError::Protocol(format!("expected Accepted, got {other:?}"))),
+        };
+        let mut events = Vec::new();
+        loop {
+            match self.next_answer(request_id).await? {
+                Message::Events { seq: events_seq, more, events: part } if events_seq == seq => {
+                    events.extend(part);
+                    if !more {
+                        return Ok(Outcome { seq, events });
+                    }
+                }
+                other => return Err(ClientError::Protocol(format!("expected Events, got {other:?}"))),
+            }
+        }
+    }
+
+    /// Sends a query (or Ping) and returns its answer (list answers split over several frames
+    /// arrive as several messages; this returns the first, which is all of a small answer).
+    pub async fn request(&mut self, message: &Message) -> Result<Message, ClientError> {
+        let request_id = self.send(message).await?;
+        self.next_answer(request_id).await
+    }
+
+    /// Pushes received so far (execution reports and ledger entries of visible accounts).
+    pub fn take_pushes(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.pushes)
+    }
+
+    /// Closes the connection and waits until the server has been told, so it frees the
+    /// connection at once instead of at its idle timeout.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"bye");
+        self._endpoint.wait_idle().await;
+    }
+
+    /// Waits until the connection is closed by the server; returns the close reason.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.connection.closed().await
+    }
+}

@@ -1,0 +1,261 @@
+//! The daemon's configuration: one TOML file (`systemd/seqd.example.toml` documents every key
+//! and is the embedded default). Unknown keys are errors, so a typo never silently falls back
+//! to a default.
+
+use crate::engine::AccountId;
+use crate::journal::Durability;
+use crate::pipeline::{PipelineConfig, WaitStrategy, MIN_RING_SIZE};
+use crate::sequencer::SequencerConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration (`seqd run` with no `--config`).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../systemd/seqd.example.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataSection,
+    pub journal: JournalSection,
+    pub snapshots: SnapshotsSection,
+    pub pipeline: PipelineSection,
+    pub gateway: GatewaySection,
+    pub metrics: MetricsSection,
+    pub principals: Vec<PrincipalSection>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSection {
+    pub durability: String,
+    pub segment_size_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsSection {
+    pub every_commands: u64,
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    pub ring_size: usize,
+    pub processor_wait: String,
+    pub other_wait: String,
+    pub processor_core: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    pub listen: SocketAddr,
+    pub certs_dir: PathBuf,
+    pub max_frame_bytes: u32,
+    pub max_in_flight: u32,
+    pub rate_per_sec: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSection {
+    pub name: String,
+    #[serde(default)]
+    pub admin: bool,
+    /// Roots of the account subtrees this principal may act on and see.
+    #[serde(default)]
+    pub accounts: Vec<AccountId>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: DataSection::default(),
+            journal: JournalSection::default(),
+            snapshots: SnapshotsSection::default(),
+            pipeline: PipelineSection::default(),
+            gateway: GatewaySection::default(),
+            metrics: MetricsSection::default(),
+            principals: Vec::new(),
+        }
+    }
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection { dir: PathBuf::from("./data") }
+    }
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        JournalSection { durability: "page-cache".into(), segment_size_bytes: 64 << 20 }
+    }
+}
+
+impl Default for SnapshotsSection {
+    fn default() -> Self {
+        SnapshotsSection { every_commands: 1_000_000, keep: 3 }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection { ring_size: 1 << 14, processor_wait: "backoff".into(), other_wait: "backoff".into(), processor_core: None }
+    }
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            listen: "127.0.0.1:7400".parse().expect("literal address"),
+            certs_dir: PathBuf::from("./data/certs"),
+            max_frame_bytes: 64 * 1024,
+            max_in_flight: 1024,
+            rate_per_sec: 100_000,
+        }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: "127.0.0.1:9400".parse().expect("literal address") }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file at `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                Config::parse(&text)
+            }
+            None => Config::parse(DEFAULT_CONFIG_TOML),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.durability()?;
+        self.pipeline_config()?;
+        if self.journal.segment_size_bytes < 1 << 16 {
+            return Err(ConfigError::Invalid("journal.segment_size_bytes must be at least 65536".into()));
+        }
+        if self.gateway.max_frame_bytes < 1024 || self.gateway.max_in_flight == 0 || self.gateway.rate_per_sec == 0 {
+            return Err(ConfigError::Invalid("gateway limits must be positive (max_frame_bytes >= 1024)".into()));
+        }
+        let mut names: Vec<&str> = self.principals.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid(format!("principal {:?} is listed twice", w[0])));
+        }
+        if self.principals.iter().any(|p| p.name.is_empty()) {
+            return Err(ConfigError::Invalid("a principal has an empty name".into()));
+        }
+        Ok(())
+    }
+
+    pub fn durability(&self) -> Result<Durability, ConfigError> {
+        self.journal.durability.parse().map_err(ConfigError::Invalid)
+    }
+
+    pub fn pipeline_config(&self) -> Result<PipelineConfig, ConfigError> {
+        let wait = |s: &str| s.parse::<WaitStrategy>().map_err(ConfigError::Invalid);
+        let ring_size = self.pipeline.ring_size;
+        if ring_size < MIN_RING_SIZE || !ring_size.is_power_of_two() {
+            return Err(ConfigError::Invalid(format!("pipeline.ring_size must be a power of two >= {MIN_RING_SIZE}")));
+        }
+        let processor_wait = wait(&self.pipeline.processor_wait)?;
+        let other_wait = wait(&self.pipeline.other_wait)?;
+        if other_wait == WaitStrategy::Spin {
+            return Err(ConfigError::Invalid(
+                "pipeline.other_wait = \"spin\" would spin three threads; only the processor may spin".into(),
+            ));
+        }
+        Ok(PipelineConfig {
+            journal: SequencerConfig { segment_size_bytes: self.journal.segment_size_bytes, durability: self.durability()? },
+            ring_size,
+            processor_wait,
+            other_wait,
+            processor_core: self.pipeline.processor_core,
+        })
+    }
+
+    pub fn principal(&self, name: &str) -> Option<&PrincipalSection> {
+        self.principals.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_the_documented_default() {
+        let embedded = Config::load(None).unwrap();
+        let empty = Config::parse("").unwrap();
+        assert_eq!(embedded.journal.durability, empty.journal.durability);
+        assert_eq!(embedded.pipeline.ring_size, empty.pipeline.ring_size);
+        assert_eq!(embedded.gateway.listen, empty.gateway.listen);
+        assert_eq!(embedded.data.dir, empty.data.dir);
+        assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
+        assert!(embedded.principal("admin").unwrap().admin);
+        assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_say_what_is_wrong() {
+        let cases = [
+            ("[journal]\ndurabilty = \"fsync\"", "unknown field"),
+            ("[journal]\ndurability = \"sometimes\"", "unknown durability"),
+            ("[pipeline]\nring_size = 100", "power of two"),
+            ("[pipeline]\nother_wait = \"spin\"", "only the processor may spin"),
+            ("[gateway]\nlisten = \"nowhere\"", "invalid"),
+            ("[[principals]]\nname = \"a\"\n[[principals]]\nname = \"a\"", "listed twice"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text:?} gave {error:?}");
+        }
+    }
+
+    #[test]
+    fn values_override_defaults() {
+        let config = Config::parse("[journal]\ndurability = \"fsync\"\n[pipeline]\nprocessor_wait = \"spin\"\nprocessor_core = 1").unwrap();
+        let pipeline = config.pipeline_config().unwrap();
+        assert_eq!(pipeline.journal.durability, Durability::Fsync);
+        assert_eq!(pipeline.processor_wait, WaitStrategy::Spin);
+        assert_eq!(pipeline.processor_core, Some(1));
+    }
+}

@@ -1,0 +1,451 @@
+//! The QUIC server: one task per connection reads frames, authorizes, applies the connection's
+//! limits and publishes into the input ring; the responder routes each result back to its
+//! connection and pushes execution reports and ledger entries to every other connection whose
+//! principal may see the accounts involved.
+//!
+//! A connection opens one bidirectional stream and speaks `docs/PROTOCOL.md` on it. Framing
+//! errors close the connection with the error's code; a bad message is answered with `Error`
+//! and the connection goes on. A slow reader whose outbound queue fills is disconnected rather
+//! than allowed to slow the responder.
+
+use super::grants::{AccountDirectory, Grants};
+use super::tls;
+use crate::config::PrincipalSection;
+use crate::engine::{AccountId, Event, Seq};
+use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
+use crate::protocol::{
+    encode_frame, encode_frames, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
+    LimitsConfig, Message, Welcome, PROTOCOL_VERSION,
+};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+
+/// Outbound messages a connection may have queued before it counts as too slow.
+const OUTBOUND_QUEUE: usize = 8_192;
+/// Bytes read from a stream at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    pub max_frame_bytes: u32,
+    pub limits: LimitsConfig,
+    pub principals: Vec<PrincipalSection>,
+}
+
+/// What a connection's writer task is asked to send.
+enum Outbound {
+    /// Frames already encoded by the reader (Welcome, Pong, errors).
+    Frames(Vec<u8>),
+    /// A result from the pipeline: the answer to one of this connection's requests
+    /// (`request_id` != 0) or a push (`request_id` == 0).
+    Result { request_id: u64, seq: Seq, events: Vec<Event>, query: Option<Query>, answer: Option<QueryAnswer> },
+}
+
+struct Route {
+    tx: mpsc::Sender<Outbound>,
+    grants: Grants,
+}
+
+/// Connection id -> where its results go. Written on connect and disconnect only.
+#[derive(Default)]
+pub struct Router {
+    routes: RwLock<FxHashMap<u64, Route>>,
+}
+
+impl Router {
+    fn insert(&self, connection: u64, tx: mpsc::Sender<Outbound>, grants: Grants) {
+        self.routes.write().expect("router lock").insert(connection, Route { tx, grants });
+    }
+
+    fn remove(&self, connection: u64) {
+        self.routes.write().expect("router lock").remove(&connection);
+    }
+
+    pub fn connections(&self) -> usize {
+        self.routes.read().expect("router lock").len()
+    }
+
+    /// Sends a result to its origin and pushes what other connections may see. Never blocks:
+    /// a full queue disconnects that connection.
+    fn deliver(&self, slot: &OutputSlot, directory: &AccountDirectory) {
+        let mut too_slow = Vec::new();
+        {
+            let routes = self.routes.read().expect("router lock");
+            if let Some(route) = routes.get(&slot.origin.connection) {
+                let result = Outbound::Result {
+                    request_id: slot.origin.request_id,
+                    seq: slot.seq,
+                    events: slot.events.clone(),
+                    query: slot.query,
+                    answer: slot.answer.clone(),
+                };
+                if route.tx.try_send(result).is_err() {
+                    too_slow.push(slot.origin.connection);
+                }
+            }
+            if slot.answer.is_none() && !slot.events.is_empty() {
+                for (&connection, route) in routes.iter() {
+                    if connection == slot.origin.connection {
+                        continue;
+                    }
+                    let visible: Vec<Event> =
+                        slot.events.iter().filter(|e| visible_to(e, &route.grants, directory)).copied().collect();
+                    if visible.is_empty() {
+                        continue;
+                    }
+                    let push = Outbound::Result { request_id: 0, seq: slot.seq, events: visible, query: None, answer: None };
+                    if route.tx.try_send(push).is_err() {
+                        too_slow.push(connection);
+                    }
+                }
+            }
+        }
+        for connection in too_slow {
+            tracing::warn!(connection, "outbound queue full: disconnecting a slow client");
+            self.remove(connection);
+        }
+    }
+}
+
+/// The accounts an event concerns, for push filtering.
+fn accounts_of(event: &Event) -> [AccountId; 2] {
+    match *event {
+        Event::Ledger(e) => [e.account, 0],
+        Event::Order(r) => [r.account, 0],
+        Event::Trade(t) => [t.maker_account, t.taker_account],
+        Event::DepositCredited { account, .. } | Event::WithdrawalUpdated { account, .. } => [account, 0],
+        Event::Transferred { from, to, .. } => [from, to],
+        Event::AccountStatusChanged { account, .. } => [account, 0],
+        _ => [0, 0],
+    }
+}
+
+fn visible_to(event: &Event, grants: &Grants, directory: &AccountDirectory) -> bool {
+    accounts_of(event).iter().any(|&account| account != 0 && grants.may_see_account(account, directory))
+}
+
+/// The pipeline's responder: keeps the account-tree mirror current, then routes.
+pub struct GatewayResponder {
+    pub router: Arc<Router>,
+    pub directory: Arc<AccountDirectory>,
+}
+
+impl Responder for GatewayResponder {
+    fn deliver(&mut self, result: &OutputSlot) {
+        self.directory.observe(&result.events);
+        self.router.deliver(result, &self.directory);
+    }
+}
+
+/// Everything connection tasks share.
+pub struct Gateway {
+    pub settings: GatewaySettings,
+    pub router: Arc<Router>,
+    pub directory: Arc<AccountDirectory>,
+    submitter: Mutex<Option<Submitter>>,
+    next_connection: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(settings: GatewaySettings, router: Arc<Router>, directory: Arc<AccountDirectory>, submitter: Submitter) -> Gateway {
+        Gateway { settings, router, directory, submitter: Mutex::new(Some(submitter)), next_connection: AtomicU64::new(1) }
+    }
+
+    /// Stops handing out submitters; connections that end drop theirs, and the pipeline can
+    /// then drain and stop.
+    pub fn stop_accepting(&self) {
+        self.submitter.lock().expect("submitter lock").take();
+    }
+
+    fn submitter(&self) -> Option<Submitter> {
+        self.submitter.lock().expect("submitter lock").clone()
+    }
+
+    /// Accepts connections until the endpoint is closed.
+    pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gateway.handle(incoming).await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, incoming: quinn::Incoming) -> Result<(), String> {
+        let connection = incoming.await.map_err(|e| format!("handshake: {e}"))?;
+        let principal = tls::principal_of(&connection).map_err(|e| e.to_string())?;
+        let Some(grants) = Grants::of(&principal, &self.settings.principals) else {
+            connection.close(u32::from(GatewayError::Unauthorized.code()).into(), b"unknown principal");
+            return Err(format!("principal {principal:?} is not configured"));
+        };
+        let Some(submitter) = self.submitter() else {
+            connection.close(u32::from(GatewayError::ShuttingDown.code()).into(), b"shutting down");
+            return Ok(());
+        };
+        let (send, recv) = connection.accept_bi().await.map_err(|e| format!("stream: {e}"))?;
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        self.router.insert(id, tx.clone(), grants.clone());
+        tracing::info!(connection = id, principal = %grants.principal, remote = %connection.remote_address(), "connected");
+        let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, now_ns())));
+        let writer = tokio::spawn(write_loop(send, rx, self.settings.max_frame_bytes, grants.clone(), self.directory.clone(), limits.clone()));
+        let mut session = Session { id, grants, submitter, tx, limits, gateway: self.clone(), hello_done: false };
+        let result = session.read_loop(recv).await;
+        self.router.remove(id);
+        drop(session);
+        let _ = writer.await;
+        if let Err(code) = &result {
+            connection.close(u32::from(*code).into(), b"protocol error");
+        }
+        tracing::info!(connection = id, "disconnected");
+        result.map_err(|code| format!("closed with code {code}"))
+    }
+}
+
+struct Session {
+    id: u64,
+    grants: Grants,
+    submitter: Submitter,
+    tx: mpsc::Sender<Outbound>,
+    limits: Arc<Mutex<ConnectionLimits>>,
+    gateway: Arc<Gateway>,
+    hello_done: bool,
+}
+
+impl Session {
+    /// Reads frames until the stream ends. `Err(code)` when the connection must be closed.
+    async fn read_loop(&mut self, mut recv: quinn::RecvStream) -> Result<(), u16> {
+        let max_frame_bytes = self.gateway.settings.max_frame_bytes;
+        let mut decoder = FrameDecoder::new(max_frame_bytes);
+        let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            let read = match recv.read(&mut buffer).await {
+                Ok(Some(n)) => n,
+                Ok(None) | Err(_) => return decoder.finish().map_err(|e| e.gateway_error().code()),
+            };
+            let mut chunk = &buffer[..read];
+            let mut out = Vec::new();
+            loop {
+                let frame = match decoder.decode(&mut chunk) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(lost) => {
+                        self.send_error(0, lost.gateway_error(), &lost.to_string()).await;
+                        return Err(lost.gateway_error().code());
+                    }
+                };
+                let request_id = frame.request_id;
+                let reply = match Message::decode_from_client(&frame) {
+                    Ok(message) => self.on_message(request_id, message),
+                    Err(bad) => {
+                        let closes = bad.closes_connection();
+                        let reply = Some(Message::error(bad.gateway_error(), &bad.to_string()));
+                        if closes {
+                            if let Some(reply) = reply {
+                                let _ = encode_frame(request_id, &reply, max_frame_bytes, &mut out);
+                            }
+                            let _ = self.tx.send(Outbound::Frames(out)).await;
+                            return Err(bad.gateway_error().code());
+                        }
+                        reply
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = encode_frames(request_id, &reply, max_frame_bytes, &mut out);
+                }
+            }
+            if !out.is_empty() && self.tx.send(Outbound::Frames(out)).await.is_err() {
+                return Ok(()); // the writer is gone: the connection is closing
+            }
+        }
+    }
+
+    /// Handles one well-formed message; returns an immediate reply, if any. Commands and
+    /// queries are answered later through the responder.
+    fn on_message(&mut self, request_id: u64, message: Message) -> Option<Message> {
+        if !self.hello_done {
+            return Some(self.on_hello(message));
+        }
+        if request_id == 0 {
+            return Some(Message::error(GatewayError::BadRequest, "request id 0 is reserved for pushes"));
+        }
+        let authority = Authority::of_message(&message);
+        if let Err(refused) = self.grants.check(authority, &self.gateway.directory) {
+            return Some(Message::error(refused, ""));
+        }
+        let origin = Origin { connection: self.id, request_id };
+        match message {
+            Message::Ping => Some(Message::Pong),
+            Message::Hello { .. } => Some(Message::error(GatewayError::BadRequest, "second Hello")),
+            Message::Command(command) => {
+                if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(now_ns()) {
+                    return Some(Message::error(refused, ""));
+                }
+                match self.submitter.try_submit(command, origin, now_ns()) {
+                    Ok(()) => None,
+                    Err(Busy) => {
+                        self.limits.lock().expect("limits lock").command_answered();
+                        Some(Message::error(GatewayError::Busy, "input ring full"))
+                    }
+                }
+            }
+            Message::Subscribe { .. } | Message::Unsubscribe { .. } => {
+                Some(Message::error(GatewayError::NotFound, "market data is not served yet"))
+            }
+            other => match query_of(&other) {
+                Some(query) => {
+                    if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
+                        return Some(Message::error(refused, ""));
+                    }
+                    match self.submitter.try_query(query, origin, now_ns()) {
+                        Ok(()) => None,
+                        Err(Busy) => Some(Message::error(GatewayError::Busy, "input ring full")),
+                    }
+                }
+                None => Some(Message::error(GatewayError::UnknownMessageType, "")),
+            },
+        }
+    }
+
+    fn on_hello(&mut self, message: Message) -> Message {
+        match message {
+            Message::Hello { protocol_version } if protocol_version == PROTOCOL_VERSION => {
+                self.hello_done = true;
+                let limits = self.gateway.settings.limits;
+                Message::Welcome(Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    max_frame_bytes: self.gateway.settings.max_frame_bytes,
+                    max_in_flight: limits.max_in_flight,
+                    rate_per_sec: limits.rate_per_sec,
+                    burst: limits.burst,
+                    principal: self.grants.principal.clone(),
+                })
+            }
+            Message::Hello { .. } => Message::error(GatewayError::UnsupportedVersion, ""),
+            _ => Message::error(GatewayError::HelloRequired, ""),
+        }
+    }
+
+    async fn send_error(&self, request_id: u64, error: GatewayError, detail: &str) {
+        let mut out = Vec::new();
+        if encode_frame(request_id, &Message::error(error, detail), self.gateway.settings.max_frame_bytes, &mut out).is_ok() {
+            let _ = self.tx.send(Outbound::Frames(out)).await;
+        }
+    }
+}
+
+fn query_of(message: &Message) -> Option<Query> {
+    Some(match *message {
+        Message::QueryBalances { account } => Query::Balances { account },
+        Message::QuerySubtreeTotals { account } => Query::SubtreeTotals { account },
+        Message::QueryOrder { order_id } => Query::Order { order_id },
+        Message::QueryOpenOrders { account } => Query::OpenOrders { account },
+        Message::QueryDepth { symbol, levels } => Query::Depth { symbol, levels },
+        _ => return None,
+    })
+}
+
+/// Turns a pipeline result into the messages the client gets.
+fn messages_for(
+    seq: Seq,
+    events: Vec<Event>,
+    query: Option<Query>,
+    answer: Option<QueryAnswer>,
+    grants: &Grants,
+    directory: &AccountDirectory,
+) -> Vec<Message> {
+    let not_found = || vec![Message::error(GatewayError::NotFound, "")];
+    let Some(answer) = answer else {
+        return vec![Message::Accepted { seq }, Message::Events { seq, more: false, events }];
+    };
+    match (query, answer) {
+        (Some(Query::Balances { account }), QueryAnswer::Balances(Some(balances))) => {
+            vec![Message::Balances { account, seq, more: false, balances }]
+        }
+        (Some(Query::SubtreeTotals { account }), QueryAnswer::SubtreeTotals(Some(totals))) => {
+            let totals = totals.into_iter().map(|(asset, total)| AssetTotal { asset, total }).collect();
+            vec![Message::SubtreeTotals { account, seq, more: false, totals }]
+        }
+        (_, QueryAnswer::Order(Some(order))) if grants.may_see_account(order.account, directory) => {
+            vec![Message::OrderInfo { seq, order }]
+        }
+        (Some(Query::OpenOrders { account }), QueryAnswer::OpenOrders(Some(orders))) => {
+            vec![Message::OpenOrders { account, seq, more: false, orders }]
+        }
+        (Some(Query::Depth { symbol, .. }), QueryAnswer::Depth(Some((bids, asks)))) => {
+            vec![Message::Depth(DepthBook { symbol, book_seq: seq, more: false, bids, asks })]
+        }
+        _ => not_found(),
+    }
+}
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Outbound>,
+    max_frame_bytes: u32,
+    grants: Grants,
+    directory: Arc<AccountDirectory>,
+    limits: Arc<Mutex<ConnectionLimits>>,
+) {
+    let mut out = Vec::with_capacity(READ_CHUNK_BYTES);
+    while let Some(outbound) = rx.recv().await {
+        out.clear();
+        match outbound {
+            Outbound::Frames(bytes) => out = bytes,
+            Outbound::Result { request_id, seq, events, query, answer } => {
+                if request_id != 0 && answer.is_none() {
+                    limits.lock().expect("limits lock").command_answered();
+                }
+                for message in messages_for(seq, events, query, answer, &grants, &directory) {
+                    if let Err(e) = encode_frames(request_id, &message, max_frame_bytes, &mut out) {
+                        tracing::error!("cannot encode a result: {e}");
+                    }
+                }
+            }
+        }
+        if send.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_carry_only_events_of_visible_accounts() {
+        let directory = AccountDirectory::default();
+        directory.observe(&[
+            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
+            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
+        ]);
+        let trader1 = Grants { principal: "t1".into(), admin: false, roots: vec![1] };
+        let ledger = |account| {
+            Event::Ledger(crate::engine::LedgerEntry {
+                account,
+                asset: 1,
+                kind: crate::engine::LedgerKind::Deposit,
+                available_delta: 1,
+                held_delta: 0,
+                available_after: 1,
+                held_after: 0,
+                ref_kind: crate::engine::RefKind::Deposit,
+                ref_id: 1,
+            })
+        };
+        assert!(visible_to(&ledger(1), &trader1, &directory));
+        assert!(!visible_to(&ledger(2), &trader1, &directory));
+        assert!(!visible_to(&Event::AssetCreated { asset: 1, scale: 8 }, &trader1, &directory));
+    }
+}
