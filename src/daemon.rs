@@ -95,7 +95,7 @@ async fn serve(
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");
     tracing::info!(%addr, %metrics_addr, "serving");
     systemd_notify("READY=1");
-    tokio::spawn(watchdog());
+    tokio::spawn(watchdog(stats.clone()));
 
     wait_for_stop(&stats).await;
     tracing::info!("shutting down: closing connections");
@@ -178,12 +178,16 @@ fn systemd_notify(state: &str) {
     }
 }
 
-/// Pets systemd's watchdog at half its interval while the runtime is alive.
-async fn watchdog() {
+/// Pets systemd's watchdog at half its interval while the pipeline is healthy, so a failed
+/// pipeline thread lets systemd restart the daemon.
+async fn watchdog(stats: Arc<PipelineStats>) {
     let Some(usec) = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()) else { return };
     let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
     loop {
         tick.tick().await;
+        if stats.failed.load(Ordering::Acquire) {
+            return;
+        }
         systemd_notify("WATCHDOG=1");
     }
 }

@@ -141,7 +141,8 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
         assert_eq!(bid.rejected(), None);
         let sell = trader2.command(limit(2, Side::Sell, 30_000_000_000, 20_000_000)).await.unwrap();
         let trade = sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a trade");
-        assert_eq!((trade.price, trade.qty, trade.maker_order, trade.taker_order), (30_000_000_000, 20_000_000, bid.seq, sell.seq));
+        assert_eq!((trade.price, trade.qty, trade.taker_order, trade.taker_account), (30_000_000_000, 20_000_000, sell.seq, 2));
+        assert_eq!((trade.maker_order, trade.maker_account), (0, 0), "the counterparty is hidden from a trader");
 
         // trader1 sees its fill pushed before the answer to its next request.
         let usdt_then_btc = balances(&mut trader1, 1).await;

@@ -77,7 +77,7 @@ impl Router {
                 let result = Outbound::Result {
                     request_id: slot.origin.request_id,
                     seq: slot.seq,
-                    events: slot.events.clone(),
+                    events: slot.events.iter().map(|e| hide_counterparty(e, &route.grants, directory)).collect(),
                     query: slot.query,
                     answer: slot.answer.clone(),
                 };
@@ -90,8 +90,12 @@ impl Router {
                     if connection == slot.origin.connection {
                         continue;
                     }
-                    let visible: Vec<Event> =
-                        slot.events.iter().filter(|e| visible_to(e, &route.grants, directory)).copied().collect();
+                    let visible: Vec<Event> = slot
+                        .events
+                        .iter()
+                        .filter(|e| visible_to(e, &route.grants, directory))
+                        .map(|e| hide_counterparty(e, &route.grants, directory))
+                        .collect();
                     if visible.is_empty() {
                         continue;
                     }
@@ -120,6 +124,22 @@ fn accounts_of(event: &Event) -> [AccountId; 2] {
         Event::AccountStatusChanged { account, .. } => [account, 0],
         _ => [0, 0],
     }
+}
+
+/// A trade shows each side only the other side's existence: the counterparty's account and
+/// order are zeroed unless the principal may see that account too (venues do not reveal who
+/// traded against you).
+fn hide_counterparty(event: &Event, grants: &Grants, directory: &AccountDirectory) -> Event {
+    let Event::Trade(mut trade) = *event else { return *event };
+    if !grants.may_see_account(trade.maker_account, directory) {
+        trade.maker_account = 0;
+        trade.maker_order = 0;
+    }
+    if !grants.may_see_account(trade.taker_account, directory) {
+        trade.taker_account = 0;
+        trade.taker_order = 0;
+    }
+    Event::Trade(trade)
 }
 
 fn visible_to(event: &Event, grants: &Grants, directory: &AccountDirectory) -> bool {
@@ -447,5 +467,33 @@ mod tests {
         assert!(visible_to(&ledger(1), &trader1, &directory));
         assert!(!visible_to(&ledger(2), &trader1, &directory));
         assert!(!visible_to(&Event::AssetCreated { asset: 1, scale: 8 }, &trader1, &directory));
+    }
+
+    #[test]
+    fn a_trade_hides_the_counterparty_from_a_trader_but_not_from_an_admin() {
+        let directory = AccountDirectory::default();
+        directory.observe(&[
+            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
+            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
+        ]);
+        let trade = Event::Trade(crate::engine::Trade {
+            trade_id: 1,
+            symbol: 1,
+            price: 10,
+            qty: 1,
+            quote_qty: 10,
+            maker_order: 5,
+            taker_order: 6,
+            maker_account: 1,
+            taker_account: 2,
+            maker_side: crate::engine::Side::Buy,
+            maker_fee: 0,
+            taker_fee: 0,
+        });
+        let trader1 = Grants { principal: "t1".into(), admin: false, roots: vec![1] };
+        let Event::Trade(seen) = hide_counterparty(&trade, &trader1, &directory) else { unreachable!() };
+        assert_eq!((seen.maker_account, seen.maker_order, seen.taker_account, seen.taker_order), (1, 5, 0, 0));
+        let admin = Grants { principal: "a".into(), admin: true, roots: vec![] };
+        assert_eq!(hide_counterparty(&trade, &admin, &directory), trade);
     }
 }
