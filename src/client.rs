@@ -7,6 +7,9 @@ use crate::gateway::tls;
 use crate::protocol::{encode_frame, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 
+/// Most bytes taken from the stream at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("connect: {0}")]
@@ -44,7 +47,9 @@ pub struct Client {
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
+    /// Bytes read from the stream; `received[received_at..]` are not decoded yet.
     received: Vec<u8>,
+    received_at: usize,
     next_request_id: u64,
     pushes: Vec<Message>,
     pub welcome: Welcome,
@@ -72,6 +77,7 @@ impl Client {
             recv,
             decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES),
             received: Vec::new(),
+            received_at: 0,
             next_request_id: 1,
             pushes: Vec::new(),
             welcome: Welcome { protocol_version: 0, max_frame_bytes: 0, max_in_flight: 0, rate_per_sec: 0, burst: 0, principal: String::new() },
@@ -86,12 +92,21 @@ impl Client {
 
     /// Sends a message under a new request id and returns the id.
     pub async fn send(&mut self, message: &Message) -> Result<u64, ClientError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        let mut frame = Vec::new();
-        encode_frame(request_id, message, DEFAULT_MAX_FRAME_BYTES, &mut frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.send_raw(&frame).await?;
-        Ok(request_id)
+        self.send_batch(std::slice::from_ref(message)).await
+    }
+
+    /// Sends messages in one write, under consecutive new request ids; returns the first id.
+    /// With `next_message`, this is the pipelined API: send many, then read the answers.
+    pub async fn send_batch(&mut self, messages: &[Message]) -> Result<u64, ClientError> {
+        let first_request_id = self.next_request_id;
+        let mut frames = Vec::with_capacity(messages.len() * 96);
+        for message in messages {
+            encode_frame(self.next_request_id, message, DEFAULT_MAX_FRAME_BYTES, &mut frames)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.next_request_id += 1;
+        }
+        self.send_raw(&frames).await?;
+        Ok(first_request_id)
     }
 
     /// Writes bytes as they are (for tests of malformed input).
@@ -102,24 +117,49 @@ impl Client {
     /// The next message from the server, with its request id.
     pub async fn next_message(&mut self) -> Result<(u64, Message), ClientError> {
         loop {
-            let mut input: &[u8] = &[];
-            let pending = std::mem::take(&mut self.received);
-            input = if pending.is_empty() { input } else { &pending[..] };
-            let decoded = match self.decoder.decode(&mut input) {
-                Ok(Some(frame)) => Some((frame.request_id, Message::decode_from_server(&frame))),
-                Ok(None) => None,
-                Err(e) => return Err(ClientError::Protocol(e.to_string())),
-            };
-            self.received = input.to_vec();
-            if let Some((request_id, message)) = decoded {
-                return message.map(|m| (request_id, m)).map_err(|e| ClientError::Protocol(e.to_string()));
+            if let Some(decoded) = self.decode_buffered()? {
+                return Ok(decoded);
             }
-            let mut chunk = vec![0u8; 64 * 1024];
-            match self.recv.read(&mut chunk).await {
-                Ok(Some(n)) => self.received.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err(ClientError::Io("the server closed the stream".into())),
-                Err(e) => return Err(ClientError::Io(e.to_string())),
+            self.read_more().await?;
+        }
+    }
+
+    /// Whether bytes already read are waiting to be decoded (`next_message` may then return
+    /// without waiting for the network).
+    pub fn has_buffered_input(&self) -> bool {
+        self.received_at < self.received.len()
+    }
+
+    /// Decodes the next message from bytes already read, if they hold a whole frame.
+    fn decode_buffered(&mut self) -> Result<Option<(u64, Message)>, ClientError> {
+        let mut input = &self.received[self.received_at..];
+        let before = input.len();
+        let decoded = match self.decoder.decode(&mut input) {
+            Ok(Some(frame)) => Some((frame.request_id, Message::decode_from_server(&frame))),
+            Ok(None) => None,
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+        };
+        self.received_at += before - input.len();
+        match decoded {
+            Some((request_id, message)) => {
+                message.map(|m| Some((request_id, m))).map_err(|e| ClientError::Protocol(e.to_string()))
             }
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the next chunk of the stream (the decoder keeps any partial frame itself, so
+    /// everything read before has been consumed).
+    async fn read_more(&mut self) -> Result<(), ClientError> {
+        match self.recv.read_chunk(READ_CHUNK_BYTES, true).await {
+            Ok(Some(chunk)) => {
+                self.received.clear();
+                self.received.extend_from_slice(&chunk.bytes);
+                self.received_at = 0;
+                Ok(())
+            }
+            Ok(None) => Err(ClientError::Io("the server closed the stream".into())),
+            Err(e) => Err(ClientError::Io(e.to_string())),
         }
     }
 

@@ -160,7 +160,7 @@ fn run_one_child(exe: &Path, child_args: &[String], delay: Duration) -> Result<C
 }
 
 /// Forwards newline-terminated lines only: a line cut by the kill was never acknowledged.
-fn pump_complete_lines(stdout: impl std::io::Read, lines_tx: mpsc::Sender<String>) {
+pub(crate) fn pump_complete_lines(stdout: impl std::io::Read, lines_tx: mpsc::Sender<String>) {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     loop {
@@ -188,29 +188,51 @@ struct DataDirCheck {
 
 fn check_data_dir(dir: &Path, workload: &[Command], acked_seq: Seq) -> Result<DataDirCheck, String> {
     let data_dir = DataDir::new(dir);
+    let recovery = check_recovery(&data_dir)?;
+    let lost = count_lost_commands(&data_dir.input(), workload, acked_seq)?;
+    check_event_log(&data_dir)?;
+    Ok(DataDirCheck {
+        lost,
+        torn_tail: recovery.torn_tail,
+        events_regenerated: recovery.events_regenerated,
+        from_snapshot: recovery.from_snapshot,
+    })
+}
+
+/// What recovering a killed data directory found.
+pub(crate) struct RecoveryCheck {
+    /// A torn tail was found (by `verify`) or truncated (by recovery) in either log.
+    pub(crate) torn_tail: bool,
+    pub(crate) events_regenerated: bool,
+    pub(crate) from_snapshot: bool,
+    pub(crate) last_seq: Seq,
+}
+
+/// Both logs verify; recovery (newest snapshot + tail, exactly as a restarting daemon does it,
+/// including repairing torn tails and regenerating missing event records) reaches the same
+/// sequence and state hash as a replay from scratch.
+pub(crate) fn check_recovery(data_dir: &DataDir) -> Result<RecoveryCheck, String> {
     let torn_tail = verify(&data_dir.input()).map_err(|e| format!("verify input: {e}"))?.torn_tail.is_some();
     verify(&data_dir.events()).map_err(|e| format!("verify events: {e}"))?;
 
     // Recover exactly as a restarting daemon does, then compare with a replay from scratch.
     let config = SequencerConfig { segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES, durability: Durability::PageCache };
-    let (sequencer, recovery) = Sequencer::open(&data_dir, config).map_err(|e| format!("recovery: {e}"))?;
+    let (sequencer, recovery) = Sequencer::open(data_dir, config).map_err(|e| format!("recovery: {e}"))?;
     let recovered_hash = sequencer.engine().state_hash();
     let recovered_seq = sequencer.engine().last_seq();
     drop(sequencer);
-    let (_, scratch) = replay(&data_dir, ReplayOptions::default()).map_err(|e| format!("replay: {e}"))?;
+    let (_, scratch) = replay(data_dir, ReplayOptions::default()).map_err(|e| format!("replay: {e}"))?;
     if scratch.state_hash != recovered_hash || scratch.last_seq != recovered_seq {
         return Err(format!(
             "recovered state (seq {recovered_seq}, snapshot {:?}) differs from a replay from scratch (seq {})",
             recovery.snapshot_seq, scratch.last_seq
         ));
     }
-    let lost = count_lost_commands(&data_dir.input(), workload, acked_seq)?;
-    check_event_log(&data_dir)?;
-    Ok(DataDirCheck {
-        lost,
+    Ok(RecoveryCheck {
         torn_tail: torn_tail || recovery.input.truncated_tail.is_some() || recovery.events.truncated_tail.is_some(),
         events_regenerated: recovery.event_records_regenerated > 0,
         from_snapshot: recovery.snapshot_seq.is_some(),
+        last_seq: recovered_seq,
     })
 }
 
@@ -231,7 +253,7 @@ fn count_lost_commands(input_dir: &Path, workload: &[Command], acked_seq: Seq) -
 }
 
 /// Every event record equals the events a replay of its command produces.
-fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
+pub(crate) fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
     let mut events_reader = JournalReader::open(&data_dir.events(), 1).map_err(|e| e.to_string())?;
     let mut logged: Vec<Event> = Vec::new();
     let mut mismatch = None;
@@ -306,7 +328,7 @@ pub fn run_standalone(
     Ok(summary)
 }
 
-fn tempfile_dir() -> Result<PathBuf, String> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("seqd-crash-test-{}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -8,9 +8,10 @@ use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router}
 use crate::gateway::tls;
 use crate::pipeline::{Pipeline, PipelineStats};
 use crate::protocol::{GatewayError, LimitsConfig};
-use crate::replay::DataDir;
-use std::sync::atomic::Ordering;
+use crate::replay::{replay, DataDir, ReplayOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,6 +49,14 @@ pub fn run(config: Config) -> Result<(), String> {
     let directory = directory.expect("the responder was built");
     let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, pipeline.submitter()));
     let stats = pipeline.stats();
+    let stop_snapshots = Arc::new(AtomicBool::new(false));
+    let snapshotter = spawn_snapshotter(
+        data_dir.clone(),
+        config.snapshots.every_commands,
+        config.snapshots.keep,
+        stats.clone(),
+        stop_snapshots.clone(),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -59,12 +68,55 @@ pub fn run(config: Config) -> Result<(), String> {
     drop(gateway);
     runtime.shutdown_timeout(Duration::from_secs(5));
 
+    stop_snapshots.store(true, Ordering::Release);
+    if let Some(handle) = snapshotter {
+        let _ = handle.join();
+    }
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown()?;
     let path = data_dir.snapshots().write(&engine).map_err(|e| e.to_string())?;
     data_dir.snapshots().prune(config.snapshots.keep).map_err(|e| e.to_string())?;
     tracing::info!(seq = engine.last_seq(), snapshot = %path.display(), "stopped");
     Ok(())
+}
+
+/// Every `every_commands` durable commands, rebuilds a replica of the state from the newest
+/// snapshot and the journal (on its own thread, never touching the processor) and writes it as
+/// the next snapshot. A failed attempt (for example a read racing the journal's tail) is
+/// logged and retried on the next round.
+fn spawn_snapshotter(
+    data_dir: DataDir,
+    every_commands: u64,
+    keep: usize,
+    stats: Arc<PipelineStats>,
+    stop: Arc<AtomicBool>,
+) -> Option<JoinHandle<()>> {
+    if every_commands == 0 {
+        return None;
+    }
+    let body = move || {
+        let mut last_seq = data_dir.snapshots().list().ok().and_then(|all| all.last().map(|(seq, _)| *seq)).unwrap_or(0);
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(200));
+            let durable = stats.durable_seq.load(Ordering::Acquire);
+            if durable < last_seq + every_commands {
+                continue;
+            }
+            let options = ReplayOptions { use_snapshot: true, to_seq: Some(durable), progress: false };
+            let written = replay(&data_dir, options)
+                .map_err(|e| e.to_string())
+                .and_then(|(engine, _)| data_dir.snapshots().write(&engine).map_err(|e| e.to_string()))
+                .and_then(|path| data_dir.snapshots().prune(keep).map(|_| path).map_err(|e| e.to_string()));
+            match written {
+                Ok(path) => {
+                    last_seq = durable;
+                    tracing::info!(seq = durable, snapshot = %path.display(), "background snapshot written");
+                }
+                Err(e) => tracing::warn!("background snapshot at {durable} failed, will retry: {e}"),
+            }
+        }
+    };
+    Some(std::thread::Builder::new().name("seqd-snapshotter".into()).spawn(body).expect("spawn the snapshotter"))
 }
 
 /// The server's TLS configuration; a development CA and certificates are generated into

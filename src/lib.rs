@@ -20,6 +20,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod crash_test;
+pub mod crash_test_daemon;
 pub mod daemon;
 pub mod engine;
 pub mod gateway;

@@ -34,6 +34,9 @@ enum Commands {
         /// Override `metrics.listen`.
         #[arg(long)]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Override `journal.durability`.
+        #[arg(long, value_parser = ["page-cache", "fsync"])]
+        durability: Option<String>,
     },
     /// Talk to a running daemon as a principal (certificate `<certs>/<principal>.pem`).
     Client {
@@ -94,6 +97,10 @@ enum Commands {
         /// Internal: run as the child that is killed.
         #[arg(long, hide = true)]
         child: bool,
+        /// Kill the whole daemon (`seqd run`) under client load instead of a sequencing child
+        /// (--commands does not apply; --durability is written into the daemon's config).
+        #[arg(long)]
+        daemon: bool,
     },
     /// Write a development CA, a server certificate for localhost and client certificates
     /// (principals admin, trader1, trader2) into DIR; print the paths written.
@@ -149,10 +156,15 @@ fn main() -> ExitCode {
         }
         Commands::Replay { dir, to, json, no_snapshot } => cli_journal::replay_command(&dir, to, json, no_snapshot),
         Commands::Snapshot { dir, keep } => cli_journal::snapshot(&dir, keep),
-        Commands::CrashTest { cycles, dir, durability, seed, commands, child } => {
+        Commands::CrashTest { daemon: true, cycles, dir, durability, seed, .. } => {
+            seqd::crash_test_daemon::run_cli(dir, durability, seed, cycles)
+        }
+        Commands::CrashTest { cycles, dir, durability, seed, commands, child, daemon: false } => {
             crash_test(cycles, dir, durability, seed, commands, child)
         }
-        Commands::Run { config, data_dir, listen, metrics_listen } => run(config, data_dir, listen, metrics_listen),
+        Commands::Run { config, data_dir, listen, metrics_listen, durability } => {
+            run(config, data_dir, listen, metrics_listen, durability)
+        }
         Commands::Client { addr, certs, principal, request } => cli_client::run(addr, &certs, &principal, request),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {
@@ -210,6 +222,7 @@ fn run(
     data_dir: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     metrics_listen: Option<std::net::SocketAddr>,
+    durability: Option<String>,
 ) -> ExitCode {
     let mut config = match seqd::config::Config::load(config.as_deref()) {
         Ok(config) => config,
@@ -227,6 +240,9 @@ fn run(
     }
     if let Some(listen) = metrics_listen {
         config.metrics.listen = listen;
+    }
+    if let Some(durability) = durability {
+        config.journal.durability = durability;
     }
     match seqd::daemon::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,8 +19,13 @@ struct Daemon {
 impl Daemon {
     /// Starts `seqd run` on a free port and waits for its "listening on" line.
     fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra_args: &[&str]) -> Daemon {
         let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
             .args(["run", "--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -302,4 +307,33 @@ fn a_restarted_daemon_keeps_every_acknowledged_command() {
     assert_eq!(scratch_seq, 28);
     assert_eq!((snapshot_seq, &snapshot_hash), (scratch_seq, &scratch_hash));
     assert_eq!(from, Some(28), "the graceful stop wrote a snapshot at the last sequence");
+}
+
+#[test]
+fn the_daemon_writes_snapshots_in_the_background_while_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seqd.toml");
+    let defaults = seqd::config::DEFAULT_CONFIG_TOML.replace("every_commands = 1000000", "every_commands = 10");
+    std::fs::write(&config, defaults).unwrap();
+    let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let snapshots = seqd::replay::DataDir::new(dir.path().join("data")).snapshots();
+    runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        for i in 0..10 {
+            admin.command(limit(1, Side::Buy, 29_000_000_000 + i * 10_000, 10_000)).await.unwrap();
+        }
+        // 17 commands are durable: a snapshot at or past seq 10 appears without a stop.
+        let mut found = None;
+        for _ in 0..100 {
+            found = snapshots.list().unwrap().last().map(|(seq, _)| *seq);
+            if found.is_some_and(|seq| seq >= 10) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(found.is_some_and(|seq| seq >= 10), "no background snapshot: {found:?}");
+        admin.close().await;
+    });
+    daemon.stop();
 }

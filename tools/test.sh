@@ -12,8 +12,10 @@ fi
 
 cargo build --release --bins
 
-# The crash test at full length: 100 SIGKILL cycles (about two minutes here).
+# The crash tests at full length, about two minutes each here: 100 SIGKILLs of a sequencing
+# child, then 100 SIGKILLs of the whole daemon under client load.
 tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
+tools/crash-test --daemon --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
 
 # Every unit, integration, property and differential test (last, so its summary closes the run).
 cargo test --release --all-targets -- --test-threads=2

@@ -12,7 +12,8 @@
 //! The journaler and the processor read the input ring in parallel and number commands the same
 //! way (base + count), so they agree on every sequence and timestamp without talking. Nothing
 //! leaves through the responder before the input that caused it is durable under the configured
-//! policy. The event log may lag; recovery regenerates it from the input journal.
+//! policy, and the event log never gets ahead of the durable input (it may lag; recovery
+//! regenerates the missing records from the input journal).
 //!
 //! The threads are ours (disruptor `EventPoller`s), so how they wait is a setting: spinning
 //! suits a dedicated core, a 2-core machine wants at most one spinning thread.
@@ -405,6 +406,14 @@ fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &Pipel
                 for slot in &mut batch {
                     if slot.answer.is_some() {
                         continue; // a query's answer is not an event
+                    }
+                    // The event log must never get ahead of the input journal: a crash would
+                    // then leave events of commands that recovery cannot see.
+                    while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
+                        if stats.failed.load(Ordering::Acquire) {
+                            return Err("the journaler failed; the event log stops".to_string());
+                        }
+                        idler.idle();
                     }
                     payload.clear();
                     codec::encode_event_record(&slot.events, &mut payload);
