@@ -17,5 +17,7 @@ cargo build --release --bins
 tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
 tools/crash-test --daemon --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
 
-# Every unit, integration, property and differential test (last, so its summary closes the run).
-cargo test --release --all-targets -- --test-threads=2
+# The examples in the documentation, then every unit, integration, property and differential
+# test and the benchmarks in test mode (last, so its summary closes the run).
+cargo test --release --doc
+cargo test --release --all-targets
