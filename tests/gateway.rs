@@ -159,6 +159,7 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             ]
         );
         let pushes = trader1.take_pushes();
+        assert!(!pushes.is_empty() && pushes.iter().all(|m| matches!(m, Message::Events { .. })), "a push is Events only: {pushes:?}");
         let fill = pushes.iter().flat_map(|m| if let Message::Events { events, .. } = m { events.clone() } else { vec![] }).find_map(|e| match e {
             Event::Order(r) if r.order_id == bid.seq && r.exec == ExecKind::Trade => Some(r),
             _ => None,

@@ -420,7 +420,14 @@ async fn write_loop(
                 if request_id != 0 && answer.is_none() {
                     limits.lock().expect("limits lock").command_answered();
                 }
-                for message in messages_for(seq, events, query, answer, &grants, &directory) {
+                // A push (request id 0) is the events alone (PROTOCOL.md §9); an answer to this
+                // connection's command is `Accepted` then its `Events`.
+                let messages = if request_id == 0 {
+                    vec![Message::Events { seq, more: false, events }]
+                } else {
+                    messages_for(seq, events, query, answer, &grants, &directory)
+                };
+                for message in messages {
                     if let Err(e) = encode_frames(request_id, &message, max_frame_bytes, &mut out) {
                         tracing::error!("cannot encode a result: {e}");
                     }
