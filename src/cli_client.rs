@@ -109,8 +109,11 @@ fn query_of(request: &ClientCommand) -> Message {
 }
 
 pub fn run(addr: SocketAddr, certs: &Path, principal: &str, request: ClientCommand) -> ExitCode {
-    let read = |name: String| std::fs::read(certs.join(&name)).map_err(|e| format!("{}: {e}", certs.join(name).display()));
-    let files = (|| Ok::<_, String>((read("ca.pem".into())?, read(format!("{principal}.pem"))?, read(format!("{principal}.key"))?)))();
+    let read =
+        |name: String| std::fs::read(certs.join(&name)).map_err(|e| format!("{}: {e}", certs.join(name).display()));
+    let files = (|| {
+        Ok::<_, String>((read("ca.pem".into())?, read(format!("{principal}.pem"))?, read(format!("{principal}.key"))?))
+    })();
     let (ca, cert, key) = match files {
         Ok(files) => files,
         Err(e) => return fail(&e),

@@ -57,7 +57,12 @@ pub struct Client {
 
 impl Client {
     /// Connects with the given PEM files and completes the Hello/Welcome handshake.
-    pub async fn connect(addr: SocketAddr, ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<Client, ClientError> {
+    pub async fn connect(
+        addr: SocketAddr,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Client, ClientError> {
         let config = tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
         Client::connect_with(addr, config).await
     }
@@ -80,7 +85,14 @@ impl Client {
             received_at: 0,
             next_request_id: 1,
             pushes: Vec::new(),
-            welcome: Welcome { protocol_version: 0, max_frame_bytes: 0, max_in_flight: 0, rate_per_sec: 0, burst: 0, principal: String::new() },
+            welcome: Welcome {
+                protocol_version: 0,
+                max_frame_bytes: 0,
+                max_in_flight: 0,
+                rate_per_sec: 0,
+                burst: 0,
+                principal: String::new(),
+            },
         };
         let hello_id = client.send(&Message::Hello { protocol_version: PROTOCOL_VERSION }).await?;
         match client.next_answer(hello_id).await? {

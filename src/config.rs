@@ -125,7 +125,12 @@ impl Default for SnapshotsSection {
 
 impl Default for PipelineSection {
     fn default() -> Self {
-        PipelineSection { ring_size: 1 << 14, processor_wait: "backoff".into(), other_wait: "backoff".into(), processor_core: None }
+        PipelineSection {
+            ring_size: 1 << 14,
+            processor_wait: "backoff".into(),
+            other_wait: "backoff".into(),
+            processor_core: None,
+        }
     }
 }
 
@@ -159,7 +164,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
                 Config::parse(&text)
             }
             None => Config::parse(DEFAULT_CONFIG_TOML),
@@ -204,7 +210,10 @@ impl Config {
             ));
         }
         Ok(PipelineConfig {
-            journal: SequencerConfig { segment_size_bytes: self.journal.segment_size_bytes, durability: self.durability()? },
+            journal: SequencerConfig {
+                segment_size_bytes: self.journal.segment_size_bytes,
+                durability: self.durability()?,
+            },
             ring_size,
             processor_wait,
             other_wait,
@@ -252,7 +261,10 @@ mod tests {
 
     #[test]
     fn values_override_defaults() {
-        let config = Config::parse("[journal]\ndurability = \"fsync\"\n[pipeline]\nprocessor_wait = \"spin\"\nprocessor_core = 1").unwrap();
+        let config = Config::parse(
+            "[journal]\ndurability = \"fsync\"\n[pipeline]\nprocessor_wait = \"spin\"\nprocessor_core = 1",
+        )
+        .unwrap();
         let pipeline = config.pipeline_config().unwrap();
         assert_eq!(pipeline.journal.durability, Durability::Fsync);
         assert_eq!(pipeline.processor_wait, WaitStrategy::Spin);

@@ -95,7 +95,8 @@ fn spawn_snapshotter(
         return None;
     }
     let body = move || {
-        let mut last_seq = data_dir.snapshots().list().ok().and_then(|all| all.last().map(|(seq, _)| *seq)).unwrap_or(0);
+        let mut last_seq =
+            data_dir.snapshots().list().ok().and_then(|all| all.last().map(|(seq, _)| *seq)).unwrap_or(0);
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(200));
             let durable = stats.durable_seq.load(Ordering::Acquire);
@@ -140,7 +141,8 @@ async fn serve(
 ) -> Result<(), String> {
     let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let metrics = tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
+    let metrics =
+        tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
     let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(serve_metrics(metrics, stats.clone(), router));
     tokio::spawn(gateway.clone().serve(endpoint.clone()));
@@ -159,7 +161,8 @@ async fn serve(
 
 /// SIGTERM, SIGINT, or a failed pipeline thread.
 async fn wait_for_stop(stats: &PipelineStats) {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     let mut failure_check = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -189,9 +192,19 @@ fn metrics_text(stats: &PipelineStats, router: &Router) -> String {
     metric("seqd_applied_seq", "Highest sequence applied by the processor.", "counter", applied);
     metric("seqd_events_logged_seq", "Highest sequence written to the event log.", "counter", logged);
     metric("seqd_delivered_seq", "Highest sequence delivered to clients.", "counter", delivered);
-    metric("seqd_journal_lag_commands", "Applied but not yet durable commands.", "gauge", applied.saturating_sub(durable));
+    metric(
+        "seqd_journal_lag_commands",
+        "Applied but not yet durable commands.",
+        "gauge",
+        applied.saturating_sub(durable),
+    );
     metric("seqd_connections", "Open client connections.", "gauge", router.connections() as u64);
-    metric("seqd_pipeline_failed", "1 if a pipeline thread failed.", "gauge", stats.failed.load(Ordering::Acquire) as u64);
+    metric(
+        "seqd_pipeline_failed",
+        "1 if a pipeline thread failed.",
+        "gauge",
+        stats.failed.load(Ordering::Acquire) as u64,
+    );
     text
 }
 

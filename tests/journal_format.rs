@@ -9,9 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use seqd::journal::{
-    verify, Durability, JournalConfig, JournalError, JournalReader, JournalWriter,
-};
+use seqd::journal::{verify, Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
 
 #[test]
 fn round_trip_across_many_segment_rolls() {
@@ -26,10 +24,7 @@ fn round_trip_across_many_segment_rolls() {
     drop(writer);
 
     let segments = segment_files(dir.path()).len();
-    assert!(
-        segments > 50,
-        "expected many rolls, got {segments} segments"
-    );
+    assert!(segments > 50, "expected many rolls, got {segments} segments");
     assert_eq!(read_and_check(dir.path(), 1), 2_000);
     assert_eq!(read_and_check(dir.path(), 1_234), 2_000);
     assert_eq!(read_and_check(dir.path(), 2_000), 2_000);
@@ -126,22 +121,10 @@ fn uncommitted_page_cache_appends_survive_writer_drop() {
 fn append_rejects_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let (mut writer, _) = JournalWriter::open(config(dir.path())).unwrap();
-    assert!(matches!(
-        writer.append(2, 0, 0, b"x"),
-        Err(JournalError::SeqMismatch {
-            expected: 1,
-            got: 2
-        })
-    ));
-    assert!(matches!(
-        writer.append(1, 0, 0, b""),
-        Err(JournalError::EmptyPayload)
-    ));
+    assert!(matches!(writer.append(2, 0, 0, b"x"), Err(JournalError::SeqMismatch { expected: 1, got: 2 })));
+    assert!(matches!(writer.append(1, 0, 0, b""), Err(JournalError::EmptyPayload)));
     let too_big = vec![1u8; SMALL_SEGMENT_BYTES as usize];
-    assert!(matches!(
-        writer.append(1, 0, 0, &too_big),
-        Err(JournalError::RecordTooLarge { .. })
-    ));
+    assert!(matches!(writer.append(1, 0, 0, &too_big), Err(JournalError::RecordTooLarge { .. })));
     // The largest payload that fits an empty segment is accepted (and forces a roll).
     writer.append(1, 0, 0, b"small").unwrap();
     let max_payload = vec![9u8; (SMALL_SEGMENT_BYTES - 64 - 32) as usize];
@@ -154,10 +137,7 @@ fn append_rejects_bad_input() {
 fn second_writer_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     let (_writer, _) = JournalWriter::open(config(dir.path())).unwrap();
-    assert!(matches!(
-        JournalWriter::open(config(dir.path())),
-        Err(JournalError::Locked { .. })
-    ));
+    assert!(matches!(JournalWriter::open(config(dir.path())), Err(JournalError::Locked { .. })));
 }
 
 #[test]
@@ -165,23 +145,14 @@ fn invalid_configs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for size in [0, 64, 4_100] {
         let cfg = JournalConfig::new(dir.path(), size, Durability::PageCache);
-        assert!(
-            matches!(
-                JournalWriter::open(cfg),
-                Err(JournalError::InvalidConfig(_))
-            ),
-            "size {size}"
-        );
+        assert!(matches!(JournalWriter::open(cfg), Err(JournalError::InvalidConfig(_))), "size {size}");
     }
 }
 
 #[test]
 fn configurable_first_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = JournalConfig {
-        first_seq: 1_000,
-        ..config(dir.path())
-    };
+    let cfg = JournalConfig { first_seq: 1_000, ..config(dir.path()) };
     let (mut writer, report) = JournalWriter::open(cfg).unwrap();
     assert_eq!(report.last_seq, 999);
     assert_eq!(writer.next_seq(), 1_000);
@@ -190,10 +161,7 @@ fn configurable_first_seq() {
     assert_eq!(read_and_check(dir.path(), 1_000), 1_100);
     assert!(matches!(
         JournalReader::open(dir.path(), 5),
-        Err(JournalError::SeqBeforeStart {
-            seq: 5,
-            first_seq: 1_000
-        })
+        Err(JournalError::SeqBeforeStart { seq: 5, first_seq: 1_000 })
     ));
     assert_eq!(verify(dir.path()).unwrap().first_seq, Some(1_000));
 }
@@ -225,10 +193,7 @@ fn reader_tails_a_live_writer() {
     let (mut eager_next, mut committed_next) = (1u64, 1u64);
     let deadline = Instant::now() + Duration::from_secs(60);
     while eager_next <= LAST_SEQ || committed_next <= LAST_SEQ {
-        assert!(
-            Instant::now() < deadline,
-            "reader stalled at {eager_next}/{committed_next}"
-        );
+        assert!(Instant::now() < deadline, "reader stalled at {eager_next}/{committed_next}");
         let mut progressed = false;
         while let Some(record) = eager.next().unwrap() {
             assert_eq!(record.seq, eager_next);
@@ -250,4 +215,127 @@ fn reader_tails_a_live_writer() {
     }
     writer_thread.join().unwrap();
     assert!(eager.next().unwrap().is_none());
+}
+
+/// Segments being prepared in the background (`*.seg.tmp`).
+fn temp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().is_some_and(|p| p.ends_with(".seg.tmp")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// One record per segment: the writer rolls far faster than the helper thread prepares the
+/// next segment, so it waits at (nearly) every roll; nothing is lost or reordered.
+#[test]
+fn rolls_faster_than_background_preparation_lose_nothing() {
+    let small_payload = |seq: u64| vec![(seq % 251 + 1) as u8; (seq % 32 + 1) as usize];
+    for (durability, last_seq) in [(Durability::PageCache, 3_000u64), (Durability::Fsync, 150)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig::new(dir.path(), JournalConfig::MIN_SEGMENT_SIZE_BYTES, durability);
+        let (mut writer, _) = JournalWriter::open(cfg.clone()).unwrap();
+        for seq in 1..=last_seq {
+            writer.append(seq, timestamp_ns(seq), kind(seq), &small_payload(seq)).unwrap();
+            if seq % 1_000 == 0 {
+                writer.commit().unwrap();
+            }
+        }
+        assert_eq!(writer.commit().unwrap(), last_seq);
+        let chain_hash = writer.chain_hash();
+        assert!(temp_files(dir.path()).len() <= 1, "one segment at a time is prepared ahead");
+        drop(writer);
+        assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new(), "closing deletes it");
+
+        let verified = verify(dir.path()).unwrap();
+        assert_eq!(verified.records, last_seq, "{durability:?}");
+        assert_eq!(verified.segments as u64, last_seq, "one record per segment");
+        assert_eq!(verified.chain_hash, chain_hash);
+        let mut reader = JournalReader::open(dir.path(), 1).unwrap();
+        for seq in 1..=last_seq {
+            let record = reader.next().unwrap().unwrap();
+            assert_eq!((record.seq, record.payload), (seq, small_payload(seq).as_slice()));
+        }
+        assert!(reader.next().unwrap().is_none());
+        let (writer, report) = JournalWriter::open(cfg).unwrap();
+        assert_eq!(report.last_seq, last_seq);
+        assert_eq!(writer.chain_hash(), chain_hash);
+    }
+}
+
+/// Commits feed the chain hasher in batches; `chain_hash` must still cover exactly the
+/// committed records, whatever the group sizes and wherever the rolls fall.
+#[test]
+fn chain_hash_after_every_commit_matches_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut writer, _) =
+        JournalWriter::open(JournalConfig::new(dir.path(), 64 * 1024, Durability::PageCache)).unwrap();
+    for group in (0..150u64).map(|i| i * 37 % 150 + 1) {
+        let last_seq = writer.next_seq() + group - 1;
+        append_until(&mut writer, last_seq, group);
+        assert_eq!(writer.chain_hash(), verify(dir.path()).unwrap().chain_hash, "after seq {last_seq}");
+    }
+    let chain_hash = writer.chain_hash();
+    let last_seq = writer.durable_seq();
+    assert!(segment_files(dir.path()).len() > 10);
+    // Appends without a commit do not change the committed chain hash (unless they roll).
+    let segments = segment_files(dir.path()).len();
+    append_seq(&mut writer, last_seq + 1);
+    if segment_files(dir.path()).len() == segments {
+        assert_eq!(writer.chain_hash(), chain_hash);
+    }
+    drop(writer);
+    let (writer, _) = JournalWriter::open(config(dir.path())).unwrap();
+    assert_eq!(writer.next_seq(), last_seq + 2);
+}
+
+/// Segment files have their disk space allocated before the writer uses them, so a full
+/// disk is an error when a segment is prepared, never a SIGBUS on a write through the map;
+/// the allocated bytes still read as zero.
+#[cfg(target_os = "linux")]
+#[test]
+fn segment_space_is_reserved_up_front() {
+    use std::os::unix::fs::MetadataExt;
+    const SEGMENT_BYTES: u64 = 1 << 20;
+    let allocated = |path: &std::path::Path| std::fs::metadata(path).unwrap().blocks() * 512;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig::new(dir.path(), SEGMENT_BYTES, Durability::PageCache);
+    let (mut writer, _) = JournalWriter::open(cfg.clone()).unwrap();
+    append_until(&mut writer, 10, 5);
+    let active = writer.active_segment_path().to_path_buf();
+    assert!(allocated(&active) >= SEGMENT_BYTES);
+    // The next segment is prepared in the background, allocated too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let temp = temp_files(dir.path());
+        if temp.len() == 1 && allocated(&temp[0]) >= SEGMENT_BYTES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no prepared segment: {temp:?}");
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(writer);
+    assert!(temp_files(dir.path()).is_empty());
+
+    // A sparse last segment (as written by earlier versions) is allocated when reopened,
+    // its bytes unchanged.
+    let bytes = std::fs::read(&active).unwrap();
+    let data_end = records_in(&active).last().map(|r| r.offset + r.len_bytes).unwrap();
+    std::fs::remove_file(&active).unwrap();
+    std::fs::write(&active, &bytes[..data_end]).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(SEGMENT_BYTES).unwrap();
+    assert!(allocated(&active) < SEGMENT_BYTES);
+    let (writer, report) = JournalWriter::open(cfg.clone()).unwrap();
+    assert_eq!(report.last_seq, 10);
+    assert!(allocated(&active) >= SEGMENT_BYTES);
+    assert_eq!(std::fs::read(&active).unwrap(), bytes);
+
+    // Closing in the middle of a (large) background preparation stops it and deletes it.
+    drop(writer);
+    let big = JournalConfig::new(dir.path(), 64 << 20, Durability::PageCache);
+    drop(JournalWriter::open(big).unwrap());
+    assert!(temp_files(dir.path()).is_empty());
+    assert_eq!(read_and_check(dir.path(), 1), 10);
 }

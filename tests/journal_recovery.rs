@@ -13,9 +13,7 @@ use seqd::journal::{verify, JournalWriter};
 /// Picks a last seq whose payload is not a multiple of 8 (so it has padding) and whose
 /// length's low byte is non-zero (so keeping only byte 0 leaves a non-zero `len` word).
 fn last_seq_with_padded_payload(from: u64) -> u64 {
-    (from..)
-        .find(|&s| !payload(s).len().is_multiple_of(8) && !payload(s).len().is_multiple_of(256))
-        .unwrap()
+    (from..).find(|&s| !payload(s).len().is_multiple_of(8) && !payload(s).len().is_multiple_of(256)).unwrap()
 }
 
 /// Base journal for torn-tail tests plus the location of its last record.
@@ -69,12 +67,7 @@ fn torn_tail_zeroed_from_every_byte_of_the_last_record() {
         drop(writer);
         // The junk is gone from disk: the tail is zero from the record offset on.
         if expected_last < last_seq {
-            assert!(
-                fs::read(&file).unwrap()[last.offset..]
-                    .iter()
-                    .all(|&b| b == 0),
-                "k={k}"
-            );
+            assert!(fs::read(&file).unwrap()[last.offset..].iter().all(|&b| b == 0), "k={k}");
         }
         assert_appending_continues(work.path(), expected_last);
     }
@@ -88,12 +81,7 @@ fn torn_tail_file_cut_at_every_byte_of_the_last_record() {
         let work = tempfile::tempdir().unwrap();
         copy_dir(base.path(), work.path());
         let file = work.path().join(last_file.file_name().unwrap());
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_len((last.offset + k) as u64)
-            .unwrap();
+        fs::OpenOptions::new().write(true).open(&file).unwrap().set_len((last.offset + k) as u64).unwrap();
 
         let expected_torn = (k > 0).then(|| (file.clone(), last.offset as u64));
         let (writer, report) = JournalWriter::open(config(work.path())).unwrap();
@@ -148,11 +136,7 @@ fn flipped_bit_in_a_middle_record_is_refused_with_file_and_offset() {
                 modify_file(&file, |bytes| bytes[target.offset + position] ^= 1 << bit);
                 let reason = expect_corrupt(verify(work.path()), &file, target.offset);
                 assert!(!reason.is_empty());
-                expect_corrupt(
-                    JournalWriter::open(config(work.path())),
-                    &file,
-                    target.offset,
-                );
+                expect_corrupt(JournalWriter::open(config(work.path())), &file, target.offset);
             }
         }
     }
@@ -189,11 +173,7 @@ fn sequence_gap_with_valid_crc_is_refused() {
         forge_record(&file, target, target.seq + 2, &payload(target.seq));
         let reason = expect_corrupt(verify(work.path()), &file, target.offset);
         assert!(reason.contains("sequence gap"), "{reason}");
-        expect_corrupt(
-            JournalWriter::open(config(work.path())),
-            &file,
-            target.offset,
-        );
+        expect_corrupt(JournalWriter::open(config(work.path())), &file, target.offset);
     }
 }
 
@@ -229,11 +209,7 @@ fn missing_middle_segment_is_a_gap() {
     fs::remove_file(&files[1]).unwrap();
     let reason = expect_corrupt(verify(base.path()), &files[2], HDR_FIRST_SEQ_OFFSET);
     assert!(reason.contains("sequence gap between segments"), "{reason}");
-    expect_corrupt(
-        JournalWriter::open(config(base.path())),
-        &files[2],
-        HDR_FIRST_SEQ_OFFSET,
-    );
+    expect_corrupt(JournalWriter::open(config(base.path())), &files[2], HDR_FIRST_SEQ_OFFSET);
 }
 
 #[test]
@@ -253,11 +229,7 @@ fn tampered_record_with_recomputed_crc_breaks_the_hash_chain() {
     let file1 = work.path().join(files[1].file_name().unwrap());
     let reason = expect_corrupt(verify(work.path()), &file1, HDR_PREV_CHAIN_HASH);
     assert!(reason.contains("hash chain"), "{reason}");
-    expect_corrupt(
-        JournalWriter::open(config(work.path())),
-        &file1,
-        HDR_PREV_CHAIN_HASH,
-    );
+    expect_corrupt(JournalWriter::open(config(work.path())), &file1, HDR_PREV_CHAIN_HASH);
 
     // Tamper in the last segment: nothing later to catch it, but the reported chain hash changes.
     let work = tempfile::tempdir().unwrap();
@@ -281,10 +253,7 @@ fn empty_or_zeroed_last_segment_from_a_crashed_roll_is_a_torn_tail() {
         let torn = dir.path().join("00000000000000000041.seg");
         fs::write(&torn, vec![0u8; file_len]).unwrap();
 
-        assert_eq!(
-            verify(dir.path()).unwrap().torn_tail,
-            Some((torn.clone(), 0))
-        );
+        assert_eq!(verify(dir.path()).unwrap().torn_tail, Some((torn.clone(), 0)));
         let (writer, report) = JournalWriter::open(config(dir.path())).unwrap();
         assert_eq!(report.last_seq, 40, "len {file_len}");
         assert_eq!(report.truncated_tail, Some((torn.clone(), 0)));
@@ -309,10 +278,7 @@ fn header_only_last_segment_is_reused() {
     let dir = tempfile::tempdir().unwrap();
     build_journal(dir.path(), 40);
     let before = verify(dir.path()).unwrap();
-    let header = SegmentHeader {
-        first_seq: 41,
-        prev_chain_hash: before.chain_hash,
-    };
+    let header = SegmentHeader { first_seq: 41, prev_chain_hash: before.chain_hash };
     let path = dir.path().join("00000000000000000041.seg");
     let mut bytes = vec![0u8; SMALL_SEGMENT_BYTES as usize];
     bytes[..64].copy_from_slice(&header.encode());
@@ -356,11 +322,7 @@ mod properties {
     }
 
     fn cfg() -> ProptestConfig {
-        ProptestConfig {
-            cases: 96,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
+        ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() }
     }
 
     proptest! {

@@ -44,7 +44,8 @@ fn start(dir: &std::path::Path, ring_size: usize) -> (Pipeline, mpsc::Receiver<D
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(OnceLock::new());
     let config = PipelineConfig { ring_size, processor_wait: WaitStrategy::Backoff, ..PipelineConfig::default() };
-    let (pipeline, _) = Pipeline::start(&DataDir::new(dir), config, ChannelResponder { tx, stats: stats.clone() }).unwrap();
+    let (pipeline, _) =
+        Pipeline::start(&DataDir::new(dir), config, ChannelResponder { tx, stats: stats.clone() }).unwrap();
     stats.set(pipeline.stats()).unwrap();
     (pipeline, rx)
 }
@@ -91,11 +92,17 @@ fn two_producers_every_command_delivered_once_in_order_after_it_is_durable() {
     assert_eq!(deliveries.len(), total, "every accepted command delivered exactly once");
     for (i, d) in deliveries.iter().enumerate() {
         assert_eq!(d.seq, i as Seq + 1, "deliveries in sequence order");
-        assert!(d.durable_at_delivery >= d.seq, "seq {} delivered before it was durable ({})", d.seq, d.durable_at_delivery);
+        assert!(
+            d.durable_at_delivery >= d.seq,
+            "seq {} delivered before it was durable ({})",
+            d.seq,
+            d.durable_at_delivery
+        );
     }
     // Per connection, request ids arrive in the order they were sent.
     for connection in [1, 2] {
-        let ids: Vec<u64> = deliveries.iter().filter(|d| d.origin.connection == connection).map(|d| d.origin.request_id).collect();
+        let ids: Vec<u64> =
+            deliveries.iter().filter(|d| d.origin.connection == connection).map(|d| d.origin.request_id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "connection {connection} reordered");
         assert_eq!(ids.len(), if connection == 1 { count_a } else { count_b });
     }

@@ -2,6 +2,14 @@
 //! stderr and, with `--json`, one JSON object as the last line of stdout.
 //!
 //!   cargo run --release --bin seqd-bench -- engine --json
+//!   cargo build --release --bins && cargo run --release --bin seqd-bench -- e2e --json
+
+#[path = "seqd-bench/e2e.rs"]
+mod e2e;
+#[path = "seqd-bench/hdr_plot.rs"]
+mod hdr_plot;
+#[path = "seqd-bench/quic_echo.rs"]
+mod quic_echo;
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -57,6 +65,48 @@ enum Mode {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon end to end over QUIC on loopback: latency one command at a time, pipelined
+    /// throughput over several connections, and a bare quinn echo as the floor, in one run.
+    /// Starts `seqd run` (built next to this binary) unless --addr is given.
+    E2e {
+        /// A running daemon to measure instead of starting one.
+        #[arg(long, requires = "certs")]
+        addr: Option<std::net::SocketAddr>,
+        /// With --addr: the directory holding ca.pem, admin.pem and admin.key.
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// Data directory of the started daemon (it must be on the disk being measured);
+        /// default: a fresh one under the temp directory, removed afterwards.
+        #[arg(long, conflicts_with = "addr")]
+        data_dir: Option<PathBuf>,
+        /// Connections of the throughput test (each on its own account).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Commands of each throughput pass, over all connections.
+        #[arg(long, default_value_t = 400_000)]
+        commands: u64,
+        /// Commands each connection keeps in flight (at most the gateway's max_in_flight).
+        #[arg(long, default_value_t = 128)]
+        window: usize,
+        /// Throughput passes (fresh connections each); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        passes: u64,
+        /// Timed round trips of the latency test, and as many of the echo.
+        #[arg(long, default_value_t = 20_000)]
+        latency_commands: u64,
+        /// Pace the latency test and the echo at this many round trips per second
+        /// (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Journal durability of the started daemon.
+        #[arg(long, value_parser = ["page-cache", "fsync"])]
+        durability: Option<String>,
+        /// Write a latency-by-percentile plot (SVG) of seqd and the echo.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -70,6 +120,39 @@ fn main() {
                 dir.unwrap_or_else(|| std::env::temp_dir().join(format!("seqd-bench-journal-{}", std::process::id())));
             bench_journal(&dir, records, commits, replay_commands, json);
             let _ = std::fs::remove_dir_all(&dir);
+        }
+        Mode::E2e {
+            addr,
+            certs,
+            data_dir,
+            connections,
+            commands,
+            window,
+            passes,
+            latency_commands,
+            rate,
+            durability,
+            plot,
+            json,
+        } => {
+            let options = e2e::E2eOptions {
+                addr,
+                certs,
+                data_dir,
+                connections,
+                commands,
+                latency_commands,
+                window,
+                passes,
+                rate_per_sec: rate,
+                durability,
+                plot,
+                json,
+            };
+            if let Err(e) = e2e::run(options) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }

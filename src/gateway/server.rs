@@ -99,7 +99,8 @@ impl Router {
                     if visible.is_empty() {
                         continue;
                     }
-                    let push = Outbound::Result { request_id: 0, seq: slot.seq, events: visible, query: None, answer: None };
+                    let push =
+                        Outbound::Result { request_id: 0, seq: slot.seq, events: visible, query: None, answer: None };
                     if route.tx.try_send(push).is_err() {
                         too_slow.push(connection);
                     }
@@ -169,8 +170,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(settings: GatewaySettings, router: Arc<Router>, directory: Arc<AccountDirectory>, submitter: Submitter) -> Gateway {
-        Gateway { settings, router, directory, submitter: Mutex::new(Some(submitter)), next_connection: AtomicU64::new(1) }
+    pub fn new(
+        settings: GatewaySettings,
+        router: Arc<Router>,
+        directory: Arc<AccountDirectory>,
+        submitter: Submitter,
+    ) -> Gateway {
+        Gateway {
+            settings,
+            router,
+            directory,
+            submitter: Mutex::new(Some(submitter)),
+            next_connection: AtomicU64::new(1),
+        }
     }
 
     /// Stops handing out submitters; connections that end drop theirs, and the pipeline can
@@ -212,7 +224,14 @@ impl Gateway {
         self.router.insert(id, tx.clone(), grants.clone());
         tracing::info!(connection = id, principal = %grants.principal, remote = %connection.remote_address(), "connected");
         let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, now_ns())));
-        let writer = tokio::spawn(write_loop(send, rx, self.settings.max_frame_bytes, grants.clone(), self.directory.clone(), limits.clone()));
+        let writer = tokio::spawn(write_loop(
+            send,
+            rx,
+            self.settings.max_frame_bytes,
+            grants.clone(),
+            self.directory.clone(),
+            limits.clone(),
+        ));
         let mut session = Session { id, grants, submitter, tx, limits, gateway: self.clone(), hello_done: false };
         let result = session.read_loop(recv).await;
         self.router.remove(id);
@@ -352,7 +371,9 @@ impl Session {
 
     async fn send_error(&self, request_id: u64, error: GatewayError, detail: &str) {
         let mut out = Vec::new();
-        if encode_frame(request_id, &Message::error(error, detail), self.gateway.settings.max_frame_bytes, &mut out).is_ok() {
+        if encode_frame(request_id, &Message::error(error, detail), self.gateway.settings.max_frame_bytes, &mut out)
+            .is_ok()
+        {
             let _ = self.tx.send(Outbound::Frames(out)).await;
         }
     }

@@ -14,20 +14,13 @@ pub enum JournalError {
     /// The journal holds data that cannot be the result of a crash: refuse to use it.
     /// `offset` is the byte offset in `file` of the first bad record or header field.
     #[error("journal corrupt: {file} at offset {offset}: {reason}")]
-    Corrupt {
-        file: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { file: PathBuf, offset: u64, reason: String },
 
     #[error("journal sequence mismatch: expected seq {expected}, got {got}")]
     SeqMismatch { expected: u64, got: u64 },
 
     #[error("journal record too large: payload of {payload_len_bytes} bytes, at most {max_payload_len_bytes} bytes fit in a segment")]
-    RecordTooLarge {
-        payload_len_bytes: usize,
-        max_payload_len_bytes: usize,
-    },
+    RecordTooLarge { payload_len_bytes: usize, max_payload_len_bytes: usize },
 
     #[error("journal record payload is empty: payloads must be at least 1 byte")]
     EmptyPayload,
@@ -49,17 +42,10 @@ pub enum JournalError {
 
 impl JournalError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> JournalError {
-        JournalError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        JournalError::Io { path: path.to_path_buf(), source }
     }
 
     pub(crate) fn corrupt(file: &Path, offset: usize, reason: impl Into<String>) -> JournalError {
-        JournalError::Corrupt {
-            file: file.to_path_buf(),
-            offset: offset as u64,
-            reason: reason.into(),
-        }
+        JournalError::Corrupt { file: file.to_path_buf(), offset: offset as u64, reason: reason.into() }
     }
 }

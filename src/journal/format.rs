@@ -78,10 +78,7 @@ impl fmt::Display for HeaderError {
             HeaderError::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
             HeaderError::UnknownFlags(v) => write!(f, "unknown header flags {v:#06x}"),
             HeaderError::BadCrc { stored, computed } => {
-                write!(
-                    f,
-                    "header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
-                )
+                write!(f, "header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
             HeaderError::NonZeroReserved => write!(f, "non-zero reserved header bytes"),
         }
@@ -104,9 +101,7 @@ impl SegmentHeader {
     /// Decodes and validates the first 64 bytes of `file_bytes`.
     pub fn decode(file_bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
         let Some(bytes) = file_bytes.get(..SEGMENT_HEADER_LEN_BYTES) else {
-            return Err(HeaderError::TooShort {
-                len_bytes: file_bytes.len(),
-            });
+            return Err(HeaderError::TooShort { len_bytes: file_bytes.len() });
         };
         if bytes[HDR_MAGIC..HDR_MAGIC + 8] != MAGIC {
             return Err(HeaderError::BadMagic);
@@ -131,10 +126,7 @@ impl SegmentHeader {
         }
         let mut prev_chain_hash = [0u8; 32];
         prev_chain_hash.copy_from_slice(&bytes[HDR_PREV_CHAIN_HASH..HDR_PREV_CHAIN_HASH + 32]);
-        Ok(SegmentHeader {
-            first_seq: read_u64(bytes, HDR_FIRST_SEQ),
-            prev_chain_hash,
-        })
+        Ok(SegmentHeader { first_seq: read_u64(bytes, HDR_FIRST_SEQ), prev_chain_hash })
     }
 }
 
@@ -152,8 +144,7 @@ pub fn record_len_bytes(payload_len_bytes: usize) -> usize {
 
 /// Largest payload that fits in an otherwise empty segment of `segment_size_bytes`.
 pub fn max_payload_len_bytes(segment_size_bytes: u64) -> usize {
-    let room = segment_size_bytes
-        .saturating_sub((SEGMENT_HEADER_LEN_BYTES + RECORD_HEADER_LEN_BYTES) as u64);
+    let room = segment_size_bytes.saturating_sub((SEGMENT_HEADER_LEN_BYTES + RECORD_HEADER_LEN_BYTES) as u64);
     // `len` is a u32 on disk.
     room.min(u32::MAX as u64) as usize
 }
@@ -165,12 +156,7 @@ pub fn align_up(len_bytes: usize) -> usize {
 /// Encodes the 32-byte record header, including `len` and the CRC over header tail + payload.
 ///
 /// Callers must have checked `1 <= payload.len() <= u32::MAX`.
-pub fn encode_record_header(
-    seq: u64,
-    timestamp_ns: u64,
-    kind: u16,
-    payload: &[u8],
-) -> [u8; RECORD_HEADER_LEN_BYTES] {
+pub fn encode_record_header(seq: u64, timestamp_ns: u64, kind: u16, payload: &[u8]) -> [u8; RECORD_HEADER_LEN_BYTES] {
     let mut header = [0u8; RECORD_HEADER_LEN_BYTES];
     header[REC_LEN..REC_LEN + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     header[REC_SEQ..REC_SEQ + 8].copy_from_slice(&seq.to_le_bytes());
@@ -190,10 +176,7 @@ fn record_crc(header_tail: &[u8], payload: &[u8]) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot<'a> {
     /// A complete record whose CRC, reserved fields and padding check out.
-    Record {
-        record: RecordRef<'a>,
-        len_bytes: usize,
-    },
+    Record { record: RecordRef<'a>, len_bytes: usize },
     /// The `len|crc` word is zero (or the file ends here with only zero bytes): no more data.
     End,
     /// Neither: a torn write or corruption. The caller decides which, from what follows.
@@ -219,15 +202,9 @@ impl fmt::Display for InvalidRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InvalidRecord::Truncated => write!(f, "record extends past end of file"),
-            InvalidRecord::ZeroLength => write!(
-                f,
-                "record has payload length 0 (not allowed) and a non-zero CRC"
-            ),
+            InvalidRecord::ZeroLength => write!(f, "record has payload length 0 (not allowed) and a non-zero CRC"),
             InvalidRecord::BadCrc { stored, computed } => {
-                write!(
-                    f,
-                    "record CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
-                )
+                write!(f, "record CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
             InvalidRecord::NonZeroReserved => write!(f, "record reserved fields are not zero"),
             InvalidRecord::NonZeroPadding => write!(f, "record padding is not zero"),
@@ -242,26 +219,15 @@ pub fn decode_slot(bytes: &[u8], offset: usize) -> Slot<'_> {
     let rest = bytes.get(offset..).unwrap_or(&[]);
     if rest.len() < RECORD_ALIGN_BYTES {
         // Not even room for an end marker: this is the end of the file.
-        return if rest.iter().all(|&b| b == 0) {
-            Slot::End
-        } else {
-            Slot::Invalid(InvalidRecord::Truncated)
-        };
+        return if rest.iter().all(|&b| b == 0) { Slot::End } else { Slot::Invalid(InvalidRecord::Truncated) };
     }
     let payload_len = read_u32(rest, REC_LEN) as usize;
     let stored_crc = read_u32(rest, REC_CRC);
     if payload_len == 0 {
         // Payloads are at least 1 byte, so len == 0 can only be the end marker.
-        return if stored_crc == 0 {
-            Slot::End
-        } else {
-            Slot::Invalid(InvalidRecord::ZeroLength)
-        };
+        return if stored_crc == 0 { Slot::End } else { Slot::Invalid(InvalidRecord::ZeroLength) };
     }
-    let Some(len_bytes) = RECORD_HEADER_LEN_BYTES
-        .checked_add(payload_len)
-        .map(align_up)
-    else {
+    let Some(len_bytes) = RECORD_HEADER_LEN_BYTES.checked_add(payload_len).map(align_up) else {
         return Slot::Invalid(InvalidRecord::Truncated);
     };
     if rest.len() < len_bytes {
@@ -271,10 +237,7 @@ pub fn decode_slot(bytes: &[u8], offset: usize) -> Slot<'_> {
     let payload = &rest[RECORD_HEADER_LEN_BYTES..payload_end];
     let computed = record_crc(&rest[REC_CRC_START..RECORD_HEADER_LEN_BYTES], payload);
     if computed != stored_crc {
-        return Slot::Invalid(InvalidRecord::BadCrc {
-            stored: stored_crc,
-            computed,
-        });
+        return Slot::Invalid(InvalidRecord::BadCrc { stored: stored_crc, computed });
     }
     if read_u16(rest, REC_RESERVED) != 0 || read_u32(rest, REC_RESERVED2) != 0 {
         return Slot::Invalid(InvalidRecord::NonZeroReserved);
@@ -302,10 +265,7 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 }
 
 pub fn segment_file_name(first_seq: u64) -> String {
-    format!(
-        "{first_seq:0width$}.{SEGMENT_EXTENSION}",
-        width = SEGMENT_NAME_DIGITS
-    )
+    format!("{first_seq:0width$}.{SEGMENT_EXTENSION}", width = SEGMENT_NAME_DIGITS)
 }
 
 // Callers guarantee `at + N <= bytes.len()`; the slice-to-array conversion cannot fail then.
@@ -354,24 +314,15 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_every_bit_flip_is_rejected() {
-        let header = SegmentHeader {
-            first_seq: 42,
-            prev_chain_hash: [7u8; 32],
-        };
+        let header = SegmentHeader { first_seq: 42, prev_chain_hash: [7u8; 32] };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         for bit in 0..SEGMENT_HEADER_LEN_BYTES * 8 {
             let mut flipped = bytes;
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                SegmentHeader::decode(&flipped).is_err(),
-                "bit {bit} flip accepted"
-            );
+            assert!(SegmentHeader::decode(&flipped).is_err(), "bit {bit} flip accepted");
         }
-        assert_eq!(
-            SegmentHeader::decode(&bytes[..10]),
-            Err(HeaderError::TooShort { len_bytes: 10 })
-        );
+        assert_eq!(SegmentHeader::decode(&bytes[..10]), Err(HeaderError::TooShort { len_bytes: 10 }));
     }
 
     #[test]
@@ -381,25 +332,14 @@ mod tests {
         match decode_slot(&bytes, 0) {
             Slot::Record { record, len_bytes } => {
                 assert_eq!(len_bytes, 48);
-                assert_eq!(
-                    record,
-                    RecordRef {
-                        seq: 9,
-                        timestamp_ns: 77,
-                        kind: 3,
-                        payload
-                    }
-                );
+                assert_eq!(record, RecordRef { seq: 9, timestamp_ns: 77, kind: 3, payload });
             }
             other => panic!("unexpected {other:?}"),
         }
         for bit in 0..bytes.len() * 8 {
             let mut flipped = bytes.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                !matches!(decode_slot(&flipped, 0), Slot::Record { .. }),
-                "bit {bit} flip accepted"
-            );
+            assert!(!matches!(decode_slot(&flipped, 0), Slot::Record { .. }), "bit {bit} flip accepted");
         }
     }
 
@@ -408,39 +348,24 @@ mod tests {
         assert_eq!(decode_slot(&[0u8; 64], 0), Slot::End);
         assert_eq!(decode_slot(&[0u8; 3], 0), Slot::End);
         assert_eq!(decode_slot(&[0u8; 64], 64), Slot::End);
-        assert_eq!(
-            decode_slot(&[0, 0, 0, 0, 1, 0, 0, 0], 0),
-            Slot::Invalid(InvalidRecord::ZeroLength)
-        );
-        assert_eq!(
-            decode_slot(&[0, 0, 1], 0),
-            Slot::Invalid(InvalidRecord::Truncated)
-        );
+        assert_eq!(decode_slot(&[0, 0, 0, 0, 1, 0, 0, 0], 0), Slot::Invalid(InvalidRecord::ZeroLength));
+        assert_eq!(decode_slot(&[0, 0, 1], 0), Slot::Invalid(InvalidRecord::Truncated));
     }
 
     #[test]
     fn huge_len_does_not_panic() {
         let mut bytes = [0u8; 40];
         bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            decode_slot(&bytes, 0),
-            Slot::Invalid(InvalidRecord::Truncated)
-        );
+        assert_eq!(decode_slot(&bytes, 0), Slot::Invalid(InvalidRecord::Truncated));
     }
 
     #[test]
     fn segment_names() {
         assert_eq!(segment_file_name(1), "00000000000000000001.seg");
         assert_eq!(parse_segment_file_name("00000000000000000001.seg"), Some(1));
-        assert_eq!(
-            parse_segment_file_name("18446744073709551615.seg"),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_file_name("18446744073709551615.seg"), Some(u64::MAX));
         assert_eq!(parse_segment_file_name("99999999999999999999.seg"), None);
         assert_eq!(parse_segment_file_name("1.seg"), None);
-        assert_eq!(
-            parse_segment_file_name("00000000000000000001.seg.tmp"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000001.seg.tmp"), None);
     }
 }

@@ -45,20 +45,14 @@ impl JournalReader {
     /// Fails with `SeqBeforeStart` if the journal's first segment starts after `from_seq`.
     /// An empty or missing journal is fine: `next` returns `None` until records appear.
     pub fn open(dir: &Path, from_seq: u64) -> Result<JournalReader, JournalError> {
-        let mut reader = JournalReader {
-            dir: dir.to_path_buf(),
-            from_seq,
-            segment: None,
-        };
+        let mut reader = JournalReader { dir: dir.to_path_buf(), from_seq, segment: None };
         reader.segment = reader.locate()?;
         Ok(reader)
     }
 
     /// Seq of the record the next successful `next` will return.
     pub fn next_seq(&self) -> u64 {
-        self.segment
-            .as_ref()
-            .map_or(self.from_seq, |s| s.next_seq.max(self.from_seq))
+        self.segment.as_ref().map_or(self.from_seq, |s| s.next_seq.max(self.from_seq))
     }
 
     /// Next record, or `Ok(None)` if it is not (completely) written yet; call again later.
@@ -99,10 +93,7 @@ impl JournalReader {
             let why_not_record = match format::decode_slot(&segment.map, slot_offset) {
                 Slot::Record { record, len_bytes } => {
                     if record.seq != segment.next_seq {
-                        let reason = format!(
-                            "sequence gap: expected seq {}, found {}",
-                            segment.next_seq, record.seq
-                        );
+                        let reason = format!("sequence gap: expected seq {}, found {}", segment.next_seq, record.seq);
                         return Err(JournalError::corrupt(&segment.path, slot_offset, reason));
                     }
                     let payload_start = slot_offset + format::RECORD_HEADER_LEN_BYTES;
@@ -132,10 +123,7 @@ impl JournalReader {
     /// At the end of the current segment's data: switch to the next segment if it exists.
     /// The next segment is named after the next seq, so its existence proves this segment
     /// is complete (the writer creates it only after the last record here was written).
-    fn open_successor(
-        &mut self,
-        why_not_record: Option<format::InvalidRecord>,
-    ) -> Result<bool, JournalError> {
+    fn open_successor(&mut self, why_not_record: Option<format::InvalidRecord>) -> Result<bool, JournalError> {
         let Some(current) = self.segment.as_ref() else {
             return Ok(false);
         };
@@ -148,8 +136,7 @@ impl JournalReader {
             return Ok(false); // tail of the journal: not written yet
         }
         if let Some(why) = why_not_record {
-            let reason =
-                format!("invalid record ({why}) in a segment that is followed by a later segment");
+            let reason = format!("invalid record ({why}) in a segment that is followed by a later segment");
             return Err(JournalError::corrupt(&current.path, current.offset, reason));
         }
         let next_seq = current.next_seq;
@@ -160,21 +147,14 @@ impl JournalReader {
     /// Opens the segment that holds `from_seq` (the last one starting at or before it).
     fn locate(&self) -> Result<Option<OpenSegment>, JournalError> {
         let segments = segment::list_segments(&self.dir).or_else(|e| match e {
-            JournalError::Io { ref source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(Vec::new())
-            }
+            JournalError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             other => Err(other),
         })?;
         let Some(first) = segments.first() else {
             return Ok(None);
         };
         if first.first_seq > self.from_seq {
-            return Err(JournalError::SeqBeforeStart {
-                seq: self.from_seq,
-                first_seq: first.first_seq,
-            });
+            return Err(JournalError::SeqBeforeStart { seq: self.from_seq, first_seq: first.first_seq });
         }
         let Some(holder) = segments.iter().rev().find(|s| s.first_seq <= self.from_seq) else {
             return Ok(None);
@@ -191,15 +171,8 @@ impl OpenSegment {
         let header = SegmentHeader::decode(&map)
             .map_err(|why| JournalError::corrupt(&path, 0, format!("bad segment header: {why}")))?;
         if header.first_seq != expected_first_seq {
-            let reason = format!(
-                "header first_seq {} does not match the file name",
-                header.first_seq
-            );
-            return Err(JournalError::corrupt(
-                &path,
-                format::HDR_FIRST_SEQ_OFFSET,
-                reason,
-            ));
+            let reason = format!("header first_seq {} does not match the file name", header.first_seq);
+            return Err(JournalError::corrupt(&path, format::HDR_FIRST_SEQ_OFFSET, reason));
         }
         Ok(OpenSegment {
             path,

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
 use super::format::{
-    self, SegmentHeader, Slot, HDR_FIRST_SEQ_OFFSET, HDR_PREV_CHAIN_HASH, RECORD_ALIGN_BYTES,
-    SEGMENT_HEADER_LEN_BYTES,
+    self, SegmentHeader, Slot, HDR_FIRST_SEQ_OFFSET, HDR_PREV_CHAIN_HASH, RECORD_ALIGN_BYTES, SEGMENT_HEADER_LEN_BYTES,
 };
 use super::segment::{self, SegmentFile};
 
@@ -51,9 +50,7 @@ pub struct VerifyReport {
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let first_seq = self
-            .first_seq
-            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let first_seq = self.first_seq.map_or_else(|| "-".to_string(), |s| s.to_string());
         write!(
             f,
             "segments={} records={} first_seq={first_seq} last_seq={} chain_hash={}",
@@ -76,26 +73,14 @@ impl std::fmt::Display for VerifyReport {
 pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     let scan = scan_journal(dir)?;
     let records = scan.segments.iter().map(|s| s.record_count).sum();
-    let last_seq = scan
-        .segments
-        .iter()
-        .rev()
-        .find_map(|s| s.last_seq())
-        .unwrap_or(0);
-    let torn_tail = scan
-        .torn
-        .as_ref()
-        .map(|t| (t.path().to_path_buf(), t.offset() as u64));
+    let last_seq = scan.segments.iter().rev().find_map(|s| s.last_seq()).unwrap_or(0);
+    let torn_tail = scan.torn.as_ref().map(|t| (t.path().to_path_buf(), t.offset() as u64));
     Ok(VerifyReport {
         segments: scan.segments.len(),
         records,
         first_seq: scan.segments.first().map(|s| s.first_seq),
         last_seq,
-        chain_hash: scan
-            .segments
-            .last()
-            .map(|s| s.chain_hash)
-            .unwrap_or([0u8; 32]),
+        chain_hash: scan.segments.last().map(|s| s.chain_hash).unwrap_or([0u8; 32]),
         torn_tail,
     })
 }
@@ -129,11 +114,7 @@ pub(crate) struct TailState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TornTail {
     /// Non-zero bytes in `[offset, junk_end_offset)` of the last segment that are not records.
-    Bytes {
-        path: PathBuf,
-        offset: usize,
-        junk_end_offset: usize,
-    },
+    Bytes { path: PathBuf, offset: usize, junk_end_offset: usize },
     /// The last segment file has no valid header and no valid record: delete it.
     /// `first_seq` is taken from its name.
     File { path: PathBuf, first_seq: u64 },
@@ -164,20 +145,13 @@ pub(crate) struct JournalScan {
 /// Scans and validates the whole journal, read-only.
 pub(crate) fn scan_journal(dir: &Path) -> Result<JournalScan, JournalError> {
     let files = segment::list_segments(dir)?;
-    let mut scan = JournalScan {
-        segments: Vec::with_capacity(files.len()),
-        tail: None,
-        torn: None,
-    };
+    let mut scan = JournalScan { segments: Vec::with_capacity(files.len()), tail: None, torn: None };
     for (index, file) in files.iter().enumerate() {
         let is_last = index + 1 == files.len();
         let map = segment::map_read(&file.path)?;
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
         let Some(header) = check_header(bytes, file, is_last, &scan)? else {
-            scan.torn = Some(TornTail::File {
-                path: file.path.clone(),
-                first_seq: file.first_seq,
-            });
+            scan.torn = Some(TornTail::File { path: file.path.clone(), first_seq: file.first_seq });
             break;
         };
         let (segment, tail, torn) = scan_segment(bytes, file, &header, is_last)?;
@@ -205,11 +179,7 @@ fn check_header(
             if is_last && after.next_valid_record_offset.is_none() {
                 return Ok(None);
             }
-            return Err(JournalError::corrupt(
-                &file.path,
-                0,
-                format!("bad segment header: {why}"),
-            ));
+            return Err(JournalError::corrupt(&file.path, 0, format!("bad segment header: {why}")));
         }
     };
     if header.first_seq == 0 {
@@ -220,15 +190,8 @@ fn check_header(
         ));
     }
     if header.first_seq != file.first_seq {
-        let reason = format!(
-            "header first_seq {} does not match the file name",
-            header.first_seq
-        );
-        return Err(JournalError::corrupt(
-            &file.path,
-            HDR_FIRST_SEQ_OFFSET,
-            reason,
-        ));
+        let reason = format!("header first_seq {} does not match the file name", header.first_seq);
+        return Err(JournalError::corrupt(&file.path, HDR_FIRST_SEQ_OFFSET, reason));
     }
     if let Some(prev) = scan.tail.as_ref() {
         if header.first_seq != prev.next_seq {
@@ -236,11 +199,7 @@ fn check_header(
                 "sequence gap between segments: expected first_seq {}, header has {}",
                 prev.next_seq, header.first_seq
             );
-            return Err(JournalError::corrupt(
-                &file.path,
-                HDR_FIRST_SEQ_OFFSET,
-                reason,
-            ));
+            return Err(JournalError::corrupt(&file.path, HDR_FIRST_SEQ_OFFSET, reason));
         }
     }
     if let Some(prev) = scan.segments.last() {
@@ -249,11 +208,7 @@ fn check_header(
                 "hash chain broken: prev_chain_hash does not match the chain hash of {} (a record there was altered)",
                 prev.path.display()
             );
-            return Err(JournalError::corrupt(
-                &file.path,
-                HDR_PREV_CHAIN_HASH,
-                reason,
-            ));
+            return Err(JournalError::corrupt(&file.path, HDR_PREV_CHAIN_HASH, reason));
         }
     }
     Ok(Some(header))
@@ -305,10 +260,7 @@ fn scan_records(bytes: &[u8], path: &Path, first_seq: u64) -> Result<RecordsScan
         match format::decode_slot(bytes, offset) {
             Slot::Record { record, len_bytes } => {
                 if record.seq != next_seq {
-                    let reason = format!(
-                        "sequence gap: expected seq {next_seq}, found {}",
-                        record.seq
-                    );
+                    let reason = format!("sequence gap: expected seq {next_seq}, found {}", record.seq);
                     return Err(JournalError::corrupt(path, offset, reason));
                 }
                 let Some(after) = next_seq.checked_add(1) else {
@@ -318,21 +270,9 @@ fn scan_records(bytes: &[u8], path: &Path, first_seq: u64) -> Result<RecordsScan
                 record_count += 1;
                 offset += len_bytes;
             }
-            Slot::End => {
-                return Ok(RecordsScan {
-                    data_end_offset: offset,
-                    next_seq,
-                    record_count,
-                    stop: None,
-                })
-            }
+            Slot::End => return Ok(RecordsScan { data_end_offset: offset, next_seq, record_count, stop: None }),
             Slot::Invalid(why) => {
-                return Ok(RecordsScan {
-                    data_end_offset: offset,
-                    next_seq,
-                    record_count,
-                    stop: Some(why),
-                })
+                return Ok(RecordsScan { data_end_offset: offset, next_seq, record_count, stop: Some(why) })
             }
         }
     }
@@ -362,11 +302,7 @@ fn classify_after_data(
         let reason = format!("{what} in a segment that is followed by a later segment");
         return Err(JournalError::corrupt(path, offset, reason));
     }
-    Ok(Some(TornTail::Bytes {
-        path: path.to_path_buf(),
-        offset,
-        junk_end_offset,
-    }))
+    Ok(Some(TornTail::Bytes { path: path.to_path_buf(), offset, junk_end_offset }))
 }
 
 struct AfterData {
@@ -387,35 +323,24 @@ fn scan_after_data(bytes: &[u8], start: usize) -> AfterData {
         if bytes[offset..word_end].iter().any(|&b| b != 0) {
             // A real record never starts with a zero word (payload length >= 1).
             if matches!(format::decode_slot(bytes, offset), Slot::Record { .. }) {
-                return AfterData {
-                    junk_end_offset: Some(word_end),
-                    next_valid_record_offset: Some(offset),
-                };
+                return AfterData { junk_end_offset: Some(word_end), next_valid_record_offset: Some(offset) };
             }
             junk_end_offset = Some(word_end);
         }
         offset += RECORD_ALIGN_BYTES;
     }
-    AfterData {
-        junk_end_offset,
-        next_valid_record_offset: None,
-    }
+    AfterData { junk_end_offset, next_valid_record_offset: None }
 }
 
 /// Applies a torn-tail repair found by [`scan_journal`]; returns what the report should say.
 pub(crate) fn repair_torn_tail(torn: &TornTail) -> Result<(PathBuf, u64), JournalError> {
     match torn {
-        TornTail::Bytes {
-            path,
-            offset,
-            junk_end_offset,
-        } => {
+        TornTail::Bytes { path, offset, junk_end_offset } => {
             // Zero only up to the last non-zero byte: the rest of the file already reads as
             // zero, and writing it would allocate the whole sparse tail.
             let mut map = segment::map_write(path)?;
             map[*offset..*junk_end_offset].fill(0);
-            map.flush_range(*offset, junk_end_offset - offset)
-                .map_err(|e| JournalError::io(path, e))?;
+            map.flush_range(*offset, junk_end_offset - offset).map_err(|e| JournalError::io(path, e))?;
             tracing::warn!(file = %path.display(), offset, "journal: truncated torn tail");
         }
         TornTail::File { path, .. } => {

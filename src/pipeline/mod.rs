@@ -230,8 +230,14 @@ impl Pipeline {
         let (process_poller, builder) = builder.new_event_poller();
         let input_producer = builder.build();
 
-        let output_factory =
-            || OutputSlot { seq: 0, timestamp_ns: 0, origin: Origin::default(), events: Vec::with_capacity(64), answer: None, query: None };
+        let output_factory = || OutputSlot {
+            seq: 0,
+            timestamp_ns: 0,
+            origin: Origin::default(),
+            events: Vec::with_capacity(64),
+            answer: None,
+            query: None,
+        };
         let (events_poller, builder) =
             disruptor::build_single_producer(config.ring_size, output_factory, BusySpin).new_event_poller();
         let (respond_poller, builder) = builder.new_event_poller();
@@ -258,12 +264,18 @@ impl Pipeline {
                 let stats = stats.clone();
                 move || {
                     pin_to(config.processor_core);
-                    run_processor(process_poller, output_producer, engine, sequencing, &stats, Idler::new(config.processor_wait))
+                    run_processor(
+                        process_poller,
+                        output_producer,
+                        engine,
+                        sequencing,
+                        &stats,
+                        Idler::new(config.processor_wait),
+                    )
                 }
             })
             .expect("spawn the processor thread");
-        let pipeline =
-            Pipeline { submitter: Some(Submitter { producer: input_producer }), stats, processor, others };
+        let pipeline = Pipeline { submitter: Some(Submitter { producer: input_producer }), stats, processor, others };
         Ok((pipeline, recovery))
     }
 
@@ -397,7 +409,12 @@ fn run_processor(
     }
 }
 
-fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &PipelineStats, mut idler: Idler) -> Result<(), String> {
+fn run_event_log(
+    mut poller: OutputPoller,
+    mut log: JournalWriter,
+    stats: &PipelineStats,
+    mut idler: Idler,
+) -> Result<(), String> {
     let mut payload = Vec::with_capacity(4096);
     let result = (|| loop {
         match poller.poll() {
@@ -433,7 +450,12 @@ fn run_event_log(mut poller: OutputPoller, mut log: JournalWriter, stats: &Pipel
     fail_on_error(result, stats, "event-log writer")
 }
 
-fn run_responder(mut poller: OutputPoller, mut responder: impl Responder, stats: &PipelineStats, mut idler: Idler) -> Result<(), String> {
+fn run_responder(
+    mut poller: OutputPoller,
+    mut responder: impl Responder,
+    stats: &PipelineStats,
+    mut idler: Idler,
+) -> Result<(), String> {
     loop {
         match poller.poll() {
             Ok(mut batch) => {

@@ -16,9 +16,7 @@ pub fn config(dir: &Path) -> JournalConfig {
 /// Varied length (1..=300 bytes), never containing a zero byte, derived from `seq`.
 pub fn payload(seq: u64) -> Vec<u8> {
     let len = 1 + (seq.wrapping_mul(2_654_435_761) % 300) as usize;
-    (0..len)
-        .map(|i| ((seq as usize * 31 + i * 7) % 255 + 1) as u8)
-        .collect()
+    (0..len).map(|i| ((seq as usize * 31 + i * 7) % 255 + 1) as u8).collect()
 }
 
 pub fn kind(seq: u64) -> u16 {
@@ -30,9 +28,7 @@ pub fn timestamp_ns(seq: u64) -> u64 {
 }
 
 pub fn append_seq(writer: &mut JournalWriter, seq: u64) {
-    writer
-        .append(seq, timestamp_ns(seq), kind(seq), &payload(seq))
-        .expect("append");
+    writer.append(seq, timestamp_ns(seq), kind(seq), &payload(seq)).expect("append");
 }
 
 /// Appends records `writer.next_seq()..` until `last_seq`, committing every `group` records.
@@ -59,12 +55,7 @@ pub fn read_and_check(dir: &Path, from_seq: u64) -> u64 {
     let mut expected = from_seq;
     while let Some(record) = reader.next().expect("read") {
         assert_eq!(record.seq, expected);
-        assert_eq!(
-            record.payload,
-            payload(record.seq).as_slice(),
-            "payload of seq {}",
-            record.seq
-        );
+        assert_eq!(record.payload, payload(record.seq).as_slice(), "payload of seq {}", record.seq);
         assert_eq!(record.kind, kind(record.seq));
         assert_eq!(record.timestamp_ns, timestamp_ns(record.seq));
         expected += 1;
@@ -136,24 +127,13 @@ pub fn forge_record(path: &Path, loc: RecordLoc, seq: u64, payload: &[u8]) {
 }
 
 /// Asserts `result` is `Corrupt` naming `file` and `offset`; returns the reason.
-pub fn expect_corrupt<T: std::fmt::Debug>(
-    result: Result<T, JournalError>,
-    file: &Path,
-    offset: usize,
-) -> String {
+pub fn expect_corrupt<T: std::fmt::Debug>(result: Result<T, JournalError>, file: &Path, offset: usize) -> String {
     match result {
-        Err(JournalError::Corrupt {
-            file: got_file,
-            offset: got_offset,
-            reason,
-        }) => {
+        Err(JournalError::Corrupt { file: got_file, offset: got_offset, reason }) => {
             assert_eq!(got_file, file, "corrupt file ({reason})");
             assert_eq!(got_offset, offset as u64, "corrupt offset ({reason})");
             reason
         }
-        other => panic!(
-            "expected Corrupt at {}:{offset}, got {other:?}",
-            file.display()
-        ),
+        other => panic!("expected Corrupt at {}:{offset}, got {other:?}", file.display()),
     }
 }
