@@ -278,6 +278,27 @@ pub(crate) fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
     }
 }
 
+/// Prints the summary line `crash-test: N cycles, L acknowledged lost` (scripts and CI read
+/// it) and turns the outcome into the exit status: success only when every cycle ran and
+/// nothing acknowledged was lost. Shared by the sequencer and the daemon modes.
+pub fn report(outcome: Result<(u32, u64), String>, cycles_wanted: u32) -> std::process::ExitCode {
+    match outcome {
+        Ok((cycles, lost)) => {
+            println!("crash-test: {cycles} cycles, {lost} acknowledged lost");
+            if lost == 0 && cycles == cycles_wanted {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("crash-test: {e}");
+            println!("crash-test: failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `seqd crash-test`: runs the parent against this very executable; prints the summary line.
 pub fn run_standalone(
     dir: Option<PathBuf>,

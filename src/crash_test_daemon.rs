@@ -73,21 +73,8 @@ pub struct DaemonCrashSummary {
 /// `seqd crash-test --daemon`: runs the test against this executable, prints the summary line
 /// on stdout and the details on stderr.
 pub fn run_cli(dir: Option<PathBuf>, durability: Durability, seed: u64, cycles: u32) -> ExitCode {
-    match run_standalone(dir, durability, seed, cycles) {
-        Ok(summary) => {
-            println!("crash-test: {} cycles, {} acknowledged lost", summary.cycles, summary.lost);
-            if summary.lost == 0 && summary.cycles == cycles {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("crash-test: {e}");
-            println!("crash-test: failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let outcome = run_standalone(dir, durability, seed, cycles).map(|summary| (summary.cycles, summary.lost));
+    crate::crash_test::report(outcome, cycles)
 }
 
 pub fn run_standalone(

@@ -200,21 +200,8 @@ fn crash_test(
             }
         };
     }
-    match seqd::crash_test::run_standalone(dir, durability, seed, commands, cycles) {
-        Ok(summary) => {
-            println!("crash-test: {} cycles, {} acknowledged lost", summary.cycles, summary.lost);
-            if summary.lost == 0 && summary.cycles == cycles {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("crash-test: {e}");
-            println!("crash-test: failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let outcome = seqd::crash_test::run_standalone(dir, durability, seed, commands, cycles).map(|s| (s.cycles, s.lost));
+    seqd::crash_test::report(outcome, cycles)
 }
 
 fn run(

@@ -204,23 +204,29 @@ impl Simulator {
     }
 }
 
+/// The BTC/USDT symbol of the workloads and benchmarks: tick 0.01 USDT, lot 0.0001 BTC, at most
+/// 0.1 BTC an order, no minimum notional, no price band; fees in parts per million.
+pub fn btc_usdt_spec(maker_fee_ppm: u32, taker_fee_ppm: u32) -> SymbolSpec {
+    SymbolSpec {
+        symbol: BTC_USDT,
+        base: BTC,
+        quote: USDT,
+        tick_size: TICK,
+        lot_size: LOT,
+        min_qty: LOT,
+        min_notional: 0,
+        max_order_qty: 1_000 * LOT,
+        maker_fee_ppm,
+        taker_fee_ppm,
+        price_band_bps: 0,
+    }
+}
+
 fn setup_commands(spec: &WorkloadSpec) -> Vec<Command> {
     let mut setup = vec![
         Command::CreateAsset { asset: BTC, scale: 8 },
         Command::CreateAsset { asset: USDT, scale: 6 },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: BTC_USDT,
-            base: BTC,
-            quote: USDT,
-            tick_size: TICK,
-            lot_size: LOT,
-            min_qty: LOT,
-            min_notional: 0,
-            max_order_qty: 1_000 * LOT,
-            maker_fee_ppm: 200,
-            taker_fee_ppm: 500,
-            price_band_bps: 0,
-        }),
+        Command::CreateSymbol(btc_usdt_spec(200, 500)),
     ];
     for account in 1..=spec.accounts {
         setup.push(Command::CreateAccount { account, parent: 0, owner: account });

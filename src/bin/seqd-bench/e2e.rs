@@ -18,9 +18,7 @@ use crate::hdr_plot::{percentile_svg, Curve};
 use crate::quic_echo::{EchoCerts, EchoClient, EchoServer, ECHO_MESSAGE_BYTES};
 use hdrhistogram::Histogram;
 use seqd::client::Client;
-use seqd::engine::{
-    AccountId, Command, Event, NewOrder, OrderId, OrderType, RejectReason, Side, StpMode, SymbolSpec, TimeInForce,
-};
+use seqd::engine::{AccountId, Command, Event, NewOrder, OrderId, OrderType, RejectReason, Side, StpMode, TimeInForce};
 use seqd::protocol::Message;
 use seqd::workload::{BTC, BTC_USDT, LOT, MID_TICKS, TICK, USDT};
 use std::collections::BTreeMap;
@@ -240,19 +238,7 @@ async fn set_up_venue(admin: &mut Client, accounts: u64) -> Result<(), String> {
     let mut setup = vec![
         Command::CreateAsset { asset: BTC, scale: 8 },
         Command::CreateAsset { asset: USDT, scale: 6 },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: BTC_USDT,
-            base: BTC,
-            quote: USDT,
-            tick_size: TICK,
-            lot_size: LOT,
-            min_qty: LOT,
-            min_notional: 0,
-            max_order_qty: 1_000 * LOT,
-            maker_fee_ppm: 0,
-            taker_fee_ppm: 0,
-            price_band_bps: 0,
-        }),
+        Command::CreateSymbol(seqd::workload::btc_usdt_spec(0, 0)),
     ];
     let deposit_ref = unix_ns();
     for account in 1..=accounts {
