@@ -122,11 +122,6 @@ impl Sequencer {
         Ok(durable)
     }
 
-    /// Events of the last submitted command.
-    pub fn last_events(&self) -> &[Event] {
-        &self.events
-    }
-
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
