@@ -9,6 +9,7 @@
 //! - [`journal`]: memory-mapped, checksummed, hash-chained segment files (input and event logs).
 //! - [`sequencer`]: stamps, journals and applies commands; recovers a data directory.
 //! - [`pipeline`]: disruptor rings between journaler, processor, event log and responder.
+//! - [`replicate`]: replicators from the event log into TiDB and ClickHouse; `seqd reconcile`.
 //! - [`replay`], [`snapshots`]: rebuilding state from snapshots and journals.
 //! - [`scenario`]: the scripted session behind the demo and the golden journals.
 //! - [`daemon`]: `seqd run`: recovery, pipeline, gateway, metrics, systemd notify, graceful stop.
@@ -29,6 +30,7 @@ pub mod money;
 pub mod pipeline;
 pub mod protocol;
 pub mod replay;
+pub mod replicate;
 pub mod scenario;
 pub mod sequencer;
 pub mod snapshots;

@@ -1,0 +1,1 @@
+//! ClickHouse sink. Being written.

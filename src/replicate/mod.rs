@@ -1,0 +1,333 @@
+//! Replicators: keep the TiDB and ClickHouse mirrors up to date from the event log.
+//!
+//! A replicator tails the output event log (never memory) from its sink's own checkpoint, turns
+//! whole records into a [`Batch`] of rows ([`rows`]), and hands the batch to its [`Sink`], which
+//! writes the rows and the new checkpoint so that the effect is exactly once: in one transaction
+//! (TiDB) or idempotently, so a re-sent batch collapses (ClickHouse `ReplacingMergeTree`).
+//!
+//! Nothing here is on the trading path: the processor never waits for a replicator. A database
+//! that is down is retried with backoff; on every reconnection the replicator re-reads the
+//! checkpoint from the database itself, because a commit whose answer was lost may or may not
+//! have happened. Lag (records and milliseconds behind the log) is a metric and a log line.
+//!
+//! - [`rows`]: events to rows, the catalog of reference data (pure).
+//! - [`tidb`]: the TiDB / MySQL-protocol sink.
+//! - [`clickhouse`]: the ClickHouse sink.
+//! - [`reconcile`]: compares the mirrors with the state rebuilt from the journal.
+
+pub mod clickhouse;
+pub mod reconcile;
+pub mod rows;
+pub mod tidb;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use crate::codec;
+use crate::engine::{Event, Seq};
+use crate::journal::{JournalError, JournalReader};
+pub use rows::{Batch, BatchBuilder, Catalog, RowError};
+
+/// What a mirror holds, read back from it on (re)connection.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Last event-log sequence whose rows are in the mirror (0: none).
+    pub last_seq: Seq,
+    /// Reference data as of `last_seq`.
+    pub catalog: Catalog,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The database is unreachable, restarting, timed out or refused a statement that may
+    /// succeed later: reconnect and retry from the mirror's checkpoint.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (schema newer than this binary, a mirror of another journal).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Limits on one batch, chosen by the sink (a TiDB transaction must stay small; ClickHouse
+/// wants large inserts).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    /// Stop adding records once the batch has this many fact rows (ledger, order events...).
+    pub max_fact_rows: usize,
+}
+
+/// A mirror database.
+#[allow(async_fn_in_trait)] // used through generics only, on a current-thread runtime
+pub trait Sink {
+    /// Stable name: the checkpoint key, log and metric label (`tidb`, `clickhouse`).
+    fn name(&self) -> &str;
+    fn batch_limits(&self) -> BatchLimits;
+    /// Connects (again), creates or migrates the schema, and reads back the checkpoint and the
+    /// catalog as of it.
+    async fn open(&mut self) -> Result<Resume, SinkError>;
+    /// Writes the batch's rows and sets the checkpoint to `batch.last_seq`, exactly once in
+    /// effect. On error the mirror holds either all of it or none of it (or, for idempotent
+    /// sinks, some of it, which a re-send collapses).
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
+}
+
+/// Reads the event log from a sequence on, in whole records.
+pub struct Tailer {
+    reader: JournalReader,
+    events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("event-log record {seq} does not decode: {source}")]
+    Codec { seq: Seq, source: codec::CodecError },
+    #[error("event-log record {seq} has kind {kind:#x}, not an events record")]
+    Kind { seq: Seq, kind: u16 },
+    #[error(transparent)]
+    Rows(#[from] RowError),
+}
+
+impl Tailer {
+    pub fn open(events_dir: &Path, from_seq: Seq) -> Result<Tailer, TailError> {
+        Ok(Tailer { reader: JournalReader::open(events_dir, from_seq)?, events: Vec::new() })
+    }
+
+    /// Seq of the next record to read.
+    pub fn next_seq(&self) -> Seq {
+        self.reader.next_seq()
+    }
+
+    /// Adds the records written so far to `builder`, up to `limits`; returns how many.
+    pub fn fill(&mut self, builder: &mut BatchBuilder, limits: BatchLimits) -> Result<usize, TailError> {
+        let mut added = 0;
+        while builder.batch().records() < limits.max_records && builder.batch().fact_rows() < limits.max_fact_rows {
+            let Some(record) = self.reader.next()? else { break };
+            if record.kind != codec::EVENTS_RECORD_KIND {
+                return Err(TailError::Kind { seq: record.seq, kind: record.kind });
+            }
+            let (seq, ts_ns) = (record.seq, record.timestamp_ns);
+            self.events.clear();
+            codec::decode_event_record(record.payload, &mut self.events)
+                .map_err(|source| TailError::Codec { seq, source })?;
+            builder.add_record(seq, ts_ns, &self.events)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+}
+
+/// Live figures of one replicator, shared with the metrics endpoint and the bench.
+pub struct ReplicatorStats {
+    pub name: String,
+    /// The mirror's checkpoint (last applied seq) as last written or read back.
+    pub checkpoint_seq: AtomicU64,
+    /// Newest seq seen in the event log (the tail of what could be replicated).
+    pub log_seq: AtomicU64,
+    /// Milliseconds between the newest replicated record's stamp and its commit.
+    pub lag_ms: AtomicU64,
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub fact_rows: AtomicU64,
+    pub ledger_rows: AtomicU64,
+    pub total_rows: AtomicU64,
+    pub errors: AtomicU64,
+    /// Per record: commit time minus sequencing stamp, microseconds.
+    pub lag_us: Mutex<Histogram<u64>>,
+}
+
+impl ReplicatorStats {
+    pub fn new(name: &str) -> Arc<ReplicatorStats> {
+        Arc::new(ReplicatorStats {
+            name: name.to_string(),
+            checkpoint_seq: AtomicU64::new(0),
+            log_seq: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            fact_rows: AtomicU64::new(0),
+            ledger_rows: AtomicU64::new(0),
+            total_rows: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            lag_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),
+        })
+    }
+
+    fn committed(&self, batch: &Batch, now_ns: u64) {
+        self.checkpoint_seq.store(batch.last_seq, Ordering::Release);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.records.fetch_add(batch.records() as u64, Ordering::Relaxed);
+        self.fact_rows.fetch_add(batch.fact_rows() as u64, Ordering::Relaxed);
+        self.ledger_rows.fetch_add(batch.ledger.len() as u64, Ordering::Relaxed);
+        self.total_rows.fetch_add(batch.total_rows() as u64, Ordering::Relaxed);
+        let last_ts = batch.record_ts_ns.last().copied().unwrap_or(now_ns);
+        self.lag_ms.store(now_ns.saturating_sub(last_ts) / 1_000_000, Ordering::Relaxed);
+        let mut histogram = self.lag_us.lock().expect("lag histogram lock");
+        for &ts in &batch.record_ts_ns {
+            histogram.saturating_record((now_ns.saturating_sub(ts) / 1_000).max(1));
+        }
+    }
+
+    /// Records the log holds that the mirror does not (yet).
+    pub fn lag_records(&self) -> u64 {
+        self.log_seq.load(Ordering::Relaxed).saturating_sub(self.checkpoint_seq.load(Ordering::Acquire))
+    }
+}
+
+/// How a replicator runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub events_dir: PathBuf,
+    /// Sleep when the log has nothing new.
+    pub idle_poll: Duration,
+    /// First and largest wait between reconnection attempts.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// On stop, first replicate what the log holds (bounded by `drain_timeout`).
+    pub drain_on_stop: bool,
+    /// Stop by itself once the mirror has reached this seq (bench, tests, `--until`).
+    pub until_seq: Option<Seq>,
+    /// Log a lag line at most this often.
+    pub log_every: Duration,
+}
+
+impl RunOptions {
+    pub fn new(events_dir: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            events_dir: events_dir.into(),
+            idle_poll: Duration::from_millis(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            drain_on_stop: true,
+            until_seq: None,
+            log_every: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    #[error("{sink}: {source}")]
+    Fatal { sink: String, source: SinkError },
+    #[error("{sink}: reading the event log: {source}")]
+    Log { sink: String, source: TailError },
+}
+
+/// Runs one replicator until `stop` is set (or `until_seq` is reached). Transient database
+/// errors are retried forever with backoff; a fatal sink error or an unreadable event log ends
+/// the replicator (never the daemon) with an error.
+pub async fn run<S: Sink>(
+    mut sink: S,
+    options: &RunOptions,
+    stop: &AtomicBool,
+    stats: &ReplicatorStats,
+) -> Result<(), ReplicateError> {
+    let name = sink.name().to_string();
+    let mut backoff = options.backoff_min;
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let resume = match sink.open().await {
+            Ok(resume) => resume,
+            Err(SinkError::Transient(message)) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %name, error = %message, retry_in_ms = backoff.as_millis() as u64, "replicator cannot reach its database");
+                sleep_unless_stopped(backoff, stop).await;
+                backoff = (backoff * 2).min(options.backoff_max);
+                continue;
+            }
+            Err(fatal) => return Err(ReplicateError::Fatal { sink: name, source: fatal }),
+        };
+        stats.checkpoint_seq.store(resume.last_seq, Ordering::Release);
+        tracing::info!(sink = %name, checkpoint_seq = resume.last_seq, "replicator resumes after its checkpoint");
+        match replicate_from(&mut sink, resume, options, stop, stats).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Transient(message)) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %name, error = %message, "replicator write failed; reconnecting and resuming from the database's checkpoint");
+                sleep_unless_stopped(backoff, stop).await;
+                backoff = (backoff * 2).min(options.backoff_max);
+            }
+            Err(Failure::Fatal(source)) => return Err(ReplicateError::Fatal { sink: name, source }),
+            Err(Failure::Log(source)) => return Err(ReplicateError::Log { sink: name, source }),
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Fatal(SinkError),
+    Log(TailError),
+}
+
+/// One connection's life: tail and write until stopped or a write fails.
+async fn replicate_from<S: Sink>(
+    sink: &mut S,
+    resume: Resume,
+    options: &RunOptions,
+    stop: &AtomicBool,
+    stats: &ReplicatorStats,
+) -> Result<(), Failure> {
+    let name = sink.name().to_string();
+    let limits = sink.batch_limits();
+    let mut tailer = Tailer::open(&options.events_dir, resume.last_seq + 1).map_err(Failure::Log)?;
+    let mut builder = BatchBuilder::new(resume.catalog);
+    let mut last_log = std::time::Instant::now();
+    let mut checkpoint = resume.last_seq;
+    loop {
+        if options.until_seq.is_some_and(|until| checkpoint >= until) {
+            return Ok(());
+        }
+        let stopping = stop.load(Ordering::Acquire);
+        tailer.fill(&mut builder, limits).map_err(Failure::Log)?;
+        stats.log_seq.fetch_max(tailer.next_seq().saturating_sub(1), Ordering::Relaxed);
+        if builder.batch().is_empty() {
+            if stopping {
+                return Ok(());
+            }
+            tokio::time::sleep(options.idle_poll).await;
+            continue;
+        }
+        if stopping && !options.drain_on_stop {
+            return Ok(());
+        }
+        let batch = builder.take();
+        match sink.write(&batch).await {
+            Ok(()) => {
+                checkpoint = batch.last_seq;
+                stats.committed(&batch, now_ns());
+            }
+            Err(SinkError::Transient(message)) => return Err(Failure::Transient(message)),
+            Err(fatal) => return Err(Failure::Fatal(fatal)),
+        }
+        if last_log.elapsed() >= options.log_every {
+            last_log = std::time::Instant::now();
+            tracing::info!(
+                sink = %name,
+                checkpoint_seq = checkpoint,
+                lag_records = stats.lag_records(),
+                lag_ms = stats.lag_ms.load(Ordering::Relaxed),
+                "replicator progress"
+            );
+        }
+    }
+}
+
+async fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let deadline = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < deadline && !stop.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(20).min(duration)).await;
+    }
+}
+
+/// Wall clock in nanoseconds since the Unix epoch (lag figures only; never in the engine).
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,1 @@
+//! TiDB sink (MySQL protocol). Being written.
