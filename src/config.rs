@@ -32,7 +32,66 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub gateway: GatewaySection,
     pub metrics: MetricsSection,
+    pub replicate: ReplicateSection,
     pub principals: Vec<PrincipalSection>,
+}
+
+/// The replicators into the mirrors (`[replicate.tidb]`, `[replicate.clickhouse]`). Each runs in
+/// the daemon when enabled, or in a separate `seqd replicate` process reading the event log.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicateSection {
+    pub tidb: TidbSection,
+    pub clickhouse: ClickHouseSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TidbSection {
+    pub enabled: bool,
+    /// `mysql://user:password@host:port/database`; the database is created if missing.
+    pub url: String,
+    /// Largest transaction: records and fact rows (ledger, order events, trades...) per batch.
+    pub max_records: usize,
+    pub max_fact_rows: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSection {
+    pub enabled: bool,
+    /// HTTP interface.
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub max_records: usize,
+    pub max_fact_rows: usize,
+}
+
+impl Default for TidbSection {
+    fn default() -> Self {
+        TidbSection {
+            enabled: false,
+            url: "mysql://root@127.0.0.1:3306/seqd".into(),
+            max_records: 20_000,
+            max_fact_rows: 5_000,
+        }
+    }
+}
+
+impl Default for ClickHouseSection {
+    fn default() -> Self {
+        ClickHouseSection {
+            enabled: false,
+            url: "http://127.0.0.1:8123".into(),
+            database: "seqd".into(),
+            user: None,
+            password: None,
+            max_records: 200_000,
+            max_fact_rows: 200_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -100,6 +159,7 @@ impl Default for Config {
             pipeline: PipelineSection::default(),
             gateway: GatewaySection::default(),
             metrics: MetricsSection::default(),
+            replicate: ReplicateSection::default(),
             principals: Vec::new(),
         }
     }

@@ -9,6 +9,8 @@ use crate::gateway::tls;
 use crate::pipeline::{Pipeline, PipelineStats};
 use crate::protocol::{GatewayError, LimitsConfig};
 use crate::replay::{replay, DataDir, ReplayOptions};
+use crate::replicate::service::{Replicators, Which};
+use crate::replicate::{ReplicatorStats, RunOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -58,13 +60,19 @@ pub fn run(config: Config) -> Result<(), String> {
         stop_snapshots.clone(),
     );
 
+    // The replicators tail the event log on their own threads; they never hold up the pipeline.
+    let events_dir = data_dir.events();
+    let replicators =
+        Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
+    let observed = Observed { pipeline: stats.clone(), router: router.clone(), replicators: replicators.stats() };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("seqd-gateway")
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    runtime.block_on(serve(&config, server_config, gateway.clone(), router, stats))?;
+    runtime.block_on(serve(&config, server_config, gateway.clone(), Arc::new(observed)))?;
     drop(gateway);
     runtime.shutdown_timeout(Duration::from_secs(5));
 
@@ -74,6 +82,13 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown()?;
+    // The mirrors' checkpoints are in the databases: what they have not replicated yet is
+    // caught up at the next start, so there is nothing to drain here.
+    for (name, result) in replicators.stop() {
+        if let Err(e) = result {
+            tracing::warn!(sink = %name, error = %e, "replicator had stopped with an error");
+        }
+    }
     let path = data_dir.snapshots().write(&engine).map_err(|e| e.to_string())?;
     data_dir.snapshots().prune(config.snapshots.keep).map_err(|e| e.to_string())?;
     tracing::info!(seq = engine.last_seq(), snapshot = %path.display(), "stopped");
@@ -132,19 +147,26 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     tls::server_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?).map_err(|e| e.to_string())
 }
 
+/// What the metrics endpoint reports on.
+struct Observed {
+    pipeline: Arc<PipelineStats>,
+    router: Arc<Router>,
+    replicators: Vec<Arc<ReplicatorStats>>,
+}
+
 async fn serve(
     config: &Config,
     server_config: quinn::ServerConfig,
     gateway: Arc<Gateway>,
-    router: Arc<Router>,
-    stats: Arc<PipelineStats>,
+    observed: Arc<Observed>,
 ) -> Result<(), String> {
+    let stats = observed.pipeline.clone();
     let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
     let metrics =
         tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
     let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(serve_metrics(metrics, stats.clone(), router));
+    tokio::spawn(serve_metrics(metrics, observed));
     tokio::spawn(gateway.clone().serve(endpoint.clone()));
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");
     tracing::info!(%addr, %metrics_addr, "serving");
@@ -178,8 +200,9 @@ async fn wait_for_stop(stats: &PipelineStats) {
     }
 }
 
-/// Prometheus text exposition of the pipeline's counters.
-fn metrics_text(stats: &PipelineStats, router: &Router) -> String {
+/// Prometheus text exposition of the pipeline's and the replicators' counters.
+fn metrics_text(observed: &Observed) -> String {
+    let (stats, router) = (&*observed.pipeline, &*observed.router);
     let durable = stats.durable_seq.load(Ordering::Acquire);
     let applied = stats.applied_seq.load(Ordering::Acquire);
     let logged = stats.events_logged_seq.load(Ordering::Acquire);
@@ -205,12 +228,13 @@ fn metrics_text(stats: &PipelineStats, router: &Router) -> String {
         "gauge",
         stats.failed.load(Ordering::Acquire) as u64,
     );
+    text.push_str(&crate::replicate::service::metrics_text(&observed.replicators));
     text
 }
 
-async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<PipelineStats>, router: Arc<Router>) {
+async fn serve_metrics(listener: tokio::net::TcpListener, observed: Arc<Observed>) {
     while let Ok((mut socket, _)) = listener.accept().await {
-        let body = metrics_text(&stats, &router);
+        let body = metrics_text(&observed);
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
             let _ = socket.read(&mut request).await;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod cli_client;
 mod cli_demo;
 mod cli_journal;
+mod cli_replicate;
 
 use cli_journal::Log;
 
@@ -102,6 +103,28 @@ enum Commands {
         #[arg(long)]
         daemon: bool,
     },
+    /// Replicate the event log into the mirrors (TiDB, ClickHouse) as a separate process, until
+    /// SIGTERM, or until each mirror has reached --until.
+    Replicate {
+        #[command(flatten)]
+        mirrors: cli_replicate::MirrorArgs,
+        /// The event log directory (default: `<data.dir>/events`), e.g. a copy shipped from the
+        /// sequencer's machine.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Stop once every mirror's checkpoint has reached this sequence.
+        #[arg(long)]
+        until: Option<u64>,
+    },
+    /// Compare the mirrors with the state rebuilt from the journal at each mirror's checkpoint
+    /// (balances, open orders, ledger sums per account); exit 0 only when they agree.
+    Reconcile {
+        #[command(flatten)]
+        mirrors: cli_replicate::MirrorArgs,
+        /// Last line: one JSON object with `agree` and per-mirror counts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a development CA, a server certificate for localhost and client certificates
     /// (principals admin, trader1, trader2) into DIR; print the paths written.
     DevCerts {
@@ -165,6 +188,8 @@ fn main() -> ExitCode {
         Commands::Run { config, data_dir, listen, metrics_listen, durability } => {
             run(config, data_dir, listen, metrics_listen, durability)
         }
+        Commands::Replicate { mirrors, events, until } => cli_replicate::replicate(&mirrors, events, until),
+        Commands::Reconcile { mirrors, json } => cli_replicate::reconcile_command(&mirrors, json),
         Commands::Client { addr, certs, principal, request } => cli_client::run(addr, &certs, &principal, request),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {

@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release --bin seqd-bench -- engine --json
 //!   cargo build --release --bins && cargo run --release --bin seqd-bench -- e2e --json
+//!   bash tools/services.sh && cargo run --release --bin seqd-bench -- replicate --json
 
 #[path = "seqd-bench/e2e.rs"]
 mod e2e;
@@ -10,6 +11,8 @@ mod e2e;
 mod hdr_plot;
 #[path = "seqd-bench/quic_echo.rs"]
 mod quic_echo;
+#[path = "seqd-bench/replicate.rs"]
+mod replicate;
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -107,6 +110,28 @@ enum Mode {
         #[arg(long)]
         json: bool,
     },
+    /// The replicators into MariaDB/TiDB and ClickHouse on loopback (tools/services.sh starts
+    /// them): catch-up rows/s from empty mirrors, then lag under a steady input rate. Uses (and
+    /// drops) databases named seqd_bench*.
+    Replicate {
+        /// Workload commands in the catch-up log.
+        #[arg(long, default_value_t = 100_000)]
+        commands: usize,
+        #[arg(long, default_value = "mysql://root@127.0.0.1:3306/seqd_bench")]
+        tidb_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:8123")]
+        clickhouse_url: String,
+        #[arg(long, default_value = "seqd_bench")]
+        clickhouse_database: String,
+        /// Commands per second written while the replicators tail the log.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds of steady input.
+        #[arg(long, default_value_t = 10)]
+        steady_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -150,6 +175,21 @@ fn main() {
                 json,
             };
             if let Err(e) = e2e::run(options) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+        Mode::Replicate { commands, tidb_url, clickhouse_url, clickhouse_database, rate, steady_secs, json } => {
+            let options = replicate::ReplicateOptions {
+                commands,
+                tidb_url,
+                clickhouse_url,
+                database: clickhouse_database,
+                rate_per_sec: rate.max(1),
+                steady_secs,
+                json,
+            };
+            if let Err(e) = replicate::run_bench(options) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }

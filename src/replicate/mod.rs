@@ -14,10 +14,12 @@
 //! - [`tidb`]: the TiDB / MySQL-protocol sink.
 //! - [`clickhouse`]: the ClickHouse sink.
 //! - [`reconcile`]: compares the mirrors with the state rebuilt from the journal.
+//! - [`service`]: replicator threads for the daemon and `seqd replicate`; their metrics.
 
 pub mod clickhouse;
 pub mod reconcile;
 pub mod rows;
+pub mod service;
 pub mod tidb;
 
 use std::path::{Path, PathBuf};
