@@ -152,10 +152,13 @@ pub async fn reconcile<M: Mirror>(data_dir: &DataDir, mirror: &mut M) -> Result<
 mod tests {
     use super::*;
 
+    /// A small exchange-core mix: funded accounts and a book with resting orders.
     fn engine_after_script() -> (Engine, Seq) {
+        use crate::workload::{exchange_core_mix, WorkloadSpec};
+        let workload = exchange_core_mix(WorkloadSpec { accounts: 20, resting_orders: 50, commands: 500, seed: 3 });
         let mut engine = Engine::new();
         let mut events = Vec::new();
-        let commands = crate::scenario::scripted_session();
+        let commands: Vec<_> = workload.setup.iter().chain(&workload.commands).collect();
         for (i, command) in commands.iter().enumerate() {
             events.clear();
             engine.apply(i as u64 + 1, i as u64, command, &mut events);
