@@ -1,10 +1,16 @@
 //! The Rust client library: connects over QUIC with a client certificate, says Hello, and sends
 //! commands and queries, matching answers to requests by request id. Pushes (request id 0)
 //! that arrive meanwhile are kept for `take_pushes`.
+//!
+//! Market data: `subscribe` returns the snapshot; the updates then arrive as pushes (read them
+//! with `next_message`, or `take_pushes` after other requests) and keep an
+//! [`L2Book`](crate::protocol::L2Book).
 
-use crate::engine::{Command, Event, Seq};
+use crate::engine::{Command, Event, Seq, SymbolId};
 use crate::gateway::tls;
-use crate::protocol::{encode_frame, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use crate::protocol::{
+    encode_frame, DepthBook, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 use std::net::SocketAddr;
 
 /// Most bytes taken from the stream at a time.
@@ -219,7 +225,38 @@ impl Client {
         self.next_answer(request_id).await
     }
 
-    /// Pushes received so far (execution reports and ledger entries of visible accounts).
+    /// Sends a query and returns its whole answer: a list split over several frames is
+    /// reassembled into one message.
+    pub async fn request_all(&mut self, message: &Message) -> Result<Message, ClientError> {
+        let request_id = self.send(message).await?;
+        let mut answer = self.next_answer(request_id).await?;
+        while answer.more() {
+            let part = self.next_answer(request_id).await?;
+            answer.continue_with(part).map_err(|part| ClientError::Protocol(format!("unexpected {part:?}")))?;
+        }
+        Ok(answer)
+    }
+
+    /// Subscribes to a symbol's market data and returns the snapshot (its `book_seq` is the
+    /// `md_seq` it reflects). `MarketTrade` and `DepthUpdate` pushes follow.
+    pub async fn subscribe(&mut self, symbol: SymbolId) -> Result<DepthBook, ClientError> {
+        match self.request_all(&Message::Subscribe { symbol }).await? {
+            Message::DepthSnapshot(book) => Ok(book),
+            other => Err(ClientError::Protocol(format!("expected DepthSnapshot, got {other:?}"))),
+        }
+    }
+
+    /// Ends a subscription; market data of the symbol received before the answer is kept with
+    /// the pushes, and none follows it.
+    pub async fn unsubscribe(&mut self, symbol: SymbolId) -> Result<(), ClientError> {
+        match self.request(&Message::Unsubscribe { symbol }).await? {
+            Message::Unsubscribed { symbol: s } if s == symbol => Ok(()),
+            other => Err(ClientError::Protocol(format!("expected Unsubscribed, got {other:?}"))),
+        }
+    }
+
+    /// Pushes received so far (execution reports and ledger entries of visible accounts, and
+    /// market data).
     pub fn take_pushes(&mut self) -> Vec<Message> {
         std::mem::take(&mut self.pushes)
     }

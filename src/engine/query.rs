@@ -122,6 +122,28 @@ impl Engine {
         Some((bids, asks))
     }
 
+    /// Every symbol id, ascending.
+    pub fn symbol_ids(&self) -> Vec<SymbolId> {
+        let mut ids: Vec<SymbolId> = self.symbols.iter().map(|s| s.spec.symbol).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The orders resting in a symbol's book (waiting stops are not in it): bids best level
+    /// first, then asks best level first, each level in time priority.
+    pub fn book_orders(&self, symbol: SymbolId) -> Option<Vec<OrderReport>> {
+        let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
+        let mut reports = Vec::new();
+        for (_, level) in s.book.bids.iter_best_first().chain(s.book.asks.iter_best_first()) {
+            let mut slot = level.head;
+            while slot != NIL {
+                reports.push(self.report(slot, ExecKind::New));
+                slot = self.orders.get(slot).next;
+            }
+        }
+        Some(reports)
+    }
+
     /// Checks every invariant of the state; O(size of state). See ARCHITECTURE.md.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         self.check_conservation_and_holds()?;

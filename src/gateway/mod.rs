@@ -1,5 +1,7 @@
 //! The QUIC gateway: where clients connect. [`tls`]: mutual TLS (certificates, principals, quinn configs).
 
+pub mod feed;
 pub mod grants;
+pub mod market_data;
 pub mod server;
 pub mod tls;

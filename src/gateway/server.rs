@@ -1,17 +1,19 @@
 //! The QUIC server: one task per connection reads frames, authorizes, applies the connection's
 //! limits and publishes into the input ring; the responder routes each result back to its
 //! connection and pushes execution reports and ledger entries to every other connection whose
-//! principal may see the accounts involved.
+//! principal may see the accounts involved. Public market data (`Subscribe`) is served from the
+//! responder's [`MarketFeed`] on a second, lossy queue per connection (see `feed.rs`).
 //!
 //! A connection opens one bidirectional stream and speaks `docs/PROTOCOL.md` on it. Framing
 //! errors close the connection with the error's code; a bad message is answered with `Error`
 //! and the connection goes on. A slow reader whose outbound queue fills is disconnected rather
 //! than allowed to slow the responder.
 
+use super::feed::{MarketFeed, MarketFrames, SubscribeError, MARKET_QUEUE};
 use super::grants::{AccountDirectory, Grants};
 use super::tls;
 use crate::config::PrincipalSection;
-use crate::engine::{AccountId, Event, Seq};
+use crate::engine::{AccountId, Engine, Event, Seq};
 use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
 use crate::protocol::{
     encode_frame, encode_frames, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
@@ -39,8 +41,16 @@ enum Outbound {
     /// Frames already encoded by the reader (Welcome, Pong, errors).
     Frames(Vec<u8>),
     /// A result from the pipeline: the answer to one of this connection's requests
-    /// (`request_id` != 0) or a push (`request_id` == 0).
-    Result { request_id: u64, seq: Seq, events: Vec<Event>, query: Option<Query>, answer: Option<QueryAnswer> },
+    /// (`request_id` != 0) or a push (`request_id` == 0). `book_seq`: the symbol's `md_seq` when
+    /// the answer is a depth.
+    Result {
+        request_id: u64,
+        seq: Seq,
+        events: Vec<Event>,
+        query: Option<Query>,
+        answer: Option<QueryAnswer>,
+        book_seq: u64,
+    },
 }
 
 struct Route {
@@ -48,10 +58,12 @@ struct Route {
     grants: Grants,
 }
 
-/// Connection id -> where its results go. Written on connect and disconnect only.
+/// Connection id -> where its results go (written on connect and disconnect only), and the
+/// market-data subscriptions.
 #[derive(Default)]
 pub struct Router {
     routes: RwLock<FxHashMap<u64, Route>>,
+    pub feed: MarketFeed,
 }
 
 impl Router {
@@ -74,12 +86,17 @@ impl Router {
         {
             let routes = self.routes.read().expect("router lock");
             if let Some(route) = routes.get(&slot.origin.connection) {
+                let book_seq = match slot.query {
+                    Some(Query::Depth { symbol, .. }) => self.feed.md_seq(symbol),
+                    _ => 0,
+                };
                 let result = Outbound::Result {
                     request_id: slot.origin.request_id,
                     seq: slot.seq,
                     events: slot.events.iter().map(|e| hide_counterparty(e, &route.grants, directory)).collect(),
                     query: slot.query,
                     answer: slot.answer.clone(),
+                    book_seq,
                 };
                 if route.tx.try_send(result).is_err() {
                     too_slow.push(slot.origin.connection);
@@ -99,8 +116,14 @@ impl Router {
                     if visible.is_empty() {
                         continue;
                     }
-                    let push =
-                        Outbound::Result { request_id: 0, seq: slot.seq, events: visible, query: None, answer: None };
+                    let push = Outbound::Result {
+                        request_id: 0,
+                        seq: slot.seq,
+                        events: visible,
+                        query: None,
+                        answer: None,
+                        book_seq: 0,
+                    };
                     if route.tx.try_send(push).is_err() {
                         too_slow.push(connection);
                     }
@@ -147,15 +170,22 @@ fn visible_to(event: &Event, grants: &Grants, directory: &AccountDirectory) -> b
     accounts_of(event).iter().any(|&account| account != 0 && grants.may_see_account(account, directory))
 }
 
-/// The pipeline's responder: keeps the account-tree mirror current, then routes.
+/// The pipeline's responder: keeps the account-tree mirror and the public books current, then
+/// routes.
 pub struct GatewayResponder {
     pub router: Arc<Router>,
     pub directory: Arc<AccountDirectory>,
 }
 
 impl Responder for GatewayResponder {
+    fn recovered(&mut self, engine: &Engine) {
+        self.router.feed.seed(engine);
+    }
+
     fn deliver(&mut self, result: &OutputSlot) {
         self.directory.observe(&result.events);
+        // A query has no events, but gives a stale subscriber its chance to resynchronise.
+        self.router.feed.observe(result.timestamp_ns, &result.events);
         self.router.deliver(result, &self.directory);
     }
 }
@@ -221,20 +251,24 @@ impl Gateway {
         let (send, recv) = connection.accept_bi().await.map_err(|e| format!("stream: {e}"))?;
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (market_tx, market_rx) = mpsc::channel(MARKET_QUEUE);
         self.router.insert(id, tx.clone(), grants.clone());
         tracing::info!(connection = id, principal = %grants.principal, remote = %connection.remote_address(), "connected");
         let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, now_ns())));
         let writer = tokio::spawn(write_loop(
             send,
             rx,
+            market_rx,
             self.settings.max_frame_bytes,
             grants.clone(),
             self.directory.clone(),
             limits.clone(),
         ));
-        let mut session = Session { id, grants, submitter, tx, limits, gateway: self.clone(), hello_done: false };
+        let mut session =
+            Session { id, grants, submitter, tx, market_tx, limits, gateway: self.clone(), hello_done: false };
         let result = session.read_loop(recv).await;
         self.router.remove(id);
+        self.router.feed.remove_connection(id);
         drop(session);
         let _ = writer.await;
         if let Err(code) = &result {
@@ -250,6 +284,8 @@ struct Session {
     grants: Grants,
     submitter: Submitter,
     tx: mpsc::Sender<Outbound>,
+    /// This connection's market-data queue (snapshots, updates, `Unsubscribed`), in order.
+    market_tx: mpsc::Sender<MarketFrames>,
     limits: Arc<Mutex<ConnectionLimits>>,
     gateway: Arc<Gateway>,
     hello_done: bool,
@@ -279,7 +315,7 @@ impl Session {
                 };
                 let request_id = frame.request_id;
                 let reply = match Message::decode_from_client(&frame) {
-                    Ok(message) => self.on_message(request_id, message),
+                    Ok(message) => self.on_message(request_id, message).await,
                     Err(bad) => {
                         let closes = bad.closes_connection();
                         let reply = Some(Message::error(bad.gateway_error(), &bad.to_string()));
@@ -304,8 +340,8 @@ impl Session {
     }
 
     /// Handles one well-formed message; returns an immediate reply, if any. Commands and
-    /// queries are answered later through the responder.
-    fn on_message(&mut self, request_id: u64, message: Message) -> Option<Message> {
+    /// queries are answered later through the responder, subscriptions on the market-data queue.
+    async fn on_message(&mut self, request_id: u64, message: Message) -> Option<Message> {
         if !self.hello_done {
             return Some(self.on_hello(message));
         }
@@ -332,8 +368,38 @@ impl Session {
                     }
                 }
             }
-            Message::Subscribe { .. } | Message::Unsubscribe { .. } => {
-                Some(Message::error(GatewayError::NotFound, "market data is not served yet"))
+            Message::Subscribe { symbol } => {
+                if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
+                    return Some(Message::error(refused, ""));
+                }
+                let max_frame_bytes = self.gateway.settings.max_frame_bytes;
+                match self.gateway.router.feed.subscribe(self.id, request_id, symbol, &self.market_tx, max_frame_bytes)
+                {
+                    Ok(()) => None, // the snapshot is queued
+                    Err(SubscribeError::UnknownSymbol) => {
+                        Some(Message::error(GatewayError::NotFound, "unknown symbol"))
+                    }
+                    Err(SubscribeError::Busy) => {
+                        Some(Message::error(GatewayError::Busy, "market-data queue full; retry after a pause"))
+                    }
+                }
+            }
+            Message::Unsubscribe { symbol } => {
+                if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
+                    return Some(Message::error(refused, ""));
+                }
+                self.gateway.router.feed.unsubscribe(self.id, symbol);
+                // Behind every update of the symbol already queued, so none follows it.
+                let mut frame = Vec::new();
+                encode_frame(
+                    request_id,
+                    &Message::Unsubscribed { symbol },
+                    self.gateway.settings.max_frame_bytes,
+                    &mut frame,
+                )
+                .expect("Unsubscribed fits a frame");
+                let _ = self.market_tx.send(frame.into()).await;
+                None
             }
             other => match query_of(&other) {
                 Some(query) => {
@@ -396,6 +462,7 @@ fn messages_for(
     events: Vec<Event>,
     query: Option<Query>,
     answer: Option<QueryAnswer>,
+    book_seq: u64,
     grants: &Grants,
     directory: &AccountDirectory,
 ) -> Vec<Message> {
@@ -418,26 +485,48 @@ fn messages_for(
             vec![Message::OpenOrders { account, seq, more: false, orders }]
         }
         (Some(Query::Depth { symbol, .. }), QueryAnswer::Depth(Some((bids, asks)))) => {
-            vec![Message::Depth(DepthBook { symbol, book_seq: seq, more: false, bids, asks })]
+            vec![Message::Depth(DepthBook { symbol, book_seq, more: false, bids, asks })]
         }
         _ => not_found(),
     }
 }
 
+/// Writes a connection's answers and pushes, and its market data, until the answers' queue
+/// closes (the connection is over). Answers go first when both queues have something.
 async fn write_loop(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<Outbound>,
+    mut market_rx: mpsc::Receiver<MarketFrames>,
     max_frame_bytes: u32,
     grants: Grants,
     directory: Arc<AccountDirectory>,
     limits: Arc<Mutex<ConnectionLimits>>,
 ) {
     let mut out = Vec::with_capacity(READ_CHUNK_BYTES);
-    while let Some(outbound) = rx.recv().await {
+    let mut market_open = true;
+    loop {
+        let outbound = tokio::select! {
+            biased;
+            outbound = rx.recv() => match outbound {
+                Some(outbound) => outbound,
+                None => break,
+            },
+            frames = market_rx.recv(), if market_open => {
+                match frames {
+                    Some(frames) => {
+                        if send.write_all(&frames).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => market_open = false,
+                }
+                continue;
+            }
+        };
         out.clear();
         match outbound {
             Outbound::Frames(bytes) => out = bytes,
-            Outbound::Result { request_id, seq, events, query, answer } => {
+            Outbound::Result { request_id, seq, events, query, answer, book_seq } => {
                 if request_id != 0 && answer.is_none() {
                     limits.lock().expect("limits lock").command_answered();
                 }
@@ -446,7 +535,7 @@ async fn write_loop(
                 let messages = if request_id == 0 {
                     vec![Message::Events { seq, more: false, events }]
                 } else {
-                    messages_for(seq, events, query, answer, &grants, &directory)
+                    messages_for(seq, events, query, answer, book_seq, &grants, &directory)
                 };
                 for message in messages {
                     if let Err(e) = encode_frames(request_id, &message, max_frame_bytes, &mut out) {

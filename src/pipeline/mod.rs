@@ -96,6 +96,10 @@ pub struct OutputSlot {
 /// Receives each command's result once its input is durable, in sequence order, on the
 /// responder thread. The gateway implements it by routing to connections.
 pub trait Responder: Send + 'static {
+    /// Called once with the recovered state, before the first `deliver` (for example to seed
+    /// the gateway's public books from the books the engine recovered).
+    fn recovered(&mut self, _engine: &Engine) {}
+
     fn deliver(&mut self, result: &OutputSlot);
 }
 
@@ -214,7 +218,8 @@ impl Pipeline {
         }
         let (sequencer, recovery) = Sequencer::open(data_dir, config.journal)?;
         let (engine, input_log, events_log) = sequencer.into_parts();
-        let responder = make_responder(&engine);
+        let mut responder = make_responder(&engine);
+        responder.recovered(&engine);
         let first_seq = engine.last_seq() + 1;
         let first_timestamp_ns = engine.last_timestamp_ns();
         let stats = Arc::new(PipelineStats::default());
@@ -486,6 +491,8 @@ fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
         Query::SubtreeTotals { account } => QueryAnswer::SubtreeTotals(engine.subtree_totals(account)),
         Query::Order { order_id } => QueryAnswer::Order(engine.order(order_id)),
         Query::OpenOrders { account } => QueryAnswer::OpenOrders(engine.open_orders(account)),
+        // PROTOCOL.md: levels 0 is the whole book.
+        Query::Depth { symbol, levels: 0 } => QueryAnswer::Depth(engine.depth(symbol, usize::MAX)),
         Query::Depth { symbol, levels } => QueryAnswer::Depth(engine.depth(symbol, levels as usize)),
     }
 }

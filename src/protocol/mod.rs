@@ -11,6 +11,7 @@
 //!   (answer it with `Error` and go on).
 //! - [`limits`]: [`ConnectionLimits`], the per-connection rate and in-flight limits.
 //! - [`authority`]: [`Authority`], which grants a request needs.
+//! - [`book`]: [`L2Book`], a subscriber's copy of a symbol's book from market data (§12).
 //!
 //! A server reads a connection like this:
 //!
@@ -50,6 +51,7 @@
 //! ```
 
 pub mod authority;
+pub mod book;
 pub mod encode;
 pub mod error;
 pub mod frame;
@@ -58,6 +60,7 @@ pub mod message;
 mod wire;
 
 pub use authority::Authority;
+pub use book::{BookEvent, L2Book};
 pub use encode::{encode_frame, encode_frames};
 pub use error::{EncodeError, FrameError, GatewayError, MessageError, PayloadError};
 pub use frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, MIN_MAX_FRAME_BYTES};

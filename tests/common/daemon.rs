@@ -1,0 +1,155 @@
+//! Helpers shared by the end-to-end tests over QUIC: the `seqd run` binary as a separate process
+//! on a free loopback port, clients with the certificates it generated (`seqd dev-certs` on
+//! first start), and a small BTC/USDT venue.
+#![allow(dead_code)]
+
+use seqd::client::{Client, ClientError};
+use seqd::engine::{BalanceView, Command, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
+use seqd::protocol::Message;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    data_dir: PathBuf,
+}
+
+/// A test that fails before `stop` must not leave the daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Daemon {
+    /// Starts `seqd run` on a free port and waits for its "listening on" line.
+    pub fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Daemon {
+        let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
+            .args([
+                "run",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .strip_prefix("seqd: listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Daemon { child, addr, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// SIGTERM and wait: the graceful path (drain, durable journal, snapshot).
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "seqd run exited with {status}");
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.data_dir.join("certs")
+    }
+
+    pub async fn client(&self, principal: &str) -> Client {
+        let read = |name: String| std::fs::read(self.certs().join(name)).unwrap();
+        Client::connect(
+            self.addr,
+            &read("ca.pem".into()),
+            &read(format!("{principal}.pem")),
+            &read(format!("{principal}.key")),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+pub const BTC: u32 = 1;
+pub const USDT: u32 = 2;
+pub const BTC_USDT: u32 = 1;
+
+pub fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
+    Command::PlaceOrder(NewOrder {
+        account,
+        symbol: BTC_USDT,
+        client_order_id: 0,
+        side,
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        stp: StpMode::CancelIncoming,
+        price,
+        stop_price: 0,
+        qty,
+        quote_budget: 0,
+    })
+}
+
+/// Admin creates BTC/USDT (no fees), accounts 1 (trader1's) and 2 (trader2's), and funds them.
+pub async fn set_up_venue(admin: &mut Client) {
+    let setup = [
+        Command::CreateAsset { asset: BTC, scale: 8 },
+        Command::CreateAsset { asset: USDT, scale: 6 },
+        Command::CreateSymbol(SymbolSpec {
+            symbol: BTC_USDT,
+            base: BTC,
+            quote: USDT,
+            tick_size: 10_000,
+            lot_size: 10_000,
+            min_qty: 10_000,
+            min_notional: 0,
+            max_order_qty: 100_000_000_000,
+            maker_fee_ppm: 0,
+            taker_fee_ppm: 0,
+            price_band_bps: 0,
+        }),
+        Command::CreateAccount { account: 1, parent: 0, owner: 1 },
+        Command::CreateAccount { account: 2, parent: 0, owner: 2 },
+        Command::Deposit { account: 1, asset: USDT, amount: 100_000_000_000, external_ref: 1 },
+        Command::Deposit { account: 2, asset: BTC, amount: 1_000_000_000, external_ref: 2 },
+    ];
+    for command in setup {
+        let outcome = admin.command(command).await.unwrap();
+        assert_eq!(outcome.rejected(), None, "{command:?}");
+    }
+}
+
+pub async fn balances(client: &mut Client, account: u64) -> Vec<BalanceView> {
+    match client.request(&Message::QueryBalances { account }).await.unwrap() {
+        Message::Balances { balances, .. } => balances,
+        other => panic!("expected Balances, got {other:?}"),
+    }
+}
+
+/// The code of a refusal; anything else fails the test.
+pub fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> u16 {
+    match result {
+        Err(ClientError::Refused { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
