@@ -1,8 +1,12 @@
 //! ClickHouse sink: the analytics mirror.
 //!
-//! Written through the official `clickhouse` crate in `RowBinary` (`Client::with_validation(false)`:
-//! ClickHouse 18.16 has no `RowBinaryWithNamesAndTypes`), one `INSERT` per table and batch, the
-//! tables' inserts of a batch running concurrently, then the checkpoint row.
+//! Talks HTTP through the official `clickhouse` crate. Inserts are Native-format blocks encoded
+//! here and sent with `Client::insert_formatted_with` (one `INSERT` per table and batch, the tables'
+//! inserts of a batch running concurrently, then the checkpoint row): ClickHouse parses Native
+//! column by column, which costs the server about a third less CPU per row than the crate's
+//! `RowBinary` (row by row), and the server's CPU is what limits the insert rate. Reads use the
+//! crate's `RowBinary` rows with `Client::with_validation(false)` (ClickHouse 18.16 has no
+//! `RowBinaryWithNamesAndTypes`).
 //!
 //! Exactly once in effect, without transactions: every table is a `ReplacingMergeTree` whose
 //! sorting key is the row's identity, so a batch that is sent again (the process died after its
@@ -23,9 +27,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use clickhouse::{Client, Row, RowOwned, RowRead, RowWrite};
+use clickhouse::{Client, Row, RowOwned, RowRead};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::reconcile::{Mirror, MirrorOrder, MirrorState};
 use super::rows::{AccountInfo, Amount, Batch, Catalog, Origin};
@@ -140,7 +144,7 @@ impl ClickHouseSink {
             // Version 1 is the first: nothing to migrate from.
             let now = (super::now_ns() / 1_000_000_000) as u32;
             let row = SchemaVersionRow { version: SCHEMA_VERSION, applied_time: now };
-            self.insert_rows("schema_version", std::slice::from_ref(&row), |r| SchemaVersionRow { ..*r }).await?;
+            self.insert_rows(&SCHEMA_VERSION_TABLE, std::slice::from_ref(&row), |r| SchemaVersionRow { ..*r }).await?;
         }
         Ok(())
     }
@@ -212,22 +216,25 @@ impl ClickHouseSink {
         Ok(catalog)
     }
 
-    /// One `INSERT` of `rows` into `table`, each row converted by `convert`.
-    async fn insert_rows<R, T: RowOwned + RowWrite>(
+    /// One `INSERT` of `rows` into `table` as one Native block, each row converted by `convert`.
+    async fn insert_rows<R, T: NativeRow>(
         &self,
-        table: &str,
+        table: &Table,
         rows: &[R],
         convert: impl Fn(&R) -> T,
     ) -> Result<(), SinkError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let what = || format!("ClickHouse insert into {table}");
+        let (header, columns) = native_block(table, rows, convert);
+        let sql = format!("INSERT INTO {} ({}) FORMAT Native", table.name, T::COLUMNS.join(", "));
+        let what = || format!("ClickHouse insert into {}", table.name);
         let attempt = async {
             let mut insert =
-                self.client.insert::<T>(table).await?.with_timeouts(Some(self.timeout), Some(self.timeout));
-            for row in rows {
-                insert.write(&convert(row)).await?;
+                self.client.insert_formatted_with(sql).with_timeouts(Some(self.timeout), Some(self.timeout));
+            insert.send(header.into()).await?;
+            for column in columns {
+                insert.send(column.into()).await?;
             }
             insert.end().await
         };
@@ -277,16 +284,16 @@ impl Sink for ClickHouseSink {
             }
         };
         tokio::try_join!(
-            self.insert_rows("ledger_entries", &batch.ledger, |r| LedgerCh::from(r)),
-            self.insert_rows("order_events", &batch.order_events, |r| OrderEventCh::from(r)),
-            self.insert_rows("trades", &batch.trades, |r| TradeCh::from(r)),
-            self.insert_rows("deposits", &batch.deposits, |r| DepositCh::from(r)),
-            self.insert_rows("transfers", &batch.transfers, |r| TransferCh::from(r)),
-            self.insert_rows("withdrawals", &batch.withdrawals, |r| WithdrawalCh::from(r)),
-            self.insert_rows("balances", &batch.balances, |r| BalanceCh::from(r)),
-            self.insert_rows("accounts", &batch.accounts, account_row),
-            self.insert_rows("assets", &batch.assets, |r| AssetCh::from(r)),
-            self.insert_rows("symbols", &batch.symbols, |r| SymbolCh::from(r)),
+            self.insert_rows(table("ledger_entries"), &batch.ledger, |r| LedgerCh::from(r)),
+            self.insert_rows(table("order_events"), &batch.order_events, |r| OrderEventCh::from(r)),
+            self.insert_rows(table("trades"), &batch.trades, |r| TradeCh::from(r)),
+            self.insert_rows(table("deposits"), &batch.deposits, |r| DepositCh::from(r)),
+            self.insert_rows(table("transfers"), &batch.transfers, |r| TransferCh::from(r)),
+            self.insert_rows(table("withdrawals"), &batch.withdrawals, |r| WithdrawalCh::from(r)),
+            self.insert_rows(table("balances"), &batch.balances, |r| BalanceCh::from(r)),
+            self.insert_rows(table("accounts"), &batch.accounts, account_row),
+            self.insert_rows(table("assets"), &batch.assets, |r| AssetCh::from(r)),
+            self.insert_rows(table("symbols"), &batch.symbols, |r| SymbolCh::from(r)),
         )?;
         // Only once every row of the batch is in: a failure before this re-sends the batch.
         let last_ts_ns = batch.record_ts_ns.last().copied().unwrap_or(0);
@@ -296,7 +303,7 @@ impl Sink for ClickHouseSink {
             time: seconds(last_ts_ns),
             ts_ns: last_ts_ns,
         };
-        self.insert_rows("replicator_checkpoint", std::slice::from_ref(&checkpoint), |c| c.clone()).await?;
+        self.insert_rows(table("replicator_checkpoint"), std::slice::from_ref(&checkpoint), |c| c.clone()).await?;
         for row in &batch.accounts {
             self.account_created.entry(row.account).or_insert((row.created.seq, row.created.ts_ns));
         }
@@ -343,15 +350,22 @@ impl Mirror for ClickHouseSink {
             .await?;
         for row in orders {
             let (base, quote) = *catalog.symbols.get(&row.symbol).ok_or_else(|| {
-                SinkError::Fatal(format!("ClickHouse order {} is in symbol {}, which symbols lacks", row.order_id, row.symbol))
+                SinkError::Fatal(format!(
+                    "ClickHouse order {} is in symbol {}, which symbols lacks",
+                    row.order_id, row.symbol
+                ))
             })?;
             let scale = |asset| {
                 catalog.asset_scales.get(&asset).copied().ok_or_else(|| {
-                    SinkError::Fatal(format!("ClickHouse symbol {} refers to asset {asset}, which assets lacks", row.symbol))
+                    SinkError::Fatal(format!(
+                        "ClickHouse symbol {} refers to asset {asset}, which assets lacks",
+                        row.symbol
+                    ))
                 })
             };
             let (base_scale, quote_scale) = (scale(base)?, scale(quote)?);
-            let enum_error = || SinkError::Fatal(format!("ClickHouse order {} has an unknown enum value", row.order_id));
+            let enum_error =
+                || SinkError::Fatal(format!("ClickHouse order {} has an unknown enum value", row.order_id));
             let order = MirrorOrder {
                 account: row.account,
                 symbol: row.symbol,
@@ -369,7 +383,9 @@ impl Mirror for ClickHouseSink {
 
 fn minor_units(raw: i128, scale: u8, table: &str) -> Result<i64, SinkError> {
     Amount::from_mirror_units(raw, scale).map(|a| a.units).ok_or_else(|| {
-        SinkError::Fatal(format!("ClickHouse {table} holds {raw}e-18, not a whole number of minor units at scale {scale}"))
+        SinkError::Fatal(format!(
+            "ClickHouse {table} holds {raw}e-18, not a whole number of minor units at scale {scale}"
+        ))
     })
 }
 
@@ -451,6 +467,14 @@ struct Table {
 }
 
 impl Table {
+    /// The type of one of the table's columns (the row types name only columns of their table).
+    fn column_type(&self, column: &str) -> &'static str {
+        match self.columns.iter().find(|(name, _)| *name == column) {
+            Some((_, ty)) => ty,
+            None => panic!("table {} has no column {column}", self.name),
+        }
+    }
+
     fn create_sql(&self) -> String {
         let columns: Vec<String> = self.columns.iter().map(|(name, ty)| format!("    {name} {ty}")).collect();
         let partition = self.partition_by.map(|p| format!("\nPARTITION BY {p}")).unwrap_or_default();
@@ -478,8 +502,7 @@ const LEDGER_KIND: &str = "Enum8('deposit' = 0, 'withdrawal' = 1, 'trade' = 2, '
      'hold' = 5, 'release' = 6, 'adjustment' = 7)";
 const REF_KIND: &str =
     "Enum8('order' = 0, 'trade' = 1, 'deposit' = 2, 'withdrawal' = 3, 'transfer' = 4, 'client_ref' = 5)";
-const EXEC_KIND: &str =
-    "Enum8('new' = 0, 'trade' = 1, 'cancelled' = 2, 'expired' = 3, 'amended' = 4, 'triggered' = 5)";
+const EXEC_KIND: &str = "Enum8('new' = 0, 'trade' = 1, 'cancelled' = 2, 'expired' = 3, 'amended' = 4, 'triggered' = 5)";
 
 const MONTHLY: Option<&str> = Some("toYYYYMM(time)");
 const FACT: &str = "ReplacingMergeTree";
@@ -706,6 +729,11 @@ const TABLES: &[Table] = &[
     },
 ];
 
+/// One of [`TABLES`] by name.
+fn table(name: &str) -> &'static Table {
+    TABLES.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no table {name}"))
+}
+
 /// Names of the tables the sink writes (all `ReplacingMergeTree`), for tools and tests.
 pub fn table_names() -> impl Iterator<Item = &'static str> {
     std::iter::once(SCHEMA_VERSION_TABLE.name).chain(TABLES.iter().map(|t| t.name))
@@ -717,12 +745,109 @@ pub fn create_statements() -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rows as RowBinary sees them: field names are the column names, in any order.
+// Native format. ClickHouse parses a Native block column by column, which costs its server about
+// a third less CPU per row than RowBinary (parsed row by row, value by value); the server is
+// what limits the insert rate. A block over HTTP (no block info): varuint column count, varuint
+// row count, then per column its name, its type (exactly the table's) and its values, fixed-size
+// values little-endian back to back, strings as varuint length + bytes.
 
-#[derive(Clone, Copy, Row, Serialize, Deserialize)]
-struct SchemaVersionRow {
-    version: u32,
-    applied_time: u32,
+/// A value of a Native column.
+trait NativeValue {
+    /// Bytes per value (a guess for strings), to size the column buffers.
+    const SIZE: usize;
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+macro_rules! native_fixed {
+    ($($t:ty),*) => {$(
+        impl NativeValue for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            #[inline]
+            fn put(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+native_fixed!(u8, u32, u64, i8, i128);
+
+impl NativeValue for String {
+    const SIZE: usize = 24;
+    fn put(&self, out: &mut Vec<u8>) {
+        put_string(out, self);
+    }
+}
+
+fn put_varuint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_string(out: &mut Vec<u8>, value: &str) {
+    put_varuint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// A row type whose fields are, in order, the columns it is inserted into.
+trait NativeRow {
+    const COLUMNS: &'static [&'static str];
+    const SIZES: &'static [usize];
+    /// Appends each field to its column's buffer.
+    fn put(&self, columns: &mut [Vec<u8>]);
+}
+
+/// Defines a row struct (field = column) and its [`NativeRow`] encoding.
+macro_rules! native_row {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        struct $name { $($field: $ty),* }
+
+        impl NativeRow for $name {
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+            const SIZES: &'static [usize] = &[$(<$ty as NativeValue>::SIZE),*];
+            #[inline]
+            fn put(&self, columns: &mut [Vec<u8>]) {
+                let mut columns = columns.iter_mut();
+                $(NativeValue::put(&self.$field, columns.next().expect("a buffer per column"));)*
+            }
+        }
+    };
+}
+
+/// `rows` as one Native block: the block header, then one buffer per column (sent as they are).
+fn native_block<R, T: NativeRow>(table: &Table, rows: &[R], convert: impl Fn(&R) -> T) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut columns: Vec<Vec<u8>> = T::COLUMNS
+        .iter()
+        .zip(T::SIZES)
+        .map(|(name, size)| {
+            let mut column = Vec::with_capacity(64 + rows.len() * size);
+            put_string(&mut column, name);
+            put_string(&mut column, table.column_type(name));
+            column
+        })
+        .collect();
+    for row in rows {
+        convert(row).put(&mut columns);
+    }
+    let mut header = Vec::with_capacity(20);
+    put_varuint(&mut header, columns.len() as u64);
+    put_varuint(&mut header, rows.len() as u64);
+    (header, columns)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows: field names are the column names. Written as Native; the reference-data rows are also read
+// back (RowBinary, `SELECT ?fields`).
+
+native_row! {
+    #[derive(Clone, Copy)]
+    struct SchemaVersionRow {
+        version: u32,
+        applied_time: u32,
+    }
 }
 
 #[derive(Row, Deserialize)]
@@ -732,51 +857,65 @@ struct ColumnRow {
     r#type: String,
 }
 
-#[derive(Clone, Row, Serialize, Deserialize)]
-struct CheckpointCh {
-    sink: String,
-    last_seq: u64,
-    time: u32,
-    ts_ns: u64,
+native_row! {
+    #[derive(Clone)]
+    struct CheckpointCh {
+        sink: String,
+        last_seq: u64,
+        time: u32,
+        ts_ns: u64,
+    }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct AssetCh {
-    asset: u32,
-    scale: u8,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    version: u64,
+native_row! {
+    #[derive(Row, Deserialize)]
+    struct AssetCh {
+        asset: u32,
+        scale: u8,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        version: u64,
+    }
 }
 
 impl From<&super::rows::AssetRow> for AssetCh {
     fn from(r: &super::rows::AssetRow) -> AssetCh {
         let o = r.origin;
-        AssetCh { asset: r.asset, scale: r.scale, seq: o.seq, idx: o.idx, time: seconds(o.ts_ns), ts_ns: o.ts_ns, version: version(o) }
+        AssetCh {
+            asset: r.asset,
+            scale: r.scale,
+            seq: o.seq,
+            idx: o.idx,
+            time: seconds(o.ts_ns),
+            ts_ns: o.ts_ns,
+            version: version(o),
+        }
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct SymbolCh {
-    symbol: u32,
-    base: u32,
-    quote: u32,
-    tick_size: i128,
-    lot_size: i128,
-    min_qty: i128,
-    min_notional: i128,
-    max_order_qty: i128,
-    maker_fee_ppm: u32,
-    taker_fee_ppm: u32,
-    price_band_bps: u32,
-    status: i8,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    version: u64,
+native_row! {
+    #[derive(Row, Deserialize)]
+    struct SymbolCh {
+        symbol: u32,
+        base: u32,
+        quote: u32,
+        tick_size: i128,
+        lot_size: i128,
+        min_qty: i128,
+        min_notional: i128,
+        max_order_qty: i128,
+        maker_fee_ppm: u32,
+        taker_fee_ppm: u32,
+        price_band_bps: u32,
+        status: i8,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        version: u64,
+    }
 }
 
 impl From<&super::rows::SymbolRow> for SymbolCh {
@@ -804,34 +943,37 @@ impl From<&super::rows::SymbolRow> for SymbolCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct AccountCh {
-    account: u64,
-    parent: u64,
-    owner: u64,
-    path: String,
-    status: i8,
-    created_seq: u64,
-    created_time: u32,
-    created_ts_ns: u64,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    version: u64,
+native_row! {
+    #[derive(Row, Deserialize)]
+    struct AccountCh {
+        account: u64,
+        parent: u64,
+        owner: u64,
+        path: String,
+        status: i8,
+        created_seq: u64,
+        created_time: u32,
+        created_ts_ns: u64,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        version: u64,
+    }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct BalanceCh {
-    account: u64,
-    asset: u32,
-    available: i128,
-    held: i128,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    version: u64,
+native_row! {
+    struct BalanceCh {
+        account: u64,
+        asset: u32,
+        available: i128,
+        held: i128,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        version: u64,
+    }
 }
 
 impl From<&super::rows::BalanceRow> for BalanceCh {
@@ -851,19 +993,20 @@ impl From<&super::rows::BalanceRow> for BalanceCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct WithdrawalCh {
-    withdrawal_id: u64,
-    account: u64,
-    asset: u32,
-    amount: i128,
-    client_ref: u64,
-    status: i8,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    version: u64,
+native_row! {
+    struct WithdrawalCh {
+        withdrawal_id: u64,
+        account: u64,
+        asset: u32,
+        amount: i128,
+        client_ref: u64,
+        status: i8,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        version: u64,
+    }
 }
 
 impl From<&super::rows::WithdrawalRow> for WithdrawalCh {
@@ -885,21 +1028,22 @@ impl From<&super::rows::WithdrawalRow> for WithdrawalCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct LedgerCh {
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    account: u64,
-    asset: u32,
-    kind: i8,
-    available_delta: i128,
-    held_delta: i128,
-    available_after: i128,
-    held_after: i128,
-    ref_kind: i8,
-    ref_id: u64,
+native_row! {
+    struct LedgerCh {
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        account: u64,
+        asset: u32,
+        kind: i8,
+        available_delta: i128,
+        held_delta: i128,
+        available_after: i128,
+        held_after: i128,
+        ref_kind: i8,
+        ref_id: u64,
+    }
 }
 
 impl From<&super::rows::LedgerRow> for LedgerCh {
@@ -923,27 +1067,28 @@ impl From<&super::rows::LedgerRow> for LedgerCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct OrderEventCh {
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    order_id: u64,
-    account: u64,
-    symbol: u32,
-    client_order_id: u64,
-    exec: i8,
-    status: i8,
-    side: i8,
-    order_type: i8,
-    tif: i8,
-    price: i128,
-    qty: i128,
-    filled_qty: i128,
-    remaining_qty: i128,
-    filled_quote: i128,
-    fees_paid: i128,
+native_row! {
+    struct OrderEventCh {
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        order_id: u64,
+        account: u64,
+        symbol: u32,
+        client_order_id: u64,
+        exec: i8,
+        status: i8,
+        side: i8,
+        order_type: i8,
+        tif: i8,
+        price: i128,
+        qty: i128,
+        filled_qty: i128,
+        remaining_qty: i128,
+        filled_quote: i128,
+        fees_paid: i128,
+    }
 }
 
 impl From<&super::rows::OrderRow> for OrderEventCh {
@@ -973,24 +1118,25 @@ impl From<&super::rows::OrderRow> for OrderEventCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct TradeCh {
-    trade_id: u64,
-    symbol: u32,
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    price: i128,
-    qty: i128,
-    quote_qty: i128,
-    maker_order: u64,
-    taker_order: u64,
-    maker_account: u64,
-    taker_account: u64,
-    maker_side: i8,
-    maker_fee: i128,
-    taker_fee: i128,
+native_row! {
+    struct TradeCh {
+        trade_id: u64,
+        symbol: u32,
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        price: i128,
+        qty: i128,
+        quote_qty: i128,
+        maker_order: u64,
+        taker_order: u64,
+        maker_account: u64,
+        taker_account: u64,
+        maker_side: i8,
+        maker_fee: i128,
+        taker_fee: i128,
+    }
 }
 
 impl From<&super::rows::TradeRow> for TradeCh {
@@ -1017,16 +1163,17 @@ impl From<&super::rows::TradeRow> for TradeCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct DepositCh {
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    account: u64,
-    asset: u32,
-    amount: i128,
-    external_ref: u64,
+native_row! {
+    struct DepositCh {
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        account: u64,
+        asset: u32,
+        amount: i128,
+        external_ref: u64,
+    }
 }
 
 impl From<&super::rows::DepositRow> for DepositCh {
@@ -1045,17 +1192,18 @@ impl From<&super::rows::DepositRow> for DepositCh {
     }
 }
 
-#[derive(Row, Serialize, Deserialize)]
-struct TransferCh {
-    seq: u64,
-    idx: u32,
-    time: u32,
-    ts_ns: u64,
-    from_account: u64,
-    to_account: u64,
-    asset: u32,
-    amount: i128,
-    client_ref: u64,
+native_row! {
+    struct TransferCh {
+        seq: u64,
+        idx: u32,
+        time: u32,
+        ts_ns: u64,
+        from_account: u64,
+        to_account: u64,
+        asset: u32,
+        amount: i128,
+        client_ref: u64,
+    }
 }
 
 impl From<&super::rows::TransferRow> for TransferCh {
@@ -1107,6 +1255,65 @@ mod tests {
         let b = version(Origin { seq: 7, idx: 4, ts_ns: 0 });
         let c = version(Origin { seq: 8, idx: 0, ts_ns: 0 });
         assert!(a < b && b < c);
+    }
+
+    /// Every row type names exactly its table's columns.
+    #[test]
+    fn row_types_match_their_tables() {
+        fn check<T: NativeRow>(table: &Table) {
+            let row: BTreeSet<&str> = T::COLUMNS.iter().copied().collect();
+            let columns: BTreeSet<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+            assert_eq!(row, columns, "{}", table.name);
+            assert_eq!(T::COLUMNS.len(), T::SIZES.len());
+        }
+        check::<SchemaVersionRow>(&SCHEMA_VERSION_TABLE);
+        check::<CheckpointCh>(table("replicator_checkpoint"));
+        check::<AssetCh>(table("assets"));
+        check::<SymbolCh>(table("symbols"));
+        check::<AccountCh>(table("accounts"));
+        check::<BalanceCh>(table("balances"));
+        check::<WithdrawalCh>(table("withdrawals"));
+        check::<LedgerCh>(table("ledger_entries"));
+        check::<OrderEventCh>(table("order_events"));
+        check::<TradeCh>(table("trades"));
+        check::<DepositCh>(table("deposits"));
+        check::<TransferCh>(table("transfers"));
+        assert_eq!(TABLES.len(), 11);
+    }
+
+    /// The bytes ClickHouse 18.16 itself writes for
+    /// `SELECT toDecimal128(1, 18) AS d, CAST('b' AS Enum8('a'=0,'b'=1)) AS e, 'xy' AS s FORMAT Native`.
+    #[test]
+    fn native_block_encoding() {
+        native_row! {
+            struct Probe {
+                d: i128,
+                e: i8,
+                s: String,
+            }
+        }
+        let probe = Table {
+            name: "probe",
+            columns: &[("d", "Decimal(38, 18)"), ("e", "Enum8('a' = 0, 'b' = 1)"), ("s", "String")],
+            engine: FACT,
+            partition_by: None,
+            order_by: "d",
+        };
+        let rows = [(10i128.pow(18), 1i8, "xy")];
+        let (header, columns) = native_block(&probe, &rows, |&(d, e, s)| Probe { d, e, s: s.to_string() });
+        let bytes: Vec<u8> = header.into_iter().chain(columns.into_iter().flatten()).collect();
+        let mut expected = vec![3, 1, 1, b'd', 15];
+        expected.extend_from_slice(b"Decimal(38, 18)");
+        expected.extend_from_slice(&10i128.pow(18).to_le_bytes());
+        expected.extend_from_slice(&[1, b'e', 23]);
+        expected.extend_from_slice(b"Enum8('a' = 0, 'b' = 1)");
+        expected.extend_from_slice(&[1, 1, b's', 6]);
+        expected.extend_from_slice(b"String");
+        expected.extend_from_slice(&[2, b'x', b'y']);
+        assert_eq!(bytes, expected);
+        let mut long = Vec::new();
+        put_varuint(&mut long, 8192);
+        assert_eq!(long, [0x80, 0x40]);
     }
 
     #[test]
