@@ -1,6 +1,7 @@
 //! A subscriber's copy of one symbol's book, kept as `docs/PROTOCOL.md` §12 says: start from a
-//! `DepthSnapshot` (or a `Depth` answer), apply each `DepthUpdate` whose `md_seq` is the last
-//! one + 1, and report a gap otherwise. Pure: feed it the messages of one symbol.
+//! `DepthSnapshot` (or the `Depth` answer to a `QueryDepth` with levels 0: a `Depth` is taken as
+//! the whole book), apply each `DepthUpdate` whose `md_seq` is the last one + 1, and report a gap
+//! otherwise. Pure: feed it the messages of one symbol.
 
 use super::message::{DepthBook, Message};
 use crate::engine::{DepthLevel, Side, SymbolId};
