@@ -150,8 +150,8 @@ dir = "{}"
 [replicate.tidb]
 enabled = true
 url = "mysql://root@127.0.0.1:{MARIADB_PORT}/{DATABASE}"
-max_records = 250
-max_fact_rows = 400
+max_records = 150
+max_fact_rows = 250
 
 [replicate.clickhouse]
 enabled = true
@@ -193,7 +193,7 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
     let mut database_restarts = 0;
     for cycle in 0..24 {
         let mut child = replicate(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        std::thread::sleep(Duration::from_millis(60 + rng.below(240)));
         if cycle % 6 == 3 {
             // A database dies under load and comes back while the replicator keeps retrying.
             let victim = if cycle % 12 == 3 { &mut mariadb } else { &mut clickhouse_server };
@@ -210,7 +210,7 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
         }
     }
     eprintln!("chaos: {kills_mid_load} of 24 replicator kills landed before the TiDB mirror was complete; {database_restarts} database kills");
-    assert!(kills_mid_load >= 10, "only {kills_mid_load} kills landed before the TiDB mirror was complete");
+    assert!(kills_mid_load >= 8, "only {kills_mid_load} kills landed before the TiDB mirror was complete");
     assert_eq!(database_restarts, 4);
 
     // Then run to the end of the log.
