@@ -74,8 +74,8 @@ impl Default for TidbSection {
         TidbSection {
             enabled: false,
             url: "mysql://root@127.0.0.1:3306/seqd".into(),
-            max_records: 20_000,
-            max_fact_rows: 5_000,
+            max_records: 50_000,
+            max_fact_rows: 20_000,
         }
     }
 }

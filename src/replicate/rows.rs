@@ -2,7 +2,7 @@
 //! database. Pure and deterministic: the same event-log records give the same rows.
 //!
 //! Amounts stay integer minor units with their asset's scale ([`Amount`]); each sink turns them
-//! into its column type (`DECIMAL(36,18)` text for TiDB, a raw `Decimal(38,18)` for ClickHouse).
+//! into its column type (`DECIMAL(38,18)` for TiDB, a raw `Decimal(38,18)` for ClickHouse).
 //! The scale of every asset and the base/quote of every symbol come from the [`Catalog`], which
 //! the sink reads back from its own tables at start and which the builder extends as reference
 //! data events go by.
@@ -16,7 +16,8 @@ use crate::engine::{
     OrderType, RefKind, Seq, Side, SymbolId, SymbolStatus, TimeInForce, Trade, TradeId, WithdrawalStatus,
 };
 
-/// Scale of the money columns in both mirrors (`DECIMAL(36,18)`, `Decimal(38,18)`).
+/// Scale of the money columns in both mirrors (`DECIMAL(38,18)` in TiDB, `Decimal(38,18)` in
+/// ClickHouse: 38 digits so that an i64 amount of a scale-0 asset fits).
 pub const MIRROR_SCALE: u8 = 18;
 
 /// An exact amount: `units` minor units of an asset with `scale` decimal places.
