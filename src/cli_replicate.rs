@@ -85,7 +85,10 @@ pub fn replicate(args: &MirrorArgs, events: Option<PathBuf>, until: Option<u64>)
     let stats = replicators.stats();
     let mut failed = false;
     for (name, result) in replicators.stop() {
-        let checkpoint = stats.iter().find(|s| s.name == name).map_or(0, |s| s.checkpoint_seq.load(std::sync::atomic::Ordering::Relaxed));
+        let checkpoint = stats
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.checkpoint_seq.load(std::sync::atomic::Ordering::Relaxed));
         match result {
             Ok(()) => println!("{name}: stopped at checkpoint {checkpoint}"),
             Err(e) => {
@@ -135,7 +138,11 @@ pub fn reconcile_command(args: &MirrorArgs, json: bool) -> ExitCode {
             report.checkpoint_seq,
             report.balances_checked,
             report.open_orders_checked,
-            if report.differences.is_empty() { "agrees".to_string() } else { format!("{} differences", report.differences.len()) }
+            if report.differences.is_empty() {
+                "agrees".to_string()
+            } else {
+                format!("{} differences", report.differences.len())
+            }
         );
     }
     for e in &errors {

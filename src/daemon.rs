@@ -62,8 +62,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
-    let replicators =
-        Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
+    let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
     let observed = Observed { pipeline: stats.clone(), router: router.clone(), replicators: replicators.stats() };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -39,7 +39,9 @@ fn write_event_log(dir: &Path, commands: usize) -> (Engine, Expected) {
     let mut shadow = Engine::new();
     let mut events = Vec::new();
     let base_ts_ns = 1_763_700_000_000_000_000u64;
-    for (i, command) in seqd::scenario::scripted_session().iter().chain(&workload.setup).chain(&workload.commands).enumerate() {
+    for (i, command) in
+        seqd::scenario::scripted_session().iter().chain(&workload.setup).chain(&workload.commands).enumerate()
+    {
         let ts = base_ts_ns + i as u64 * 1_000_000;
         let seq = sequencer.submit(ts, command).unwrap();
         events.clear();
@@ -183,7 +185,10 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let (engine, expected) = write_event_log(&data_dir, 160_000);
-    assert!(expected.ledger_rows > 60_000 && expected.last_seq > 160_000, "a load big enough to kill mid-way: {expected:?}");
+    assert!(
+        expected.ledger_rows > 60_000 && expected.last_seq > 160_000,
+        "a load big enough to kill mid-way: {expected:?}"
+    );
     let mut mariadb = Instance::start("mariadb", root.path().join("mariadb"), MARIADB_PORT);
     let mut clickhouse_server = Instance::start("clickhouse", root.path().join("clickhouse"), CLICKHOUSE_PORT);
     let config = write_config(root.path(), &data_dir);
@@ -219,8 +224,8 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
 
     // TiDB: the checkpoint is the last seq and every ledger row is there exactly once.
     assert_eq!(tidb_checkpoint(), expected.last_seq);
-    let tidb_rows = sql(MARIADB_PORT, &format!("SELECT COUNT(*), SUM(seq * 1000 + idx) FROM {DATABASE}.ledger_entries"))
-        .unwrap();
+    let tidb_rows =
+        sql(MARIADB_PORT, &format!("SELECT COUNT(*), SUM(seq * 1000 + idx) FROM {DATABASE}.ledger_entries")).unwrap();
     assert_eq!(tidb_rows, format!("{}\t{}", expected.ledger_rows, expected.ledger_key_sum));
     assert_eq!(number(sql(MARIADB_PORT, &format!("SELECT COUNT(*) FROM {DATABASE}.trades"))), expected.trades as u128);
 
@@ -230,10 +235,16 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
         number(ch(&format!("SELECT max(last_seq) FROM {DATABASE}.replicator_checkpoint FINAL"))),
         expected.last_seq as u128
     );
-    for (table, want) in [("ledger_entries", expected.ledger_rows), ("trades", expected.trades), ("order_events", expected.order_events)] {
+    for (table, want) in
+        [("ledger_entries", expected.ledger_rows), ("trades", expected.trades), ("order_events", expected.order_events)]
+    {
         assert_eq!(number(ch(&format!("SELECT count() FROM {DATABASE}.{table} FINAL"))), want as u128, "{table} FINAL");
         ch(&format!("OPTIMIZE TABLE {DATABASE}.{table} FINAL")).expect("optimize");
-        assert_eq!(number(ch(&format!("SELECT count() FROM {DATABASE}.{table}"))), want as u128, "{table} after OPTIMIZE");
+        assert_eq!(
+            number(ch(&format!("SELECT count() FROM {DATABASE}.{table}"))),
+            want as u128,
+            "{table} after OPTIMIZE"
+        );
     }
     assert_eq!(
         number(ch(&format!("SELECT sum(seq * 1000 + idx) FROM {DATABASE}.ledger_entries FINAL"))),
@@ -269,13 +280,17 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
     // while a forged entry (a new key) changes the account's ledger sum and is reported.
     let columns = "seq, idx, time, ts_ns, account, asset, kind, available_delta, held_delta, available_after, \
                    held_after, ref_kind, ref_id";
-    let first_entry = format!("FROM {DATABASE}.ledger_entries FINAL WHERE account = {account} AND asset = {asset} ORDER BY seq LIMIT 1");
+    let first_entry = format!(
+        "FROM {DATABASE}.ledger_entries FINAL WHERE account = {account} AND asset = {asset} ORDER BY seq LIMIT 1"
+    );
     let rows_before = number(ch(&format!("SELECT count() FROM {DATABASE}.ledger_entries FINAL")));
-    ch(&format!("INSERT INTO {DATABASE}.ledger_entries ({columns}) SELECT {columns} {first_entry}")).expect("re-send a row");
+    ch(&format!("INSERT INTO {DATABASE}.ledger_entries ({columns}) SELECT {columns} {first_entry}"))
+        .expect("re-send a row");
     assert_eq!(number(ch(&format!("SELECT count() FROM {DATABASE}.ledger_entries FINAL"))), rows_before);
     assert!(reconcile("clickhouse").status.success(), "a re-sent row must collapse, not count twice");
     let forged = columns.replacen("idx", "idx + 900", 1);
-    ch(&format!("INSERT INTO {DATABASE}.ledger_entries ({columns}) SELECT {forged} {first_entry}")).expect("forge a row");
+    ch(&format!("INSERT INTO {DATABASE}.ledger_entries ({columns}) SELECT {forged} {first_entry}"))
+        .expect("forge a row");
     let tampered = reconcile("clickhouse");
     assert!(!tampered.status.success(), "reconcile missed a forged ledger entry");
     let report = String::from_utf8_lossy(&tampered.stdout);

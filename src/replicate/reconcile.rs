@@ -73,7 +73,10 @@ pub fn expected_state(engine: &Engine, checkpoint_seq: Seq) -> MirrorState {
 pub fn differences(expected: &MirrorState, mirror: &MirrorState) -> Vec<String> {
     let mut found = Vec::new();
     if expected.checkpoint_seq != mirror.checkpoint_seq {
-        found.push(format!("checkpoint: journal state at {} but mirror at {}", expected.checkpoint_seq, mirror.checkpoint_seq));
+        found.push(format!(
+            "checkpoint: journal state at {} but mirror at {}",
+            expected.checkpoint_seq, mirror.checkpoint_seq
+        ));
     }
     compare_maps("balance (available, held)", &expected.balances, &mirror.balances, &(0, 0), &mut found);
     compare_maps("ledger sum (available, held)", &expected.ledger_sums, &mirror.ledger_sums, &(0, 0), &mut found);

@@ -396,8 +396,16 @@ impl BatchBuilder {
             }
             Event::WithdrawalUpdated { withdrawal_id, account, asset, amount, client_ref, status } => {
                 let amount = Amount::new(amount, self.catalog.scale(asset)?);
-                let row =
-                    WithdrawalRow { withdrawal_id, account, asset, amount, client_ref, status, origin, first_seen: origin };
+                let row = WithdrawalRow {
+                    withdrawal_id,
+                    account,
+                    asset,
+                    amount,
+                    client_ref,
+                    status,
+                    origin,
+                    first_seen: origin,
+                };
                 upsert(&mut self.batch.withdrawals, &mut self.withdrawal_at, withdrawal_id, row, |old, new| {
                     new.first_seen = old.first_seen
                 });
@@ -533,7 +541,13 @@ impl BatchBuilder {
 
 /// Keeps one row per key in `rows` (the newest), remembering where each key's row is.
 /// `carry(old, new)` copies what the new row must inherit from the one it replaces.
-fn upsert<K: Ord, R>(rows: &mut Vec<R>, at: &mut BTreeMap<K, usize>, key: K, mut row: R, carry: impl FnOnce(&R, &mut R)) {
+fn upsert<K: Ord, R>(
+    rows: &mut Vec<R>,
+    at: &mut BTreeMap<K, usize>,
+    key: K,
+    mut row: R,
+    carry: impl FnOnce(&R, &mut R),
+) {
     match at.get(&key) {
         Some(&i) => {
             carry(&rows[i], &mut row);

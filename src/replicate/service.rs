@@ -75,7 +75,8 @@ impl Replicators {
     /// Starts the chosen replicators tailing `events_dir`. `options` is used for each (its
     /// `events_dir` is replaced).
     pub fn start(section: &ReplicateSection, which: Which, events_dir: &Path, options: &RunOptions) -> Replicators {
-        let mut replicators = Replicators { stop: Arc::new(AtomicBool::new(false)), threads: Vec::new(), stats: Vec::new() };
+        let mut replicators =
+            Replicators { stop: Arc::new(AtomicBool::new(false)), threads: Vec::new(), stats: Vec::new() };
         let mut options = options.clone();
         options.events_dir = events_dir.to_path_buf();
         if which.tidb(section) {
@@ -89,14 +90,22 @@ impl Replicators {
         replicators
     }
 
-    fn spawn<S: Sink + 'static>(&mut self, name: &str, options: &RunOptions, make_sink: impl FnOnce() -> S + Send + 'static) {
+    fn spawn<S: Sink + 'static>(
+        &mut self,
+        name: &str,
+        options: &RunOptions,
+        make_sink: impl FnOnce() -> S + Send + 'static,
+    ) {
         let stats = ReplicatorStats::new(name);
         self.stats.push(stats.clone());
         let stop = self.stop.clone();
         let options = options.clone();
         let body = move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-                ReplicateError::Fatal { sink: stats.name.clone(), source: super::SinkError::Fatal(format!("runtime: {e}")) }
+                ReplicateError::Fatal {
+                    sink: stats.name.clone(),
+                    source: super::SinkError::Fatal(format!("runtime: {e}")),
+                }
             })?;
             let result = runtime.block_on(run(make_sink(), &options, &stop, &stats));
             if let Err(e) = &result {
@@ -104,8 +113,10 @@ impl Replicators {
             }
             result
         };
-        let handle =
-            std::thread::Builder::new().name(format!("seqd-repl-{name}")).spawn(body).expect("spawn a replicator thread");
+        let handle = std::thread::Builder::new()
+            .name(format!("seqd-repl-{name}"))
+            .spawn(body)
+            .expect("spawn a replicator thread");
         self.threads.push((name.to_string(), handle));
     }
 
@@ -129,7 +140,10 @@ impl Replicators {
             .into_iter()
             .map(|(name, handle)| {
                 let result = handle.join().unwrap_or_else(|_| {
-                    Err(ReplicateError::Fatal { sink: name.clone(), source: super::SinkError::Fatal("panicked".into()) })
+                    Err(ReplicateError::Fatal {
+                        sink: name.clone(),
+                        source: super::SinkError::Fatal("panicked".into()),
+                    })
                 });
                 (name, result)
             })
@@ -152,7 +166,9 @@ pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
         ("seqd_replicator_ledger_rows_total", "Ledger rows committed.", "counter", |s| {
             s.ledger_rows.load(Ordering::Relaxed)
         }),
-        ("seqd_replicator_rows_total", "Rows committed, all tables.", "counter", |s| s.total_rows.load(Ordering::Relaxed)),
+        ("seqd_replicator_rows_total", "Rows committed, all tables.", "counter", |s| {
+            s.total_rows.load(Ordering::Relaxed)
+        }),
         ("seqd_replicator_errors_total", "Failed connections or writes (each retried).", "counter", |s| {
             s.errors.load(Ordering::Relaxed)
         }),

@@ -48,12 +48,8 @@ pub fn run_bench(options: ReplicateOptions) -> Result<(), String> {
 }
 
 fn bench(options: &ReplicateOptions, section: &ReplicateSection, root: &Path) -> Result<(), String> {
-    let workload = exchange_core_mix(WorkloadSpec {
-        accounts: 1_000,
-        resting_orders: 1_000,
-        commands: options.commands,
-        seed: 1,
-    });
+    let workload =
+        exchange_core_mix(WorkloadSpec { accounts: 1_000, resting_orders: 1_000, commands: options.commands, seed: 1 });
     let commands: Vec<Command> = workload.setup.iter().chain(&workload.commands).copied().collect();
 
     // 1. Catch-up from empty mirrors.
@@ -64,7 +60,10 @@ fn bench(options: &ReplicateOptions, section: &ReplicateSection, root: &Path) ->
     let tidb = catch_up(tidb_sink(&section.tidb), &catch_up_dir, last_seq)?;
     eprintln!(
         "tidb: {} ledger rows ({} rows) in {:.2} s: {:.0} ledger rows/s",
-        tidb.ledger_rows, tidb.total_rows, tidb.secs, tidb.ledger_rows as f64 / tidb.secs
+        tidb.ledger_rows,
+        tidb.total_rows,
+        tidb.secs,
+        tidb.ledger_rows as f64 / tidb.secs
     );
     let clickhouse = catch_up(clickhouse_sink(&section.clickhouse), &catch_up_dir, last_seq)?;
     eprintln!(
@@ -84,7 +83,8 @@ fn bench(options: &ReplicateOptions, section: &ReplicateSection, root: &Path) ->
         seed: 2,
     });
     let steady: Vec<Command> = steady_workload.setup.iter().chain(&steady_workload.commands).copied().collect();
-    let replicators = Replicators::start(section, Which::Both, &steady_dir.events(), &RunOptions::new(steady_dir.events()));
+    let replicators =
+        Replicators::start(section, Which::Both, &steady_dir.events(), &RunOptions::new(steady_dir.events()));
     let steady_last = write_log(&steady_dir, &steady, Some(options.rate_per_sec))?;
     let stats = replicators.stats();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -100,7 +100,10 @@ fn bench(options: &ReplicateOptions, section: &ReplicateSection, root: &Path) ->
     };
     let (tidb_lag, clickhouse_lag) = (lag(&stats[0]), lag(&stats[1]));
     for (s, (p50, p99, n)) in stats.iter().zip([tidb_lag, clickhouse_lag]) {
-        eprintln!("{}: steady {} cmd/s: lag p50 {p50:.1} ms, p99 {p99:.1} ms over {n} records", s.name, options.rate_per_sec);
+        eprintln!(
+            "{}: steady {} cmd/s: lag p50 {p50:.1} ms, p99 {p99:.1} ms over {n} records",
+            s.name, options.rate_per_sec
+        );
     }
     let behind: Vec<String> = stats
         .iter()
