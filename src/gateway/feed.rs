@@ -223,17 +223,8 @@ mod tests {
             venue.run(Command::CreateAsset { asset: 1, scale: 8 });
             venue.run(Command::CreateAsset { asset: 2, scale: 6 });
             venue.run(Command::CreateSymbol(SymbolSpec {
-                symbol: 1,
-                base: 1,
-                quote: 2,
-                tick_size: 10_000,
-                lot_size: 10_000,
-                min_qty: 10_000,
-                min_notional: 0,
                 max_order_qty: 100_000_000,
-                maker_fee_ppm: 0,
-                taker_fee_ppm: 0,
-                price_band_bps: 0,
+                ..crate::workload::btc_usdt_spec(0, 0)
             }));
             venue.run(Command::CreateAccount { account: 1, parent: 0, owner: 1 });
             venue.run(Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 });
