@@ -12,6 +12,7 @@
 //! - [`limits`]: [`ConnectionLimits`], the per-connection rate and in-flight limits.
 //! - [`authority`]: [`Authority`], which grants a request needs.
 //! - [`book`]: [`L2Book`], a subscriber's copy of a symbol's book from market data (§12).
+//! - `fuzz_check`: the fuzz target's checks, shared with the corpus test that CI runs.
 //!
 //! A server reads a connection like this:
 //!
@@ -55,6 +56,8 @@ pub mod book;
 pub mod encode;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_check;
 pub mod limits;
 pub mod message;
 mod wire;
