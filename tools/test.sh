@@ -10,6 +10,15 @@ if [ -x tools/services.sh ]; then
   bash tools/services.sh
 fi
 
+# The code itself first: formatting and lints fail the run before anything slow starts.
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+# A debug-profile pass (overflow checks and debug_assert! on) of the unit, property,
+# differential and fuzz-corpus tests, which exercise the engine and the codecs hardest.
+cargo test --lib --test engine_properties --test engine_differential --test engine_workflows \
+  --test protocol --test fuzz_corpus --test tidy
+
 cargo build --release --bins
 
 # The crash tests at full length, about two minutes each here: 100 SIGKILLs of a sequencing
