@@ -649,7 +649,9 @@ mod tests {
         let directory = directory();
         let trader1 = grants(&[1], false);
         let query = Some(Query::Order { order_id: 6 });
-        let answer = |order| messages_for(3, Visible::default(), query, Some(QueryAnswer::Order(order)), 0, &trader1, &directory);
+        let answer = |order| {
+            messages_for(3, Visible::default(), query, Some(QueryAnswer::Order(order)), 0, &trader1, &directory)
+        };
         assert_eq!(answer(Some(report(2, 6))), answer(None));
         assert_eq!(answer(None), vec![Message::error(GatewayError::NotFound, "")]);
         assert_eq!(answer(Some(report(1, 6))), vec![Message::OrderInfo { seq: 3, order: report(1, 6) }]);

@@ -249,7 +249,10 @@ mod tests {
             Event::AccountStatusChanged { account: 111, status: AccountStatus::Frozen },
         ];
         for audience in [Audience::Sender, Audience::Observer] {
-            assert_eq!(seen(&trader(&[1]), &events, audience), vec![events[0], events[2], events[5], events[7], events[8]]);
+            assert_eq!(
+                seen(&trader(&[1]), &events, audience),
+                vec![events[0], events[2], events[5], events[7], events[8]]
+            );
             assert_eq!(seen(&trader(&[11]), &events, audience), vec![events[0], events[2], events[8]]);
             assert_eq!(seen(&trader(&[2]), &events, audience), vec![events[1], events[3], events[4], events[6]]);
             assert_eq!(seen(&trader(&[]), &events, audience), Vec::<Event>::new());
