@@ -78,7 +78,8 @@ fn op() -> impl Strategy<Value = (Op, usize)> {
     // Mostly accounts that exist from the start; sometimes a late one or one that never exists.
     let account = || prop_oneof![8 => 0..TREES.len(), 1 => TREES.len()..POOL.len()];
     let op = prop_oneof![
-        2 => (account(), any::<bool>(), 1..2_000i64).prop_map(|(account, asset, lots)| Op::Deposit { account, asset, lots }),
+        2 => (account(), any::<bool>(), 1..2_000i64)
+            .prop_map(|(account, asset, lots)| Op::Deposit { account, asset, lots }),
         3 => (account(), account(), any::<bool>(), 1..500i64)
             .prop_map(|(from, to, asset, lots)| Op::Transfer { from, to, asset, lots }),
         12 => (account(), any::<bool>(), -10..10i64, 1..60i64, 0..8u8)
@@ -92,7 +93,8 @@ fn op() -> impl Strategy<Value = (Op, usize)> {
         1 => (account(), any::<bool>()).prop_map(|(account, frozen)| Op::Freeze { account, frozen }),
         1 => (0..LATE.len()).prop_map(|which| Op::CreateLate { which }),
         2 => (any::<usize>(), any::<usize>()).prop_map(|(asker, pick)| Op::QueryOrder { asker, pick }),
-        2 => (any::<usize>(), account(), 0..3u8).prop_map(|(asker, account, what)| Op::QueryAccount { asker, account, what }),
+        2 => (any::<usize>(), account(), 0..3u8)
+            .prop_map(|(asker, account, what)| Op::QueryAccount { asker, account, what }),
     ];
     (op, any::<usize>())
 }

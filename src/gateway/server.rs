@@ -1,8 +1,9 @@
 //! The QUIC server: one task per connection reads frames, authorizes, applies the connection's
 //! limits and publishes into the input ring; the responder routes each result back to its
 //! connection and pushes to every other connection what its principal may see of the command's
-//! events. Both pass `visibility`, the one filter of what a principal receives. Public market data (`Subscribe`) is served from the
-//! responder's [`MarketFeed`] on a second, lossy queue per connection (see `feed.rs`).
+//! events. Both pass `visibility`, the one filter of what a principal receives. Public market
+//! data (`Subscribe`) is served from the responder's [`MarketFeed`] on a second, lossy queue per
+//! connection (see `feed.rs`).
 //!
 //! A connection opens one bidirectional stream and speaks `docs/PROTOCOL.md` on it. Framing
 //! errors close the connection with the error's code; a bad message is answered with `Error`

@@ -9,7 +9,8 @@
 //!
 //! | event | kept when | blanked |
 //! |-------|-----------|---------|
-//! | `Ledger`, `Order`, `DepositCredited`, `WithdrawalUpdated`, `AccountStatusChanged` | its account is visible | nothing |
+//! | `Ledger`, `Order`, `DepositCredited` | its account is visible | nothing |
+//! | `WithdrawalUpdated`, `AccountStatusChanged` | its account is visible | nothing |
 //! | `AccountCreated` | the new account is visible | `parent` (0) when the parent is not visible |
 //! | `Transferred` | `from` or `to` is visible | the side not visible (0) |
 //! | `Trade` | the maker or the taker account is visible | a side not visible: its account, order and fee (0) |
