@@ -257,3 +257,76 @@ fn the_daemon_writes_snapshots_in_the_background_while_it_serves() {
     });
     daemon.stop();
 }
+
+/// Issue #9 §1: a taker receives its own side of a trade only, and so does the maker in its push
+/// (PROTOCOL.md §8, "What a principal receives"). Fees are on so a hidden fee shows.
+#[test]
+fn a_trade_shows_each_trader_only_its_own_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        let mut trader1 = daemon.client("trader1").await;
+        let mut trader2 = daemon.client("trader2").await;
+        let with_fees = Command::UpdateSymbol(seqd::engine::SymbolSpec {
+            symbol: BTC_USDT,
+            base: BTC,
+            quote: USDT,
+            tick_size: 10_000,
+            lot_size: 10_000,
+            min_qty: 10_000,
+            min_notional: 0,
+            max_order_qty: 100_000_000_000,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_band_bps: 0,
+        });
+        assert_eq!(admin.command(with_fees).await.unwrap().rejected(), None);
+
+        // trader1 rests a GTC buy on account 1; trader2 sells into it from account 2.
+        let bid = trader1.command(limit(1, Side::Buy, 30_000_000_000, 50_000_000)).await.unwrap();
+        assert_eq!(bid.rejected(), None);
+        let sell = trader2.command(limit(2, Side::Sell, 30_000_000_000, 20_000_000)).await.unwrap();
+        let accounts_named = |events: &[Event]| -> Vec<u64> {
+            events
+                .iter()
+                .flat_map(|e| match *e {
+                    Event::Ledger(l) => vec![l.account],
+                    Event::Order(r) => vec![r.account],
+                    Event::Trade(t) => vec![t.maker_account, t.taker_account],
+                    _ => vec![],
+                })
+                .collect()
+        };
+        assert!(!accounts_named(&sell.events).contains(&1), "trader2's answer names account 1: {:?}", sell.events);
+        assert!(sell.events.iter().any(|e| matches!(e, Event::Order(r) if r.account == 2 && r.order_id == sell.seq)));
+        assert!(sell.events.iter().any(|e| matches!(e, Event::Ledger(l) if l.account == 2)));
+        let trade = sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).unwrap();
+        assert_eq!((trade.maker_account, trade.maker_order, trade.maker_fee), (0, 0, 0), "maker side hidden");
+        assert_eq!((trade.taker_account, trade.taker_order), (2, sell.seq));
+        assert!(trade.taker_fee > 0, "the taker's own fee is shown");
+        assert_eq!((trade.price, trade.qty), (30_000_000_000, 20_000_000));
+
+        // trader1's push: its fill, nothing of account 2.
+        balances(&mut trader1, 1).await;
+        let pushed: Vec<Event> = trader1
+            .take_pushes()
+            .into_iter()
+            .flat_map(|m| if let Message::Events { events, .. } = m { events } else { vec![] })
+            .collect();
+        assert!(!accounts_named(&pushed).contains(&2), "trader1's push names account 2: {pushed:?}");
+        let fill = pushed.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a fill");
+        assert_eq!((fill.maker_account, fill.maker_order), (1, bid.seq));
+        assert!(fill.maker_fee > 0, "the maker's own fee is shown");
+        assert_eq!((fill.taker_account, fill.taker_order, fill.taker_fee), (0, 0, 0), "taker side hidden");
+        // Reference data is public: the fee change reached trader2 as a push too.
+        let trader2_pushes = trader2.take_pushes();
+        assert!(trader2_pushes.iter().any(|m| matches!(m,
+            Message::Events { events, .. } if events.iter().any(|e| matches!(e, Event::SymbolUpdated { .. })))));
+        for client in [admin, trader1, trader2] {
+            client.close().await;
+        }
+    });
+    daemon.stop();
+}

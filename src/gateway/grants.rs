@@ -9,7 +9,7 @@ use crate::config::PrincipalSection;
 use crate::engine::{AccountId, Engine, Event};
 use crate::protocol::{Authority, GatewayError};
 use rustc_hash::FxHashMap;
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
 /// Parent of every known account (0 for a root).
 #[derive(Debug, Default)]
@@ -34,14 +34,31 @@ impl AccountDirectory {
 
     /// Is `account` inside the subtree rooted at one of `roots`?
     pub fn within(&self, account: AccountId, roots: &[AccountId]) -> bool {
-        let parents = self.parents.read().expect("directory lock");
+        self.view().within(account, roots)
+    }
+
+    /// The tree as it is now, read-locked once for many questions (the responder asks one per
+    /// connection and event). Drop it before the next `observe`.
+    pub fn view(&self) -> DirectoryView<'_> {
+        DirectoryView { parents: self.parents.read().expect("directory lock") }
+    }
+}
+
+/// A read-locked view of the account tree.
+pub struct DirectoryView<'a> {
+    parents: RwLockReadGuard<'a, FxHashMap<AccountId, AccountId>>,
+}
+
+impl DirectoryView<'_> {
+    /// Is `account` inside the subtree rooted at one of `roots`?
+    pub fn within(&self, account: AccountId, roots: &[AccountId]) -> bool {
         let mut current = account;
         // The engine caps trees at 32 ancestors; the bound also stops a corrupt cycle.
         for _ in 0..=crate::engine::MAX_TREE_DEPTH + 1 {
             if roots.contains(&current) {
                 return true;
             }
-            match parents.get(&current) {
+            match self.parents.get(&current) {
                 Some(&parent) if parent != 0 => current = parent,
                 _ => return false,
             }
@@ -80,7 +97,12 @@ impl Grants {
     }
 
     pub fn may_see_account(&self, account: AccountId, directory: &AccountDirectory) -> bool {
-        self.admin || directory.within(account, &self.roots)
+        self.sees(account, &directory.view())
+    }
+
+    /// `may_see_account` against a view already locked.
+    pub fn sees(&self, account: AccountId, view: &DirectoryView) -> bool {
+        self.admin || view.within(account, &self.roots)
     }
 
     fn account(&self, account: AccountId, directory: &AccountDirectory) -> Result<(), GatewayError> {

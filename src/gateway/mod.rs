@@ -5,3 +5,4 @@ pub mod grants;
 pub mod market_data;
 pub mod server;
 pub mod tls;
+pub mod visibility;

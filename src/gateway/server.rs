@@ -1,8 +1,9 @@
 //! The QUIC server: one task per connection reads frames, authorizes, applies the connection's
 //! limits and publishes into the input ring; the responder routes each result back to its
-//! connection and pushes execution reports and ledger entries to every other connection whose
-//! principal may see the accounts involved. Public market data (`Subscribe`) is served from the
-//! responder's [`MarketFeed`] on a second, lossy queue per connection (see `feed.rs`).
+//! connection and pushes to every other connection what its principal may see of the command's
+//! events. Both pass `visibility`, the one filter of what a principal receives. Public market
+//! data (`Subscribe`) is served from the responder's [`MarketFeed`] on a second, lossy queue per
+//! connection (see `feed.rs`).
 //!
 //! A connection opens one bidirectional stream and speaks `docs/PROTOCOL.md` on it. Framing
 //! errors close the connection with the error's code; a bad message is answered with `Error`
@@ -12,8 +13,9 @@
 use super::feed::{MarketFeed, MarketFrames, SubscribeError, MARKET_QUEUE};
 use super::grants::{AccountDirectory, Grants};
 use super::tls;
+use super::visibility::{self, Audience, Visible};
 use crate::config::PrincipalSection;
-use crate::engine::{AccountId, Engine, Event, Seq};
+use crate::engine::{Engine, Seq};
 use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
 use crate::protocol::{
     encode_frame, encode_frames, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
@@ -41,12 +43,13 @@ enum Outbound {
     /// Frames already encoded by the reader (Welcome, Pong, errors).
     Frames(Vec<u8>),
     /// A result from the pipeline: the answer to one of this connection's requests
-    /// (`request_id` != 0) or a push (`request_id` == 0). `book_seq`: the symbol's `md_seq` when
-    /// the answer is a depth.
+    /// (`request_id` != 0) or a push (`request_id` == 0). `events` are already filtered for this
+    /// connection's principal; a query's answer is filtered by `messages_for`. `book_seq`: the
+    /// symbol's `md_seq` when the answer is a depth.
     Result {
         request_id: u64,
         seq: Seq,
-        events: Vec<Event>,
+        events: Visible,
         query: Option<Query>,
         answer: Option<QueryAnswer>,
         book_seq: u64,
@@ -79,11 +82,14 @@ impl Router {
         self.routes.read().expect("router lock").len()
     }
 
-    /// Sends a result to its origin and pushes what other connections may see. Never blocks:
-    /// a full queue disconnects that connection.
+    /// Sends a result to its origin and pushes what other connections may see, each filtered by
+    /// `visibility::events_for` for its principal. Never blocks: a full queue disconnects that
+    /// connection. `directory` must already follow `slot`'s events (a new account is visible in
+    /// the command that created it).
     fn deliver(&self, slot: &OutputSlot, directory: &AccountDirectory) {
         let mut too_slow = Vec::new();
         {
+            let view = directory.view();
             let routes = self.routes.read().expect("router lock");
             if let Some(route) = routes.get(&slot.origin.connection) {
                 let book_seq = match slot.query {
@@ -93,7 +99,7 @@ impl Router {
                 let result = Outbound::Result {
                     request_id: slot.origin.request_id,
                     seq: slot.seq,
-                    events: slot.events.iter().map(|e| hide_counterparty(e, &route.grants, directory)).collect(),
+                    events: visibility::events_for(&route.grants, &view, &slot.events, Audience::Sender),
                     query: slot.query,
                     answer: slot.answer.clone(),
                     book_seq,
@@ -107,12 +113,7 @@ impl Router {
                     if connection == slot.origin.connection {
                         continue;
                     }
-                    let visible: Vec<Event> = slot
-                        .events
-                        .iter()
-                        .filter(|e| visible_to(e, &route.grants, directory))
-                        .map(|e| hide_counterparty(e, &route.grants, directory))
-                        .collect();
+                    let visible = visibility::events_for(&route.grants, &view, &slot.events, Audience::Observer);
                     if visible.is_empty() {
                         continue;
                     }
@@ -135,39 +136,6 @@ impl Router {
             self.remove(connection);
         }
     }
-}
-
-/// The accounts an event concerns, for push filtering.
-fn accounts_of(event: &Event) -> [AccountId; 2] {
-    match *event {
-        Event::Ledger(e) => [e.account, 0],
-        Event::Order(r) => [r.account, 0],
-        Event::Trade(t) => [t.maker_account, t.taker_account],
-        Event::DepositCredited { account, .. } | Event::WithdrawalUpdated { account, .. } => [account, 0],
-        Event::Transferred { from, to, .. } => [from, to],
-        Event::AccountStatusChanged { account, .. } => [account, 0],
-        _ => [0, 0],
-    }
-}
-
-/// A trade shows each side only the other side's existence: the counterparty's account and
-/// order are zeroed unless the principal may see that account too (venues do not reveal who
-/// traded against you).
-fn hide_counterparty(event: &Event, grants: &Grants, directory: &AccountDirectory) -> Event {
-    let Event::Trade(mut trade) = *event else { return *event };
-    if !grants.may_see_account(trade.maker_account, directory) {
-        trade.maker_account = 0;
-        trade.maker_order = 0;
-    }
-    if !grants.may_see_account(trade.taker_account, directory) {
-        trade.taker_account = 0;
-        trade.taker_order = 0;
-    }
-    Event::Trade(trade)
-}
-
-fn visible_to(event: &Event, grants: &Grants, directory: &AccountDirectory) -> bool {
-    accounts_of(event).iter().any(|&account| account != 0 && grants.may_see_account(account, directory))
 }
 
 /// The pipeline's responder: keeps the account-tree mirror and the public books current, then
@@ -456,38 +424,44 @@ fn query_of(message: &Message) -> Option<Query> {
     })
 }
 
-/// Turns a pipeline result into the messages the client gets.
+/// Turns a pipeline result into the messages the client gets: a command's (already filtered)
+/// events, or a query's answer as `visibility::answer_for` lets the principal have it.
 fn messages_for(
     seq: Seq,
-    events: Vec<Event>,
+    events: Visible,
     query: Option<Query>,
     answer: Option<QueryAnswer>,
     book_seq: u64,
     grants: &Grants,
     directory: &AccountDirectory,
 ) -> Vec<Message> {
-    let not_found = || vec![Message::error(GatewayError::NotFound, "")];
     let Some(answer) = answer else {
-        return vec![Message::Accepted { seq }, Message::Events { seq, more: false, events }];
+        return vec![Message::Accepted { seq }, Message::Events { seq, more: false, events: events.into_vec() }];
+    };
+    let Some(query) = query else {
+        return vec![Message::error(GatewayError::NotFound, "")];
+    };
+    let answer = match visibility::answer_for(grants, &directory.view(), &query, answer) {
+        Ok(answer) => answer,
+        Err(refused) => return vec![Message::error(refused, "")],
     };
     match (query, answer) {
-        (Some(Query::Balances { account }), QueryAnswer::Balances(Some(balances))) => {
+        (Query::Balances { account }, QueryAnswer::Balances(Some(balances))) => {
             vec![Message::Balances { account, seq, more: false, balances }]
         }
-        (Some(Query::SubtreeTotals { account }), QueryAnswer::SubtreeTotals(Some(totals))) => {
+        (Query::SubtreeTotals { account }, QueryAnswer::SubtreeTotals(Some(totals))) => {
             let totals = totals.into_iter().map(|(asset, total)| AssetTotal { asset, total }).collect();
             vec![Message::SubtreeTotals { account, seq, more: false, totals }]
         }
-        (_, QueryAnswer::Order(Some(order))) if grants.may_see_account(order.account, directory) => {
-            vec![Message::OrderInfo { seq, order }]
-        }
-        (Some(Query::OpenOrders { account }), QueryAnswer::OpenOrders(Some(orders))) => {
+        (_, QueryAnswer::Order(Some(order))) => vec![Message::OrderInfo { seq, order }],
+        (Query::OpenOrders { account }, QueryAnswer::OpenOrders(Some(orders))) => {
             vec![Message::OpenOrders { account, seq, more: false, orders }]
         }
-        (Some(Query::Depth { symbol, .. }), QueryAnswer::Depth(Some((bids, asks)))) => {
+        (Query::Depth { symbol, .. }, QueryAnswer::Depth(Some((bids, asks)))) => {
             vec![Message::Depth(DepthBook { symbol, book_seq, more: false, bids, asks })]
         }
-        _ => not_found(),
+        // `answer_for` passes only answers that match their query and exist.
+        _ => vec![Message::error(GatewayError::NotFound, "")],
     }
 }
 
@@ -533,7 +507,7 @@ async fn write_loop(
                 // A push (request id 0) is the events alone (PROTOCOL.md §9); an answer to this
                 // connection's command is `Accepted` then its `Events`.
                 let messages = if request_id == 0 {
-                    vec![Message::Events { seq, more: false, events }]
+                    vec![Message::Events { seq, more: false, events: events.into_vec() }]
                 } else {
                     messages_for(seq, events, query, answer, book_seq, &grants, &directory)
                 };
@@ -559,41 +533,45 @@ fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::*;
+    use crate::pipeline::Origin;
 
-    #[test]
-    fn pushes_carry_only_events_of_visible_accounts() {
-        let directory = AccountDirectory::default();
-        directory.observe(&[
-            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
-            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
-        ]);
-        let trader1 = Grants { principal: "t1".into(), admin: false, roots: vec![1] };
-        let ledger = |account| {
-            Event::Ledger(crate::engine::LedgerEntry {
-                account,
-                asset: 1,
-                kind: crate::engine::LedgerKind::Deposit,
-                available_delta: 1,
-                held_delta: 0,
-                available_after: 1,
-                held_after: 0,
-                ref_kind: crate::engine::RefKind::Deposit,
-                ref_id: 1,
-            })
-        };
-        assert!(visible_to(&ledger(1), &trader1, &directory));
-        assert!(!visible_to(&ledger(2), &trader1, &directory));
-        assert!(!visible_to(&Event::AssetCreated { asset: 1, scale: 8 }, &trader1, &directory));
+    fn ledger(account: AccountId) -> Event {
+        Event::Ledger(LedgerEntry {
+            account,
+            asset: 1,
+            kind: LedgerKind::Trade,
+            available_delta: 1,
+            held_delta: 0,
+            available_after: 1,
+            held_after: 0,
+            ref_kind: RefKind::Trade,
+            ref_id: 1,
+        })
     }
 
-    #[test]
-    fn a_trade_hides_the_counterparty_from_a_trader_but_not_from_an_admin() {
-        let directory = AccountDirectory::default();
-        directory.observe(&[
-            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
-            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
-        ]);
-        let trade = Event::Trade(crate::engine::Trade {
+    fn report(account: AccountId, order_id: OrderId) -> OrderReport {
+        OrderReport {
+            order_id,
+            account,
+            symbol: 1,
+            client_order_id: 0,
+            exec: ExecKind::Trade,
+            status: OrderStatus::Filled,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: 10,
+            qty: 1,
+            filled_qty: 1,
+            remaining_qty: 0,
+            filled_quote: 10,
+            fees_paid: 0,
+        }
+    }
+
+    fn trade() -> Trade {
+        Trade {
             trade_id: 1,
             symbol: 1,
             price: 10,
@@ -603,14 +581,80 @@ mod tests {
             taker_order: 6,
             maker_account: 1,
             taker_account: 2,
-            maker_side: crate::engine::Side::Buy,
-            maker_fee: 0,
-            taker_fee: 0,
-        });
-        let trader1 = Grants { principal: "t1".into(), admin: false, roots: vec![1] };
-        let Event::Trade(seen) = hide_counterparty(&trade, &trader1, &directory) else { unreachable!() };
-        assert_eq!((seen.maker_account, seen.maker_order, seen.taker_account, seen.taker_order), (1, 5, 0, 0));
-        let admin = Grants { principal: "a".into(), admin: true, roots: vec![] };
-        assert_eq!(hide_counterparty(&trade, &admin, &directory), trade);
+            maker_side: Side::Buy,
+            maker_fee: 1,
+            taker_fee: 2,
+        }
+    }
+
+    fn directory() -> AccountDirectory {
+        let directory = AccountDirectory::default();
+        directory.observe(&[
+            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
+            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
+        ]);
+        directory
+    }
+
+    fn grants(roots: &[AccountId], admin: bool) -> Grants {
+        Grants { principal: "p".into(), admin, roots: roots.to_vec() }
+    }
+
+    /// The events a connection was sent (`None`: nothing), with the request id.
+    fn received(rx: &mut mpsc::Receiver<Outbound>) -> Option<(u64, Vec<Event>)> {
+        match rx.try_recv().ok()? {
+            Outbound::Result { request_id, events, .. } => Some((request_id, events.into_vec())),
+            Outbound::Frames(_) => panic!("a result was expected"),
+        }
+    }
+
+    #[test]
+    fn the_answer_and_every_push_carry_only_what_their_principal_sees() {
+        let router = Router::default();
+        let mut receivers = Vec::new();
+        for (connection, grants) in
+            [(1, grants(&[1], false)), (2, grants(&[2], false)), (3, grants(&[], false)), (4, grants(&[], true))]
+        {
+            let (tx, rx) = mpsc::channel(8);
+            router.insert(connection, tx, grants);
+            receivers.push(rx);
+        }
+        // Connection 2's sell took connection 1's resting bid.
+        let events =
+            vec![ledger(1), ledger(2), Event::Order(report(1, 5)), Event::Order(report(2, 6)), Event::Trade(trade())];
+        let slot = OutputSlot {
+            seq: 6,
+            timestamp_ns: 0,
+            origin: Origin { connection: 2, request_id: 9 },
+            events: events.clone(),
+            answer: None,
+            query: None,
+        };
+        router.deliver(&slot, &directory());
+        let maker_only = Trade { taker_account: 0, taker_order: 0, taker_fee: 0, ..trade() };
+        let taker_only = Trade { maker_account: 0, maker_order: 0, maker_fee: 0, ..trade() };
+        assert_eq!(
+            received(&mut receivers[0]),
+            Some((0, vec![ledger(1), Event::Order(report(1, 5)), Event::Trade(maker_only)]))
+        );
+        assert_eq!(
+            received(&mut receivers[1]),
+            Some((9, vec![ledger(2), Event::Order(report(2, 6)), Event::Trade(taker_only)]))
+        );
+        assert_eq!(received(&mut receivers[2]), None, "nothing visible: no push");
+        assert_eq!(received(&mut receivers[3]), Some((0, events)), "an admin sees everything");
+    }
+
+    #[test]
+    fn an_invisible_order_is_answered_as_an_unknown_one() {
+        let directory = directory();
+        let trader1 = grants(&[1], false);
+        let query = Some(Query::Order { order_id: 6 });
+        let answer = |order| {
+            messages_for(3, Visible::default(), query, Some(QueryAnswer::Order(order)), 0, &trader1, &directory)
+        };
+        assert_eq!(answer(Some(report(2, 6))), answer(None));
+        assert_eq!(answer(None), vec![Message::error(GatewayError::NotFound, "")]);
+        assert_eq!(answer(Some(report(1, 6))), vec![Message::OrderInfo { seq: 3, order: report(1, 6) }]);
     }
 }
