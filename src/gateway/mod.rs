@@ -3,5 +3,6 @@
 pub mod feed;
 pub mod grants;
 pub mod market_data;
+pub mod refusals;
 pub mod server;
 pub mod tls;

@@ -10,6 +10,7 @@
 //!   [`FrameError`] loses framing (close the connection), a [`MessageError`] spoils one frame
 //!   (answer it with `Error` and go on).
 //! - [`limits`]: [`ConnectionLimits`], the per-connection rate and in-flight limits.
+//! - [`session`]: [`Handshake`], how the server answers `Hello` and what comes before it.
 //! - [`authority`]: [`Authority`], which grants a request needs.
 //! - [`book`]: [`L2Book`], a subscriber's copy of a symbol's book from market data (§12).
 //!
@@ -57,6 +58,7 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod message;
+pub mod session;
 mod wire;
 
 pub use authority::Authority;
@@ -65,6 +67,7 @@ pub use encode::{encode_frame, encode_frames};
 pub use error::{EncodeError, FrameError, GatewayError, MessageError, PayloadError};
 pub use frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, MIN_MAX_FRAME_BYTES};
 pub use limits::{ConnectionLimits, LimitsConfig, TokenBucket};
+pub use session::{chosen_version, Handshake, Step};
 pub use message::{
     msg_type, AssetTotal, DepthBook, DepthUpdate, Direction, MarketTrade, Message, Welcome, MAX_ERROR_MESSAGE_BYTES,
     MAX_PRINCIPAL_BYTES,
