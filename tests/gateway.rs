@@ -265,9 +265,12 @@ fn the_daemon_writes_snapshots_in_the_background_while_it_serves() {
 /// A client that has opened its stream but sent nothing yet.
 async fn connect_without_hello(daemon: &Daemon, principal: &str) -> Client {
     let read = |name: String| std::fs::read(daemon.certs().join(name)).unwrap();
-    let config =
-        tls::client_config(&read("ca.pem".into()), &read(format!("{principal}.pem")), &read(format!("{principal}.key")))
-            .unwrap();
+    let config = tls::client_config(
+        &read("ca.pem".into()),
+        &read(format!("{principal}.pem")),
+        &read(format!("{principal}.key")),
+    )
+    .unwrap();
     Client::connect_without_hello(daemon.addr, tls::SERVER_NAME, config).await.unwrap()
 }
 
@@ -346,9 +349,8 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
         set_up_venue(&mut admin).await;
         // Two deposits under request id 500 in one write: the second is read while the first
         // waits for durability.
-        let deposit = |external_ref| {
-            Message::Command(Command::Deposit { account: 1, asset: BTC, amount: 1_000, external_ref })
-        };
+        let deposit =
+            |external_ref| Message::Command(Command::Deposit { account: 1, asset: BTC, amount: 1_000, external_ref });
         let mut frames = Vec::new();
         for message in [deposit(77), deposit(78)] {
             seqd::protocol::encode_frame(500, &message, 65_536, &mut frames).unwrap();
@@ -360,8 +362,10 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
             assert_eq!(id, 500, "{message:?}");
             answers.push(message);
         }
-        let refusals: Vec<u16> =
-            answers.iter().filter_map(|m| if let Message::Error { code, .. } = m { Some(*code) } else { None }).collect();
+        let refusals: Vec<u16> = answers
+            .iter()
+            .filter_map(|m| if let Message::Error { code, .. } = m { Some(*code) } else { None })
+            .collect();
         assert_eq!(refusals, vec![GatewayError::BadRequest.code()], "{answers:?}");
         assert_eq!(answers.iter().filter(|m| matches!(m, Message::Accepted { .. })).count(), 1, "{answers:?}");
         let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == BTC).map(|b| b.available);
@@ -477,13 +481,30 @@ fn without_dev_certs_a_missing_certificate_stops_the_start_naming_the_path() {
         ),
     )
     .unwrap();
-    let out = Process::new(env!("CARGO_BIN_EXE_seqd"))
+    let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "error")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "the daemon started without certificates");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It must stop by itself; one still running after 30 s is serving, which is the failure.
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if status.is_none() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the daemon started without certificates");
+    }
+    assert!(!status.unwrap().success(), "the daemon exited with success without certificates");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains(&certs.join("ca.pem").display().to_string()), "{stderr}");
     assert!(!certs.exists(), "no certificate may be generated unless asked");
 }

@@ -1,5 +1,6 @@
 //! The QUIC gateway: where clients connect. [`tls`]: mutual TLS (certificates, principals, quinn configs).
 
+pub mod clock;
 pub mod feed;
 pub mod grants;
 pub mod market_data;

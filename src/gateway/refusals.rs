@@ -29,8 +29,12 @@ pub enum RefusalCause {
 }
 
 impl RefusalCause {
-    pub const ALL: [RefusalCause; 4] =
-        [RefusalCause::NoCertificate, RefusalCause::BadCertificate, RefusalCause::Handshake, RefusalCause::UnknownPrincipal];
+    pub const ALL: [RefusalCause; 4] = [
+        RefusalCause::NoCertificate,
+        RefusalCause::BadCertificate,
+        RefusalCause::Handshake,
+        RefusalCause::UnknownPrincipal,
+    ];
 
     /// The metric's `cause` label.
     pub fn label(self) -> &'static str {

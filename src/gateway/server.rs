@@ -9,6 +9,7 @@
 //! and the connection goes on. A slow reader whose outbound queue fills is disconnected rather
 //! than allowed to slow the responder.
 
+use super::clock::MonotonicClock;
 use super::feed::{MarketFeed, MarketFrames, SubscribeError, MARKET_QUEUE};
 use super::grants::{AccountDirectory, Grants};
 use super::refusals::{RefusalCause, Refusals};
@@ -23,7 +24,6 @@ use crate::protocol::{
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Outbound messages a connection may have queued before it counts as too slow.
@@ -431,19 +431,23 @@ impl Session {
                 None
             }
             other => match query_of(&other) {
-                Some(query) => {
-                    match self.submitter.try_query(query, origin, unix_time_ns()) {
-                        Ok(()) => None,
-                        Err(Busy) => Some(Message::error(GatewayError::Busy, "input ring full")),
-                    }
-                }
+                Some(query) => match self.submitter.try_query(query, origin, unix_time_ns()) {
+                    Ok(()) => None,
+                    Err(Busy) => Some(Message::error(GatewayError::Busy, "input ring full")),
+                },
                 None => Some(Message::error(GatewayError::UnknownMessageType, "")),
             },
         }
     }
 
     /// Admits a command (a new request id, in-flight and rate limits) and publishes it.
-    fn submit(&mut self, request_id: u64, command: crate::engine::Command, origin: Origin, now_ns: u64) -> Option<Message> {
+    fn submit(
+        &mut self,
+        request_id: u64,
+        command: crate::engine::Command,
+        origin: Origin,
+        now_ns: u64,
+    ) -> Option<Message> {
         if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(request_id, now_ns) {
             return Some(Message::error(refused, refusal_detail(refused)));
         }
@@ -598,24 +602,6 @@ fn refusal_detail(refused: GatewayError) -> &'static str {
 /// than the previous command's), never used for durations.
 fn unix_time_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// The clock of flow control and log rate limits: nanoseconds since the gateway started, from
-/// `Instant`, which never goes backwards. (The wall clock can be stepped back by an operator or
-/// NTP; a token bucket fed from it stopped refilling until it caught up.)
-#[derive(Clone, Copy, Debug)]
-pub struct MonotonicClock {
-    start: Instant,
-}
-
-impl MonotonicClock {
-    pub fn start() -> MonotonicClock {
-        MonotonicClock { start: Instant::now() }
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
 }
 
 #[cfg(test)]

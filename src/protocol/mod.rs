@@ -67,11 +67,11 @@ pub use encode::{encode_frame, encode_frames};
 pub use error::{EncodeError, FrameError, GatewayError, MessageError, PayloadError};
 pub use frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, MIN_MAX_FRAME_BYTES};
 pub use limits::{ConnectionLimits, LimitsConfig, TokenBucket};
-pub use session::{chosen_version, Handshake, Step};
 pub use message::{
     msg_type, AssetTotal, DepthBook, DepthUpdate, Direction, MarketTrade, Message, Welcome, MAX_ERROR_MESSAGE_BYTES,
     MAX_PRINCIPAL_BYTES,
 };
+pub use session::{chosen_version, Handshake, Step};
 
 /// The protocol version this build speaks (the `version` byte of every frame header).
 pub const PROTOCOL_VERSION: u8 = 1;
