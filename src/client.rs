@@ -73,15 +73,42 @@ impl Client {
         Client::connect_with(addr, config).await
     }
 
-    /// Connects with a ready quinn client configuration.
+    /// Connects with a ready quinn client configuration, verifying that the server's
+    /// certificate names [`tls::SERVER_NAME`] (`localhost`, as the development certificates do).
     pub async fn connect_with(addr: SocketAddr, config: quinn::ClientConfig) -> Result<Client, ClientError> {
+        Client::connect_named(addr, tls::SERVER_NAME, config).await
+    }
+
+    /// Connects to `addr`, verifying that the server's certificate names `server_name` (a DNS
+    /// name or an IP address in its subject alternative names), then says Hello.
+    pub async fn connect_named(
+        addr: SocketAddr,
+        server_name: &str,
+        config: quinn::ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let mut client = Client::connect_without_hello(addr, server_name, config).await?;
+        let hello_id = client.send(&Message::Hello { protocol_version: PROTOCOL_VERSION }).await?;
+        match client.next_answer(hello_id).await? {
+            Message::Welcome(welcome) => client.welcome = welcome,
+            other => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// Connects and opens the stream but sends nothing: the caller does the handshake (for
+    /// tests of the handshake itself). `welcome` stays empty.
+    pub async fn connect_without_hello(
+        addr: SocketAddr,
+        server_name: &str,
+        config: quinn::ClientConfig,
+    ) -> Result<Client, ClientError> {
         let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
         endpoint.set_default_client_config(config);
-        let connecting = endpoint.connect(addr, tls::SERVER_NAME).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connecting = endpoint.connect(addr, server_name).map_err(|e| ClientError::Connect(e.to_string()))?;
         let connection = connecting.await.map_err(|e| ClientError::Connect(e.to_string()))?;
         let (send, recv) = connection.open_bi().await.map_err(|e| ClientError::Connect(e.to_string()))?;
-        let mut client = Client {
+        let client = Client {
             _endpoint: endpoint,
             connection,
             send,
@@ -100,11 +127,6 @@ impl Client {
                 principal: String::new(),
             },
         };
-        let hello_id = client.send(&Message::Hello { protocol_version: PROTOCOL_VERSION }).await?;
-        match client.next_answer(hello_id).await? {
-            Message::Welcome(welcome) => client.welcome = welcome,
-            other => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
-        }
         Ok(client)
     }
 

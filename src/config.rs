@@ -127,7 +127,14 @@ pub struct PipelineSection {
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySection {
     pub listen: SocketAddr,
+    /// `ca.pem`, `server.pem`, `server.key`. A missing file is a start-up error naming it,
+    /// unless `dev_certs`.
     pub certs_dir: PathBuf,
+    /// Generate a development CA and certificates into `certs_dir` when it has no CA. Off
+    /// unless the configuration says so (the embedded development default does; production
+    /// configurations must not), so a mistyped `certs_dir` never makes the daemon serve with
+    /// a CA and an admin key it just invented.
+    pub dev_certs: bool,
     pub max_frame_bytes: u32,
     pub max_in_flight: u32,
     pub rate_per_sec: u32,
@@ -199,6 +206,7 @@ impl Default for GatewaySection {
         GatewaySection {
             listen: "127.0.0.1:7400".parse().expect("literal address"),
             certs_dir: PathBuf::from("./data/certs"),
+            dev_certs: false,
             max_frame_bytes: 64 * 1024,
             max_in_flight: 1024,
             rate_per_sec: 100_000,
@@ -301,6 +309,15 @@ mod tests {
         assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
         assert!(embedded.principal("admin").unwrap().admin);
         assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
+    }
+
+    #[test]
+    fn development_certificates_only_where_the_configuration_asks() {
+        assert!(Config::load(None).unwrap().gateway.dev_certs, "the embedded development default asks");
+        assert!(!Config::parse("").unwrap().gateway.dev_certs, "a missing key means no");
+        let production = include_str!("../systemd/seqd.toml");
+        assert!(!Config::parse(production).unwrap().gateway.dev_certs, "systemd/seqd.toml must not ask");
+        assert!(Config::parse("[gateway]\ndev_certs = true").unwrap().gateway.dev_certs);
     }
 
     #[test]

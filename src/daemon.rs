@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::gateway::grants::AccountDirectory;
+use crate::gateway::refusals::Refusals;
 use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
 use crate::pipeline::{Pipeline, PipelineStats};
@@ -63,7 +64,12 @@ pub fn run(config: Config) -> Result<(), String> {
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
-    let observed = Observed { pipeline: stats.clone(), router: router.clone(), replicators: replicators.stats() };
+    let observed = Observed {
+        pipeline: stats.clone(),
+        router: router.clone(),
+        refusals: gateway.refusals.clone(),
+        replicators: replicators.stats(),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -134,22 +140,29 @@ fn spawn_snapshotter(
     Some(std::thread::Builder::new().name("seqd-snapshotter".into()).spawn(body).expect("spawn the snapshotter"))
 }
 
-/// The server's TLS configuration; a development CA and certificates are generated into
-/// `certs_dir` when it has none (the embedded default's "just run it" path).
+/// The server's TLS configuration from `certs_dir`. A missing file is an error naming it;
+/// development certificates are generated only when the configuration asks
+/// (`gateway.dev_certs`, set by the embedded default), and serving with them is always logged.
 fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     let dir = &config.gateway.certs_dir;
-    if !dir.join("ca.pem").exists() {
-        let written = tls::dev_certs(dir, false).map_err(|e| e.to_string())?;
-        tracing::warn!(dir = %written.dir.display(), "generated DEVELOPMENT certificates; use your own CA in production");
+    let (server_config, origin) =
+        tls::load_server_config(dir, config.gateway.dev_certs).map_err(|e| format!("TLS certificates: {e}"))?;
+    if config.gateway.dev_certs {
+        let generated = origin == tls::ServerCertificates::GeneratedForDevelopment;
+        tracing::warn!(
+            dir = %dir.display(),
+            generated,
+            "serving with DEVELOPMENT certificates (gateway.dev_certs = true); never in production"
+        );
     }
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()));
-    tls::server_config(&read("ca.pem")?, &read("server.pem")?, &read("server.key")?).map_err(|e| e.to_string())
+    Ok(server_config)
 }
 
 /// What the metrics endpoint reports on.
 struct Observed {
     pipeline: Arc<PipelineStats>,
     router: Arc<Router>,
+    refusals: Arc<Refusals>,
     replicators: Vec<Arc<ReplicatorStats>>,
 }
 
@@ -227,6 +240,7 @@ fn metrics_text(observed: &Observed) -> String {
         "gauge",
         stats.failed.load(Ordering::Acquire) as u64,
     );
+    text.push_str(&observed.refusals.metrics_text());
     text.push_str(&crate::replicate::service::metrics_text(&observed.replicators));
     text
 }

@@ -330,3 +330,254 @@ fn a_trade_shows_each_trader_only_its_own_side() {
     });
     daemon.stop();
 }
+
+// ------------------------------------------------------------------------------------------
+// Issue #9 §5 and §6: the handshake, request ids, limits and refused connections, over QUIC
+// ------------------------------------------------------------------------------------------
+
+/// A client that has opened its stream but sent nothing yet.
+async fn connect_without_hello(daemon: &Daemon, principal: &str) -> Client {
+    let read = |name: String| std::fs::read(daemon.certs().join(name)).unwrap();
+    let config = tls::client_config(
+        &read("ca.pem".into()),
+        &read(format!("{principal}.pem")),
+        &read(format!("{principal}.key")),
+    )
+    .unwrap();
+    Client::connect_without_hello(daemon.addr, tls::SERVER_NAME, config).await.unwrap()
+}
+
+async fn send_frame(client: &mut Client, request_id: u64, message: &Message) {
+    let mut frame = Vec::new();
+    seqd::protocol::encode_frame(request_id, message, 65_536, &mut frame).unwrap();
+    client.send_raw(&frame).await.unwrap();
+}
+
+/// The next message, which must be an `Error` with this request id; its code.
+async fn next_error(client: &mut Client, request_id: u64) -> u16 {
+    match client.next_message().await.unwrap() {
+        (id, Message::Error { code, .. }) if id == request_id => code,
+        other => panic!("expected an Error for request {request_id}, got {other:?}"),
+    }
+}
+
+/// The application code the server closed the connection with.
+async fn close_code(client: &Client) -> u64 {
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), client.closed())
+        .await
+        .expect("the server did not close the connection");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_frame_before_hello_and_hello_version_0_get_their_error_then_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut early = connect_without_hello(&daemon, "trader1").await;
+        send_frame(&mut early, 1, &Message::Ping).await;
+        assert_eq!(next_error(&mut early, 1).await, GatewayError::HelloRequired.code());
+        assert_eq!(close_code(&early).await, 904);
+
+        let mut version_0 = connect_without_hello(&daemon, "trader1").await;
+        send_frame(&mut version_0, 1, &Message::Hello { protocol_version: 0 }).await;
+        assert_eq!(next_error(&mut version_0, 1).await, GatewayError::UnsupportedVersion.code());
+        assert_eq!(close_code(&version_0).await, 903);
+    });
+    daemon.stop();
+}
+
+#[test]
+fn hello_above_version_1_is_welcomed_with_1_and_hello_with_id_0_gets_905() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut client = connect_without_hello(&daemon, "trader1").await;
+        send_frame(&mut client, 0, &Message::Hello { protocol_version: 1 }).await;
+        assert_eq!(next_error(&mut client, 0).await, GatewayError::BadRequest.code());
+        send_frame(&mut client, 9, &Message::Hello { protocol_version: 7 }).await;
+        match client.next_message().await.unwrap() {
+            (9, Message::Welcome(welcome)) => {
+                assert_eq!(welcome.protocol_version, 1);
+                assert_eq!(welcome.principal, "trader1");
+            }
+            other => panic!("expected Welcome for request 9, got {other:?}"),
+        }
+        send_frame(&mut client, 10, &Message::Ping).await;
+        assert_eq!(client.next_message().await.unwrap(), (10, Message::Pong));
+        client.close().await;
+    });
+    daemon.stop();
+}
+
+#[test]
+fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        // Two deposits under request id 500 in one write: the second is read while the first
+        // waits for durability.
+        let deposit =
+            |external_ref| Message::Command(Command::Deposit { account: 1, asset: BTC, amount: 1_000, external_ref });
+        let mut frames = Vec::new();
+        for message in [deposit(77), deposit(78)] {
+            seqd::protocol::encode_frame(500, &message, 65_536, &mut frames).unwrap();
+        }
+        admin.send_raw(&frames).await.unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 3 {
+            let (id, message) = admin.next_message().await.unwrap();
+            assert_eq!(id, 500, "{message:?}");
+            answers.push(message);
+        }
+        let refusals: Vec<u16> = answers
+            .iter()
+            .filter_map(|m| if let Message::Error { code, .. } = m { Some(*code) } else { None })
+            .collect();
+        assert_eq!(refusals, vec![GatewayError::BadRequest.code()], "{answers:?}");
+        assert_eq!(answers.iter().filter(|m| matches!(m, Message::Accepted { .. })).count(), 1, "{answers:?}");
+        let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == BTC).map(|b| b.available);
+        assert_eq!(btc, Some(1_000), "only the first deposit ran");
+        // Answered, the id is free again.
+        send_frame(&mut admin, 500, &deposit(78)).await;
+        assert!(matches!(admin.next_message().await.unwrap(), (500, Message::Accepted { .. })));
+        admin.close().await;
+    });
+    daemon.stop();
+}
+
+#[test]
+fn pings_take_a_token_of_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seqd.toml");
+    std::fs::write(&config, seqd::config::DEFAULT_CONFIG_TOML.replace("rate_per_sec = 100000", "rate_per_sec = 5"))
+        .unwrap();
+    let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    runtime().block_on(async {
+        let mut client = daemon.client("trader1").await;
+        assert_eq!((client.welcome.rate_per_sec, client.welcome.burst), (5, 5), "burst is one second of rate");
+        let first = client.send_batch(&vec![Message::Ping; 20]).await.unwrap();
+        let (mut pongs, mut limited) = (0, 0);
+        for id in first..first + 20 {
+            match client.next_message().await.unwrap() {
+                (answered, Message::Pong) if answered == id => pongs += 1,
+                (answered, Message::Error { code, .. }) if answered == id => {
+                    assert_eq!(code, GatewayError::RateLimited.code());
+                    limited += 1;
+                }
+                other => panic!("request {id}: {other:?}"),
+            }
+        }
+        // The bucket held 5 tokens; 20 pings in one write cannot all pass.
+        assert!((5..=6).contains(&pongs), "{pongs} pongs");
+        assert_eq!(pongs + limited, 20);
+        client.close().await;
+    });
+    daemon.stop();
+}
+
+/// The value of one sample of the daemon's metrics endpoint.
+async fn metric(daemon: &Daemon, sample: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(daemon.metrics_addr).await.unwrap();
+    socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: seqd\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+}
+
+/// Waits (at most 10 s) for a counter to reach `expected`; returns what it last read.
+async fn metric_reaches(daemon: &Daemon, sample: &str, expected: u64) -> Option<u64> {
+    let mut seen = None;
+    for _ in 0..200 {
+        seen = metric(daemon, sample).await;
+        if seen == Some(expected) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+#[test]
+fn refused_connections_are_counted_by_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seqd.toml");
+    let without_trader2 = seqd::config::DEFAULT_CONFIG_TOML.replace("[[principals]]\nname = \"trader2\"", "");
+    assert_ne!(without_trader2, seqd::config::DEFAULT_CONFIG_TOML);
+    std::fs::write(&config, without_trader2.replace("accounts = [2]", "")).unwrap();
+    let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let other_ca = tempfile::tempdir().unwrap();
+    tls::dev_certs(other_ca.path(), false).unwrap();
+    let refused = |cause: &str| format!("seqd_gateway_connections_refused_total{{cause=\"{cause}\"}}");
+    runtime().block_on(async {
+        assert_eq!(metric(&daemon, &refused("unknown_principal")).await, Some(0));
+        let ca = std::fs::read(daemon.certs().join("ca.pem")).unwrap();
+        let no_certificate = tls::client_config_without_certificate(&ca).unwrap();
+        assert!(Client::connect_with(daemon.addr, no_certificate).await.is_err());
+        let foreign = |name: &str| std::fs::read(other_ca.path().join(name)).unwrap();
+        let wrong_ca = tls::client_config(&ca, &foreign("trader1.pem"), &foreign("trader1.key")).unwrap();
+        assert!(Client::connect_with(daemon.addr, wrong_ca).await.is_err());
+        // trader2's certificate is valid, but the configuration has no such principal.
+        let read = |name: &str| std::fs::read(daemon.certs().join(name)).unwrap();
+        let unknown = tls::client_config(&ca, &read("trader2.pem"), &read("trader2.key")).unwrap();
+        assert!(Client::connect_with(daemon.addr, unknown).await.is_err(), "an unknown principal was served");
+
+        assert_eq!(metric_reaches(&daemon, &refused("no_certificate"), 1).await, Some(1));
+        assert_eq!(metric_reaches(&daemon, &refused("bad_certificate"), 1).await, Some(1));
+        assert_eq!(metric_reaches(&daemon, &refused("unknown_principal"), 1).await, Some(1));
+        assert_eq!(metric(&daemon, &refused("handshake")).await, Some(0));
+        // A configured principal still connects and is not counted.
+        let mut admin = daemon.client("admin").await;
+        assert_eq!(admin.request(&Message::Ping).await.unwrap(), Message::Pong);
+        admin.close().await;
+    });
+    daemon.stop();
+}
+
+#[test]
+fn without_dev_certs_a_missing_certificate_stops_the_start_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("cetrs"); // a typo of the operator's
+    let config = dir.path().join("seqd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\ndir = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:0\"\ncerts_dir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display(),
+            certs.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must stop by itself; one still running after 30 s is serving, which is the failure.
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if status.is_none() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the daemon started without certificates");
+    }
+    assert!(!status.unwrap().success(), "the daemon exited with success without certificates");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains(&certs.join("ca.pem").display().to_string()), "{stderr}");
+    assert!(!certs.exists(), "no certificate may be generated unless asked");
+}

@@ -816,8 +816,8 @@ fn a_fake_clock_drives_the_rate_limit_exactly() {
     let (mut admitted, mut refused) = (0u64, 0u64);
     // 20 requests per ms for 10 s: twice the rate.
     for ms in 0..=10_000 {
-        for _ in 0..20 {
-            match limits.admit_request(ms * MS) {
+        for request in 0..20 {
+            match limits.admit_request(ms * 20 + request, ms * MS) {
                 Ok(()) => admitted += 1,
                 Err(error) => {
                     assert_eq!(error, GatewayError::RateLimited);
@@ -837,7 +837,7 @@ fn in_flight_commands_are_bounded_until_answered() {
     let mut waiting = std::collections::VecDeque::new();
     let mut refusals = 0;
     for request in 0..1_000u64 {
-        match limits.admit_command(request) {
+        match limits.admit_command(request + 1, request) {
             Ok(()) => waiting.push_back(request),
             Err(error) => {
                 assert_eq!(error, GatewayError::TooManyInFlight);
@@ -846,8 +846,10 @@ fn in_flight_commands_are_bounded_until_answered() {
         }
         assert!(limits.in_flight() <= 3);
         assert_eq!(limits.in_flight() as usize, waiting.len());
-        if request % 2 == 0 && waiting.pop_front().is_some() {
-            limits.command_answered(); // the oldest command's Accepted went out
+        if request % 2 == 0 {
+            if let Some(oldest) = waiting.pop_front() {
+                limits.command_answered(oldest + 1); // the oldest command's Accepted went out
+            }
         }
     }
     assert!(refusals > 0 && waiting.len() <= 3);
@@ -897,4 +899,89 @@ fn the_protocol_document_lists_every_code_and_type() {
         let row = format!("| 0x{:02X} | ", message.msg_type());
         assert!(doc.contains(&row), "message type {row} missing");
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// The handshake and request ids (PROTOCOL.md §4, §5, §6)
+// ------------------------------------------------------------------------------------------
+
+fn welcome() -> Welcome {
+    Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        max_frame_bytes: 65_536,
+        max_in_flight: 8,
+        rate_per_sec: 100,
+        burst: 100,
+        principal: "trader1".into(),
+    }
+}
+
+fn error_code(step: &Step) -> Option<u16> {
+    match step {
+        Step::Answer(Message::Error { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_frame_before_hello_is_answered_904_and_closes() {
+    for message in [Message::Ping, Message::QueryBalances { account: 1 }, Message::Subscribe { symbol: 1 }] {
+        let mut handshake = Handshake::default();
+        let step = handshake.on_message(1, message.clone(), welcome);
+        assert_eq!(step, Step::Close(GatewayError::HelloRequired, "the first request must be Hello"), "{message:?}");
+        assert!(!handshake.is_welcomed());
+    }
+}
+
+#[test]
+fn hello_version_0_is_answered_903_and_closes() {
+    let mut handshake = Handshake::default();
+    match handshake.on_message(1, Message::Hello { protocol_version: 0 }, welcome) {
+        Step::Close(error, _) => assert_eq!(error, GatewayError::UnsupportedVersion),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn hello_with_any_higher_version_is_welcomed_with_version_1() {
+    for version in [1, 2, 7, u8::MAX] {
+        let mut handshake = Handshake::default();
+        let step = handshake.on_message(3, Message::Hello { protocol_version: version }, welcome);
+        assert_eq!(step, Step::Answer(Message::Welcome(Welcome { protocol_version: 1, ..welcome() })), "v{version}");
+        assert!(handshake.is_welcomed());
+    }
+    assert_eq!((chosen_version(0), chosen_version(1), chosen_version(200)), (None, Some(1), Some(1)));
+}
+
+#[test]
+fn hello_with_request_id_0_is_answered_905_and_hello_may_follow() {
+    let mut handshake = Handshake::default();
+    let step = handshake.on_message(0, Message::Hello { protocol_version: 1 }, welcome);
+    assert_eq!(error_code(&step), Some(GatewayError::BadRequest.code()), "{step:?}");
+    assert!(!handshake.is_welcomed(), "no Welcome with request id 0");
+    let step = handshake.on_message(1, Message::Hello { protocol_version: 1 }, welcome);
+    assert!(matches!(step, Step::Answer(Message::Welcome(_))), "{step:?}");
+}
+
+#[test]
+fn after_welcome_requests_need_a_nonzero_id_and_hello_is_not_repeated() {
+    let mut handshake = Handshake::default();
+    handshake.on_message(1, Message::Hello { protocol_version: 1 }, welcome);
+    assert_eq!(handshake.on_message(2, Message::Ping, welcome), Step::Request(Message::Ping));
+    let step = handshake.on_message(0, Message::Ping, welcome);
+    assert_eq!(error_code(&step), Some(GatewayError::BadRequest.code()), "request id 0: {step:?}");
+    let step = handshake.on_message(3, Message::Hello { protocol_version: 1 }, welcome);
+    assert_eq!(error_code(&step), Some(GatewayError::BadRequest.code()), "second Hello: {step:?}");
+    assert!(handshake.is_welcomed(), "the connection goes on");
+}
+
+#[test]
+fn a_command_id_in_flight_is_refused_905_until_answered() {
+    let mut limits = ConnectionLimits::new(LimitsConfig { max_in_flight: 4, rate_per_sec: 0, burst: 0 }, 0);
+    assert_eq!(limits.admit_command(5, 0), Ok(()));
+    assert_eq!(limits.admit_command(5, 0), Err(GatewayError::BadRequest));
+    assert_eq!(limits.admit_request(5, 0), Err(GatewayError::BadRequest), "a ping or query with its id");
+    assert_eq!(limits.in_flight(), 1, "the refused duplicate took no slot");
+    limits.command_answered(5);
+    assert_eq!(limits.admit_command(5, 0), Ok(()));
 }

@@ -10,8 +10,10 @@
 //! and the connection goes on. A slow reader whose outbound queue fills is disconnected rather
 //! than allowed to slow the responder.
 
+use super::clock::MonotonicClock;
 use super::feed::{MarketFeed, MarketFrames, SubscribeError, MARKET_QUEUE};
 use super::grants::{AccountDirectory, Grants};
+use super::refusals::{RefusalCause, Refusals};
 use super::tls;
 use super::visibility::{self, Audience, Visible};
 use crate::config::PrincipalSection;
@@ -19,7 +21,7 @@ use crate::engine::{Engine, Seq};
 use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
 use crate::protocol::{
     encode_frame, encode_frames, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
-    LimitsConfig, Message, Welcome, PROTOCOL_VERSION,
+    Handshake, LimitsConfig, Message, Step, Welcome, PROTOCOL_VERSION,
 };
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +165,11 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     pub router: Arc<Router>,
     pub directory: Arc<AccountDirectory>,
+    /// Connections refused before the protocol started (TLS, unknown principals): counters
+    /// for the metrics endpoint and a rate-limited warn log.
+    pub refusals: Arc<Refusals>,
+    /// The flow-control clock ([`MonotonicClock`]), shared by every connection.
+    clock: MonotonicClock,
     submitter: Mutex<Option<Submitter>>,
     next_connection: AtomicU64,
 }
@@ -178,6 +185,8 @@ impl Gateway {
             settings,
             router,
             directory,
+            refusals: Arc::new(Refusals::default()),
+            clock: MonotonicClock::start(),
             submitter: Mutex::new(Some(submitter)),
             next_connection: AtomicU64::new(1),
         }
@@ -206,11 +215,29 @@ impl Gateway {
     }
 
     async fn handle(self: Arc<Self>, incoming: quinn::Incoming) -> Result<(), String> {
-        let connection = incoming.await.map_err(|e| format!("handshake: {e}"))?;
-        let principal = tls::principal_of(&connection).map_err(|e| e.to_string())?;
+        let peer = incoming.remote_address();
+        let connection = match incoming.await {
+            Ok(connection) => connection,
+            Err(e) => {
+                let reason = format!("TLS/QUIC handshake failed: {e}");
+                self.refusals.refuse(RefusalCause::of_handshake_error(&e), peer, &reason, self.clock.now_ns());
+                return Err(reason);
+            }
+        };
+        let principal = match tls::principal_of(&connection) {
+            Ok(principal) => principal,
+            Err(e) => {
+                let reason = format!("unusable client certificate: {e}");
+                self.refusals.refuse(RefusalCause::BadCertificate, peer, &reason, self.clock.now_ns());
+                connection.close(u32::from(GatewayError::Unauthorized.code()).into(), b"unusable certificate");
+                return Err(reason);
+            }
+        };
         let Some(grants) = Grants::of(&principal, &self.settings.principals) else {
+            let reason = format!("principal {principal:?} is not configured");
+            self.refusals.refuse(RefusalCause::UnknownPrincipal, peer, &reason, self.clock.now_ns());
             connection.close(u32::from(GatewayError::Unauthorized.code()).into(), b"unknown principal");
-            return Err(format!("principal {principal:?} is not configured"));
+            return Err(reason);
         };
         let Some(submitter) = self.submitter() else {
             connection.close(u32::from(GatewayError::ShuttingDown.code()).into(), b"shutting down");
@@ -221,8 +248,8 @@ impl Gateway {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (market_tx, market_rx) = mpsc::channel(MARKET_QUEUE);
         self.router.insert(id, tx.clone(), grants.clone());
-        tracing::info!(connection = id, principal = %grants.principal, remote = %connection.remote_address(), "connected");
-        let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, now_ns())));
+        tracing::info!(connection = id, principal = %grants.principal, remote = %peer, "connected");
+        let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, self.clock.now_ns())));
         let writer = tokio::spawn(write_loop(
             send,
             rx,
@@ -232,8 +259,16 @@ impl Gateway {
             self.directory.clone(),
             limits.clone(),
         ));
-        let mut session =
-            Session { id, grants, submitter, tx, market_tx, limits, gateway: self.clone(), hello_done: false };
+        let mut session = Session {
+            id,
+            grants,
+            submitter,
+            tx,
+            market_tx,
+            limits,
+            gateway: self.clone(),
+            handshake: Handshake::default(),
+        };
         let result = session.read_loop(recv).await;
         self.router.remove(id);
         self.router.feed.remove_connection(id);
@@ -256,7 +291,7 @@ struct Session {
     market_tx: mpsc::Sender<MarketFrames>,
     limits: Arc<Mutex<ConnectionLimits>>,
     gateway: Arc<Gateway>,
-    hello_done: bool,
+    handshake: Handshake,
 }
 
 impl Session {
@@ -282,23 +317,20 @@ impl Session {
                     }
                 };
                 let request_id = frame.request_id;
-                let reply = match Message::decode_from_client(&frame) {
+                let (reply, close) = match Message::decode_from_client(&frame) {
                     Ok(message) => self.on_message(request_id, message).await,
                     Err(bad) => {
-                        let closes = bad.closes_connection();
-                        let reply = Some(Message::error(bad.gateway_error(), &bad.to_string()));
-                        if closes {
-                            if let Some(reply) = reply {
-                                let _ = encode_frame(request_id, &reply, max_frame_bytes, &mut out);
-                            }
-                            let _ = self.tx.send(Outbound::Frames(out)).await;
-                            return Err(bad.gateway_error().code());
-                        }
-                        reply
+                        let close = bad.closes_connection().then(|| bad.gateway_error());
+                        (Some(Message::error(bad.gateway_error(), &bad.to_string())), close)
                     }
                 };
                 if let Some(reply) = reply {
                     let _ = encode_frames(request_id, &reply, max_frame_bytes, &mut out);
+                }
+                if let Some(error) = close {
+                    // The answers so far, this Error last, then the close (PROTOCOL.md §14).
+                    let _ = self.tx.send(Outbound::Frames(out)).await;
+                    return Err(error.code());
                 }
             }
             if !out.is_empty() && self.tx.send(Outbound::Frames(out)).await.is_err() {
@@ -307,39 +339,39 @@ impl Session {
         }
     }
 
-    /// Handles one well-formed message; returns an immediate reply, if any. Commands and
-    /// queries are answered later through the responder, subscriptions on the market-data queue.
-    async fn on_message(&mut self, request_id: u64, message: Message) -> Option<Message> {
-        if !self.hello_done {
-            return Some(self.on_hello(message));
-        }
-        if request_id == 0 {
-            return Some(Message::error(GatewayError::BadRequest, "request id 0 is reserved for pushes"));
-        }
+    /// Handles one well-formed message: an immediate reply, if any, and whether the connection
+    /// must then be closed with that error. Commands and queries are answered later through
+    /// the responder, subscriptions on the market-data queue.
+    async fn on_message(&mut self, request_id: u64, message: Message) -> (Option<Message>, Option<GatewayError>) {
+        let mut handshake = self.handshake;
+        let step = handshake.on_message(request_id, message, || self.welcome());
+        self.handshake = handshake;
+        let message = match step {
+            Step::Answer(answer) => return (Some(answer), None),
+            Step::Close(error, detail) => return (Some(Message::error(error, detail)), Some(error)),
+            Step::Request(message) => message,
+        };
+        (self.on_request(request_id, message).await, None)
+    }
+
+    /// A request after the handshake, with a non-zero id.
+    async fn on_request(&mut self, request_id: u64, message: Message) -> Option<Message> {
         let authority = Authority::of_message(&message);
         if let Err(refused) = self.grants.check(authority, &self.gateway.directory) {
             return Some(Message::error(refused, ""));
         }
         let origin = Origin { connection: self.id, request_id };
+        let now_ns = self.gateway.clock.now_ns();
+        if let Message::Command(command) = message {
+            return self.submit(request_id, command, origin, now_ns);
+        }
+        // Every other request costs a token (PROTOCOL.md §10), pings included.
+        if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(request_id, now_ns) {
+            return Some(Message::error(refused, refusal_detail(refused)));
+        }
         match message {
             Message::Ping => Some(Message::Pong),
-            Message::Hello { .. } => Some(Message::error(GatewayError::BadRequest, "second Hello")),
-            Message::Command(command) => {
-                if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(now_ns()) {
-                    return Some(Message::error(refused, ""));
-                }
-                match self.submitter.try_submit(command, origin, now_ns()) {
-                    Ok(()) => None,
-                    Err(Busy) => {
-                        self.limits.lock().expect("limits lock").command_answered();
-                        Some(Message::error(GatewayError::Busy, "input ring full"))
-                    }
-                }
-            }
             Message::Subscribe { symbol } => {
-                if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
-                    return Some(Message::error(refused, ""));
-                }
                 let max_frame_bytes = self.gateway.settings.max_frame_bytes;
                 match self.gateway.router.feed.subscribe(self.id, request_id, symbol, &self.market_tx, max_frame_bytes)
                 {
@@ -353,9 +385,6 @@ impl Session {
                 }
             }
             Message::Unsubscribe { symbol } => {
-                if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
-                    return Some(Message::error(refused, ""));
-                }
                 self.gateway.router.feed.unsubscribe(self.id, symbol);
                 // Behind every update of the symbol already queued, so none follows it.
                 let mut frame = Vec::new();
@@ -370,36 +399,45 @@ impl Session {
                 None
             }
             other => match query_of(&other) {
-                Some(query) => {
-                    if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(now_ns()) {
-                        return Some(Message::error(refused, ""));
-                    }
-                    match self.submitter.try_query(query, origin, now_ns()) {
-                        Ok(()) => None,
-                        Err(Busy) => Some(Message::error(GatewayError::Busy, "input ring full")),
-                    }
-                }
+                Some(query) => match self.submitter.try_query(query, origin, unix_time_ns()) {
+                    Ok(()) => None,
+                    Err(Busy) => Some(Message::error(GatewayError::Busy, "input ring full")),
+                },
                 None => Some(Message::error(GatewayError::UnknownMessageType, "")),
             },
         }
     }
 
-    fn on_hello(&mut self, message: Message) -> Message {
-        match message {
-            Message::Hello { protocol_version } if protocol_version == PROTOCOL_VERSION => {
-                self.hello_done = true;
-                let limits = self.gateway.settings.limits;
-                Message::Welcome(Welcome {
-                    protocol_version: PROTOCOL_VERSION,
-                    max_frame_bytes: self.gateway.settings.max_frame_bytes,
-                    max_in_flight: limits.max_in_flight,
-                    rate_per_sec: limits.rate_per_sec,
-                    burst: limits.burst,
-                    principal: self.grants.principal.clone(),
-                })
+    /// Admits a command (a new request id, in-flight and rate limits) and publishes it.
+    fn submit(
+        &mut self,
+        request_id: u64,
+        command: crate::engine::Command,
+        origin: Origin,
+        now_ns: u64,
+    ) -> Option<Message> {
+        if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(request_id, now_ns) {
+            return Some(Message::error(refused, refusal_detail(refused)));
+        }
+        match self.submitter.try_submit(command, origin, unix_time_ns()) {
+            Ok(()) => None,
+            Err(Busy) => {
+                self.limits.lock().expect("limits lock").command_answered(request_id);
+                Some(Message::error(GatewayError::Busy, "input ring full"))
             }
-            Message::Hello { .. } => Message::error(GatewayError::UnsupportedVersion, ""),
-            _ => Message::error(GatewayError::HelloRequired, ""),
+        }
+    }
+
+    /// This connection's `Welcome` (the handshake sets the version it chose).
+    fn welcome(&self) -> Welcome {
+        let limits = self.gateway.settings.limits;
+        Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            max_frame_bytes: self.gateway.settings.max_frame_bytes,
+            max_in_flight: limits.max_in_flight,
+            rate_per_sec: limits.rate_per_sec,
+            burst: limits.burst,
+            principal: self.grants.principal.clone(),
         }
     }
 
@@ -502,7 +540,7 @@ async fn write_loop(
             Outbound::Frames(bytes) => out = bytes,
             Outbound::Result { request_id, seq, events, query, answer, book_seq } => {
                 if request_id != 0 && answer.is_none() {
-                    limits.lock().expect("limits lock").command_answered();
+                    limits.lock().expect("limits lock").command_answered(request_id);
                 }
                 // A push (request id 0) is the events alone (PROTOCOL.md §9); an answer to this
                 // connection's command is `Accepted` then its `Events`.
@@ -526,7 +564,17 @@ async fn write_loop(
     let _ = send.stopped().await;
 }
 
-fn now_ns() -> u64 {
+/// The detail text of a flow-control refusal.
+fn refusal_detail(refused: GatewayError) -> &'static str {
+    match refused {
+        GatewayError::BadRequest => "request id already in flight",
+        _ => "",
+    }
+}
+
+/// The time a command was received, Unix nanoseconds: the sequencer's stamp (never earlier
+/// than the previous command's), never used for durations.
+fn unix_time_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 

@@ -10,6 +10,8 @@
 //! - [`server_config`], [`client_config`], [`client_config_without_certificate`]: quinn
 //!   configurations from PEM bytes, TLS 1.3 only, ALPN [`ALPN`], the ring crypto provider, no
 //!   0-RTT (early data can be replayed), and the transport settings of [`transport_config`].
+//! - [`load_server_config`]: the server's configuration from a certificates directory; a missing
+//!   file is an error naming it, and a development set is generated only when asked for.
 //! - [`principal_of`], [`principal_of_certificate`]: the Subject CN of the verified peer.
 
 use std::fs;
@@ -75,6 +77,13 @@ pub enum TlsError {
     NoCommonName,
     #[error("the certificate's subject has more than one common name")]
     AmbiguousCommonName,
+    #[error(
+        "{}: missing; the server needs ca.pem (the CA of the client certificates), server.pem and server.key \
+         in its certs_dir (`seqd dev-certs DIR` writes a development set; gateway.dev_certs = true makes one \
+         at start-up, for development only)",
+        .0.display()
+    )]
+    MissingCertificate(PathBuf),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -313,6 +322,40 @@ fn quic_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, Tls
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
+}
+
+/// The files the server reads from its certificates directory, in the order they are checked.
+pub const SERVER_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
+
+/// The certificates a server was configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerCertificates {
+    /// The files found in the directory.
+    Found,
+    /// A development set generated just now (`dev_certs` and no CA in the directory).
+    GeneratedForDevelopment,
+}
+
+/// The server's configuration from the files of [`SERVER_FILES`] in `dir`. With `dev_certs`,
+/// a directory without `ca.pem` first gets a development set ([`dev_certs`]); without it, the
+/// first missing file is [`TlsError::MissingCertificate`] naming its path, and nothing is
+/// written.
+pub fn load_server_config(dir: &Path, dev_certs: bool) -> Result<(quinn::ServerConfig, ServerCertificates), TlsError> {
+    let mut origin = ServerCertificates::Found;
+    if dev_certs && fs::symlink_metadata(dir.join("ca.pem")).is_err() {
+        self::dev_certs(dir, false)?;
+        origin = ServerCertificates::GeneratedForDevelopment;
+    }
+    let mut files = Vec::with_capacity(SERVER_FILES.len());
+    for name in SERVER_FILES {
+        let path = dir.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => files.push(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TlsError::MissingCertificate(path)),
+            Err(source) => return Err(TlsError::Io { path, source }),
+        }
+    }
+    Ok((server_config(&files[0], &files[1], &files[2])?, origin))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,6 +684,32 @@ mod tests {
         }
         assert!(principal_of_certificate(&[]).is_err());
         assert!(principal_of_certificate(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_missing_certificate_is_an_error_naming_it_unless_development_certificates_are_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let error = load_server_config(&certs, false).map(|_| ()).expect_err("served without certificates");
+        assert!(matches!(&error, TlsError::MissingCertificate(path) if *path == certs.join("ca.pem")), "{error}");
+        assert!(error.to_string().contains(&certs.join("ca.pem").display().to_string()), "{error}");
+        assert!(!certs.exists(), "nothing may be generated without dev_certs");
+
+        let (_, origin) = load_server_config(&certs, true).unwrap();
+        assert_eq!(origin, ServerCertificates::GeneratedForDevelopment);
+        let ca = read(&certs.join("ca.pem"));
+        let (_, origin) = load_server_config(&certs, true).unwrap();
+        assert_eq!(origin, ServerCertificates::Found, "an existing CA is kept");
+        assert_eq!(read(&certs.join("ca.pem")), ca);
+        let (_, origin) = load_server_config(&certs, false).unwrap();
+        assert_eq!(origin, ServerCertificates::Found);
+
+        fs::remove_file(certs.join("server.key")).unwrap();
+        for dev_certs in [false, true] {
+            let error = load_server_config(&certs, dev_certs).map(|_| ()).expect_err("served without a key");
+            assert!(matches!(&error, TlsError::MissingCertificate(p) if *p == certs.join("server.key")), "{error}");
+        }
+        assert_eq!(read(&certs.join("ca.pem")), ca, "a CA is never replaced");
     }
 
     fn cert_with_subject(dn: rcgen::DistinguishedName) -> Vec<u8> {

@@ -10,6 +10,7 @@
 //!   [`FrameError`] loses framing (close the connection), a [`MessageError`] spoils one frame
 //!   (answer it with `Error` and go on).
 //! - [`limits`]: [`ConnectionLimits`], the per-connection rate and in-flight limits.
+//! - [`session`]: [`Handshake`], how the server answers `Hello` and what comes before it.
 //! - [`authority`]: [`Authority`], which grants a request needs.
 //! - [`book`]: [`L2Book`], a subscriber's copy of a symbol's book from market data (§12).
 //! - `fuzz_check`: the fuzz target's checks, shared with the corpus test that CI runs.
@@ -60,6 +61,7 @@ pub mod frame;
 pub mod fuzz_check;
 pub mod limits;
 pub mod message;
+pub mod session;
 mod wire;
 
 pub use authority::Authority;
@@ -72,6 +74,7 @@ pub use message::{
     msg_type, AssetTotal, DepthBook, DepthUpdate, Direction, MarketTrade, Message, Welcome, MAX_ERROR_MESSAGE_BYTES,
     MAX_PRINCIPAL_BYTES,
 };
+pub use session::{chosen_version, Handshake, Step};
 
 /// The protocol version this build speaks (the `version` byte of every frame header).
 pub const PROTOCOL_VERSION: u8 = 1;

@@ -14,6 +14,7 @@ use std::process::{Child, Command as Process, Stdio};
 pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     data_dir: PathBuf,
 }
 
@@ -58,7 +59,14 @@ impl Daemon {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
-        Daemon { child, addr, data_dir: data_dir.to_path_buf() }
+        let metrics_addr = line
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
+            .parse()
+            .unwrap();
+        Daemon { child, addr, metrics_addr, data_dir: data_dir.to_path_buf() }
     }
 
     /// SIGTERM and wait: the graceful path (drain, durable journal, snapshot).
