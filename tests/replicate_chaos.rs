@@ -174,6 +174,17 @@ fn replicate(config: &Path) -> Process {
     process
 }
 
+/// Polls until the TiDB checkpoint reaches `mark`; panics if the replicator exits or a minute
+/// passes without getting there.
+fn wait_for_tidb_checkpoint(mark: u64, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tidb_checkpoint() < mark {
+        assert!(child.try_wait().unwrap().is_none(), "the replicator exited before checkpoint {mark}");
+        assert!(Instant::now() < deadline, "no checkpoint {mark} within a minute");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn tidb_checkpoint() -> u64 {
     sql(MARIADB_PORT, &format!("SELECT COALESCE(MAX(last_seq), 0) FROM {DATABASE}.replicator_checkpoint"))
         .and_then(|s| s.parse().ok())
@@ -193,21 +204,25 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
     let mut clickhouse_server = Instance::start("clickhouse", root.path().join("clickhouse"), CLICKHOUSE_PORT);
     let config = write_config(root.path(), &data_dir);
 
+    // Each replicator is killed once the TiDB checkpoint has passed that cycle's mark, a point in
+    // the log rather than a moment in time, so every kill lands mid-load on a fast machine and a
+    // slow one alike: the marks stop at 24/30 of the log, far more than one poll can cover.
     let mut rng = SplitMix64::new(7);
     let mut kills_mid_load = 0;
     let mut database_restarts = 0;
-    for cycle in 0..24 {
+    for cycle in 0..24u64 {
+        let mark = (cycle + 1) * expected.last_seq / 30;
         let mut child = replicate(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(60 + rng.below(240)));
         if cycle % 6 == 3 {
             // A database dies under load and comes back while the replicator keeps retrying.
+            std::thread::sleep(Duration::from_millis(60 + rng.below(240)));
             let victim = if cycle % 12 == 3 { &mut mariadb } else { &mut clickhouse_server };
             victim.kill();
             std::thread::sleep(Duration::from_millis(200 + rng.below(800)));
             victim.restart();
             database_restarts += 1;
-            std::thread::sleep(Duration::from_millis(300 + rng.below(500)));
         }
+        wait_for_tidb_checkpoint(mark, &mut child);
         let _ = child.kill();
         let _ = child.wait();
         if tidb_checkpoint() < expected.last_seq {
@@ -215,7 +230,7 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
         }
     }
     eprintln!("chaos: {kills_mid_load} of 24 replicator kills landed before the TiDB mirror was complete; {database_restarts} database kills");
-    assert!(kills_mid_load >= 8, "only {kills_mid_load} kills landed before the TiDB mirror was complete");
+    assert_eq!(kills_mid_load, 24, "every kill is placed before the end of the log");
     assert_eq!(database_restarts, 4);
 
     // Then run to the end of the log.
