@@ -111,6 +111,16 @@ fn a_cancel_all_larger_than_a_segment_is_journaled_served_and_replayed_after_a_r
     let stdout = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{stdout}{}", String::from_utf8_lossy(&verify.stderr));
     assert!(stdout.contains("1 of them split into parts"), "{stdout}");
+    // `seqd journal inspect` shows the split list whole.
+    let seq = cancel_seq.to_string();
+    let inspect =
+        seqd(&["journal", "inspect", data.to_str().unwrap(), "--log", "events", "--from", &seq, "--to", &seq]);
+    let stdout = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success());
+    let head = stdout.lines().next().unwrap_or_default();
+    let whole = format!("{} events (split into parts, reassembled)", 2 * RESTING_ORDERS);
+    assert!(head.starts_with(&format!("seq {cancel_seq} ")) && head.ends_with(&whole), "{head}");
+    assert_eq!(stdout.lines().count(), 1 + 2 * RESTING_ORDERS as usize);
 }
 
 fn order(account: u64, side: Side, price: i64) -> Command {
