@@ -1,7 +1,8 @@
 //! `seqd journal inspect|verify|golden`, `seqd replay`, `seqd snapshot`: the operator's and
 //! auditor's view of a data directory.
 
-use seqd::codec::{self, EVENTS_RECORD_KIND};
+use seqd::codec::{self, EVENTS_RECORD_KIND, EVENTS_SPLIT_RECORD_KIND};
+use seqd::event_log::{self, EventLogReader};
 use seqd::journal::{self, JournalReader};
 use seqd::replay::{replay, DataDir, ReplayOptions};
 use seqd::sequencer::{Sequencer, SequencerConfig};
@@ -50,11 +51,21 @@ pub fn inspect(dir: &Path, log: Log, from: u64, to: Option<u64>) -> ExitCode {
         };
         let head =
             format!("seq {} ts {} kind {} len {}", record.seq, record.timestamp_ns, record.kind, record.payload.len());
-        if record.kind == EVENTS_RECORD_KIND {
-            events.clear();
-            match codec::decode_event_record(record.payload, &mut events) {
+        if record.kind == EVENTS_RECORD_KIND || record.kind == EVENTS_SPLIT_RECORD_KIND {
+            let split = record.kind == EVENTS_SPLIT_RECORD_KIND;
+            let seq = record.seq;
+            // Reassembled like every reader does: a split list from its parts (FORMAT.md 10.3).
+            let decoded = match split {
+                false => codec::decode_event_record(record.payload, &mut events).map_err(|e| e.to_string()),
+                true => read_one(&dir, seq, &mut events),
+            };
+            let how = match split {
+                true => " (split into parts, reassembled)",
+                false => "",
+            };
+            match decoded {
                 Ok(()) => {
-                    println!("{head}: {} events", events.len());
+                    println!("{head}: {} events{how}", events.len());
                     for event in &events {
                         println!("    {event:?}");
                     }
@@ -70,29 +81,72 @@ pub fn inspect(dir: &Path, log: Log, from: u64, to: Option<u64>) -> ExitCode {
     }
 }
 
+/// The events of command `seq` of the event log in `dir`, reassembled.
+fn read_one(dir: &Path, seq: u64, events: &mut Vec<seqd::engine::Event>) -> Result<(), String> {
+    let mut reader = EventLogReader::open(dir, seq).map_err(|e| e.to_string())?;
+    match reader.next_up_to(seq, events) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("record {seq} is not in the event log")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn verify(dir: &Path, log: Log) -> ExitCode {
     let dir = journal_dir(dir, log);
-    match journal::verify(&dir) {
-        Ok(report) => {
-            println!(
-                "{}: intact: {} segments, {} records, seq {}..={}, chain hash {}",
-                dir.display(),
-                report.segments,
-                report.records,
-                report.first_seq.unwrap_or(0),
-                report.last_seq,
-                hex(&report.chain_hash)
-            );
-            if let Some((file, offset)) = report.torn_tail {
-                println!(
-                    "torn tail (an unfinished last record) at {} offset {offset}: recovery will truncate it",
-                    file.display()
-                );
-            }
-            ExitCode::SUCCESS
+    let parts_dir = event_log::parts_dir(&dir);
+    let result = (|| -> Result<(), String> {
+        let first_seq = verify_journal(&dir)?;
+        if !(matches!(log, Log::Events) || parts_dir.is_dir()) {
+            return Ok(());
         }
-        Err(e) => fail(&e.to_string()),
+        // The event log: also its parts log, and every split list against its manifest.
+        if parts_dir.is_dir() {
+            verify_journal(&parts_dir)?;
+        }
+        let (lists, split) = verify_event_lists(&dir, first_seq)?;
+        println!("{}: {lists} event lists readable, {split} of them split into parts", dir.display());
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
+}
+
+/// Reads every command's events from `first_seq` on (reassembling split lists); returns the
+/// number of lists and of split lists.
+fn verify_event_lists(dir: &Path, first_seq: u64) -> Result<(u64, u64), String> {
+    let mut reader = EventLogReader::open(dir, first_seq).map_err(|e| e.to_string())?;
+    let mut raw = JournalReader::open(dir, first_seq).map_err(|e| e.to_string())?;
+    let (mut lists, mut split) = (0u64, 0u64);
+    let mut events = Vec::new();
+    while reader.next(&mut events).map_err(|e| e.to_string())?.is_some() {
+        let record = raw.next().map_err(|e| e.to_string())?.ok_or("the event log changed while verifying")?;
+        split += u64::from(record.kind == EVENTS_SPLIT_RECORD_KIND);
+        lists += 1;
+    }
+    Ok((lists, split))
+}
+
+/// Verifies one journal and prints its summary; returns its first seq.
+fn verify_journal(dir: &Path) -> Result<u64, String> {
+    let report = journal::verify(dir).map_err(|e| e.to_string())?;
+    println!(
+        "{}: intact: {} segments, {} records, seq {}..={}, chain hash {}",
+        dir.display(),
+        report.segments,
+        report.records,
+        report.first_seq.unwrap_or(0),
+        report.last_seq,
+        hex(&report.chain_hash)
+    );
+    if let Some((file, offset)) = &report.torn_tail {
+        println!(
+            "torn tail (an unfinished last record) at {} offset {offset}: recovery will truncate it",
+            file.display()
+        );
+    }
+    Ok(report.first_seq.unwrap_or(1))
 }
 
 pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool) -> ExitCode {

@@ -20,6 +20,8 @@ pub enum CodecError {
     Truncated(usize),
     #[error("unknown event tag {0}")]
     UnknownEventTag(u8),
+    #[error("bad split-record manifest: {0}")]
+    BadManifest(&'static str),
 }
 
 /// Appends little-endian fields to a byte vector.
@@ -488,8 +490,33 @@ pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecErro
     Ok(())
 }
 
-/// Record kind of an event-log record (one per command, same sequence as its input record).
+/// Record kind of an event-log record holding a command's whole event list (one per command,
+/// same sequence as its input record).
 pub const EVENTS_RECORD_KIND: u16 = 0x8000;
+/// Record kind of an event-log record whose event list was split into parts
+/// (`journal/FORMAT.md` 10.3): the payload is a [`SplitManifest`]; the events are in the parts log.
+pub const EVENTS_SPLIT_RECORD_KIND: u16 = 0x8001;
+/// Record kind of a record of the parts log (`events/parts/`): one part of a split event list.
+pub const EVENTS_PART_RECORD_KIND: u16 = 0x8002;
+
+/// Largest payload of any event-log record (whole list, manifest or part). Fixed, so where a
+/// list is split depends on its events alone, never on the segment size or on where the
+/// segment happens to be. Half of the smallest segment the daemon accepts (64 KiB), so a
+/// record always fits an empty segment with room to spare; large enough that only lists of
+/// more than about 200 events are split.
+pub const MAX_EVENT_RECORD_PAYLOAD_BYTES: usize = 32 * 1024;
+
+/// Bytes before the events of a whole-list record: the event count (u32).
+const EVENT_RECORD_HEADER_BYTES: usize = 4;
+/// Bytes before the events of a part: seq u64, part index u32, event count u32.
+pub const PART_HEADER_BYTES: usize = 16;
+/// Payload length of a split record (the manifest).
+pub const SPLIT_MANIFEST_BYTES: usize = 56;
+
+/// Encoded size of one event (tag, length, body), from the fixed body lengths.
+fn encoded_event_len(event: &Event) -> usize {
+    3 + event_body_len(event_tag(event)).expect("every event has a length")
+}
 
 /// Encodes one event-log record payload: the event count (u32), then the events. The count
 /// keeps the payload non-empty for a command with no events and lets readers check it.
@@ -500,7 +527,7 @@ pub fn encode_event_record(events: &[Event], out: &mut Vec<u8>) {
 
 /// Decodes an event-log record payload, appending to `out`.
 pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
-    if payload.len() < 4 {
+    if payload.len() < EVENT_RECORD_HEADER_BYTES {
         return Err(CodecError::Truncated(0));
     }
     let count = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
@@ -510,6 +537,126 @@ pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), C
         return Err(CodecError::BadLength { kind: EVENTS_RECORD_KIND, expected: count, got: out.len() - before });
     }
     Ok(())
+}
+
+/// Whether a command's events fit one whole-list record, or must be split into parts.
+pub fn event_list_fits_one_record(events: &[Event]) -> bool {
+    let mut len_bytes = EVENT_RECORD_HEADER_BYTES;
+    for event in events {
+        len_bytes += encoded_event_len(event);
+        if len_bytes > MAX_EVENT_RECORD_PAYLOAD_BYTES {
+            return false;
+        }
+    }
+    true
+}
+
+/// The split rule: the event ranges of the parts of a list that does not fit one record.
+/// Greedy, in list order: an event joins the current part if the part's payload (16-byte part
+/// header plus its events) stays within [`MAX_EVENT_RECORD_PAYLOAD_BYTES`], else it starts the
+/// next part. A function of the events alone.
+pub fn split_event_list(events: &[Event]) -> SplitParts<'_> {
+    SplitParts { events, start: 0 }
+}
+
+/// Iterator over the event ranges of the parts, see [`split_event_list`].
+pub struct SplitParts<'a> {
+    events: &'a [Event],
+    start: usize,
+}
+
+impl Iterator for SplitParts<'_> {
+    type Item = std::ops::Range<usize>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.start >= self.events.len() {
+            return None;
+        }
+        let start = self.start;
+        let mut len_bytes = PART_HEADER_BYTES;
+        let mut end = start;
+        while end < self.events.len() {
+            let event_len_bytes = encoded_event_len(&self.events[end]);
+            // Every event fits an empty part (events are at most a few hundred bytes; tested),
+            // so each part takes at least one event.
+            if end > start && len_bytes + event_len_bytes > MAX_EVENT_RECORD_PAYLOAD_BYTES {
+                break;
+            }
+            len_bytes += event_len_bytes;
+            end += 1;
+        }
+        self.start = end;
+        Some(start..end)
+    }
+}
+
+/// Encodes one part's payload: the command's seq, the part index, the event count, the events.
+pub fn encode_event_part(seq: Seq, index: u32, events: &[Event], out: &mut Vec<u8>) {
+    Writer(out).u64(seq).u32(index).u32(events.len() as u32);
+    encode_events(events, out);
+}
+
+/// A part's header fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartHeader {
+    pub seq: Seq,
+    pub index: u32,
+    pub event_count: u32,
+}
+
+/// Decodes a part's payload, appending its events to `out`.
+pub fn decode_event_part(payload: &[u8], out: &mut Vec<Event>) -> Result<PartHeader, CodecError> {
+    if payload.len() < PART_HEADER_BYTES {
+        return Err(CodecError::Truncated(0));
+    }
+    let r = &mut Reader::new(&payload[..PART_HEADER_BYTES]);
+    let header = PartHeader { seq: r.u64(), index: r.u32(), event_count: r.u32() };
+    let before = out.len();
+    decode_events(&payload[PART_HEADER_BYTES..], out)?;
+    let got = out.len() - before;
+    if got != header.event_count as usize {
+        let expected = header.event_count as usize;
+        return Err(CodecError::BadLength { kind: EVENTS_PART_RECORD_KIND, expected, got });
+    }
+    Ok(header)
+}
+
+/// The payload of a split record: which parts hold the command's events, and a hash that
+/// binds them to this record (so the event log's hash chain covers the parts too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitManifest {
+    /// Events of the command, over all parts.
+    pub event_count: u64,
+    /// Seq, in the parts log, of part 0; part `i` is at `first_part_seq + i`.
+    pub first_part_seq: u64,
+    /// Number of parts (at least 2).
+    pub part_count: u32,
+    /// BLAKE3-256 of the parts' payloads, concatenated in part order.
+    pub parts_hash: [u8; 32],
+}
+
+impl SplitManifest {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        Writer(out).u64(self.event_count).u64(self.first_part_seq).u32(self.part_count).u32(0);
+        out.extend_from_slice(&self.parts_hash);
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<SplitManifest, CodecError> {
+        if payload.len() != SPLIT_MANIFEST_BYTES {
+            let (expected, got) = (SPLIT_MANIFEST_BYTES, payload.len());
+            return Err(CodecError::BadLength { kind: EVENTS_SPLIT_RECORD_KIND, expected, got });
+        }
+        let r = &mut Reader::new(payload);
+        let (event_count, first_part_seq, part_count, reserved) = (r.u64(), r.u64(), r.u32(), r.u32());
+        if reserved != 0 {
+            return Err(CodecError::BadManifest("reserved bytes are not zero"));
+        }
+        if part_count < 2 {
+            return Err(CodecError::BadManifest("fewer than 2 parts"));
+        }
+        let mut parts_hash = [0u8; 32];
+        parts_hash.copy_from_slice(&payload[24..56]);
+        Ok(SplitManifest { event_count, first_part_seq, part_count, parts_hash })
+    }
 }
 
 #[cfg(test)]
@@ -594,6 +741,134 @@ mod tests {
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
         }
+    }
+
+    /// An event list whose whole-list record payload is exactly `payload_len_bytes` long:
+    /// ledger entries, then asset-created (8 bytes encoded) and rejected (5) events.
+    fn list_of_record_len(payload_len_bytes: usize) -> Vec<Event> {
+        let ledger = |id| {
+            Event::Ledger(LedgerEntry {
+                account: 1,
+                asset: 2,
+                kind: LedgerKind::Release,
+                available_delta: 10,
+                held_delta: -10,
+                available_after: 10,
+                held_after: 0,
+                ref_kind: RefKind::Order,
+                ref_id: id,
+            })
+        };
+        let ledger_len = encoded_event_len(&ledger(0));
+        let mut events = Vec::new();
+        let mut left = payload_len_bytes - 4;
+        while left >= 28 + ledger_len {
+            events.push(ledger(events.len() as u64));
+            left -= ledger_len;
+        }
+        // Any length of 28 or more is 5a + 8b.
+        while left % 5 != 0 {
+            events.push(Event::AssetCreated { asset: 1, scale: 2 });
+            left -= 8;
+        }
+        events.extend((0..left / 5).map(|_| Event::Rejected { reason: RejectReason::InsufficientFunds }));
+        let mut record = Vec::new();
+        encode_event_record(&events, &mut record);
+        assert_eq!(record.len(), payload_len_bytes);
+        events
+    }
+
+    /// The parts of `events` as encoded payloads, checked against the split rule.
+    fn parts_of(events: &[Event]) -> Vec<Vec<u8>> {
+        let ranges: Vec<_> = split_event_list(events).collect();
+        assert_eq!(ranges.first().map(|r| r.start), Some(0));
+        assert_eq!(ranges.last().map(|r| r.end), Some(events.len()));
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end), "contiguous, non-empty");
+        let mut parts = Vec::new();
+        for (index, range) in ranges.iter().enumerate() {
+            let mut part = Vec::new();
+            encode_event_part(77, index as u32, &events[range.clone()], &mut part);
+            assert!(part.len() <= MAX_EVENT_RECORD_PAYLOAD_BYTES);
+            // Greedy: the next event would not have fitted this part.
+            if let Some(next) = events.get(range.end) {
+                assert!(part.len() + encoded_event_len(next) > MAX_EVENT_RECORD_PAYLOAD_BYTES, "part {index} not full");
+            }
+            parts.push(part);
+        }
+        parts
+    }
+
+    /// Decodes the parts back into one list, checking each header.
+    fn reassemble(parts: &[Vec<u8>]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (index, part) in parts.iter().enumerate() {
+            let header = decode_event_part(part, &mut events).unwrap();
+            assert_eq!((header.seq, header.index), (77, index as u32));
+        }
+        events
+    }
+
+    #[test]
+    fn a_list_of_exactly_the_maximum_is_one_record() {
+        let events = list_of_record_len(MAX_EVENT_RECORD_PAYLOAD_BYTES);
+        assert!(event_list_fits_one_record(&events));
+        assert!(event_list_fits_one_record(&[]), "an empty list is one 4-byte record");
+        let smaller = list_of_record_len(MAX_EVENT_RECORD_PAYLOAD_BYTES - 3);
+        assert!(event_list_fits_one_record(&smaller));
+    }
+
+    #[test]
+    fn one_event_over_the_maximum_is_split_into_two_parts() {
+        let mut events = list_of_record_len(MAX_EVENT_RECORD_PAYLOAD_BYTES);
+        events.push(Event::Rejected { reason: RejectReason::InsufficientFunds });
+        assert!(!event_list_fits_one_record(&events));
+        let parts = parts_of(&events);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(reassemble(&parts), events);
+    }
+
+    #[test]
+    fn a_long_list_is_split_into_many_full_parts_that_reassemble_in_order() {
+        let mut events = list_of_record_len(MAX_EVENT_RECORD_PAYLOAD_BYTES);
+        let unit = events.clone();
+        for _ in 0..20 {
+            events.extend_from_slice(&unit);
+        }
+        let parts = parts_of(&events);
+        assert!(parts.len() >= 21, "{} parts", parts.len());
+        assert_eq!(reassemble(&parts), events);
+        // The split depends on the events alone: the same list splits the same way.
+        assert_eq!(parts_of(&events), parts);
+    }
+
+    #[test]
+    fn every_event_fits_an_empty_part() {
+        for tag in 0..=u8::MAX {
+            if let Some(len) = event_body_len(tag) {
+                assert!(PART_HEADER_BYTES + 3 + len <= MAX_EVENT_RECORD_PAYLOAD_BYTES, "tag {tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip_and_bad_ones_are_errors() {
+        let manifest = SplitManifest { event_count: 9, first_part_seq: 3, part_count: 2, parts_hash: [7; 32] };
+        let mut bytes = Vec::new();
+        manifest.encode(&mut bytes);
+        assert_eq!(bytes.len(), SPLIT_MANIFEST_BYTES);
+        assert_eq!(SplitManifest::decode(&bytes), Ok(manifest));
+        assert!(matches!(SplitManifest::decode(&bytes[1..]), Err(CodecError::BadLength { .. })));
+        let mut one_part = bytes.clone();
+        one_part[16] = 1;
+        assert_eq!(SplitManifest::decode(&one_part), Err(CodecError::BadManifest("fewer than 2 parts")));
+        let mut reserved = bytes.clone();
+        reserved[20] = 1;
+        assert!(SplitManifest::decode(&reserved).is_err());
+        let mut part = Vec::new();
+        encode_event_part(5, 0, &[Event::AssetCreated { asset: 1, scale: 2 }], &mut part);
+        part[12] = 2; // claims two events
+        assert!(decode_event_part(&part, &mut Vec::new()).is_err());
+        assert_eq!(decode_event_part(&part[..15], &mut Vec::new()), Err(CodecError::Truncated(0)));
     }
 
     #[test]

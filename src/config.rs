@@ -243,9 +243,10 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.durability()?;
         self.pipeline_config()?;
-        if self.journal.segment_size_bytes < 1 << 16 {
-            return Err(ConfigError::Invalid("journal.segment_size_bytes must be at least 65536".into()));
-        }
+        // A segment must hold the largest event-log record: refused here, at start-up, rather
+        // than failing the pipeline on the first long event list.
+        crate::event_log::check_segment_size(self.journal.segment_size_bytes)
+            .map_err(|e| ConfigError::Invalid(format!("journal.{e}")))?;
         if self.gateway.max_frame_bytes < 1024 || self.gateway.max_in_flight == 0 || self.gateway.rate_per_sec == 0 {
             return Err(ConfigError::Invalid("gateway limits must be positive (max_frame_bytes >= 1024)".into()));
         }

@@ -12,6 +12,7 @@
 
 use crate::codec;
 use crate::engine::{Command, Event, Seq};
+use crate::event_log::EventLogReader;
 use crate::journal::{verify, Durability, JournalReader};
 use crate::replay::{apply_journal, replay, DataDir, ReplayOptions};
 use crate::sequencer::{Sequencer, SequencerConfig};
@@ -214,6 +215,10 @@ pub(crate) struct RecoveryCheck {
 pub(crate) fn check_recovery(data_dir: &DataDir) -> Result<RecoveryCheck, String> {
     let torn_tail = verify(&data_dir.input()).map_err(|e| format!("verify input: {e}"))?.torn_tail.is_some();
     verify(&data_dir.events()).map_err(|e| format!("verify events: {e}"))?;
+    let parts = crate::event_log::parts_dir(&data_dir.events());
+    if parts.is_dir() {
+        verify(&parts).map_err(|e| format!("verify events/parts: {e}"))?;
+    }
 
     // Recover exactly as a restarting daemon does, then compare with a replay from scratch.
     let config = SequencerConfig { segment_size_bytes: CRASH_SEGMENT_SIZE_BYTES, durability: Durability::PageCache };
@@ -254,7 +259,7 @@ fn count_lost_commands(input_dir: &Path, workload: &[Command], acked_seq: Seq) -
 
 /// Every event record equals the events a replay of its command produces.
 pub(crate) fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
-    let mut events_reader = JournalReader::open(&data_dir.events(), 1).map_err(|e| e.to_string())?;
+    let mut events_reader = EventLogReader::open(&data_dir.events(), 1).map_err(|e| e.to_string())?;
     let mut logged: Vec<Event> = Vec::new();
     let mut mismatch = None;
     let mut engine = crate::engine::Engine::new();
@@ -262,11 +267,7 @@ pub(crate) fn check_event_log(data_dir: &DataDir) -> Result<(), String> {
         if mismatch.is_some() {
             return;
         }
-        logged.clear();
-        let ok = match events_reader.next() {
-            Ok(Some(record)) => record.seq == seq && codec::decode_event_record(record.payload, &mut logged).is_ok(),
-            _ => false,
-        };
+        let ok = matches!(events_reader.next(&mut logged), Ok(Some((logged_seq, _))) if logged_seq == seq);
         if !ok || logged != events {
             mismatch = Some(seq);
         }

@@ -24,6 +24,7 @@ use crate::client::{Client, ClientError};
 use crate::codec;
 use crate::crash_test::{check_event_log, check_recovery, pump_complete_lines, tempfile_dir, CRASH_SEGMENT_SIZE_BYTES};
 use crate::engine::{Command, Event, ExecKind, NewOrder, OrderId, OrderType, Seq, Side, StpMode, TimeInForce};
+use crate::event_log::EventLogReader;
 use crate::journal::{Durability, JournalReader};
 use crate::protocol::Message;
 use crate::replay::{replay, DataDir, ReplayOptions};
@@ -535,18 +536,16 @@ fn count_lost_acknowledged(input_dir: &Path, acked: &BTreeMap<Seq, Command>, whe
 /// The events a client was answered with equal the event log's record of that sequence.
 fn check_answered_events(events_dir: &Path, answered: &BTreeMap<Seq, Vec<Event>>) -> Result<(), String> {
     let Some((&first, _)) = answered.first_key_value() else { return Ok(()) };
-    let mut reader = JournalReader::open(events_dir, first).map_err(|e| e.to_string())?;
+    let mut reader = EventLogReader::open(events_dir, first).map_err(|e| e.to_string())?;
     let mut logged = Vec::new();
     for (&seq, events) in answered {
-        let record = loop {
-            match reader.next().map_err(|e| e.to_string())? {
-                Some(record) if record.seq < seq => continue,
-                Some(record) if record.seq == seq => break record,
+        loop {
+            match reader.next(&mut logged).map_err(|e| format!("event record {seq}: {e}"))? {
+                Some((logged_seq, _)) if logged_seq < seq => continue,
+                Some((logged_seq, _)) if logged_seq == seq => break,
                 _ => return Err(format!("the event log has no record {seq}, whose events a client was answered with")),
             }
-        };
-        logged.clear();
-        codec::decode_event_record(record.payload, &mut logged).map_err(|e| format!("event record {seq}: {e}"))?;
+        }
         if &logged != events {
             return Err(format!(
                 "the events answered for seq {seq} differ from the event log: {events:?} vs {logged:?}"

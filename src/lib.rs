@@ -24,6 +24,7 @@ pub mod crash_test;
 pub mod crash_test_daemon;
 pub mod daemon;
 pub mod engine;
+pub mod event_log;
 pub mod gateway;
 pub mod journal;
 pub mod money;

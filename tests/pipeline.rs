@@ -1,9 +1,8 @@
 //! The threaded pipeline on a real data directory: two producer threads, the journaler and
 //! processor in parallel, the event log and the responder.
 
-use seqd::codec;
 use seqd::engine::{Command, Event, Seq};
-use seqd::journal::JournalReader;
+use seqd::event_log::EventLogReader;
 use seqd::pipeline::{
     Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, WaitStrategy,
 };
@@ -113,15 +112,14 @@ fn two_producers_every_command_delivered_once_in_order_after_it_is_durable() {
     let (_, outcome) = replay(&data_dir, ReplayOptions::default()).unwrap();
     assert_eq!(outcome.last_seq, total as Seq);
     assert_eq!(outcome.state_hash, engine.state_hash());
-    let mut events_reader = JournalReader::open(&data_dir.events(), 1).unwrap();
+    let mut events_reader = EventLogReader::open(&data_dir.events(), 1).unwrap();
     let mut logged = Vec::new();
     let mut replayed = seqd::engine::Engine::new();
     apply_journal(&mut replayed, &data_dir.input(), None, false, |seq, _, events| {
         let d = &deliveries[seq as usize - 1];
         assert_eq!(d.events, events, "delivered events of seq {seq}");
-        let record = events_reader.next().unwrap().expect("event record");
-        logged.clear();
-        codec::decode_event_record(record.payload, &mut logged).unwrap();
+        let (logged_seq, _) = events_reader.next(&mut logged).unwrap().expect("event record");
+        assert_eq!(logged_seq, seq);
         assert_eq!(logged, events, "logged events of seq {seq}");
     })
     .unwrap();

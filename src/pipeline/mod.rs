@@ -22,8 +22,9 @@ mod idle;
 
 pub use idle::WaitStrategy;
 
-use crate::codec::{self, EVENTS_RECORD_KIND};
+use crate::codec;
 use crate::engine::{AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, Seq, SymbolId};
+use crate::event_log::EventLogWriter;
 use crate::journal::JournalWriter;
 use crate::replay::DataDir;
 use crate::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
@@ -416,11 +417,10 @@ fn run_processor(
 
 fn run_event_log(
     mut poller: OutputPoller,
-    mut log: JournalWriter,
+    mut log: EventLogWriter,
     stats: &PipelineStats,
     mut idler: Idler,
 ) -> Result<(), String> {
-    let mut payload = Vec::with_capacity(4096);
     let result = (|| loop {
         match poller.poll() {
             Ok(mut batch) => {
@@ -437,9 +437,8 @@ fn run_event_log(
                         }
                         idler.idle();
                     }
-                    payload.clear();
-                    codec::encode_event_record(&slot.events, &mut payload);
-                    log.append(slot.seq, slot.timestamp_ns, EVENTS_RECORD_KIND, &payload).map_err(|e| e.to_string())?;
+                    // A long list is split into parts (event_log): no list is too large to log.
+                    log.append(slot.seq, slot.timestamp_ns, &slot.events).map_err(|e| e.to_string())?;
                     last = slot.seq;
                 }
                 drop(batch);

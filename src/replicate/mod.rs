@@ -29,9 +29,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::codec;
 use crate::engine::{Event, Seq};
-use crate::journal::{JournalError, JournalReader};
+use crate::event_log::{EventLogError, EventLogReader};
+use crate::journal::JournalError;
 pub use rows::{Batch, BatchBuilder, Catalog, RowError};
 
 /// What a mirror holds, read back from it on (re)connection.
@@ -78,9 +78,11 @@ pub trait Sink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
 }
 
-/// Reads the event log from a sequence on, in whole records.
+/// Reads the event log from a sequence on, one whole command at a time: a split event list is
+/// reassembled from its parts before it reaches a batch, so a batch (and the checkpoint written
+/// with it) always ends at a command boundary.
 pub struct Tailer {
-    reader: JournalReader,
+    reader: EventLogReader,
     events: Vec<Event>,
 }
 
@@ -88,17 +90,15 @@ pub struct Tailer {
 pub enum TailError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("event-log record {seq} does not decode: {source}")]
-    Codec { seq: Seq, source: codec::CodecError },
-    #[error("event-log record {seq} has kind {kind:#x}, not an events record")]
-    Kind { seq: Seq, kind: u16 },
+    #[error(transparent)]
+    Log(#[from] EventLogError),
     #[error(transparent)]
     Rows(#[from] RowError),
 }
 
 impl Tailer {
     pub fn open(events_dir: &Path, from_seq: Seq) -> Result<Tailer, TailError> {
-        Ok(Tailer { reader: JournalReader::open(events_dir, from_seq)?, events: Vec::new() })
+        Ok(Tailer { reader: EventLogReader::open(events_dir, from_seq)?, events: Vec::new() })
     }
 
     /// Seq of the next record to read.
@@ -110,14 +110,7 @@ impl Tailer {
     pub fn fill(&mut self, builder: &mut BatchBuilder, limits: BatchLimits) -> Result<usize, TailError> {
         let mut added = 0;
         while builder.batch().records() < limits.max_records && builder.batch().fact_rows() < limits.max_fact_rows {
-            let Some(record) = self.reader.next()? else { break };
-            if record.kind != codec::EVENTS_RECORD_KIND {
-                return Err(TailError::Kind { seq: record.seq, kind: record.kind });
-            }
-            let (seq, ts_ns) = (record.seq, record.timestamp_ns);
-            self.events.clear();
-            codec::decode_event_record(record.payload, &mut self.events)
-                .map_err(|source| TailError::Codec { seq, source })?;
+            let Some((seq, ts_ns)) = self.reader.next(&mut self.events)? else { break };
             builder.add_record(seq, ts_ns, &self.events)?;
             added += 1;
         }
@@ -332,4 +325,50 @@ async fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
 /// Wall clock in nanoseconds since the Unix epoch (lag figures only; never in the engine).
 pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, ExecKind};
+    use crate::event_log::tests::{cancel_all_session, write_log};
+
+    /// A split event list reaches the sink as one record of one batch, whatever the limits:
+    /// the checkpoint written with a batch is always a command boundary.
+    #[test]
+    fn the_tailer_reassembles_a_split_command_into_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let commands = cancel_all_session(1_000);
+        let written = write_log(dir.path(), &commands);
+        let cancel_seq = commands.len() as Seq;
+        let cancelled = written
+            .last()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Event::Order(o) if o.exec == ExecKind::Cancelled))
+            .count();
+        assert_eq!(cancelled, 1_000);
+
+        let mut tailer = Tailer::open(dir.path(), cancel_seq - 1).unwrap();
+        let mut builder = BatchBuilder::new(Catalog::default());
+        // Catalog of the mirror as of seq cancel_seq - 2: replay the reference data into it.
+        let mut engine = Engine::new();
+        let mut events = Vec::new();
+        for (i, command) in commands[..commands.len() - 2].iter().enumerate() {
+            events.clear();
+            engine.apply(i as Seq + 1, 1_000 + i as u64, command, &mut events);
+            builder.add_record(i as Seq + 1, 1_000 + i as u64, &events).unwrap();
+        }
+        builder.take();
+        // Limits of one record and one fact row: each fill adds exactly one whole command.
+        let limits = BatchLimits { max_records: 1, max_fact_rows: 1 };
+        assert_eq!(tailer.fill(&mut builder, limits).unwrap(), 1);
+        assert_eq!(builder.take().last_seq, cancel_seq - 1);
+        assert_eq!(tailer.fill(&mut builder, limits).unwrap(), 1);
+        let batch = builder.take();
+        assert_eq!((batch.first_seq, batch.last_seq, batch.records()), (cancel_seq, cancel_seq, 1));
+        assert_eq!(batch.order_events.len(), 1_000, "every cancellation of the split list, in one batch");
+        assert_eq!(tailer.fill(&mut builder, limits).unwrap(), 0);
+        assert_eq!(tailer.next_seq(), cancel_seq + 1);
+    }
 }
