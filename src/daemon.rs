@@ -291,7 +291,7 @@ async fn supervise(observed: &Observed, stall_limit: Duration, mut accept_loop: 
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
-    let mut stalls = StallDetector::new(stall_limit, Instant::now());
+    let mut stalls = StallDetector::new(stall_limit);
     let watchdog_interval = watchdog_interval();
     let (mut last_pet, mut last_status) = (Instant::now(), None::<(Instant, String)>);
     loop {

@@ -43,36 +43,37 @@ pub fn progress(stats: &PipelineStats) -> [Progress; 4] {
     [of(journaler, submitted), of(event_log, processor), of(responder, processor), of(processor, submitted)]
 }
 
-/// Remembers, per watched thread, its last count and since when it has been stuck with work.
+/// Remembers, per watched thread, its last count and since when it has been waiting with
+/// work queued and no progress (from the first reading that saw it so).
 #[derive(Debug)]
 pub struct StallDetector {
     limit: Duration,
     last_done: [u64; 4],
-    stuck_since: [Instant; 4],
+    stuck_since: [Option<Instant>; 4],
 }
 
 impl StallDetector {
-    pub fn new(limit: Duration, now: Instant) -> StallDetector {
-        StallDetector { limit, last_done: [0; 4], stuck_since: [now; 4] }
+    pub fn new(limit: Duration) -> StallDetector {
+        StallDetector { limit, last_done: [0; 4], stuck_since: [None; 4] }
     }
 
     /// Takes one reading; returns the stall when a thread has had queued work and no progress
     /// for at least the limit, over consecutive readings.
     pub fn observe(&mut self, readings: [Progress; 4], now: Instant) -> Option<Stall> {
         for (i, reading) in readings.iter().enumerate() {
-            if reading.done != self.last_done[i] || reading.queued == 0 {
-                self.last_done[i] = reading.done;
-                self.stuck_since[i] = now;
-            }
+            let progressed = reading.done != self.last_done[i];
+            self.last_done[i] = reading.done;
+            self.stuck_since[i] = match self.stuck_since[i] {
+                _ if reading.queued == 0 => None,
+                Some(since) if !progressed => Some(since),
+                _ => Some(now),
+            };
         }
-        let stalled: Vec<usize> =
-            (0..WATCHED.len()).filter(|&i| now.duration_since(self.stuck_since[i]) >= self.limit).collect();
+        let stuck_ms = |i: usize| self.stuck_since[i].map_or(Duration::ZERO, |since| now.duration_since(since));
+        let stalled: Vec<usize> = (0..WATCHED.len()).filter(|&i| stuck_ms(i) >= self.limit).collect();
         let (&first, others) = stalled.split_first()?;
-        let mut what = format!(
-            "made no progress for {} ms with {} queued",
-            now.duration_since(self.stuck_since[first]).as_millis(),
-            readings[first].queued
-        );
+        let mut what =
+            format!("made no progress for {} ms with {} queued", stuck_ms(first).as_millis(), readings[first].queued);
         if !others.is_empty() {
             let names: Vec<&str> = others.iter().map(|&i| WATCHED[i]).collect();
             what.push_str(&format!(" (waiting for it: {})", names.join(", ")));
@@ -98,7 +99,7 @@ mod tests {
     #[test]
     fn an_idle_pipeline_is_never_stalled() {
         let start = Instant::now();
-        let mut detector = StallDetector::new(LIMIT, start);
+        let mut detector = StallDetector::new(LIMIT);
         for ms in (0..60_000).step_by(100) {
             assert_eq!(detector.observe(idle(), at(start, ms)), None);
         }
@@ -107,7 +108,7 @@ mod tests {
     #[test]
     fn queued_work_with_progress_is_not_a_stall() {
         let start = Instant::now();
-        let mut detector = StallDetector::new(LIMIT, start);
+        let mut detector = StallDetector::new(LIMIT);
         for step in 0..100u64 {
             let busy = Progress { done: step, queued: 500 };
             assert_eq!(detector.observe([busy; 4], at(start, step * 500)), None);
@@ -117,9 +118,10 @@ mod tests {
     #[test]
     fn queued_work_without_progress_for_the_limit_is_a_stall_of_that_thread() {
         let start = Instant::now();
-        let mut detector = StallDetector::new(LIMIT, start);
+        let mut detector = StallDetector::new(LIMIT);
         let mut readings = idle();
         readings[3] = Progress { done: 7, queued: 3 }; // the processor, stuck at 7
+        assert_eq!(detector.observe(readings, at(start, 0)), None); // its count moved from 0 to 7
         assert_eq!(detector.observe(readings, at(start, 0)), None);
         assert_eq!(detector.observe(readings, at(start, 999)), None);
         let stall = detector.observe(readings, at(start, 1000)).expect("a stall");
@@ -130,7 +132,7 @@ mod tests {
     #[test]
     fn the_clock_starts_when_work_is_queued_not_at_the_last_progress() {
         let start = Instant::now();
-        let mut detector = StallDetector::new(LIMIT, start);
+        let mut detector = StallDetector::new(LIMIT);
         assert_eq!(detector.observe(idle(), at(start, 5000)), None);
         let mut readings = idle();
         readings[0] = Progress { done: 0, queued: 1 };
@@ -142,10 +144,11 @@ mod tests {
     #[test]
     fn the_first_stalled_thread_in_wait_order_is_blamed_and_the_others_named() {
         let start = Instant::now();
-        let mut detector = StallDetector::new(LIMIT, start);
+        let mut detector = StallDetector::new(LIMIT);
         // A stuck responder fills the output ring; the processor then waits for it.
         let stuck = Progress { done: 10, queued: 64 };
         let readings = [Progress { done: 99, queued: 0 }, Progress { done: 74, queued: 0 }, stuck, stuck];
+        assert_eq!(detector.observe(readings, start), None);
         assert_eq!(detector.observe(readings, start), None);
         let stall = detector.observe(readings, at(start, 2000)).expect("a stall");
         assert_eq!(stall.thread, "responder");
