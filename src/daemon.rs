@@ -61,6 +61,8 @@ impl From<String> for RunError {
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `STATUS=` is refreshed while serving.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for room in systemd's notification queue, per message.
+const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a failing daemon waits for its QUIC connections to take the close.
 const CLOSE_ON_FAILURE_WAIT: Duration = Duration::from_secs(1);
 
@@ -400,7 +402,12 @@ impl Notifier {
             }
             None => std::os::unix::net::SocketAddr::from_pathname(&path),
         };
-        let opened = addr.and_then(|addr| Ok(Notifier { socket: std::os::unix::net::UnixDatagram::unbound()?, addr }));
+        let opened = addr.and_then(|addr| {
+            let socket = std::os::unix::net::UnixDatagram::unbound()?;
+            // A full receive queue (a slow reader) must not hold up the supervisor for long.
+            socket.set_write_timeout(Some(NOTIFY_SEND_TIMEOUT))?;
+            Ok(Notifier { socket, addr })
+        });
         opened.map_err(|e| tracing::warn!("sd_notify: {path}: {e}")).ok()
     }
 }
