@@ -70,6 +70,8 @@ const CLOSE_ON_FAILURE_WAIT: Duration = Duration::from_secs(1);
 /// Prints `seqd: listening on ADDR` on stdout once it serves (scripts and tests read the port
 /// from it when the configured port is 0).
 pub fn run(config: Config) -> Result<(), RunError> {
+    #[cfg(feature = "fault-injection")]
+    tracing::warn!("this is a test build: SEQD_FAULT_* environment variables inject faults (src/pipeline/fault.rs)");
     let data_dir = DataDir::new(&config.data.dir);
     std::fs::create_dir_all(&config.data.dir).map_err(|e| format!("data dir {}: {e}", config.data.dir.display()))?;
     let server_config = server_tls(&config)?;
