@@ -244,6 +244,12 @@ fn a_responder_panic_stops_the_daemon_and_a_restart_serves_what_was_journaled() 
         assert_eq!(usdt.available, 100_000_000_000 + 1_000_000);
     });
     seqd.stop();
+    // A graceful stop says so too.
+    let messages = notify.messages();
+    let stopping = messages.iter().position(|m| m == "STOPPING=1").unwrap_or_else(|| panic!("{messages:?}"));
+    assert_eq!(messages[stopping + 1], "STATUS=stopping: draining the pipeline", "{messages:?}");
+    assert_eq!(messages.last().map(String::as_str), Some("STATUS=stopped at seq 8"), "{messages:?}");
+    assert!(!messages.iter().any(|m| m.starts_with("STATUS=failed")), "{messages:?}");
 }
 
 #[test]
