@@ -198,11 +198,14 @@ fn spawn_snapshotter(
                 continue;
             }
             let options = ReplayOptions { use_snapshot: true, to_seq: Some(durable), progress: false };
-            let written = replay(&data_dir, options)
-                .map_err(|e| match e {
-                    ReplayError::Panicked { .. } => panic!("{e}"),
-                    e => e.to_string(),
-                })
+            let replica = match replay(&data_dir, options) {
+                Err(e @ ReplayError::Panicked { .. }) => {
+                    return stats.fail("snapshotter", &format!("replay failed: {e}"))
+                }
+                replica => replica,
+            };
+            let written = replica
+                .map_err(|e| e.to_string())
                 .and_then(|(engine, _)| data_dir.snapshots().write(&engine).map_err(|e| e.to_string()))
                 .and_then(|path| data_dir.snapshots().prune(keep).map(|_| path).map_err(|e| e.to_string()));
             match written {
