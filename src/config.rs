@@ -10,6 +10,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Smallest `pipeline.stall_limit_ms`: a few supervisor rounds, so a stall is never a single reading.
+pub const MIN_STALL_LIMIT_MS: u64 = 500;
+
 /// The embedded default configuration (`seqd run` with no `--config`).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../systemd/seqd.example.toml");
 
@@ -121,6 +124,8 @@ pub struct PipelineSection {
     pub processor_wait: String,
     pub other_wait: String,
     pub processor_core: Option<usize>,
+    /// A pipeline thread with work queued and no progress for this long stops the daemon.
+    pub stall_limit_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -197,6 +202,7 @@ impl Default for PipelineSection {
             processor_wait: "backoff".into(),
             other_wait: "backoff".into(),
             processor_core: None,
+            stall_limit_ms: 5000,
         }
     }
 }
@@ -243,6 +249,11 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.durability()?;
         self.pipeline_config()?;
+        if self.pipeline.stall_limit_ms < MIN_STALL_LIMIT_MS {
+            return Err(ConfigError::Invalid(format!(
+                "pipeline.stall_limit_ms must be at least {MIN_STALL_LIMIT_MS} (the supervisor looks every 100 ms)"
+            )));
+        }
         // A segment must hold the largest event-log record: refused here, at start-up, rather
         // than failing the pipeline on the first long event list.
         crate::event_log::check_segment_size(self.journal.segment_size_bytes)
@@ -307,6 +318,7 @@ mod tests {
         assert_eq!(embedded.pipeline.ring_size, empty.pipeline.ring_size);
         assert_eq!(embedded.gateway.listen, empty.gateway.listen);
         assert_eq!(embedded.data.dir, empty.data.dir);
+        assert_eq!(embedded.pipeline.stall_limit_ms, empty.pipeline.stall_limit_ms);
         assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
         assert!(embedded.principal("admin").unwrap().admin);
         assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
@@ -328,6 +340,7 @@ mod tests {
             ("[journal]\ndurability = \"sometimes\"", "unknown durability"),
             ("[pipeline]\nring_size = 100", "power of two"),
             ("[pipeline]\nother_wait = \"spin\"", "only the processor may spin"),
+            ("[pipeline]\nstall_limit_ms = 100", "stall_limit_ms must be at least 500"),
             ("[gateway]\nlisten = \"nowhere\"", "invalid"),
             ("[[principals]]\nname = \"a\"\n[[principals]]\nname = \"a\"", "listed twice"),
         ];

@@ -9,6 +9,7 @@ mod cli_client;
 mod cli_demo;
 mod cli_journal;
 mod cli_replicate;
+mod cli_truncate;
 
 use cli_journal::Log;
 
@@ -153,6 +154,15 @@ enum JournalCommand {
         #[arg(long, value_enum, default_value = "input")]
         log: Log,
     },
+    /// Cut the data directory DIR's input journal before SEQ (the way past a command that
+    /// panics the engine and makes recovery refuse to start), with the event-log records and
+    /// snapshots at or after SEQ. Refuses while a daemon holds DIR. See README.md, Operations.
+    Truncate {
+        dir: PathBuf,
+        /// The first sequence to remove (the poison command's, as recovery names it).
+        #[arg(long)]
+        before: u64,
+    },
     /// Write the golden journal of the scripted session into a new DIR; print the expected
     /// last sequence and state hash as JSON.
     Golden {
@@ -174,6 +184,7 @@ fn main() -> ExitCode {
         }
         Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli_journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli_journal::verify(&dir, log),
+        Commands::Journal(JournalCommand::Truncate { dir, before }) => cli_truncate::truncate(&dir, before),
         Commands::Journal(JournalCommand::Golden { dir, segment_size_bytes }) => {
             cli_journal::golden(&dir, segment_size_bytes)
         }
@@ -260,7 +271,7 @@ fn run(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum ReplayError {
     Codec { seq: Seq, file: PathBuf, source: CodecError },
     #[error("the journal ends at {last_seq} but replay was asked to reach {wanted}")]
     ShortJournal { last_seq: Seq, wanted: Seq },
+    #[error("command {seq} panicked when applied: {command}: {message}")]
+    Panicked { seq: Seq, command: String, message: String },
 }
 
 /// What a replay did.
@@ -138,7 +140,15 @@ pub fn apply_journal(
         })?;
         let (seq, timestamp_ns) = (record.seq, record.timestamp_ns);
         events.clear();
-        engine.apply(seq, timestamp_ns, &command, &mut events);
+        // A command that panics the engine is a bug; refuse it by name instead of dying on it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::pipeline::fault::before_apply(seq);
+            engine.apply(seq, timestamp_ns, &command, &mut events)
+        }));
+        if let Err(payload) = outcome {
+            let message = crate::pipeline::fault::panic_message(&*payload);
+            return Err(ReplayError::Panicked { seq, command: format!("{command:?}"), message });
+        }
         on_events(seq, timestamp_ns, &events);
         applied += 1;
         progress.tick(applied);

@@ -17,7 +17,14 @@
 //!
 //! The threads are ours (disruptor `EventPoller`s), so how they wait is a setting: spinning
 //! suits a dedicated core, a 2-core machine wants at most one spinning thread.
+//!
+//! A thread that panics or fails records why in [`PipelineStats`] (the first failure is the
+//! reason the daemon gives) and every other thread stops at its next batch; each thread also
+//! counts the slots it has finished, so the daemon can tell a stuck thread from an idle one
+//! ([`health`]).
 
+pub mod fault;
+pub mod health;
 mod idle;
 
 pub use idle::WaitStrategy;
@@ -26,12 +33,13 @@ use crate::codec;
 use crate::engine::{AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, Seq, SymbolId};
 use crate::event_log::EventLogWriter;
 use crate::journal::JournalWriter;
-use crate::replay::DataDir;
+use crate::replay::{DataDir, ReplayError};
 use crate::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
 use disruptor::{BusySpin, Polling, Producer};
 use idle::Idler;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 
 /// Who sent a command, so its result can be routed back. Opaque to the pipeline.
@@ -138,6 +146,17 @@ pub enum PipelineError {
     Recovery(#[from] SequencerError),
 }
 
+impl PipelineError {
+    /// The sequence of the journaled command whose processing panicked during recovery, if
+    /// that is why the pipeline did not start: restarting cannot help, an operator must act.
+    pub fn poison_seq(&self) -> Option<Seq> {
+        match self {
+            PipelineError::Recovery(SequencerError::Replay(ReplayError::Panicked { seq, .. })) => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
 /// The input ring was full: the gateway answers "busy" instead of blocking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the input ring is full")]
@@ -149,6 +168,7 @@ type InputProducer = disruptor::MultiProducer<InputSlot, disruptor::MultiConsume
 #[derive(Clone)]
 pub struct Submitter {
     producer: InputProducer,
+    stats: Arc<PipelineStats>,
 }
 
 impl Submitter {
@@ -169,7 +189,10 @@ impl Submitter {
                 slot.origin = origin;
                 slot.received_ns = received_ns;
             })
-            .map(|_| ())
+            .map(|_| {
+                // What is queued for the journaler and the processor (see `health`).
+                self.stats.submitted_slots.fetch_add(1, Ordering::Release);
+            })
             .map_err(|_| Busy)
     }
 }
@@ -185,16 +208,48 @@ pub struct PipelineStats {
     pub events_logged_seq: AtomicU64,
     /// Highest sequence delivered by the responder.
     pub delivered_seq: AtomicU64,
-    /// Set when a pipeline thread failed (journal I/O): the daemon must stop.
+    /// Set when a pipeline thread failed (panic, error, or a stall found by the daemon): the
+    /// daemon must stop.
     pub failed: AtomicBool,
+    /// Why: the first failure, "<thread> <what happened>".
+    failure: OnceLock<String>,
+    /// Input-ring slots published (commands and queries), counted by the submitters.
+    pub submitted_slots: AtomicU64,
+    /// Ring slots each thread has finished, stored once per batch: the progress the daemon
+    /// watches. The processor publishes one output slot per input slot, so `processor_slots`
+    /// is also what is queued for the event-log writer and the responder.
+    pub journaler_slots: AtomicU64,
+    pub processor_slots: AtomicU64,
+    pub event_log_slots: AtomicU64,
+    pub responder_slots: AtomicU64,
+}
+
+impl PipelineStats {
+    /// Records that `thread` failed and makes the pipeline stop. The first failure is the
+    /// reason (logged as an error); later ones are usually its consequences (logged as warnings).
+    pub fn fail(&self, thread: &str, what: &str) {
+        let reason = format!("{thread} {what}");
+        if self.failure.set(reason.clone()).is_ok() {
+            tracing::error!("pipeline failed: {reason}");
+        } else {
+            tracing::warn!("after the pipeline failed: {reason}");
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Why the pipeline failed, once it has.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.load(Ordering::Acquire).then(|| self.failure.get().map(String::as_str)).flatten()
+    }
 }
 
 /// The running pipeline. Drop every `Submitter` (and call `shutdown`) to drain and stop.
 pub struct Pipeline {
     submitter: Option<Submitter>,
     stats: Arc<PipelineStats>,
-    processor: JoinHandle<Engine>,
-    others: Vec<JoinHandle<Result<(), String>>>,
+    /// `None` when the thread failed (the reason is in `stats`).
+    processor: JoinHandle<Option<Engine>>,
+    others: Vec<JoinHandle<Option<()>>>,
 }
 
 impl Pipeline {
@@ -251,37 +306,22 @@ impl Pipeline {
 
         let sequencing = Sequencing { next_seq: first_seq, last_timestamp_ns: first_timestamp_ns };
         let others = vec![
-            spawn("seqd-journaler", {
-                let stats = stats.clone();
-                move || run_journaler(journal_poller, input_log, sequencing, &stats, Idler::new(config.other_wait))
+            spawn("seqd-journaler", "journaler", &stats, move |stats| {
+                run_journaler(journal_poller, input_log, sequencing, stats, Idler::new(config.other_wait))
             }),
-            spawn("seqd-event-log", {
-                let stats = stats.clone();
-                move || run_event_log(events_poller, events_log, &stats, Idler::new(config.other_wait))
+            spawn("seqd-event-log", "event-log writer", &stats, move |stats| {
+                run_event_log(events_poller, events_log, stats, Idler::new(config.other_wait))
             }),
-            spawn("seqd-responder", {
-                let stats = stats.clone();
-                move || run_responder(respond_poller, responder, &stats, Idler::new(config.other_wait))
+            spawn("seqd-responder", "responder", &stats, move |stats| {
+                run_responder(respond_poller, responder, stats, Idler::new(config.other_wait))
             }),
         ];
-        let processor = thread::Builder::new()
-            .name("seqd-processor".into())
-            .spawn({
-                let stats = stats.clone();
-                move || {
-                    pin_to(config.processor_core);
-                    run_processor(
-                        process_poller,
-                        output_producer,
-                        engine,
-                        sequencing,
-                        &stats,
-                        Idler::new(config.processor_wait),
-                    )
-                }
-            })
-            .expect("spawn the processor thread");
-        let pipeline = Pipeline { submitter: Some(Submitter { producer: input_producer }), stats, processor, others };
+        let processor = spawn("seqd-processor", "processor", &stats, move |stats| {
+            pin_to(config.processor_core);
+            run_processor(process_poller, output_producer, engine, sequencing, stats, Idler::new(config.processor_wait))
+        });
+        let submitter = Submitter { producer: input_producer, stats: stats.clone() };
+        let pipeline = Pipeline { submitter: Some(submitter), stats, processor, others };
         Ok((pipeline, recovery))
     }
 
@@ -299,16 +339,36 @@ impl Pipeline {
     /// `Submitter` clones must have been dropped first, or this waits for them.
     pub fn shutdown(mut self) -> Result<Engine, String> {
         self.submitter = None;
-        let engine = self.processor.join().map_err(|_| "the processor thread panicked".to_string())?;
-        for handle in self.others {
-            handle.join().map_err(|_| "a pipeline thread panicked".to_string())??;
+        let engine = self.processor.join().ok().flatten();
+        let others_ok = self.others.into_iter().all(|handle| handle.join().ok().flatten().is_some());
+        match (engine, others_ok) {
+            (Some(engine), true) => Ok(engine),
+            _ => Err(self.stats.failure().unwrap_or("a pipeline thread failed").to_string()),
         }
-        Ok(engine)
     }
 }
 
-fn spawn(name: &str, body: impl FnOnce() -> Result<(), String> + Send + 'static) -> JoinHandle<Result<(), String>> {
-    thread::Builder::new().name(name.into()).spawn(body).expect("spawn a pipeline thread")
+/// Starts a pipeline thread. Whatever ends it other than a clean return (an error, a panic)
+/// is recorded with `PipelineStats::fail` under `role`; the handle then yields `None`.
+fn spawn<T: Send + 'static>(
+    thread_name: &str,
+    role: &'static str,
+    stats: &Arc<PipelineStats>,
+    body: impl FnOnce(&PipelineStats) -> Result<T, String> + Send + 'static,
+) -> JoinHandle<Option<T>> {
+    let stats = stats.clone();
+    let run = move || match panic::catch_unwind(AssertUnwindSafe(|| body(&stats))) {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            stats.fail(role, &e);
+            None
+        }
+        Err(payload) => {
+            stats.fail(role, &format!("panicked: {}", fault::panic_message(&*payload)));
+            None
+        }
+    };
+    thread::Builder::new().name(thread_name.into()).spawn(run).expect("spawn a pipeline thread")
 }
 
 fn pin_to(core: Option<usize>) {
@@ -348,27 +408,34 @@ fn run_journaler(
     mut idler: Idler,
 ) -> Result<(), String> {
     let mut payload = Vec::with_capacity(128);
-    let result = (|| loop {
+    let mut slots_done = 0u64;
+    loop {
         match poller.poll() {
             Ok(mut batch) => {
+                if stats.failed.load(Ordering::Acquire) {
+                    // Another thread failed: journal nothing more that will never be answered.
+                    return Ok(());
+                }
                 for slot in &mut batch {
+                    slots_done += 1;
                     let Request::Command(command) = &slot.request else { continue };
                     let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                    fault::before_journal(seq);
                     payload.clear();
                     let kind = codec::encode_command(command, &mut payload);
-                    log.append(seq, timestamp_ns, kind, &payload).map_err(|e| e.to_string())?;
+                    log.append(seq, timestamp_ns, kind, &payload).map_err(|e| format!("journal error: {e}"))?;
                 }
                 drop(batch);
                 // One commit per batch: the group commit of the fsync policy.
-                let durable = log.commit().map_err(|e| e.to_string())?;
+                let durable = log.commit().map_err(|e| format!("journal error: {e}"))?;
                 stats.durable_seq.store(durable, Ordering::Release);
+                stats.journaler_slots.store(slots_done, Ordering::Release);
                 idler.reset();
             }
             Err(Polling::NoEvents) => idler.idle(),
             Err(Polling::Shutdown) => return Ok(()),
         }
-    })();
-    fail_on_error(result, stats, "journaler")
+    }
 }
 
 fn run_processor(
@@ -378,14 +445,43 @@ fn run_processor(
     mut sequencing: Sequencing,
     stats: &PipelineStats,
     mut idler: Idler,
-) -> Engine {
+) -> Result<Engine, String> {
+    // What the thread is doing, to name it if that panics: a local copy per slot, no more.
+    let mut doing: Option<(Seq, Request)> = None;
+    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+        process(&mut poller, &mut output, &mut engine, &mut sequencing, stats, &mut idler, &mut doing)
+    }));
+    match (run, doing) {
+        (Ok(()), _) => Ok(engine),
+        (Err(payload), Some((seq, Request::Command(command)))) => {
+            Err(format!("panicked applying command {seq} ({command:?}): {}", fault::panic_message(&*payload)))
+        }
+        (Err(payload), Some((_, Request::Query(query)))) => {
+            Err(format!("panicked answering {query:?}: {}", fault::panic_message(&*payload)))
+        }
+        (Err(payload), None) => Err(format!("panicked: {}", fault::panic_message(&*payload))),
+    }
+}
+
+fn process(
+    poller: &mut InputPoller,
+    output: &mut disruptor::SingleProducer<OutputSlot, disruptor::MultiConsumerBarrier>,
+    engine: &mut Engine,
+    sequencing: &mut Sequencing,
+    stats: &PipelineStats,
+    idler: &mut Idler,
+    doing: &mut Option<(Seq, Request)>,
+) {
+    let mut slots_done = 0u64;
     loop {
         match poller.poll() {
             Ok(mut batch) => {
                 for slot in &mut batch {
+                    slots_done += 1;
                     match &slot.request {
                         Request::Command(command) => {
                             let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                            *doing = Some((seq, slot.request));
                             output.publish(|out| {
                                 out.seq = seq;
                                 out.timestamp_ns = timestamp_ns;
@@ -393,24 +489,31 @@ fn run_processor(
                                 out.answer = None;
                                 out.query = None;
                                 out.events.clear();
+                                fault::before_apply(seq);
                                 engine.apply(seq, timestamp_ns, command, &mut out.events);
                             });
                             stats.applied_seq.store(seq, Ordering::Release);
                         }
-                        Request::Query(query) => output.publish(|out| {
-                            out.seq = engine.last_seq();
-                            out.timestamp_ns = engine.last_timestamp_ns();
-                            out.origin = slot.origin;
-                            out.events.clear();
-                            out.answer = Some(answer(&engine, query));
-                            out.query = Some(*query);
-                        }),
+                        Request::Query(query) => {
+                            *doing = Some((engine.last_seq(), slot.request));
+                            output.publish(|out| {
+                                out.seq = engine.last_seq();
+                                out.timestamp_ns = engine.last_timestamp_ns();
+                                out.origin = slot.origin;
+                                out.events.clear();
+                                out.answer = Some(answer(engine, query));
+                                out.query = Some(*query);
+                            })
+                        }
                     }
                 }
+                drop(batch);
+                *doing = None;
+                stats.processor_slots.store(slots_done, Ordering::Release);
                 idler.reset();
             }
             Err(Polling::NoEvents) => idler.idle(),
-            Err(Polling::Shutdown) => return engine,
+            Err(Polling::Shutdown) => return,
         }
     }
 }
@@ -421,11 +524,13 @@ fn run_event_log(
     stats: &PipelineStats,
     mut idler: Idler,
 ) -> Result<(), String> {
-    let result = (|| loop {
+    let mut slots_done = 0u64;
+    loop {
         match poller.poll() {
             Ok(mut batch) => {
                 let mut last = 0;
                 for slot in &mut batch {
+                    slots_done += 1;
                     if slot.answer.is_some() {
                         continue; // a query's answer is not an event
                     }
@@ -433,25 +538,26 @@ fn run_event_log(
                     // then leave events of commands that recovery cannot see.
                     while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
                         if stats.failed.load(Ordering::Acquire) {
-                            return Err("the journaler failed; the event log stops".to_string());
+                            return Err("stops: the pipeline failed".to_string());
                         }
                         idler.idle();
                     }
                     // A long list is split into parts (event_log): no list is too large to log.
-                    log.append(slot.seq, slot.timestamp_ns, &slot.events).map_err(|e| e.to_string())?;
+                    log.append(slot.seq, slot.timestamp_ns, &slot.events)
+                        .map_err(|e| format!("event log error: {e}"))?;
                     last = slot.seq;
                 }
                 drop(batch);
-                log.commit().map_err(|e| e.to_string())?;
+                log.commit().map_err(|e| format!("event log error: {e}"))?;
                 // A batch of queries only logs nothing: never move the counter back.
                 stats.events_logged_seq.fetch_max(last, Ordering::AcqRel);
+                stats.event_log_slots.store(slots_done, Ordering::Release);
                 idler.reset();
             }
             Err(Polling::NoEvents) => idler.idle(),
             Err(Polling::Shutdown) => return Ok(()),
         }
-    })();
-    fail_on_error(result, stats, "event-log writer")
+    }
 }
 
 fn run_responder(
@@ -460,22 +566,27 @@ fn run_responder(
     stats: &PipelineStats,
     mut idler: Idler,
 ) -> Result<(), String> {
+    let mut slots_done = 0u64;
     loop {
         match poller.poll() {
             Ok(mut batch) => {
                 for slot in &mut batch {
+                    slots_done += 1;
                     // Nothing leaves before its input is durable; an answer waits until the state
                     // it reflects is durable, so it never shows what a crash could undo.
                     while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
                         if stats.failed.load(Ordering::Acquire) {
-                            return Err("the journaler failed; results are withheld".into());
+                            return Err("stops: the pipeline failed; results are withheld".into());
                         }
                         idler.idle();
                     }
                     idler.reset();
+                    fault::before_deliver(slot.seq);
                     responder.deliver(slot);
                     stats.delivered_seq.store(slot.seq, Ordering::Release);
                 }
+                drop(batch);
+                stats.responder_slots.store(slots_done, Ordering::Release);
                 idler.reset();
             }
             Err(Polling::NoEvents) => idler.idle(),
@@ -496,10 +607,49 @@ fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
     }
 }
 
-fn fail_on_error(result: Result<(), String>, stats: &PipelineStats, thread: &str) -> Result<(), String> {
-    if let Err(e) = &result {
-        stats.failed.store(true, Ordering::Release);
-        tracing::error!("{thread} failed: {e}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Panics on the first result it is given, as a bug in the gateway's routing would.
+    struct PanickingResponder;
+
+    impl Responder for PanickingResponder {
+        fn deliver(&mut self, _result: &OutputSlot) {
+            panic!("routing bug");
+        }
     }
-    result
+
+    fn wait_for_failure(stats: &PipelineStats) -> String {
+        let started = Instant::now();
+        while stats.failure().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "no failure recorded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stats.failure().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_panicking_thread_is_recorded_as_the_failure_and_stops_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PipelineConfig { ring_size: MIN_RING_SIZE, ..PipelineConfig::default() };
+        let (pipeline, _) = Pipeline::start(&DataDir::new(dir.path()), config, PanickingResponder).unwrap();
+        let stats = pipeline.stats();
+        let mut submitter = pipeline.submitter();
+        submitter.try_submit(Command::CreateAsset { asset: 1, scale: 2 }, Origin::default(), 1).unwrap();
+        assert_eq!(wait_for_failure(&stats), "responder panicked: routing bug");
+        assert!(stats.failed.load(Ordering::Acquire));
+        drop(submitter);
+        assert_eq!(pipeline.shutdown().err().as_deref(), Some("responder panicked: routing bug"));
+    }
+
+    #[test]
+    fn the_first_failure_is_the_reason_later_ones_do_not_replace_it() {
+        let stats = PipelineStats::default();
+        assert_eq!(stats.failure(), None);
+        stats.fail("journaler", "journal error: disk full");
+        stats.fail("responder", "stops: the pipeline failed");
+        assert_eq!(stats.failure(), Some("journaler journal error: disk full"));
+    }
 }
