@@ -78,6 +78,10 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self) -> i64 {
         i64::from_le_bytes(self.take())
     }
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
     fn enum_u8<T>(&mut self, field: &'static str, decode: fn(u8) -> Option<T>) -> Result<T, CodecError> {
         let value = self.u8();
         decode(value).ok_or(CodecError::BadEnum { field, value: value as u16 })
@@ -284,6 +288,13 @@ pub mod tag {
     pub const TRADE: u8 = 11;
 }
 
+/// Body of an `Order` event: ids, six enum bytes, then seven i64 fields ending with `stop_price`.
+pub const ORDER_BODY_LEN: usize = 8 + 8 + 4 + 8 + 6 + 8 * 7;
+
+/// The `Order` body written before `stop_price` was appended (`journal/FORMAT.md` §10.2): event
+/// logs of earlier versions hold it, so readers accept it, with `stop_price` 0.
+pub const ORDER_BODY_LEN_WITHOUT_STOP_PRICE: usize = ORDER_BODY_LEN - 8;
+
 fn event_body_len(tag: u8) -> Option<usize> {
     Some(match tag {
         tag::REJECTED => 2,
@@ -295,7 +306,7 @@ fn event_body_len(tag: u8) -> Option<usize> {
         tag::DEPOSIT_CREDITED => 8 + 4 + 8 + 8,
         tag::WITHDRAWAL_UPDATED => 8 + 8 + 4 + 8 + 8 + 1,
         tag::TRANSFERRED => 8 + 8 + 4 + 8 + 8,
-        tag::ORDER => 8 + 8 + 4 + 8 + 6 + 8 * 6,
+        tag::ORDER => ORDER_BODY_LEN,
         tag::TRADE => 8 + 4 + 8 * 3 + 8 * 4 + 1 + 8 * 2,
         _ => return None,
     })
@@ -347,6 +358,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
                 .u8(o.tif.as_u8())
                 .u8(0);
             w.i64(o.price).i64(o.qty).i64(o.filled_qty).i64(o.remaining_qty).i64(o.filled_quote).i64(o.fees_paid);
+            w.i64(o.stop_price);
         }
         Event::Trade(t) => {
             w.u64(t.trade_id).u32(t.symbol).i64(t.price).i64(t.qty).i64(t.quote_qty);
@@ -445,6 +457,7 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
                 remaining_qty: r.i64(),
                 filled_quote: r.i64(),
                 fees_paid: r.i64(),
+                stop_price: if r.remaining() >= 8 { r.i64() } else { 0 },
             })
         }
         tag::TRADE => Event::Trade(Trade {
@@ -479,7 +492,8 @@ pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecErro
             return Err(CodecError::Truncated(at));
         }
         let expected = event_body_len(tag).ok_or(CodecError::UnknownEventTag(tag))?;
-        if len != expected {
+        let legacy_order = tag == tag::ORDER && len == ORDER_BODY_LEN_WITHOUT_STOP_PRICE;
+        if len != expected && !legacy_order {
             return Err(CodecError::BadLength { kind: tag as u16, expected, got: len });
         }
         out.push(decode_event_body(tag, &mut Reader::new(&bytes[body_start..body_start + len]))?);

@@ -1,9 +1,56 @@
 //! Deposits, two-phase withdrawals and transfers.
 
 use super::event::Event;
+use super::limits::*;
 use super::state::Engine;
 use super::types::*;
 use super::Verdict;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// May `reference` be used in a window that keeps it (`kept`) or not, with this floor?
+fn check_ref(kept: bool, floor: Option<u64>, reference: u64, duplicate: RejectReason) -> Verdict {
+    if kept {
+        return Err(duplicate);
+    }
+    // Refs in the window are all above the floor; one at or below it may have been forgotten.
+    if floor.is_some_and(|floor| reference <= floor) {
+        return Err(RejectReason::ReferenceExpired);
+    }
+    Ok(())
+}
+
+/// Records `reference` of `account` in a per-account window, forgetting the account's smallest
+/// reference (which becomes its floor) when it holds more than `kept_max`.
+fn remember_account_ref(
+    refs: &mut BTreeSet<(AccountId, u64)>,
+    floors: &mut BTreeMap<AccountId, u64>,
+    account: AccountId,
+    reference: u64,
+    kept_max: usize,
+) {
+    refs.insert((account, reference));
+    let mut own = refs.range((account, 0)..=(account, u64::MAX));
+    // Counting walks at most `kept_max + 1` entries.
+    if own.clone().count() > kept_max {
+        let oldest = *own.next().expect("the window holds more than kept_max");
+        refs.remove(&oldest);
+        floors.insert(account, oldest.1);
+    }
+}
+
+impl Engine {
+    fn check_account_ref(&self, account: AccountId, reference: u64, transfer: bool) -> Verdict {
+        if transfer {
+            let kept = self.transfer_refs.contains(&(account, reference));
+            let floor = self.transfer_ref_floors.get(&account).copied();
+            check_ref(kept, floor, reference, RejectReason::DuplicateTransferRef)
+        } else {
+            let kept = self.withdrawal_refs.contains(&(account, reference));
+            let floor = self.withdrawal_ref_floors.get(&account).copied();
+            check_ref(kept, floor, reference, RejectReason::DuplicateWithdrawalRef)
+        }
+    }
+}
 
 impl Engine {
     pub(crate) fn deposit(
@@ -19,15 +66,17 @@ impl Engine {
         if amount <= 0 {
             return Err(RejectReason::InvalidAmount);
         }
-        if self.deposit_refs.contains(&external_ref) {
-            return Err(RejectReason::DuplicateDepositRef);
-        }
+        let kept = self.deposit_refs.contains(&external_ref);
+        check_ref(kept, self.deposit_ref_floor, external_ref, RejectReason::DuplicateDepositRef)?;
         // Bounding the outstanding supply bounds every balance and subtree total below it.
         if self.totals[asset_idx as usize].supply().checked_add(amount).is_none() {
             return Err(RejectReason::Overflow);
         }
         self.deposit_refs.insert(external_ref);
-        self.totals[asset_idx as usize].deposited += amount as i128;
+        if self.deposit_refs.len() > DEPOSIT_REFS_KEPT {
+            self.deposit_ref_floor = self.deposit_refs.pop_first();
+        }
+        self.totals[asset_idx as usize].deposited += i128::from(amount);
         self.change_balance(
             account_idx,
             asset_idx,
@@ -56,13 +105,21 @@ impl Engine {
         if amount <= 0 {
             return Err(RejectReason::InvalidAmount);
         }
-        if self.withdrawal_refs.contains(&(account, client_ref)) {
-            return Err(RejectReason::DuplicateWithdrawalRef);
+        self.check_account_ref(account, client_ref, false)?;
+        if self.accounts[account_idx as usize].pending_withdrawals >= ACCOUNT_PENDING_WITHDRAWALS_MAX {
+            return Err(RejectReason::TooManyPendingWithdrawals);
         }
         if self.balance(account_idx, asset_idx).available < amount {
             return Err(RejectReason::InsufficientFunds);
         }
-        self.withdrawal_refs.insert((account, client_ref));
+        remember_account_ref(
+            &mut self.withdrawal_refs,
+            &mut self.withdrawal_ref_floors,
+            account,
+            client_ref,
+            ACCOUNT_WITHDRAWAL_REFS_KEPT,
+        );
+        self.accounts[account_idx as usize].pending_withdrawals += 1;
         let withdrawal =
             super::state::Withdrawal { account, asset, amount, client_ref, status: WithdrawalStatus::Pending };
         self.withdrawals.insert(seq, withdrawal);
@@ -87,7 +144,7 @@ impl Engine {
         let account_idx = self.account_idx(w.account)?;
         let asset_idx = self.asset_idx(w.asset)?;
         let status = if approve {
-            self.totals[asset_idx as usize].withdrawn += w.amount as i128;
+            self.totals[asset_idx as usize].withdrawn += i128::from(w.amount);
             self.change_balance(
                 account_idx,
                 asset_idx,
@@ -104,6 +161,12 @@ impl Engine {
             WithdrawalStatus::Rejected
         };
         self.withdrawals.get_mut(&withdrawal_id).expect("checked above").status = status;
+        self.accounts[account_idx as usize].pending_withdrawals -= 1;
+        self.decided_withdrawals.insert(withdrawal_id);
+        if self.decided_withdrawals.len() > WITHDRAWALS_DECIDED_KEPT {
+            let oldest = self.decided_withdrawals.pop_first().expect("more than kept");
+            self.withdrawals.remove(&oldest);
+        }
         out.push(Event::WithdrawalUpdated {
             withdrawal_id,
             account: w.account,
@@ -133,9 +196,7 @@ impl Engine {
         if amount <= 0 {
             return Err(RejectReason::InvalidAmount);
         }
-        if self.transfer_refs.contains(&(from, client_ref)) {
-            return Err(RejectReason::DuplicateTransferRef);
-        }
+        self.check_account_ref(from, client_ref, true)?;
         let from_root = self.accounts[from_idx as usize].root_idx(from_idx);
         let to_root = self.accounts[to_idx as usize].root_idx(to_idx);
         if from_root != to_root {
@@ -144,7 +205,13 @@ impl Engine {
         if self.balance(from_idx, asset_idx).available < amount {
             return Err(RejectReason::InsufficientFunds);
         }
-        self.transfer_refs.insert((from, client_ref));
+        remember_account_ref(
+            &mut self.transfer_refs,
+            &mut self.transfer_ref_floors,
+            from,
+            client_ref,
+            ACCOUNT_TRANSFER_REFS_KEPT,
+        );
         self.change_balance(from_idx, asset_idx, LedgerKind::Transfer, -amount, 0, RefKind::Transfer, client_ref, out);
         self.change_balance(to_idx, asset_idx, LedgerKind::Transfer, amount, 0, RefKind::Transfer, client_ref, out);
         out.push(Event::Transferred { from, to, asset, amount, client_ref });
