@@ -4,6 +4,7 @@
 use super::accounts::{bounded_add, index_u32};
 use super::book::{Level, Order, NIL};
 use super::event::{Event, OrderReport, Trade};
+use super::limits::COMMAND_MATCHES_MAX;
 use super::orders::{buy_hold, fee, notional, stop_fires};
 use super::state::{Engine, Symbol, PPM};
 use super::types::*;
@@ -72,11 +73,11 @@ impl Engine {
             // The command's match budget (`limits::COMMAND_MATCHES_MAX`) is spent: the taker
             // ends here like an IOC, whatever its time in force (it cannot rest: it crosses).
             // `must_expire` is set only where the taker still crosses the book.
-            if self.matches_left == 0 {
+            if self.matches_used == COMMAND_MATCHES_MAX {
                 must_expire = true;
                 break;
             }
-            self.matches_left -= 1;
+            self.matches_used += 1;
             let maker_slot = level.head;
             let maker = *self.orders.get(maker_slot);
             if self.owner_of(&maker) == taker_owner {
@@ -140,7 +141,7 @@ impl Engine {
         let mut available_lots: i64 = 0;
         // Each maker visited here is a match of the execution (a fill or a self-trade cancel):
         // an order that needs more than the command has left cannot fill completely.
-        let mut matches_left = self.matches_left;
+        let mut matches_left = COMMAND_MATCHES_MAX - self.matches_used;
         for (price, level) in levels {
             if !crosses(taker, price) {
                 break;

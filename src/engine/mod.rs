@@ -45,8 +45,10 @@ impl Engine {
         self.last_seq = seq;
         self.last_timestamp_ns = timestamp_ns;
         let first_event = out.len();
-        self.matches_left = limits::COMMAND_MATCHES_MAX;
-        if let Err(reason) = self.dispatch(seq, command, out) {
+        let verdict = self.dispatch(seq, command, out);
+        // The match budget is per command; between commands it is always 0 (the default).
+        self.matches_used = 0;
+        if let Err(reason) = verdict {
             assert_eq!(out.len(), first_event, "a rejected command emitted events: {command:?}");
             out.push(Event::Rejected { reason });
         }

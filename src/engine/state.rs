@@ -133,6 +133,6 @@ pub struct Engine {
     pub(crate) last_trade_id: TradeId,
     /// Reused buffers, so cancel-all and stop triggering do not allocate once warm.
     pub(crate) scratch_orders: Vec<OrderId>,
-    /// Matches the command being applied may still perform (`limits::COMMAND_MATCHES_MAX`).
-    pub(crate) matches_left: usize,
+    /// Matches the command being applied has performed (`limits::COMMAND_MATCHES_MAX`).
+    pub(crate) matches_used: usize,
 }
