@@ -295,6 +295,13 @@ pub const ORDER_BODY_LEN: usize = 8 + 8 + 4 + 8 + 6 + 8 * 7;
 /// logs of earlier versions hold it, so readers accept it, with `stop_price` 0.
 pub const ORDER_BODY_LEN_WITHOUT_STOP_PRICE: usize = ORDER_BODY_LEN - 8;
 
+/// Encoded bytes of the largest event (tag, length, body): an `Order` event.
+pub const EVENT_BYTES_MAX: usize = 3 + ORDER_BODY_LEN;
+
+/// Largest event-record payload any single command can produce: the count, then at most
+/// `EVENTS_PER_COMMAND_MAX` events of at most `EVENT_BYTES_MAX` bytes (about 14 MB).
+pub const EVENT_RECORD_BYTES_MAX: usize = 4 + EVENTS_PER_COMMAND_MAX * EVENT_BYTES_MAX;
+
 fn event_body_len(tag: u8) -> Option<usize> {
     Some(match tag {
         tag::REJECTED => 2,
@@ -608,6 +615,52 @@ mod tests {
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
         }
+    }
+
+    #[test]
+    fn no_event_is_longer_than_event_bytes_max() {
+        let longest = (0..=u8::MAX).filter_map(event_body_len).max().unwrap();
+        assert_eq!(3 + longest, EVENT_BYTES_MAX);
+        assert_eq!(EVENT_RECORD_BYTES_MAX, 13_950_376);
+    }
+
+    /// An order report written before `stop_price` existed (82-byte body) still decodes, with
+    /// `stop_price` 0; any other length of a known tag is an error.
+    #[test]
+    fn the_order_body_without_stop_price_still_decodes() {
+        let report = OrderReport {
+            order_id: 1,
+            account: 2,
+            symbol: 3,
+            client_order_id: 4,
+            exec: ExecKind::New,
+            status: OrderStatus::New,
+            side: Side::Sell,
+            order_type: OrderType::StopLimit,
+            tif: TimeInForce::Gtc,
+            price: 5,
+            qty: 6,
+            filled_qty: 0,
+            remaining_qty: 6,
+            filled_quote: 0,
+            fees_paid: 0,
+            stop_price: 7,
+        };
+        let mut bytes = Vec::new();
+        encode_event(&Event::Order(report), &mut bytes);
+        assert_eq!(bytes.len(), 3 + ORDER_BODY_LEN);
+        let mut events = Vec::new();
+        decode_events(&bytes, &mut events).unwrap();
+        assert_eq!(events, vec![Event::Order(report)]);
+        // The old layout: the same bytes without the last field, length 82.
+        let mut old = bytes[..bytes.len() - 8].to_vec();
+        old[1..3].copy_from_slice(&(ORDER_BODY_LEN_WITHOUT_STOP_PRICE as u16).to_le_bytes());
+        events.clear();
+        decode_events(&old, &mut events).unwrap();
+        assert_eq!(events, vec![Event::Order(OrderReport { stop_price: 0, ..report })]);
+        let mut odd = bytes[..bytes.len() - 1].to_vec();
+        odd[1..3].copy_from_slice(&(ORDER_BODY_LEN as u16 - 1).to_le_bytes());
+        assert!(matches!(decode_events(&odd, &mut events), Err(CodecError::BadLength { .. })));
     }
 
     #[test]

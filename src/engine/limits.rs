@@ -86,8 +86,8 @@ pub const EVENTS_PER_TAKER_MAX: usize = 2 + 2;
 ///   and there are at most `COMMAND_MATCHES_MAX`.
 /// - Every other command emits at most 3 (a transfer: two ledger entries and `Transferred`).
 ///
-/// With the values above: max(20_000, 4 * 10_001 + 11 * 10_000) = 150_004 events, about 15 MB
-/// encoded (an event is at most 96 bytes).
+/// With the values above: max(20_000, 4 * 10_001 + 11 * 10_000) = 150_004 events, at most
+/// 14 MB encoded (`codec::EVENT_RECORD_BYTES_MAX`; an event is at most 93 bytes).
 pub const EVENTS_PER_COMMAND_MAX: usize = max(
     2 * ACCOUNT_OPEN_ORDERS_MAX,
     EVENTS_PER_TAKER_MAX * (1 + SYMBOL_STOPS_MAX) + EVENTS_PER_MATCH_MAX * COMMAND_MATCHES_MAX,

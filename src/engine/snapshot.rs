@@ -395,7 +395,10 @@ impl Engine {
                 self.validate_symbol_spec(&spec).map_err(|r| inconsistent(format!("symbol {id}: {r:?}")))?;
             let status = d.enum_u8("symbol status", SymbolStatus::from_u8)?;
             let last_price_ticks = d.i64()?;
-            ensure(last_price_ticks >= 0, || format!("symbol {id} has last price {last_price_ticks}"))?;
+            // A last price is a maker's price: it converts back to quote units.
+            ensure(last_price_ticks >= 0 && last_price_ticks.checked_mul(spec.tick_size).is_some(), || {
+                format!("symbol {id} has last price {last_price_ticks} ticks")
+            })?;
             let mut layout = BookLayout { levels: [Vec::new(), Vec::new()], stops: [Vec::new(), Vec::new()] };
             for side_levels in layout.levels.iter_mut() {
                 let mut prices = Ascending(None);
