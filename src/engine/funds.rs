@@ -39,6 +39,24 @@ fn remember_account_ref(
 }
 
 impl Engine {
+    /// Forgets the smallest deposit references while more than `kept_max` are kept, raising
+    /// the floor to the largest one forgotten.
+    fn forget_deposit_refs_over(&mut self, kept_max: usize) {
+        while self.deposit_refs.len() > kept_max {
+            self.deposit_ref_floor = self.deposit_refs.pop_first();
+        }
+    }
+
+    /// Records a decision and forgets the oldest decided withdrawals over `kept_max`. Pending
+    /// withdrawals are never forgotten: they are the only ones that can still move money.
+    fn remember_decided_withdrawal(&mut self, withdrawal_id: u64, kept_max: usize) {
+        self.decided_withdrawals.insert(withdrawal_id);
+        while self.decided_withdrawals.len() > kept_max {
+            let oldest = self.decided_withdrawals.pop_first().expect("more than kept");
+            self.withdrawals.remove(&oldest);
+        }
+    }
+
     fn check_account_ref(&self, account: AccountId, reference: u64, transfer: bool) -> Verdict {
         if transfer {
             let kept = self.transfer_refs.contains(&(account, reference));
@@ -73,9 +91,7 @@ impl Engine {
             return Err(RejectReason::Overflow);
         }
         self.deposit_refs.insert(external_ref);
-        if self.deposit_refs.len() > DEPOSIT_REFS_KEPT {
-            self.deposit_ref_floor = self.deposit_refs.pop_first();
-        }
+        self.forget_deposit_refs_over(DEPOSIT_REFS_KEPT);
         self.totals[asset_idx as usize].deposited += i128::from(amount);
         self.change_balance(
             account_idx,
@@ -162,11 +178,7 @@ impl Engine {
         };
         self.withdrawals.get_mut(&withdrawal_id).expect("checked above").status = status;
         self.accounts[account_idx as usize].pending_withdrawals -= 1;
-        self.decided_withdrawals.insert(withdrawal_id);
-        if self.decided_withdrawals.len() > WITHDRAWALS_DECIDED_KEPT {
-            let oldest = self.decided_withdrawals.pop_first().expect("more than kept");
-            self.withdrawals.remove(&oldest);
-        }
+        self.remember_decided_withdrawal(withdrawal_id, WITHDRAWALS_DECIDED_KEPT);
         out.push(Event::WithdrawalUpdated {
             withdrawal_id,
             account: w.account,
@@ -216,5 +228,60 @@ impl Engine {
         self.change_balance(to_idx, asset_idx, LedgerKind::Transfer, amount, 0, RefKind::Transfer, client_ref, out);
         out.push(Event::Transferred { from, to, asset, amount, client_ref });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Command;
+
+    fn apply(engine: &mut Engine, command: Command) -> Vec<Event> {
+        let mut events = Vec::new();
+        engine.apply(engine.last_seq() + 1, 0, &command, &mut events);
+        events
+    }
+
+    /// The windows' forgetting, with small capacities (the real ones take a million commands):
+    /// a forgotten decided withdrawal is unknown and cannot be decided again; a pending one is
+    /// never forgotten; a forgotten deposit reference is refused as expired.
+    #[test]
+    fn forgotten_records_are_never_applied_again() {
+        use Command::*;
+        let mut engine = Engine::new();
+        apply(&mut engine, CreateAsset { asset: 1, scale: 2 });
+        apply(&mut engine, CreateAccount { account: 1, parent: 0, owner: 1 });
+        apply(&mut engine, Deposit { account: 1, asset: 1, amount: 100, external_ref: 10 });
+        let mut ids = Vec::new();
+        for client_ref in 1..=3 {
+            apply(&mut engine, WithdrawRequest { account: 1, asset: 1, amount: 1, client_ref });
+            ids.push(engine.last_seq());
+        }
+        apply(&mut engine, WithdrawApprove { withdrawal_id: ids[0] });
+        apply(&mut engine, WithdrawReject { withdrawal_id: ids[1] });
+        // Keep one decided withdrawal: the oldest decided (ids[0]) goes, the pending one stays.
+        engine.remember_decided_withdrawal(ids[1], 1);
+        assert!(!engine.withdrawals.contains_key(&ids[0]) && engine.withdrawals.contains_key(&ids[2]));
+        let events = apply(&mut engine, WithdrawReject { withdrawal_id: ids[0] });
+        assert_eq!(events, vec![Event::Rejected { reason: RejectReason::UnknownWithdrawal }]);
+        let events = apply(&mut engine, WithdrawReject { withdrawal_id: ids[1] });
+        assert_eq!(events, vec![Event::Rejected { reason: RejectReason::WithdrawalNotPending }]);
+        assert_eq!(apply(&mut engine, WithdrawApprove { withdrawal_id: ids[2] }).len(), 2);
+        engine.check_invariants().unwrap();
+
+        apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref: 20 });
+        engine.forget_deposit_refs_over(1);
+        assert_eq!(engine.deposit_ref_floor, Some(10));
+        for (external_ref, reason) in [(10, RejectReason::ReferenceExpired), (20, RejectReason::DuplicateDepositRef)] {
+            let events = apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref });
+            assert_eq!(events, vec![Event::Rejected { reason }]);
+        }
+        assert_eq!(apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref: 11 }).len(), 2);
+        // The floor and the shorter history survive a snapshot.
+        let mut bytes = Vec::new();
+        engine.encode_state(&mut bytes);
+        let restored = Engine::decode_state(&bytes).unwrap();
+        assert_eq!(restored.state_hash(), engine.state_hash());
+        assert_eq!(restored.deposit_ref_floor, Some(10));
     }
 }
