@@ -244,7 +244,7 @@ impl Engine {
         self.change_balance(seller.account_idx, quote_idx, LedgerKind::Trade, quote_qty, 0, RefKind::Trade, tid, out);
         self.change_balance(seller.account_idx, quote_idx, LedgerKind::Fee, -seller_fee, 0, RefKind::Trade, tid, out);
         let fees = &mut self.totals[quote_idx as usize].fees_collected;
-        *fees = bounded_add(*fees, taker_fee + maker_fee);
+        *fees = bounded_add(*fees, bounded_add(taker_fee, maker_fee));
 
         for (slot, own_fee) in [(taker_slot, taker_fee), (maker_slot, maker_fee)] {
             let o = self.orders.get_mut(slot);
