@@ -41,7 +41,7 @@ fn remember_account_ref(
 impl Engine {
     /// Forgets the smallest deposit references while more than `kept_max` are kept, raising
     /// the floor to the largest one forgotten.
-    fn forget_deposit_refs_over(&mut self, kept_max: usize) {
+    pub(crate) fn forget_deposit_refs_over(&mut self, kept_max: usize) {
         while self.deposit_refs.len() > kept_max {
             self.deposit_ref_floor = self.deposit_refs.pop_first();
         }

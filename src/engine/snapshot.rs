@@ -12,7 +12,7 @@ use super::command::SymbolSpec;
 use super::limits::*;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes.
 pub const STATE_ENCODING_VERSION: u32 = 1;
@@ -37,6 +37,11 @@ impl Encoder<'_> {
     }
     fn len(&mut self, n: usize) {
         self.u64(u64::try_from(n).expect("usize fits u64"));
+    }
+    /// A length with a flag in its top bit (lengths are far below 2^63).
+    fn flagged_len(&mut self, n: usize, flag: bool) {
+        let n = u64::try_from(n).expect("usize fits u64");
+        self.u64(n | (u64::from(flag) << 63));
     }
 }
 
@@ -175,33 +180,32 @@ impl Engine {
             e.u64(w.client_ref);
             e.u8(w.status.as_u8());
         }
-        for refs in [&self.withdrawal_refs, &self.transfer_refs] {
-            e.len(refs.len());
+        // A reference window's floor exists only once the window has forgotten a reference. Its
+        // presence is the top bit of the window's length, and the floors follow the window, so a
+        // state whose windows never filled encodes (and hashes) exactly as before windows existed,
+        // and the encoding stays self-delimiting (no optional tail a truncation could cut off).
+        for (refs, floors) in
+            [(&self.withdrawal_refs, &self.withdrawal_ref_floors), (&self.transfer_refs, &self.transfer_ref_floors)]
+        {
+            e.flagged_len(refs.len(), !floors.is_empty());
             for &(account, client_ref) in refs {
                 e.u64(account);
                 e.u64(client_ref);
             }
-        }
-        e.len(self.deposit_refs.len());
-        for &r in &self.deposit_refs {
-            e.u64(r);
-        }
-        // The reference windows' floors exist only once a window has forgotten a reference.
-        // Until then nothing is written, so a state that never reached a window's size encodes
-        // (and hashes) exactly as before the windows existed; after, a trailer follows.
-        let has_floors = self.deposit_ref_floor.is_some()
-            || !self.withdrawal_ref_floors.is_empty()
-            || !self.transfer_ref_floors.is_empty();
-        if has_floors {
-            e.u8(u8::from(self.deposit_ref_floor.is_some()));
-            e.u64(self.deposit_ref_floor.unwrap_or(0));
-            for floors in [&self.withdrawal_ref_floors, &self.transfer_ref_floors] {
+            if !floors.is_empty() {
                 e.len(floors.len());
                 for (&account, &floor) in floors {
                     e.u64(account);
                     e.u64(floor);
                 }
             }
+        }
+        e.flagged_len(self.deposit_refs.len(), self.deposit_ref_floor.is_some());
+        for &r in &self.deposit_refs {
+            e.u64(r);
+        }
+        if let Some(floor) = self.deposit_ref_floor {
+            e.u64(floor);
         }
     }
 }
@@ -264,6 +268,18 @@ impl Decoder<'_> {
         let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
         ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
         Ok(n)
+    }
+    /// A length with a flag in its top bit (`Encoder::flagged_len`).
+    fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError> {
+        let at = self.at;
+        let raw = self.u64()?;
+        let (n, flag) = (raw & !(1 << 63), raw >> 63 == 1);
+        if n > (self.bytes.len() - self.at) as u64 {
+            return Err(StateDecodeError::Truncated(at));
+        }
+        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
+        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
+        Ok((n, flag))
     }
     fn bool(&mut self, what: &str) -> Result<bool, StateDecodeError> {
         match self.u8()? {
@@ -627,14 +643,13 @@ impl Engine {
             self.withdrawals.insert(id, w);
         }
         ensure(self.decided_withdrawals.len() <= WITHDRAWALS_DECIDED_KEPT, || "too many decided withdrawals".into())?;
-        let account_refs_max = ACCOUNT_WITHDRAWAL_REFS_KEPT.max(ACCOUNT_TRANSFER_REFS_KEPT);
-        for (refs, kept_max) in [
-            (&mut self.withdrawal_refs, ACCOUNT_WITHDRAWAL_REFS_KEPT),
-            (&mut self.transfer_refs, ACCOUNT_TRANSFER_REFS_KEPT),
-        ] {
+        for transfer in [false, true] {
+            let kept_max = if transfer { ACCOUNT_TRANSFER_REFS_KEPT } else { ACCOUNT_WITHDRAWAL_REFS_KEPT };
+            let (count, has_floors) = d.flagged_len("references", kept_max.saturating_mul(self.accounts.len()))?;
             let mut entries = Ascending(None);
-            let mut run = (0, 0usize); // (account, refs of it so far)
-            for _ in 0..d.len("references", account_refs_max.saturating_mul(self.accounts.len()))? {
+            let mut run = (0, 0usize); // (account, references of it so far)
+            let mut refs = BTreeSet::new();
+            for _ in 0..count {
                 let entry = (d.u64()?, d.u64()?);
                 entries.next("reference", entry)?;
                 ensure(self.account_index.contains_key(&entry.0), || {
@@ -644,49 +659,44 @@ impl Engine {
                 ensure(run.1 <= kept_max, || format!("account {} keeps too many references", entry.0))?;
                 refs.insert(entry);
             }
+            let mut floors = BTreeMap::new();
+            if has_floors {
+                let mut accounts = Ascending(None);
+                for _ in 0..d.len("reference floors", self.accounts.len())? {
+                    let (account, floor) = (d.u64()?, d.u64()?);
+                    accounts.next("floor account", account)?;
+                    ensure(self.account_index.contains_key(&account), || {
+                        format!("floor of unknown account {account}")
+                    })?;
+                    let lowest = refs.range((account, 0)..=(account, u64::MAX)).next();
+                    ensure(lowest.is_none_or(|&(_, r)| r > floor), || {
+                        format!("account {account} keeps a reference at or below its floor")
+                    })?;
+                    floors.insert(account, floor);
+                }
+                ensure(!floors.is_empty(), || "an empty list of floors (not canonical)".into())?;
+            }
+            if transfer {
+                (self.transfer_refs, self.transfer_ref_floors) = (refs, floors);
+            } else {
+                (self.withdrawal_refs, self.withdrawal_ref_floors) = (refs, floors);
+            }
         }
+        let (count, has_floor) = d.flagged_len("deposit references", DEPOSIT_REFS_KEPT)?;
         let mut refs = Ascending(None);
-        for _ in 0..d.len("deposit references", DEPOSIT_REFS_KEPT)? {
+        for _ in 0..count {
             let r = d.u64()?;
             refs.next("deposit reference", r)?;
             self.deposit_refs.insert(r);
         }
-        if d.at < d.bytes.len() {
-            self.decode_ref_floors(d)?;
-        }
-        Ok(())
-    }
-
-    /// The optional trailer of `encode_funds_records`: the windows' floors.
-    fn decode_ref_floors(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
-        let has_deposit_floor = d.bool("deposit floor")?;
-        let deposit_floor = d.u64()?;
-        ensure(has_deposit_floor || deposit_floor == 0, || "deposit floor without its flag".into())?;
-        if has_deposit_floor {
-            ensure(self.deposit_refs.first().is_none_or(|&r| r > deposit_floor), || {
+        if has_floor {
+            let floor = d.u64()?;
+            ensure(self.deposit_refs.first().is_none_or(|&r| r > floor), || {
                 "a kept deposit reference is at or below the floor".into()
             })?;
-            self.deposit_ref_floor = Some(deposit_floor);
+            self.deposit_ref_floor = Some(floor);
         }
-        for transfer in [false, true] {
-            let mut accounts = Ascending(None);
-            for _ in 0..d.len("reference floors", self.accounts.len())? {
-                let (account, floor) = (d.u64()?, d.u64()?);
-                accounts.next("floor account", account)?;
-                ensure(self.account_index.contains_key(&account), || format!("floor of unknown account {account}"))?;
-                let refs = if transfer { &self.transfer_refs } else { &self.withdrawal_refs };
-                let lowest = refs.range((account, 0)..=(account, u64::MAX)).next();
-                ensure(lowest.is_none_or(|&(_, r)| r > floor), || {
-                    format!("account {account} keeps a reference below its floor")
-                })?;
-                let floors = if transfer { &mut self.transfer_ref_floors } else { &mut self.withdrawal_ref_floors };
-                floors.insert(account, floor);
-            }
-        }
-        let any = self.deposit_ref_floor.is_some()
-            || !self.withdrawal_ref_floors.is_empty()
-            || !self.transfer_ref_floors.is_empty();
-        ensure(any, || "an empty floors trailer (not canonical)".into())
+        Ok(())
     }
 
     /// Puts the decoded orders back into their levels in the encoded queue order, and checks
@@ -848,6 +858,9 @@ mod tests {
             engine.apply(i as Seq + 1, i as u64 * 1_000, command, &mut events);
             assert!(!matches!(events.as_slice(), [Event::Rejected { .. }]), "{command:?}: {events:?}");
         }
+        // A deposit window that has forgotten a reference, so the floors trailer is encoded.
+        engine.forget_deposit_refs_over(1);
+        assert!(engine.deposit_ref_floor.is_some());
         engine
     }
 
