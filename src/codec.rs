@@ -80,6 +80,10 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self) -> i64 {
         i64::from_le_bytes(self.take())
     }
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
     fn enum_u8<T>(&mut self, field: &'static str, decode: fn(u8) -> Option<T>) -> Result<T, CodecError> {
         let value = self.u8();
         decode(value).ok_or(CodecError::BadEnum { field, value: value as u16 })
@@ -286,6 +290,20 @@ pub mod tag {
     pub const TRADE: u8 = 11;
 }
 
+/// Body of an `Order` event: ids, six enum bytes, then seven i64 fields ending with `stop_price`.
+pub const ORDER_BODY_LEN: usize = 8 + 8 + 4 + 8 + 6 + 8 * 7;
+
+/// The `Order` body written before `stop_price` was appended (`journal/FORMAT.md` §10.2): event
+/// logs of earlier versions hold it, so readers accept it, with `stop_price` 0.
+pub const ORDER_BODY_LEN_WITHOUT_STOP_PRICE: usize = ORDER_BODY_LEN - 8;
+
+/// Encoded bytes of the largest event (tag, length, body): an `Order` event.
+pub const EVENT_BYTES_MAX: usize = 3 + ORDER_BODY_LEN;
+
+/// Largest event-record payload any single command can produce: the count, then at most
+/// `EVENTS_PER_COMMAND_MAX` events of at most `EVENT_BYTES_MAX` bytes (about 14 MB).
+pub const EVENT_RECORD_BYTES_MAX: usize = 4 + EVENTS_PER_COMMAND_MAX * EVENT_BYTES_MAX;
+
 fn event_body_len(tag: u8) -> Option<usize> {
     Some(match tag {
         tag::REJECTED => 2,
@@ -297,7 +315,7 @@ fn event_body_len(tag: u8) -> Option<usize> {
         tag::DEPOSIT_CREDITED => 8 + 4 + 8 + 8,
         tag::WITHDRAWAL_UPDATED => 8 + 8 + 4 + 8 + 8 + 1,
         tag::TRANSFERRED => 8 + 8 + 4 + 8 + 8,
-        tag::ORDER => 8 + 8 + 4 + 8 + 6 + 8 * 6,
+        tag::ORDER => ORDER_BODY_LEN,
         tag::TRADE => 8 + 4 + 8 * 3 + 8 * 4 + 1 + 8 * 2,
         _ => return None,
     })
@@ -349,6 +367,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
                 .u8(o.tif.as_u8())
                 .u8(0);
             w.i64(o.price).i64(o.qty).i64(o.filled_qty).i64(o.remaining_qty).i64(o.filled_quote).i64(o.fees_paid);
+            w.i64(o.stop_price);
         }
         Event::Trade(t) => {
             w.u64(t.trade_id).u32(t.symbol).i64(t.price).i64(t.qty).i64(t.quote_qty);
@@ -447,6 +466,7 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
                 remaining_qty: r.i64(),
                 filled_quote: r.i64(),
                 fees_paid: r.i64(),
+                stop_price: if r.remaining() >= 8 { r.i64() } else { 0 },
             })
         }
         tag::TRADE => Event::Trade(Trade {
@@ -481,7 +501,8 @@ pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecErro
             return Err(CodecError::Truncated(at));
         }
         let expected = event_body_len(tag).ok_or(CodecError::UnknownEventTag(tag))?;
-        if len != expected {
+        let legacy_order = tag == tag::ORDER && len == ORDER_BODY_LEN_WITHOUT_STOP_PRICE;
+        if len != expected && !legacy_order {
             return Err(CodecError::BadLength { kind: tag as u16, expected, got: len });
         }
         out.push(decode_event_body(tag, &mut Reader::new(&bytes[body_start..body_start + len]))?);
@@ -869,6 +890,52 @@ mod tests {
         part[12] = 2; // claims two events
         assert!(decode_event_part(&part, &mut Vec::new()).is_err());
         assert_eq!(decode_event_part(&part[..15], &mut Vec::new()), Err(CodecError::Truncated(0)));
+    }
+
+    #[test]
+    fn no_event_is_longer_than_event_bytes_max() {
+        let longest = (0..=u8::MAX).filter_map(event_body_len).max().unwrap();
+        assert_eq!(3 + longest, EVENT_BYTES_MAX);
+        assert_eq!(EVENT_RECORD_BYTES_MAX, 13_950_376);
+    }
+
+    /// An order report written before `stop_price` existed (82-byte body) still decodes, with
+    /// `stop_price` 0; any other length of a known tag is an error.
+    #[test]
+    fn the_order_body_without_stop_price_still_decodes() {
+        let report = OrderReport {
+            order_id: 1,
+            account: 2,
+            symbol: 3,
+            client_order_id: 4,
+            exec: ExecKind::New,
+            status: OrderStatus::New,
+            side: Side::Sell,
+            order_type: OrderType::StopLimit,
+            tif: TimeInForce::Gtc,
+            price: 5,
+            qty: 6,
+            filled_qty: 0,
+            remaining_qty: 6,
+            filled_quote: 0,
+            fees_paid: 0,
+            stop_price: 7,
+        };
+        let mut bytes = Vec::new();
+        encode_event(&Event::Order(report), &mut bytes);
+        assert_eq!(bytes.len(), 3 + ORDER_BODY_LEN);
+        let mut events = Vec::new();
+        decode_events(&bytes, &mut events).unwrap();
+        assert_eq!(events, vec![Event::Order(report)]);
+        // The old layout: the same bytes without the last field, length 82.
+        let mut old = bytes[..bytes.len() - 8].to_vec();
+        old[1..3].copy_from_slice(&(ORDER_BODY_LEN_WITHOUT_STOP_PRICE as u16).to_le_bytes());
+        events.clear();
+        decode_events(&old, &mut events).unwrap();
+        assert_eq!(events, vec![Event::Order(OrderReport { stop_price: 0, ..report })]);
+        let mut odd = bytes[..bytes.len() - 1].to_vec();
+        odd[1..3].copy_from_slice(&(ORDER_BODY_LEN as u16 - 1).to_le_bytes());
+        assert!(matches!(decode_events(&odd, &mut events), Err(CodecError::BadLength { .. })));
     }
 
     #[test]

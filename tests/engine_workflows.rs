@@ -1110,6 +1110,22 @@ fn stop_limit_and_stop_market_trigger_on_a_trade_in_the_same_apply() {
 }
 
 #[test]
+fn order_reports_carry_the_stop_price() {
+    let mut v = Venue::new();
+    v.trader(1, 1);
+    let (limit_order, events) = v.place(limit(1, Buy, usdt(90), coins(1)));
+    assert_eq!(report(&events, limit_order).stop_price, 0);
+    let (stop, events) = v.place(stop_limit(1, Buy, usdt(105), usdt(106), coins(1)));
+    assert_eq!((report(&events, stop).stop_price, report(&events, stop).price), (usdt(105), usdt(106)));
+    let (stop_market, events) = v.place(stop_market_sell(1, usdt(95), milli(500)));
+    assert_eq!((report(&events, stop_market).stop_price, report(&events, stop_market).price), (usdt(95), 0));
+    // Queries report it too, and so does the end of the order.
+    assert_eq!(v.engine.order(stop).unwrap().stop_price, usdt(105));
+    let events = v.ok(Command::CancelOrder { account: 1, order_id: stop });
+    assert_eq!(report(&events, stop).stop_price, usdt(105));
+}
+
+#[test]
 fn several_stops_fire_in_order_id_order_and_cascade() {
     const X: AccountId = 1;
     const Y: AccountId = 2;
@@ -1541,9 +1557,24 @@ fn run_rejection_cases(only: Option<RejectReason>) -> BTreeSet<RejectReason> {
     produced
 }
 
+/// The reasons of the engine's limits: reaching them takes thousands to a million commands, so
+/// each has its own test in `tests/engine_limits.rs` (same checks: the only event, no change).
+const LIMIT_REASONS: [RejectReason; 8] = [
+    RejectReason::TooManyAssets,
+    RejectReason::TooManySymbols,
+    RejectReason::TooManyAccounts,
+    RejectReason::ReferenceExpired,
+    RejectReason::TooManyPendingWithdrawals,
+    RejectReason::TooManyOpenOrders,
+    RejectReason::SymbolOrdersFull,
+    RejectReason::TooManyStops,
+];
+
 #[test]
 fn every_rejection_reason_is_produced_and_changes_nothing() {
-    let produced = run_rejection_cases(None);
+    let mut produced = run_rejection_cases(None);
+    assert!(LIMIT_REASONS.iter().all(|r| !produced.contains(r)), "listed twice");
+    produced.extend(LIMIT_REASONS);
     let all: BTreeSet<RejectReason> = RejectReason::ALL.into_iter().collect();
     assert_eq!(all.len(), RejectReason::ALL.len());
     assert_eq!(produced, all);

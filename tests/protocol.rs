@@ -43,6 +43,7 @@ fn order_report(order_id: OrderId) -> OrderReport {
         remaining_qty: 6,
         filled_quote: 120_000,
         fees_paid: -3,
+        stop_price: 29_900,
     }
 }
 

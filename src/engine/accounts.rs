@@ -3,9 +3,26 @@
 //! ledger entry, so no balance can change without a ledger line.
 
 use super::event::{Event, LedgerEntry};
+use super::limits::ACCOUNTS_MAX;
 use super::state::{Account, Balance, Engine, MAX_TREE_DEPTH};
 use super::types::*;
 use super::Verdict;
+
+/// Adds two amounts that are bounded by construction: every balance, hold and subtree total is
+/// at most the asset's outstanding supply, which deposits keep within i64 (`Overflow`). Within a
+/// command a credit may come before its debit (a trade gives the buyer its base before taking
+/// the seller's), but the two accounts of a trade have different owners (self-trade
+/// prevention), so they share no ancestor and no subtree total counts the amount twice.
+/// Overflow here is an engine bug: stop.
+pub(crate) fn bounded_add(a: i64, b: i64) -> i64 {
+    a.checked_add(b).unwrap_or_else(|| panic!("amount overflow: {a} + {b} (bounded by the asset supply)"))
+}
+
+/// An index into one of the state's tables as stored (u32): the limits keep every table far
+/// below 2^32 entries.
+pub(crate) fn index_u32(len: usize) -> u32 {
+    u32::try_from(len).expect("table sizes are bounded by the limits, far below 2^32")
+}
 
 impl Engine {
     pub(crate) fn account_idx(&self, account: AccountId) -> Result<u32, RejectReason> {
@@ -34,6 +51,9 @@ impl Engine {
         if self.account_index.contains_key(&account) {
             return Err(RejectReason::AccountExists);
         }
+        if self.accounts.len() >= ACCOUNTS_MAX {
+            return Err(RejectReason::TooManyAccounts);
+        }
         let ancestors = if parent == 0 {
             Vec::new()
         } else {
@@ -59,7 +79,7 @@ impl Engine {
                 a.subtree_totals.resize(asset_count, 0);
             }
         }
-        self.account_index.insert(account, self.accounts.len() as u32);
+        self.account_index.insert(account, index_u32(self.accounts.len()));
         self.accounts.push(Account {
             id: account,
             parent,
@@ -69,6 +89,7 @@ impl Engine {
             balances: vec![Balance::default(); asset_count],
             subtree_totals: vec![0; asset_count],
             open_orders: Vec::new(),
+            pending_withdrawals: 0,
         });
         out.push(Event::AccountCreated { account, parent, owner });
         Ok(())
@@ -133,8 +154,8 @@ impl Engine {
         self.ensure_asset_slot(account_idx, asset_idx);
         let account = &mut self.accounts[account_idx as usize];
         let balance = &mut account.balances[asset_idx as usize];
-        balance.available += available_delta;
-        balance.held += held_delta;
+        balance.available = bounded_add(balance.available, available_delta);
+        balance.held = bounded_add(balance.held, held_delta);
         assert!(
             balance.available >= 0 && balance.held >= 0,
             "negative balance: account {} asset #{asset_idx} {balance:?} after {kind:?}",
@@ -151,13 +172,15 @@ impl Engine {
             ref_kind,
             ref_id,
         };
-        let total_delta = available_delta + held_delta;
+        let total_delta = bounded_add(available_delta, held_delta);
         if total_delta != 0 {
-            account.subtree_totals[asset_idx as usize] += total_delta;
+            let total = &mut account.subtree_totals[asset_idx as usize];
+            *total = bounded_add(*total, total_delta);
             let ancestor_count = account.ancestors.len();
             for i in 0..ancestor_count {
                 let ancestor_idx = self.accounts[account_idx as usize].ancestors[i];
-                self.accounts[ancestor_idx as usize].subtree_totals[asset_idx as usize] += total_delta;
+                let total = &mut self.accounts[ancestor_idx as usize].subtree_totals[asset_idx as usize];
+                *total = bounded_add(*total, total_delta);
             }
         }
         out.push(Event::Ledger(entry));
@@ -174,6 +197,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let kind = if amount >= 0 { LedgerKind::Hold } else { LedgerKind::Release };
+        // `amount` is a hold or the negation of one, so it is never i64::MIN.
         self.change_balance(account_idx, asset_idx, kind, -amount, amount, ref_kind, ref_id, out);
     }
 }

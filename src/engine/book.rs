@@ -63,7 +63,7 @@ impl OrderSlab {
             slot
         } else {
             self.slots.push(order);
-            (self.slots.len() - 1) as u32
+            u32::try_from(self.slots.len() - 1).expect("live orders are bounded far below 2^32 by the limits")
         }
     }
 
@@ -174,6 +174,8 @@ pub struct Book {
     pub stop_buys: BTreeSet<(i64, OrderId)>,
     /// Untriggered sell stops, by (stop price in ticks, order id).
     pub stop_sells: BTreeSet<(i64, OrderId)>,
+    /// Orders resting in the levels of both sides.
+    resting: usize,
 }
 
 impl Default for Book {
@@ -183,6 +185,7 @@ impl Default for Book {
             asks: PriceLevels::new(Side::Sell),
             stop_buys: BTreeSet::new(),
             stop_sells: BTreeSet::new(),
+            resting: 0,
         }
     }
 }
@@ -205,6 +208,16 @@ impl Book {
     /// The best level a taker on `taker_side` would meet: lowest ask for a buy, highest bid for a sell.
     pub fn best_opposite(&self, taker_side: Side) -> Option<(i64, &Level)> {
         self.levels(taker_side.opposite()).best()
+    }
+
+    /// Orders resting in the book (both sides).
+    pub fn resting_count(&self) -> usize {
+        self.resting
+    }
+
+    /// Stops waiting for their trigger (both sides).
+    pub fn stop_count(&self) -> usize {
+        self.stop_buys.len() + self.stop_sells.len()
     }
 
     pub fn best_bid_ticks(&self) -> Option<i64> {
@@ -234,8 +247,11 @@ impl Book {
             slab.get_mut(old_tail).next = slot;
         }
         level.tail = slot;
-        level.total_lots += lots;
+        // A level's lots are bounded by what its orders hold: a sell holds its base quantity, a
+        // buy at least one quote minor unit per lot, and holds never exceed the asset's supply.
+        level.total_lots = level.total_lots.checked_add(lots).expect("level lots are bounded by the supply held");
         level.count += 1;
+        self.resting += 1;
     }
 
     /// Removes the order in `slot` from its price level; drops the level when it empties.
@@ -261,6 +277,7 @@ impl Book {
         if level.count == 0 {
             levels.remove(price);
         }
+        self.resting -= 1;
         let o = slab.get_mut(slot);
         o.prev = NIL;
         o.next = NIL;

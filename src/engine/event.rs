@@ -34,6 +34,8 @@ pub struct OrderReport {
     pub tif: TimeInForce,
     /// Limit price (0 for market orders), quote minor units per whole base unit.
     pub price: i64,
+    /// Trigger price of a stop order (0 for other orders), quote minor units per whole base unit.
+    pub stop_price: i64,
     /// Base minor units.
     pub qty: i64,
     pub filled_qty: i64,

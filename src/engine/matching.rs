@@ -1,9 +1,11 @@
 //! Matching with price-time priority: the taker loop, fills with fees, self-trade prevention,
 //! the end of an order's life, and stop triggers.
 
+use super::accounts::{bounded_add, index_u32};
 use super::book::{Level, Order, NIL};
 use super::event::{Event, OrderReport, Trade};
-use super::orders::{buy_hold, fee, stop_fires};
+use super::limits::COMMAND_MATCHES_MAX;
+use super::orders::{buy_hold, fee, notional, stop_fires};
 use super::state::{Engine, Symbol, PPM};
 use super::types::*;
 
@@ -20,21 +22,28 @@ fn crosses(taker: &Order, level_price_ticks: i64) -> bool {
 
 /// Most lots a market buy with `budget` quote minor units (fees included) can take at a price.
 fn affordable_lots(symbol: &Symbol, price_ticks: i64, budget: i64, fee_ppm: u32) -> i64 {
-    let lot_cost = price_ticks as i128 * symbol.quote_per_tick_lot as i128;
+    // Both factors are i64, so the product fits an i128.
+    let lot_cost = i128::from(price_ticks) * i128::from(symbol.quote_per_tick_lot);
+    let budget = i128::from(budget);
+    if lot_cost <= 0 || lot_cost > budget {
+        return 0;
+    }
+    // From here lot_cost <= budget < 2^63, and only `lots` with `lots * lot_cost <= budget + lot_cost`
+    // are ever priced, so every product below stays under 2^64 * 2^21 and fits an i128.
     let cost = |lots: i128| {
         let n = lots * lot_cost;
-        n + n * fee_ppm as i128 / PPM as i128
+        n + n * i128::from(fee_ppm) / i128::from(PPM)
     };
     // Start from the closed-form estimate, then step onto the exact answer (floor rounding of
     // the fee makes the estimate off by at most one or two lots).
-    let mut lots = budget as i128 * PPM as i128 / (lot_cost * (PPM + fee_ppm as i64) as i128);
-    while lots > 0 && cost(lots) > budget as i128 {
+    let mut lots = budget * i128::from(PPM) / (lot_cost * (i128::from(PPM) + i128::from(fee_ppm)));
+    while lots > 0 && cost(lots) > budget {
         lots -= 1;
     }
-    while cost(lots + 1) <= budget as i128 {
+    while cost(lots + 1) <= budget {
         lots += 1;
     }
-    lots.min(i64::MAX as i128) as i64
+    i64::try_from(lots).expect("at most budget / lot_cost lots, below 2^63")
 }
 
 impl Engine {
@@ -51,6 +60,7 @@ impl Engine {
         }
         let taker_owner = self.owner_of(&taker);
         let mut cancel_incoming = false;
+        let mut must_expire = false;
         loop {
             let taker = *self.orders.get(slot);
             let symbol = &self.symbols[taker.symbol_idx as usize];
@@ -60,6 +70,14 @@ impl Engine {
             if !crosses(&taker, level_price) {
                 break;
             }
+            // The command's match budget (`limits::COMMAND_MATCHES_MAX`) is spent: the taker
+            // ends here like an IOC, whatever its time in force (it cannot rest: it crosses).
+            // `must_expire` is set only where the taker still crosses the book.
+            if self.matches_used == COMMAND_MATCHES_MAX {
+                must_expire = true;
+                break;
+            }
+            self.matches_used += 1;
             let maker_slot = level.head;
             let maker = *self.orders.get(maker_slot);
             if self.owner_of(&maker) == taker_owner {
@@ -82,13 +100,29 @@ impl Engine {
                     break;
                 }
             }
-            if self.fill(slot, maker_slot, level_price, lots, out) {
+            let quote_qty = notional(symbol, level_price, lots).expect("a maker's whole notional was checked at entry");
+            // An order's `filled_quote` adds up its fills, which can in principle pass i64 over a
+            // long life (quote recycled through the book). Such an order ends before that fill:
+            // a maker is cancelled (else it would block its level), a taker stops.
+            if maker.filled_quote.checked_add(quote_qty).is_none() {
+                self.cancel_resting(maker_slot, out);
+                continue;
+            }
+            if taker.filled_quote.checked_add(quote_qty).is_none() {
+                must_expire = true;
+                break;
+            }
+            if self.fill(slot, maker_slot, level_price, lots, quote_qty, out) {
                 return;
             }
         }
+        let taker = *self.orders.get(slot);
         if cancel_incoming {
             self.finish_order(slot, OrderTransition::Cancel, ExecKind::Cancelled, out);
-        } else if taker.order_type.is_market() || matches!(taker.tif, TimeInForce::Ioc | TimeInForce::Fok) {
+        } else if must_expire
+            || taker.order_type.is_market()
+            || matches!(taker.tif, TimeInForce::Ioc | TimeInForce::Fok)
+        {
             self.finish_order(slot, OrderTransition::Expire, ExecKind::Expired, out);
         } else {
             self.rest(slot, out);
@@ -104,20 +138,28 @@ impl Engine {
     fn fok_scan<'a>(&self, taker: &Order, levels: impl Iterator<Item = (i64, &'a Level)>) -> bool {
         let taker_owner = self.owner_of(taker);
         let needed_lots = taker.remaining_lots();
-        let mut available_lots = 0;
+        let mut available_lots: i64 = 0;
+        // Each maker visited here is a match of the execution (a fill or a self-trade cancel):
+        // an order that needs more than the command has left cannot fill completely.
+        let mut matches_left = COMMAND_MATCHES_MAX - self.matches_used;
         for (price, level) in levels {
             if !crosses(taker, price) {
                 break;
             }
             let mut slot = level.head;
             while slot != NIL {
+                if matches_left == 0 {
+                    return false;
+                }
+                matches_left -= 1;
                 let maker = self.orders.get(slot);
                 if self.owner_of(maker) == taker_owner {
                     if taker.stp != StpMode::CancelResting {
                         return false;
                     }
                 } else {
-                    available_lots += maker.remaining_lots();
+                    // Only compared with `needed_lots`, so saturating cannot change the answer.
+                    available_lots = available_lots.saturating_add(maker.remaining_lots());
                     if available_lots >= needed_lots {
                         return true;
                     }
@@ -155,18 +197,27 @@ impl Engine {
     /// One fill between a taker and the maker at the head of the best level. Moves funds,
     /// charges fees, emits the trade and both execution reports. Returns true when the taker
     /// is completely filled (and so has ended).
-    fn fill(&mut self, taker_slot: u32, maker_slot: u32, price_ticks: i64, lots: i64, out: &mut Vec<Event>) -> bool {
+    fn fill(
+        &mut self,
+        taker_slot: u32,
+        maker_slot: u32,
+        price_ticks: i64,
+        lots: i64,
+        quote_qty: i64,
+        out: &mut Vec<Event>,
+    ) -> bool {
         let taker = *self.orders.get(taker_slot);
         let maker = *self.orders.get(maker_slot);
         let symbol = &self.symbols[taker.symbol_idx as usize];
         let (base_idx, quote_idx) = (symbol.base_idx, symbol.quote_idx);
-        let quote_qty = price_ticks * lots * symbol.quote_per_tick_lot;
+        // At most the order's quantity, an i64 (`qty_to_lots`).
         let base_qty = lots * symbol.spec.lot_size;
         let taker_fee = fee(quote_qty, symbol.spec.taker_fee_ppm.min(taker.fee_cap_ppm));
         let maker_fee = fee(quote_qty, symbol.spec.maker_fee_ppm.min(maker.fee_cap_ppm));
         let trade = Trade {
             trade_id: self.last_trade_id + 1,
             symbol: symbol.spec.symbol,
+            // The maker's own limit price, an i64 when it was placed.
             price: price_ticks * symbol.spec.tick_size,
             qty: base_qty,
             quote_qty,
@@ -192,14 +243,18 @@ impl Engine {
         self.change_balance(seller.account_idx, base_idx, LedgerKind::Trade, 0, -base_qty, RefKind::Trade, tid, out);
         self.change_balance(seller.account_idx, quote_idx, LedgerKind::Trade, quote_qty, 0, RefKind::Trade, tid, out);
         self.change_balance(seller.account_idx, quote_idx, LedgerKind::Fee, -seller_fee, 0, RefKind::Trade, tid, out);
-        self.totals[quote_idx as usize].fees_collected += taker_fee + maker_fee;
+        let fees = &mut self.totals[quote_idx as usize].fees_collected;
+        *fees = bounded_add(*fees, bounded_add(taker_fee, maker_fee));
 
         for (slot, own_fee) in [(taker_slot, taker_fee), (maker_slot, maker_fee)] {
             let o = self.orders.get_mut(slot);
+            // At most the order's quantity; `filled_quote` was checked by the caller, and fees
+            // (each below its fill's quote) add up to less than it.
             o.filled_lots += lots;
             o.filled_quote += quote_qty;
             o.fees_paid += own_fee;
-            o.held -= if o.side == Side::Buy { quote_qty + own_fee } else { base_qty };
+            // A buy's hold covers its fills and fees (checked at entry), so the sum fits.
+            o.held -= if o.side == Side::Buy { bounded_add(quote_qty, own_fee) } else { base_qty };
             assert!(o.held >= 0, "order {} spent more than it held", o.id);
         }
         let symbol = &mut self.symbols[taker.symbol_idx as usize];
@@ -259,7 +314,7 @@ impl Engine {
         let pos = o.account_pos as usize;
         open_orders.swap_remove(pos);
         if let Some(&moved) = open_orders.get(pos) {
-            self.orders.get_mut(moved).account_pos = pos as u32;
+            self.orders.get_mut(moved).account_pos = index_u32(pos);
         }
         self.orders.remove(slot);
     }
@@ -316,7 +371,9 @@ impl Engine {
             side: o.side,
             order_type: o.order_type,
             tif: o.tif,
+            // Prices and quantities were given in these units and divided exactly on entry.
             price: o.price_ticks * symbol.spec.tick_size,
+            stop_price: o.stop_ticks * symbol.spec.tick_size,
             qty: o.qty_lots * lot,
             filled_qty: o.filled_lots * lot,
             remaining_qty: if o.status.is_terminal() { 0 } else { o.remaining_lots() * lot },

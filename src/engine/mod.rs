@@ -10,6 +10,7 @@ mod book;
 mod command;
 mod event;
 mod funds;
+pub mod limits;
 mod matching;
 mod orders;
 mod query;
@@ -21,6 +22,7 @@ mod types;
 pub use book::{Book, Level, Order, NIL};
 pub use command::{Command, NewOrder, SymbolSpec};
 pub use event::{Event, LedgerEntry, OrderReport, Trade};
+pub use limits::EVENTS_PER_COMMAND_MAX;
 pub use query::{BalanceView, DepthLevel, InvariantError};
 pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
 pub use state::{Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM};
@@ -43,10 +45,20 @@ impl Engine {
         self.last_seq = seq;
         self.last_timestamp_ns = timestamp_ns;
         let first_event = out.len();
-        if let Err(reason) = self.dispatch(seq, command, out) {
+        let verdict = self.dispatch(seq, command, out);
+        // The match budget is per command; between commands it is always 0 (the default).
+        self.matches_used = 0;
+        if let Err(reason) = verdict {
             assert_eq!(out.len(), first_event, "a rejected command emitted events: {command:?}");
             out.push(Event::Rejected { reason });
         }
+        // The limits bound every command's events (see `limits`); more is an engine bug, and
+        // stopping is better than writing a record the journal may not be able to hold.
+        assert!(
+            out.len() - first_event <= EVENTS_PER_COMMAND_MAX,
+            "command {seq} emitted {} events, more than EVENTS_PER_COMMAND_MAX",
+            out.len() - first_event
+        );
     }
 
     fn dispatch(&mut self, seq: Seq, command: &Command, out: &mut Vec<Event>) -> Verdict {

@@ -1,16 +1,19 @@
 //! Order entry: validation and funds holds for place, cancel, cancel-all and amend. Matching
 //! itself lives in `matching.rs`.
 
+use super::accounts::index_u32;
 use super::book::{Order, NIL};
 use super::command::NewOrder;
 use super::event::Event;
+use super::limits::{ACCOUNT_OPEN_ORDERS_MAX, SYMBOL_ORDERS_MAX, SYMBOL_STOPS_MAX};
 use super::state::{Engine, Symbol, PPM};
 use super::types::*;
 use super::Verdict;
 
 /// Quote minor units for `lots` at `price_ticks`; `None` if it does not fit an i64.
 pub(crate) fn notional(symbol: &Symbol, price_ticks: i64, lots: i64) -> Option<i64> {
-    let n = price_ticks as i128 * lots as i128 * symbol.quote_per_tick_lot as i128;
+    // Two i64 factors always fit an i128; the third may not.
+    let n = (i128::from(price_ticks) * i128::from(lots)).checked_mul(i128::from(symbol.quote_per_tick_lot))?;
     i64::try_from(n).ok()
 }
 
@@ -18,9 +21,11 @@ pub(crate) fn notional(symbol: &Symbol, price_ticks: i64, lots: i64) -> Option<i
 /// highest rate always covers the fees of any split into partial fills).
 pub(crate) fn fee(notional: i64, rate_ppm: u32) -> i64 {
     // i64 when the product fits (every realistic notional): i128 division is a library call.
-    match notional.checked_mul(rate_ppm as i64) {
+    match notional.checked_mul(i64::from(rate_ppm)) {
         Some(product) => product / PPM,
-        None => (notional as i128 * rate_ppm as i128 / PPM as i128) as i64,
+        // Rates are below PPM (checked in the symbol spec), so the fee is below the notional.
+        None => i64::try_from(i128::from(notional) * i128::from(rate_ppm) / i128::from(PPM))
+            .expect("a fee is below its notional"),
     }
 }
 
@@ -36,8 +41,8 @@ pub(crate) fn max_fee_ppm(symbol: &Symbol) -> u32 {
 
 /// Is `price_ticks` within the symbol's band around the last trade price?
 fn within_band(symbol: &Symbol, price_ticks: i64) -> bool {
-    let band_bps = symbol.spec.price_band_bps as i128;
-    let last = symbol.last_price_ticks as i128;
+    let band_bps = i128::from(symbol.spec.price_band_bps);
+    let last = i128::from(symbol.last_price_ticks);
     if band_bps == 0 || last == 0 {
         return true;
     }
@@ -130,6 +135,7 @@ impl Engine {
         if o.client_order_id != 0 && self.client_order_ids.contains_key(&(account_idx, o.client_order_id)) {
             return Err(RejectReason::DuplicateClientOrderId);
         }
+        self.check_order_limits(account_idx, symbol, o)?;
         let fee_cap_ppm = max_fee_ppm(symbol);
         let (hold_asset_idx, hold_amount) = match (o.side, is_limit) {
             (Side::Buy, true) => {
@@ -146,6 +152,28 @@ impl Engine {
             return Err(RejectReason::PostOnlyWouldTake);
         }
         Ok(Accepted { price_ticks, stop_ticks, qty_lots, hold_amount, hold_asset_idx, fee_cap_ppm })
+    }
+
+    /// The limits on live orders (see `limits`), for an order that may stay live: a stop (it
+    /// waits for its trigger) or a GTC or post-only limit order (it may rest). Market, IOC and
+    /// FOK orders end within their command, so they never count.
+    fn check_order_limits(&self, account_idx: u32, symbol: &Symbol, o: &NewOrder) -> Verdict {
+        let is_stop = o.order_type.is_stop();
+        let may_rest = o.order_type == OrderType::Limit && matches!(o.tif, TimeInForce::Gtc | TimeInForce::PostOnly);
+        if !is_stop && !may_rest {
+            return Ok(());
+        }
+        if self.accounts[account_idx as usize].open_orders.len() >= ACCOUNT_OPEN_ORDERS_MAX {
+            return Err(RejectReason::TooManyOpenOrders);
+        }
+        let book = &symbol.book;
+        if book.resting_count() + book.stop_count() >= SYMBOL_ORDERS_MAX {
+            return Err(RejectReason::SymbolOrdersFull);
+        }
+        if is_stop && book.stop_count() >= SYMBOL_STOPS_MAX {
+            return Err(RejectReason::TooManyStops);
+        }
+        Ok(())
     }
 
     /// Would a limit order at `price_ticks` on `side` meet the opposite side of the book?
@@ -194,7 +222,7 @@ impl Engine {
             self.client_order_ids.insert((account_idx, o.client_order_id), seq);
         }
         let open_orders = &mut self.accounts[account_idx as usize].open_orders;
-        self.orders.get_mut(slot).account_pos = open_orders.len() as u32;
+        self.orders.get_mut(slot).account_pos = index_u32(open_orders.len());
         open_orders.push(slot);
         self.hold(account_idx, accepted.hold_asset_idx, accepted.hold_amount, RefKind::Order, seq, out);
         out.push(Event::Order(self.report(slot, ExecKind::New)));

@@ -114,7 +114,9 @@ impl Engine {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
         let view = |(price, level): (i64, &super::book::Level)| DepthLevel {
             price: price * s.spec.tick_size,
-            qty: level.total_lots * s.spec.lot_size,
+            // Bids' lots are bounded by the quote they hold, not by base: in an extreme spec their
+            // base quantity can pass i64, and is then reported as i64::MAX.
+            qty: level.total_lots.saturating_mul(s.spec.lot_size),
             orders: level.count,
         };
         let bids = s.book.bids.iter_best_first().take(levels).map(view).collect();
@@ -155,7 +157,7 @@ impl Engine {
     /// amount is exactly what the account's live orders and pending withdrawals reserve.
     fn check_conservation_and_holds(&self) -> Result<(), InvariantError> {
         let asset_count = self.assets.len();
-        let mut reserved = vec![vec![0i64; asset_count]; self.accounts.len()];
+        let mut reserved = vec![vec![0i128; asset_count]; self.accounts.len()];
         for (&order_id, &slot) in self.order_index.iter().collect::<std::collections::BTreeMap<_, _>>() {
             let o = self.orders.get(slot);
             if o.id != order_id || o.held < 0 || o.status.is_terminal() {
@@ -163,11 +165,13 @@ impl Engine {
             }
             let symbol = &self.symbols[o.symbol_idx as usize];
             let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
-            reserved[o.account_idx as usize][asset_idx as usize] += o.held;
+            reserved[o.account_idx as usize][asset_idx as usize] += i128::from(o.held);
         }
-        for w in self.withdrawals.values().filter(|w| w.status == WithdrawalStatus::Pending) {
-            let (a, s) = (self.account_idx(w.account).unwrap(), self.asset_idx(w.asset).unwrap());
-            reserved[a as usize][s as usize] += w.amount;
+        for (id, w) in self.withdrawals.iter().filter(|(_, w)| w.status == WithdrawalStatus::Pending) {
+            let (Ok(a), Ok(s)) = (self.account_idx(w.account), self.asset_idx(w.asset)) else {
+                return broken(format!("withdrawal {id} names an unknown account or asset"));
+            };
+            reserved[a as usize][s as usize] += i128::from(w.amount);
         }
         let mut sums = vec![0i128; asset_count];
         for (idx, account) in self.accounts.iter().enumerate() {
@@ -176,17 +180,19 @@ impl Engine {
                 if b.available < 0 || b.held < 0 {
                     return broken(format!("account {} has a negative balance {b:?}", account.id));
                 }
-                if b.held != reserved[idx][asset_idx] {
+                if i128::from(b.held) != reserved[idx][asset_idx] {
                     return broken(format!(
                         "account {} asset {} holds {} but its orders and withdrawals reserve {}",
                         account.id, self.assets[asset_idx].id, b.held, reserved[idx][asset_idx]
                     ));
                 }
-                sums[asset_idx] += b.total() as i128;
+                sums[asset_idx] += i128::from(b.available) + i128::from(b.held);
             }
         }
         for (asset_idx, totals) in self.totals.iter().enumerate() {
-            if sums[asset_idx] + totals.fees_collected as i128 != totals.deposited - totals.withdrawn {
+            if Some(sums[asset_idx] + i128::from(totals.fees_collected))
+                != totals.deposited.checked_sub(totals.withdrawn)
+            {
                 return broken(format!(
                     "asset {} is not conserved: {} + fees {:?}",
                     self.assets[asset_idx].id, sums[asset_idx], totals
@@ -199,10 +205,11 @@ impl Engine {
     /// Each account's subtree total equals its own total plus its descendants'.
     fn check_subtree_totals(&self) -> Result<(), InvariantError> {
         let asset_count = self.assets.len();
-        let mut expected = vec![vec![0i64; asset_count]; self.accounts.len()];
+        let mut expected = vec![vec![0i128; asset_count]; self.accounts.len()];
         for (idx, account) in self.accounts.iter().enumerate() {
             for asset_idx in 0..asset_count {
-                let total = self.balance(idx as u32, asset_idx as u32).total();
+                let b = self.balance(idx as u32, asset_idx as u32);
+                let total = i128::from(b.available) + i128::from(b.held);
                 expected[idx][asset_idx] += total;
                 for &ancestor in &account.ancestors {
                     expected[ancestor as usize][asset_idx] += total;
@@ -212,7 +219,7 @@ impl Engine {
         for (idx, account) in self.accounts.iter().enumerate() {
             for (asset_idx, want) in expected[idx].iter().enumerate() {
                 let got = account.subtree_totals.get(asset_idx).copied().unwrap_or(0);
-                if got != *want {
+                if i128::from(got) != *want {
                     return broken(format!(
                         "account {} subtree total of asset #{asset_idx} is {got}, descendants sum to {want}",
                         account.id

@@ -1,11 +1,26 @@
 //! Reference data: assets and symbols, created and changed by admin commands.
 
+use super::accounts::index_u32;
 use super::book::Book;
 use super::command::SymbolSpec;
 use super::event::Event;
+use super::limits::{ASSETS_MAX, SYMBOLS_MAX};
 use super::state::{Asset, AssetTotals, Engine, Symbol, MAX_ASSET_SCALE, PPM};
 use super::types::*;
 use super::Verdict;
+
+/// Quote minor units one lot exchanges at a price of one tick: `tick * lot / 10^base_scale`.
+/// `None` unless it is a whole number of quote minor units (so that every notional is an exact
+/// integer) that fits an i64. `tick` and `lot` are positive and `base_scale` at most 18.
+pub(crate) fn quote_per_tick_lot(spec: &SymbolSpec, base_scale: u8) -> Option<i64> {
+    let base_unit = 10i128.checked_pow(u32::from(base_scale))?;
+    // Both factors are below 2^63, so the product is below 2^126 and fits an i128.
+    let tick_lot = i128::from(spec.tick_size) * i128::from(spec.lot_size);
+    if tick_lot <= 0 || tick_lot % base_unit != 0 {
+        return None;
+    }
+    i64::try_from(tick_lot / base_unit).ok()
+}
 
 impl Engine {
     pub(crate) fn asset_idx(&self, asset: AssetId) -> Result<u32, RejectReason> {
@@ -26,7 +41,10 @@ impl Engine {
         if scale > MAX_ASSET_SCALE {
             return Err(RejectReason::InvalidScale);
         }
-        self.asset_index.insert(asset, self.assets.len() as u32);
+        if self.assets.len() >= ASSETS_MAX {
+            return Err(RejectReason::TooManyAssets);
+        }
+        self.asset_index.insert(asset, index_u32(self.assets.len()));
         self.assets.push(Asset { id: asset, scale });
         self.totals.push(AssetTotals::default());
         out.push(Event::AssetCreated { asset, scale });
@@ -34,7 +52,7 @@ impl Engine {
     }
 
     /// Checks a spec and returns (base index, quote index, quote units per tick-lot).
-    fn validate_symbol_spec(&self, spec: &SymbolSpec) -> Result<(u32, u32, i64), RejectReason> {
+    pub(crate) fn validate_symbol_spec(&self, spec: &SymbolSpec) -> Result<(u32, u32, i64), RejectReason> {
         let base_idx = self.asset_idx(spec.base)?;
         let quote_idx = self.asset_idx(spec.quote)?;
         let sizes_valid = spec.base != spec.quote
@@ -43,19 +61,16 @@ impl Engine {
             && spec.min_qty >= 0
             && spec.min_notional >= 0
             && spec.max_order_qty >= spec.lot_size
-            && (spec.maker_fee_ppm as i64) < PPM
-            && (spec.taker_fee_ppm as i64) < PPM;
+            && i64::from(spec.maker_fee_ppm) < PPM
+            && i64::from(spec.taker_fee_ppm) < PPM;
         if !sizes_valid {
             return Err(RejectReason::InvalidSymbolSpec);
         }
         // One lot at one tick must be a whole number of quote minor units, so that every
         // notional is an exact integer: tick * lot must be a multiple of 10^base_scale.
-        let base_unit = 10i128.pow(self.assets[base_idx as usize].scale as u32);
-        let tick_lot = spec.tick_size as i128 * spec.lot_size as i128;
-        if tick_lot % base_unit != 0 || tick_lot / base_unit > i64::MAX as i128 {
-            return Err(RejectReason::InvalidSymbolSpec);
-        }
-        Ok((base_idx, quote_idx, (tick_lot / base_unit) as i64))
+        let quote_per_tick_lot =
+            quote_per_tick_lot(spec, self.assets[base_idx as usize].scale).ok_or(RejectReason::InvalidSymbolSpec)?;
+        Ok((base_idx, quote_idx, quote_per_tick_lot))
     }
 
     pub(crate) fn create_symbol(&mut self, spec: &SymbolSpec, out: &mut Vec<Event>) -> Verdict {
@@ -66,7 +81,10 @@ impl Engine {
             return Err(RejectReason::SymbolExists);
         }
         let (base_idx, quote_idx, quote_per_tick_lot) = self.validate_symbol_spec(spec)?;
-        self.symbol_index.insert(spec.symbol, self.symbols.len() as u32);
+        if self.symbols.len() >= SYMBOLS_MAX {
+            return Err(RejectReason::TooManySymbols);
+        }
+        self.symbol_index.insert(spec.symbol, index_u32(self.symbols.len()));
         self.symbols.push(Symbol {
             spec: *spec,
             status: SymbolStatus::Trading,

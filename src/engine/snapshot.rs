@@ -6,11 +6,13 @@
 //! `Engine::decode_state` rebuilds the derived parts, so `decode(encode(s))` encodes to the
 //! very same bytes and behaves the same under every later command.
 
+use super::accounts::index_u32;
 use super::book::{Book, Order, NIL};
 use super::command::SymbolSpec;
-use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal};
+use super::limits::*;
+use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes.
 pub const STATE_ENCODING_VERSION: u32 = 1;
@@ -34,7 +36,12 @@ impl Encoder<'_> {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn len(&mut self, n: usize) {
-        self.u64(n as u64);
+        self.u64(u64::try_from(n).expect("usize fits u64"));
+    }
+    /// A length with a flag in its top bit (lengths are far below 2^63).
+    fn flagged_len(&mut self, n: usize, flag: bool) {
+        let n = u64::try_from(n).expect("usize fits u64");
+        self.u64(n | (u64::from(flag) << 63));
     }
 }
 
@@ -99,7 +106,7 @@ impl Engine {
                 e.len(levels.len());
                 for (price, level) in levels.iter_ascending() {
                     e.i64(price);
-                    e.len(level.count as usize);
+                    e.len(usize::try_from(level.count).expect("u32 fits usize"));
                     let mut slot = level.head;
                     while slot != super::book::NIL {
                         let o = self.orders.get(slot);
@@ -173,16 +180,32 @@ impl Engine {
             e.u64(w.client_ref);
             e.u8(w.status.as_u8());
         }
-        for refs in [&self.withdrawal_refs, &self.transfer_refs] {
-            e.len(refs.len());
+        // A reference window's floor exists only once the window has forgotten a reference. Its
+        // presence is the top bit of the window's length, and the floors follow the window, so a
+        // state whose windows never filled encodes (and hashes) exactly as before windows existed,
+        // and the encoding stays self-delimiting (no optional tail a truncation could cut off).
+        for (refs, floors) in
+            [(&self.withdrawal_refs, &self.withdrawal_ref_floors), (&self.transfer_refs, &self.transfer_ref_floors)]
+        {
+            e.flagged_len(refs.len(), !floors.is_empty());
             for &(account, client_ref) in refs {
                 e.u64(account);
                 e.u64(client_ref);
             }
+            if !floors.is_empty() {
+                e.len(floors.len());
+                for (&account, &floor) in floors {
+                    e.u64(account);
+                    e.u64(floor);
+                }
+            }
         }
-        e.len(self.deposit_refs.len());
+        e.flagged_len(self.deposit_refs.len(), self.deposit_ref_floor.is_some());
         for &r in &self.deposit_refs {
             e.u64(r);
+        }
+        if let Some(floor) = self.deposit_ref_floor {
+            e.u64(floor);
         }
     }
 }
@@ -234,13 +257,36 @@ impl Decoder<'_> {
     fn i128(&mut self) -> Result<i128, StateDecodeError> {
         Ok(i128::from_le_bytes(self.take()?))
     }
-    /// A collection length, bounded by the bytes left so garbage cannot ask for huge buffers.
-    fn len(&mut self) -> Result<usize, StateDecodeError> {
+    /// A collection length: at most `max` (the limit on what it counts), and bounded by the
+    /// bytes left so garbage cannot ask for huge buffers.
+    fn len(&mut self, what: &str, max: usize) -> Result<usize, StateDecodeError> {
+        let at = self.at;
         let n = self.u64()?;
         if n > (self.bytes.len() - self.at) as u64 {
-            return Err(StateDecodeError::Truncated(self.at));
+            return Err(StateDecodeError::Truncated(at));
         }
-        Ok(n as usize)
+        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
+        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
+        Ok(n)
+    }
+    /// A length with a flag in its top bit (`Encoder::flagged_len`).
+    fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError> {
+        let at = self.at;
+        let raw = self.u64()?;
+        let (n, flag) = (raw & !(1 << 63), raw >> 63 == 1);
+        if n > (self.bytes.len() - self.at) as u64 {
+            return Err(StateDecodeError::Truncated(at));
+        }
+        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
+        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
+        Ok((n, flag))
+    }
+    fn bool(&mut self, what: &str) -> Result<bool, StateDecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(inconsistent(format!("bad {what} byte {v}"))),
+        }
     }
     fn enum_u8<T>(&mut self, what: &str, decode: fn(u8) -> Option<T>) -> Result<T, StateDecodeError> {
         let v = self.u8()?;
@@ -252,14 +298,46 @@ fn inconsistent(message: String) -> StateDecodeError {
     StateDecodeError::Inconsistent(message)
 }
 
+/// `Ok` if `condition` holds, else the error `message()` describes.
+fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), StateDecodeError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(inconsistent(message()))
+    }
+}
+
+/// Checks that ids come in strictly increasing order (the canonical order of the encoding).
+struct Ascending<T>(Option<T>);
+
+impl<T: PartialOrd + Copy + std::fmt::Debug> Ascending<T> {
+    fn next(&mut self, what: &str, value: T) -> Result<(), StateDecodeError> {
+        if let Some(previous) = self.0 {
+            ensure(previous < value, || format!("{what} {value:?} after {previous:?}: not in canonical order"))?;
+        }
+        self.0 = Some(value);
+        Ok(())
+    }
+}
+
 /// What the encoding says about a symbol's book before orders are loaded.
 struct BookLayout {
     levels: [Vec<(i64, Vec<OrderId>)>; 2],
     stops: [Vec<(i64, OrderId)>; 2],
 }
 
+/// Per-order state that is checked once the books are rebuilt.
+struct DecodedOrder {
+    resting: bool,
+}
+
 impl Engine {
     /// Rebuilds an engine from `encode_state` bytes (a snapshot body).
+    ///
+    /// Everything read is validated as the engine itself would have left it: ids known and in
+    /// canonical order, enums valid, amounts in range, counts within the limits, books and stop
+    /// sets consistent with the orders, and finally every invariant (`check_invariants`). Bad
+    /// input is an error, never a panic, and never a state the engine could not have reached.
     pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
         let mut d = Decoder { bytes, at: 0 };
         if d.take::<9>()? != *b"SEQDSTATE" {
@@ -276,9 +354,9 @@ impl Engine {
         engine.decode_assets(&mut d)?;
         let layouts = engine.decode_symbols(&mut d)?;
         engine.decode_accounts(&mut d)?;
-        engine.decode_orders(&mut d)?;
+        let decoded_orders = engine.decode_orders(&mut d)?;
         engine.decode_funds_records(&mut d)?;
-        engine.rebuild_books(layouts)?;
+        engine.rebuild_books(layouts, &decoded_orders)?;
         if d.at != bytes.len() {
             return Err(StateDecodeError::Trailing(bytes.len() - d.at));
         }
@@ -287,14 +365,22 @@ impl Engine {
     }
 
     fn decode_assets(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
-        for _ in 0..d.len()? {
+        let mut ids = Ascending(None);
+        for _ in 0..d.len("assets", ASSETS_MAX)? {
             let id = d.u32()?;
+            ids.next("asset", id)?;
+            ensure(id != 0, || "asset id 0".to_string())?;
             let scale = d.u8()?;
-            if scale > super::state::MAX_ASSET_SCALE {
-                return Err(inconsistent(format!("asset {id} has scale {scale}")));
-            }
+            ensure(scale <= super::state::MAX_ASSET_SCALE, || format!("asset {id} has scale {scale}"))?;
             let totals = AssetTotals { deposited: d.i128()?, withdrawn: d.i128()?, fees_collected: d.i64()? };
-            self.asset_index.insert(id, self.assets.len() as u32);
+            let supply = totals.deposited.checked_sub(totals.withdrawn);
+            ensure(
+                totals.withdrawn >= 0
+                    && supply.is_some_and(|s| (0..=i128::from(i64::MAX)).contains(&s))
+                    && (0..=supply.unwrap_or(0)).contains(&i128::from(totals.fees_collected)),
+                || format!("asset {id} has impossible totals {totals:?}"),
+            )?;
+            self.asset_index.insert(id, index_u32(self.assets.len()));
             self.assets.push(Asset { id, scale });
             self.totals.push(totals);
         }
@@ -303,7 +389,8 @@ impl Engine {
 
     fn decode_symbols(&mut self, d: &mut Decoder) -> Result<Vec<BookLayout>, StateDecodeError> {
         let mut layouts = Vec::new();
-        for _ in 0..d.len()? {
+        let mut ids = Ascending(None);
+        for _ in 0..d.len("symbols", SYMBOLS_MAX)? {
             let spec = SymbolSpec {
                 symbol: d.u32()?,
                 base: d.u32()?,
@@ -317,28 +404,39 @@ impl Engine {
                 taker_fee_ppm: d.u32()?,
                 price_band_bps: d.u32()?,
             };
+            let id = spec.symbol;
+            ids.next("symbol", id)?;
+            ensure(id != 0, || "symbol id 0".to_string())?;
+            let (base_idx, quote_idx, quote_per_tick_lot) =
+                self.validate_symbol_spec(&spec).map_err(|r| inconsistent(format!("symbol {id}: {r:?}")))?;
             let status = d.enum_u8("symbol status", SymbolStatus::from_u8)?;
             let last_price_ticks = d.i64()?;
+            // A last price is a maker's price: it converts back to quote units.
+            ensure(last_price_ticks >= 0 && last_price_ticks.checked_mul(spec.tick_size).is_some(), || {
+                format!("symbol {id} has last price {last_price_ticks} ticks")
+            })?;
             let mut layout = BookLayout { levels: [Vec::new(), Vec::new()], stops: [Vec::new(), Vec::new()] };
             for side_levels in layout.levels.iter_mut() {
-                for _ in 0..d.len()? {
+                let mut prices = Ascending(None);
+                for _ in 0..d.len("price levels", SYMBOL_ORDERS_MAX)? {
                     let price = d.i64()?;
-                    let ids = (0..d.len()?).map(|_| d.u64()).collect::<Result<Vec<_>, _>>()?;
+                    prices.next("level price", price)?;
+                    ensure(price > 0, || format!("symbol {id} has a level at {price}"))?;
+                    let count = d.len("orders in a level", SYMBOL_ORDERS_MAX)?;
+                    ensure(count > 0, || format!("symbol {id} has an empty level at {price}"))?;
+                    let ids = (0..count).map(|_| d.u64()).collect::<Result<Vec<_>, _>>()?;
                     side_levels.push((price, ids));
                 }
             }
             for side_stops in layout.stops.iter_mut() {
-                for _ in 0..d.len()? {
-                    side_stops.push((d.i64()?, d.u64()?));
+                let mut entries = Ascending(None);
+                for _ in 0..d.len("stops", SYMBOL_STOPS_MAX)? {
+                    let entry = (d.i64()?, d.u64()?);
+                    entries.next("stop", entry)?;
+                    side_stops.push(entry);
                 }
             }
-            let base_idx =
-                self.asset_idx(spec.base).map_err(|_| inconsistent(format!("symbol {} has no base", spec.symbol)))?;
-            let quote_idx =
-                self.asset_idx(spec.quote).map_err(|_| inconsistent(format!("symbol {} has no quote", spec.symbol)))?;
-            let base_unit = 10i128.pow(self.assets[base_idx as usize].scale as u32);
-            let quote_per_tick_lot = (spec.tick_size as i128 * spec.lot_size as i128 / base_unit) as i64;
-            self.symbol_index.insert(spec.symbol, self.symbols.len() as u32);
+            self.symbol_index.insert(id, index_u32(self.symbols.len()));
             self.symbols.push(Symbol {
                 spec,
                 status,
@@ -355,18 +453,28 @@ impl Engine {
 
     fn decode_accounts(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
         let asset_count = self.assets.len();
-        for _ in 0..d.len()? {
+        let mut ids = Ascending(None);
+        for _ in 0..d.len("accounts", ACCOUNTS_MAX)? {
             let (id, parent, owner) = (d.u64()?, d.u64()?, d.u64()?);
+            ids.next("account", id)?;
+            ensure(id != 0 && parent != id, || format!("account {id} with parent {parent}"))?;
             let status = d.enum_u8("account status", AccountStatus::from_u8)?;
             let mut balances = vec![Balance::default(); asset_count];
-            for _ in 0..d.len()? {
+            let mut assets = Ascending(None);
+            for _ in 0..d.len("balances", asset_count)? {
                 let asset = d.u32()?;
+                assets.next("balance asset", asset)?;
                 let idx = self
                     .asset_idx(asset)
                     .map_err(|_| inconsistent(format!("account {id} holds unknown asset {asset}")))?;
-                balances[idx as usize] = Balance { available: d.i64()?, held: d.i64()? };
+                let b = Balance { available: d.i64()?, held: d.i64()? };
+                ensure(b.available >= 0 && b.held >= 0 && (b.available != 0 || b.held != 0), || {
+                    format!("account {id} has balance {b:?} of asset {asset}")
+                })?;
+                ensure(b.available.checked_add(b.held).is_some(), || format!("account {id} balance overflows"))?;
+                balances[idx as usize] = b;
             }
-            self.account_index.insert(id, self.accounts.len() as u32);
+            self.account_index.insert(id, index_u32(self.accounts.len()));
             self.accounts.push(Account {
                 id,
                 parent,
@@ -376,6 +484,7 @@ impl Engine {
                 balances,
                 subtree_totals: vec![0; asset_count],
                 open_orders: Vec::new(),
+                pending_withdrawals: 0,
             });
         }
         // Parents may have larger ids than their children, so paths are built after all exist.
@@ -385,21 +494,22 @@ impl Engine {
             while parent != 0 {
                 let parent_idx =
                     self.account_idx(parent).map_err(|_| inconsistent(format!("unknown parent {parent}")))?;
-                if path.len() > super::state::MAX_TREE_DEPTH {
-                    return Err(inconsistent(format!(
-                        "account tree of {} is cyclic or too deep",
-                        self.accounts[idx].id
-                    )));
-                }
+                ensure(path.len() < super::state::MAX_TREE_DEPTH, || {
+                    format!("account tree of {} is cyclic or too deep", self.accounts[idx].id)
+                })?;
                 path.push(parent_idx);
                 parent = self.accounts[parent_idx as usize].parent;
             }
             path.reverse();
+            if let Some(&parent_idx) = path.last() {
+                let (account, parent) = (&self.accounts[idx], &self.accounts[parent_idx as usize]);
+                ensure(account.owner == parent.owner, || format!("account {} has another owner", account.id))?;
+            }
             for asset_idx in 0..asset_count {
                 let total = self.accounts[idx].balances[asset_idx].total();
-                self.accounts[idx].subtree_totals[asset_idx] += total;
-                for &ancestor in &path {
-                    self.accounts[ancestor as usize].subtree_totals[asset_idx] += total;
+                for &account in path.iter().chain(std::iter::once(&index_u32(idx))) {
+                    let sum = &mut self.accounts[account as usize].subtree_totals[asset_idx];
+                    *sum = sum.checked_add(total).ok_or_else(|| inconsistent("subtree total overflows".into()))?;
                 }
             }
             self.accounts[idx].ancestors = path;
@@ -407,9 +517,14 @@ impl Engine {
         Ok(())
     }
 
-    fn decode_orders(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
-        for _ in 0..d.len()? {
+    fn decode_orders(&mut self, d: &mut Decoder) -> Result<Vec<DecodedOrder>, StateDecodeError> {
+        let mut decoded = Vec::new();
+        let mut ids = Ascending(None);
+        let order_count_max = SYMBOL_ORDERS_MAX.saturating_mul(self.symbols.len());
+        for _ in 0..d.len("orders", order_count_max)? {
             let id = d.u64()?;
+            ids.next("order", id)?;
+            ensure(id != 0 && id <= self.last_seq, || format!("order id {id} after seq {}", self.last_seq))?;
             let account = d.u64()?;
             let symbol = d.u32()?;
             let account_idx =
@@ -427,7 +542,7 @@ impl Engine {
                 tif: d.enum_u8("tif", TimeInForce::from_u8)?,
                 stp: d.enum_u8("stp", StpMode::from_u8)?,
                 status: d.enum_u8("order status", OrderStatus::from_u8)?,
-                triggered: d.u8()? != 0,
+                triggered: d.bool("triggered")?,
                 resting: false,
                 price_ticks: 0,
                 stop_ticks: 0,
@@ -441,7 +556,7 @@ impl Engine {
                 next: NIL,
                 account_pos: 0,
             };
-            let _resting = d.u8()?; // re-derived when the books are rebuilt
+            let resting = d.bool("resting")?; // checked against the books once they are rebuilt
             order.price_ticks = d.i64()?;
             order.stop_ticks = d.i64()?;
             order.qty_lots = d.i64()?;
@@ -450,21 +565,73 @@ impl Engine {
             order.fees_paid = d.i64()?;
             order.held = d.i64()?;
             order.fee_cap_ppm = d.u32()?;
+            self.check_decoded_order(&order, resting)?;
             let slot = self.orders.insert(order);
             self.order_index.insert(id, slot);
             if client_order_id != 0 {
-                self.client_order_ids.insert((account_idx, client_order_id), id);
+                let previous = self.client_order_ids.insert((account_idx, client_order_id), id);
+                ensure(previous.is_none(), || format!("client order id {client_order_id} used twice"))?;
             }
             let open_orders = &mut self.accounts[account_idx as usize].open_orders;
-            self.orders.get_mut(slot).account_pos = open_orders.len() as u32;
+            ensure(open_orders.len() < ACCOUNT_OPEN_ORDERS_MAX, || format!("account {account} has too many orders"))?;
+            self.orders.get_mut(slot).account_pos = index_u32(open_orders.len());
             open_orders.push(slot);
+            decoded.push(DecodedOrder { resting });
         }
-        Ok(())
+        Ok(decoded)
+    }
+
+    /// A live order as the engine leaves one between commands.
+    fn check_decoded_order(&self, o: &Order, resting: bool) -> Result<(), StateDecodeError> {
+        let symbol = &self.symbols[o.symbol_idx as usize];
+        let is_limit = !o.order_type.is_market();
+        let live_place = if resting { o.triggered && is_limit } else { !o.triggered && o.order_type.is_stop() };
+        let sizes = o.qty_lots > 0
+            && o.qty_lots.checked_mul(symbol.spec.lot_size).is_some()
+            && (0..o.qty_lots).contains(&o.filled_lots)
+            && o.filled_quote >= 0
+            && (0..=o.filled_quote).contains(&o.fees_paid)
+            && o.held >= 0
+            && i64::from(o.fee_cap_ppm) < PPM;
+        let status = match o.status {
+            OrderStatus::New => o.filled_lots == 0,
+            OrderStatus::PartiallyFilled => o.filled_lots > 0,
+            _ => false,
+        };
+        let price_ok = |ticks: i64, wanted: bool| {
+            if wanted {
+                ticks > 0 && ticks.checked_mul(symbol.spec.tick_size).is_some()
+            } else {
+                ticks == 0
+            }
+        };
+        // A resting order's whole notional fits an i64: matching relies on it.
+        let prices = price_ok(o.price_ticks, is_limit)
+            && price_ok(o.stop_ticks, o.order_type.is_stop())
+            && (!is_limit || super::orders::notional(symbol, o.price_ticks, o.qty_lots).is_some());
+        // What the order holds covers what it can still spend (fills assert it): a sell holds
+        // exactly its remaining quantity, a limit buy at least its remainder's cost at its fee cap.
+        let holds = sizes
+            && prices
+            && match (o.side, is_limit) {
+                (Side::Sell, _) => o.remaining_lots().checked_mul(symbol.spec.lot_size) == Some(o.held),
+                (Side::Buy, true) => super::orders::buy_hold(symbol, o.price_ticks, o.remaining_lots(), o.fee_cap_ppm)
+                    .is_some_and(|needed| o.held >= needed),
+                (Side::Buy, false) => true,
+            };
+        ensure(live_place && sizes && status && prices && holds, || {
+            format!("order {} is not a possible live order: {o:?}", o.id)
+        })
     }
 
     fn decode_funds_records(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
-        for _ in 0..d.len()? {
+        let mut ids = Ascending(None);
+        let withdrawals_max =
+            WITHDRAWALS_DECIDED_KEPT + ACCOUNT_PENDING_WITHDRAWALS_MAX.saturating_mul(self.accounts.len());
+        for _ in 0..d.len("withdrawals", withdrawals_max)? {
             let id = d.u64()?;
+            ids.next("withdrawal", id)?;
+            ensure(id != 0 && id <= self.last_seq, || format!("withdrawal id {id} after seq {}", self.last_seq))?;
             let w = Withdrawal {
                 account: d.u64()?,
                 asset: d.u32()?,
@@ -472,42 +639,141 @@ impl Engine {
                 client_ref: d.u64()?,
                 status: d.enum_u8("withdrawal status", WithdrawalStatus::from_u8)?,
             };
+            let account_idx =
+                self.account_idx(w.account).map_err(|_| inconsistent(format!("withdrawal {id}: account")))?;
+            self.asset_idx(w.asset).map_err(|_| inconsistent(format!("withdrawal {id}: asset")))?;
+            ensure(w.amount > 0, || format!("withdrawal {id} of {}", w.amount))?;
+            if w.status == WithdrawalStatus::Pending {
+                let pending = &mut self.accounts[account_idx as usize].pending_withdrawals;
+                *pending += 1;
+                ensure(*pending <= ACCOUNT_PENDING_WITHDRAWALS_MAX, || format!("withdrawal {id}: too many pending"))?;
+            } else {
+                self.decided_withdrawals.insert(id);
+            }
             self.withdrawals.insert(id, w);
         }
-        for _ in 0..d.len()? {
-            self.withdrawal_refs.insert((d.u64()?, d.u64()?));
+        ensure(self.decided_withdrawals.len() <= WITHDRAWALS_DECIDED_KEPT, || "too many decided withdrawals".into())?;
+        for transfer in [false, true] {
+            let kept_max = if transfer { ACCOUNT_TRANSFER_REFS_KEPT } else { ACCOUNT_WITHDRAWAL_REFS_KEPT };
+            let (count, has_floors) = d.flagged_len("references", kept_max.saturating_mul(self.accounts.len()))?;
+            let mut entries = Ascending(None);
+            let mut run = (0, 0usize); // (account, references of it so far)
+            let mut refs = BTreeSet::new();
+            for _ in 0..count {
+                let entry = (d.u64()?, d.u64()?);
+                entries.next("reference", entry)?;
+                ensure(self.account_index.contains_key(&entry.0), || {
+                    format!("reference of unknown account {}", entry.0)
+                })?;
+                run = if run.0 == entry.0 { (entry.0, run.1 + 1) } else { (entry.0, 1) };
+                ensure(run.1 <= kept_max, || format!("account {} keeps too many references", entry.0))?;
+                refs.insert(entry);
+            }
+            let mut floors = BTreeMap::new();
+            if has_floors {
+                let mut accounts = Ascending(None);
+                for _ in 0..d.len("reference floors", self.accounts.len())? {
+                    let (account, floor) = (d.u64()?, d.u64()?);
+                    accounts.next("floor account", account)?;
+                    ensure(self.account_index.contains_key(&account), || {
+                        format!("floor of unknown account {account}")
+                    })?;
+                    let lowest = refs.range((account, 0)..=(account, u64::MAX)).next();
+                    ensure(lowest.is_none_or(|&(_, r)| r > floor), || {
+                        format!("account {account} keeps a reference at or below its floor")
+                    })?;
+                    floors.insert(account, floor);
+                }
+                ensure(!floors.is_empty(), || "an empty list of floors (not canonical)".into())?;
+            }
+            if transfer {
+                (self.transfer_refs, self.transfer_ref_floors) = (refs, floors);
+            } else {
+                (self.withdrawal_refs, self.withdrawal_ref_floors) = (refs, floors);
+            }
         }
-        for _ in 0..d.len()? {
-            self.transfer_refs.insert((d.u64()?, d.u64()?));
+        let (count, has_floor) = d.flagged_len("deposit references", DEPOSIT_REFS_KEPT)?;
+        let mut refs = Ascending(None);
+        for _ in 0..count {
+            let r = d.u64()?;
+            refs.next("deposit reference", r)?;
+            self.deposit_refs.insert(r);
         }
-        for _ in 0..d.len()? {
-            self.deposit_refs.insert(d.u64()?);
+        if has_floor {
+            let floor = d.u64()?;
+            ensure(self.deposit_refs.first().is_none_or(|&r| r > floor), || {
+                "a kept deposit reference is at or below the floor".into()
+            })?;
+            self.deposit_ref_floor = Some(floor);
         }
         Ok(())
     }
 
-    /// Puts the decoded orders back into their levels in the encoded queue order.
-    fn rebuild_books(&mut self, layouts: Vec<BookLayout>) -> Result<(), StateDecodeError> {
+    /// Puts the decoded orders back into their levels in the encoded queue order, and checks
+    /// that books and stop sets hold exactly the orders that say they are there.
+    fn rebuild_books(&mut self, layouts: Vec<BookLayout>, decoded: &[DecodedOrder]) -> Result<(), StateDecodeError> {
         for (symbol_idx, layout) in layouts.into_iter().enumerate() {
             for (side, levels) in [Side::Buy, Side::Sell].into_iter().zip(layout.levels) {
                 for (price, ids) in levels {
+                    let mut level_lots: i64 = 0;
                     for id in ids {
                         let slot = *self
                             .order_index
                             .get(&id)
                             .ok_or_else(|| inconsistent(format!("book names unknown order {id}")))?;
                         let o = self.orders.get(slot);
-                        if o.side != side || o.price_ticks != price || o.symbol_idx != symbol_idx as u32 || o.resting {
+                        if o.side != side
+                            || o.price_ticks != price
+                            || o.symbol_idx != index_u32(symbol_idx)
+                            || o.resting
+                        {
                             return Err(inconsistent(format!("order {id} is misplaced in the book")));
                         }
+                        // `push_back` adds up the level's lots; they must fit an i64.
+                        level_lots = level_lots
+                            .checked_add(o.remaining_lots())
+                            .ok_or_else(|| inconsistent(format!("level {price} holds too many lots")))?;
                         self.symbols[symbol_idx].book.push_back(&mut self.orders, slot);
                         self.orders.get_mut(slot).resting = true;
                     }
                 }
             }
             for (side, stops) in [Side::Buy, Side::Sell].into_iter().zip(layout.stops) {
-                self.symbols[symbol_idx].book.stops_mut(side).extend(stops);
+                for (stop, id) in stops {
+                    let o = self.order_index.get(&id).map(|&slot| self.orders.get(slot));
+                    ensure(
+                        o.is_some_and(|o| {
+                            !o.triggered
+                                && o.stop_ticks == stop
+                                && o.side == side
+                                && o.symbol_idx == index_u32(symbol_idx)
+                        }),
+                        || format!("stop entry ({stop}, {id}) has no waiting stop order"),
+                    )?;
+                    self.symbols[symbol_idx].book.stops_mut(side).insert((stop, id));
+                }
             }
+            let book = &self.symbols[symbol_idx].book;
+            ensure(book.resting_count() + book.stop_count() <= SYMBOL_ORDERS_MAX, || {
+                "too many orders in a symbol".into()
+            })?;
+        }
+        // Each order is where it says it is: resting ones in exactly one level (a second push
+        // was refused above), waiting stops in exactly one stop set (stop sets are sets of
+        // (price, id) and each entry matched its order's own price).
+        let mut waiting = vec![0usize; self.symbols.len()];
+        for (&id, &slot) in self.order_index.iter().collect::<BTreeMap<_, _>>() {
+            let o = self.orders.get(slot);
+            let position = usize::try_from(slot).expect("u32 fits usize");
+            ensure(o.resting == decoded[position].resting, || format!("order {id} is not where it says it is"))?;
+            if !o.triggered {
+                waiting[o.symbol_idx as usize] += 1;
+            }
+        }
+        for (symbol_idx, symbol) in self.symbols.iter().enumerate() {
+            ensure(waiting[symbol_idx] == symbol.book.stop_count(), || {
+                format!("symbol {} has waiting stops missing from its stop sets", symbol.spec.symbol)
+            })?;
         }
         Ok(())
     }
@@ -516,6 +782,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Command, Event, NewOrder};
     use crate::workload::{exchange_core_mix, WorkloadSpec};
 
     #[test]
@@ -546,8 +813,129 @@ mod tests {
         assert_eq!(original.state_hash(), restored.state_hash());
     }
 
+    /// The decoder's checks are exactly as strict as the engine: every state a long random
+    /// workload passes through (fills, amends, stops, cancels, withdrawals) decodes.
     #[test]
-    fn damaged_encodings_are_errors_not_panics() {
+    fn every_reachable_state_decodes() {
+        let workload = exchange_core_mix(WorkloadSpec { accounts: 20, resting_orders: 60, commands: 6_000, seed: 5 });
+        let (mut engine, mut seq) = workload.prepared_engine();
+        let mut events = Vec::new();
+        let mut bytes = Vec::new();
+        for (i, command) in workload.commands.iter().enumerate() {
+            events.clear();
+            engine.apply(seq, seq * 10, command, &mut events);
+            seq += 1;
+            if i % 37 == 0 {
+                bytes.clear();
+                engine.encode_state(&mut bytes);
+                let decoded = Engine::decode_state(&bytes).unwrap_or_else(|e| panic!("after command {i}: {e}"));
+                assert_eq!(decoded.state_hash(), engine.state_hash());
+            }
+        }
+    }
+
+    /// A small state holding one of everything: two assets, a symbol with a last price, an
+    /// account tree, balances, resting orders on both sides (one partially filled, one with a
+    /// client order id), waiting stops, pending and decided withdrawals, and used references.
+    fn small_state() -> Engine {
+        use crate::workload::btc_usdt_spec;
+        let mut engine = Engine::new();
+        let mut events = Vec::new();
+        let order = |account, side, order_type, tif, price, stop_price, qty| NewOrder {
+            account,
+            symbol: 1,
+            client_order_id: (price + stop_price + qty) as u64,
+            side,
+            order_type,
+            tif,
+            stp: StpMode::CancelIncoming,
+            price,
+            stop_price,
+            qty,
+            quote_budget: 0,
+        };
+        let spec = btc_usdt_spec(1_000, 2_000);
+        let tick = spec.tick_size;
+        let lot = spec.min_qty.max(spec.lot_size);
+        let commands = [
+            Command::CreateAsset { asset: 1, scale: 8 },
+            Command::CreateAsset { asset: 2, scale: 6 },
+            Command::CreateSymbol(SymbolSpec { symbol: 1, base: 1, quote: 2, ..spec }),
+            Command::CreateAccount { account: 1, parent: 0, owner: 1 },
+            Command::CreateAccount { account: 2, parent: 1, owner: 1 },
+            Command::CreateAccount { account: 3, parent: 0, owner: 3 },
+            Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 },
+            Command::Deposit { account: 3, asset: 1, amount: 1_000_000_000, external_ref: 2 },
+            Command::Transfer { from: 1, to: 2, asset: 2, amount: 500_000_000_000, client_ref: 1 },
+            Command::PlaceOrder(order(2, Side::Buy, OrderType::Limit, TimeInForce::Gtc, 1_000 * tick, 0, 3 * lot)),
+            Command::PlaceOrder(order(3, Side::Sell, OrderType::Limit, TimeInForce::Gtc, 1_000 * tick, 0, lot)),
+            Command::PlaceOrder(order(3, Side::Sell, OrderType::Limit, TimeInForce::Gtc, 1_010 * tick, 0, lot)),
+            Command::PlaceOrder(order(
+                1,
+                Side::Buy,
+                OrderType::StopLimit,
+                TimeInForce::Gtc,
+                1_020 * tick,
+                1_015 * tick,
+                lot,
+            )),
+            Command::PlaceOrder(order(3, Side::Sell, OrderType::StopMarket, TimeInForce::Ioc, 0, 900 * tick, lot)),
+            Command::WithdrawRequest { account: 1, asset: 2, amount: 1_000, client_ref: 7 },
+            Command::WithdrawRequest { account: 1, asset: 2, amount: 2_000, client_ref: 8 },
+            Command::WithdrawApprove { withdrawal_id: 16 },
+        ];
+        for (i, command) in commands.iter().enumerate() {
+            events.clear();
+            engine.apply(i as Seq + 1, i as u64 * 1_000, command, &mut events);
+            assert!(!matches!(events.as_slice(), [Event::Rejected { .. }]), "{command:?}: {events:?}");
+        }
+        // A deposit window that has forgotten a reference, so the floors trailer is encoded.
+        engine.forget_deposit_refs_over(1);
+        assert!(engine.deposit_ref_floor.is_some());
+        engine
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let mut bytes = Vec::new();
+        small_state().encode_state(&mut bytes);
+        for cut in 0..bytes.len() {
+            assert!(Engine::decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[0] ^= 1;
+        assert_eq!(Engine::decode_state(&flipped).err(), Some(StateDecodeError::BadMagic));
+    }
+
+    /// Every byte of a small snapshot, flipped in several ways: decoding never panics, and what
+    /// it accepts is a state the engine could hold, which encodes back to exactly those bytes
+    /// (a flipped timestamp or owner is such a state; a negative balance, a hold that does not
+    /// match the orders, an unknown id or a broken book is not).
+    #[test]
+    fn every_flipped_byte_is_an_error_or_a_canonical_state() {
+        let mut bytes = Vec::new();
+        small_state().encode_state(&mut bytes);
+        let (mut accepted, mut refused) = (0, 0);
+        for at in 0..bytes.len() {
+            for mask in [0x01, 0x02, 0x10, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= mask;
+                match Engine::decode_state(&damaged) {
+                    Ok(engine) => {
+                        accepted += 1;
+                        let mut again = Vec::new();
+                        engine.encode_state(&mut again);
+                        assert!(again == damaged, "byte {at} ^ {mask:#x} decoded to another state");
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        assert!(refused > accepted, "{refused} refused, {accepted} accepted");
+    }
+
+    #[test]
+    fn damaged_workload_encodings_are_errors_not_panics() {
         let workload = exchange_core_mix(WorkloadSpec { accounts: 5, resting_orders: 10, commands: 100, seed: 2 });
         let (engine, _) = workload.prepared_engine();
         let mut bytes = Vec::new();
@@ -555,13 +943,61 @@ mod tests {
         for cut in (0..bytes.len()).step_by(7) {
             assert!(Engine::decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let mut flipped = bytes.clone();
-        flipped[0] ^= 1;
-        assert_eq!(Engine::decode_state(&flipped).err(), Some(StateDecodeError::BadMagic));
         for at in (9..bytes.len()).step_by(5) {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x40;
-            let _ = Engine::decode_state(&damaged); // must not panic; snapshots carry a checksum too
+            if let Ok(decoded) = Engine::decode_state(&damaged) {
+                let mut again = Vec::new();
+                decoded.encode_state(&mut again);
+                assert!(again == damaged, "byte {at} decoded to another state");
+            }
+        }
+    }
+
+    /// Counts are checked against the limits before anything is built: a body claiming one
+    /// asset more than `ASSETS_MAX` (with the bytes to back it) is refused.
+    #[test]
+    fn counts_above_the_limits_are_refused() {
+        let mut bytes = b"SEQDSTATE".to_vec();
+        let mut e = Encoder(&mut bytes);
+        e.u32(STATE_ENCODING_VERSION);
+        e.u64(0);
+        e.u64(0);
+        e.u64(0);
+        e.len(ASSETS_MAX + 1);
+        for id in 1..=ASSETS_MAX as u32 + 1 {
+            e.u32(id);
+            e.u8(2);
+            e.i128(0);
+            e.i128(0);
+            e.i64(0);
+        }
+        for _ in 0..7 {
+            e.len(0);
+        }
+        match Engine::decode_state(&bytes) {
+            Err(StateDecodeError::Inconsistent(message)) => assert!(message.contains("limit"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_negative_balance_or_a_wrong_hold_is_refused() {
+        let engine = small_state();
+        let mut bytes = Vec::new();
+        engine.encode_state(&mut bytes);
+        // Account 1's USDT balance: find its (available, held) pair by value and break it.
+        let b = engine.balance_of(1, 2).unwrap();
+        let pair: Vec<u8> = [b.available.to_le_bytes(), b.held.to_le_bytes()].concat();
+        let at = bytes.windows(16).position(|w| w == pair.as_slice()).expect("the balance is encoded");
+        for (available, held) in [(-1, b.held), (b.available, b.held + 1), (b.available, -b.held)] {
+            let mut damaged = bytes.clone();
+            damaged[at..at + 8].copy_from_slice(&i64::to_le_bytes(available));
+            damaged[at + 8..at + 16].copy_from_slice(&i64::to_le_bytes(held));
+            assert!(
+                matches!(Engine::decode_state(&damaged), Err(StateDecodeError::Inconsistent(_))),
+                "{available} / {held}"
+            );
         }
     }
 }

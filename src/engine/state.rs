@@ -10,8 +10,8 @@ use super::types::*;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Largest number of ancestors an account may have: bounds the per-change subtree walk.
-pub const MAX_TREE_DEPTH: usize = 32;
+/// Largest number of ancestors an account may have (`limits::TREE_DEPTH_MAX`).
+pub const MAX_TREE_DEPTH: usize = super::limits::TREE_DEPTH_MAX;
 /// Largest asset scale: 10^18 still fits in an i64.
 pub const MAX_ASSET_SCALE: u8 = 18;
 /// Fee rates are parts per million of the notional.
@@ -37,7 +37,8 @@ pub struct AssetTotals {
 impl AssetTotals {
     /// Minor units held by the venue: everything deposited and not withdrawn.
     pub fn supply(&self) -> i64 {
-        (self.deposited - self.withdrawn) as i64
+        // Deposits are refused when the supply would leave i64 (`Overflow`).
+        i64::try_from(self.deposited - self.withdrawn).expect("the supply is kept within i64")
     }
 }
 
@@ -80,6 +81,8 @@ pub struct Account {
     pub subtree_totals: Vec<i64>,
     /// Slots of this account's live orders (resting or waiting stops), in no particular order.
     pub open_orders: Vec<u32>,
+    /// Withdrawals of this account still pending (derived from `Engine::withdrawals`).
+    pub pending_withdrawals: usize,
 }
 
 impl Account {
@@ -111,15 +114,25 @@ pub struct Engine {
     pub(crate) order_index: FxHashMap<OrderId, u32>,
     /// (account index, client order id) of live orders, for uniqueness and cancel-by-client-id.
     pub(crate) client_order_ids: FxHashMap<(u32, u64), OrderId>,
-    /// Every withdrawal ever requested, by id (the request's sequence).
+    /// Every pending withdrawal and the newest `WITHDRAWALS_DECIDED_KEPT` decided ones, by id
+    /// (the request's sequence).
     pub(crate) withdrawals: BTreeMap<u64, Withdrawal>,
+    /// Ids of the decided withdrawals in `withdrawals`, oldest first (derived).
+    pub(crate) decided_withdrawals: BTreeSet<u64>,
+    /// Reference windows (see `limits`): the references kept, and per window the floor, the
+    /// largest reference forgotten; a reference at or below its floor is refused.
     pub(crate) withdrawal_refs: BTreeSet<(AccountId, u64)>,
+    pub(crate) withdrawal_ref_floors: BTreeMap<AccountId, u64>,
     pub(crate) deposit_refs: BTreeSet<u64>,
+    pub(crate) deposit_ref_floor: Option<u64>,
     pub(crate) transfer_refs: BTreeSet<(AccountId, u64)>,
+    pub(crate) transfer_ref_floors: BTreeMap<AccountId, u64>,
     pub(crate) last_seq: Seq,
     pub(crate) last_timestamp_ns: u64,
     /// Id of the last trade; 0 before the first. Trade ids are 1, 2, 3, ...
     pub(crate) last_trade_id: TradeId,
     /// Reused buffers, so cancel-all and stop triggering do not allocate once warm.
     pub(crate) scratch_orders: Vec<OrderId>,
+    /// Matches the command being applied has performed (`limits::COMMAND_MATCHES_MAX`).
+    pub(crate) matches_used: usize,
 }

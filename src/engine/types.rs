@@ -111,10 +111,28 @@ impl OrderStatus {
     }
 }
 
-/// Why a command was rejected. The numeric code is part of the protocol and never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u16)]
-pub enum RejectReason {
+macro_rules! reject_reasons {
+    ($($(#[$vmeta:meta])* $variant:ident = $code:expr),+ $(,)?) => {
+        /// Why a command was rejected. The numeric code is part of the protocol and never reused.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u16)]
+        pub enum RejectReason { $($(#[$vmeta])* $variant = $code),+ }
+
+        const REJECT_REASON_COUNT: usize = [$(RejectReason::$variant),+].len();
+
+        impl RejectReason {
+            /// Every reason, in code order (generated with the enum, so it cannot miss one).
+            pub const ALL: [RejectReason; REJECT_REASON_COUNT] = [$(RejectReason::$variant),+];
+
+            /// Decodes a wire/journal code; `None` for an unknown code.
+            pub fn from_code(code: u16) -> Option<Self> {
+                match code { $($code => Some(RejectReason::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+reject_reasons! {
     // Reference data 1xx
     AssetExists = 100,
     UnknownAsset = 101,
@@ -123,6 +141,10 @@ pub enum RejectReason {
     UnknownSymbol = 104,
     InvalidSymbolSpec = 105,
     SymbolHalted = 106,
+    /// `ASSETS_MAX` assets exist.
+    TooManyAssets = 107,
+    /// `SYMBOLS_MAX` symbols exist.
+    TooManySymbols = 108,
     // Accounts 2xx
     AccountExists = 200,
     UnknownAccount = 201,
@@ -131,6 +153,8 @@ pub enum RejectReason {
     TreeTooDeep = 204,
     AccountFrozen = 205,
     InvalidAccountId = 206,
+    /// `ACCOUNTS_MAX` accounts exist.
+    TooManyAccounts = 207,
     // Funds 3xx
     InvalidAmount = 300,
     InsufficientFunds = 301,
@@ -142,6 +166,10 @@ pub enum RejectReason {
     DuplicateTransferRef = 307,
     SameAccount = 308,
     NotSameTree = 309,
+    /// The reference is at or below the largest one its window forgot: it may have been used.
+    ReferenceExpired = 310,
+    /// The account has `ACCOUNT_PENDING_WITHDRAWALS_MAX` pending withdrawals.
+    TooManyPendingWithdrawals = 311,
     // Orders 4xx
     DuplicateClientOrderId = 400,
     UnknownOrder = 401,
@@ -158,61 +186,17 @@ pub enum RejectReason {
     StopWouldTriggerImmediately = 412,
     AmendNotAllowed = 413,
     InvalidBudget = 414,
+    /// The account has `ACCOUNT_OPEN_ORDERS_MAX` live orders.
+    TooManyOpenOrders = 415,
+    /// The symbol has `SYMBOL_ORDERS_MAX` live orders (resting and waiting stops).
+    SymbolOrdersFull = 416,
+    /// The symbol has `SYMBOL_STOPS_MAX` stops waiting for their trigger.
+    TooManyStops = 417,
 }
 
 impl RejectReason {
     pub fn code(self) -> u16 {
         self as u16
-    }
-
-    pub const ALL: [RejectReason; 39] = {
-        use RejectReason::*;
-        [
-            AssetExists,
-            UnknownAsset,
-            InvalidScale,
-            SymbolExists,
-            UnknownSymbol,
-            InvalidSymbolSpec,
-            SymbolHalted,
-            AccountExists,
-            UnknownAccount,
-            UnknownParent,
-            OwnerMismatch,
-            TreeTooDeep,
-            AccountFrozen,
-            InvalidAccountId,
-            InvalidAmount,
-            InsufficientFunds,
-            Overflow,
-            DuplicateDepositRef,
-            DuplicateWithdrawalRef,
-            UnknownWithdrawal,
-            WithdrawalNotPending,
-            DuplicateTransferRef,
-            SameAccount,
-            NotSameTree,
-            DuplicateClientOrderId,
-            UnknownOrder,
-            InvalidPrice,
-            PriceNotOnTick,
-            InvalidQuantity,
-            QuantityNotOnLot,
-            BelowMinQuantity,
-            BelowMinNotional,
-            AboveMaxQuantity,
-            PriceOutOfBand,
-            PostOnlyWouldTake,
-            InvalidOrderCombination,
-            StopWouldTriggerImmediately,
-            AmendNotAllowed,
-            InvalidBudget,
-        ]
-    };
-
-    /// Decodes a wire/journal code; `None` for an unknown code.
-    pub fn from_code(code: u16) -> Option<Self> {
-        Self::ALL.iter().copied().find(|r| r.code() == code)
     }
 }
 
@@ -256,5 +240,8 @@ mod tests {
             assert_eq!(RejectReason::from_code(r.code()), Some(r));
         }
         assert_eq!(RejectReason::from_code(0), None);
+        let codes: Vec<u16> = RejectReason::ALL.iter().map(|r| r.code()).collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
+        assert_eq!(codes.len(), 47);
     }
 }

@@ -72,8 +72,8 @@ pub const BALANCE_BYTES: usize = 4 + 8 + 8;
 pub const ASSET_TOTAL_BYTES: usize = 4 + 8;
 /// Bytes of one `DepthLevel`: price i64, qty i64, orders u32.
 pub const DEPTH_LEVEL_BYTES: usize = 8 + 8 + 4;
-/// Bytes of one order report in an event list: tag u8, length u16, 82-byte body.
-pub const ORDER_EVENT_BYTES: usize = 1 + 2 + 82;
+/// Bytes of one order report in an event list: tag u8, length u16, 90-byte body.
+pub const ORDER_EVENT_BYTES: usize = 1 + 2 + codec::ORDER_BODY_LEN;
 /// Payload bytes before the list in `Balances` and `SubtreeTotals`: account, seq, more, count.
 pub(crate) const ACCOUNT_LIST_FIXED_BYTES: usize = 8 + 8 + 1 + 2;
 /// Payload bytes before the orders in `OpenOrders`: account, seq, more, count u32.
@@ -674,6 +674,7 @@ mod tests {
             remaining_qty: 5,
             filled_quote: 0,
             fees_paid: 0,
+            stop_price: 0,
         }
     }
 
