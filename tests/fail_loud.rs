@@ -350,13 +350,15 @@ fn recovery_refuses_a_poison_command_by_name_until_the_journal_is_cut_before_it(
 
 #[test]
 fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cut() {
+    const COMMANDS: u64 = 5_000;
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
-    // 100 small commands (one asset, then rejected deposits) in 1 KiB segments: about 15 a segment.
-    let config = SequencerConfig { segment_size_bytes: 1024, durability: Durability::Fsync };
+    // 5,000 small commands (one asset, then rejected deposits) in the smallest segments allowed
+    // (64 KiB): about 1,000 a segment.
+    let config = SequencerConfig { segment_size_bytes: 1 << 16, durability: Durability::Fsync };
     let (mut sequencer, _) = Sequencer::open(&DataDir::new(&original), config).unwrap();
     sequencer.submit(1, &Command::CreateAsset { asset: USDT, scale: 6 }).unwrap();
-    for i in 2..=100 {
+    for i in 2..=COMMANDS {
         sequencer.submit(i, &deposit(i)).unwrap();
     }
     sequencer.commit().unwrap();
@@ -387,7 +389,7 @@ fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cu
 
         // The writer opens the cut journal and appends after it: the chain stays intact.
         let (mut sequencer, _) = Sequencer::open(&data_dir, config).unwrap();
-        assert_eq!(sequencer.submit(1_000, &deposit(1_000)).unwrap(), before);
+        assert_eq!(sequencer.submit(10_000, &deposit(10_000)).unwrap(), before);
         sequencer.commit().unwrap();
         drop(sequencer);
         assert_eq!(verify(&data_dir.input()).unwrap().last_seq, before);
@@ -401,7 +403,7 @@ fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cu
     }
     let refused = seqd_cli(&["journal", "truncate", original.to_str().unwrap(), "--before", "0"], &[]);
     assert!(!refused.status.success());
-    assert_eq!(verify(&DataDir::new(&original).input()).unwrap().last_seq, 100);
+    assert_eq!(verify(&DataDir::new(&original).input()).unwrap().last_seq, COMMANDS);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -28,18 +28,17 @@ fn files_in_code_map(architecture: &str) -> BTreeSet<String> {
     let mut folder = String::new();
     for line in section.lines() {
         let top_level = line.starts_with("- ");
-        let tokens: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
-        for token in tokens {
+        if top_level {
+            folder.clear();
+        }
+        for token in line.split('`').skip(1).step_by(2) {
             if top_level && token.starts_with("src/") && token.ends_with('/') {
                 folder = token.to_owned();
             } else if token.starts_with("src/") && token.ends_with(".rs") {
                 named.insert(token.to_owned());
-            } else if !top_level && !folder.is_empty() && token.ends_with(".rs") && !token.contains(' ') {
+            } else if !folder.is_empty() && token.ends_with(".rs") && !token.contains([' ', '/']) {
                 named.insert(format!("{folder}{token}"));
             }
-        }
-        if top_level && !line.contains("`src/") {
-            folder.clear();
         }
     }
     named
@@ -63,10 +62,17 @@ fn the_code_map_names_every_source_file_and_only_those() {
 #[test]
 fn the_map_parser_reads_folders_and_full_paths() {
     let map = "# A\n## Code map\n- `src/engine/` — the core.\n  - `types.rs` — ids.\n  - `mod.rs`, `book.rs` — more.\n\
-               - `src/main.rs`, `src/cli.rs` — the binary.\n- `benches/` — not code.\n  - `x.rs` — ignored folder.\n## Next\n- `src/other.rs`\n";
+               - `src/main.rs`, `src/cli.rs` — the binary.\n- `src/gateway/` — `tls.rs`: certificates.\n- `benches/` — not code.\n  - `x.rs` — ignored folder.\n## Next\n- `src/other.rs`\n";
     let named: Vec<String> = files_in_code_map(map).into_iter().collect();
     assert_eq!(
         named,
-        ["src/cli.rs", "src/engine/book.rs", "src/engine/mod.rs", "src/engine/types.rs", "src/main.rs"]
+        [
+            "src/cli.rs",
+            "src/engine/book.rs",
+            "src/engine/mod.rs",
+            "src/engine/types.rs",
+            "src/gateway/tls.rs",
+            "src/main.rs"
+        ]
     );
 }

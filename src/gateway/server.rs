@@ -615,6 +615,7 @@ mod tests {
             remaining_qty: 0,
             filled_quote: 10,
             fees_paid: 0,
+            stop_price: 0,
         }
     }
 

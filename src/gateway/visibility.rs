@@ -209,6 +209,7 @@ mod tests {
             remaining_qty: 3,
             filled_quote: 0,
             fees_paid: 0,
+            stop_price: 0,
         })
     }
 
