@@ -30,13 +30,16 @@
 
 mod error;
 pub mod format;
+mod position;
 mod reader;
 mod recover;
 mod segment;
+mod watermark;
 mod writer;
 
 pub use error::JournalError;
 pub use format::RecordRef;
+pub use position::{chain_hash_at, truncate_after, ChainPosition};
 pub use reader::JournalReader;
 pub use recover::{verify, RecoveryReport, VerifyReport};
 pub use writer::{Durability, JournalConfig, JournalWriter};
