@@ -165,6 +165,13 @@ fn a_snapshot_the_journal_does_not_justify_is_never_loaded_even_after_its_seqs_a
     sequencer.commit().unwrap();
     assert_eq!(balance(&sequencer), 1_300);
     drop(sequencer);
+    // The snapshot was moved aside at the first start (the journal ended before it). Put it
+    // back, as an operator restoring a backup (or a version that only skipped it) would: the
+    // journal now has a seq 4, but not the one the snapshot was taken after.
+    let rejected = data_dir.snapshots().dir().join("rejected").join(snapshot.file_name().unwrap());
+    if rejected.exists() {
+        std::fs::rename(&rejected, &snapshot).unwrap();
+    }
 
     let (sequencer, _) = Sequencer::open(&data_dir, config).unwrap();
     assert_eq!(balance(&sequencer), 1_300, "the acknowledged deposit of 300 must survive the restart");
@@ -172,7 +179,6 @@ fn a_snapshot_the_journal_does_not_justify_is_never_loaded_even_after_its_seqs_a
     let (_, without) = replay(&data_dir, ReplayOptions::default()).unwrap();
     assert_eq!(with.state_hash, without.state_hash, "replay with and without snapshots must agree");
     assert_eq!(with.state_hash, sequencer.engine().state_hash());
-    let rejected = data_dir.snapshots().dir().join("rejected").join(snapshot.file_name().unwrap());
     assert!(rejected.exists() && !snapshot.exists(), "the contradicted snapshot is moved aside");
 }
 
