@@ -8,6 +8,7 @@
 //! - both: the recovered state is exactly the replay of a prefix of the commands sent (checked
 //!   against an independent replay of the original command list), `replay` with and without
 //!   snapshots agree, and the event log matches the input; recovery never refuses.
+//!
 //! After recovery, more commands reuse the lost sequence numbers and a second restart must
 //! still equal the replay of the new history (a snapshot of the lost history must not load).
 //!
