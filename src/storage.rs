@@ -156,6 +156,32 @@ impl SimDisk {
         Arc::new(SimDisk { root: root.into(), state: Mutex::new(SimState::default()) })
     }
 
+    /// A simulated disk on which every file already under `root` is durable (for example a
+    /// crash image on which recovery is about to run, and can itself lose power).
+    pub fn with_durable_files(root: impl Into<PathBuf>) -> io::Result<Arc<SimDisk>> {
+        let disk = SimDisk::new(root);
+        {
+            let mut state = disk.lock();
+            let mut dirs = vec![disk.root.clone()];
+            while let Some(dir) = dirs.pop() {
+                for entry in fs::read_dir(&dir)? {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        dirs.push(entry.path());
+                        continue;
+                    }
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    state.live.insert(meta.ino(), id);
+                    state.synced.insert(id, fs::read(entry.path())?);
+                    state.names.insert(entry.path(), id);
+                }
+            }
+        }
+        Ok(disk)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -9,7 +9,8 @@
 //!   against an independent replay of the original command list), `replay` with and without
 //!   snapshots agree, and the event log matches the input; recovery never refuses.
 //!
-//! After recovery, more commands reuse the lost sequence numbers and a second restart must
+//! Every other seed, the power is cut a second time during the recovery (its repairs must
+//! leave a state the next recovery accepts). After recovery, more commands reuse the lost sequence numbers and a second restart must
 //! still equal the replay of the new history (a snapshot of the lost history must not load).
 //!
 //! `SEQD_POWER_LOSS_SEEDS` sets the number of seeds per policy (default 200).
@@ -137,6 +138,8 @@ fn check_recovery(durability: Durability, seed: u64, seen: &mut Seen) {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("image");
     let crash = run_until_power_cut(durability, seed, &commands, &dir.path().join("live"), &image);
+    // Every other seed, the power is cut again during the recovery itself.
+    let image = if seed % 2 == 1 { cut_power_during_recovery(durability, seed, &image, dir.path()) } else { image };
 
     let data_dir = DataDir::new(&image);
     let (sequencer, recovery) = Sequencer::open(&data_dir, config(durability))
@@ -173,6 +176,36 @@ fn check_recovery(durability: Durability, seed: u64, seen: &mut Seen) {
     assert_eq!(sequencer.engine().state_hash(), expected.state_hash(), "{context}: after resuming");
     drop(sequencer);
     assert_replays_agree(&data_dir, resumed as u64, &expected, &context);
+}
+
+/// Runs recovery on a copy of `image` on a simulated disk and cuts the power at one of its
+/// first syncs (or right after it); returns the new image.
+fn cut_power_during_recovery(durability: Durability, seed: u64, image: &Path, scratch: &Path) -> std::path::PathBuf {
+    let recovering = scratch.join("recovering");
+    copy_tree(image, &recovering);
+    let disk = SimDisk::with_durable_files(&recovering).unwrap();
+    let second_image = scratch.join("second-image");
+    let mut rng = SplitMix64::new(seed ^ 0xC0FFEE);
+    disk.crash_before_sync(1 + rng.below(16), seed.wrapping_add(1), &second_image);
+    let data_dir = DataDir::with_storage(&recovering, Storage::Simulated(disk.clone()));
+    let recovered = Sequencer::open(&data_dir, config(durability));
+    if !disk.crashed() {
+        disk.crash_image(seed.wrapping_add(1), &second_image).unwrap();
+    }
+    drop(recovered);
+    second_image
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 /// `seqd replay` with and without snapshots reach the expected state; both logs verify and
