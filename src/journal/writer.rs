@@ -234,21 +234,62 @@ impl ActiveSegment {
 /// allocation or page faults, unless it fills segments faster than they are prepared (then
 /// it waits at the roll; records are never affected).
 struct NextSegment {
-    thread: Option<JoinHandle<Result<PreparedSegment, JournalError>>>,
+    thread: Option<JoinHandle<Prepared>>,
     cancel: Arc<AtomicBool>,
     storage: Storage,
 }
 
+/// What the helper thread did: the next segment, and (`PageCache`) whether it synced the
+/// segment retired at the roll that started it.
+struct Prepared {
+    segment: Result<PreparedSegment, JournalError>,
+    retired_synced: RetiredSync,
+}
+
+/// What became of the segment retired at the roll that started a helper.
+enum RetiredSync {
+    /// None was retired, or it was synced already (`Fsync`).
+    Nothing,
+    /// Synced: the watermark may move to this.
+    Synced(Watermark),
+    /// Not synced: the watermark must not move past it.
+    Failed,
+}
+
+/// The segment a roll just closed, and the first seq of the one after it.
+struct Retired {
+    path: PathBuf,
+    map: MmapMut,
+    next_first_seq: u64,
+}
+
+impl Retired {
+    /// `PageCache`: syncs the closed segment (and its name), off the writer thread, so that
+    /// the watermark can move past it; returns the watermark that is then true, `(next, 0)`
+    /// (every earlier segment was synced the same way, or at open). Under `Fsync` the roll
+    /// synced it already. Unmapping a large populated map also takes a while: it is dropped here.
+    fn sync(self, dir: &Path, storage: &Storage) -> RetiredSync {
+        let synced = storage
+            .sync_map(&self.path, &self.map, 0, self.map.len())
+            .and_then(|()| storage.sync_dir(dir))
+            .inspect_err(|e| tracing::warn!(file = %self.path.display(), error = %e, "journal: could not sync a closed segment; the durable watermark stays behind it"));
+        match synced {
+            Ok(()) => RetiredSync::Synced(Watermark { first_seq: self.next_first_seq, offset: 0 }),
+            Err(_) => RetiredSync::Failed,
+        }
+    }
+}
+
 impl NextSegment {
-    /// Starts preparing `<temp_seq>.seg.tmp`. `retired` (the map of the segment just closed)
-    /// is unmapped on the helper thread too: unmapping a large populated map takes a while.
+    /// Starts preparing `<temp_seq>.seg.tmp`. `retired` (the segment just closed) is synced
+    /// (`PageCache`) and unmapped on the helper thread too.
     /// `None` if no thread could be started: the next roll then prepares on the writer thread.
     fn spawn(
         dir: &Path,
         temp_seq: u64,
         segment_size_bytes: u64,
         durability: Durability,
-        retired: Option<MmapMut>,
+        retired: Option<Retired>,
         storage: &Storage,
     ) -> Option<NextSegment> {
         if matches!(storage, Storage::Simulated(_)) {
@@ -262,8 +303,11 @@ impl NextSegment {
         let dir = dir.to_path_buf();
         let thread_storage = storage.clone();
         let spawned = std::thread::Builder::new().name("journal-prepare".into()).spawn(move || {
-            drop(retired);
-            segment::prepare_segment(
+            let retired_synced = match retired {
+                Some(retired) if durability == Durability::PageCache => retired.sync(&dir, &thread_storage),
+                _ => RetiredSync::Nothing,
+            };
+            let segment = segment::prepare_segment(
                 &dir,
                 temp_seq,
                 segment_size_bytes,
@@ -271,7 +315,8 @@ impl NextSegment {
                 prefault,
                 &thread_cancel,
                 &thread_storage,
-            )
+            );
+            Prepared { segment, retired_synced }
         });
         match spawned {
             Ok(thread) => Some(NextSegment { thread: Some(thread), cancel, storage: storage.clone() }),
@@ -283,7 +328,7 @@ impl NextSegment {
     }
 
     /// Waits until the segment is prepared.
-    fn wait(mut self) -> Result<PreparedSegment, JournalError> {
+    fn wait(mut self) -> Prepared {
         let thread = self.thread.take().expect("joined once");
         thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
@@ -295,7 +340,7 @@ impl Drop for NextSegment {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.cancel.store(true, Ordering::Relaxed);
-            if let Ok(Ok(prepared)) = thread.join() {
+            if let Ok(Prepared { segment: Ok(prepared), .. }) = thread.join() {
                 prepared.discard(&self.storage);
             }
         }
@@ -317,6 +362,9 @@ pub struct JournalWriter {
     next: Option<NextSegment>,
     /// Up to where the journal is known to be on stable storage (`SYNCED`).
     watermark: WatermarkFile,
+    /// `PageCache`: a closed segment could not be synced; the watermark must not move past
+    /// it (until the next open syncs everything).
+    watermark_stuck: bool,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: File,
 }
@@ -401,6 +449,7 @@ impl JournalWriter {
             poisoned: false,
             next,
             watermark,
+            watermark_stuck: false,
             _lock: lock,
         };
         let report = RecoveryReport { last_seq, truncated_tail, segments };
@@ -466,9 +515,14 @@ impl JournalWriter {
             self.active.sync_pending(&self.storage)?;
         }
         let header = SegmentHeader { first_seq: self.next_seq, prev_chain_hash: self.chain_hash() };
+        let mut retired_synced = RetiredSync::Nothing;
         let prepared = match self.next.take().map(NextSegment::wait) {
-            Some(Ok(prepared)) => prepared,
-            Some(Err(e)) => {
+            Some(Prepared { segment: Ok(prepared), retired_synced: synced }) => {
+                retired_synced = synced;
+                prepared
+            }
+            Some(Prepared { segment: Err(e), retired_synced: synced }) => {
+                retired_synced = synced;
                 // E.g. the disk was full then; it may not be now. A second failure is returned.
                 tracing::warn!(error = %e, "journal: background segment preparation failed; retrying at roll");
                 self.prepare_now()?
@@ -477,20 +531,45 @@ impl JournalWriter {
         };
         let active = ActiveSegment::install(&self.dir, prepared, &header, sync, &self.storage)?;
         let retired = std::mem::replace(&mut self.active, active);
+        let retired = Retired { path: retired.path, map: retired.map, next_first_seq: self.next_seq };
         if sync {
             // The old segment, the new header and its name are on disk.
             self.watermark.advance(self.active.synced_watermark());
+        } else {
+            self.page_cache_synced(retired_synced);
         }
+        let simulated = matches!(self.storage, Storage::Simulated(_));
+        let retired = if simulated && !sync {
+            // No helper thread in power-loss tests: sync it here, deterministically.
+            let synced = retired.sync(&self.dir, &self.storage);
+            self.page_cache_synced(synced);
+            None
+        } else {
+            Some(retired)
+        };
         self.next = NextSegment::spawn(
             &self.dir,
             self.next_seq,
             self.segment_size_bytes,
             self.durability,
-            Some(retired.map),
+            retired,
             &self.storage,
         );
+        if self.next.is_none() && !simulated && !sync {
+            self.watermark_stuck = true; // the closed segment was dropped unsynced
+        }
         tracing::debug!(file = %self.active.path.display(), "journal: rolled segment");
         Ok(())
+    }
+
+    /// `PageCache`: moves the watermark past a closed segment the helper synced, or stops
+    /// moving it (that segment may not be on disk).
+    fn page_cache_synced(&mut self, synced: RetiredSync) {
+        match synced {
+            RetiredSync::Synced(watermark) if !self.watermark_stuck => self.watermark.advance(watermark),
+            RetiredSync::Synced(_) | RetiredSync::Nothing => {}
+            RetiredSync::Failed => self.watermark_stuck = true,
+        }
     }
 
     /// Prepares the next segment on the writer thread (no helper thread, or it failed).
