@@ -26,7 +26,9 @@
 //! `len|crc` word last; recovery keeps every record up to the first invalid slot, zeroes a
 //! torn tail, and refuses (`JournalError::Corrupt`) anything a crash cannot produce: a bad
 //! record followed by a valid one, junk in a segment with a successor, a seq gap, a bad
-//! header CRC, or a broken hash chain.
+//! header CRC, or a broken hash chain. After the durable watermark (`SYNCED`: up to where the
+//! journal was synced) a power cut can leave all of those, so there they are a torn tail and
+//! the journal is cut at the first one.
 
 mod error;
 pub mod format;
