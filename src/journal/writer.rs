@@ -234,29 +234,20 @@ impl ActiveSegment {
 /// allocation or page faults, unless it fills segments faster than they are prepared (then
 /// it waits at the roll; records are never affected).
 struct NextSegment {
-    thread: Option<JoinHandle<Prepared>>,
+    thread: Option<JoinHandle<Result<PreparedSegment, JournalError>>>,
     cancel: Arc<AtomicBool>,
     storage: Storage,
 }
 
-/// What the helper thread did: the next segment, and (`PageCache`) whether it synced the
-/// segment retired at the roll that started it.
-struct Prepared {
-    segment: Result<PreparedSegment, JournalError>,
-    retired_synced: RetiredSync,
-}
-
-/// What became of the segment retired at the roll that started a helper.
+/// What became of a segment closed under `PageCache`.
 enum RetiredSync {
-    /// None was retired, or it was synced already (`Fsync`).
-    Nothing,
-    /// Synced: the watermark may move to this.
+    /// Synced (with its name): the watermark may move to this, `(next segment, 0)`.
     Synced(Watermark),
     /// Not synced: the watermark must not move past it.
     Failed,
 }
 
-/// The segment a roll just closed, and the first seq of the one after it.
+/// A segment a roll just closed, and the first seq of the one after it.
 struct Retired {
     path: PathBuf,
     map: MmapMut,
@@ -264,32 +255,78 @@ struct Retired {
 }
 
 impl Retired {
-    /// `PageCache`: syncs the closed segment (and its name), off the writer thread, so that
-    /// the watermark can move past it; returns the watermark that is then true, `(next, 0)`
-    /// (every earlier segment was synced the same way, or at open). Under `Fsync` the roll
-    /// synced it already. Unmapping a large populated map also takes a while: it is dropped here.
+    /// Syncs the closed segment and its directory entry; every earlier segment was synced the
+    /// same way (in order) or at open, so `(next segment, 0)` is then a true watermark.
     fn sync(self, dir: &Path, storage: &Storage) -> RetiredSync {
-        let synced = storage
-            .sync_map(&self.path, &self.map, 0, self.map.len())
-            .and_then(|()| storage.sync_dir(dir))
-            .inspect_err(|e| tracing::warn!(file = %self.path.display(), error = %e, "journal: could not sync a closed segment; the durable watermark stays behind it"));
+        let synced = storage.sync_map(&self.path, &self.map, 0, self.map.len()).and_then(|()| storage.sync_dir(dir));
         match synced {
             Ok(()) => RetiredSync::Synced(Watermark { first_seq: self.next_first_seq, offset: 0 }),
-            Err(_) => RetiredSync::Failed,
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "journal: could not sync a closed segment; the durable watermark stays behind it");
+                RetiredSync::Failed
+            }
+        }
+    }
+}
+
+/// `PageCache`: syncs closed segments, in order, on a thread of its own, so that neither the
+/// writer nor the preparation of the next segment ever waits for the disk; the writer picks
+/// up the newest outcome at a later roll.
+struct Syncer {
+    sender: Option<std::sync::mpsc::Sender<Retired>>,
+    /// Newest outcome not yet picked up; a failure stays (it must stop the watermark).
+    latest: Arc<std::sync::Mutex<Option<RetiredSync>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn spawn(dir: &Path, storage: &Storage) -> Option<Syncer> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Retired>();
+        let latest = Arc::new(std::sync::Mutex::new(None));
+        let (dir, storage, published) = (dir.to_path_buf(), storage.clone(), Arc::clone(&latest));
+        let body = move || {
+            for retired in receiver {
+                let outcome = retired.sync(&dir, &storage);
+                let mut latest = published.lock().unwrap_or_else(|p| p.into_inner());
+                if !matches!(*latest, Some(RetiredSync::Failed)) {
+                    *latest = Some(outcome);
+                }
+            }
+        };
+        let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(body).ok()?;
+        Some(Syncer { sender: Some(sender), latest, thread: Some(thread) })
+    }
+
+    /// Queues `retired`; returns the newest outcome since the last call (`None`: none yet).
+    fn submit(&self, retired: Retired) -> Option<RetiredSync> {
+        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(retired).is_ok());
+        if !sent {
+            return Some(RetiredSync::Failed);
+        }
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Drop for Syncer {
+    /// Lets the queued syncs finish before the directory lock is released.
+    fn drop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
 impl NextSegment {
-    /// Starts preparing `<temp_seq>.seg.tmp`. `retired` (the segment just closed) is synced
-    /// (`PageCache`) and unmapped on the helper thread too.
+    /// Starts preparing `<temp_seq>.seg.tmp`. `retired` (the map of the segment just closed)
+    /// is unmapped on the helper thread too: unmapping a large populated map takes a while.
     /// `None` if no thread could be started: the next roll then prepares on the writer thread.
     fn spawn(
         dir: &Path,
         temp_seq: u64,
         segment_size_bytes: u64,
         durability: Durability,
-        retired: Option<Retired>,
+        retired: Option<MmapMut>,
         storage: &Storage,
     ) -> Option<NextSegment> {
         if matches!(storage, Storage::Simulated(_)) {
@@ -303,11 +340,8 @@ impl NextSegment {
         let dir = dir.to_path_buf();
         let thread_storage = storage.clone();
         let spawned = std::thread::Builder::new().name("journal-prepare".into()).spawn(move || {
-            let retired_synced = match retired {
-                Some(retired) if durability == Durability::PageCache => retired.sync(&dir, &thread_storage),
-                _ => RetiredSync::Nothing,
-            };
-            let segment = segment::prepare_segment(
+            drop(retired);
+            segment::prepare_segment(
                 &dir,
                 temp_seq,
                 segment_size_bytes,
@@ -315,8 +349,7 @@ impl NextSegment {
                 prefault,
                 &thread_cancel,
                 &thread_storage,
-            );
-            Prepared { segment, retired_synced }
+            )
         });
         match spawned {
             Ok(thread) => Some(NextSegment { thread: Some(thread), cancel, storage: storage.clone() }),
@@ -328,7 +361,7 @@ impl NextSegment {
     }
 
     /// Waits until the segment is prepared.
-    fn wait(mut self) -> Prepared {
+    fn wait(mut self) -> Result<PreparedSegment, JournalError> {
         let thread = self.thread.take().expect("joined once");
         thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
@@ -340,7 +373,7 @@ impl Drop for NextSegment {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.cancel.store(true, Ordering::Relaxed);
-            if let Ok(Prepared { segment: Ok(prepared), .. }) = thread.join() {
+            if let Ok(Ok(prepared)) = thread.join() {
                 prepared.discard(&self.storage);
             }
         }
@@ -365,6 +398,8 @@ pub struct JournalWriter {
     /// `PageCache`: a closed segment could not be synced; the watermark must not move past
     /// it (until the next open syncs everything).
     watermark_stuck: bool,
+    /// `PageCache`: syncs closed segments in the background. Before `_lock` (drop order).
+    syncer: Option<Syncer>,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: File,
 }
@@ -437,6 +472,8 @@ impl JournalWriter {
             }
         };
         let next = NextSegment::spawn(&cfg.dir, next_seq, cfg.segment_size_bytes, cfg.durability, None, &cfg.storage);
+        let background = cfg.durability == Durability::PageCache && !matches!(cfg.storage, Storage::Simulated(_));
+        let syncer = if background { Syncer::spawn(&cfg.dir, &cfg.storage) } else { None };
         let last_seq = next_seq - 1;
         let writer = JournalWriter {
             dir: cfg.dir,
@@ -450,6 +487,7 @@ impl JournalWriter {
             next,
             watermark,
             watermark_stuck: false,
+            syncer,
             _lock: lock,
         };
         let report = RecoveryReport { last_seq, truncated_tail, segments };
@@ -515,14 +553,9 @@ impl JournalWriter {
             self.active.sync_pending(&self.storage)?;
         }
         let header = SegmentHeader { first_seq: self.next_seq, prev_chain_hash: self.chain_hash() };
-        let mut retired_synced = RetiredSync::Nothing;
         let prepared = match self.next.take().map(NextSegment::wait) {
-            Some(Prepared { segment: Ok(prepared), retired_synced: synced }) => {
-                retired_synced = synced;
-                prepared
-            }
-            Some(Prepared { segment: Err(e), retired_synced: synced }) => {
-                retired_synced = synced;
+            Some(Ok(prepared)) => prepared,
+            Some(Err(e)) => {
                 // E.g. the disk was full then; it may not be now. A second failure is returned.
                 tracing::warn!(error = %e, "journal: background segment preparation failed; retrying at roll");
                 self.prepare_now()?
@@ -531,44 +564,39 @@ impl JournalWriter {
         };
         let active = ActiveSegment::install(&self.dir, prepared, &header, sync, &self.storage)?;
         let retired = std::mem::replace(&mut self.active, active);
-        let retired = Retired { path: retired.path, map: retired.map, next_first_seq: self.next_seq };
-        if sync {
+        let retired_map = if sync {
             // The old segment, the new header and its name are on disk.
             self.watermark.advance(self.active.synced_watermark());
+            Some(retired.map)
         } else {
-            self.page_cache_synced(retired_synced);
-        }
-        let simulated = matches!(self.storage, Storage::Simulated(_));
-        let retired = if simulated && !sync {
-            // No helper thread in power-loss tests: sync it here, deterministically.
-            let synced = retired.sync(&self.dir, &self.storage);
-            self.page_cache_synced(synced);
+            let retired = Retired { path: retired.path, map: retired.map, next_first_seq: self.next_seq };
+            let outcome = match &self.syncer {
+                Some(syncer) => syncer.submit(retired),
+                // Power-loss tests (no threads: a deterministic order of syncs), or no thread.
+                None => Some(retired.sync(&self.dir, &self.storage)),
+            };
+            self.page_cache_synced(outcome);
             None
-        } else {
-            Some(retired)
         };
         self.next = NextSegment::spawn(
             &self.dir,
             self.next_seq,
             self.segment_size_bytes,
             self.durability,
-            retired,
+            retired_map,
             &self.storage,
         );
-        if self.next.is_none() && !simulated && !sync {
-            self.watermark_stuck = true; // the closed segment was dropped unsynced
-        }
         tracing::debug!(file = %self.active.path.display(), "journal: rolled segment");
         Ok(())
     }
 
     /// `PageCache`: moves the watermark past a closed segment the helper synced, or stops
     /// moving it (that segment may not be on disk).
-    fn page_cache_synced(&mut self, synced: RetiredSync) {
-        match synced {
-            RetiredSync::Synced(watermark) if !self.watermark_stuck => self.watermark.advance(watermark),
-            RetiredSync::Synced(_) | RetiredSync::Nothing => {}
-            RetiredSync::Failed => self.watermark_stuck = true,
+    fn page_cache_synced(&mut self, outcome: Option<RetiredSync>) {
+        match outcome {
+            Some(RetiredSync::Synced(watermark)) if !self.watermark_stuck => self.watermark.advance(watermark),
+            Some(RetiredSync::Failed) => self.watermark_stuck = true,
+            _ => {}
         }
     }
 
