@@ -522,10 +522,11 @@ pub const EVENTS_PART_RECORD_KIND: u16 = 0x8002;
 
 /// Largest payload of any event-log record (whole list, manifest or part). Fixed, so where a
 /// list is split depends on its events alone, never on the segment size or on where the
-/// segment happens to be. Half of the smallest segment the daemon accepts (64 KiB), so a
+/// segment happens to be. Half of the smallest segment the daemon accepts (16 KiB), so a
 /// record always fits an empty segment with room to spare; large enough that only lists of
-/// more than about 200 events are split.
-pub const MAX_EVENT_RECORD_PAYLOAD_BYTES: usize = 32 * 1024;
+/// more than about 88 events (a sweep of about ten fills) are split, small enough that the
+/// power-loss tests' 16 KiB segments roll often.
+pub const MAX_EVENT_RECORD_PAYLOAD_BYTES: usize = 8 * 1024;
 
 /// Bytes before the events of a whole-list record: the event count (u32).
 const EVENT_RECORD_HEADER_BYTES: usize = 4;

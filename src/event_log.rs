@@ -29,7 +29,7 @@ pub const PARTS_DIR_NAME: &str = "parts";
 
 /// Smallest segment size seqd accepts for its journals: twice the largest event-log record,
 /// so any record fits an empty segment and a segment wastes at most half of itself at a roll.
-pub const MIN_SEGMENT_SIZE_BYTES: u64 = 64 * 1024;
+pub const MIN_SEGMENT_SIZE_BYTES: u64 = 16 * 1024;
 const _: () = assert!(
     MAX_EVENT_RECORD_PAYLOAD_BYTES + format::SEGMENT_HEADER_LEN_BYTES + format::RECORD_HEADER_LEN_BYTES
         <= MIN_SEGMENT_SIZE_BYTES as usize
@@ -76,14 +76,11 @@ pub struct EventLogWriter {
 
 impl EventLogWriter {
     /// Opens (or creates) the event log in `dir`; recovers both journals' torn tails.
-    pub fn open(
-        dir: &Path,
-        segment_size_bytes: u64,
-        durability: Durability,
-    ) -> Result<(EventLogWriter, RecoveryReport), JournalError> {
-        check_segment_size(segment_size_bytes).map_err(JournalError::InvalidConfig)?;
-        let (log, report) = JournalWriter::open(JournalConfig::new(dir, segment_size_bytes, durability))?;
-        let parts_config = JournalConfig::new(parts_dir(dir), segment_size_bytes, durability);
+    /// `config` is the event log's own; the parts log shares all of it but the directory.
+    pub fn open(config: JournalConfig) -> Result<(EventLogWriter, RecoveryReport), JournalError> {
+        check_segment_size(config.segment_size_bytes).map_err(JournalError::InvalidConfig)?;
+        let parts_config = JournalConfig { dir: parts_dir(&config.dir), ..config.clone() };
+        let (log, report) = JournalWriter::open(config)?;
         let parts = match parts_config.dir.exists() {
             true => Some(JournalWriter::open(parts_config.clone())?.0),
             false => None,
@@ -295,7 +292,7 @@ pub(crate) mod tests {
     /// Applies `commands` and writes their events through an `EventLogWriter` in `dir`;
     /// returns every command's events.
     pub(crate) fn write_log(dir: &Path, commands: &[Command]) -> Vec<Vec<Event>> {
-        let (mut writer, _) = EventLogWriter::open(dir, MIN_SEGMENT_SIZE_BYTES, Durability::PageCache).unwrap();
+        let (mut writer, _) = EventLogWriter::open(JournalConfig::new(dir, MIN_SEGMENT_SIZE_BYTES, Durability::PageCache)).unwrap();
         let mut engine = Engine::new();
         let mut all = Vec::new();
         for (i, command) in commands.iter().enumerate() {

@@ -11,6 +11,7 @@
 //! - [`pipeline`]: disruptor rings between journaler, processor, event log and responder.
 //! - [`replicate`]: replicators from the event log into TiDB and ClickHouse; `seqd reconcile`.
 //! - [`replay`], [`snapshots`]: rebuilding state from snapshots and journals.
+//! - [`storage`]: file creation, rename and sync for the journal and snapshots; a simulated disk for power-loss tests.
 //! - [`scenario`]: the scripted session behind the demo and the golden journals.
 //! - [`daemon`]: `seqd run`: recovery, pipeline, gateway, metrics, systemd notify, graceful stop.
 //! - [`crash_test`]: the SIGKILL crash test harness (`seqd crash-test`).
@@ -35,4 +36,5 @@ pub mod replicate;
 pub mod scenario;
 pub mod sequencer;
 pub mod snapshots;
+pub mod storage;
 pub mod workload;

@@ -6,6 +6,7 @@ use crate::codec::{self, CodecError};
 use crate::engine::{Engine, Event, Seq};
 use crate::journal::{JournalError, JournalReader};
 use crate::snapshots::{SnapshotError, SnapshotStore};
+use crate::storage::Storage;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,11 +15,18 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct DataDir {
     pub root: PathBuf,
+    /// Where the journals' and snapshots' file creations, renames and syncs go.
+    pub storage: Storage,
 }
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir { root: root.into(), storage: Storage::Real }
+    }
+
+    /// A data directory on simulated storage (power-loss tests).
+    pub fn with_storage(root: impl Into<PathBuf>, storage: Storage) -> DataDir {
+        DataDir { root: root.into(), storage }
     }
     /// The input journal: every sequenced command (the system of record).
     pub fn input(&self) -> PathBuf {
@@ -29,7 +37,7 @@ impl DataDir {
         self.root.join("events")
     }
     pub fn snapshots(&self) -> SnapshotStore {
-        SnapshotStore::new(self.root.join("snapshots"))
+        SnapshotStore::new(self.root.join("snapshots"), self.input(), self.storage.clone())
     }
 }
 
@@ -70,18 +78,19 @@ pub struct ReplayOptions {
 
 /// Rebuilds the engine from `data_dir` and returns it with what was done.
 pub fn replay(data_dir: &DataDir, options: ReplayOptions) -> Result<(Engine, ReplayOutcome), ReplayError> {
-    let mut engine = Engine::new();
-    let mut snapshot_seq = None;
-    if options.use_snapshot {
-        if let Some(snapshot) = newest_snapshot_up_to(&data_dir.snapshots(), options.to_seq)? {
-            snapshot_seq = Some(snapshot.last_seq());
-            engine = snapshot;
-        }
-    }
     // The reader treats a bad record as "not written yet" (it also tails live journals), so an
     // offline replay verifies the whole journal first and then must reach its verified end.
     let verified_last_seq = verify_input(&data_dir.input())?;
     let target = options.to_seq.unwrap_or(verified_last_seq);
+    let mut engine = Engine::new();
+    let mut snapshot_seq = None;
+    if options.use_snapshot {
+        // The same rule as the daemon's recovery: only a snapshot the journal agrees with.
+        if let Some(snapshot) = data_dir.snapshots().newest_usable(target)? {
+            snapshot_seq = Some(snapshot.engine.last_seq());
+            engine = snapshot.engine;
+        }
+    }
     let commands_replayed =
         apply_journal(&mut engine, &data_dir.input(), Some(target), options.progress, |_, _, _| {})?;
     if engine.last_seq() < target {
@@ -99,19 +108,6 @@ fn verify_input(input_dir: &Path) -> Result<Seq, ReplayError> {
         return Ok(0);
     }
     Ok(crate::journal::verify(input_dir)?.last_seq)
-}
-
-fn newest_snapshot_up_to(store: &SnapshotStore, to_seq: Option<Seq>) -> Result<Option<Engine>, ReplayError> {
-    for (seq, path) in store.list()?.into_iter().rev() {
-        if to_seq.is_some_and(|to| seq > to) {
-            continue;
-        }
-        match SnapshotStore::load(&path) {
-            Ok(engine) => return Ok(Some(engine)),
-            Err(e) => tracing::warn!("skipping snapshot: {e}"),
-        }
-    }
-    Ok(None)
 }
 
 /// Applies every input record after the engine's last sequence (up to `to_seq`), calling

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 /// Resting orders whose cancellation makes an event list (an order report and a release per
-/// order, 142 bytes) larger than the smallest segment, 64 KiB: 85 KB.
+/// order, 142 bytes) larger than the smallest segment (16 KiB) and than the 64 KiB of the first tests: 85 KB.
 const RESTING_ORDERS: i64 = 600;
 
 fn seqd(args: &[&str]) -> std::process::Output {

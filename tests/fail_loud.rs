@@ -354,7 +354,7 @@ fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cu
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
     // 5,000 small commands (one asset, then rejected deposits) in the smallest segments allowed
-    // (64 KiB): about 1,000 a segment.
+    // we use (64 KiB): about 1,000 a segment.
     let config = SequencerConfig { segment_size_bytes: 1 << 16, durability: Durability::Fsync };
     let (mut sequencer, _) = Sequencer::open(&DataDir::new(&original), config).unwrap();
     sequencer.submit(1, &Command::CreateAsset { asset: USDT, scale: 6 }).unwrap();

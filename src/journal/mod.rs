@@ -26,17 +26,22 @@
 //! `len|crc` word last; recovery keeps every record up to the first invalid slot, zeroes a
 //! torn tail, and refuses (`JournalError::Corrupt`) anything a crash cannot produce: a bad
 //! record followed by a valid one, junk in a segment with a successor, a seq gap, a bad
-//! header CRC, or a broken hash chain.
+//! header CRC, or a broken hash chain. After the durable watermark (`SYNCED`: up to where the
+//! journal was synced) a power cut can leave all of those, so there they are a torn tail and
+//! the journal is cut at the first one.
 
 mod error;
 pub mod format;
+mod position;
 mod reader;
 mod recover;
 mod segment;
+mod watermark;
 mod writer;
 
 pub use error::JournalError;
 pub use format::RecordRef;
+pub use position::{chain_hash_at, truncate_after, ChainPosition};
 pub use reader::JournalReader;
 pub use recover::{verify, RecoveryReport, VerifyReport};
 pub use writer::{Durability, JournalConfig, JournalWriter};

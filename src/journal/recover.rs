@@ -10,8 +10,13 @@
 //! - non-zero bytes, in a segment that has a successor: corruption (a segment is complete
 //!   before the next one is created);
 //! - non-zero bytes in the last segment: torn tail, truncated by `open`.
+//!
+//! Power loss adds one rule: damage at or after the durable watermark (`SYNCED`, see
+//! `watermark.rs`) lies in bytes that were never synced, whose pages a power cut can persist
+//! in any order. Whatever would be corruption there (a hole with valid records after it, junk
+//! before a later segment, a bad later header) is a torn tail instead: the journal is cut at
+//! the damage, later segments deleted.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
@@ -19,6 +24,8 @@ use super::format::{
     self, SegmentHeader, Slot, HDR_FIRST_SEQ_OFFSET, HDR_PREV_CHAIN_HASH, RECORD_ALIGN_BYTES, SEGMENT_HEADER_LEN_BYTES,
 };
 use super::segment::{self, SegmentFile};
+use super::watermark::{self, Watermark};
+use crate::storage::Storage;
 
 /// What `JournalWriter::open` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,20 +111,22 @@ impl ScannedSegment {
 #[derive(Debug, Clone)]
 pub(crate) struct TailState {
     pub path: PathBuf,
+    pub first_seq: u64,
     pub data_end_offset: usize,
     pub next_seq: u64,
     /// Chain hasher fed with `prev_chain_hash` and every record byte up to `data_end_offset`.
     pub chain: blake3::Hasher,
 }
 
-/// Damage a crash can legitimately leave at the end of the journal.
+/// Damage a crash can legitimately leave at the end of the journal. `later` lists the
+/// segments after the damaged one (never-synced ones, after a power cut), deleted by the repair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TornTail {
-    /// Non-zero bytes in `[offset, junk_end_offset)` of the last segment that are not records.
-    Bytes { path: PathBuf, offset: usize, junk_end_offset: usize },
-    /// The last segment file has no valid header and no valid record: delete it.
-    /// `first_seq` is taken from its name.
-    File { path: PathBuf, first_seq: u64 },
+    /// Non-zero bytes in `[offset, junk_end_offset)` of the segment that are not records.
+    Bytes { path: PathBuf, offset: usize, junk_end_offset: usize, later: Vec<PathBuf> },
+    /// The segment file has no valid header (and no valid record, or it was never synced):
+    /// delete it. `first_seq` is taken from its name.
+    File { path: PathBuf, first_seq: u64, later: Vec<PathBuf> },
 }
 
 impl TornTail {
@@ -133,6 +142,12 @@ impl TornTail {
             TornTail::File { .. } => 0,
         }
     }
+
+    fn later(&self) -> &[PathBuf] {
+        match self {
+            TornTail::Bytes { later, .. } | TornTail::File { later, .. } => later,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -145,19 +160,36 @@ pub(crate) struct JournalScan {
 /// Scans and validates the whole journal, read-only.
 pub(crate) fn scan_journal(dir: &Path) -> Result<JournalScan, JournalError> {
     let files = segment::list_segments(dir)?;
+    let watermark = watermark::read(dir);
     let mut scan = JournalScan { segments: Vec::with_capacity(files.len()), tail: None, torn: None };
     for (index, file) in files.iter().enumerate() {
         let is_last = index + 1 == files.len();
+        let later = || files[index + 1..].iter().map(|f| f.path.clone()).collect::<Vec<_>>();
         let map = segment::map_read(&file.path)?;
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
-        let Some(header) = check_header(bytes, file, is_last, &scan)? else {
-            scan.torn = Some(TornTail::File { path: file.path.clone(), first_seq: file.first_seq });
-            break;
+        let header = match check_header(bytes, file, is_last, &scan) {
+            Ok(Some(header)) => header,
+            Ok(None) => {
+                scan.torn = Some(TornTail::File { path: file.path.clone(), first_seq: file.first_seq, later: later() });
+                break;
+            }
+            Err(e) if Watermark::may_be_unsynced(watermark, file.first_seq, 0) => {
+                tracing::warn!(error = %e, "journal: damaged segment after the durable watermark (power loss): cutting the journal there");
+                scan.torn = Some(TornTail::File { path: file.path.clone(), first_seq: file.first_seq, later: later() });
+                break;
+            }
+            Err(e) => return Err(e),
         };
-        let (segment, tail, torn) = scan_segment(bytes, file, &header, is_last)?;
+        let (segment, tail, torn) = scan_segment(bytes, file, &header, is_last, watermark)?;
         scan.segments.push(segment);
         scan.tail = Some(tail);
         scan.torn = torn;
+        if let Some(TornTail::Bytes { later: cut, .. }) = scan.torn.as_mut() {
+            if !is_last {
+                *cut = later();
+                break;
+            }
+        }
     }
     Ok(scan)
 }
@@ -220,9 +252,11 @@ fn scan_segment(
     file: &SegmentFile,
     header: &SegmentHeader,
     is_last: bool,
+    watermark: Option<Watermark>,
 ) -> Result<(ScannedSegment, TailState, Option<TornTail>), JournalError> {
-    let records = scan_records(bytes, &file.path, header.first_seq)?;
-    let torn = classify_after_data(bytes, &file.path, &records, is_last)?;
+    let unsynced = |offset| Watermark::may_be_unsynced(watermark, header.first_seq, offset);
+    let records = scan_records(bytes, &file.path, header.first_seq, unsynced)?;
+    let torn = classify_after_data(bytes, &file.path, &records, is_last, unsynced(records.data_end_offset))?;
 
     let mut chain = blake3::Hasher::new();
     chain.update(&header.prev_chain_hash);
@@ -235,6 +269,7 @@ fn scan_segment(
     };
     let tail = TailState {
         path: file.path.clone(),
+        first_seq: header.first_seq,
         data_end_offset: records.data_end_offset,
         next_seq: records.next_seq,
         chain,
@@ -251,8 +286,14 @@ struct RecordsScan {
     stop: Option<format::InvalidRecord>,
 }
 
-/// Walks valid records from the header on; a valid record with the wrong seq is corruption.
-fn scan_records(bytes: &[u8], path: &Path, first_seq: u64) -> Result<RecordsScan, JournalError> {
+/// Walks valid records from the header on; a valid record with the wrong seq is corruption,
+/// or where `unsynced(offset)`, the end of the data (the rest is classified as damage).
+fn scan_records(
+    bytes: &[u8],
+    path: &Path,
+    first_seq: u64,
+    unsynced: impl Fn(usize) -> bool,
+) -> Result<RecordsScan, JournalError> {
     let mut offset = SEGMENT_HEADER_LEN_BYTES;
     let mut next_seq = first_seq;
     let mut record_count = 0u64;
@@ -260,6 +301,10 @@ fn scan_records(bytes: &[u8], path: &Path, first_seq: u64) -> Result<RecordsScan
         match format::decode_slot(bytes, offset) {
             Slot::Record { record, len_bytes } => {
                 if record.seq != next_seq {
+                    if unsynced(offset) {
+                        let stop = Some(format::InvalidRecord::Truncated);
+                        return Ok(RecordsScan { data_end_offset: offset, next_seq, record_count, stop });
+                    }
                     let reason = format!("sequence gap: expected seq {next_seq}, found {}", record.seq);
                     return Err(JournalError::corrupt(path, offset, reason));
                 }
@@ -284,6 +329,7 @@ fn classify_after_data(
     path: &Path,
     records: &RecordsScan,
     is_last: bool,
+    unsynced: bool,
 ) -> Result<Option<TornTail>, JournalError> {
     let offset = records.data_end_offset;
     let after = scan_after_data(bytes, offset);
@@ -294,15 +340,27 @@ fn classify_after_data(
         Some(why) => format!("invalid record ({why})"),
         None => "end-of-data marker followed by non-zero bytes".to_string(),
     };
+    let mut damage = None;
     if let Some(valid_offset) = after.next_valid_record_offset {
-        let reason = format!("{what}, followed by a valid record at offset {valid_offset}");
-        return Err(JournalError::corrupt(path, offset, reason));
+        damage = Some(format!("{what}, followed by a valid record at offset {valid_offset}"));
+    } else if !is_last {
+        damage = Some(format!("{what} in a segment that is followed by a later segment"));
     }
-    if !is_last {
-        let reason = format!("{what} in a segment that is followed by a later segment");
-        return Err(JournalError::corrupt(path, offset, reason));
-    }
-    Ok(Some(TornTail::Bytes { path: path.to_path_buf(), offset, junk_end_offset }))
+    let junk_end_offset = match damage {
+        None => junk_end_offset,
+        Some(reason) if !unsynced => return Err(JournalError::corrupt(path, offset, reason)),
+        Some(reason) => {
+            tracing::warn!(file = %path.display(), offset, %reason, "journal: damage after the durable watermark (power loss): cutting the journal there");
+            last_nonzero_end(bytes, offset)
+        }
+    };
+    Ok(Some(TornTail::Bytes { path: path.to_path_buf(), offset, junk_end_offset, later: Vec::new() }))
+}
+
+/// End of the last non-zero 8-byte word of `bytes[from..]` (`from` if all zero).
+fn last_nonzero_end(bytes: &[u8], from: usize) -> usize {
+    let last = bytes[from..].iter().rposition(|&b| b != 0).map_or(from, |i| from + i + 1);
+    format::align_up(last).min(bytes.len())
 }
 
 struct AfterData {
@@ -333,20 +391,28 @@ fn scan_after_data(bytes: &[u8], start: usize) -> AfterData {
 }
 
 /// Applies a torn-tail repair found by [`scan_journal`]; returns what the report should say.
-pub(crate) fn repair_torn_tail(torn: &TornTail) -> Result<(PathBuf, u64), JournalError> {
+pub(crate) fn repair_torn_tail(torn: &TornTail, storage: &Storage) -> Result<(PathBuf, u64), JournalError> {
+    // Later segments first, newest first: a crash during the repair leaves a prefix.
+    for path in torn.later().iter().rev() {
+        storage.remove_file(path).map_err(|e| JournalError::io(path, e))?;
+        tracing::warn!(file = %path.display(), "journal: removed a never-synced segment after a torn tail");
+    }
+    if let Some(dir) = torn.later().first().and_then(|path| path.parent()) {
+        segment::sync_dir(dir, storage)?;
+    }
     match torn {
-        TornTail::Bytes { path, offset, junk_end_offset } => {
+        TornTail::Bytes { path, offset, junk_end_offset, .. } => {
             // Zero only up to the last non-zero byte: the rest of the file already reads as
             // zero, and writing it would allocate the whole sparse tail.
             let mut map = segment::map_write(path)?;
             map[*offset..*junk_end_offset].fill(0);
-            map.flush_range(*offset, junk_end_offset - offset).map_err(|e| JournalError::io(path, e))?;
+            storage.sync_map(path, &map, *offset, junk_end_offset - offset).map_err(|e| JournalError::io(path, e))?;
             tracing::warn!(file = %path.display(), offset, "journal: truncated torn tail");
         }
         TornTail::File { path, .. } => {
-            fs::remove_file(path).map_err(|e| JournalError::io(path, e))?;
+            storage.remove_file(path).map_err(|e| JournalError::io(path, e))?;
             if let Some(dir) = path.parent() {
-                segment::sync_dir(dir)?;
+                segment::sync_dir(dir, storage)?;
             }
             tracing::warn!(file = %path.display(), offset = 0, "journal: removed torn segment without a valid header");
         }

@@ -11,6 +11,7 @@ use memmap2::{Mmap, MmapMut};
 
 use super::error::JournalError;
 use super::format::{self, SegmentHeader, SEGMENT_HEADER_LEN_BYTES};
+use crate::storage::Storage;
 
 /// Name of the lock file held (flock) by the single writer of a journal directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -45,7 +46,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, JournalError> {
 
 /// Deletes segments that were being created when a writer crashed (never renamed into place,
 /// so they never held acknowledged data).
-pub fn remove_temp_segments(dir: &Path) -> Result<(), JournalError> {
+pub fn remove_temp_segments(dir: &Path, storage: &Storage) -> Result<(), JournalError> {
     for entry in fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))? {
         let entry = entry.map_err(|e| JournalError::io(dir, e))?;
         let is_temp = entry
@@ -57,7 +58,7 @@ pub fn remove_temp_segments(dir: &Path) -> Result<(), JournalError> {
         if is_temp {
             let path = entry.path();
             tracing::warn!(file = %path.display(), "journal: removing unfinished segment");
-            fs::remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
+            storage.remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
         }
     }
     Ok(())
@@ -82,8 +83,8 @@ pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
 }
 
 /// Makes renames/creations/deletions in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| JournalError::io(dir, e))
+pub fn sync_dir(dir: &Path, storage: &Storage) -> Result<(), JournalError> {
+    storage.sync_dir(dir).map_err(|e| JournalError::io(dir, e))
 }
 
 /// Maps a whole segment read-only. Returns `None` for an empty file (nothing to map).
@@ -127,10 +128,10 @@ pub struct PreparedSegment {
 
 impl PreparedSegment {
     /// Deletes an unused prepared segment (the map is dropped first).
-    pub fn discard(self) {
+    pub fn discard(self, storage: &Storage) {
         let PreparedSegment { temp_path, map } = self;
         drop(map);
-        if let Err(e) = fs::remove_file(&temp_path) {
+        if let Err(e) = storage.remove_file(&temp_path) {
             tracing::warn!(file = %temp_path.display(), error = %e, "journal: could not remove unused prepared segment");
         }
     }
@@ -153,19 +154,14 @@ pub fn prepare_segment(
     sync: bool,
     prefault: bool,
     cancel: &AtomicBool,
+    storage: &Storage,
 ) -> Result<PreparedSegment, JournalError> {
     let temp_path = temp_segment_path(&segment_path(dir, temp_seq));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp_path)
-        .map_err(|e| JournalError::io(&temp_path, e))?;
+    let file = storage.create_file(&temp_path).map_err(|e| JournalError::io(&temp_path, e))?;
     let prepared = (|| {
         reserve_space(&file, segment_size_bytes).map_err(|e| JournalError::io(&temp_path, e))?;
         if sync {
-            file.sync_all().map_err(|e| JournalError::io(&temp_path, e))?;
+            storage.sync_file(&temp_path, &file).map_err(|e| JournalError::io(&temp_path, e))?;
         }
         let map = map_file_mut(&file, &temp_path)?;
         if prefault && !prefault_pages(&map, 0, cancel) {
@@ -179,7 +175,7 @@ pub fn prepare_segment(
     match prepared {
         Ok(map) => Ok(PreparedSegment { temp_path, map }),
         Err(e) => {
-            let _ = fs::remove_file(&temp_path);
+            let _ = storage.remove_file(&temp_path);
             Err(e)
         }
     }
@@ -194,6 +190,7 @@ pub fn install_segment(
     prepared: PreparedSegment,
     header: &SegmentHeader,
     sync: bool,
+    storage: &Storage,
 ) -> Result<(PathBuf, MmapMut), JournalError> {
     let final_path = segment_path(dir, header.first_seq);
     if final_path.exists() {
@@ -204,11 +201,11 @@ pub fn install_segment(
     if sync {
         // msync(MS_SYNC) of the header page: a data sync of that range, including the
         // unwritten-extent conversion of its block.
-        map.flush_range(0, SEGMENT_HEADER_LEN_BYTES).map_err(|e| JournalError::io(&temp_path, e))?;
+        storage.sync_map(&temp_path, &map, 0, SEGMENT_HEADER_LEN_BYTES).map_err(|e| JournalError::io(&temp_path, e))?;
     }
-    fs::rename(&temp_path, &final_path).map_err(|e| JournalError::io(&final_path, e))?;
+    storage.rename(&temp_path, &final_path).map_err(|e| JournalError::io(&final_path, e))?;
     if sync {
-        sync_dir(dir)?;
+        sync_dir(dir, storage)?;
     }
     Ok((final_path, map))
 }

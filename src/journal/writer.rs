@@ -13,6 +13,8 @@ use super::error::JournalError;
 use super::format::{self, SegmentHeader, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER_LEN_BYTES};
 use super::recover::{self, RecoveryReport, TailState, TornTail};
 use super::segment::{self, PreparedSegment};
+use super::watermark::{Watermark, WatermarkFile};
+use crate::storage::Storage;
 
 /// What `commit` guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct JournalConfig {
     pub durability: Durability,
     /// Seq of the first record of a brand-new journal; ignored when the journal exists.
     pub first_seq: u64,
+    /// Where file creations, renames and syncs go (`Storage::Real` but in power-loss tests).
+    pub storage: Storage,
 }
 
 impl JournalConfig {
@@ -52,7 +56,7 @@ impl JournalConfig {
 
     /// A config for a journal starting at seq 1.
     pub fn new(dir: impl Into<PathBuf>, segment_size_bytes: u64, durability: Durability) -> JournalConfig {
-        JournalConfig { dir: dir.into(), segment_size_bytes, durability, first_seq: 1 }
+        JournalConfig { dir: dir.into(), segment_size_bytes, durability, first_seq: 1, storage: Storage::Real }
     }
 
     fn validate(&self) -> Result<(), JournalError> {
@@ -96,6 +100,7 @@ const HASH_BATCH_BYTES: usize = 16 * 1024;
 /// The segment currently appended to.
 struct ActiveSegment {
     path: PathBuf,
+    first_seq: u64,
     map: MmapMut,
     /// Where the next record starts.
     write_offset: usize,
@@ -117,12 +122,14 @@ impl ActiveSegment {
         prepared: PreparedSegment,
         header: &SegmentHeader,
         sync: bool,
+        storage: &Storage,
     ) -> Result<Self, JournalError> {
-        let (path, map) = segment::install_segment(dir, prepared, header, sync)?;
+        let (path, map) = segment::install_segment(dir, prepared, header, sync, storage)?;
         let mut chain = blake3::Hasher::new();
         chain.update(&header.prev_chain_hash);
         Ok(ActiveSegment {
             path,
+            first_seq: header.first_seq,
             map,
             write_offset: SEGMENT_HEADER_LEN_BYTES,
             hashed_offset: SEGMENT_HEADER_LEN_BYTES,
@@ -132,16 +139,15 @@ impl ActiveSegment {
         })
     }
 
-    /// Continues after the last valid record found by recovery.
-    fn reopen(tail: TailState, sync: bool, prefault: bool) -> Result<Self, JournalError> {
+    /// Continues after the last valid record found by recovery. Syncs the recovered records
+    /// (under either policy): records recovered from the page cache after a process crash may
+    /// not be on disk yet, and `durable_seq` and the watermark must be honest from the start.
+    fn reopen(tail: TailState, prefault: bool, storage: &Storage) -> Result<Self, JournalError> {
         let map = segment::reopen_segment(&tail.path, tail.data_end_offset, prefault)?;
-        if sync {
-            // Records recovered from the page cache after a process crash may not be on disk
-            // yet; sync them so `durable_seq` is honest from the start.
-            map.flush_range(0, tail.data_end_offset).map_err(|e| JournalError::io(&tail.path, e))?;
-        }
+        storage.sync_map(&tail.path, &map, 0, tail.data_end_offset).map_err(|e| JournalError::io(&tail.path, e))?;
         Ok(ActiveSegment {
             path: tail.path,
+            first_seq: tail.first_seq,
             map,
             write_offset: tail.data_end_offset,
             hashed_offset: tail.data_end_offset,
@@ -205,11 +211,18 @@ impl ActiveSegment {
         *chain.finalize().as_bytes()
     }
 
+    /// Position up to which this segment is synced.
+    fn synced_watermark(&self) -> Watermark {
+        Watermark { first_seq: self.first_seq, offset: self.synced_offset as u64 }
+    }
+
     /// msync of everything written since the last sync: one syscall.
-    fn sync_pending(&mut self) -> Result<(), JournalError> {
+    fn sync_pending(&mut self, storage: &Storage) -> Result<(), JournalError> {
         if self.write_offset > self.synced_offset {
             let len_bytes = self.write_offset - self.synced_offset;
-            self.map.flush_range(self.synced_offset, len_bytes).map_err(|e| JournalError::io(&self.path, e))?;
+            storage
+                .sync_map(&self.path, &self.map, self.synced_offset, len_bytes)
+                .map_err(|e| JournalError::io(&self.path, e))?;
             self.synced_offset = self.write_offset;
         }
         Ok(())
@@ -223,6 +236,85 @@ impl ActiveSegment {
 struct NextSegment {
     thread: Option<JoinHandle<Result<PreparedSegment, JournalError>>>,
     cancel: Arc<AtomicBool>,
+    storage: Storage,
+}
+
+/// What became of a segment closed under `PageCache`.
+enum RetiredSync {
+    /// Synced (with its name): the watermark may move to this, `(next segment, 0)`.
+    Synced(Watermark),
+    /// Not synced: the watermark must not move past it.
+    Failed,
+}
+
+/// A segment a roll just closed, and the first seq of the one after it.
+struct Retired {
+    path: PathBuf,
+    map: MmapMut,
+    next_first_seq: u64,
+}
+
+impl Retired {
+    /// Syncs the closed segment and its directory entry; every earlier segment was synced the
+    /// same way (in order) or at open, so `(next segment, 0)` is then a true watermark.
+    fn sync(self, dir: &Path, storage: &Storage) -> RetiredSync {
+        let synced = storage.sync_map(&self.path, &self.map, 0, self.map.len()).and_then(|()| storage.sync_dir(dir));
+        match synced {
+            Ok(()) => RetiredSync::Synced(Watermark { first_seq: self.next_first_seq, offset: 0 }),
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "journal: could not sync a closed segment; the durable watermark stays behind it");
+                RetiredSync::Failed
+            }
+        }
+    }
+}
+
+/// `PageCache`: syncs closed segments, in order, on a thread of its own, so that neither the
+/// writer nor the preparation of the next segment ever waits for the disk; the writer picks
+/// up the newest outcome at a later roll.
+struct Syncer {
+    sender: Option<std::sync::mpsc::Sender<Retired>>,
+    /// Newest outcome not yet picked up; a failure stays (it must stop the watermark).
+    latest: Arc<std::sync::Mutex<Option<RetiredSync>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn spawn(dir: &Path, storage: &Storage) -> Option<Syncer> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Retired>();
+        let latest = Arc::new(std::sync::Mutex::new(None));
+        let (dir, storage, published) = (dir.to_path_buf(), storage.clone(), Arc::clone(&latest));
+        let body = move || {
+            for retired in receiver {
+                let outcome = retired.sync(&dir, &storage);
+                let mut latest = published.lock().unwrap_or_else(|p| p.into_inner());
+                if !matches!(*latest, Some(RetiredSync::Failed)) {
+                    *latest = Some(outcome);
+                }
+            }
+        };
+        let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(body).ok()?;
+        Some(Syncer { sender: Some(sender), latest, thread: Some(thread) })
+    }
+
+    /// Queues `retired`; returns the newest outcome since the last call (`None`: none yet).
+    fn submit(&self, retired: Retired) -> Option<RetiredSync> {
+        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(retired).is_ok());
+        if !sent {
+            return Some(RetiredSync::Failed);
+        }
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Drop for Syncer {
+    /// Lets the queued syncs finish before the directory lock is released.
+    fn drop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl NextSegment {
@@ -235,17 +327,32 @@ impl NextSegment {
         segment_size_bytes: u64,
         durability: Durability,
         retired: Option<MmapMut>,
+        storage: &Storage,
     ) -> Option<NextSegment> {
+        if matches!(storage, Storage::Simulated(_)) {
+            // Power-loss tests: prepare at the roll, on the writer thread, so that the order
+            // of file operations (and so a crash point chosen by number) is deterministic.
+            return None;
+        }
         let (sync, prefault) = (durability == Durability::Fsync, prefaults(durability));
         let cancel = Arc::new(AtomicBool::new(false));
         let thread_cancel = Arc::clone(&cancel);
         let dir = dir.to_path_buf();
+        let thread_storage = storage.clone();
         let spawned = std::thread::Builder::new().name("journal-prepare".into()).spawn(move || {
             drop(retired);
-            segment::prepare_segment(&dir, temp_seq, segment_size_bytes, sync, prefault, &thread_cancel)
+            segment::prepare_segment(
+                &dir,
+                temp_seq,
+                segment_size_bytes,
+                sync,
+                prefault,
+                &thread_cancel,
+                &thread_storage,
+            )
         });
         match spawned {
-            Ok(thread) => Some(NextSegment { thread: Some(thread), cancel }),
+            Ok(thread) => Some(NextSegment { thread: Some(thread), cancel, storage: storage.clone() }),
             Err(e) => {
                 tracing::warn!(error = %e, "journal: no helper thread; the next segment will be prepared at roll");
                 None
@@ -267,7 +374,7 @@ impl Drop for NextSegment {
         if let Some(thread) = self.thread.take() {
             self.cancel.store(true, Ordering::Relaxed);
             if let Ok(Ok(prepared)) = thread.join() {
-                prepared.discard();
+                prepared.discard(&self.storage);
             }
         }
     }
@@ -278,6 +385,7 @@ pub struct JournalWriter {
     dir: PathBuf,
     segment_size_bytes: u64,
     durability: Durability,
+    storage: Storage,
     active: ActiveSegment,
     next_seq: u64,
     durable_seq: u64,
@@ -285,6 +393,13 @@ pub struct JournalWriter {
     /// The segment that the next roll installs, being prepared. Declared before `_lock`:
     /// fields drop in order, so the helper thread is stopped while the lock is still held.
     next: Option<NextSegment>,
+    /// Up to where the journal is known to be on stable storage (`SYNCED`).
+    watermark: WatermarkFile,
+    /// `PageCache`: a closed segment could not be synced; the watermark must not move past
+    /// it (until the next open syncs everything).
+    watermark_stuck: bool,
+    /// `PageCache`: syncs closed segments in the background. Before `_lock` (drop order).
+    syncer: Option<Syncer>,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lock: File,
 }
@@ -310,16 +425,23 @@ impl JournalWriter {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.dir).map_err(|e| JournalError::io(&cfg.dir, e))?;
         let lock = segment::lock_dir(&cfg.dir)?;
-        segment::remove_temp_segments(&cfg.dir)?;
+        segment::remove_temp_segments(&cfg.dir, &cfg.storage)?;
 
         let scan = recover::scan_journal(&cfg.dir)?;
-        let truncated_tail = scan.torn.as_ref().map(recover::repair_torn_tail).transpose()?;
+        let truncated_tail =
+            scan.torn.as_ref().map(|torn| recover::repair_torn_tail(torn, &cfg.storage)).transpose()?;
         let sync = cfg.durability == Durability::Fsync;
         let mut segments = scan.segments.len();
+        let mut watermark = WatermarkFile::open(&cfg.dir, &cfg.storage)?;
         let (active, next_seq) = match scan.tail {
             Some(tail) => {
                 let next_seq = tail.next_seq;
-                (ActiveSegment::reopen(tail, sync, prefaults(cfg.durability))?, next_seq)
+                // Everything recovered is made durable, so the watermark can cover it.
+                sync_segments_from(&cfg.dir, watermark.current(), tail.first_seq, &cfg.storage)?;
+                let active = ActiveSegment::reopen(tail, prefaults(cfg.durability), &cfg.storage)?;
+                watermark
+                    .set(Watermark { first_seq: active.first_seq, offset: active.write_offset as u64 }, &cfg.storage)?;
+                (active, next_seq)
             }
             None => {
                 // New journal, or the only file was a torn header-less segment: start afresh
@@ -332,22 +454,40 @@ impl JournalWriter {
                 segments += 1;
                 let never = AtomicBool::new(false);
                 let prefault = prefaults(cfg.durability);
-                let prepared =
-                    segment::prepare_segment(&cfg.dir, first_seq, cfg.segment_size_bytes, sync, prefault, &never)?;
-                (ActiveSegment::install(&cfg.dir, prepared, &header, sync)?, first_seq)
+                let prepared = segment::prepare_segment(
+                    &cfg.dir,
+                    first_seq,
+                    cfg.segment_size_bytes,
+                    sync,
+                    prefault,
+                    &never,
+                    &cfg.storage,
+                )?;
+                let active = ActiveSegment::install(&cfg.dir, prepared, &header, sync, &cfg.storage)?;
+                // Fsync: the header and its name are on disk. PageCache: not even the header.
+                let synced = Watermark { first_seq, offset: if sync { SEGMENT_HEADER_LEN_BYTES as u64 } else { 0 } };
+                let lower = watermark.current().min(Watermark { first_seq, offset: 0 });
+                watermark.set(if sync { synced } else { lower }, &cfg.storage)?;
+                (active, first_seq)
             }
         };
-        let next = NextSegment::spawn(&cfg.dir, next_seq, cfg.segment_size_bytes, cfg.durability, None);
+        let next = NextSegment::spawn(&cfg.dir, next_seq, cfg.segment_size_bytes, cfg.durability, None, &cfg.storage);
+        let background = cfg.durability == Durability::PageCache && !matches!(cfg.storage, Storage::Simulated(_));
+        let syncer = if background { Syncer::spawn(&cfg.dir, &cfg.storage) } else { None };
         let last_seq = next_seq - 1;
         let writer = JournalWriter {
             dir: cfg.dir,
             segment_size_bytes: cfg.segment_size_bytes,
             durability: cfg.durability,
+            storage: cfg.storage,
             active,
             next_seq,
             durable_seq: last_seq,
             poisoned: false,
             next,
+            watermark,
+            watermark_stuck: false,
+            syncer,
             _lock: lock,
         };
         let report = RecoveryReport { last_seq, truncated_tail, segments };
@@ -394,7 +534,8 @@ impl JournalWriter {
         }
         self.active.commit_pending();
         if self.durability == Durability::Fsync {
-            self.active.sync_pending().inspect_err(|_| self.poisoned = true)?;
+            self.active.sync_pending(&self.storage).inspect_err(|_| self.poisoned = true)?;
+            self.watermark.advance(self.active.synced_watermark());
         }
         self.durable_seq = self.next_seq - 1;
         Ok(self.durable_seq)
@@ -409,7 +550,7 @@ impl JournalWriter {
         if sync {
             // The old segment must be complete on disk before the new file can exist there:
             // recovery treats junk in a segment that has a successor as corruption.
-            self.active.sync_pending()?;
+            self.active.sync_pending(&self.storage)?;
         }
         let header = SegmentHeader { first_seq: self.next_seq, prev_chain_hash: self.chain_hash() };
         let prepared = match self.next.take().map(NextSegment::wait) {
@@ -421,12 +562,42 @@ impl JournalWriter {
             }
             None => self.prepare_now()?,
         };
-        let active = ActiveSegment::install(&self.dir, prepared, &header, sync)?;
+        let active = ActiveSegment::install(&self.dir, prepared, &header, sync, &self.storage)?;
         let retired = std::mem::replace(&mut self.active, active);
-        self.next =
-            NextSegment::spawn(&self.dir, self.next_seq, self.segment_size_bytes, self.durability, Some(retired.map));
+        let retired_map = if sync {
+            // The old segment, the new header and its name are on disk.
+            self.watermark.advance(self.active.synced_watermark());
+            Some(retired.map)
+        } else {
+            let retired = Retired { path: retired.path, map: retired.map, next_first_seq: self.next_seq };
+            let outcome = match &self.syncer {
+                Some(syncer) => syncer.submit(retired),
+                // Power-loss tests (no threads: a deterministic order of syncs), or no thread.
+                None => Some(retired.sync(&self.dir, &self.storage)),
+            };
+            self.page_cache_synced(outcome);
+            None
+        };
+        self.next = NextSegment::spawn(
+            &self.dir,
+            self.next_seq,
+            self.segment_size_bytes,
+            self.durability,
+            retired_map,
+            &self.storage,
+        );
         tracing::debug!(file = %self.active.path.display(), "journal: rolled segment");
         Ok(())
+    }
+
+    /// `PageCache`: moves the watermark past a closed segment the helper synced, or stops
+    /// moving it (that segment may not be on disk).
+    fn page_cache_synced(&mut self, outcome: Option<RetiredSync>) {
+        match outcome {
+            Some(RetiredSync::Synced(watermark)) if !self.watermark_stuck => self.watermark.advance(watermark),
+            Some(RetiredSync::Failed) => self.watermark_stuck = true,
+            _ => {}
+        }
     }
 
     /// Prepares the next segment on the writer thread (no helper thread, or it failed).
@@ -434,7 +605,15 @@ impl JournalWriter {
         let sync = self.durability == Durability::Fsync;
         let never = AtomicBool::new(false);
         let prefault = prefaults(self.durability);
-        segment::prepare_segment(&self.dir, self.next_seq, self.segment_size_bytes, sync, prefault, &never)
+        segment::prepare_segment(
+            &self.dir,
+            self.next_seq,
+            self.segment_size_bytes,
+            sync,
+            prefault,
+            &never,
+            &self.storage,
+        )
     }
 
     /// Seq the next `append` must carry.
@@ -461,4 +640,43 @@ impl JournalWriter {
     pub fn active_segment_path(&self) -> &Path {
         &self.active.path
     }
+}
+
+impl Drop for JournalWriter {
+    /// A clean close makes everything written durable (one sync under `PageCache` too) and
+    /// moves the watermark to the end, so that later damage before it is seen as corruption.
+    fn drop(&mut self) {
+        if self.poisoned {
+            return;
+        }
+        if self.durability == Durability::PageCache {
+            // Its header was never synced either.
+            self.active.synced_offset = 0;
+        }
+        let closed = sync_segments_from(&self.dir, self.watermark.current(), self.active.first_seq, &self.storage)
+            .and_then(|()| self.active.sync_pending(&self.storage));
+        match closed {
+            Ok(()) => self.watermark.advance(self.active.synced_watermark()),
+            Err(e) => tracing::warn!(error = %e, "journal: could not sync at close"),
+        }
+    }
+}
+
+/// fsyncs every segment file from the watermark's segment up to (not including) `active_first_seq`:
+/// those a `PageCache` writer (or one that crashed) may have left unsynced. Cheap for files
+/// that are already on disk (no dirty page, nothing to write).
+fn sync_segments_from(
+    dir: &Path,
+    watermark: Watermark,
+    active_first_seq: u64,
+    storage: &Storage,
+) -> Result<(), JournalError> {
+    for file in segment::list_segments(dir)? {
+        if file.first_seq < watermark.first_seq || file.first_seq >= active_first_seq {
+            continue;
+        }
+        let handle = File::open(&file.path).map_err(|e| JournalError::io(&file.path, e))?;
+        storage.sync_file(&file.path, &handle).map_err(|e| JournalError::io(&file.path, e))?;
+    }
+    segment::sync_dir(dir, storage)
 }
