@@ -789,7 +789,7 @@ mod tests {
             left -= ledger_len;
         }
         // Any length of 28 or more is 5a + 8b.
-        while left % 5 != 0 {
+        while !left.is_multiple_of(5) {
             events.push(Event::AssetCreated { asset: 1, scale: 2 });
             left -= 8;
         }

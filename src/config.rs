@@ -28,6 +28,7 @@ pub enum ConfigError {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub data: DataSection,
     pub journal: JournalSection,
@@ -160,21 +161,6 @@ pub struct PrincipalSection {
     /// Roots of the account subtrees this principal may act on and see.
     #[serde(default)]
     pub accounts: Vec<AccountId>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data: DataSection::default(),
-            journal: JournalSection::default(),
-            snapshots: SnapshotsSection::default(),
-            pipeline: PipelineSection::default(),
-            gateway: GatewaySection::default(),
-            metrics: MetricsSection::default(),
-            replicate: ReplicateSection::default(),
-            principals: Vec::new(),
-        }
-    }
 }
 
 impl Default for DataSection {

@@ -22,7 +22,7 @@ use crate::codec::{
     MAX_EVENT_RECORD_PAYLOAD_BYTES,
 };
 use crate::engine::{Event, Seq};
-use crate::journal::{format, Durability, JournalConfig, JournalError, JournalReader, JournalWriter, RecoveryReport};
+use crate::journal::{format, JournalConfig, JournalError, JournalReader, JournalWriter, RecoveryReport};
 
 /// The parts log's directory inside the event log's.
 pub const PARTS_DIR_NAME: &str = "parts";
@@ -247,6 +247,7 @@ impl EventLogReader {
 pub(crate) mod tests {
     use super::*;
     use crate::engine::{Command, Engine, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
+    use crate::journal::Durability;
 
     /// A venue, `orders` resting buys of account 1, then their `CancelAll`: a list of
     /// 142 bytes per order (a report and a release), split above about 230 orders.
@@ -292,7 +293,8 @@ pub(crate) mod tests {
     /// Applies `commands` and writes their events through an `EventLogWriter` in `dir`;
     /// returns every command's events.
     pub(crate) fn write_log(dir: &Path, commands: &[Command]) -> Vec<Vec<Event>> {
-        let (mut writer, _) = EventLogWriter::open(JournalConfig::new(dir, MIN_SEGMENT_SIZE_BYTES, Durability::PageCache)).unwrap();
+        let (mut writer, _) =
+            EventLogWriter::open(JournalConfig::new(dir, MIN_SEGMENT_SIZE_BYTES, Durability::PageCache)).unwrap();
         let mut engine = Engine::new();
         let mut all = Vec::new();
         for (i, command) in commands.iter().enumerate() {

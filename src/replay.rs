@@ -167,7 +167,7 @@ impl Progress {
     }
 
     fn tick(&mut self, applied: u64) {
-        if self.enabled && applied % 65_536 == 0 && self.last_print.elapsed() >= Duration::from_secs(1) {
+        if self.enabled && applied.is_multiple_of(65_536) && self.last_print.elapsed() >= Duration::from_secs(1) {
             self.last_print = Instant::now();
             let rate = applied as f64 / self.started.elapsed().as_secs_f64();
             eprint!("\rreplayed {applied} commands ({rate:.0}/s)");

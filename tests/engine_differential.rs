@@ -313,7 +313,10 @@ fn engine_trades(events: &[Event], grid: Grid) -> Vec<RefTrade> {
         .collect()
 }
 
-fn engine_depth(engine: &Engine, grid: Grid) -> (Vec<(i64, i64, u32)>, Vec<(i64, i64, u32)>) {
+/// (price, qty, orders) per level, bids then asks.
+type DepthSides = (Vec<(i64, i64, u32)>, Vec<(i64, i64, u32)>);
+
+fn engine_depth(engine: &Engine, grid: Grid) -> DepthSides {
     let (bids, asks) = engine.depth(SYMBOL, usize::MAX).expect("symbol exists");
     let conv = |levels: Vec<DepthLevel>| {
         levels.into_iter().map(|l| (l.price / grid.tick, l.qty / grid.lot, l.orders)).collect()

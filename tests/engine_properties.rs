@@ -1403,7 +1403,7 @@ fn pick_order(model: &Model, pick: usize) -> Option<OrderId> {
     // Most picks name a live order; the rest any order ever placed (usually ended by now).
     let live: Vec<OrderId> =
         model.orders.values().filter(|m| is_live(m.last.status)).map(|m| m.last.order_id).collect();
-    if pick % 4 != 0 && !live.is_empty() {
+    if !pick.is_multiple_of(4) && !live.is_empty() {
         return Some(live[(pick / 4) % live.len()]);
     }
     Some(ids[(pick / 4) % ids.len()])
@@ -1560,10 +1560,11 @@ fn exact_budget(model: &Model, engine: &Engine, symbol: SymbolId, p: &PlaceOp) -
     Some(n + fee(n, spec.taker_fee_ppm))
 }
 
+/// Balances, open orders and depth answers, per account or symbol.
+type QueryViews =
+    (Vec<Option<Vec<BalanceView>>>, Vec<Option<Vec<OrderReport>>>, Vec<Option<(Vec<DepthLevel>, Vec<DepthLevel>)>>);
 /// Everything a rejected command must not have changed, as seen through the public queries.
-fn visible_state(
-    engine: &Engine,
-) -> (Vec<Option<Vec<BalanceView>>>, Vec<Option<Vec<OrderReport>>>, Vec<Option<(Vec<DepthLevel>, Vec<DepthLevel>)>>) {
+fn visible_state(engine: &Engine) -> QueryViews {
     let balances = POOL.iter().map(|&a| engine.balances(a)).collect();
     let orders = POOL.iter().map(|&a| engine.open_orders(a)).collect();
     let depth = [1, 2].iter().map(|&s| engine.depth(s, usize::MAX)).collect();

@@ -269,7 +269,7 @@ fn a_segment_too_small_for_the_largest_record_is_refused_at_start_up() {
     assert!(!dir.path().join("input").exists(), "refused before creating any file");
     let text = seqd::config::DEFAULT_CONFIG_TOML
         .replace("segment_size_bytes = 67108864", &format!("segment_size_bytes = {too_small}"));
-    let error = seqd::config::Config::parse(&text).err().expect("refused").to_string();
+    let error = seqd::config::Config::parse(&text).expect_err("refused").to_string();
     assert!(error.contains("segment_size_bytes") && error.contains("too small"), "{error}");
     // The smallest accepted segment holds the largest record with room to spare.
     assert!(MIN_SEGMENT_SIZE_BYTES as usize >= 2 * MAX_EVENT_RECORD_PAYLOAD_BYTES);

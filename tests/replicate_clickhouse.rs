@@ -531,6 +531,7 @@ fn analytics_queries() -> BTreeMap<String, String> {
 
 fn expected_kline(x: &Expected) -> Vec<String> {
     // (symbol, minute) -> (first id, open, high, low, last id, close, volume, quote volume, count)
+    #[allow(clippy::type_complexity)] // one tuple per K-line, as the query returns it
     let mut candles: BTreeMap<(SymbolId, u64), (u64, i64, i64, i64, u64, i64, i64, i64, u64)> = BTreeMap::new();
     for t in &x.trades {
         let key = (t.symbol, t.ts / 60_000_000_000);
@@ -586,6 +587,7 @@ fn expected_account_7d(x: &Expected) -> Vec<String> {
 }
 
 fn expected_daily(x: &Expected) -> Vec<String> {
+    #[allow(clippy::type_complexity)] // one tuple per day, as the query returns it
     let mut days: BTreeMap<(String, SymbolId), (u64, i64, i64, i64, i64)> = BTreeMap::new();
     for t in &x.trades {
         let day = utc_datetime_micros(t.ts)[..10].to_string();

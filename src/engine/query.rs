@@ -207,12 +207,15 @@ impl Engine {
         let asset_count = self.assets.len();
         let mut expected = vec![vec![0i128; asset_count]; self.accounts.len()];
         for (idx, account) in self.accounts.iter().enumerate() {
-            for asset_idx in 0..asset_count {
-                let b = self.balance(idx as u32, asset_idx as u32);
-                let total = i128::from(b.available) + i128::from(b.held);
-                expected[idx][asset_idx] += total;
-                for &ancestor in &account.ancestors {
-                    expected[ancestor as usize][asset_idx] += total;
+            let totals: Vec<i128> = (0..asset_count)
+                .map(|asset_idx| {
+                    let b = self.balance(idx as u32, asset_idx as u32);
+                    i128::from(b.available) + i128::from(b.held)
+                })
+                .collect();
+            for owner in std::iter::once(idx).chain(account.ancestors.iter().map(|&a| a as usize)) {
+                for (sum, total) in expected[owner].iter_mut().zip(&totals) {
+                    *sum += total;
                 }
             }
         }

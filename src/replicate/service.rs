@@ -151,10 +151,13 @@ impl Replicators {
     }
 }
 
+/// A metric's name, help, type and how to read it from the stats.
+type MetricFamily = (&'static str, &'static str, &'static str, fn(&ReplicatorStats) -> u64);
+
 /// Prometheus lines for the replicators (appended to the daemon's metrics).
 pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
     let mut text = String::new();
-    let families: [(&str, &str, &str, fn(&ReplicatorStats) -> u64); 7] = [
+    let families: [MetricFamily; 7] = [
         ("seqd_replicator_checkpoint_seq", "Last event-log sequence in the mirror.", "counter", |s| {
             s.checkpoint_seq.load(Ordering::Relaxed)
         }),

@@ -147,7 +147,7 @@ fn write_log(data_dir: &DataDir, commands: &[Command], rate_per_sec: Option<u64>
             Some(rate) => {
                 // Commit and pace once a millisecond's worth has been submitted.
                 let due = Duration::from_nanos(i as u64 * 1_000_000_000 / rate);
-                if i as u64 % (rate / 1000).max(1) == 0 {
+                if (i as u64).is_multiple_of((rate / 1000).max(1)) {
                     sequencer.commit().map_err(|e| e.to_string())?;
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(wait);
