@@ -9,7 +9,8 @@
 use crate::engine::{Command, Event, Seq, SymbolId};
 use crate::gateway::tls;
 use crate::protocol::{
-    encode_frame, DepthBook, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    encode_frame_as, DepthBook, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN,
 };
 use std::net::SocketAddr;
 
@@ -57,6 +58,9 @@ pub struct Client {
     received: Vec<u8>,
     received_at: usize,
     next_request_id: u64,
+    /// Protocol version of the frames this client sends: 1 (any server reads it) until the
+    /// `Welcome` names the chosen one.
+    version: u8,
     pushes: Vec<Message>,
     pub welcome: Welcome,
 }
@@ -89,7 +93,11 @@ impl Client {
         let mut client = Client::connect_without_hello(addr, server_name, config).await?;
         let hello_id = client.send(&Message::Hello { protocol_version: PROTOCOL_VERSION }).await?;
         match client.next_answer(hello_id).await? {
-            Message::Welcome(welcome) => client.welcome = welcome,
+            Message::Welcome(welcome) => {
+                // Every frame after the handshake is in the version the server chose.
+                client.version = welcome.protocol_version;
+                client.welcome = welcome;
+            }
             other => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
         }
         Ok(client)
@@ -117,6 +125,7 @@ impl Client {
             received: Vec::new(),
             received_at: 0,
             next_request_id: 1,
+            version: PROTOCOL_VERSION_MIN,
             pushes: Vec::new(),
             welcome: Welcome {
                 protocol_version: 0,
@@ -141,7 +150,7 @@ impl Client {
         let first_request_id = self.next_request_id;
         let mut frames = Vec::with_capacity(messages.len() * 96);
         for message in messages {
-            encode_frame(self.next_request_id, message, DEFAULT_MAX_FRAME_BYTES, &mut frames)
+            encode_frame_as(self.version, self.next_request_id, message, DEFAULT_MAX_FRAME_BYTES, &mut frames)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             self.next_request_id += 1;
         }

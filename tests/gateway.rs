@@ -347,9 +347,10 @@ async fn connect_without_hello(daemon: &Daemon, principal: &str) -> Client {
     Client::connect_without_hello(daemon.addr, tls::SERVER_NAME, config).await.unwrap()
 }
 
+/// Sends one frame of version 1, which every server reads (`Hello` always goes in one).
 async fn send_frame(client: &mut Client, request_id: u64, message: &Message) {
     let mut frame = Vec::new();
-    seqd::protocol::encode_frame(request_id, message, 65_536, &mut frame).unwrap();
+    seqd::protocol::encode_frame_as(1, request_id, message, 65_536, &mut frame).unwrap();
     client.send_raw(&frame).await.unwrap();
 }
 
@@ -391,7 +392,7 @@ fn a_frame_before_hello_and_hello_version_0_get_their_error_then_the_close() {
 }
 
 #[test]
-fn hello_above_version_1_is_welcomed_with_1_and_hello_with_id_0_gets_905() {
+fn hello_above_the_highest_version_is_welcomed_with_it_and_hello_with_id_0_gets_905() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     runtime().block_on(async {
@@ -401,7 +402,7 @@ fn hello_above_version_1_is_welcomed_with_1_and_hello_with_id_0_gets_905() {
         send_frame(&mut client, 9, &Message::Hello { protocol_version: 7 }).await;
         match client.next_message().await.unwrap() {
             (9, Message::Welcome(welcome)) => {
-                assert_eq!(welcome.protocol_version, 1);
+                assert_eq!(welcome.protocol_version, seqd::protocol::PROTOCOL_VERSION);
                 assert_eq!(welcome.principal, "trader1");
             }
             other => panic!("expected Welcome for request 9, got {other:?}"),
@@ -580,4 +581,59 @@ fn without_dev_certs_a_missing_certificate_stops_the_start_naming_the_path() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains(&certs.join("ca.pem").display().to_string()), "{stderr}");
     assert!(!certs.exists(), "no certificate may be generated unless asked");
+}
+
+/// PROTOCOL.md §4: a version-2 client sees a stop order's `stop_price`; a version-1 client of
+/// the same daemon is still served, with order reports as version 1 lays them out (no
+/// `stop_price`).
+#[test]
+fn a_version_1_client_is_served_order_reports_without_the_stop_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        let mut v2 = daemon.client("trader1").await;
+        assert_eq!(v2.welcome.protocol_version, 2);
+        let Command::PlaceOrder(order) = limit(1, Side::Buy, 20_000_000_000, 10_000) else { unreachable!() };
+        let stop = Command::PlaceOrder(seqd::engine::NewOrder {
+            order_type: seqd::engine::OrderType::StopLimit,
+            stop_price: 21_000_000_000,
+            ..order
+        });
+        let outcome = v2.command(stop).await.unwrap();
+        assert_eq!(outcome.rejected(), None);
+        let report = outcome
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Order(report) => Some(*report),
+                _ => None,
+            })
+            .expect("an order report");
+        assert_eq!(report.stop_price, 21_000_000_000);
+        let query = Message::QueryOrder { order_id: report.order_id };
+        match v2.request(&query).await.unwrap() {
+            Message::OrderInfo { order, .. } => assert_eq!(order.stop_price, 21_000_000_000),
+            other => panic!("expected OrderInfo, got {other:?}"),
+        }
+
+        let mut v1 = connect_without_hello(&daemon, "trader1").await;
+        send_frame(&mut v1, 1, &Message::Hello { protocol_version: 1 }).await;
+        match v1.next_message().await.unwrap() {
+            (1, Message::Welcome(welcome)) => assert_eq!(welcome.protocol_version, 1),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        send_frame(&mut v1, 2, &query).await;
+        match v1.next_message().await.unwrap() {
+            (2, Message::OrderInfo { order, .. }) => {
+                assert_eq!((order.order_id, order.price, order.stop_price), (report.order_id, 20_000_000_000, 0));
+            }
+            other => panic!("expected OrderInfo, got {other:?}"),
+        }
+        for client in [admin, v2, v1] {
+            client.close().await;
+        }
+    });
+    daemon.stop();
 }

@@ -285,7 +285,7 @@ fn every_message_type_round_trips() {
         let frame = decoder.decode(&mut input).unwrap().expect("a whole frame");
         assert_eq!(
             (frame.version, frame.msg_type, frame.flags, frame.request_id),
-            (1, message.msg_type(), 0, i as u64)
+            (PROTOCOL_VERSION, message.msg_type(), 0, i as u64)
         );
         assert_eq!(&Message::decode(&frame).unwrap(), message);
         let by_direction = match message.direction() {
@@ -501,8 +501,8 @@ fn frame_level_errors_let_the_stream_continue() {
             GatewayError::MalformedFrame,
         ),
         (
-            frame_bytes(2, msg_type::PING, 0, 2, &[]),
-            MessageError::UnsupportedVersion { version: 2 },
+            frame_bytes(PROTOCOL_VERSION + 1, msg_type::PING, 0, 2, &[]),
+            MessageError::UnsupportedVersion { version: PROTOCOL_VERSION + 1 },
             GatewayError::UnsupportedVersion,
         ),
     ];
@@ -667,7 +667,7 @@ fn sample_frames() -> Vec<Vec<u8>> {
 
 /// The class of error a frame that does not decode must give, checked in header order.
 fn check_error_class(frame: &Frame, error: &MessageError) {
-    let expected_class = if frame.version != PROTOCOL_VERSION {
+    let expected_class = if !seqd::protocol::is_supported_version(frame.version) {
         GatewayError::UnsupportedVersion
     } else if frame.flags != 0 || ALL_TYPES.contains(&frame.msg_type) {
         GatewayError::MalformedFrame
@@ -879,10 +879,14 @@ fn the_documented_examples_are_exact() {
             "1e 00 00 00 01 83 00 00 02 00 00 00 00 00 00 00 e8 03 00 00 00 00 00 00 00 01 00 00 00 01 02 00 91 01",
         ),
     ];
+    // The document's examples are version-1 frames (byte 4); a version-2 frame differs only there.
     for (request_id, message, expected) in cases {
         let mut bytes = Vec::new();
-        encode_frame(request_id, &message, MAX, &mut bytes).unwrap();
+        encode_frame_as(1, request_id, &message, MAX, &mut bytes).unwrap();
         assert_eq!(bytes, hex(expected), "{message:?}");
+        encode_frame_as(2, request_id, &message, MAX, &mut bytes).unwrap();
+        let (v1, v2) = bytes.split_at(hex(expected).len());
+        assert_eq!((v2[4], &v2[..4], &v2[5..]), (2, &v1[..4], &v1[5..]));
     }
 }
 
@@ -944,14 +948,64 @@ fn hello_version_0_is_answered_903_and_closes() {
 }
 
 #[test]
-fn hello_with_any_higher_version_is_welcomed_with_version_1() {
-    for version in [1, 2, 7, u8::MAX] {
+fn hello_is_welcomed_with_the_highest_version_both_speak() {
+    for (version, chosen) in [(1, 1), (2, 2), (7, 2), (u8::MAX, 2)] {
         let mut handshake = Handshake::default();
         let step = handshake.on_message(3, Message::Hello { protocol_version: version }, welcome);
-        assert_eq!(step, Step::Answer(Message::Welcome(Welcome { protocol_version: 1, ..welcome() })), "v{version}");
+        let expected = Welcome { protocol_version: chosen, ..welcome() };
+        assert_eq!(step, Step::Answer(Message::Welcome(expected)), "v{version}");
         assert!(handshake.is_welcomed());
     }
-    assert_eq!((chosen_version(0), chosen_version(1), chosen_version(200)), (None, Some(1), Some(1)));
+    assert_eq!((chosen_version(0), chosen_version(1), chosen_version(200)), (None, Some(1), Some(2)));
+}
+
+/// PROTOCOL.md §4: version 1 lays an order report out without `stop_price` (82-byte body),
+/// version 2 with it (90 bytes); everything else is the same, and both decode.
+#[test]
+fn order_reports_are_laid_out_by_the_connection_version() {
+    let order = OrderReport { stop_price: 31_000, ..order_report(8) };
+    let answers = [
+        Message::OrderInfo { seq: 42, order },
+        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![order, order] },
+        Message::Events { seq: 42, more: false, events: vec![Event::Order(order), Event::Trade(trade())] },
+    ];
+    for message in &answers {
+        let (mut v1, mut v2) = (Vec::new(), Vec::new());
+        encode_frame_as(1, 7, message, MAX, &mut v1).unwrap();
+        encode_frame_as(2, 7, message, MAX, &mut v2).unwrap();
+        let reports = match message {
+            Message::OpenOrders { orders, .. } => orders.len(),
+            _ => 1,
+        };
+        assert_eq!(v2.len() - v1.len(), 8 * reports, "{message:?}");
+        assert_eq!((v1[4], v2[4]), (1, 2), "the frame header carries the version");
+        let decoded = |bytes: &[u8]| {
+            let mut decoder = FrameDecoder::new(MAX);
+            let frame = decoder.decode(&mut &bytes[..]).unwrap().unwrap();
+            Message::decode_from_server(&frame).unwrap()
+        };
+        assert_eq!(&decoded(&v2), message);
+        let without_stop = |o: &OrderReport| OrderReport { stop_price: 0, ..*o };
+        let v1_message = match message.clone() {
+            Message::OrderInfo { seq, order } => Message::OrderInfo { seq, order: without_stop(&order) },
+            Message::OpenOrders { account, seq, more, orders } => {
+                Message::OpenOrders { account, seq, more, orders: orders.iter().map(without_stop).collect() }
+            }
+            Message::Events { seq, more, events } => Message::Events {
+                seq,
+                more,
+                events: events
+                    .into_iter()
+                    .map(|e| match e {
+                        Event::Order(o) => Event::Order(without_stop(&o)),
+                        other => other,
+                    })
+                    .collect(),
+            },
+            other => other,
+        };
+        assert_eq!(decoded(&v1), v1_message);
+    }
 }
 
 #[test]

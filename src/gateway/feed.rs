@@ -14,7 +14,7 @@
 
 use super::market_data::{symbol_of, MarketData};
 use crate::engine::{Engine, Event, SymbolId};
-use crate::protocol::{encode_frame, encode_frames, Message, MIN_MAX_FRAME_BYTES};
+use crate::protocol::{encode_frame_as, encode_frames_as, Message, MIN_MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -36,6 +36,8 @@ pub enum SubscribeError {
 struct Subscriber {
     tx: mpsc::Sender<MarketFrames>,
     max_frame_bytes: u32,
+    /// The connection's protocol version (the frame headers it is sent).
+    version: u8,
     /// Updates were dropped; a snapshot is due once the queue has room.
     stale: bool,
 }
@@ -107,12 +109,13 @@ impl MarketFeed {
         symbol: SymbolId,
         tx: &mpsc::Sender<MarketFrames>,
         max_frame_bytes: u32,
+        version: u8,
     ) -> Result<(), SubscribeError> {
         let mut state = self.lock();
         let snapshot = state.data.snapshot(symbol).ok_or(SubscribeError::UnknownSymbol)?;
-        let frames = encode_snapshot(request_id, snapshot, max_frame_bytes);
+        let frames = encode_snapshot(request_id, snapshot, max_frame_bytes, version);
         tx.try_send(frames).map_err(|_| SubscribeError::Busy)?;
-        let subscriber = Subscriber { tx: tx.clone(), max_frame_bytes, stale: false };
+        let subscriber = Subscriber { tx: tx.clone(), max_frame_bytes, version, stale: false };
         if let Some(old) = state.subscribers.entry(symbol).or_default().insert(connection, subscriber) {
             state.stale -= old.stale as usize;
         }
@@ -157,16 +160,22 @@ fn push(subscribers: &mut BTreeMap<u64, Subscriber>, messages: &[Message], stale
     if subscribers.values().all(|s| s.stale) {
         return;
     }
-    let mut frames = Vec::with_capacity(messages.len() * 72);
-    for message in messages {
-        // MarketTrade and DepthUpdate frames are far below the smallest allowed frame size.
-        encode_frame(0, message, MIN_MAX_FRAME_BYTES, &mut frames).expect("a market-data frame fits");
-    }
-    let frames: MarketFrames = frames.into();
+    // Encoded once per protocol version among the subscribers (the layouts are the same; the
+    // frame header carries the connection's version).
+    let mut frames_by_version: [Option<MarketFrames>; PROTOCOL_VERSION as usize + 1] = Default::default();
     subscribers.retain(|_, subscriber| {
         if subscriber.stale {
             return true;
         }
+        let frames = frames_by_version[subscriber.version as usize].get_or_insert_with(|| {
+            let mut frames = Vec::with_capacity(messages.len() * 72);
+            for message in messages {
+                // MarketTrade and DepthUpdate frames are far below the smallest allowed frame size.
+                encode_frame_as(subscriber.version, 0, message, MIN_MAX_FRAME_BYTES, &mut frames)
+                    .expect("a market-data frame fits");
+            }
+            frames.into()
+        });
         match subscriber.tx.try_send(frames.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -179,9 +188,14 @@ fn push(subscribers: &mut BTreeMap<u64, Subscriber>, messages: &[Message], stale
     });
 }
 
-fn encode_snapshot(request_id: u64, snapshot: crate::protocol::DepthBook, max_frame_bytes: u32) -> MarketFrames {
+fn encode_snapshot(
+    request_id: u64,
+    snapshot: crate::protocol::DepthBook,
+    max_frame_bytes: u32,
+    version: u8,
+) -> MarketFrames {
     let mut frames = Vec::new();
-    encode_frames(request_id, &Message::DepthSnapshot(snapshot), max_frame_bytes, &mut frames)
+    encode_frames_as(version, request_id, &Message::DepthSnapshot(snapshot), max_frame_bytes, &mut frames)
         .expect("a snapshot splits into frames");
     frames.into()
 }
@@ -197,7 +211,11 @@ impl FeedState {
                     continue;
                 }
                 let snapshot = self.data.snapshot(symbol).expect("a subscribed symbol exists");
-                if subscriber.tx.try_send(encode_snapshot(0, snapshot, subscriber.max_frame_bytes)).is_ok() {
+                if subscriber
+                    .tx
+                    .try_send(encode_snapshot(0, snapshot, subscriber.max_frame_bytes, subscriber.version))
+                    .is_ok()
+                {
                     subscriber.stale = false;
                     self.stale -= 1;
                 }
@@ -276,8 +294,11 @@ mod tests {
         let feed = MarketFeed::default();
         feed.seed(&venue.engine);
         let (tx, mut rx) = mpsc::channel(16);
-        assert_eq!(feed.subscribe(7, 3, 2, &tx, DEFAULT_MAX_FRAME_BYTES), Err(SubscribeError::UnknownSymbol));
-        feed.subscribe(7, 3, 1, &tx, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        assert_eq!(
+            feed.subscribe(7, 3, 2, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION),
+            Err(SubscribeError::UnknownSymbol)
+        );
+        feed.subscribe(7, 3, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         let events = venue.bid(999);
         feed.observe(venue.seq, &events);
         let messages = drain(&mut rx);
@@ -292,7 +313,7 @@ mod tests {
         feed.observe(venue.seq, &events);
         assert!(drain(&mut rx).is_empty());
         assert_eq!(feed.md_seq(1), 2);
-        feed.subscribe(7, 4, 1, &tx, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        feed.subscribe(7, 4, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         feed.remove_connection(7);
         assert_eq!(feed.stats(), FeedStats { subscriptions: 0, stale: 0 });
     }
@@ -303,7 +324,7 @@ mod tests {
         let feed = MarketFeed::default();
         feed.seed(&venue.engine);
         let (tx, mut rx) = mpsc::channel(4);
-        feed.subscribe(7, 1, 1, &tx, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        feed.subscribe(7, 1, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         // Snapshot + 3 updates fill the queue; the next 5 updates are dropped.
         for ticks in 0..8 {
             let events = venue.bid(1_000 - ticks);

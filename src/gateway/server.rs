@@ -20,11 +20,11 @@ use crate::config::PrincipalSection;
 use crate::engine::{Engine, Seq};
 use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
 use crate::protocol::{
-    encode_frame, encode_frames, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
-    Handshake, LimitsConfig, Message, Step, Welcome, PROTOCOL_VERSION,
+    encode_frame_as, encode_frames_as, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
+    Handshake, LimitsConfig, Message, Step, Welcome, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
@@ -250,14 +250,19 @@ impl Gateway {
         self.router.insert(id, tx.clone(), grants.clone());
         tracing::info!(connection = id, principal = %grants.principal, remote = %peer, "connected");
         let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, self.clock.now_ns())));
+        // Version 1 until `Welcome` chooses one: a frame before it is read by any client.
+        let version = Arc::new(AtomicU8::new(PROTOCOL_VERSION_MIN));
         let writer = tokio::spawn(write_loop(
             send,
             rx,
             market_rx,
-            self.settings.max_frame_bytes,
-            grants.clone(),
-            self.directory.clone(),
-            limits.clone(),
+            Writer {
+                version: version.clone(),
+                max_frame_bytes: self.settings.max_frame_bytes,
+                grants: grants.clone(),
+                directory: self.directory.clone(),
+                limits: limits.clone(),
+            },
         ));
         let mut session = Session {
             id,
@@ -268,6 +273,7 @@ impl Gateway {
             limits,
             gateway: self.clone(),
             handshake: Handshake::default(),
+            version,
         };
         let result = session.read_loop(recv).await;
         self.router.remove(id);
@@ -292,9 +298,16 @@ struct Session {
     limits: Arc<Mutex<ConnectionLimits>>,
     gateway: Arc<Gateway>,
     handshake: Handshake,
+    /// The protocol version of every frame this connection is sent (shared with its writer):
+    /// set once, by the `Welcome`.
+    version: Arc<AtomicU8>,
 }
 
 impl Session {
+    fn version(&self) -> u8 {
+        self.version.load(Ordering::Relaxed)
+    }
+
     /// Reads frames until the stream ends. `Err(code)` when the connection must be closed.
     async fn read_loop(&mut self, mut recv: quinn::RecvStream) -> Result<(), u16> {
         let max_frame_bytes = self.gateway.settings.max_frame_bytes;
@@ -325,7 +338,7 @@ impl Session {
                     }
                 };
                 if let Some(reply) = reply {
-                    let _ = encode_frames(request_id, &reply, max_frame_bytes, &mut out);
+                    let _ = encode_frames_as(self.version(), request_id, &reply, max_frame_bytes, &mut out);
                 }
                 if let Some(error) = close {
                     // The answers so far, this Error last, then the close (PROTOCOL.md §14).
@@ -347,6 +360,11 @@ impl Session {
         let step = handshake.on_message(request_id, message, || self.welcome());
         self.handshake = handshake;
         let message = match step {
+            Step::Answer(Message::Welcome(welcome)) => {
+                // The Welcome and every frame after it are in the chosen version.
+                self.version.store(welcome.protocol_version, Ordering::Relaxed);
+                return (Some(Message::Welcome(welcome)), None);
+            }
             Step::Answer(answer) => return (Some(answer), None),
             Step::Close(error, detail) => return (Some(Message::error(error, detail)), Some(error)),
             Step::Request(message) => message,
@@ -373,8 +391,14 @@ impl Session {
             Message::Ping => Some(Message::Pong),
             Message::Subscribe { symbol } => {
                 let max_frame_bytes = self.gateway.settings.max_frame_bytes;
-                match self.gateway.router.feed.subscribe(self.id, request_id, symbol, &self.market_tx, max_frame_bytes)
-                {
+                match self.gateway.router.feed.subscribe(
+                    self.id,
+                    request_id,
+                    symbol,
+                    &self.market_tx,
+                    max_frame_bytes,
+                    self.version(),
+                ) {
                     Ok(()) => None, // the snapshot is queued
                     Err(SubscribeError::UnknownSymbol) => {
                         Some(Message::error(GatewayError::NotFound, "unknown symbol"))
@@ -388,7 +412,8 @@ impl Session {
                 self.gateway.router.feed.unsubscribe(self.id, symbol);
                 // Behind every update of the symbol already queued, so none follows it.
                 let mut frame = Vec::new();
-                encode_frame(
+                encode_frame_as(
+                    self.version(),
                     request_id,
                     &Message::Unsubscribed { symbol },
                     self.gateway.settings.max_frame_bytes,
@@ -443,7 +468,8 @@ impl Session {
 
     async fn send_error(&self, request_id: u64, error: GatewayError, detail: &str) {
         let mut out = Vec::new();
-        if encode_frame(request_id, &Message::error(error, detail), self.gateway.settings.max_frame_bytes, &mut out)
+        let max_frame_bytes = self.gateway.settings.max_frame_bytes;
+        if encode_frame_as(self.version(), request_id, &Message::error(error, detail), max_frame_bytes, &mut out)
             .is_ok()
         {
             let _ = self.tx.send(Outbound::Frames(out)).await;
@@ -505,15 +531,23 @@ fn messages_for(
 
 /// Writes a connection's answers and pushes, and its market data, until the answers' queue
 /// closes (the connection is over). Answers go first when both queues have something.
-async fn write_loop(
-    mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut market_rx: mpsc::Receiver<MarketFrames>,
+/// What a connection's writer encodes answers with.
+struct Writer {
+    /// The connection's protocol version (set by the reader at `Welcome`).
+    version: Arc<AtomicU8>,
     max_frame_bytes: u32,
     grants: Grants,
     directory: Arc<AccountDirectory>,
     limits: Arc<Mutex<ConnectionLimits>>,
+}
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut market_rx: mpsc::Receiver<MarketFrames>,
+    writer: Writer,
 ) {
+    let Writer { version, max_frame_bytes, grants, directory, limits } = writer;
     let mut out = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut market_open = true;
     loop {
@@ -549,8 +583,9 @@ async fn write_loop(
                 } else {
                     messages_for(seq, events, query, answer, book_seq, &grants, &directory)
                 };
+                let version = version.load(Ordering::Relaxed);
                 for message in messages {
-                    if let Err(e) = encode_frames(request_id, &message, max_frame_bytes, &mut out) {
+                    if let Err(e) = encode_frames_as(version, request_id, &message, max_frame_bytes, &mut out) {
                         tracing::error!("cannot encode a result: {e}");
                     }
                 }

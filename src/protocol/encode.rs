@@ -8,34 +8,59 @@
 use super::error::EncodeError;
 use super::frame::{begin_frame, end_frame, HEADER_BYTES};
 use super::message::*;
-use crate::codec::{self, Writer};
+use super::PROTOCOL_VERSION;
+use crate::codec::Writer;
 use crate::engine::{DepthLevel, Event, Seq};
 
-/// Writes `message` as exactly one frame. Fails (leaving `out` as it was) if it does not fit.
+/// Writes `message` as exactly one frame of the current version ([`PROTOCOL_VERSION`]). Fails
+/// (leaving `out` as it was) if it does not fit.
 pub fn encode_frame(
     request_id: u64,
     message: &Message,
     max_frame_bytes: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let start = begin_frame(out, message.msg_type(), request_id);
-    if let Err(error) = message.encode_payload(out) {
+    encode_frame_as(PROTOCOL_VERSION, request_id, message, max_frame_bytes, out)
+}
+
+/// Writes `message` as exactly one frame of protocol `version`, laid out as that version
+/// defines it (a version-1 order report has no `stop_price`).
+pub fn encode_frame_as(
+    version: u8,
+    request_id: u64,
+    message: &Message,
+    max_frame_bytes: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = begin_frame(out, version, message.msg_type(), request_id);
+    if let Err(error) = message.encode_payload_as(version, out) {
         out.truncate(start);
         return Err(error);
     }
     end_frame(out, start, max_frame_bytes)
 }
 
-/// Writes `message` as one frame, or as several if it is a list answer too long for one.
-/// Returns the number of frames. On error `out` is left as it was.
+/// Writes `message` as one frame, or as several if it is a list answer too long for one, in the
+/// current version. Returns the number of frames. On error `out` is left as it was.
 pub fn encode_frames(
     request_id: u64,
     message: &Message,
     max_frame_bytes: u32,
     out: &mut Vec<u8>,
 ) -> Result<usize, EncodeError> {
+    encode_frames_as(PROTOCOL_VERSION, request_id, message, max_frame_bytes, out)
+}
+
+/// [`encode_frames`] in protocol `version`.
+pub fn encode_frames_as(
+    version: u8,
+    request_id: u64,
+    message: &Message,
+    max_frame_bytes: u32,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
     let start = out.len();
-    let parts = Parts { request_id, max_frame_bytes, msg_type: message.msg_type() };
+    let parts = Parts { version, request_id, max_frame_bytes, msg_type: message.msg_type() };
     let result = match message {
         Message::Events { seq, more, events } => parts.events(out, *seq, *more, events),
         Message::Balances { account, seq, more, balances } => {
@@ -51,14 +76,15 @@ pub fn encode_frames(
             })
         }
         Message::OpenOrders { account, seq, more, orders } => {
-            let per_frame = parts.items_per_frame(OPEN_ORDERS_FIXED_BYTES, ORDER_EVENT_BYTES, u32::MAX as usize);
+            let per_frame =
+                parts.items_per_frame(OPEN_ORDERS_FIXED_BYTES, order_event_bytes(version), u32::MAX as usize);
             parts.fixed_size(out, orders, per_frame, *more, |out, part, more| {
-                put_open_orders(out, *account, *seq, more, part);
+                put_open_orders(out, *account, *seq, more, part, version);
                 Ok(())
             })
         }
         Message::Depth(book) | Message::DepthSnapshot(book) => parts.depth(out, book),
-        _ => encode_frame(request_id, message, max_frame_bytes, out).map(|()| 1),
+        _ => encode_frame_as(version, request_id, message, max_frame_bytes, out).map(|()| 1),
     };
     if result.is_err() {
         out.truncate(start);
@@ -68,6 +94,7 @@ pub fn encode_frames(
 
 /// What every frame of one split message shares.
 struct Parts {
+    version: u8,
     request_id: u64,
     max_frame_bytes: u32,
     msg_type: u8,
@@ -86,7 +113,7 @@ impl Parts {
         out: &mut Vec<u8>,
         write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
     ) -> Result<(), EncodeError> {
-        let start = begin_frame(out, self.msg_type, self.request_id);
+        let start = begin_frame(out, self.version, self.msg_type, self.request_id);
         write_payload(out)?;
         end_frame(out, start, self.max_frame_bytes)
     }
@@ -135,7 +162,7 @@ impl Parts {
         let mut rest = events;
         let mut frames = 0;
         loop {
-            let start = begin_frame(out, self.msg_type, self.request_id);
+            let start = begin_frame(out, self.version, self.msg_type, self.request_id);
             Writer(out).u64(seq);
             let more_at = out.len();
             Writer(out).u8(0).u32(0);
@@ -159,7 +186,7 @@ impl Parts {
     fn append_fitting_events(&self, out: &mut Vec<u8>, start: usize, events: &[Event]) -> usize {
         for (taken, event) in events.iter().enumerate() {
             let before = out.len();
-            codec::encode_event(event, out);
+            put_event(out, event, self.version);
             if out.len() - start > self.max_frame_bytes as usize {
                 out.truncate(before);
                 return taken;

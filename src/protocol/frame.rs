@@ -15,7 +15,6 @@
 //! partial frame (at most `max_frame_bytes`), so a peer cannot make it buffer without bound.
 
 use super::error::{EncodeError, FrameError};
-use super::PROTOCOL_VERSION;
 
 /// Size of the length field at the start of every frame.
 pub const LENGTH_FIELD_BYTES: usize = 4;
@@ -183,10 +182,11 @@ impl FrameDecoder {
 
 /// Appends a frame header with a placeholder length; returns the frame's start offset, to be
 /// passed to [`end_frame`] once the payload is written after it.
-pub(crate) fn begin_frame(out: &mut Vec<u8>, msg_type: u8, request_id: u64) -> usize {
+pub(crate) fn begin_frame(out: &mut Vec<u8>, version: u8, msg_type: u8, request_id: u64) -> usize {
+    debug_assert!(super::is_supported_version(version), "version {version} is not spoken");
     let start = out.len();
     out.extend_from_slice(&[0; LENGTH_FIELD_BYTES]);
-    out.push(PROTOCOL_VERSION);
+    out.push(version);
     out.push(msg_type);
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&request_id.to_le_bytes());
@@ -212,7 +212,7 @@ mod tests {
 
     fn raw_frame(msg_type: u8, request_id: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let start = begin_frame(&mut out, msg_type, request_id);
+        let start = begin_frame(&mut out, 1, msg_type, request_id);
         out.extend_from_slice(payload);
         end_frame(&mut out, start, DEFAULT_MAX_FRAME_BYTES).unwrap();
         out
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn an_oversized_encoded_frame_is_removed_from_the_output() {
         let mut out = vec![9];
-        let start = begin_frame(&mut out, 1, 1);
+        let start = begin_frame(&mut out, 1, 1, 1);
         out.resize(start + 2000, 0);
         assert_eq!(
             end_frame(&mut out, start, 1024),

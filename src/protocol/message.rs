@@ -347,8 +347,13 @@ impl Message {
         Ok(())
     }
 
-    /// Appends the payload (everything after the frame header).
+    /// Appends the payload (everything after the frame header) in the current version.
     pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_payload_as(PROTOCOL_VERSION, out)
+    }
+
+    /// Appends the payload as protocol `version` lays it out (§4: only order reports differ).
+    pub fn encode_payload_as(&self, version: u8, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let w = &mut Writer(out);
         match self {
             Message::Hello { protocol_version } => {
@@ -374,7 +379,7 @@ impl Message {
             Message::Accepted { seq } => {
                 w.u64(*seq);
             }
-            Message::Events { seq, more, events } => put_events(out, *seq, *more, events),
+            Message::Events { seq, more, events } => put_events(out, *seq, *more, events, version),
             Message::Error { code, message } => {
                 w.u16(*code);
                 put_string(out, "message", message, MAX_ERROR_MESSAGE_BYTES)?;
@@ -383,9 +388,11 @@ impl Message {
             Message::SubtreeTotals { account, seq, more, totals } => put_totals(out, *account, *seq, *more, totals)?,
             Message::OrderInfo { seq, order } => {
                 w.u64(*seq);
-                codec::encode_event(&Event::Order(*order), out);
+                put_event(out, &Event::Order(*order), version);
             }
-            Message::OpenOrders { account, seq, more, orders } => put_open_orders(out, *account, *seq, *more, orders),
+            Message::OpenOrders { account, seq, more, orders } => {
+                put_open_orders(out, *account, *seq, *more, orders, version)
+            }
             Message::Depth(book) | Message::DepthSnapshot(book) => {
                 put_depth(out, book.symbol, book.book_seq, book.more, &book.bids, &book.asks)?
             }
@@ -402,7 +409,7 @@ impl Message {
 
     /// Decodes a frame of either direction. Checks the header's version and flags first.
     pub fn decode(frame: &Frame) -> Result<Message, MessageError> {
-        if frame.version != PROTOCOL_VERSION {
+        if !super::is_supported_version(frame.version) {
             return Err(MessageError::UnsupportedVersion { version: frame.version });
         }
         if frame.flags != 0 {
@@ -537,9 +544,44 @@ fn read_welcome(c: &mut Cursor) -> Result<Welcome, PayloadError> {
 }
 
 /// `seq`, `more`, then the codec's event-log record payload (count u32, events).
-pub(crate) fn put_events(out: &mut Vec<u8>, seq: Seq, more: bool, events: &[Event]) {
-    Writer(out).u64(seq).u8(more as u8);
-    codec::encode_event_record(events, out);
+pub(crate) fn put_events(out: &mut Vec<u8>, seq: Seq, more: bool, events: &[Event], version: u8) {
+    Writer(out).u64(seq).u8(more as u8).u32(events.len() as u32);
+    for event in events {
+        put_event(out, event, version);
+    }
+}
+
+/// Appends one event in the layout of protocol `version`: the codec's (`journal/FORMAT.md`
+/// §10.2), except that version 1 ends an order report before `stop_price` (an 82-byte body).
+pub(crate) fn put_event(out: &mut Vec<u8>, event: &Event, version: u8) {
+    let start = out.len();
+    codec::encode_event(event, out);
+    if version == 1 && matches!(event, Event::Order(_)) {
+        let body_len = codec::ORDER_BODY_LEN_WITHOUT_STOP_PRICE;
+        out.truncate(start + 3 + body_len);
+        out[start + 1..start + 3].copy_from_slice(&(body_len as u16).to_le_bytes());
+    }
+    debug_assert_eq!(out.len() - start, event_bytes(event, version), "the documented length");
+}
+
+/// Bytes of one event (tag, length, body) in protocol `version`.
+fn event_bytes(event: &Event, version: u8) -> usize {
+    match event {
+        Event::Order(_) => order_event_bytes(version),
+        _ => {
+            let mut scratch = Vec::with_capacity(codec::EVENT_BYTES_MAX);
+            codec::encode_event(event, &mut scratch);
+            scratch.len()
+        }
+    }
+}
+
+/// Bytes of one order report event (tag, length, body) in protocol `version`.
+pub(crate) fn order_event_bytes(version: u8) -> usize {
+    match version {
+        1 => 1 + 2 + codec::ORDER_BODY_LEN_WITHOUT_STOP_PRICE,
+        _ => ORDER_EVENT_BYTES,
+    }
 }
 
 pub(crate) fn put_balances(
@@ -581,10 +623,17 @@ fn read_asset_total(c: &mut Cursor) -> Result<AssetTotal, PayloadError> {
 }
 
 /// Orders as an event-log record of `Event::Order`s: the codec's order report layout.
-pub(crate) fn put_open_orders(out: &mut Vec<u8>, account: AccountId, seq: Seq, more: bool, orders: &[OrderReport]) {
+pub(crate) fn put_open_orders(
+    out: &mut Vec<u8>,
+    account: AccountId,
+    seq: Seq,
+    more: bool,
+    orders: &[OrderReport],
+    version: u8,
+) {
     Writer(out).u64(account).u64(seq).u8(more as u8).u32(orders.len() as u32);
     for order in orders {
-        codec::encode_event(&Event::Order(*order), out);
+        put_event(out, &Event::Order(*order), version);
     }
 }
 

@@ -66,7 +66,7 @@ mod wire;
 
 pub use authority::Authority;
 pub use book::{BookEvent, L2Book};
-pub use encode::{encode_frame, encode_frames};
+pub use encode::{encode_frame, encode_frame_as, encode_frames, encode_frames_as};
 pub use error::{EncodeError, FrameError, GatewayError, MessageError, PayloadError};
 pub use frame::{Frame, FrameDecoder, DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, MIN_MAX_FRAME_BYTES};
 pub use limits::{ConnectionLimits, LimitsConfig, TokenBucket};
@@ -76,8 +76,18 @@ pub use message::{
 };
 pub use session::{chosen_version, Handshake, Step};
 
-/// The protocol version this build speaks (the `version` byte of every frame header).
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The highest protocol version this build speaks (the `version` byte of every frame header
+/// after the handshake, when both sides speak it). PROTOCOL.md §4 lists what each adds.
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// The lowest protocol version this build still serves: a version-1 client gets order reports
+/// without `stop_price` (an 82-byte body), as version 1 defines them.
+pub const PROTOCOL_VERSION_MIN: u8 = 1;
+
+/// Whether a frame of `version` can be read by this build.
+pub fn is_supported_version(version: u8) -> bool {
+    (PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version)
+}
 
 /// QUIC application close code for an orderly close (the others are `GatewayError` codes).
 pub const CLOSE_NORMAL: u64 = 0;
