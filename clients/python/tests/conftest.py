@@ -5,6 +5,7 @@ the repository this package sits in)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
     finally:
         status = d.stop()
+        # Each data directory holds preallocated journal segments: do not leave them behind.
+        shutil.rmtree(d.data_dir, ignore_errors=True)
         assert status == 0, f"seqd run exited with {status}"
 
 

@@ -399,6 +399,50 @@ async def test_close_fails_waiting_requests_and_shutdown_is_reported(daemon: Dae
     assert daemon.stop() == 0
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(waiting, TIMEOUT_S)
-    assert closed.value.code in (0, GatewayCode.SHUTTING_DOWN)
+    assert closed.value.code == GatewayCode.SHUTTING_DOWN
     assert other.closed
     await other.close()
+
+
+def write_client_certificate(certs, name: str, out_dir) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A client certificate for `name`, signed by the development CA (its key is in DATA/certs)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_an_unknown_principal_is_closed_with_910(daemon: Daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = write_client_certificate(daemon.certs, "mallory", tmp_path)
+    with pytest.raises(ConnectionClosed) as closed:
+        await Client.connect(daemon.host, daemon.port, ca=str(daemon.certs / "ca.pem"), cert=cert, key=key, timeout=5)
+    assert closed.value.code == GatewayCode.UNAUTHORIZED
+    # A configured principal with a certificate made the same way is served.
+    cert, key = write_client_certificate(daemon.certs, "trader2", tmp_path)
+    client = await Client.connect(daemon.host, daemon.port, ca=str(daemon.certs / "ca.pem"), cert=cert, key=key)
+    assert client.principal == "trader2"
+    await client.close()
