@@ -20,7 +20,7 @@ def make_client() -> Client:
     return client
 
 
-def expect(client: Client, request_id: int, kind: str) -> "asyncio.Future[object]":
+def expect(client: Client, request_id: int, kind: str) -> asyncio.Future[object]:
     pending = _Pending(kind)
     client._pending[request_id] = pending
     return pending.future
@@ -59,7 +59,9 @@ async def test_a_split_depth_joins_bids_with_bids_and_asks_with_asks() -> None:
     client._on_stream_data(0, depth_frame(True, [10, 9], []) + depth_frame(True, [8], [11]), False)
     assert not answer.done()
     client._on_stream_data(0, depth_frame(False, [], [12]), False)
-    assert await answer == Depth(1, 4, False, [Level(10, 1, 1), Level(9, 1, 1), Level(8, 1, 1)], [Level(11, 1, 1), Level(12, 1, 1)])
+    assert await answer == Depth(
+        1, 4, False, [Level(10, 1, 1), Level(9, 1, 1), Level(8, 1, 1)], [Level(11, 1, 1), Level(12, 1, 1)]
+    )
 
 
 async def test_an_error_frame_raises_with_its_code_and_the_connection_goes_on() -> None:
@@ -69,7 +71,12 @@ async def test_an_error_frame_raises_with_its_code_and_the_connection_goes_on() 
     client._on_stream_data(0, encode_frame(1, MsgType.ERROR, 3, payload), False)
     with pytest.raises(GatewayError) as error:
         await refused
-    assert (error.value.code, error.value.name, error.value.message, error.value.retryable) == (921, "RATE_LIMITED", "slow", True)
+    assert (error.value.code, error.value.name, error.value.message, error.value.retryable) == (
+        921,
+        "RATE_LIMITED",
+        "slow",
+        True,
+    )
     assert not client.closed
 
 
@@ -125,7 +132,9 @@ async def test_in_flight_commands_wait_for_a_free_slot() -> None:
     assert len(sent) == 2, "the third waits for a slot"
     accepted = struct.pack("<Q", 7)
     events = struct.pack("<QBI", 7, 0, 0)
-    client._on_stream_data(0, encode_frame(1, MsgType.ACCEPTED, 1, accepted) + encode_frame(1, MsgType.EVENTS, 1, events), False)
+    client._on_stream_data(
+        0, encode_frame(1, MsgType.ACCEPTED, 1, accepted) + encode_frame(1, MsgType.EVENTS, 1, events), False
+    )
     result = await tasks[0]
     assert result.seq == 7 and result.events == [] and result.rejected is None
     await asyncio.sleep(0)

@@ -89,7 +89,24 @@ def test_frame_reader_loses_framing_on_a_bad_length_before_the_rest_arrives() ->
 
 def test_every_command_kind_has_its_documented_size() -> None:
     # journal/FORMAT.md §10.1: the payload bytes of each kind.
-    sizes = {1: 5, 2: 64, 3: 64, 4: 5, 5: 24, 6: 9, 7: 28, 8: 28, 9: 8, 10: 8, 11: 36, 12: 56, 13: 16, 14: 16, 15: 12, 16: 32}
+    sizes = {
+        1: 5,
+        2: 64,
+        3: 64,
+        4: 5,
+        5: 24,
+        6: 9,
+        7: 28,
+        8: 28,
+        9: 8,
+        10: 8,
+        11: 36,
+        12: 56,
+        13: 16,
+        14: 16,
+        15: 12,
+        16: 32,
+    }
     assert {kind: cls.LAYOUT.size for kind, cls in codec.COMMANDS.items()} == sizes
 
 
@@ -184,7 +201,9 @@ def test_market_trade_and_depth_update() -> None:
     )
     assert len(trade) == 53
     assert codec.decode_message(1, 0xA1, trade) == MarketTrade(1, 5, 9, 256, 100, 2, 200, Side.SELL)
-    update = hexbytes("01 00 00 00  06 00 00 00 00 00 00 00  00  64 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  00 00 00 00")
+    update = hexbytes(
+        "01 00 00 00  06 00 00 00 00 00 00 00  00  64 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  00 00 00 00"
+    )
     assert len(update) == 33
     assert codec.decode_message(1, 0xA2, update) == DepthUpdate(1, 6, Side.BUY, 100, 0, 0)
     with pytest.raises(ProtocolError, match="side"):

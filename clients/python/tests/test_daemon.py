@@ -8,8 +8,9 @@ import socket
 from decimal import Decimal
 
 import pytest
-
 from conftest import Daemon
+from venue import BTC, BTC_USDT, TRADER1_ACCOUNT, TRADER2_ACCOUNT, USDT, reference_of, set_up_venue
+
 from seqd import (
     Client,
     ConnectionClosed,
@@ -38,7 +39,6 @@ from seqd.codec import (
     Transferred,
     WithdrawalUpdated,
 )
-from venue import BTC, BTC_USDT, TRADER1_ACCOUNT, TRADER2_ACCOUNT, USDT, reference_of, set_up_venue
 
 TIMEOUT_S = 10
 
@@ -278,7 +278,13 @@ async def test_reference_data_accounts_and_funds(daemon: Daemon, admin: Client) 
         await admin.resume_symbol(BTC_USDT)
         spec = admin.reference.symbol(BTC_USDT)
         wider = admin.symbol_spec(
-            BTC_USDT, BTC, USDT, tick_size=spec.tick_size, lot_size=spec.lot_size, max_order_qty=Decimal("2000"), maker_fee_ppm=100
+            BTC_USDT,
+            BTC,
+            USDT,
+            tick_size=spec.tick_size,
+            lot_size=spec.lot_size,
+            max_order_qty=Decimal("2000"),
+            maker_fee_ppm=100,
         )
         await admin.update_symbol(wider)
         await t1.limit(TRADER1_ACCOUNT, BTC_USDT, Side.BUY, Decimal("1"), Decimal("0.1"))
@@ -359,8 +365,8 @@ async def test_connect_timeout_and_refused_certificates(daemon: Daemon, tmp_path
         assert loop.time() - start < 5
     finally:
         silent.close()
-    # The wrong CA: the client refuses the server's certificate.
-    with pytest.raises(Exception):
+    # The wrong CA: the client refuses the server's certificate (TLS alert 42, bad certificate).
+    with pytest.raises(ConnectionClosed, match="handshake failed: unable to get local issuer"):
         await Client.connect(
             daemon.host,
             daemon.port,
@@ -370,7 +376,7 @@ async def test_connect_timeout_and_refused_certificates(daemon: Daemon, tmp_path
             timeout=3,
         )
     # The server name the certificate does not hold is refused too.
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed, match="handshake failed: hostname 'example.com' doesn't match"):
         await Client.connect(
             daemon.host,
             daemon.port,
@@ -378,6 +384,16 @@ async def test_connect_timeout_and_refused_certificates(daemon: Daemon, tmp_path
             cert=str(daemon.certs / "admin.pem"),
             key=str(daemon.certs / "admin.key"),
             server_name="example.com",
+            timeout=3,
+        )
+    # A certificate not for client authentication (the server's own) is refused by the server.
+    with pytest.raises(ConnectionClosed, match="client authentication"):
+        await Client.connect(
+            daemon.host,
+            daemon.port,
+            ca=str(daemon.certs / "ca.pem"),
+            cert=str(daemon.certs / "server.pem"),
+            key=str(daemon.certs / "server.key"),
             timeout=3,
         )
     # The right ones work.

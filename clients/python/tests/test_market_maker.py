@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from conftest import Daemon
-from seqd import Client, Side, TimeInForce
 from venue import BTC, BTC_USDT, TRADER1_ACCOUNT, TRADER2_ACCOUNT, USDT, reference_of, set_up_venue
+
+from seqd import Client, Side, TimeInForce
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "market_maker.py"
 FILLS = 3

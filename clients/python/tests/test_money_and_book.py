@@ -37,7 +37,9 @@ def test_decimal_amounts_convert_exactly_or_fail() -> None:
 
 def test_reference_data_converts_by_the_symbols_assets() -> None:
     ref = ReferenceData()
-    spec = SymbolSpec(1, base=1, quote=2, tick_size=10_000, lot_size=10_000, min_qty=0, min_notional=0, max_order_qty=10**11)
+    spec = SymbolSpec(
+        1, base=1, quote=2, tick_size=10_000, lot_size=10_000, min_qty=0, min_notional=0, max_order_qty=10**11
+    )
     with pytest.raises(UnknownReference, match="symbol 1"):
         ref.price(1, Decimal("1"))
     assert ref.price(1, 5) == 5, "minor units need no reference data"

@@ -22,8 +22,8 @@ from .errors import (
     GatewayCode,
     GatewayError,
     ProtocolError,
-    RejectReason,
     Rejected,
+    RejectReason,
     SeqdError,
     code_name,
 )
@@ -32,11 +32,11 @@ from .money import ReferenceData, to_decimal, to_minor
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "AccountStatus",
     "AmountError",
     "Applied",
     "BookEvent",
-    "CONNECT_TIMEOUT_S",
     "Client",
     "CommandResult",
     "ConnectParams",
@@ -60,9 +60,9 @@ __all__ = [
     "Side",
     "Stp",
     "Subscription",
-    "Synced",
     "SymbolSpec",
     "SymbolStatus",
+    "Synced",
     "TimeInForce",
     "WithdrawalStatus",
     "code_name",

@@ -42,10 +42,10 @@ class L2Book:
     def __init__(self, symbol: int) -> None:
         self.symbol = symbol
         #: The `md_seq` the book reflects; None while it waits for a snapshot.
-        self.md_seq: Optional[int] = None
+        self.md_seq: int | None = None
         self._bids: dict[int, tuple[int, int]] = {}
         self._asks: dict[int, tuple[int, int]] = {}
-        self._partial: Optional[tuple[int, list[Level], list[Level]]] = None
+        self._partial: tuple[int, list[Level], list[Level]] | None = None
 
     @property
     def in_sync(self) -> bool:
@@ -59,13 +59,13 @@ class L2Book:
         """Ask levels, best (lowest) first."""
         return [Level(p, q, n) for p, (q, n) in sorted(self._asks.items())]
 
-    def best_bid(self) -> Optional[Level]:
+    def best_bid(self) -> Level | None:
         if not self._bids:
             return None
         p = max(self._bids)
         return Level(p, *self._bids[p])
 
-    def best_ask(self) -> Optional[Level]:
+    def best_ask(self) -> Level | None:
         if not self._asks:
             return None
         p = min(self._asks)

@@ -6,8 +6,9 @@ import asyncio
 import itertools
 import socket
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events as quic_events
@@ -60,7 +61,7 @@ class CommandResult:
     events: list[AnyEvent]
 
     @property
-    def rejected(self) -> Optional[int]:
+    def rejected(self) -> int | None:
         """The engine's reason code when the command was rejected, else None."""
         for e in self.events:
             if isinstance(e, RejectedEvent):
@@ -86,7 +87,7 @@ class _Pending:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.seq: Optional[int] = None
+        self.seq: int | None = None
         self.parts: list[Any] = []
 
 
@@ -97,7 +98,7 @@ class Subscription:
     `DepthUpdate` and `MarketTrade` with what it did to `book`. On a gap in `md_seq` the book
     is invalidated and, with `auto_resync`, the client subscribes again at once (§12)."""
 
-    def __init__(self, client: "Client", symbol: int, auto_resync: bool) -> None:
+    def __init__(self, client: Client, symbol: int, auto_resync: bool) -> None:
         self.client = client
         self.symbol = symbol
         self.book = L2Book(symbol)
@@ -106,7 +107,7 @@ class Subscription:
         self.resyncs = 0
         self.dropped = 0
         self.active = True
-        self._queue: asyncio.Queue[Optional[tuple[MarketMessage, BookEvent]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[MarketMessage, BookEvent] | None] = asyncio.Queue()
         self._synced = asyncio.Event()
 
     def _on_message(self, message: MarketMessage) -> None:
@@ -128,11 +129,11 @@ class Subscription:
         self.active = False
         self._queue.put_nowait(None)
 
-    async def wait_synced(self, timeout: Optional[float] = None) -> None:
+    async def wait_synced(self, timeout: float | None = None) -> None:
         """Wait until the book holds a whole snapshot (after a subscribe or a resync)."""
         await asyncio.wait_for(self._synced.wait(), timeout)
 
-    async def next(self, timeout: Optional[float] = None) -> tuple[MarketMessage, BookEvent]:
+    async def next(self, timeout: float | None = None) -> tuple[MarketMessage, BookEvent]:
         item = await asyncio.wait_for(self._queue.get(), timeout)
         if item is None:
             self._queue.put_nowait(None)
@@ -150,7 +151,7 @@ class Subscription:
 
 
 class _QuicProtocol(QuicConnectionProtocol):
-    client: Optional["Client"] = None
+    client: Client | None = None
 
     def quic_event_received(self, event: quic_events.QuicEvent) -> None:
         client = self.client
@@ -184,30 +185,30 @@ class Client:
     def __init__(
         self,
         params: ConnectParams,
-        reference: Optional[ReferenceData] = None,
-        on_push: Optional[Callable[[Push], None]] = None,
-        on_close: Optional[Callable[["Client", ConnectionClosed], None]] = None,
+        reference: ReferenceData | None = None,
+        on_push: Callable[[Push], None] | None = None,
+        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
     ) -> None:
         self.params = params
         self.reference = reference if reference is not None else ReferenceData()
         self.on_push = on_push
         self.on_close = on_close
-        self.welcome: Optional[Welcome] = None
+        self.welcome: Welcome | None = None
         self.version = PROTOCOL_VERSION  # frames before Welcome carry 1; see _on_welcome
         self.pushes_dropped = 0
         #: Server frames that could not be decoded and answered no waiting request.
         self.undecodable_frames = 0
-        self._protocol: Optional[_QuicProtocol] = None
-        self._transport: Optional[asyncio.DatagramTransport] = None
-        self._stream_id: Optional[int] = None
+        self._protocol: _QuicProtocol | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._stream_id: int | None = None
         self._reader = FrameReader()
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._subs: dict[int, Subscription] = {}
-        self._pushes: asyncio.Queue[Optional[Push]] = asyncio.Queue()
-        self._closed: Optional[ConnectionClosed] = None
-        self._in_flight: Optional[asyncio.Semaphore] = None
-        self._last_error: Optional[GatewayError] = None
+        self._pushes: asyncio.Queue[Push | None] = asyncio.Queue()
+        self._closed: ConnectionClosed | None = None
+        self._in_flight: asyncio.Semaphore | None = None
+        self._last_error: GatewayError | None = None
 
     # --- connecting and closing ------------------------------------------------------------
 
@@ -222,10 +223,10 @@ class Client:
         key: str,
         server_name: str = "localhost",
         timeout: float = CONNECT_TIMEOUT_S,
-        reference: Optional[ReferenceData] = None,
-        on_push: Optional[Callable[[Push], None]] = None,
-        on_close: Optional[Callable[["Client", ConnectionClosed], None]] = None,
-    ) -> "Client":
+        reference: ReferenceData | None = None,
+        on_push: Callable[[Push], None] | None = None,
+        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
+    ) -> Client:
         """Connects, checks the server certificate against `ca` for `server_name`, presents
         `cert`/`key` (PEM files; the common name is the principal), and completes Hello/Welcome,
         all within `timeout` seconds. Any failure leaves nothing open."""
@@ -241,7 +242,7 @@ class Client:
             raise
         return client
 
-    async def reconnect(self) -> "Client":
+    async def reconnect(self) -> Client:
         """A new connection with the same parameters and reference data (this one is closed).
         Subscriptions and in-flight requests do not carry over: after a reconnect, find out what
         happened to unanswered commands from the state (PROTOCOL.md §9) and subscribe again."""
@@ -282,14 +283,24 @@ class Client:
         self._protocol = protocol
         protocol.client = self
         protocol.connect(addr)
-        await protocol.wait_connected()
+        try:
+            await protocol.wait_connected()
+        except ConnectionError:
+            # aioquic raises a bare ConnectionError; the close event says why (a certificate
+            # refused by either side, a wrong server name, an ALPN the server does not speak).
+            event = protocol._quic._close_event
+            code = event.error_code if event is not None else None
+            reason = event.reason_phrase if event is not None else ""
+            raise ConnectionClosed(code, f"QUIC/TLS handshake failed: {reason}") from None
         self._stream_id = protocol._quic.get_next_available_stream_id()
         welcome = await self._request("hello", MsgType.HELLO, codec.hello_payload(PROTOCOL_VERSION))
         self._on_welcome(welcome)
 
     def _on_welcome(self, welcome: Welcome) -> None:
         if welcome.protocol_version not in SUPPORTED_VERSIONS:
-            raise ProtocolError(f"the server chose protocol version {welcome.protocol_version}; this SDK speaks {SUPPORTED_VERSIONS}")
+            raise ProtocolError(
+                f"the server chose protocol version {welcome.protocol_version}; this SDK speaks {SUPPORTED_VERSIONS}"
+            )
         self.welcome = welcome
         self.version = welcome.protocol_version
         self._reader.max_frame_bytes = welcome.max_frame_bytes
@@ -327,7 +338,7 @@ class Client:
             transport.close()
         self._finish(ConnectionClosed(0, "closed by the client"))
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -371,7 +382,7 @@ class Client:
         self._protocol._quic.send_stream_data(self._stream_id, frame)
         self._protocol.transmit()
 
-    def _request(self, kind: str, msg_type: int, payload: bytes) -> "asyncio.Future[Any]":
+    def _request(self, kind: str, msg_type: int, payload: bytes) -> asyncio.Future[Any]:
         request_id = next(self._ids)
         pending = _Pending(kind)
         self._pending[request_id] = pending
@@ -496,7 +507,7 @@ class Client:
 
     # --- pushes ----------------------------------------------------------------------------
 
-    async def next_push(self, timeout: Optional[float] = None) -> Push:
+    async def next_push(self, timeout: float | None = None) -> Push:
         """The next push (another command's events this principal may see)."""
         item = await asyncio.wait_for(self._pushes.get(), timeout)
         if item is None:
@@ -635,7 +646,7 @@ class Client:
 
     # --- commands: accounts and funds -------------------------------------------------------
 
-    async def create_account(self, account: int, parent: int = 0, owner: Optional[int] = None) -> CommandResult:
+    async def create_account(self, account: int, parent: int = 0, owner: int | None = None) -> CommandResult:
         """`owner` defaults to the account itself for a root (a tree shares its root's owner)."""
         return await self.command(codec.CreateAccount(account, parent, account if owner is None else owner))
 
@@ -650,7 +661,9 @@ class Client:
 
     async def withdraw_request(self, account: int, asset: int, amount: Amount, client_ref: int) -> CommandResult:
         """The withdrawal's id is the returned `seq`."""
-        return await self.command(codec.WithdrawRequest(account, asset, self.reference.amount(asset, amount), client_ref))
+        return await self.command(
+            codec.WithdrawRequest(account, asset, self.reference.amount(asset, amount), client_ref)
+        )
 
     async def withdraw_approve(self, withdrawal_id: int) -> CommandResult:
         return await self.command(codec.WithdrawApprove(withdrawal_id))
@@ -731,7 +744,14 @@ class Client:
     ) -> CommandResult:
         kw.setdefault("tif", TimeInForce.IOC)
         return await self.place_order(
-            account, symbol, side, OrderType.STOP_MARKET, stop_price=stop_price, qty=qty, quote_budget=quote_budget, **kw
+            account,
+            symbol,
+            side,
+            OrderType.STOP_MARKET,
+            stop_price=stop_price,
+            qty=qty,
+            quote_budget=quote_budget,
+            **kw,
         )
 
     async def cancel_order(self, account: int, order_id: int, *, check: bool = True) -> CommandResult:
@@ -772,11 +792,11 @@ def _join(parts: list[Any]) -> Any:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "Client",
     "CommandResult",
     "ConnectParams",
     "Push",
-    "Subscription",
     "SeqdError",
-    "CONNECT_TIMEOUT_S",
+    "Subscription",
 ]

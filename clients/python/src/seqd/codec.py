@@ -8,9 +8,10 @@ carries its `struct` layout. Messages are decoded through a table per protocol v
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
 from enum import IntEnum
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, ClassVar, Union
 
 from .errors import ProtocolError
 

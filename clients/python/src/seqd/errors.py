@@ -103,7 +103,8 @@ class ConnectionClosed(SeqdError):
     def __init__(self, code: int | None, reason: str = "") -> None:
         self.code = code
         self.reason = reason
-        name = f" {code_name(code)}" if code else ""
+        # Codes 0x100-0x1ff are TLS alerts (0x100 + alert), not seqd's codes.
+        name = f" {code_name(code)}" if code is not None and code in GatewayCode._value2member_map_ else ""
         super().__init__(f"connection closed (code {code}{name}){': ' + reason if reason else ''}")
 
 
