@@ -462,3 +462,18 @@ async def test_an_unknown_principal_is_closed_with_910(daemon: Daemon, tmp_path)
     client = await Client.connect(daemon.host, daemon.port, ca=str(daemon.certs / "ca.pem"), cert=cert, key=key)
     assert client.principal == "trader2"
     await client.close()
+
+
+async def test_reconnect_opens_a_new_connection_with_the_same_reference_data(daemon: Daemon, admin: Client) -> None:
+    await admin.create_asset(BTC, 8)
+    closes: list[int | None] = []
+    admin.on_close = lambda c, e: closes.append(e.code)
+    fresh = await admin.reconnect()
+    try:
+        assert admin.closed and closes == [0]
+        assert fresh is not admin and not fresh.closed and fresh.principal == "admin"
+        assert fresh.reference is admin.reference and fresh.reference.scale(BTC) == 8
+        await fresh.create_account(5)
+        assert (await fresh.balances(5)).balances == []
+    finally:
+        await fresh.close()
