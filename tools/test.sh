@@ -26,6 +26,10 @@ cargo build --release --bins
 tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
 tools/crash-test --daemon --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
 
+# The Python SDK against the release daemon (a venv with aioquic from PyPI; python3-venv is
+# installed with apt-get where missing).
+bash clients/python/run-tests.sh target/release/seqd -q
+
 # The examples in the documentation, then every unit, integration, property and differential
 # test and the benchmarks in test mode (last, so its summary closes the run).
 cargo test --release --doc

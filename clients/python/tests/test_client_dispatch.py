@@ -116,8 +116,8 @@ async def test_a_frame_of_another_version_closes_with_903() -> None:
 
 def test_a_welcome_choosing_an_unknown_version_is_refused() -> None:
     client = Client(ConnectParams("127.0.0.1", 1, "ca", "cert", "key"))
-    with pytest.raises(ProtocolError, match="version 2"):
-        client._on_welcome(Welcome(2, 65_536, 0, 0, 0, "admin"))
+    with pytest.raises(ProtocolError, match="version 3"):
+        client._on_welcome(Welcome(3, 65_536, 0, 0, 0, "admin"))
 
 
 async def test_in_flight_commands_wait_for_a_free_slot() -> None:

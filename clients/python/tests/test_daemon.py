@@ -52,7 +52,7 @@ def balance_of(balances: list, asset: int) -> tuple[int, int]:  # type: ignore[t
 
 async def test_handshake_names_the_principal_and_the_limits(daemon: Daemon, admin: Client) -> None:
     assert admin.welcome is not None
-    assert admin.welcome.protocol_version == 1
+    assert admin.welcome.protocol_version == 2
     assert admin.principal == "admin"
     # systemd/seqd.example.toml (the embedded default): 65 536 bytes, 1 024 in flight, 100 000/s.
     assert (admin.welcome.max_frame_bytes, admin.welcome.max_in_flight) == (65_536, 1_024)
@@ -193,8 +193,10 @@ async def test_every_order_type_and_amend(daemon: Daemon, admin: Client) -> None
         # The last trade price is now 102: a sell stop at 90 waits; a buy stop-limit at 110 waits.
         stop_sell = await t2.stop_market(a2, BTC_USDT, Side.SELL, Decimal("90"), Decimal("0.05"))
         stop_buy = await t1.stop_limit(a1, BTC_USDT, Side.BUY, Decimal("110"), Decimal("111"), Decimal("0.05"))
-        live = {o.order_id for o in (await t1.open_orders(a1)).orders}
+        live = {o.order_id: o for o in (await t1.open_orders(a1)).orders}
         assert stop_buy.seq in live
+        # Protocol version 2: the order report carries the stop price (USDT has scale 6).
+        assert live[stop_buy.seq].stop_price == 110_000_000
         # A stop already crossed: 412.
         with pytest.raises(Rejected) as immediate:
             await t1.stop_limit(a1, BTC_USDT, Side.BUY, Decimal("100"), Decimal("100"), Decimal("0.05"))

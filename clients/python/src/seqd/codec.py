@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Union
 from .errors import ProtocolError
 
 #: The protocol versions this SDK speaks; `Hello` offers the highest.
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (1, 2)
 PROTOCOL_VERSION = max(SUPPORTED_VERSIONS)
 ALPN = "seqd/1"
 
@@ -928,7 +928,7 @@ def _depth_update(r: _Reader) -> DepthUpdate:
     return DepthUpdate(symbol, md_seq, _enum(Side, side, "DepthUpdate.side"), price, qty, orders)
 
 
-#: Server-to-client decoders per protocol version. Version 2 adds its own table here.
+#: Server-to-client decoders per protocol version.
 DECODERS: dict[int, dict[int, Callable[[_Reader], ServerMessage]]] = {
     1: {
         MsgType.WELCOME: _welcome,
@@ -947,6 +947,9 @@ DECODERS: dict[int, dict[int, Callable[[_Reader], ServerMessage]]] = {
         MsgType.UNSUBSCRIBED: lambda r: Unsubscribed(r.u32()),
     }
 }
+# Version 2 differs only in the order report's body (90 bytes with `stop_price`, 82 in version
+# 1, PROTOCOL.md §4), which every event carries in its own length field: the same decoders.
+DECODERS[2] = DECODERS[1]
 
 
 def decode_message(version: int, msg_type: int, payload: bytes | memoryview) -> ServerMessage:
