@@ -61,7 +61,47 @@ pub(crate) trait NativeRow {
 /// taken from a source row bound to `$r`), engine, partitioning and sorting key. Generates the
 /// row struct, its [`NativeRow`] encoding, `From<&source>` and the [`Table`] constant the DDL,
 /// the column list of the inserts and the schema check are made from.
+///
+/// Two shorthands for the event identity columns every row carries: `event_first $origin` puts
+/// `seq, idx, time, ts_ns` of the origin before the listed columns (the facts), `state_last
+/// $origin` puts `seq, idx, time, ts_ns, version` after them (current-state rows, whose
+/// `ReplacingMergeTree(version)` keeps the newest).
 macro_rules! mirror_table {
+    (
+        $(#[$meta:meta])*
+        $table:ident = $name:literal, engine: $engine:expr, partition_by: $partition:expr, order_by: $order:literal;
+        struct $row:ident from |$r:ident: &$src:ty| event_first $origin:expr; { $($columns:tt)* }
+    ) => {
+        mirror_table! {
+            $(#[$meta])*
+            $table = $name, engine: $engine, partition_by: $partition, order_by: $order;
+            struct $row from |$r: &$src| {
+                seq: u64 = "UInt64" => $origin.seq,
+                idx: u32 = "UInt32" => $origin.idx,
+                time: u32 = TIME => seconds($origin.ts_ns),
+                ts_ns: u64 = "UInt64" => $origin.ts_ns,
+                $($columns)*
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $table:ident = $name:literal, engine: $engine:expr, partition_by: $partition:expr, order_by: $order:literal;
+        struct $row:ident from |$r:ident: &$src:ty| state_last $origin:expr; { $($columns:tt)* }
+    ) => {
+        mirror_table! {
+            $(#[$meta])*
+            $table = $name, engine: $engine, partition_by: $partition, order_by: $order;
+            struct $row from |$r: &$src| {
+                $($columns)*
+                seq: u64 = "UInt64" => $origin.seq,
+                idx: u32 = "UInt32" => $origin.idx,
+                time: u32 = TIME => seconds($origin.ts_ns),
+                ts_ns: u64 = "UInt64" => $origin.ts_ns,
+                version: u64 = "UInt64" => version($origin),
+            }
+        }
+    };
     (
         $(#[$meta:meta])*
         $table:ident = $name:literal, engine: $engine:expr, partition_by: $partition:expr, order_by: $order:literal;

@@ -141,21 +141,16 @@ mirror_table! {
 mirror_table! {
     #[derive(Row, Deserialize)]
     ASSETS = "assets", engine: STATE, partition_by: None, order_by: "asset";
-    struct AssetCh from |r: &AssetRow| {
+    struct AssetCh from |r: &AssetRow| state_last r.origin; {
         asset: u32 = "UInt32" => r.asset,
         scale: u8 = "UInt8" => r.scale,
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
-        version: u64 = "UInt64" => version(r.origin),
     }
 }
 
 mirror_table! {
     #[derive(Row, Deserialize)]
     SYMBOLS = "symbols", engine: STATE, partition_by: None, order_by: "symbol";
-    struct SymbolCh from |r: &SymbolRow| {
+    struct SymbolCh from |r: &SymbolRow| state_last r.origin; {
         symbol: u32 = "UInt32" => r.symbol,
         base: u32 = "UInt32" => r.base,
         quote: u32 = "UInt32" => r.quote,
@@ -168,11 +163,6 @@ mirror_table! {
         taker_fee_ppm: u32 = "UInt32" => r.taker_fee_ppm,
         price_band_bps: u32 = "UInt32" => r.price_band_bps,
         status: i8 = SYMBOL_STATUS => r.status.as_u8() as i8,
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
-        version: u64 = "UInt64" => version(r.origin),
     }
 }
 
@@ -187,7 +177,7 @@ pub(crate) struct AccountAt<'a> {
 mirror_table! {
     #[derive(Row, Deserialize)]
     ACCOUNTS = "accounts", engine: STATE, partition_by: None, order_by: "account";
-    struct AccountCh from |a: &AccountAt<'_>| {
+    struct AccountCh from |a: &AccountAt<'_>| state_last a.row.updated; {
         account: u64 = "UInt64" => a.row.account,
         parent: u64 = "UInt64" => a.row.info.parent,
         owner: u64 = "UInt64" => a.row.info.owner,
@@ -196,53 +186,34 @@ mirror_table! {
         created_seq: u64 = "UInt64" => a.created_seq,
         created_time: u32 = TIME => seconds(a.created_ts_ns),
         created_ts_ns: u64 = "UInt64" => a.created_ts_ns,
-        seq: u64 = "UInt64" => a.row.updated.seq,
-        idx: u32 = "UInt32" => a.row.updated.idx,
-        time: u32 = TIME => seconds(a.row.updated.ts_ns),
-        ts_ns: u64 = "UInt64" => a.row.updated.ts_ns,
-        version: u64 = "UInt64" => version(a.row.updated),
     }
 }
 
 mirror_table! {
     BALANCES = "balances", engine: STATE, partition_by: None, order_by: "(account, asset)";
-    struct BalanceCh from |r: &BalanceRow| {
+    struct BalanceCh from |r: &BalanceRow| state_last r.origin; {
         account: u64 = "UInt64" => r.account,
         asset: u32 = "UInt32" => r.asset,
         available: i128 = MONEY => r.available.to_mirror_units(),
         held: i128 = MONEY => r.held.to_mirror_units(),
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
-        version: u64 = "UInt64" => version(r.origin),
     }
 }
 
 mirror_table! {
     WITHDRAWALS = "withdrawals", engine: STATE, partition_by: None, order_by: "withdrawal_id";
-    struct WithdrawalCh from |r: &WithdrawalRow| {
+    struct WithdrawalCh from |r: &WithdrawalRow| state_last r.origin; {
         withdrawal_id: u64 = "UInt64" => r.withdrawal_id,
         account: u64 = "UInt64" => r.account,
         asset: u32 = "UInt32" => r.asset,
         amount: i128 = MONEY => r.amount.to_mirror_units(),
         client_ref: u64 = "UInt64" => r.client_ref,
         status: i8 = WITHDRAWAL_STATUS => r.status.as_u8() as i8,
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
-        version: u64 = "UInt64" => version(r.origin),
     }
 }
 
 mirror_table! {
     LEDGER = "ledger_entries", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
-    struct LedgerCh from |r: &LedgerRow| {
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
+    struct LedgerCh from |r: &LedgerRow| event_first r.origin; {
         account: u64 = "UInt64" => r.account,
         asset: u32 = "UInt32" => r.asset,
         kind: i8 = LEDGER_KIND => r.kind.as_u8() as i8,
@@ -257,11 +228,7 @@ mirror_table! {
 
 mirror_table! {
     ORDER_EVENTS = "order_events", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
-    struct OrderEventCh from |r: &OrderRow| {
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
+    struct OrderEventCh from |r: &OrderRow| event_first r.origin; {
         order_id: u64 = "UInt64" => r.order_id,
         account: u64 = "UInt64" => r.account,
         symbol: u32 = "UInt32" => r.symbol,
@@ -304,11 +271,7 @@ mirror_table! {
 
 mirror_table! {
     DEPOSITS = "deposits", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
-    struct DepositCh from |r: &DepositRow| {
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
+    struct DepositCh from |r: &DepositRow| event_first r.origin; {
         account: u64 = "UInt64" => r.account,
         asset: u32 = "UInt32" => r.asset,
         amount: i128 = MONEY => r.amount.to_mirror_units(),
@@ -318,11 +281,7 @@ mirror_table! {
 
 mirror_table! {
     TRANSFERS = "transfers", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
-    struct TransferCh from |r: &TransferRow| {
-        seq: u64 = "UInt64" => r.origin.seq,
-        idx: u32 = "UInt32" => r.origin.idx,
-        time: u32 = TIME => seconds(r.origin.ts_ns),
-        ts_ns: u64 = "UInt64" => r.origin.ts_ns,
+    struct TransferCh from |r: &TransferRow| event_first r.origin; {
         from_account: u64 = "UInt64" => r.from,
         to_account: u64 = "UInt64" => r.to,
         asset: u32 = "UInt32" => r.asset,
