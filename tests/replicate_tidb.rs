@@ -15,7 +15,7 @@ use seqd::journal::Durability;
 use seqd::replay::{apply_journal, DataDir};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder, MirrorState};
 use seqd::replicate::rows::utc_datetime_micros;
-use seqd::replicate::tidb::{TidbConfig, TidbSink};
+use seqd::replicate::tidb::{TidbConfig, TidbError, TidbSink};
 use seqd::replicate::{
     run, Batch, BatchBuilder, BatchLimits, Catalog, ReplicatorStats, Resume, RunOptions, Sink, SinkError,
 };
@@ -909,4 +909,47 @@ fn cpu_from_stat(stat: &str) -> f64 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// The test-only fault (a `fault-injection` build): a write that fails before its `COMMIT` leaves
+/// nothing in the mirror (its rows were sent, the server rolled them back with the connection).
+/// And an error the server answers keeps its error number: a missing table (1146) is fatal.
+#[tokio::test]
+async fn an_aborted_write_leaves_nothing_and_server_errors_keep_their_code() {
+    let db = TestDb::new("aborted");
+    let mut builder = BatchBuilder::new(Catalog::default());
+    let mut engine = Engine::new();
+    for (i, command) in scripted_session().iter().take(10).enumerate() {
+        let mut events = Vec::new();
+        engine.apply(i as u64 + 1, START_TIMESTAMP_NS + i as u64, command, &mut events);
+        builder.add_record(i as u64 + 1, START_TIMESTAMP_NS + i as u64, &events).unwrap();
+    }
+    let batch = builder.take();
+    assert!(!batch.ledger.is_empty());
+
+    let mut aborting = TidbSink::new(TidbConfig::new(db.url())).abort_before_commit_every(1);
+    assert_eq!(aborting.open().await.unwrap().last_seq, 0);
+    match aborting.write(&batch).await {
+        Err(SinkError::Transient(cause)) => assert!(cause.to_string().contains("before COMMIT"), "{cause}"),
+        other => panic!("expected the injected transient failure, got {other:?}"),
+    }
+    let mut conn = db.conn().await;
+    let ledger_rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM ledger_entries").await.unwrap();
+    assert_eq!(ledger_rows, Some(0), "the aborted transaction's rows were rolled back");
+    let mut sink = TidbSink::new(TidbConfig::new(db.url()));
+    assert_eq!(sink.open().await.unwrap().last_seq, 0);
+    sink.write(&batch).await.unwrap();
+    let ledger_rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM ledger_entries").await.unwrap();
+    assert_eq!(ledger_rows, Some(batch.ledger.len() as u64));
+
+    conn.query_drop("DROP TABLE ledger_entries").await.unwrap();
+    match TidbSink::new(TidbConfig::new(db.url())).open().await {
+        Err(SinkError::Fatal(cause)) => {
+            let error = cause.downcast_ref::<TidbError>().expect("a server error, typed");
+            assert_eq!(error.server_code, Some(1146), "{error}");
+            assert!(std::error::Error::source(error).is_some());
+        }
+        other => panic!("expected a fatal error for the missing table, got {other:?}"),
+    }
+    conn.disconnect().await.unwrap();
 }
