@@ -342,6 +342,15 @@ pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Asserts `found` is `expected` to the byte, naming the first line that differs.
+#[cfg(test)]
+pub(crate) fn assert_same_text(found: &str, expected: &str) {
+    for (line, (found, expected)) in found.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(found, expected, "line {}", line + 1);
+    }
+    assert_eq!(found, expected);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ use schema::{
 /// The sink's name: its checkpoint key, log and metric label.
 pub const SINK_NAME: &str = "clickhouse";
 
-/// Version of the tables below; bump it (and migrate in `open`) when they change.
+/// Version of the tables ([`schema`]); bump it (and migrate in `open`) when they change.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// `version` of a current-state row: the event identity as one ordered number.

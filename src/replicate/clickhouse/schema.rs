@@ -329,11 +329,7 @@ mod tests {
             text.push_str(&sql);
             text.push_str("\n;\n");
         }
-        let expected = include_str!("../testdata/clickhouse_schema_v1.txt");
-        for (line, (found, expected)) in text.lines().zip(expected.lines()).enumerate() {
-            assert_eq!(found, expected, "line {}", line + 1);
-        }
-        assert_eq!(text, expected);
+        crate::replicate::assert_same_text(&text, include_str!("../testdata/clickhouse_schema_v1.txt"));
     }
 
     /// Every row type names exactly its table's columns.

@@ -282,6 +282,7 @@ async fn write_on(
     Ok(())
 }
 
+/// Runs a statement; returns the affected-row count.
 pub(super) async fn exec(conn: &mut Conn, timeout: Duration, sql: &str) -> Result<u64, SinkError> {
     match tokio::time::timeout(timeout, conn.query_drop(sql)).await {
         Ok(Ok(())) => Ok(conn.affected_rows()),

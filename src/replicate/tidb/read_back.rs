@@ -161,10 +161,6 @@ COALESCE((SELECT MAX(seq) FROM transfers), 0), \
 COALESCE((SELECT MAX(created_seq) FROM assets), 0), \
 COALESCE((SELECT MAX(updated_seq) FROM symbols), 0))";
 
-/// Runs a statement; returns the affected-row count.
-// ---------------------------------------------------------------------------------------------
-// Reading rows back.
-
 fn bad(message: String) -> SinkError {
     SinkError::fatal(format!("tidb: mirror content is not what seqd writes: {message}"))
 }
