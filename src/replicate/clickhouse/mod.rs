@@ -19,8 +19,9 @@
 //! (merges and `OPTIMIZE ... FINAL` only collapse within a partition).
 //!
 //! Times are `time DateTime('UTC')` (seconds) plus `ts_ns UInt64` (the sequencing stamp);
-//! money is `Decimal(38,18)` written as its raw `i128` ([`Amount::to_mirror_units`]); enums are
-//! `Enum8` with the engine's wire values. The schema version is kept in `schema_version`; a
+//! money is `Decimal(38,18)` written as its raw `i128`
+//! ([`crate::replicate::rows::Amount::to_mirror_units`]); enums are `Enum8` with the engine's
+//! wire values. The schema version is kept in `schema_version`; a
 //! mirror written by a newer version of this sink is a fatal error, as is a table whose columns
 //! are not the ones this version writes.
 //!

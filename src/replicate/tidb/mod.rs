@@ -20,6 +20,7 @@
 //! only (ids, codes, decimal and datetime literals our own code formats): no string from outside
 //! ever reaches a statement, so there is nothing to escape.
 //!
+//! Tables, codes and the exactly-once argument: `docs/MIRRORS.md`, section "TiDB".
 //!
 //! Files: [`schema`] (the tables, each declared once, and the versioned DDL), [`encode`] (a
 //! batch's rows as statements), [`read_back`] (the checkpoint, catalog and state read back).
