@@ -763,7 +763,7 @@ fn a_newer_schema_is_fatal_and_an_unreachable_or_hung_server_is_transient() {
 
         execute(&db.client(), "INSERT INTO schema_version (version, applied_time) VALUES (999, now())").await;
         match ClickHouseSink::new(db.config()).open().await {
-            Err(SinkError::Fatal(message)) => assert!(message.contains("999"), "{message}"),
+            Err(SinkError::Fatal(message)) => assert!(message.to_string().contains("999"), "{message}"),
             other => panic!("expected a fatal error, got {:?}", other.map(|r| r.last_seq)),
         }
 
@@ -787,7 +787,7 @@ fn a_newer_schema_is_fatal_and_an_unreachable_or_hung_server_is_transient() {
             ClickHouseSink::new(ClickHouseConfig::new(url, db.name.clone())).with_timeout(Duration::from_millis(300));
         let started = Instant::now();
         match sink.open().await {
-            Err(SinkError::Transient(message)) => assert!(message.contains("no answer"), "{message}"),
+            Err(SinkError::Transient(message)) => assert!(message.to_string().contains("no answer"), "{message}"),
             other => panic!("expected a transient error, got {:?}", other.map(|r| r.last_seq)),
         }
         assert!(started.elapsed() < Duration::from_secs(5));

@@ -15,7 +15,7 @@ use seqd::journal::Durability;
 use seqd::replay::{apply_journal, DataDir};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder, MirrorState};
 use seqd::replicate::rows::utc_datetime_micros;
-use seqd::replicate::tidb::{TidbConfig, TidbSink};
+use seqd::replicate::tidb::{TidbConfig, TidbError, TidbSink};
 use seqd::replicate::{
     run, Batch, BatchBuilder, BatchLimits, Catalog, ReplicatorStats, Resume, RunOptions, Sink, SinkError,
 };
@@ -677,10 +677,10 @@ async fn stopping_restarting_and_failing_writes_give_exactly_the_same_rows() {
     config.max_records = 7;
     config.max_fact_rows = 60;
     config.rows_per_statement = 9;
-    config.abort_before_commit_every = 5;
     config.prepared_statements = false; // the text path (the other test covers the prepared one)
     for (leg, until) in [last / 10, last / 3, last / 3, last - 1, last].into_iter().enumerate() {
-        let sink = LosesAnswers { inner: TidbSink::new(config.clone()), writes: 0 };
+        // Every 5th write fails before its COMMIT (test-only fault of the `fault-injection` build).
+        let sink = LosesAnswers { inner: TidbSink::new(config.clone()).abort_before_commit_every(5), writes: 0 };
         let stats = replicate(sink, &log, until).await;
         let checkpoint = stats.checkpoint_seq.load(Ordering::Relaxed);
         assert!(checkpoint >= until && checkpoint < until + 7, "leg {leg}: checkpoint {checkpoint}, until {until}");
@@ -758,17 +758,17 @@ async fn errors_are_fatal_or_transient_as_they_should_be() {
     let mut conn = db.conn().await;
     // A mirror holding rows past its checkpoint: fatal.
     conn.query_drop("UPDATE replicator_checkpoint SET last_seq = 5").await.unwrap();
-    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.contains("past its checkpoint")));
+    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.to_string().contains("past its checkpoint")));
     conn.query_drop("UPDATE replicator_checkpoint SET last_seq = 10").await.unwrap();
     assert_eq!(a.open().await.unwrap().last_seq, 10);
     // A catalog that contradicts itself: fatal.
     conn.query_drop("UPDATE accounts SET path = '/9/11' WHERE account_id = 11").await.unwrap();
-    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.contains("path")));
+    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.to_string().contains("path")));
     conn.query_drop("UPDATE accounts SET path = '/1/11' WHERE account_id = 11").await.unwrap();
     assert_eq!(a.open().await.unwrap().catalog, catalog);
     // A schema newer than this binary: fatal, for the replicator and for reconcile.
     conn.query_drop("INSERT INTO schema_version (version, applied_at) VALUES (99, UTC_TIMESTAMP(6))").await.unwrap();
-    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.contains("newer")));
+    assert!(matches!(a.open().await, Err(SinkError::Fatal(m)) if m.to_string().contains("newer")));
     assert!(matches!(a.read_state().await, Err(SinkError::Fatal(_))));
     conn.disconnect().await.unwrap();
 }
@@ -909,4 +909,47 @@ fn cpu_from_stat(stat: &str) -> f64 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// The test-only fault (a `fault-injection` build): a write that fails before its `COMMIT` leaves
+/// nothing in the mirror (its rows were sent, the server rolled them back with the connection).
+/// And an error the server answers keeps its error number: a missing table (1146) is fatal.
+#[tokio::test]
+async fn an_aborted_write_leaves_nothing_and_server_errors_keep_their_code() {
+    let db = TestDb::new("aborted");
+    let mut builder = BatchBuilder::new(Catalog::default());
+    let mut engine = Engine::new();
+    for (i, command) in scripted_session().iter().take(10).enumerate() {
+        let mut events = Vec::new();
+        engine.apply(i as u64 + 1, START_TIMESTAMP_NS + i as u64, command, &mut events);
+        builder.add_record(i as u64 + 1, START_TIMESTAMP_NS + i as u64, &events).unwrap();
+    }
+    let batch = builder.take();
+    assert!(!batch.ledger.is_empty());
+
+    let mut aborting = TidbSink::new(TidbConfig::new(db.url())).abort_before_commit_every(1);
+    assert_eq!(aborting.open().await.unwrap().last_seq, 0);
+    match aborting.write(&batch).await {
+        Err(SinkError::Transient(cause)) => assert!(cause.to_string().contains("before COMMIT"), "{cause}"),
+        other => panic!("expected the injected transient failure, got {other:?}"),
+    }
+    let mut conn = db.conn().await;
+    let ledger_rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM ledger_entries").await.unwrap();
+    assert_eq!(ledger_rows, Some(0), "the aborted transaction's rows were rolled back");
+    let mut sink = TidbSink::new(TidbConfig::new(db.url()));
+    assert_eq!(sink.open().await.unwrap().last_seq, 0);
+    sink.write(&batch).await.unwrap();
+    let ledger_rows: Option<u64> = conn.query_first("SELECT COUNT(*) FROM ledger_entries").await.unwrap();
+    assert_eq!(ledger_rows, Some(batch.ledger.len() as u64));
+
+    conn.query_drop("DROP TABLE ledger_entries").await.unwrap();
+    match TidbSink::new(TidbConfig::new(db.url())).open().await {
+        Err(SinkError::Fatal(cause)) => {
+            let error = cause.downcast_ref::<TidbError>().expect("a server error, typed");
+            assert_eq!(error.server_code, Some(1146), "{error}");
+            assert!(std::error::Error::source(error).is_some());
+        }
+        other => panic!("expected a fatal error for the missing table, got {other:?}"),
+    }
+    conn.disconnect().await.unwrap();
 }

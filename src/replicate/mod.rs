@@ -43,15 +43,30 @@ pub struct Resume {
     pub catalog: Catalog,
 }
 
+/// The cause of a sink error: the database client's error with what the sink was doing (its
+/// `source()` the client's own error: [`tidb::TidbError`] keeps the server's error number), or
+/// one of the sink's own checks (a message).
+pub type SinkCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The database is unreachable, restarting, timed out or refused a statement that may
     /// succeed later: reconnect and retry from the mirror's checkpoint.
-    #[error("{0}")]
-    Transient(String),
+    #[error(transparent)]
+    Transient(SinkCause),
     /// Retrying cannot help (schema newer than this binary, a mirror of another journal).
-    #[error("{0}")]
-    Fatal(String),
+    #[error(transparent)]
+    Fatal(SinkCause),
+}
+
+impl SinkError {
+    pub fn transient(cause: impl Into<SinkCause>) -> SinkError {
+        SinkError::Transient(cause.into())
+    }
+
+    pub fn fatal(cause: impl Into<SinkCause>) -> SinkError {
+        SinkError::Fatal(cause.into())
+    }
 }
 
 /// Limits on one batch, chosen by the sink (a TiDB transaction must stay small; ClickHouse
@@ -257,7 +272,7 @@ pub async fn run<S: Sink>(
 }
 
 enum Failure {
-    Transient(String),
+    Transient(SinkCause),
     Fatal(SinkError),
     Log(TailError),
 }
@@ -325,6 +340,15 @@ async fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
 /// Wall clock in nanoseconds since the Unix epoch (lag figures only; never in the engine).
 pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Asserts `found` is `expected` to the byte, naming the first line that differs.
+#[cfg(test)]
+pub(crate) fn assert_same_text(found: &str, expected: &str) {
+    for (line, (found, expected)) in found.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(found, expected, "line {}", line + 1);
+    }
+    assert_eq!(found, expected);
 }
 
 #[cfg(test)]

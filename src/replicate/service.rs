@@ -104,7 +104,7 @@ impl Replicators {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
                 ReplicateError::Fatal {
                     sink: stats.name.clone(),
-                    source: super::SinkError::Fatal(format!("runtime: {e}")),
+                    source: super::SinkError::Fatal(Box::new(RuntimeError(e))),
                 }
             })?;
             let result = runtime.block_on(run(make_sink(), &options, &stop, &stats));
@@ -140,10 +140,7 @@ impl Replicators {
             .into_iter()
             .map(|(name, handle)| {
                 let result = handle.join().unwrap_or_else(|_| {
-                    Err(ReplicateError::Fatal {
-                        sink: name.clone(),
-                        source: super::SinkError::Fatal("panicked".into()),
-                    })
+                    Err(ReplicateError::Fatal { sink: name.clone(), source: super::SinkError::fatal("panicked") })
                 });
                 (name, result)
             })
@@ -184,3 +181,8 @@ pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
     }
     text
 }
+
+/// A replicator thread could not build its runtime.
+#[derive(Debug, thiserror::Error)]
+#[error("runtime: {0}")]
+struct RuntimeError(#[source] std::io::Error);
