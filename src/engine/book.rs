@@ -328,3 +328,54 @@ impl Book {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: OrderId) -> Order {
+        Order {
+            id,
+            account_idx: 0,
+            symbol_idx: 0,
+            client_order_id: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            stp: StpMode::CancelResting,
+            status: OrderStatus::New,
+            triggered: true,
+            resting: false,
+            price_ticks: 1,
+            stop_ticks: 0,
+            qty_lots: 1,
+            filled_lots: 0,
+            filled_quote: 0,
+            fees_paid: 0,
+            held: 0,
+            fee_cap_ppm: 0,
+            prev: NIL,
+            next: NIL,
+            account_pos: 0,
+        }
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_once() {
+        let mut slab = OrderSlab::default();
+        let (a, b) = (slab.insert(order(1)), slab.insert(order(2)));
+        slab.remove(a);
+        assert_eq!(slab.live_count(), 1);
+        assert_eq!(slab.insert(order(3)), a);
+        assert_eq!((slab.get(a).id, slab.get(b).id, slab.live_count()), (3, 2, 2));
+    }
+
+    #[test]
+    #[should_panic(expected = "freed twice")]
+    fn a_double_free_stops() {
+        let mut slab = OrderSlab::default();
+        let slot = slab.insert(order(1));
+        slab.remove(slot);
+        slab.remove(slot);
+    }
+}
