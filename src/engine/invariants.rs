@@ -52,12 +52,13 @@ fn broken<T>(invariant: Invariant, message: String) -> Result<T, InvariantError>
     Err(InvariantError { invariant, message })
 }
 
-/// In debug builds `apply` runs `check_invariants` after a command when the state's size
-/// (`Engine::check_size`) is at most this; above it, only after commands whose sequence is a
-/// multiple of `check_period(size)`, a power of two near `size / CHECK_SIZE_PER_COMMAND`. The
-/// checks then cost about `CHECK_SIZE_PER_COMMAND` units per command whatever the state's size
-/// (the 10k-order and million-account limit tests stay linear). Deterministic: it depends on
-/// the sequence and the state only.
+/// In debug builds `apply` runs `check_invariants` after the commands whose sequence is a
+/// multiple of `check_period(size)` (`size` from `Engine::check_size`): a power of two near
+/// `size / CHECK_SIZE_PER_COMMAND`, so 1 (every command) while the size is below twice this.
+/// The checks then cost about `CHECK_SIZE_PER_COMMAND` units per command whatever the state's
+/// size (the 10k-order and million-account limit tests stay linear; the value trades debug test
+/// time against how often a large state is checked: BENCHMARKS.md, "Assertions in the engine").
+/// Deterministic: it depends on the sequence and the state only.
 #[cfg_attr(not(debug_assertions), allow(dead_code))] // used by debug builds' `apply`
 pub const CHECK_SIZE_PER_COMMAND: usize = 64;
 
