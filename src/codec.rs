@@ -156,6 +156,14 @@ fn read_spec(r: &mut Reader) -> SymbolSpec {
 
 /// Appends the command's payload to `out` and returns its kind.
 pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
+    let start = out.len();
+    let kind = write_command(command, out);
+    // The documented length (FORMAT.md §10.1), which decoding requires exactly.
+    assert_eq!(Some(out.len() - start), command_payload_len(kind), "command kind {kind} encoded to a wrong length");
+    kind
+}
+
+fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
     let w = &mut Writer(out);
     match *command {
         Command::CreateAsset { asset, scale } => {
@@ -325,6 +333,7 @@ fn event_body_len(tag: u8) -> Option<usize> {
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     let tag = event_tag(event);
     let len = event_body_len(tag).expect("every event has a length");
+    let start = out.len();
     let w = &mut Writer(out);
     w.u8(tag).u16(len as u16);
     match *event {
@@ -375,6 +384,8 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             w.u8(t.maker_side.as_u8()).i64(t.maker_fee).i64(t.taker_fee);
         }
     }
+    // Tag, length and exactly the documented body (FORMAT.md §10.2): a reader skips by it.
+    assert_eq!(out.len() - start, 3 + len, "event tag {tag} encoded to a wrong length");
 }
 
 fn event_tag(event: &Event) -> u8 {

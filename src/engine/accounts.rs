@@ -79,7 +79,8 @@ impl Engine {
                 a.subtree_totals.resize(asset_count, 0);
             }
         }
-        self.account_index.insert(account, index_u32(self.accounts.len()));
+        let previous = self.account_index.insert(account, index_u32(self.accounts.len()));
+        assert!(previous.is_none(), "account {account} indexed twice");
         self.accounts.push(Account {
             id: account,
             parent,
@@ -176,6 +177,9 @@ impl Engine {
         if total_delta != 0 {
             let total = &mut account.subtree_totals[asset_idx as usize];
             *total = bounded_add(*total, total_delta);
+            // The subtree includes the account itself (O(1) to check; the whole path is
+            // checked by `check_invariants`).
+            assert!(*total >= balance.total(), "subtree total {} below own balance {balance:?}", *total);
             let ancestor_count = account.ancestors.len();
             for i in 0..ancestor_count {
                 let ancestor_idx = self.accounts[account_idx as usize].ancestors[i];
@@ -198,6 +202,7 @@ impl Engine {
     ) {
         let kind = if amount >= 0 { LedgerKind::Hold } else { LedgerKind::Release };
         // `amount` is a hold or the negation of one, so it is never i64::MIN.
+        assert_ne!(amount, i64::MIN, "a hold of i64::MIN");
         self.change_balance(account_idx, asset_idx, kind, -amount, amount, ref_kind, ref_id, out);
     }
 }

@@ -49,17 +49,25 @@ impl Order {
     }
 }
 
-/// Slab of live orders; a slot is reused after its order ends.
+/// Slab of live orders; a slot is reused after its order ends. A free slot holds an order with
+/// id 0 (ids are sequences, never 0), which makes a double free or a use after free visible in
+/// O(1).
 #[derive(Clone, Debug, Default)]
 pub struct OrderSlab {
     pub slots: Vec<Order>,
     free: Vec<u32>,
 }
 
+/// The id a free slot's order carries.
+const FREE_SLOT_ID: OrderId = 0;
+
 impl OrderSlab {
     pub fn insert(&mut self, order: Order) -> u32 {
+        assert_ne!(order.id, FREE_SLOT_ID, "an order's id is its sequence, never 0");
         if let Some(slot) = self.free.pop() {
-            self.slots[slot as usize] = order;
+            let free = &mut self.slots[slot as usize];
+            assert_eq!(free.id, FREE_SLOT_ID, "slot {slot} on the free list holds order {}", free.id);
+            *free = order;
             slot
         } else {
             self.slots.push(order);
@@ -68,17 +76,32 @@ impl OrderSlab {
     }
 
     pub fn remove(&mut self, slot: u32) {
+        let order = &mut self.slots[slot as usize];
+        // A second free would hand the slot to two orders.
+        assert_ne!(order.id, FREE_SLOT_ID, "slot {slot} freed twice");
+        order.id = FREE_SLOT_ID;
         self.free.push(slot);
+    }
+
+    /// Slots holding a live order: O(slots), for the invariant checker.
+    pub fn live_count(&self) -> usize {
+        let live = self.slots.iter().filter(|o| o.id != FREE_SLOT_ID).count();
+        debug_assert_eq!(live + self.free.len(), self.slots.len(), "the free list and the free slots disagree");
+        live
     }
 
     #[inline]
     pub fn get(&self, slot: u32) -> &Order {
-        &self.slots[slot as usize]
+        let order = &self.slots[slot as usize];
+        debug_assert_ne!(order.id, FREE_SLOT_ID, "slot {slot} read after it was freed");
+        order
     }
 
     #[inline]
     pub fn get_mut(&mut self, slot: u32) -> &mut Order {
-        &mut self.slots[slot as usize]
+        let order = &mut self.slots[slot as usize];
+        debug_assert_ne!(order.id, FREE_SLOT_ID, "slot {slot} written after it was freed");
+        order
     }
 }
 
@@ -232,8 +255,11 @@ impl Book {
     pub fn push_back(&mut self, slab: &mut OrderSlab, slot: u32) {
         let (side, price, lots) = {
             let o = slab.get(slot);
+            // Only a live remainder at a real price rests, and only once.
+            assert!(!o.resting && o.prev == NIL && o.next == NIL, "order {} is already in a level", o.id);
             (o.side, o.price_ticks, o.remaining_lots())
         };
+        assert!(lots > 0 && price > 0, "resting {lots} lots at {price} ticks");
         let level = self.levels_mut(side).get_or_insert(price);
         let old_tail = level.tail;
         {
@@ -272,8 +298,11 @@ impl Book {
         } else {
             slab.get_mut(next).prev = prev;
         }
+        assert!(level.count > 0 && level.total_lots >= lots, "unlinking {lots} lots from a level {level:?}");
         level.total_lots -= lots;
         level.count -= 1;
+        // A level is empty exactly when its list is.
+        assert_eq!(level.count == 0, level.head == NIL, "level count and list disagree: {level:?}");
         if level.count == 0 {
             levels.remove(price);
         }
@@ -286,6 +315,9 @@ impl Book {
     /// A resting order shrank in place by `lots` (a fill or an amend down); it keeps its place.
     pub fn reduce_level(&mut self, side: Side, price_ticks: i64, lots: i64) {
         let level = self.levels_mut(side).get_mut(price_ticks).expect("resting order's level exists");
+        // A level keeps every order's remainder, so it cannot shrink below zero; it reaches
+        // zero only when its last order fills and is unlinked next.
+        assert!(lots >= 0 && level.total_lots >= lots, "level at {price_ticks} shrinks by {lots} from {level:?}");
         level.total_lots -= lots;
     }
 
@@ -294,5 +326,56 @@ impl Book {
             Side::Buy => &mut self.stop_buys,
             Side::Sell => &mut self.stop_sells,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: OrderId) -> Order {
+        Order {
+            id,
+            account_idx: 0,
+            symbol_idx: 0,
+            client_order_id: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            stp: StpMode::CancelResting,
+            status: OrderStatus::New,
+            triggered: true,
+            resting: false,
+            price_ticks: 1,
+            stop_ticks: 0,
+            qty_lots: 1,
+            filled_lots: 0,
+            filled_quote: 0,
+            fees_paid: 0,
+            held: 0,
+            fee_cap_ppm: 0,
+            prev: NIL,
+            next: NIL,
+            account_pos: 0,
+        }
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_once() {
+        let mut slab = OrderSlab::default();
+        let (a, b) = (slab.insert(order(1)), slab.insert(order(2)));
+        slab.remove(a);
+        assert_eq!(slab.live_count(), 1);
+        assert_eq!(slab.insert(order(3)), a);
+        assert_eq!((slab.get(a).id, slab.get(b).id, slab.live_count()), (3, 2, 2));
+    }
+
+    #[test]
+    #[should_panic(expected = "freed twice")]
+    fn a_double_free_stops() {
+        let mut slab = OrderSlab::default();
+        let slot = slab.insert(order(1));
+        slab.remove(slot);
+        slab.remove(slot);
     }
 }

@@ -28,7 +28,8 @@ fn remember_account_ref(
     reference: u64,
     kept_max: usize,
 ) {
-    refs.insert((account, reference));
+    // `check_ref` refused a reference the window keeps.
+    assert!(refs.insert((account, reference)), "reference {reference} of account {account} kept twice");
     let mut own = refs.range((account, 0)..=(account, u64::MAX));
     // Counting walks at most `kept_max + 1` entries.
     if own.clone().count() > kept_max {
@@ -47,13 +48,19 @@ impl Engine {
         }
     }
 
-    /// Records a decision and forgets the oldest decided withdrawals over `kept_max`. Pending
-    /// withdrawals are never forgotten: they are the only ones that can still move money.
+    /// Records a decision and forgets the oldest decided withdrawals over `kept_max`.
     fn remember_decided_withdrawal(&mut self, withdrawal_id: u64, kept_max: usize) {
-        self.decided_withdrawals.insert(withdrawal_id);
+        assert!(self.decided_withdrawals.insert(withdrawal_id), "withdrawal {withdrawal_id} decided twice");
+        self.forget_decided_withdrawals_over(kept_max);
+    }
+
+    /// Forgets the oldest decided withdrawals while more than `kept_max` are kept. Pending
+    /// withdrawals are never forgotten: they are the only ones that can still move money.
+    fn forget_decided_withdrawals_over(&mut self, kept_max: usize) {
         while self.decided_withdrawals.len() > kept_max {
             let oldest = self.decided_withdrawals.pop_first().expect("more than kept");
-            self.withdrawals.remove(&oldest);
+            let forgotten = self.withdrawals.remove(&oldest);
+            assert!(forgotten.is_some_and(|w| w.status != WithdrawalStatus::Pending), "forgot withdrawal {oldest}");
         }
     }
 
@@ -90,7 +97,7 @@ impl Engine {
         if self.totals[asset_idx as usize].supply().checked_add(amount).is_none() {
             return Err(RejectReason::Overflow);
         }
-        self.deposit_refs.insert(external_ref);
+        assert!(self.deposit_refs.insert(external_ref), "deposit reference {external_ref} kept twice");
         self.forget_deposit_refs_over(DEPOSIT_REFS_KEPT);
         self.totals[asset_idx as usize].deposited += i128::from(amount);
         self.change_balance(
@@ -138,7 +145,9 @@ impl Engine {
         self.accounts[account_idx as usize].pending_withdrawals += 1;
         let withdrawal =
             super::state::Withdrawal { account, asset, amount, client_ref, status: WithdrawalStatus::Pending };
-        self.withdrawals.insert(seq, withdrawal);
+        // A withdrawal's id is its request's sequence, and sequences are never reused.
+        let previous = self.withdrawals.insert(seq, withdrawal);
+        assert!(previous.is_none(), "withdrawal id {seq} used twice");
         self.hold(account_idx, asset_idx, amount, RefKind::Withdrawal, seq, out);
         out.push(Event::WithdrawalUpdated {
             withdrawal_id: seq,
@@ -177,7 +186,9 @@ impl Engine {
             WithdrawalStatus::Rejected
         };
         self.withdrawals.get_mut(&withdrawal_id).expect("checked above").status = status;
-        self.accounts[account_idx as usize].pending_withdrawals -= 1;
+        let pending = &mut self.accounts[account_idx as usize].pending_withdrawals;
+        assert!(*pending > 0, "account {} decides a withdrawal it does not count as pending", w.account);
+        *pending -= 1;
         self.remember_decided_withdrawal(withdrawal_id, WITHDRAWALS_DECIDED_KEPT);
         out.push(Event::WithdrawalUpdated {
             withdrawal_id,
@@ -260,7 +271,7 @@ mod tests {
         apply(&mut engine, WithdrawApprove { withdrawal_id: ids[0] });
         apply(&mut engine, WithdrawReject { withdrawal_id: ids[1] });
         // Keep one decided withdrawal: the oldest decided (ids[0]) goes, the pending one stays.
-        engine.remember_decided_withdrawal(ids[1], 1);
+        engine.forget_decided_withdrawals_over(1);
         assert!(!engine.withdrawals.contains_key(&ids[0]) && engine.withdrawals.contains_key(&ids[2]));
         let events = apply(&mut engine, WithdrawReject { withdrawal_id: ids[0] });
         assert_eq!(events, vec![Event::Rejected { reason: RejectReason::UnknownWithdrawal }]);

@@ -78,6 +78,7 @@ impl Engine {
                 break;
             }
             self.matches_used += 1;
+            assert!(self.matches_used <= COMMAND_MATCHES_MAX);
             let maker_slot = level.head;
             let maker = *self.orders.get(maker_slot);
             if self.owner_of(&maker) == taker_owner {
@@ -256,6 +257,7 @@ impl Engine {
             // A buy's hold covers its fills and fees (checked at entry), so the sum fits.
             o.held -= if o.side == Side::Buy { bounded_add(quote_qty, own_fee) } else { base_qty };
             assert!(o.held >= 0, "order {} spent more than it held", o.id);
+            assert!(o.filled_lots <= o.qty_lots, "order {} filled past its quantity", o.id);
         }
         let symbol = &mut self.symbols[taker.symbol_idx as usize];
         symbol.book.reduce_level(maker.side, maker.price_ticks, lots);
@@ -292,6 +294,8 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let o = *self.orders.get(slot);
+        // Out of the book and the stop sets first: a freed slot must not stay linked.
+        assert!(!o.resting && o.prev == NIL && o.next == NIL, "order {} ends while still in a level", o.id);
         let status = o
             .status
             .next(transition)
@@ -306,13 +310,17 @@ impl Engine {
         order.status = status;
         out.push(Event::Order(self.report(slot, exec)));
 
-        self.order_index.remove(&o.id);
+        // Each index held the order exactly once: what is removed must be this order.
+        let indexed = self.order_index.remove(&o.id);
+        assert_eq!(indexed, Some(slot), "order {} was not indexed at its slot", o.id);
         if o.client_order_id != 0 {
-            self.client_order_ids.remove(&(o.account_idx, o.client_order_id));
+            let named = self.client_order_ids.remove(&(o.account_idx, o.client_order_id));
+            assert_eq!(named, Some(o.id), "client order id {} named another order", o.client_order_id);
         }
         let open_orders = &mut self.accounts[o.account_idx as usize].open_orders;
         let pos = o.account_pos as usize;
-        open_orders.swap_remove(pos);
+        let listed = open_orders.swap_remove(pos);
+        assert_eq!(listed, slot, "order {} was not at its place in its account's list", o.id);
         if let Some(&moved) = open_orders.get(pos) {
             self.orders.get_mut(moved).account_pos = index_u32(pos);
         }
@@ -348,7 +356,9 @@ impl Engine {
             fired.sort_unstable();
             for &id in &fired {
                 let slot = self.order_index[&id];
-                self.orders.get_mut(slot).triggered = true;
+                let order = self.orders.get_mut(slot);
+                assert!(!order.triggered && !order.resting, "stop {id} fired twice");
+                order.triggered = true;
                 out.push(Event::Order(self.report(slot, ExecKind::Triggered)));
                 self.execute_taker(slot, out);
             }

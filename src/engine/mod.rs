@@ -10,6 +10,7 @@ mod book;
 mod command;
 mod event;
 mod funds;
+mod invariants;
 pub mod limits;
 mod matching;
 mod orders;
@@ -22,8 +23,9 @@ mod types;
 pub use book::{Book, Level, Order, NIL};
 pub use command::{Command, NewOrder, SymbolSpec};
 pub use event::{Event, LedgerEntry, OrderReport, Trade};
+pub use invariants::{Invariant, InvariantError};
 pub use limits::EVENTS_PER_COMMAND_MAX;
-pub use query::{BalanceView, DepthLevel, InvariantError};
+pub use query::{BalanceView, DepthLevel};
 pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
 pub use state::{Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM};
 pub use types::*;
@@ -39,13 +41,26 @@ impl Engine {
 
     /// Applies one sequenced command, appending its events to `out` (which is not cleared).
     ///
-    /// `seq` must grow strictly: the journal assigns it, so anything else is a pipeline bug.
+    /// `seq` must be `last_seq() + 1`: the journal numbers commands without gaps (its reader
+    /// refuses a gap) and a snapshot restores `last_seq`, so anything else is a pipeline bug that
+    /// would give orders and withdrawals other ids than on a replica.
+    ///
+    /// Debug builds then audit the command's ledger entries and check the invariants
+    /// (`invariants::check_after_command`: every command while the state is small, a
+    /// deterministic sample beyond).
     pub fn apply(&mut self, seq: Seq, timestamp_ns: u64, command: &Command, out: &mut Vec<Event>) {
-        assert!(seq > self.last_seq, "sequence went backwards: {seq} after {}", self.last_seq);
+        assert!(
+            self.last_seq.checked_add(1) == Some(seq),
+            "sequence {seq} does not follow the last applied sequence {}",
+            self.last_seq
+        );
+        // Between commands the match budget is unused (reset below after every command).
+        assert_eq!(self.matches_used, 0, "a match budget left over from command {}", self.last_seq);
         self.last_seq = seq;
         self.last_timestamp_ns = timestamp_ns;
         let first_event = out.len();
         let verdict = self.dispatch(seq, command, out);
+        assert!(self.matches_used <= limits::COMMAND_MATCHES_MAX, "command {seq} overspent its match budget");
         // The match budget is per command; between commands it is always 0 (the default).
         self.matches_used = 0;
         if let Err(reason) = verdict {
@@ -59,6 +74,8 @@ impl Engine {
             "command {seq} emitted {} events, more than EVENTS_PER_COMMAND_MAX",
             out.len() - first_event
         );
+        #[cfg(debug_assertions)]
+        self.check_after_command(&out[first_event..]);
     }
 
     fn dispatch(&mut self, seq: Seq, command: &Command, out: &mut Vec<Event>) -> Verdict {
@@ -100,5 +117,35 @@ impl Engine {
     /// Timestamp the sequencer stamped on the last applied command.
     pub fn last_timestamp_ns(&self) -> u64 {
         self.last_timestamp_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine_at_seq_1() -> Engine {
+        let mut engine = Engine::new();
+        engine.apply(1, 0, &Command::CreateAsset { asset: 1, scale: 0 }, &mut Vec::new());
+        engine
+    }
+
+    #[test]
+    fn sequences_follow_each_other() {
+        let mut engine = engine_at_seq_1();
+        engine.apply(2, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
+        assert_eq!(engine.last_seq(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not follow")]
+    fn a_gap_in_the_sequence_stops() {
+        engine_at_seq_1().apply(3, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "does not follow")]
+    fn a_repeated_sequence_stops() {
+        engine_at_seq_1().apply(1, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
     }
 }

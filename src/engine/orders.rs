@@ -217,18 +217,26 @@ impl Engine {
             account_pos: 0,
         };
         let slot = self.orders.insert(order);
-        self.order_index.insert(seq, slot);
+        // An order's id is its command's sequence: never indexed before.
+        let previous = self.order_index.insert(seq, slot);
+        assert!(previous.is_none(), "order id {seq} used twice");
         if o.client_order_id != 0 {
-            self.client_order_ids.insert((account_idx, o.client_order_id), seq);
+            // `validate_place` refused a client order id in use.
+            let previous = self.client_order_ids.insert((account_idx, o.client_order_id), seq);
+            assert!(previous.is_none(), "client order id {} used twice", o.client_order_id);
         }
         let open_orders = &mut self.accounts[account_idx as usize].open_orders;
         self.orders.get_mut(slot).account_pos = index_u32(open_orders.len());
         open_orders.push(slot);
+        // An order that may stay live was checked against the limit; one that ends within this
+        // command (market, IOC, FOK) may pass it by itself, for the command's length.
+        assert!(open_orders.len() <= ACCOUNT_OPEN_ORDERS_MAX + 1, "account over its open-order limit");
         self.hold(account_idx, accepted.hold_asset_idx, accepted.hold_amount, RefKind::Order, seq, out);
         out.push(Event::Order(self.report(slot, ExecKind::New)));
 
         if o.order_type.is_stop() {
-            self.symbols[symbol_idx as usize].book.stops_mut(o.side).insert((accepted.stop_ticks, seq));
+            let inserted = self.symbols[symbol_idx as usize].book.stops_mut(o.side).insert((accepted.stop_ticks, seq));
+            assert!(inserted, "stop {seq} waits twice");
             return Ok(());
         }
         self.execute_taker(slot, out);
@@ -300,7 +308,8 @@ impl Engine {
             book.unlink(&mut self.orders, slot);
             self.orders.get_mut(slot).resting = false;
         } else if !o.triggered {
-            book.stops_mut(o.side).remove(&(o.stop_ticks, o.id));
+            let removed = book.stops_mut(o.side).remove(&(o.stop_ticks, o.id));
+            assert!(removed, "waiting stop {} is not in its stop set", o.id);
         }
     }
 

@@ -1,5 +1,5 @@
-//! Read-only views of the state (answered at a known sequence, never journaled) and the
-//! invariant checker used by tests, replay audits and debug builds.
+//! Read-only views of the state (answered at a known sequence, never journaled). The invariant
+//! checker is in `invariants.rs`.
 
 use super::book::NIL;
 use super::event::OrderReport;
@@ -19,15 +19,6 @@ pub struct DepthLevel {
     pub price: i64,
     pub qty: i64,
     pub orders: u32,
-}
-
-/// A broken invariant, described for a person. Any occurrence is an engine bug.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invariant broken: {0}")]
-pub struct InvariantError(pub String);
-
-fn broken<T>(message: String) -> Result<T, InvariantError> {
-    Err(InvariantError(message))
 }
 
 impl Engine {
@@ -144,150 +135,5 @@ impl Engine {
             }
         }
         Some(reports)
-    }
-
-    /// Checks every invariant of the state; O(size of state). See ARCHITECTURE.md.
-    pub fn check_invariants(&self) -> Result<(), InvariantError> {
-        self.check_conservation_and_holds()?;
-        self.check_subtree_totals()?;
-        self.check_books()
-    }
-
-    /// Per asset: balances + fees = deposits - withdrawals; no negative balance; every held
-    /// amount is exactly what the account's live orders and pending withdrawals reserve.
-    fn check_conservation_and_holds(&self) -> Result<(), InvariantError> {
-        let asset_count = self.assets.len();
-        let mut reserved = vec![vec![0i128; asset_count]; self.accounts.len()];
-        for (&order_id, &slot) in self.order_index.iter().collect::<std::collections::BTreeMap<_, _>>() {
-            let o = self.orders.get(slot);
-            if o.id != order_id || o.held < 0 || o.status.is_terminal() {
-                return broken(format!("order {order_id} is inconsistent: {o:?}"));
-            }
-            let symbol = &self.symbols[o.symbol_idx as usize];
-            let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
-            reserved[o.account_idx as usize][asset_idx as usize] += i128::from(o.held);
-        }
-        for (id, w) in self.withdrawals.iter().filter(|(_, w)| w.status == WithdrawalStatus::Pending) {
-            let (Ok(a), Ok(s)) = (self.account_idx(w.account), self.asset_idx(w.asset)) else {
-                return broken(format!("withdrawal {id} names an unknown account or asset"));
-            };
-            reserved[a as usize][s as usize] += i128::from(w.amount);
-        }
-        let mut sums = vec![0i128; asset_count];
-        for (idx, account) in self.accounts.iter().enumerate() {
-            for asset_idx in 0..asset_count {
-                let b = self.balance(idx as u32, asset_idx as u32);
-                if b.available < 0 || b.held < 0 {
-                    return broken(format!("account {} has a negative balance {b:?}", account.id));
-                }
-                if i128::from(b.held) != reserved[idx][asset_idx] {
-                    return broken(format!(
-                        "account {} asset {} holds {} but its orders and withdrawals reserve {}",
-                        account.id, self.assets[asset_idx].id, b.held, reserved[idx][asset_idx]
-                    ));
-                }
-                sums[asset_idx] += i128::from(b.available) + i128::from(b.held);
-            }
-        }
-        for (asset_idx, totals) in self.totals.iter().enumerate() {
-            if Some(sums[asset_idx] + i128::from(totals.fees_collected))
-                != totals.deposited.checked_sub(totals.withdrawn)
-            {
-                return broken(format!(
-                    "asset {} is not conserved: {} + fees {:?}",
-                    self.assets[asset_idx].id, sums[asset_idx], totals
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Each account's subtree total equals its own total plus its descendants'.
-    fn check_subtree_totals(&self) -> Result<(), InvariantError> {
-        let asset_count = self.assets.len();
-        let mut expected = vec![vec![0i128; asset_count]; self.accounts.len()];
-        for (idx, account) in self.accounts.iter().enumerate() {
-            let totals: Vec<i128> = (0..asset_count)
-                .map(|asset_idx| {
-                    let b = self.balance(idx as u32, asset_idx as u32);
-                    i128::from(b.available) + i128::from(b.held)
-                })
-                .collect();
-            for owner in std::iter::once(idx).chain(account.ancestors.iter().map(|&a| a as usize)) {
-                for (sum, total) in expected[owner].iter_mut().zip(&totals) {
-                    *sum += total;
-                }
-            }
-        }
-        for (idx, account) in self.accounts.iter().enumerate() {
-            for (asset_idx, want) in expected[idx].iter().enumerate() {
-                let got = account.subtree_totals.get(asset_idx).copied().unwrap_or(0);
-                if i128::from(got) != *want {
-                    return broken(format!(
-                        "account {} subtree total of asset #{asset_idx} is {got}, descendants sum to {want}",
-                        account.id
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Books are never crossed, and each level's list, count and total match its orders.
-    fn check_books(&self) -> Result<(), InvariantError> {
-        let mut resting = 0usize;
-        for symbol in &self.symbols {
-            let book = &symbol.book;
-            if let (Some(bid), Some(ask)) = (book.best_bid_ticks(), book.best_ask_ticks()) {
-                if bid >= ask {
-                    return broken(format!("symbol {} is crossed: bid {bid} >= ask {ask}", symbol.spec.symbol));
-                }
-            }
-            for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
-                let mut previous_price = None;
-                for (price, level) in levels.iter_ascending() {
-                    if previous_price.is_some_and(|p| p >= price) {
-                        return broken(format!("levels of symbol {} are out of order", symbol.spec.symbol));
-                    }
-                    previous_price = Some(price);
-                    let (mut lots, mut count, mut slot, mut prev) = (0i64, 0u32, level.head, NIL);
-                    while slot != NIL {
-                        let o = self.orders.get(slot);
-                        if o.side != side
-                            || o.price_ticks != price
-                            || !o.resting
-                            || o.prev != prev
-                            || o.remaining_lots() <= 0
-                        {
-                            return broken(format!("order {} does not belong at {side:?} {price}: {o:?}", o.id));
-                        }
-                        lots += o.remaining_lots();
-                        count += 1;
-                        prev = slot;
-                        slot = o.next;
-                    }
-                    if lots != level.total_lots || count != level.count || prev != level.tail {
-                        return broken(format!(
-                            "level {side:?} {price} of symbol {} disagrees with its orders",
-                            symbol.spec.symbol
-                        ));
-                    }
-                    resting += count as usize;
-                }
-            }
-            for (&(stop, id), side) in
-                book.stop_buys.iter().map(|s| (s, Side::Buy)).chain(book.stop_sells.iter().map(|s| (s, Side::Sell)))
-            {
-                let o = self.order_index.get(&id).map(|&slot| self.orders.get(slot));
-                if !o.is_some_and(|o| !o.triggered && o.stop_ticks == stop && o.side == side) {
-                    return broken(format!("stop entry ({stop}, {id}) has no waiting stop order"));
-                }
-            }
-        }
-        let resting_in_index = self.order_index.values().filter(|&&slot| self.orders.get(slot).resting).count();
-        if resting != resting_in_index {
-            return broken(format!("{resting} orders in books but {resting_in_index} marked resting"));
-        }
-        Ok(())
     }
 }

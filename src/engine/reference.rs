@@ -44,9 +44,12 @@ impl Engine {
         if self.assets.len() >= ASSETS_MAX {
             return Err(RejectReason::TooManyAssets);
         }
-        self.asset_index.insert(asset, index_u32(self.assets.len()));
+        let previous = self.asset_index.insert(asset, index_u32(self.assets.len()));
+        assert!(previous.is_none(), "asset {asset} indexed twice");
         self.assets.push(Asset { id: asset, scale });
         self.totals.push(AssetTotals::default());
+        // Totals are per asset, by the same index.
+        assert_eq!(self.assets.len(), self.totals.len());
         out.push(Event::AssetCreated { asset, scale });
         Ok(())
     }
@@ -84,7 +87,8 @@ impl Engine {
         if self.symbols.len() >= SYMBOLS_MAX {
             return Err(RejectReason::TooManySymbols);
         }
-        self.symbol_index.insert(spec.symbol, index_u32(self.symbols.len()));
+        let previous = self.symbol_index.insert(spec.symbol, index_u32(self.symbols.len()));
+        assert!(previous.is_none(), "symbol {} indexed twice", spec.symbol);
         self.symbols.push(Symbol {
             spec: *spec,
             status: SymbolStatus::Trading,

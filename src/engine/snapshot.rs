@@ -360,6 +360,8 @@ impl Engine {
         if d.at != bytes.len() {
             return Err(StateDecodeError::Trailing(bytes.len() - d.at));
         }
+        #[cfg(debug_assertions)]
+        engine.reset_ledger_audit();
         engine.check_invariants().map_err(|e| inconsistent(e.to_string()))?;
         Ok(engine)
     }

@@ -135,4 +135,8 @@ pub struct Engine {
     pub(crate) scratch_orders: Vec<OrderId>,
     /// Matches the command being applied has performed (`limits::COMMAND_MATCHES_MAX`).
     pub(crate) matches_used: usize,
+    /// Debug builds: the ledger stream summed per (account, asset), for invariant 6. Not state:
+    /// never encoded or hashed (a snapshot's balances summarize the ledger before it).
+    #[cfg(debug_assertions)]
+    pub(crate) ledger_audit: super::invariants::LedgerAudit,
 }

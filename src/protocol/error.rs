@@ -9,60 +9,60 @@
 
 use crate::codec::CodecError;
 
-/// Reason codes of errors raised by the gateway (never by the engine). They live in 900..=999 so
-/// they never clash with `engine::RejectReason` codes (100..=499). Stable: never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u16)]
-pub enum GatewayError {
+/// Declares `GatewayError` with its codes and descriptions, and `GatewayError::ALL` from the
+/// same list, so a variant cannot be added without being in `ALL` (and without a description).
+macro_rules! gateway_errors {
+    ($($(#[$vmeta:meta])* $variant:ident = $code:literal => $description:literal,)+) => {
+        /// Reason codes of errors raised by the gateway (never by the engine). They live in
+        /// 900..=999 so they never clash with `engine::RejectReason` codes (100..=499). Stable:
+        /// never reused.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u16)]
+        pub enum GatewayError { $($(#[$vmeta])* $variant = $code,)+ }
+
+        impl GatewayError {
+            /// Every gateway error, in code order (generated with the enum, so it cannot miss one).
+            pub const ALL: [GatewayError; [$($code),+].len()] = [$(GatewayError::$variant),+];
+
+            /// A short description, used as the default `Error` message text.
+            pub fn description(self) -> &'static str {
+                match self { $(GatewayError::$variant => $description,)+ }
+            }
+        }
+    };
+}
+
+gateway_errors! {
     /// A frame or payload does not follow the layout (also: framing lost on a bad length).
-    MalformedFrame = 900,
+    MalformedFrame = 900 => "malformed frame",
     /// A frame's length exceeds the negotiated maximum; framing is lost.
-    FrameTooLarge = 901,
+    FrameTooLarge = 901 => "frame too large",
     /// No message of this type exists, or it does not travel in this direction.
-    UnknownMessageType = 902,
+    UnknownMessageType = 902 => "unknown message type",
     /// The frame header or `Hello` names a protocol version the server does not speak.
-    UnsupportedVersion = 903,
+    UnsupportedVersion = 903 => "unsupported protocol version",
     /// The first frame of a connection must be `Hello`.
-    HelloRequired = 904,
+    HelloRequired = 904 => "hello required",
     /// `request_id` 0 on a request (0 is reserved for pushes), a second `Hello`, or an id
     /// already in flight.
-    BadRequest = 905,
+    BadRequest = 905 => "bad request id or sequence",
     /// The principal may not act on or read that account.
-    Unauthorized = 910,
+    Unauthorized = 910 => "unauthorized",
     /// Only admin principals may send this command.
-    AdminOnly = 911,
+    AdminOnly = 911 => "admin only",
     /// The input ring is full; nothing was sequenced, retry later.
-    Busy = 920,
+    Busy = 920 => "busy, retry",
     /// The connection's request rate is over its limit; nothing was sequenced.
-    RateLimited = 921,
+    RateLimited = 921 => "rate limited",
     /// The connection has `max_in_flight` commands without an answer; nothing was sequenced.
-    TooManyInFlight = 922,
+    TooManyInFlight = 922 => "too many requests in flight",
     /// The server is shutting down; nothing was sequenced.
-    ShuttingDown = 930,
+    ShuttingDown = 930 => "shutting down",
     /// A query's subject (account, order, symbol) does not exist or is not visible.
-    NotFound = 940,
+    NotFound = 940 => "not found",
 }
 
 impl GatewayError {
-    pub const ALL: [GatewayError; 13] = {
-        use GatewayError::*;
-        [
-            MalformedFrame,
-            FrameTooLarge,
-            UnknownMessageType,
-            UnsupportedVersion,
-            HelloRequired,
-            BadRequest,
-            Unauthorized,
-            AdminOnly,
-            Busy,
-            RateLimited,
-            TooManyInFlight,
-            ShuttingDown,
-            NotFound,
-        ]
-    };
-
     pub fn code(self) -> u16 {
         self as u16
     }
@@ -75,25 +75,6 @@ impl GatewayError {
     /// True when the request may succeed if simply sent again later (flow-control refusals).
     pub fn is_retryable(self) -> bool {
         matches!(self, GatewayError::Busy | GatewayError::RateLimited | GatewayError::TooManyInFlight)
-    }
-
-    /// A short description, used as the default `Error` message text.
-    pub fn description(self) -> &'static str {
-        match self {
-            GatewayError::MalformedFrame => "malformed frame",
-            GatewayError::FrameTooLarge => "frame too large",
-            GatewayError::UnknownMessageType => "unknown message type",
-            GatewayError::UnsupportedVersion => "unsupported protocol version",
-            GatewayError::HelloRequired => "hello required",
-            GatewayError::BadRequest => "bad request id or sequence",
-            GatewayError::Unauthorized => "unauthorized",
-            GatewayError::AdminOnly => "admin only",
-            GatewayError::Busy => "busy, retry",
-            GatewayError::RateLimited => "rate limited",
-            GatewayError::TooManyInFlight => "too many requests in flight",
-            GatewayError::ShuttingDown => "shutting down",
-            GatewayError::NotFound => "not found",
-        }
     }
 }
 
@@ -209,6 +190,9 @@ mod tests {
         }
         assert_eq!(GatewayError::from_code(0), None);
         assert_eq!(GatewayError::from_code(999), None);
+        let codes: Vec<u16> = GatewayError::ALL.iter().map(|e| e.code()).collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
+        assert_eq!(codes.len(), 13);
     }
 
     #[test]
