@@ -1,9 +1,9 @@
-//! Criterion benchmark of `Engine::apply` on exchange-core's mix (see `seqd::workload`).
+//! Criterion benchmark of `Engine::apply` on exchange-core's mix (see `seqd::testkit::workload`).
 //! The scriptable figures with latency percentiles come from `seqd-bench engine --json`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use seqd::engine::Seq;
-use seqd::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec};
 
 fn engine_apply(c: &mut Criterion) {
     let spec = WorkloadSpec { commands: 100_000, ..WorkloadSpec::default() };

@@ -3,9 +3,9 @@
 //! to a default.
 
 use crate::engine::AccountId;
-use crate::journal::Durability;
+use crate::pipeline::sequencer::SequencerConfig;
 use crate::pipeline::{PipelineConfig, WaitStrategy, MIN_RING_SIZE};
-use crate::sequencer::SequencerConfig;
+use crate::storage::journal::Durability;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -242,7 +242,7 @@ impl Config {
         }
         // A segment must hold the largest event-log record: refused here, at start-up, rather
         // than failing the pipeline on the first long event list.
-        crate::event_log::check_segment_size(self.journal.segment_size_bytes)
+        crate::storage::event_log::check_segment_size(self.journal.segment_size_bytes)
             .map_err(|e| ConfigError::Invalid(format!("journal.{e}")))?;
         if self.gateway.max_frame_bytes < 1024 || self.gateway.max_in_flight == 0 || self.gateway.rate_per_sec == 0 {
             return Err(ConfigError::Invalid("gateway limits must be positive (max_frame_bytes >= 1024)".into()));

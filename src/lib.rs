@@ -1,40 +1,30 @@
-//! seqd: an LMAX-style sequencer for trading venues. See README.md and ARCHITECTURE.md.
+//! seqd: an LMAX-style sequencer for trading venues. See README.md and ARCHITECTURE.md (its
+//! "Layout" section gives each folder's reason and what it may use).
 //!
-//! - [`config`]: the daemon's TOML configuration (embedded default: `systemd/seqd.example.toml`).
-//! - [`client`]: the Rust client library (QUIC, client certificate, request/answer matching).
-//! - [`codec`]: fixed-layout binary encoding of commands and events (journal and wire).
-//! - [`engine`]: the deterministic business logic (`Engine::apply(command) -> events`).
-//! - [`protocol`]: the binary client protocol: framing, messages, reason codes, connection limits.
-//! - [`gateway`]: the QUIC gateway; [`gateway::tls`]: mutual TLS, dev certificates, principals.
-//! - [`journal`]: memory-mapped, checksummed, hash-chained segment files (input and event logs).
-//! - [`sequencer`]: stamps, journals and applies commands; recovers a data directory.
-//! - [`pipeline`]: disruptor rings between journaler, processor, event log and responder.
+//! - [`engine`]: the deterministic business logic (`Engine::apply(command) -> events`). Pure.
+//! - [`wire`]: fixed-layout encoding of commands and events (journal), money conversions.
+//! - [`storage`]: the journal, the event log, snapshots, the data directory and replay, and the
+//!   file operations under them (with a simulated disk for power-loss tests).
+//! - [`pipeline`]: the sequencer (stamp, journal, apply; recovery) and the disruptor rings
+//!   between journaler, processor, event log and responder.
+//! - [`protocol`]: the binary client protocol: framing, messages, reason codes, limits. Pure.
+//! - [`gateway`]: the QUIC gateway: TLS, grants, visibility, routing, market data.
 //! - [`replicate`]: replicators from the event log into TiDB and ClickHouse; `seqd reconcile`.
-//! - [`replay`], [`snapshots`]: rebuilding state from snapshots and journals.
-//! - [`storage`]: file creation, rename and sync for the journal and snapshots; a simulated disk for power-loss tests.
-//! - [`scenario`]: the scripted session behind the demo and the golden journals.
-//! - [`daemon`]: `seqd run`: recovery, pipeline, gateway, metrics, systemd notify, graceful stop.
-//! - [`crash_test`]: the SIGKILL crash test harness (`seqd crash-test`).
-//! - [`money`]: conversions between `rust_decimal` at the edges and integer minor units.
-//! - [`workload`]: seeded command generators for benchmarks and tests.
+//! - [`config`]: the TOML configuration (embedded default: `systemd/seqd.example.toml`); its
+//!   sections are read by the gateway, the replicators and the daemon.
+//! - [`daemon`]: `seqd run`: recovery, pipeline, gateway, metrics, systemd notify, snapshots.
+//! - [`client`]: the Rust client library (QUIC, client certificate, request/answer matching).
+//! - [`testkit`] (feature `testkit`): workloads, the scripted session, the crash tests.
 
 pub mod client;
-pub mod codec;
 pub mod config;
-pub mod crash_test;
-pub mod crash_test_daemon;
 pub mod daemon;
 pub mod engine;
-pub mod event_log;
 pub mod gateway;
-pub mod journal;
-pub mod money;
 pub mod pipeline;
 pub mod protocol;
-pub mod replay;
 pub mod replicate;
-pub mod scenario;
-pub mod sequencer;
-pub mod snapshots;
 pub mod storage;
-pub mod workload;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod wire;

@@ -7,12 +7,12 @@
 mod daemon;
 
 use daemon::{balances, limit, runtime, set_up_venue, Daemon};
-use seqd::codec::{EVENTS_SPLIT_RECORD_KIND, MAX_EVENT_RECORD_PAYLOAD_BYTES};
 use seqd::engine::{Command, Engine, Event, ExecKind, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
-use seqd::event_log::{parts_dir, EventLogReader, MIN_SEGMENT_SIZE_BYTES};
-use seqd::journal::{Durability, JournalReader};
-use seqd::replay::{apply_journal, DataDir};
-use seqd::sequencer::{Sequencer, SequencerConfig};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::event_log::{parts_dir, EventLogReader, MIN_SEGMENT_SIZE_BYTES};
+use seqd::storage::journal::{Durability, JournalReader};
+use seqd::storage::replay::{apply_journal, DataDir};
+use seqd::wire::codec::{EVENTS_SPLIT_RECORD_KIND, MAX_EVENT_RECORD_PAYLOAD_BYTES};
 use std::path::Path;
 use std::process::Command as Process;
 

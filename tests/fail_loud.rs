@@ -11,9 +11,9 @@ mod daemon;
 use daemon::{balances, runtime, set_up_venue, USDT};
 use seqd::client::Client;
 use seqd::engine::Command;
-use seqd::journal::{verify, Durability};
-use seqd::replay::DataDir;
-use seqd::sequencer::{Sequencer, SequencerConfig};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::journal::{verify, Durability};
+use seqd::storage::replay::DataDir;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// How long a failing daemon may take to exit (debug builds on a loaded 2-core machine).
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
-/// Exit codes of `seqd run` (src/daemon.rs `RunError`).
+/// Exit codes of `seqd run` (src/daemon/mod.rs `RunError`).
 const EXIT_POISON: i32 = 3;
 const EXIT_FAILED: i32 = 4;
 /// `set_up_venue` sends seven commands: the next one is 8.
@@ -367,7 +367,7 @@ fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cu
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
-            .filter_map(|e| seqd::journal::format::parse_segment_file_name(e.file_name().to_str()?))
+            .filter_map(|e| seqd::storage::journal::format::parse_segment_file_name(e.file_name().to_str()?))
             .collect();
         firsts.sort();
         firsts

@@ -236,7 +236,7 @@ fn the_daemon_writes_snapshots_in_the_background_while_it_serves() {
     let defaults = seqd::config::DEFAULT_CONFIG_TOML.replace("every_commands = 1000000", "every_commands = 10");
     std::fs::write(&config, defaults).unwrap();
     let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
-    let snapshots = seqd::replay::DataDir::new(dir.path().join("data")).snapshots();
+    let snapshots = seqd::storage::replay::DataDir::new(dir.path().join("data")).snapshots();
     runtime().block_on(async {
         let mut admin = daemon.client("admin").await;
         set_up_venue(&mut admin).await;

@@ -5,10 +5,10 @@
 //! encoding, or the journal format fails here unless the golden files are deliberately versioned
 //! (a new `vN` directory, the old ones kept for replay).
 
-use seqd::codec;
 use seqd::engine::Event;
-use seqd::journal::{verify, JournalReader};
-use seqd::replay::{apply_journal, replay, DataDir, ReplayOptions};
+use seqd::storage::journal::{verify, JournalReader};
+use seqd::storage::replay::{apply_journal, replay, DataDir, ReplayOptions};
+use seqd::wire::codec;
 use std::path::{Path, PathBuf};
 
 /// Every golden version, oldest first; the last is what this version writes.

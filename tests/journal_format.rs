@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use seqd::journal::{verify, Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
+use seqd::storage::journal::{verify, Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
 
 #[test]
 fn round_trip_across_many_segment_rolls() {

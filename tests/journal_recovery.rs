@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use seqd::journal::format::{SegmentHeader, HDR_FIRST_SEQ_OFFSET, HDR_PREV_CHAIN_HASH};
-use seqd::journal::{verify, JournalWriter};
+use seqd::storage::journal::format::{SegmentHeader, HDR_FIRST_SEQ_OFFSET, HDR_PREV_CHAIN_HASH};
+use seqd::storage::journal::{verify, JournalWriter};
 
 /// Picks a last seq whose payload is not a multiple of 8 (so it has padding) and whose
 /// length's low byte is non-zero (so keeping only byte 0 leaves a non-zero `len` word).
@@ -288,7 +288,7 @@ fn header_only_last_segment_is_reused() {
 
     // A reader at the end of the journal waits on the empty segment (regression: it used to
     // treat the empty segment as its own successor and spin).
-    let mut reader = seqd::journal::JournalReader::open(dir.path(), 41).unwrap();
+    let mut reader = seqd::storage::journal::JournalReader::open(dir.path(), 41).unwrap();
     assert!(reader.next().unwrap().is_none());
 
     let (mut writer, report) = JournalWriter::open(config(dir.path())).unwrap();
@@ -308,7 +308,7 @@ fn header_only_last_segment_is_reused() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
-    use seqd::journal::{JournalReader, VerifyReport};
+    use seqd::storage::journal::{JournalReader, VerifyReport};
     use std::sync::OnceLock;
 
     const BASE_LAST_SEQ: u64 = 120;
@@ -481,7 +481,7 @@ fn read_watermark(dir: &Path) -> (u64, u32) {
 /// and with `verify`, and says where the journal ends.
 #[test]
 fn chain_hash_at_matches_the_headers_and_verify() {
-    use seqd::journal::{chain_hash_at, ChainPosition};
+    use seqd::storage::journal::{chain_hash_at, ChainPosition};
     let dir = tempfile::tempdir().unwrap();
     build_journal(dir.path(), 120);
     let files = segment_files(dir.path());

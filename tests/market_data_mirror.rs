@@ -16,13 +16,13 @@
 //! - a second mirror, rebuilt from the engine (`MarketData::from_engine`, as after a restart) at
 //!   random points and then fed the same events, agrees as well.
 //!
-//! A second test does the same over exchange-core's amend-heavy workload (`seqd::workload`).
+//! A second test does the same over exchange-core's amend-heavy workload (`seqd::testkit::workload`).
 //! A failure names the seed and the step. `SEQD_MD_SEED=<n>` runs one seed.
 
 use seqd::engine::*;
 use seqd::gateway::market_data::MarketData;
 use seqd::protocol::{BookEvent, L2Book, Message};
-use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 use std::collections::BTreeMap;
 
 const STREAMS: u64 = 300;
@@ -545,20 +545,23 @@ fn the_public_book_follows_the_exchange_core_workload() {
         engine.apply(seq, seq, command, &mut events);
         messages.clear();
         mirror.apply(seq, &events, &mut messages);
-        if !subscribed && mirror.contains(seqd::workload::BTC_USDT) {
-            subscriber.subscribe_new(&mirror, &[seqd::workload::BTC_USDT]).unwrap();
+        if !subscribed && mirror.contains(seqd::testkit::workload::BTC_USDT) {
+            subscriber.subscribe_new(&mirror, &[seqd::testkit::workload::BTC_USDT]).unwrap();
             subscribed = true;
             continue;
         }
         if subscribed {
             if let Err(e) =
-                check_step(&engine, &events, &messages, &mirror, &mut subscriber, &[seqd::workload::BTC_USDT])
+                check_step(&engine, &events, &messages, &mirror, &mut subscriber, &[seqd::testkit::workload::BTC_USDT])
             {
                 panic!("seq {seq}: {command:?}\n{e}");
             }
         }
     }
-    let (bids, asks) = mirror.depth(seqd::workload::BTC_USDT, usize::MAX).unwrap();
+    let (bids, asks) = mirror.depth(seqd::testkit::workload::BTC_USDT, usize::MAX).unwrap();
     assert!(bids.len() + asks.len() > 100, "the workload keeps a deep book");
-    assert_eq!(MarketData::from_engine(&engine).depth(seqd::workload::BTC_USDT, usize::MAX), Some((bids, asks)));
+    assert_eq!(
+        MarketData::from_engine(&engine).depth(seqd::testkit::workload::BTC_USDT, usize::MAX),
+        Some((bids, asks))
+    );
 }

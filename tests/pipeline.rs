@@ -2,12 +2,12 @@
 //! processor in parallel, the event log and the responder.
 
 use seqd::engine::{Command, Event, Seq};
-use seqd::event_log::EventLogReader;
 use seqd::pipeline::{
     Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, WaitStrategy,
 };
-use seqd::replay::{apply_journal, replay, DataDir, ReplayOptions};
-use seqd::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::storage::event_log::EventLogReader;
+use seqd::storage::replay::{apply_journal, replay, DataDir, ReplayOptions};
+use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -182,7 +182,7 @@ fn a_full_ring_answers_busy_and_loses_nothing_accepted() {
 #[test]
 fn queries_see_every_command_before_them_and_are_not_journaled() {
     let dir = tempfile::tempdir().unwrap();
-    let session = seqd::scenario::scripted_session();
+    let session = seqd::testkit::scenario::scripted_session();
     let (pipeline, rx) = start(dir.path(), 64);
     let mut submitter = pipeline.submitter();
     let query_origin = |id| Origin { connection: 99, request_id: id };
@@ -215,8 +215,8 @@ fn queries_see_every_command_before_them_and_are_not_journaled() {
     assert_eq!(answers[4].answer, Some(QueryAnswer::Order(None)));
     assert_eq!(answers[5].answer, Some(QueryAnswer::Balances(None)));
     // Queries take no sequence: the journal holds exactly the session.
-    let report = seqd::journal::verify(&DataDir::new(dir.path()).input()).unwrap();
+    let report = seqd::storage::journal::verify(&DataDir::new(dir.path()).input()).unwrap();
     assert_eq!(report.last_seq, session.len() as Seq);
-    let events = seqd::journal::verify(&DataDir::new(dir.path()).events()).unwrap();
+    let events = seqd::storage::journal::verify(&DataDir::new(dir.path()).events()).unwrap();
     assert_eq!(events.last_seq, session.len() as Seq);
 }

@@ -1,4 +1,4 @@
-//! Power loss, not only SIGKILL: the sequencer runs on a simulated disk (`seqd::storage`) that
+//! Power loss, not only SIGKILL: the sequencer runs on a simulated disk (`seqd::storage::disk`) that
 //! remembers what was synced; at a random point (between commands, or just before a random
 //! sync, which reaches the inside of a roll or a snapshot write) the power is cut: every page
 //! not synced survives, is lost or is torn, and unsynced directory operations may be lost,
@@ -16,11 +16,11 @@
 //! `SEQD_POWER_LOSS_SEEDS` sets the number of seeds per policy (default 200).
 
 use seqd::engine::{Command, Engine, Event};
-use seqd::journal::{verify, Durability};
-use seqd::replay::{replay, DataDir, ReplayOptions};
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::storage::{SimDisk, Storage};
-use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::disk::{SimDisk, Storage};
+use seqd::storage::journal::{verify, Durability};
+use seqd::storage::replay::{replay, DataDir, ReplayOptions};
+use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 use std::path::Path;
 
 /// Small segments, so that runs roll often (a roll is where ordering matters most).

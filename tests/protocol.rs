@@ -2,10 +2,10 @@
 //! message round-trips through real frames, the decoder survives any split, coalescing or
 //! garbage, each bad input lands in the right error class, and the limits follow a fake clock.
 
-use seqd::codec;
 use seqd::engine::*;
 use seqd::protocol::*;
-use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::wire::codec;
 use std::collections::BTreeSet;
 
 const MAX: u32 = DEFAULT_MAX_FRAME_BYTES;

@@ -1,10 +1,10 @@
 //! Replay, snapshots and the journal CLI on a real data directory written by the sequencer.
 
 use seqd::engine::Engine;
-use seqd::journal::Durability;
-use seqd::replay::{replay, DataDir, ReplayOptions};
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::journal::Durability;
+use seqd::storage::replay::{replay, DataDir, ReplayOptions};
+use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 use std::process::Command as Process;
 
 const COMMANDS: usize = 30_000;
@@ -200,16 +200,16 @@ fn an_event_log_ahead_of_the_input_journal_is_cut_back_and_regenerated() {
     tear_last_record(&data_dir.input());
     let (mut sequencer, recovery) = Sequencer::open(&data_dir, config).unwrap();
     assert_eq!(recovery.events_cut_from_seq, Some(4));
-    assert_eq!(seqd::journal::verify(&data_dir.events()).unwrap().last_seq, 3);
+    assert_eq!(seqd::storage::journal::verify(&data_dir.events()).unwrap().last_seq, 3);
     sequencer.submit(5_000, &deposit(300, 3)).unwrap();
     sequencer.commit().unwrap();
     assert_eq!(balance(&sequencer), 1_300);
     drop(sequencer);
 
     // The event record of seq 4 is the new deposit's.
-    let mut reader = seqd::journal::JournalReader::open(&data_dir.events(), 4).unwrap();
+    let mut reader = seqd::storage::journal::JournalReader::open(&data_dir.events(), 4).unwrap();
     let record = reader.next().unwrap().unwrap();
     let mut events = Vec::new();
-    seqd::codec::decode_event_record(record.payload, &mut events).unwrap();
+    seqd::wire::codec::decode_event_record(record.payload, &mut events).unwrap();
     assert!(events.iter().any(|e| matches!(e, seqd::engine::Event::DepositCredited { amount: 300, .. })), "{events:?}");
 }

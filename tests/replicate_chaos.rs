@@ -10,10 +10,10 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use seqd::engine::{Engine, Event};
-use seqd::journal::Durability;
-use seqd::replay::DataDir;
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::journal::Durability;
+use seqd::storage::replay::DataDir;
+use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 
 const MARIADB_PORT: u16 = 3327;
 const CLICKHOUSE_PORT: u16 = 8137;
@@ -40,7 +40,7 @@ fn write_event_log(dir: &Path, commands: usize) -> (Engine, Expected) {
     let mut events = Vec::new();
     let base_ts_ns = 1_763_700_000_000_000_000u64;
     for (i, command) in
-        seqd::scenario::scripted_session().iter().chain(&workload.setup).chain(&workload.commands).enumerate()
+        seqd::testkit::scenario::scripted_session().iter().chain(&workload.setup).chain(&workload.commands).enumerate()
     {
         let ts = base_ts_ns + i as u64 * 1_000_000;
         let seq = sequencer.submit(ts, command).unwrap();

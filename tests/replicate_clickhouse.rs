@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use seqd::engine::{AccountId, AccountStatus, AssetId, Command, Engine, Event, NewOrder, Seq, SymbolId};
-use seqd::journal::Durability;
-use seqd::replay::DataDir;
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::replicate::clickhouse::{table_names, ClickHouseConfig, ClickHouseSink};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder};
 use seqd::replicate::rows::utc_datetime_micros;
 use seqd::replicate::{run, BatchBuilder, BatchLimits, Catalog, ReplicatorStats, RunOptions, Sink, SinkError, Tailer};
-use seqd::scenario::{scripted_session, timestamp_ns, START_TIMESTAMP_NS};
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::workload::{btc_usdt_spec, exchange_core_mix, WorkloadSpec};
+use seqd::storage::journal::Durability;
+use seqd::storage::replay::DataDir;
+use seqd::testkit::scenario::{scripted_session, timestamp_ns, START_TIMESTAMP_NS};
+use seqd::testkit::workload::{btc_usdt_spec, exchange_core_mix, WorkloadSpec};
 
 /// Read when the test runs, so that an edited docs/analytics.sql is what gets checked.
 fn analytics_sql() -> String {

@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
 use seqd::engine::*;
-use seqd::journal::Durability;
-use seqd::replay::{apply_journal, DataDir};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder, MirrorState};
 use seqd::replicate::rows::utc_datetime_micros;
 use seqd::replicate::tidb::{TidbConfig, TidbError, TidbSink};
 use seqd::replicate::{
     run, Batch, BatchBuilder, BatchLimits, Catalog, ReplicatorStats, Resume, RunOptions, Sink, SinkError,
 };
-use seqd::scenario::{scripted_session, START_TIMESTAMP_NS};
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::workload::{exchange_core_mix, WorkloadSpec, USDT};
+use seqd::storage::journal::Durability;
+use seqd::storage::replay::{apply_journal, DataDir};
+use seqd::testkit::scenario::{scripted_session, START_TIMESTAMP_NS};
+use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec, USDT};
 
 // ------------------------------------------------------------------------------------------
 // A database of its own per test.

@@ -28,7 +28,7 @@ use seqd::gateway::grants::{AccountDirectory, Grants};
 use seqd::gateway::visibility::{answer_for, events_for, Audience};
 use seqd::pipeline::{Query, QueryAnswer};
 use seqd::protocol::{Authority, GatewayError, Message};
-use seqd::workload::{btc_usdt_spec, BTC, BTC_USDT, LOT, TICK, USDT};
+use seqd::testkit::workload::{btc_usdt_spec, BTC, BTC_USDT, LOT, TICK, USDT};
 use std::collections::BTreeMap;
 
 /// (account, parent, owner) created before the stream. Three trees: a child's owner is its

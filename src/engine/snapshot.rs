@@ -785,7 +785,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::engine::{Command, Event, NewOrder};
-    use crate::workload::{exchange_core_mix, WorkloadSpec};
+    use crate::testkit::workload::{exchange_core_mix, WorkloadSpec};
 
     #[test]
     fn decoded_state_encodes_identically_and_behaves_identically() {
@@ -840,7 +840,7 @@ mod tests {
     /// account tree, balances, resting orders on both sides (one partially filled, one with a
     /// client order id), waiting stops, pending and decided withdrawals, and used references.
     fn small_state() -> Engine {
-        use crate::workload::btc_usdt_spec;
+        use crate::testkit::workload::btc_usdt_spec;
         let mut engine = Engine::new();
         let mut events = Vec::new();
         let order = |account, side, order_type, tif, price, stop_price, qty| NewOrder {

@@ -242,7 +242,7 @@ mod tests {
             venue.run(Command::CreateAsset { asset: 2, scale: 6 });
             venue.run(Command::CreateSymbol(SymbolSpec {
                 max_order_qty: 100_000_000,
-                ..crate::workload::btc_usdt_spec(0, 0)
+                ..crate::testkit::workload::btc_usdt_spec(0, 0)
             }));
             venue.run(Command::CreateAccount { account: 1, parent: 0, owner: 1 });
             venue.run(Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 });

@@ -302,7 +302,10 @@ mod tests {
         let setup = [
             Command::CreateAsset { asset: 1, scale: 8 },
             Command::CreateAsset { asset: 2, scale: 6 },
-            Command::CreateSymbol(SymbolSpec { max_order_qty: 100_000_000, ..crate::workload::btc_usdt_spec(0, 0) }),
+            Command::CreateSymbol(SymbolSpec {
+                max_order_qty: 100_000_000,
+                ..crate::testkit::workload::btc_usdt_spec(0, 0)
+            }),
             Command::CreateAccount { account: 1, parent: 0, owner: 1 },
             Command::CreateAccount { account: 2, parent: 0, owner: 2 },
             Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 },

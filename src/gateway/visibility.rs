@@ -317,7 +317,8 @@ mod tests {
         assert_eq!(seen(&trader(&[1]), &[rejected], Audience::Observer), Vec::<Event>::new());
         assert_eq!(seen(&admin(), &[rejected], Audience::Observer), Vec::<Event>::new());
         let asset = Event::AssetCreated { asset: 3, scale: 2 };
-        let symbol = Event::SymbolUpdated { spec: crate::workload::btc_usdt_spec(0, 0), status: SymbolStatus::Halted };
+        let symbol =
+            Event::SymbolUpdated { spec: crate::testkit::workload::btc_usdt_spec(0, 0), status: SymbolStatus::Halted };
         for grants in [trader(&[]), trader(&[2]), admin()] {
             assert_eq!(seen(&grants, &[asset, symbol], Audience::Observer), vec![asset, symbol]);
         }

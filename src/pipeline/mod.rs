@@ -26,15 +26,16 @@
 pub mod fault;
 pub mod health;
 mod idle;
+pub mod sequencer;
 
 pub use idle::WaitStrategy;
 
-use crate::codec;
 use crate::engine::{AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, Seq, SymbolId};
-use crate::event_log::EventLogWriter;
-use crate::journal::JournalWriter;
-use crate::replay::{DataDir, ReplayError};
-use crate::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
+use crate::pipeline::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
+use crate::storage::event_log::EventLogWriter;
+use crate::storage::journal::JournalWriter;
+use crate::storage::replay::{DataDir, ReplayError};
+use crate::wire::codec;
 use disruptor::{BusySpin, Polling, Producer};
 use idle::Idler;
 use std::panic::{self, AssertUnwindSafe};

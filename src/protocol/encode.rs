@@ -9,8 +9,8 @@ use super::error::EncodeError;
 use super::frame::{begin_frame, end_frame, HEADER_BYTES};
 use super::message::*;
 use super::PROTOCOL_VERSION;
-use crate::codec::Writer;
 use crate::engine::{DepthLevel, Event, Seq};
+use crate::wire::codec::Writer;
 
 /// Writes `message` as exactly one frame of the current version ([`PROTOCOL_VERSION`]). Fails
 /// (leaving `out` as it was) if it does not fit.

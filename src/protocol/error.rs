@@ -7,7 +7,7 @@
 //!   answered with an `Error` frame for its `request_id` and the connection goes on, unless
 //!   [`MessageError::closes_connection`] says otherwise (an unsupported protocol version).
 
-use crate::codec::CodecError;
+use crate::wire::codec::CodecError;
 
 /// Declares `GatewayError` with its codes and descriptions, and `GatewayError::ALL` from the
 /// same list, so a variant cannot be added without being in `ALL` (and without a description).

@@ -9,10 +9,10 @@ use super::error::{EncodeError, GatewayError, MessageError, PayloadError};
 use super::frame::Frame;
 use super::wire::{put_count_u16, put_string, truncate_utf8, Cursor};
 use super::PROTOCOL_VERSION;
-use crate::codec::{self, Writer};
 use crate::engine::{
     AccountId, AssetId, BalanceView, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side, SymbolId,
 };
+use crate::wire::codec::{self, Writer};
 
 /// Longest principal name in `Welcome`, in UTF-8 bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 256;

@@ -5,7 +5,7 @@
 //! returns an error instead of panicking.
 
 use super::error::{EncodeError, PayloadError};
-use crate::codec::Writer;
+use crate::wire::codec::Writer;
 
 pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],

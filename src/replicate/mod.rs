@@ -30,8 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::engine::{Event, Seq};
-use crate::event_log::{EventLogError, EventLogReader};
-use crate::journal::JournalError;
+use crate::storage::event_log::{EventLogError, EventLogReader};
+use crate::storage::journal::JournalError;
 pub use rows::{Batch, BatchBuilder, Catalog, RowError};
 
 /// What a mirror holds, read back from it on (re)connection.
@@ -355,7 +355,7 @@ pub(crate) fn assert_same_text(found: &str, expected: &str) {
 mod tests {
     use super::*;
     use crate::engine::{Engine, ExecKind};
-    use crate::event_log::tests::{cancel_all_session, write_log};
+    use crate::storage::event_log::tests::{cancel_all_session, write_log};
 
     /// A split event list reaches the sink as one record of one batch, whatever the limits:
     /// the checkpoint written with a batch is always a command boundary.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::{AccountId, AssetId, Engine, OrderId, OrderStatus, Seq, Side, SymbolId};
-use crate::replay::{replay, DataDir, ReplayError, ReplayOptions};
+use crate::storage::replay::{replay, DataDir, ReplayError, ReplayOptions};
 
 use super::SinkError;
 
@@ -157,7 +157,7 @@ mod tests {
 
     /// A small exchange-core mix: funded accounts and a book with resting orders.
     fn engine_after_script() -> (Engine, Seq) {
-        use crate::workload::{exchange_core_mix, WorkloadSpec};
+        use crate::testkit::workload::{exchange_core_mix, WorkloadSpec};
         let workload = exchange_core_mix(WorkloadSpec { accounts: 20, resting_orders: 50, commands: 500, seed: 3 });
         let mut engine = Engine::new();
         let mut events = Vec::new();

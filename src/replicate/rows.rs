@@ -38,7 +38,7 @@ impl Amount {
     }
 
     pub fn to_decimal(self) -> Decimal {
-        crate::money::from_minor(self.units, self.scale)
+        crate::wire::money::from_minor(self.units, self.scale)
     }
 
     /// The value times 10^`MIRROR_SCALE`: the raw integer of a `Decimal(38,18)` column.
@@ -609,7 +609,7 @@ mod tests {
     /// batches of one record: the same facts, and the current-state rows equal the engine's.
     #[test]
     fn builder_rows_match_the_engine() {
-        let commands: Vec<Command> = crate::scenario::scripted_session();
+        let commands: Vec<Command> = crate::testkit::scenario::scripted_session();
         let mut engine = Engine::new();
         let mut records = Vec::new();
         let mut events = Vec::new();

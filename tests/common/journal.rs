@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use seqd::journal::format::{self, Slot, SEGMENT_HEADER_LEN_BYTES};
-use seqd::journal::{Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
+use seqd::storage::journal::format::{self, Slot, SEGMENT_HEADER_LEN_BYTES};
+use seqd::storage::journal::{Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
 
 pub const SMALL_SEGMENT_BYTES: u64 = 4096;
 

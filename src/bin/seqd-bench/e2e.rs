@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use seqd::client::Client;
 use seqd::engine::{AccountId, Command, Event, NewOrder, OrderId, OrderType, RejectReason, Side, StpMode, TimeInForce};
 use seqd::protocol::Message;
-use seqd::workload::{BTC, BTC_USDT, LOT, MID_TICKS, TICK, USDT};
+use seqd::testkit::workload::{BTC, BTC_USDT, LOT, MID_TICKS, TICK, USDT};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -238,7 +238,7 @@ async fn set_up_venue(admin: &mut Client, accounts: u64) -> Result<(), String> {
     let mut setup = vec![
         Command::CreateAsset { asset: BTC, scale: 8 },
         Command::CreateAsset { asset: USDT, scale: 6 },
-        Command::CreateSymbol(seqd::workload::btc_usdt_spec(0, 0)),
+        Command::CreateSymbol(seqd::testkit::workload::btc_usdt_spec(0, 0)),
     ];
     let deposit_ref = unix_ns();
     for account in 1..=accounts {

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use seqd::config::{ClickHouseSection, ReplicateSection, TidbSection};
 use seqd::engine::Command;
-use seqd::journal::Durability;
-use seqd::replay::DataDir;
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::replicate::service::{clickhouse_sink, tidb_sink, Replicators, Which};
 use seqd::replicate::{now_ns, run, ReplicatorStats, RunOptions, Sink};
-use seqd::sequencer::{Sequencer, SequencerConfig};
-use seqd::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::storage::journal::Durability;
+use seqd::storage::replay::DataDir;
+use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec};
 
 pub struct ReplicateOptions {
     pub commands: usize,

@@ -299,15 +299,15 @@ mod tests {
 
     #[test]
     fn statements_are_chunked_and_hold_only_numbers_and_stamps() {
-        let commands: Vec<Command> = crate::scenario::scripted_session();
+        let commands: Vec<Command> = crate::testkit::scenario::scripted_session();
         let mut engine = Engine::new();
         let mut builder = BatchBuilder::new(Catalog::default());
         let mut events = Vec::new();
         for (i, command) in commands.iter().enumerate() {
             events.clear();
             let seq = i as u64 + 1;
-            engine.apply(seq, crate::scenario::timestamp_ns(i), command, &mut events);
-            builder.add_record(seq, crate::scenario::timestamp_ns(i), &events).unwrap();
+            engine.apply(seq, crate::testkit::scenario::timestamp_ns(i), command, &mut events);
+            builder.add_record(seq, crate::testkit::scenario::timestamp_ns(i), &events).unwrap();
         }
         let batch = builder.take();
         let statements = batch_statements(&batch, 3);

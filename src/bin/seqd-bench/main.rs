@@ -5,22 +5,18 @@
 //!   cargo build --release --bins && cargo run --release --bin seqd-bench -- e2e --json
 //!   bash tools/services.sh && cargo run --release --bin seqd-bench -- replicate --json
 
-#[path = "seqd-bench/e2e.rs"]
 mod e2e;
-#[path = "seqd-bench/hdr_plot.rs"]
 mod hdr_plot;
-#[path = "seqd-bench/quic_echo.rs"]
 mod quic_echo;
-#[path = "seqd-bench/replicate.rs"]
 mod replicate;
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
-use seqd::codec;
 use seqd::engine::{Command, Engine, Event, Seq};
-use seqd::journal::{Durability, JournalConfig, JournalWriter};
-use seqd::replay::{replay, DataDir, ReplayOptions};
-use seqd::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::storage::journal::{Durability, JournalConfig, JournalWriter};
+use seqd::storage::replay::{replay, DataDir, ReplayOptions};
+use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::wire::codec;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -397,7 +393,7 @@ fn bench_journal(dir: &Path, records: u64, commits: u64, replay_commands: usize,
     let data_dir = DataDir::new(dir.join("replay"));
     write_input_journal(&data_dir, &commands);
     let started = Instant::now();
-    let verified = seqd::journal::verify(&data_dir.input()).expect("journal verifies");
+    let verified = seqd::storage::journal::verify(&data_dir.input()).expect("journal verifies");
     let verify_per_sec = verified.records as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let (_, outcome) = replay(&data_dir, ReplayOptions::default()).expect("replay");

@@ -9,10 +9,10 @@
 //! are deleted from the last one back, then the cut segment's tail is zeroed), so a crash in
 //! the middle is repaired by running the command again.
 
-use seqd::codec;
 use seqd::engine::Seq;
-use seqd::journal::{self, format, JournalReader};
-use seqd::replay::DataDir;
+use seqd::storage::journal::{self, format, JournalReader};
+use seqd::storage::replay::DataDir;
+use seqd::wire::codec;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::Path;

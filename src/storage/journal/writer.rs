@@ -14,7 +14,7 @@ use super::format::{self, SegmentHeader, RECORD_HEADER_LEN_BYTES, SEGMENT_HEADER
 use super::recover::{self, RecoveryReport, TailState, TornTail};
 use super::segment::{self, PreparedSegment};
 use super::watermark::{Watermark, WatermarkFile};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
 
 /// What `commit` guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,12 @@
 //! not (a crash in between) is written again, whole: its earlier parts are left unreferenced in
 //! the parts log (`event_log`).
 
-use crate::codec;
 use crate::engine::{Command, Engine, Event, Seq};
-use crate::event_log::EventLogWriter;
-use crate::journal::{self, Durability, JournalConfig, JournalError, JournalWriter, RecoveryReport};
-use crate::replay::{apply_journal, DataDir, ReplayError};
-use crate::snapshots::SnapshotError;
+use crate::storage::event_log::EventLogWriter;
+use crate::storage::journal::{self, Durability, JournalConfig, JournalError, JournalWriter, RecoveryReport};
+use crate::storage::replay::{apply_journal, DataDir, ReplayError};
+use crate::storage::snapshots::SnapshotError;
+use crate::wire::codec;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SequencerConfig {
@@ -65,7 +65,8 @@ pub struct Sequencer {
 impl Sequencer {
     pub fn open(data_dir: &DataDir, config: SequencerConfig) -> Result<(Sequencer, SequencerRecovery), SequencerError> {
         // Refuse a segment too small for the largest event-log record before touching any file.
-        crate::event_log::check_segment_size(config.segment_size_bytes).map_err(JournalError::InvalidConfig)?;
+        crate::storage::event_log::check_segment_size(config.segment_size_bytes)
+            .map_err(JournalError::InvalidConfig)?;
         let journal = |dir| JournalConfig {
             storage: data_dir.storage.clone(),
             ..JournalConfig::new(dir, config.segment_size_bytes, config.durability)

@@ -9,7 +9,7 @@ use super::format::{self, SegmentHeader, Slot, SEGMENT_HEADER_LEN_BYTES};
 use super::recover;
 use super::segment::{self, SegmentFile};
 use super::watermark::{Watermark, WatermarkFile};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
 
 /// What the journal holds at a seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

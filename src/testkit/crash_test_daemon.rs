@@ -21,14 +21,16 @@
 //! does) and the following restarts recover from a snapshot plus the journal tail.
 
 use crate::client::{Client, ClientError};
-use crate::codec;
-use crate::crash_test::{check_event_log, check_recovery, pump_complete_lines, tempfile_dir, CRASH_SEGMENT_SIZE_BYTES};
 use crate::engine::{Command, Event, ExecKind, NewOrder, OrderId, OrderType, Seq, Side, StpMode, TimeInForce};
-use crate::event_log::EventLogReader;
-use crate::journal::{Durability, JournalReader};
 use crate::protocol::Message;
-use crate::replay::{replay, DataDir, ReplayOptions};
-use crate::workload::{exchange_core_mix, SplitMix64, WorkloadSpec, BTC_USDT, LOT, MID_TICKS, TICK};
+use crate::storage::event_log::EventLogReader;
+use crate::storage::journal::{Durability, JournalReader};
+use crate::storage::replay::{replay, DataDir, ReplayOptions};
+use crate::testkit::crash_test::{
+    check_event_log, check_recovery, pump_complete_lines, tempfile_dir, CRASH_SEGMENT_SIZE_BYTES,
+};
+use crate::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec, BTC_USDT, LOT, MID_TICKS, TICK};
+use crate::wire::codec;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,7 +77,7 @@ pub struct DaemonCrashSummary {
 /// on stdout and the details on stderr.
 pub fn run_cli(dir: Option<PathBuf>, durability: Durability, seed: u64, cycles: u32) -> ExitCode {
     let outcome = run_standalone(dir, durability, seed, cycles).map(|summary| (summary.cycles, summary.lost));
-    crate::crash_test::report(outcome, cycles)
+    crate::testkit::crash_test::report(outcome, cycles)
 }
 
 pub fn run_standalone(

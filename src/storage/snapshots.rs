@@ -11,8 +11,8 @@
 //! either the old set or the new set of snapshots, never a half file under a real name.
 
 use crate::engine::{Engine, Seq, StateDecodeError};
-use crate::journal::{self, ChainPosition, JournalError};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
+use crate::storage::journal::{self, ChainPosition, JournalError};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use memmap2::{Mmap, MmapMut};
 
 use super::error::JournalError;
 use super::format::{self, SegmentHeader, SEGMENT_HEADER_LEN_BYTES};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
 
 /// Name of the lock file held (flock) by the single writer of a journal directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";

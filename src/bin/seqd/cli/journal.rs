@@ -1,11 +1,11 @@
 //! `seqd journal inspect|verify|golden`, `seqd replay`, `seqd snapshot`: the operator's and
 //! auditor's view of a data directory.
 
-use seqd::codec::{self, EVENTS_RECORD_KIND, EVENTS_SPLIT_RECORD_KIND};
-use seqd::event_log::{self, EventLogReader};
-use seqd::journal::{self, JournalReader};
-use seqd::replay::{replay, DataDir, ReplayOptions};
-use seqd::sequencer::{Sequencer, SequencerConfig};
+use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
+use seqd::storage::event_log::{self, EventLogReader};
+use seqd::storage::journal::{self, JournalReader};
+use seqd::storage::replay::{replay, DataDir, ReplayOptions};
+use seqd::wire::codec::{self, EVENTS_RECORD_KIND, EVENTS_SPLIT_RECORD_KIND};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -215,8 +215,8 @@ pub fn golden(dir: &Path, segment_size_bytes: u64) -> ExitCode {
     let config = SequencerConfig { segment_size_bytes, durability: journal::Durability::Fsync };
     let result = (|| -> Result<serde_json::Value, String> {
         let (mut sequencer, _) = Sequencer::open(&DataDir::new(dir), config).map_err(|e| e.to_string())?;
-        for (i, command) in seqd::scenario::scripted_session().iter().enumerate() {
-            sequencer.submit(seqd::scenario::timestamp_ns(i), command).map_err(|e| e.to_string())?;
+        for (i, command) in seqd::testkit::scenario::scripted_session().iter().enumerate() {
+            sequencer.submit(seqd::testkit::scenario::timestamp_ns(i), command).map_err(|e| e.to_string())?;
         }
         sequencer.commit().map_err(|e| e.to_string())?;
         let engine = sequencer.engine();

@@ -695,7 +695,7 @@ impl SplitManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+    use crate::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 
     /// Every command and event of a real workload (plus a demo of each rare kind) round-trips.
     #[test]

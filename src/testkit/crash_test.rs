@@ -10,13 +10,13 @@
 //! Protocol on the child's stdout: `ready <last_seq>` once recovered, then one durable
 //! sequence per line, printed only after `commit` returned it.
 
-use crate::codec;
 use crate::engine::{Command, Event, Seq};
-use crate::event_log::EventLogReader;
-use crate::journal::{verify, Durability, JournalReader};
-use crate::replay::{apply_journal, replay, DataDir, ReplayOptions};
-use crate::sequencer::{Sequencer, SequencerConfig};
-use crate::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use crate::pipeline::sequencer::{Sequencer, SequencerConfig};
+use crate::storage::event_log::EventLogReader;
+use crate::storage::journal::{verify, Durability, JournalReader};
+use crate::storage::replay::{apply_journal, replay, DataDir, ReplayOptions};
+use crate::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use crate::wire::codec;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -215,7 +215,7 @@ pub(crate) struct RecoveryCheck {
 pub(crate) fn check_recovery(data_dir: &DataDir) -> Result<RecoveryCheck, String> {
     let torn_tail = verify(&data_dir.input()).map_err(|e| format!("verify input: {e}"))?.torn_tail.is_some();
     verify(&data_dir.events()).map_err(|e| format!("verify events: {e}"))?;
-    let parts = crate::event_log::parts_dir(&data_dir.events());
+    let parts = crate::storage::event_log::parts_dir(&data_dir.events());
     if parts.is_dir() {
         verify(&parts).map_err(|e| format!("verify events/parts: {e}"))?;
     }

@@ -3,7 +3,7 @@
 //! the `seqd demo` session and the source of the golden journals in `journal/golden/`.
 
 use crate::engine::*;
-use crate::workload::{BTC, BTC_USDT, LOT, TICK, USDT};
+use crate::testkit::workload::{BTC, BTC_USDT, LOT, TICK, USDT};
 
 pub const BTC_SCALE: u8 = 8;
 pub const USDT_SCALE: u8 = 6;

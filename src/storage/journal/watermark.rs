@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapMut;
 
 use super::error::JournalError;
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
 
 pub const WATERMARK_FILE_NAME: &str = "SYNCED";
 const MAGIC: &[u8; 8] = b"SEQDSYNC";

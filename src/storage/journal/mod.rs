@@ -7,7 +7,7 @@
 //! root) is the byte-level specification.
 //!
 //! ```no_run
-//! # use seqd::journal::*;
+//! # use seqd::storage::journal::*;
 //! # fn main() -> Result<(), JournalError> {
 //! let cfg = JournalConfig::new("/var/lib/seqd/journal", 256 << 20, Durability::Fsync);
 //! let (mut writer, report) = JournalWriter::open(cfg)?;

@@ -1,17 +1,13 @@
 //! The `seqd` binary. See README.md for the commands.
 
 use clap::{Parser, Subcommand};
-use seqd::journal::Durability;
+use seqd::storage::journal::Durability;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-mod cli_client;
-mod cli_demo;
-mod cli_journal;
-mod cli_replicate;
-mod cli_truncate;
+mod cli;
 
-use cli_journal::Log;
+use cli::journal::Log;
 
 #[derive(Parser)]
 #[command(name = "seqd", version, about = "LMAX-style sequencer daemon for trading venues")]
@@ -49,7 +45,7 @@ enum Commands {
         #[arg(long, default_value = "admin")]
         principal: String,
         #[command(subcommand)]
-        request: cli_client::ClientCommand,
+        request: cli::client::ClientCommand,
     },
     /// Run a scripted trading session through the engine and print its trades, balances,
     /// subtree totals, book and state hash.
@@ -108,7 +104,7 @@ enum Commands {
     /// SIGTERM, or until each mirror has reached --until.
     Replicate {
         #[command(flatten)]
-        mirrors: cli_replicate::MirrorArgs,
+        mirrors: cli::replicate::MirrorArgs,
         /// The event log directory (default: `<data.dir>/events`), e.g. a copy shipped from the
         /// sequencer's machine.
         #[arg(long)]
@@ -121,7 +117,7 @@ enum Commands {
     /// (balances, open orders, ledger sums per account); exit 0 only when they agree.
     Reconcile {
         #[command(flatten)]
-        mirrors: cli_replicate::MirrorArgs,
+        mirrors: cli::replicate::MirrorArgs,
         /// Last line: one JSON object with `agree` and per-mirror counts.
         #[arg(long)]
         json: bool,
@@ -179,19 +175,19 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Commands::Demo { events } => {
-            cli_demo::run(events);
+            cli::demo::run(events);
             ExitCode::SUCCESS
         }
-        Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli_journal::inspect(&dir, log, from, to),
-        Commands::Journal(JournalCommand::Verify { dir, log }) => cli_journal::verify(&dir, log),
-        Commands::Journal(JournalCommand::Truncate { dir, before }) => cli_truncate::truncate(&dir, before),
+        Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli::journal::inspect(&dir, log, from, to),
+        Commands::Journal(JournalCommand::Verify { dir, log }) => cli::journal::verify(&dir, log),
+        Commands::Journal(JournalCommand::Truncate { dir, before }) => cli::truncate::truncate(&dir, before),
         Commands::Journal(JournalCommand::Golden { dir, segment_size_bytes }) => {
-            cli_journal::golden(&dir, segment_size_bytes)
+            cli::journal::golden(&dir, segment_size_bytes)
         }
-        Commands::Replay { dir, to, json, no_snapshot } => cli_journal::replay_command(&dir, to, json, no_snapshot),
-        Commands::Snapshot { dir, keep } => cli_journal::snapshot(&dir, keep),
+        Commands::Replay { dir, to, json, no_snapshot } => cli::journal::replay_command(&dir, to, json, no_snapshot),
+        Commands::Snapshot { dir, keep } => cli::journal::snapshot(&dir, keep),
         Commands::CrashTest { daemon: true, cycles, dir, durability, seed, .. } => {
-            seqd::crash_test_daemon::run_cli(dir, durability, seed, cycles)
+            seqd::testkit::crash_test_daemon::run_cli(dir, durability, seed, cycles)
         }
         Commands::CrashTest { cycles, dir, durability, seed, commands, child, daemon: false } => {
             crash_test(cycles, dir, durability, seed, commands, child)
@@ -199,9 +195,9 @@ fn main() -> ExitCode {
         Commands::Run { config, data_dir, listen, metrics_listen, durability } => {
             run(config, data_dir, listen, metrics_listen, durability)
         }
-        Commands::Replicate { mirrors, events, until } => cli_replicate::replicate(&mirrors, events, until),
-        Commands::Reconcile { mirrors, json } => cli_replicate::reconcile_command(&mirrors, json),
-        Commands::Client { addr, certs, principal, request } => cli_client::run(addr, &certs, &principal, request),
+        Commands::Replicate { mirrors, events, until } => cli::replicate::replicate(&mirrors, events, until),
+        Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
+        Commands::Client { addr, certs, principal, request } => cli::client::run(addr, &certs, &principal, request),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {
                 certs.paths().iter().for_each(|path| println!("{}", path.display()));
@@ -228,7 +224,7 @@ fn crash_test(
             eprintln!("error: the child needs --dir");
             return ExitCode::FAILURE;
         };
-        return match seqd::crash_test::run_child(&dir, durability, seed, commands) {
+        return match seqd::testkit::crash_test::run_child(&dir, durability, seed, commands) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crash-test child: {e}");
@@ -236,8 +232,9 @@ fn crash_test(
             }
         };
     }
-    let outcome = seqd::crash_test::run_standalone(dir, durability, seed, commands, cycles).map(|s| (s.cycles, s.lost));
-    seqd::crash_test::report(outcome, cycles)
+    let outcome =
+        seqd::testkit::crash_test::run_standalone(dir, durability, seed, commands, cycles).map(|s| (s.cycles, s.lost));
+    seqd::testkit::crash_test::report(outcome, cycles)
 }
 
 fn run(

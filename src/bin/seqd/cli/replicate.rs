@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use seqd::config::Config;
-use seqd::replay::DataDir;
 use seqd::replicate::reconcile::{reconcile, Mirror, Report};
 use seqd::replicate::service::{clickhouse_sink, tidb_sink, Replicators, Which};
 use seqd::replicate::RunOptions;
+use seqd::storage::replay::DataDir;
 
 /// Which mirrors, and where they are: the configuration file's `[replicate]` with overrides.
 #[derive(clap::Args)]

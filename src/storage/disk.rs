@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use memmap2::MmapMut;
 
-use crate::workload::SplitMix64;
+use crate::testkit::workload::SplitMix64;
 
 /// Where durability operations go. `Real` by default.
 #[derive(Clone, Default)]

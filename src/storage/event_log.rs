@@ -17,12 +17,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::codec::{
+use crate::engine::{Event, Seq};
+use crate::storage::journal::{format, JournalConfig, JournalError, JournalReader, JournalWriter, RecoveryReport};
+use crate::wire::codec::{
     self, CodecError, SplitManifest, EVENTS_PART_RECORD_KIND, EVENTS_RECORD_KIND, EVENTS_SPLIT_RECORD_KIND,
     MAX_EVENT_RECORD_PAYLOAD_BYTES,
 };
-use crate::engine::{Event, Seq};
-use crate::journal::{format, JournalConfig, JournalError, JournalReader, JournalWriter, RecoveryReport};
 
 /// The parts log's directory inside the event log's.
 pub const PARTS_DIR_NAME: &str = "parts";
@@ -247,7 +247,7 @@ impl EventLogReader {
 pub(crate) mod tests {
     use super::*;
     use crate::engine::{Command, Engine, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
-    use crate::journal::Durability;
+    use crate::storage::journal::Durability;
 
     /// A venue, `orders` resting buys of account 1, then their `CancelAll`: a list of
     /// 142 bytes per order (a report and a release), split above about 230 orders.
@@ -313,7 +313,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written = write_log(dir.path(), &cancel_all_session(1_000));
         assert!(!codec::event_list_fits_one_record(written.last().unwrap()), "the CancelAll is split");
-        let parts = crate::journal::verify(&parts_dir(dir.path())).unwrap();
+        let parts = crate::storage::journal::verify(&parts_dir(dir.path())).unwrap();
         assert!(parts.records >= 5, "{} parts", parts.records);
         // The small segments rolled: the split list spans several of them.
         assert!(parts.segments >= 2, "{} parts segments", parts.segments);

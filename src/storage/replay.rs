@@ -2,11 +2,11 @@
 //! The same `Engine::apply` that serves live traffic is fed from the journal, so a replay of
 //! the same records reaches the same state hash on any machine.
 
-use crate::codec::{self, CodecError};
 use crate::engine::{Engine, Event, Seq};
-use crate::journal::{JournalError, JournalReader};
-use crate::snapshots::{SnapshotError, SnapshotStore};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
+use crate::storage::journal::{JournalError, JournalReader};
+use crate::storage::snapshots::{SnapshotError, SnapshotStore};
+use crate::wire::codec::{self, CodecError};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ fn verify_input(input_dir: &Path) -> Result<Seq, ReplayError> {
     if !input_dir.exists() {
         return Ok(0);
     }
-    Ok(crate::journal::verify(input_dir)?.last_seq)
+    Ok(crate::storage::journal::verify(input_dir)?.last_seq)
 }
 
 /// Applies every input record after the engine's last sequence (up to `to_seq`), calling

@@ -25,7 +25,7 @@ use super::format::{
 };
 use super::segment::{self, SegmentFile};
 use super::watermark::{self, Watermark};
-use crate::storage::Storage;
+use crate::storage::disk::Storage;
 
 /// What `JournalWriter::open` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,10 @@
-//! `seqd demo`: the scripted session (`seqd::scenario`) on a fresh engine, printed for a person.
+//! `seqd demo`: the scripted session (`seqd::testkit::scenario`) on a fresh engine, printed for a person.
 
 use rust_decimal::Decimal;
 use seqd::engine::*;
-use seqd::money::from_minor;
-use seqd::scenario::{scripted_session, timestamp_ns, BTC_SCALE, USDT_SCALE};
-use seqd::workload::{BTC, BTC_USDT, USDT};
+use seqd::testkit::scenario::{scripted_session, timestamp_ns, BTC_SCALE, USDT_SCALE};
+use seqd::testkit::workload::{BTC, BTC_USDT, USDT};
+use seqd::wire::money::from_minor;
 
 fn decimal(minor: i64, scale: u8) -> Decimal {
     from_minor(minor, scale)
