@@ -7,24 +7,34 @@
 //! or a gateway accept loop that ended, stops the watchdog petting and the daemon: one error
 //! line, `STOPPING=1` and `STATUS=` naming the cause, and exit code 4. Nothing is drained and
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
+//!
+//! Files: `supervisor.rs` (the health loop and the
+//! watchdog), `notify.rs` (`sd_notify`), `metrics.rs` (Prometheus), `snapshotter.rs` (background
+//! snapshots); this file starts and stops everything.
+
+mod metrics;
+mod notify;
+mod snapshotter;
+mod supervisor;
+
+use metrics::serve_metrics;
+use notify::{status_line, systemd_notify};
+use snapshotter::spawn_snapshotter;
+use supervisor::{supervise, Stop};
 
 use crate::config::Config;
 use crate::gateway::grants::AccountDirectory;
 use crate::gateway::refusals::Refusals;
 use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
-use crate::pipeline::fault;
-use crate::pipeline::health::{self, StallDetector};
 use crate::pipeline::{Pipeline, PipelineError, PipelineStats};
 use crate::protocol::{GatewayError, LimitsConfig};
 use crate::replicate::service::{Replicators, Which};
 use crate::replicate::{ReplicatorStats, RunOptions};
-use crate::storage::replay::{replay, DataDir, ReplayError, ReplayOptions};
+use crate::storage::replay::DataDir;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Why `seqd run` ended without a clean stop; each has its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +69,6 @@ impl From<String> for RunError {
 }
 
 /// How often the supervisor looks at the pipeline.
-const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
-/// How often `STATUS=` is refreshed while serving.
-const STATUS_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest wait for room in systemd's notification queue, per message.
-const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a failing daemon waits for its QUIC connections to take the close.
 const CLOSE_ON_FAILURE_WAIT: Duration = Duration::from_secs(1);
 
@@ -178,59 +183,6 @@ fn refuse(config: &Config, error: PipelineError) -> RunError {
     RunError::PoisonCommand(message)
 }
 
-/// Every `every_commands` durable commands, rebuilds a replica of the state from the newest
-/// snapshot and the journal (on its own thread, never touching the processor) and writes it as
-/// the next snapshot. A failed attempt (for example a read racing the journal's tail) is
-/// logged and retried on the next round; a panic, or a command that panics in the replica, is
-/// a bug and fails the pipeline.
-fn spawn_snapshotter(
-    data_dir: DataDir,
-    every_commands: u64,
-    keep: usize,
-    stats: Arc<PipelineStats>,
-    stop: Arc<AtomicBool>,
-) -> Option<JoinHandle<()>> {
-    if every_commands == 0 {
-        return None;
-    }
-    let watched = stats.clone();
-    let body = move || {
-        let mut last_seq =
-            data_dir.snapshots().list().ok().and_then(|all| all.last().map(|(seq, _)| *seq)).unwrap_or(0);
-        while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(200));
-            let durable = stats.durable_seq.load(Ordering::Acquire);
-            if durable < last_seq + every_commands {
-                continue;
-            }
-            let options = ReplayOptions { use_snapshot: true, to_seq: Some(durable), progress: false };
-            let replica = match replay(&data_dir, options) {
-                Err(e @ ReplayError::Panicked { .. }) => {
-                    return stats.fail("snapshotter", &format!("replay failed: {e}"))
-                }
-                replica => replica,
-            };
-            let written = replica
-                .map_err(|e| e.to_string())
-                .and_then(|(engine, _)| data_dir.snapshots().write(&engine).map_err(|e| e.to_string()))
-                .and_then(|path| data_dir.snapshots().prune(keep).map(|_| path).map_err(|e| e.to_string()));
-            match written {
-                Ok(path) => {
-                    last_seq = durable;
-                    tracing::info!(seq = durable, snapshot = %path.display(), "background snapshot written");
-                }
-                Err(e) => tracing::warn!("background snapshot at {durable} failed, will retry: {e}"),
-            }
-        }
-    };
-    let supervised = move || {
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            watched.fail("snapshotter", &format!("panicked: {}", fault::panic_message(&*payload)));
-        }
-    };
-    Some(std::thread::Builder::new().name("seqd-snapshotter".into()).spawn(supervised).expect("spawn the snapshotter"))
-}
-
 /// The server's TLS configuration from `certs_dir`. A missing file is an error naming it;
 /// development certificates are generated only when the configuration asks
 /// (`gateway.dev_certs`, set by the embedded default), and serving with them is always logged.
@@ -247,15 +199,6 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
         );
     }
     Ok(server_config)
-}
-
-/// Why the serving loop ended.
-#[derive(Debug)]
-enum Stop {
-    /// SIGTERM or SIGINT: the graceful path.
-    Signal,
-    /// A pipeline thread failed or stalled, or the gateway's accept loop ended.
-    Failed(String),
 }
 
 /// What the metrics endpoint reports on.
@@ -300,151 +243,4 @@ async fn serve(
         }
     }
     Ok(stop)
-}
-
-/// Until SIGTERM or SIGINT, or a failure: checks the pipeline every `SUPERVISE_INTERVAL`, pets
-/// systemd's watchdog while it is healthy and keeps `STATUS=` current. The watchdog is petted
-/// from this loop only, so a failed or stalled pipeline, or a blocked gateway runtime, stops
-/// the petting and systemd restarts the daemon.
-async fn supervise(observed: &Observed, stall_limit: Duration, mut accept_loop: tokio::task::JoinHandle<()>) -> Stop {
-    let stats = &*observed.pipeline;
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
-    let mut stalls = StallDetector::new(stall_limit);
-    let watchdog_interval = watchdog_interval();
-    let (mut last_pet, mut last_status) = (Instant::now(), None::<(Instant, String)>);
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => return Stop::Signal,
-            _ = tokio::signal::ctrl_c() => return Stop::Signal,
-            ended = &mut accept_loop => {
-                let what = match ended {
-                    Ok(()) => "ended".to_string(),
-                    Err(e) => format!("ended: {e}"),
-                };
-                stats.fail("gateway accept loop", &what);
-                return Stop::Failed(stats.failure().unwrap_or("gateway accept loop ended").to_string());
-            }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if let Some(stall) = stalls.observe(health::progress(stats), now) {
-                    stats.fail(stall.thread, &stall.what);
-                }
-                if let Some(reason) = stats.failure() {
-                    return Stop::Failed(reason.to_string());
-                }
-                if watchdog_interval.is_some_and(|interval| now.duration_since(last_pet) >= interval) {
-                    systemd_notify("WATCHDOG=1");
-                    last_pet = now;
-                }
-                let status = status_line(&format!(
-                    "serving: seq {}, {} connections",
-                    stats.durable_seq.load(Ordering::Acquire),
-                    observed.router.connections()
-                ));
-                let due = last_status.as_ref().is_none_or(|(at, sent)| *sent != status && now.duration_since(*at) >= STATUS_INTERVAL);
-                if due {
-                    systemd_notify(&status);
-                    last_status = Some((now, status));
-                }
-            }
-        }
-    }
-}
-
-fn status_line(status: &str) -> String {
-    format!("STATUS={status}")
-}
-
-/// Prometheus text exposition of the pipeline's and the replicators' counters.
-fn metrics_text(observed: &Observed) -> String {
-    let (stats, router) = (&*observed.pipeline, &*observed.router);
-    let durable = stats.durable_seq.load(Ordering::Acquire);
-    let applied = stats.applied_seq.load(Ordering::Acquire);
-    let logged = stats.events_logged_seq.load(Ordering::Acquire);
-    let delivered = stats.delivered_seq.load(Ordering::Acquire);
-    let mut text = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    };
-    metric("seqd_durable_seq", "Highest input sequence that is durable.", "counter", durable);
-    metric("seqd_applied_seq", "Highest sequence applied by the processor.", "counter", applied);
-    metric("seqd_events_logged_seq", "Highest sequence written to the event log.", "counter", logged);
-    metric("seqd_delivered_seq", "Highest sequence delivered to clients.", "counter", delivered);
-    metric(
-        "seqd_journal_lag_commands",
-        "Applied but not yet durable commands.",
-        "gauge",
-        applied.saturating_sub(durable),
-    );
-    metric("seqd_connections", "Open client connections.", "gauge", router.connections() as u64);
-    metric(
-        "seqd_pipeline_failed",
-        "1 if a pipeline thread failed.",
-        "gauge",
-        stats.failed.load(Ordering::Acquire) as u64,
-    );
-    text.push_str(&observed.refusals.metrics_text());
-    text.push_str(&crate::replicate::service::metrics_text(&observed.replicators));
-    text
-}
-
-async fn serve_metrics(listener: tokio::net::TcpListener, observed: Arc<Observed>) {
-    while let Ok((mut socket, _)) = listener.accept().await {
-        let body = metrics_text(&observed);
-        tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).await;
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-        });
-    }
-}
-
-/// systemd's notification socket (`NOTIFY_SOCKET`), opened once.
-struct Notifier {
-    socket: std::os::unix::net::UnixDatagram,
-    addr: std::os::unix::net::SocketAddr,
-}
-
-impl Notifier {
-    fn from_env() -> Option<Notifier> {
-        let path = std::env::var_os("NOTIFY_SOCKET")?.to_string_lossy().into_owned();
-        let addr = match path.strip_prefix('@') {
-            Some(abstract_name) => {
-                use std::os::linux::net::SocketAddrExt;
-                std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
-            }
-            None => std::os::unix::net::SocketAddr::from_pathname(&path),
-        };
-        let opened = addr.and_then(|addr| {
-            let socket = std::os::unix::net::UnixDatagram::unbound()?;
-            // A full receive queue (a slow reader) must not hold up the supervisor for long.
-            socket.set_write_timeout(Some(NOTIFY_SEND_TIMEOUT))?;
-            Ok(Notifier { socket, addr })
-        });
-        opened.map_err(|e| tracing::warn!("sd_notify: {path}: {e}")).ok()
-    }
-}
-
-/// Sends a state line to systemd when run as a `Type=notify` service (no-op otherwise).
-fn systemd_notify(state: &str) {
-    static NOTIFIER: OnceLock<Option<Notifier>> = OnceLock::new();
-    let Some(notifier) = NOTIFIER.get_or_init(Notifier::from_env) else { return };
-    if let Err(e) = notifier.socket.send_to_addr(state.as_bytes(), &notifier.addr) {
-        tracing::warn!("sd_notify {state}: {e}");
-    }
-}
-
-/// Half of systemd's watchdog timeout (`WATCHDOG_USEC`), when the watchdog is on for this
-/// process (`WATCHDOG_PID`, if set, is ours).
-fn watchdog_interval() -> Option<Duration> {
-    let usec = std::env::var("WATCHDOG_USEC").ok()?.parse::<u64>().ok()?;
-    let for_us =
-        std::env::var("WATCHDOG_PID").ok().is_none_or(|pid| pid.parse::<u32>().ok() == Some(std::process::id()));
-    (for_us && usec > 0).then(|| Duration::from_micros(usec / 2))
 }
