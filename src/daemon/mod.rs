@@ -8,9 +8,9 @@
 //! line, `STOPPING=1` and `STATUS=` naming the cause, and exit code 4. Nothing is drained and
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
-//! Files: `supervisor.rs` (the health loop and the
-//! watchdog), `notify.rs` (`sd_notify`), `metrics.rs` (Prometheus), `snapshotter.rs` (background
-//! snapshots); this file starts and stops everything.
+//! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
+//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots); this file starts and
+//! stops everything.
 
 mod metrics;
 mod notify;
