@@ -212,7 +212,7 @@ pub struct PipelineStats {
     /// Set when a pipeline thread failed (panic, error, or a stall found by the daemon): the
     /// daemon must stop.
     pub failed: AtomicBool,
-    /// Why: the first failure, "<thread> <what happened>".
+    /// Why: the first failure, `"<thread> <what happened>"`.
     failure: OnceLock<String>,
     /// Input-ring slots published (commands and queries), counted by the submitters.
     pub submitted_slots: AtomicU64,
