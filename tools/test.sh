@@ -13,6 +13,8 @@ fi
 # The code itself first: formatting and lints fail the run before anything slow starts.
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The production library without the test machinery (ARCHITECTURE.md, Layout: testkit).
+cargo clippy --lib --no-default-features --quiet -- -D warnings
 
 # A debug-profile pass (overflow checks and debug_assert! on) of the unit, property,
 # differential and fuzz-corpus tests, which exercise the engine and the codecs hardest.
