@@ -44,4 +44,5 @@ pub use format::RecordRef;
 pub use position::{chain_hash_at, truncate_after, ChainPosition};
 pub use reader::JournalReader;
 pub use recover::{verify, RecoveryReport, VerifyReport};
+pub use segment::lock_dir;
 pub use writer::{Durability, JournalConfig, JournalWriter};

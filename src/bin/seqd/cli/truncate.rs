@@ -10,10 +10,10 @@
 //! the middle is repaired by running the command again.
 
 use seqd::engine::Seq;
-use seqd::storage::journal::{self, format, JournalReader};
+use seqd::storage::journal::{self, format, JournalError, JournalReader};
 use seqd::storage::replay::DataDir;
 use seqd::wire::codec;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -80,23 +80,15 @@ fn truncate_data_dir(data_dir: &DataDir, before: Seq) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes the writer lock of a journal directory (journal/FORMAT.md, section 1).
+/// Takes the writer lock of a journal directory (journal/FORMAT.md, section 1), as a writer
+/// does; held by a running daemon, it is refused with a hint.
 fn lock(dir: &Path) -> Result<File, String> {
-    let path = dir.join("LOCK");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => {
-            Err(format!("{} is held by a running writer (is seqd running?): stop it first", dir.display()))
+    journal::lock_dir(dir).map_err(|e| match e {
+        JournalError::Locked { .. } => {
+            format!("{} is held by a running writer (is seqd running?): stop it first", dir.display())
         }
-        Err(TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
-    }
+        other => other.to_string(),
+    })
 }
 
 /// Prints the commands that will be cut (the first few), so the log keeps what was removed.
