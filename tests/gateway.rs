@@ -347,10 +347,12 @@ async fn connect_without_hello(daemon: &Daemon, principal: &str) -> Client {
     Client::connect_without_hello(daemon.addr, tls::SERVER_NAME, config).await.unwrap()
 }
 
-/// Sends one frame of version 1, which every server reads (`Hello` always goes in one).
+/// Sends one frame in the version the client's own handshake chose, or in version 1 (which
+/// every server reads; `Hello` always goes in one) if it made none (`connect_without_hello`).
 async fn send_frame(client: &mut Client, request_id: u64, message: &Message) {
+    let version = client.welcome.protocol_version.max(1);
     let mut frame = Vec::new();
-    seqd::protocol::encode_frame_as(1, request_id, message, 65_536, &mut frame).unwrap();
+    seqd::protocol::encode_frame_as(version, request_id, message, 65_536, &mut frame).unwrap();
     client.send_raw(&frame).await.unwrap();
 }
 
@@ -407,9 +409,14 @@ fn hello_above_the_highest_version_is_welcomed_with_it_and_hello_with_id_0_gets_
             }
             other => panic!("expected Welcome for request 9, got {other:?}"),
         }
-        send_frame(&mut client, 10, &Message::Ping).await;
+        // From the Welcome on, frames are in the chosen version; another version is refused.
+        let mut ping = Vec::new();
+        seqd::protocol::encode_frame_as(2, 10, &Message::Ping, 65_536, &mut ping).unwrap();
+        client.send_raw(&ping).await.unwrap();
         assert_eq!(client.next_message().await.unwrap(), (10, Message::Pong));
-        client.close().await;
+        send_frame(&mut client, 11, &Message::Ping).await;
+        assert_eq!(next_error(&mut client, 11).await, GatewayError::UnsupportedVersion.code());
+        assert_eq!(close_code(&client).await, 903);
     });
     daemon.stop();
 }
