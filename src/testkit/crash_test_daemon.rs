@@ -207,7 +207,8 @@ pub fn run(
 }
 
 /// Small segments, so that kills also land on segment rolls; both traders may act on and see
-/// both accounts, so their answers carry every event unredacted.
+/// both accounts, so their answers carry every event unredacted; development certificates,
+/// made on the first start in the data directory (the test's clients read them there).
 fn daemon_config(durability: Durability) -> String {
     let durability = match durability {
         Durability::PageCache => "page-cache",
@@ -216,6 +217,7 @@ fn daemon_config(durability: Durability) -> String {
     format!(
         "# Written by seqd crash-test --daemon.\n\
          [journal]\ndurability = \"{durability}\"\nsegment_size_bytes = {CRASH_SEGMENT_SIZE_BYTES}\n\n\
+         [gateway]\ndev_certs = true\n\n\
          [[principals]]\nname = \"admin\"\nadmin = true\n\n\
          [[principals]]\nname = \"trader1\"\naccounts = [1, 2]\n\n\
          [[principals]]\nname = \"trader2\"\naccounts = [1, 2]\n"
