@@ -1040,3 +1040,14 @@ fn a_command_id_in_flight_is_refused_905_until_answered() {
     limits.command_answered(5);
     assert_eq!(limits.admit_command(5, 0), Ok(()));
 }
+
+/// PROTOCOL.md §3, §4: before `Welcome` any spoken version is read; after it, only the chosen one.
+#[test]
+fn after_welcome_only_the_chosen_version_is_read() {
+    let mut handshake = Handshake::default();
+    assert_eq!(handshake.check_frame_version(2, 1), None, "before Welcome the decoder decides");
+    handshake.on_message(1, Message::Hello { protocol_version: 2 }, welcome);
+    assert_eq!(handshake.check_frame_version(2, 2), None);
+    let refused = handshake.check_frame_version(1, 2).map(|(error, _)| error);
+    assert_eq!(refused, Some(GatewayError::UnsupportedVersion));
+}

@@ -330,22 +330,18 @@ impl Session {
                     }
                 };
                 let request_id = frame.request_id;
-                let connection_version = self.version();
-                let (reply, close) = if self.handshake.is_welcomed() && frame.version != connection_version {
-                    // After Welcome every frame is in the chosen version (PROTOCOL.md §3, §4).
-                    let error = GatewayError::UnsupportedVersion;
-                    let detail =
-                        format!("a version-{} frame on a version-{connection_version} connection", frame.version);
-                    (Some(Message::error(error, &detail)), Some(error))
-                } else {
-                    match Message::decode_from_client(&frame) {
-                        Ok(message) => self.on_message(request_id, message).await,
-                        Err(bad) => {
-                            let close = bad.closes_connection().then(|| bad.gateway_error());
-                            (Some(Message::error(bad.gateway_error(), &bad.to_string())), close)
+                let (reply, close) =
+                    if let Some((error, detail)) = self.handshake.check_frame_version(frame.version, self.version()) {
+                        (Some(Message::error(error, &detail)), Some(error))
+                    } else {
+                        match Message::decode_from_client(&frame) {
+                            Ok(message) => self.on_message(request_id, message).await,
+                            Err(bad) => {
+                                let close = bad.closes_connection().then(|| bad.gateway_error());
+                                (Some(Message::error(bad.gateway_error(), &bad.to_string())), close)
+                            }
                         }
-                    }
-                };
+                    };
                 if let Some(reply) = reply {
                     let _ = encode_frames_as(self.version(), request_id, &reply, max_frame_bytes, &mut out);
                 }

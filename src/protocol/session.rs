@@ -32,6 +32,16 @@ impl Handshake {
         self.welcomed
     }
 
+    /// Whether a frame of `frame_version` may be read on a connection of `connection_version`:
+    /// before `Welcome` any version this build speaks (the decoder checks that), after it only
+    /// the chosen one (§3, §4). `Some(error)`: answer it, then close the connection.
+    pub fn check_frame_version(&self, frame_version: u8, connection_version: u8) -> Option<(GatewayError, String)> {
+        (self.welcomed && frame_version != connection_version).then(|| {
+            let detail = format!("a version-{frame_version} frame on a version-{connection_version} connection");
+            (GatewayError::UnsupportedVersion, detail)
+        })
+    }
+
     /// Classifies one message. `welcome` gives the connection's `Welcome` (its version field
     /// is replaced by the chosen version); it is called only for the `Hello` that is accepted.
     pub fn on_message(&mut self, request_id: u64, message: Message, welcome: impl FnOnce() -> Welcome) -> Step {
