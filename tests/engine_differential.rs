@@ -439,7 +439,7 @@ fn run_stream(seed: u64) -> Result<usize, String> {
             };
             let owner = owner_of(order_id);
             let accepted = reference.remove(order_id.0).is_some();
-            (Command::CancelOrder { account: owner, order_id: order_id }, accepted)
+            (Command::CancelOrder { account: owner, order_id }, accepted)
         } else {
             // Amend a live order: keep or change the price, shrink, keep or grow the quantity.
             seq += 1;
