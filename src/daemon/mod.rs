@@ -9,28 +9,27 @@
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
-//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots); this file starts and
-//! stops everything.
+//! `metrics.rs` (the HTTP endpoint: Prometheus, `/healthz`, `/readyz`; also served by `seqd
+//! replicate`), `snapshotter.rs` (background snapshots); this file starts and stops everything.
 
-mod metrics;
+pub mod metrics;
 mod notify;
 mod snapshotter;
 mod supervisor;
 
-use metrics::serve_metrics;
+use metrics::{Endpoint, Observed, Phase};
 use notify::{status_line, systemd_notify};
-use snapshotter::spawn_snapshotter;
+use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
 use crate::config::Config;
 use crate::gateway::grants::AccountDirectory;
-use crate::gateway::refusals::Refusals;
 use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
-use crate::pipeline::{Pipeline, PipelineError, PipelineStats};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::protocol::{GatewayError, LimitsConfig};
 use crate::replicate::service::{Replicators, Which};
-use crate::replicate::{ReplicatorStats, RunOptions};
+use crate::replicate::RunOptions;
 use crate::storage::replay::DataDir;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -83,6 +82,19 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let server_config = server_tls(&config)?;
     let pipeline_config = config.pipeline_config().map_err(|e| e.to_string())?;
 
+    // The gateway's runtime starts first: the HTTP endpoint is up during recovery, so
+    // `/readyz` says 503 (recovering) rather than nothing at all.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("seqd-gateway")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let endpoint = Endpoint::for_daemon();
+    let metrics_listener = runtime.block_on(metrics::bind(config.metrics.listen))?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    runtime.spawn(metrics::serve(metrics_listener, endpoint.clone()));
+
     let router = Arc::new(Router::default());
     let mut directory = None;
     systemd_notify(&status_line("recovering"));
@@ -91,7 +103,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
         directory = Some(mirror.clone());
         GatewayResponder { router: router.clone(), directory: mirror }
     })
-    .map_err(|e| refuse(&config, e))?;
+    .map_err(|e| {
+        endpoint.set_phase(Phase::Failed);
+        refuse(&config, e)
+    })?;
     tracing::info!(
         last_seq = recovery.input.last_seq,
         snapshot = ?recovery.snapshot_seq,
@@ -111,31 +126,30 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, pipeline.submitter()));
     let stats = pipeline.stats();
     let stop_snapshots = Arc::new(AtomicBool::new(false));
+    let snapshot_stats = Arc::new(SnapshotStats::from_disk(&data_dir));
     let snapshotter = spawn_snapshotter(
         data_dir.clone(),
         config.snapshots.every_commands,
         config.snapshots.keep,
         stats.clone(),
+        snapshot_stats.clone(),
         stop_snapshots.clone(),
     );
 
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
-    let observed = Observed {
+    endpoint.observe(Observed {
         pipeline: stats.clone(),
         router: router.clone(),
         refusals: gateway.refusals.clone(),
         replicators: replicators.stats(),
-    };
+        snapshots: snapshot_stats,
+        data_dir: data_dir.clone(),
+    });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("seqd-gateway")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
-    let stop = runtime.block_on(serve(&config, server_config, gateway.clone(), Arc::new(observed)))?;
+    let serving = Serving { server_config, gateway: gateway.clone(), endpoint, metrics_addr };
+    let stop = runtime.block_on(serve(&config, serving))?;
     drop(gateway);
     stop_snapshots.store(true, Ordering::Release);
     if let Stop::Failed(reason) = stop {
@@ -201,33 +215,28 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     Ok(server_config)
 }
 
-/// What the metrics endpoint reports on.
-struct Observed {
-    pipeline: Arc<PipelineStats>,
-    router: Arc<Router>,
-    refusals: Arc<Refusals>,
-    replicators: Vec<Arc<ReplicatorStats>>,
-}
-
-async fn serve(
-    config: &Config,
+/// What `serve` runs: the QUIC server, and the HTTP endpoint already serving.
+struct Serving {
     server_config: quinn::ServerConfig,
     gateway: Arc<Gateway>,
-    observed: Arc<Observed>,
-) -> Result<Stop, String> {
+    endpoint: Arc<Endpoint>,
+    metrics_addr: std::net::SocketAddr,
+}
+
+async fn serve(config: &Config, serving: Serving) -> Result<Stop, String> {
+    let Serving { server_config, gateway, endpoint: http, metrics_addr } = serving;
     let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let metrics =
-        tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
-    let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(serve_metrics(metrics, observed.clone()));
     let accept_loop = tokio::spawn(gateway.clone().serve(endpoint.clone()));
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");
     tracing::info!(%addr, %metrics_addr, "serving");
     systemd_notify("READY=1");
+    http.set_phase(Phase::Serving);
 
     let stall_limit = Duration::from_millis(config.pipeline.stall_limit_ms);
-    let stop = supervise(&observed, stall_limit, accept_loop).await;
+    let observed = http.observed().ok_or("serving before recovery")?;
+    let stop = supervise(observed, stall_limit, accept_loop).await;
+    http.set_phase(if matches!(stop, Stop::Failed(_)) { Phase::Failed } else { Phase::Stopping });
     systemd_notify("STOPPING=1");
     gateway.stop_accepting();
     endpoint.close(u32::from(GatewayError::ShuttingDown.code()).into(), b"shutting down");

@@ -7,3 +7,4 @@ pub mod event_log;
 pub mod journal;
 pub mod replay;
 pub mod snapshots;
+pub mod usage;
