@@ -267,10 +267,14 @@ pub async fn run<S: Sink>(
 ) -> Result<(), ReplicateError> {
     let name = sink.name().to_string();
     let mut backoff = options.backoff_min;
+    // The log's tail is read whether or not the database answers: a mirror that cannot be
+    // reached is behind by the whole log, not by 0.
+    let mut log_tail = LogTail::open(&options.events_dir, 1);
     loop {
         if stop.load(Ordering::Acquire) {
             return Ok(());
         }
+        log_tail.advance(stats);
         let resume = match sink.open().await {
             Ok(resume) => resume,
             Err(SinkError::Transient(message)) => {
@@ -284,7 +288,8 @@ pub async fn run<S: Sink>(
         };
         stats.checkpoint_seq.store(resume.last_seq, Ordering::Release);
         tracing::info!(sink = %name, checkpoint_seq = resume.last_seq, "replicator resumes after its checkpoint");
-        match replicate_from(&mut sink, resume, options, stop, stats).await {
+        log_tail.skip_to(resume.last_seq + 1);
+        match replicate_from(&mut sink, resume, options, stop, stats, &mut log_tail).await {
             Ok(()) => return Ok(()),
             Err(Failure::Transient(message)) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -311,11 +316,11 @@ async fn replicate_from<S: Sink>(
     options: &RunOptions,
     stop: &AtomicBool,
     stats: &ReplicatorStats,
+    log_tail: &mut LogTail,
 ) -> Result<(), Failure> {
     let name = sink.name().to_string();
     let limits = sink.batch_limits();
     let mut tailer = Tailer::open(&options.events_dir, resume.last_seq + 1).map_err(Failure::Log)?;
-    let mut log_tail = LogTail::open(&options.events_dir, resume.last_seq + 1);
     let mut builder = BatchBuilder::new(resume.catalog);
     let mut last_log = std::time::Instant::now();
     let mut checkpoint = resume.last_seq;
@@ -387,6 +392,15 @@ impl LogTail {
 
     fn open(events_dir: &Path, from_seq: Seq) -> LogTail {
         LogTail { events_dir: events_dir.to_path_buf(), reader: None, next_seq: from_seq, last_run: None }
+    }
+
+    /// Starts reading at `seq` if the reader is behind it (what the mirror holds need not be
+    /// read: after the checkpoint, the log must have at least as much).
+    fn skip_to(&mut self, seq: Seq) {
+        if seq > self.next_seq {
+            self.next_seq = seq;
+            self.reader = None;
+        }
     }
 
     fn advance(&mut self, stats: &ReplicatorStats) {
