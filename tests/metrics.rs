@@ -273,3 +273,32 @@ fn replicator_lag_is_zero_once_caught_up() {
         .arg(format!("DROP DATABASE IF EXISTS `{database}`"))
         .status();
 }
+
+/// Every query of the Grafana dashboard is valid PromQL and names only metrics seqd exposes
+/// (docs/METRICS.md): `promtool check rules` on the queries as recording rules.
+#[test]
+fn the_dashboard_queries_parse_and_name_documented_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/grafana/seqd.json").unwrap()).unwrap();
+    let documented = std::fs::read_to_string("docs/METRICS.md").unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for (i, target) in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()).enumerate() {
+        let expr = target["expr"].as_str().unwrap();
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("seqd_")) {
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+            assert!(documented.contains(&format!("`{base}`")), "{name} in the dashboard is not in docs/METRICS.md");
+        }
+        rules.push_str(&format!("      - record: dashboard:query{i}\n        expr: {}\n", serde_json::to_string(expr).unwrap()));
+    }
+    if !promtool_present() {
+        eprintln!("SKIPPED promtool check rules: promtool is not installed (tools/test.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&path, &rules).unwrap();
+    let out = Process::new("promtool").args(["check", "rules"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{rules}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

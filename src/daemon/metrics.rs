@@ -12,7 +12,7 @@ use crate::gateway::server::Router;
 use crate::pipeline::{health, PipelineStats, APPLY_SAMPLE_EVERY};
 use crate::replicate::ReplicatorStats;
 use crate::storage::replay::DataDir;
-use crate::storage::usage::{dir_usage, free_bytes, DirUsage};
+use crate::storage::usage::{dir_usage, disk_space, DirUsage};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -232,8 +232,9 @@ fn storage_text(text: &mut String, data_dir: &DataDir, snapshots: &SnapshotStats
     let _ = writeln!(text, "seqd_journal_segments{{journal=\"input\"}} {}", input.segments);
     let _ = writeln!(text, "seqd_journal_segments{{journal=\"events\"}} {}", events.segments);
     // A failed statvfs is left out rather than shown as 0 (which would page someone).
-    if let Ok(free) = free_bytes(&data_dir.root) {
-        gauge(text, "seqd_disk_free_bytes", "Bytes free for seqd on the data directory's file system.", free);
+    if let Ok(space) = disk_space(&data_dir.root) {
+        gauge(text, "seqd_disk_free_bytes", "Bytes free for seqd on the data directory's file system.", space.free_bytes);
+        gauge(text, "seqd_disk_size_bytes", "Size of the data directory's file system.", space.size_bytes);
     }
     let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
     gauge(

@@ -39,9 +39,16 @@ pub fn dir_usage(dir: &Path) -> io::Result<DirUsage> {
     Ok(usage)
 }
 
-/// Bytes an unprivileged writer can still use on the file system holding `path`
-/// (`statvfs`: available blocks times the fragment size).
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
+/// The file system holding a path: its size and what an unprivileged writer can still use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// `statvfs` of the file system holding `path`: blocks and available blocks times the
+/// fragment size.
+pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
@@ -50,7 +57,11 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    let fragment_bytes = u64::from(stat.f_frsize);
+    Ok(DiskSpace {
+        size_bytes: u64::from(stat.f_blocks).saturating_mul(fragment_bytes),
+        free_bytes: u64::from(stat.f_bavail).saturating_mul(fragment_bytes),
+    })
 }
 
 #[cfg(test)]
@@ -69,9 +80,10 @@ mod tests {
     }
 
     #[test]
-    fn free_bytes_of_an_existing_directory_is_some_and_of_a_missing_one_an_error() {
+    fn disk_space_of_an_existing_directory_is_some_and_of_a_missing_one_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(free_bytes(dir.path()).unwrap() > 0);
-        assert!(free_bytes(&dir.path().join("missing")).is_err());
+        let space = disk_space(dir.path()).unwrap();
+        assert!(space.free_bytes > 0 && space.free_bytes <= space.size_bytes, "{space:?}");
+        assert!(disk_space(&dir.path().join("missing")).is_err());
     }
 }
