@@ -139,7 +139,8 @@ fn healthz_and_readyz_turn_503_when_the_pipeline_fails() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let metrics: SocketAddr = line.split("metrics on http://").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    let metrics: SocketAddr =
+        line.split("metrics on http://").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
     assert_eq!(get(metrics, "/healthz").unwrap().0, 200);
     assert_eq!(get(metrics, "/readyz").unwrap().0, 200);
     let addr: SocketAddr = line.split_whitespace().nth(3).unwrap().parse().unwrap();
@@ -189,8 +190,19 @@ fn write_data_dir(dir: &Path, commands: usize) -> u64 {
     sequencer.commit().unwrap()
 }
 
+/// A child process that a failing test does not leave behind (SIGTERM and wait on drop).
+struct Terminated(Child);
+
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
 /// `seqd replicate --sink tidb` over `data_dir` with `extra` arguments and its metrics endpoint.
-fn start_replicate(data_dir: &Path, tidb_url: &str, extra: &[&str]) -> (Child, SocketAddr) {
+fn start_replicate(data_dir: &Path, tidb_url: &str, extra: &[&str]) -> (Terminated, SocketAddr) {
     let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
         .args(["replicate", "--sink", "tidb", "--tidb-url", tidb_url, "--metrics-listen", "127.0.0.1:0"])
         .arg("--data-dir")
@@ -211,13 +223,7 @@ fn start_replicate(data_dir: &Path, tidb_url: &str, extra: &[&str]) -> (Child, S
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
-    (child, addr)
-}
-
-fn terminate(mut child: Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    (Terminated(child), addr)
 }
 
 /// Waits until `check` holds on a scrape (the replicator works on its own thread).
@@ -243,14 +249,17 @@ fn replicator_lag_is_the_whole_backlog_past_the_read_ahead() {
     assert!(last_seq > 10_000);
     let (child, metrics) = start_replicate(dir.path(), "mysql://root@127.0.0.1:1/seqd_nowhere", &[]);
     let series = "seqd_replicator_lag_records{sink=\"tidb\"}";
-    let page = scrape_until(metrics, "the whole backlog", |page| sample(page, series) == last_seq as f64);
+    let errors = "seqd_replicator_errors_total{sink=\"tidb\"}";
+    let page = scrape_until(metrics, "the whole backlog after a failed connection", |page| {
+        sample(page, series) == last_seq as f64 && sample(page, errors) >= 1.0
+    });
     assert_eq!(sample(&page, "seqd_replicator_checkpoint_seq{sink=\"tidb\"}"), 0.0);
     assert_eq!(sample(&page, "seqd_replicator_log_seq{sink=\"tidb\"}"), last_seq as f64);
-    assert!(sample(&page, "seqd_replicator_errors_total{sink=\"tidb\"}") >= 1.0);
+    assert!(sample(&page, "seqd_replicator_lag_seconds{sink=\"tidb\"}") > 0.0, "{page}");
     assert_eq!(get(metrics, "/healthz").unwrap().0, 200);
     assert_eq!(get(metrics, "/readyz").unwrap().0, 200);
     promtool_check(&page);
-    terminate(child);
+    drop(child);
 }
 
 /// Caught up with MariaDB: no records and no seconds of lag, however long the last batch took.
@@ -267,7 +276,7 @@ fn replicator_lag_is_zero_once_caught_up() {
     assert_eq!(sample(&page, "seqd_replicator_lag_seconds{sink=\"tidb\"}"), 0.0);
     assert_eq!(sample(&page, "seqd_replicator_records_total{sink=\"tidb\"}"), last_seq as f64);
     promtool_check(&page);
-    terminate(child);
+    drop(child);
     let _ = Process::new("mysql")
         .args(["--protocol=tcp", "-h127.0.0.1", "-P3306", "-uroot", "-e"])
         .arg(format!("DROP DATABASE IF EXISTS `{database}`"))
@@ -290,7 +299,10 @@ fn the_dashboard_queries_parse_and_name_documented_metrics() {
             let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
             assert!(documented.contains(&format!("`{base}`")), "{name} in the dashboard is not in docs/METRICS.md");
         }
-        rules.push_str(&format!("      - record: dashboard:query{i}\n        expr: {}\n", serde_json::to_string(expr).unwrap()));
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(expr).unwrap()
+        ));
     }
     if !promtool_present() {
         eprintln!("SKIPPED promtool check rules: promtool is not installed (tools/test.sh installs it)");
@@ -300,5 +312,10 @@ fn the_dashboard_queries_parse_and_name_documented_metrics() {
     let path = dir.path().join("dashboard.rules.yml");
     std::fs::write(&path, &rules).unwrap();
     let out = Process::new("promtool").args(["check", "rules"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{rules}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{rules}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -170,7 +170,12 @@ fn pipeline_text(text: &mut String, stats: &PipelineStats) {
     gauge(text, "seqd_events_logged_seq", "Highest sequence written to the event log.", load(&stats.events_logged_seq));
     gauge(text, "seqd_delivered_seq", "Highest sequence whose result was delivered.", load(&stats.delivered_seq));
     gauge(text, "seqd_journal_lag_commands", "Applied but not yet durable commands.", applied.saturating_sub(durable));
-    gauge(text, "seqd_pipeline_failed", "1 once a pipeline thread failed or stalled.", u64::from(stats.failure().is_some()));
+    gauge(
+        text,
+        "seqd_pipeline_failed",
+        "1 once a pipeline thread failed or stalled.",
+        u64::from(stats.failure().is_some()),
+    );
     ring_text(text, stats);
     stats.apply_latency.write_family(
         text,
@@ -233,7 +238,12 @@ fn storage_text(text: &mut String, data_dir: &DataDir, snapshots: &SnapshotStats
     let _ = writeln!(text, "seqd_journal_segments{{journal=\"events\"}} {}", events.segments);
     // A failed statvfs is left out rather than shown as 0 (which would page someone).
     if let Ok(space) = disk_space(&data_dir.root) {
-        gauge(text, "seqd_disk_free_bytes", "Bytes free for seqd on the data directory's file system.", space.free_bytes);
+        gauge(
+            text,
+            "seqd_disk_free_bytes",
+            "Bytes free for seqd on the data directory's file system.",
+            space.free_bytes,
+        );
         gauge(text, "seqd_disk_size_bytes", "Size of the data directory's file system.", space.size_bytes);
     }
     let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
@@ -299,7 +309,13 @@ fn request_path(request: &[u8]) -> Option<&str> {
 }
 
 fn respond(endpoint: &Endpoint, path: Option<&str>) -> (&'static str, String) {
-    let verdict = |ok: bool| if ok { ("200 OK", "ok\n".to_string()) } else { ("503 Service Unavailable", format!("{}\n", endpoint.phase().label())) };
+    let verdict = |ok: bool| {
+        if ok {
+            ("200 OK", "ok\n".to_string())
+        } else {
+            ("503 Service Unavailable", format!("{}\n", endpoint.phase().label()))
+        }
+    };
     match path {
         Some("/metrics") => ("200 OK", endpoint.metrics_text()),
         Some("/healthz") => verdict(endpoint.healthy()),

@@ -414,7 +414,18 @@ impl LogTail {
         let Some(reader) = &mut self.reader else { return };
         for _ in 0..Self::RECORDS_PER_CALL_MAX {
             match reader.next() {
-                Ok(Some(_)) => {}
+                Ok(Some(record)) => {
+                    // The oldest record the mirror lacks, when the tailer has not read it
+                    // (a database that cannot be reached): the lag in time grows from it.
+                    if record.seq == stats.checkpoint_seq.load(Ordering::Acquire) + 1 {
+                        let _ = stats.pending_since_ns.compare_exchange(
+                            0,
+                            record.timestamp_ns.max(1),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "log tail: read error, reopening next round (the tailer reports real damage)");

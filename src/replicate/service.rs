@@ -159,9 +159,12 @@ pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
         ("seqd_replicator_checkpoint_seq", "Last event-log sequence in the mirror.", "gauge", |s| {
             s.checkpoint_seq.load(Ordering::Relaxed)
         }),
-        ("seqd_replicator_log_seq", "Newest sequence in the event log, as the replicator last read it.", "gauge", |s| {
-            s.log_seq.load(Ordering::Relaxed)
-        }),
+        (
+            "seqd_replicator_log_seq",
+            "Newest sequence in the event log, as the replicator last read it.",
+            "gauge",
+            |s| s.log_seq.load(Ordering::Relaxed),
+        ),
         ("seqd_replicator_lag_records", "Event-log records not yet in the mirror.", "gauge", |s| s.lag_records()),
         ("seqd_replicator_up", "1 while the replicator runs; 0 once it stopped on an error.", "gauge", |s| {
             u64::from(!s.stopped_on_error())
