@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # engine and journal tests need nothing but cargo.
 if [ -x tools/services.sh ]; then
   bash tools/services.sh
+  # The tests' databases carry this run's id (src/testkit/test_db.rs); on exit, however the run
+  # ends, only they are dropped: the servers may be shared with other runs.
+  SEQD_TEST_RUN=$(bash tools/services.sh --run-id $$)
+  export SEQD_TEST_RUN
+  trap 'bash tools/services.sh --drop-run "$SEQD_TEST_RUN" || true' EXIT
 fi
 
 # The code itself first: formatting and lints fail the run before anything slow starts.
