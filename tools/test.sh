@@ -28,6 +28,9 @@ cargo test --lib --test engine_properties --test engine_differential --test engi
 
 cargo build --release --bins
 
+# The systemd unit, offline: `systemd-analyze verify` and the `security` exposure score.
+bash tools/check-unit.sh target/release/seqd
+
 # The crash tests at full length, about two minutes each here: 100 SIGKILLs of a sequencing
 # child, then 100 SIGKILLs of the whole daemon under client load.
 tools/crash-test --cycles 100 --seed "${SEQD_CRASH_SEED:-1}"
