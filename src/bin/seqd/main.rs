@@ -79,7 +79,8 @@ enum Commands {
         #[arg(long)]
         no_snapshot: bool,
     },
-    /// Write a snapshot of DIR's state (rebuilt offline) and prune old ones.
+    /// Write a snapshot of DIR's state (rebuilt offline) and prune old ones. Refuses while a
+    /// daemon holds DIR.
     Snapshot {
         dir: PathBuf,
         /// Snapshots to keep.
@@ -168,6 +169,23 @@ enum JournalCommand {
         #[arg(long)]
         before: u64,
     },
+    /// Move (--to ARCHIVE_DIR) or delete (--delete) the input-journal and event-log segments
+    /// of data directory DIR wholly below the newest usable snapshot, --keep-from SEQ, and the
+    /// checkpoints of the mirrors enabled in --config. Refuses while a daemon holds DIR.
+    Archive {
+        dir: PathBuf,
+        #[arg(long, conflicts_with = "delete")]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        delete: bool,
+        /// Keep both journals from this sequence on (e.g. a follower's or an external
+        /// consumer's position).
+        #[arg(long)]
+        keep_from: Option<u64>,
+        /// The daemon's configuration: the checkpoints of its enabled mirrors are kept.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write the golden journal of the scripted session into a new DIR; print the expected
     /// last sequence and state hash as JSON.
     Golden {
@@ -200,6 +218,9 @@ fn main() -> ExitCode {
         Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli::journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli::journal::verify(&dir, log),
         Commands::Journal(JournalCommand::Truncate { dir, before }) => cli::truncate::truncate(&dir, before),
+        Commands::Journal(JournalCommand::Archive { dir, to, delete, keep_from, config }) => {
+            cli::journal::archive(&dir, &cli::journal::ArchiveArgs { to, delete, keep_from, config })
+        }
         Commands::Journal(JournalCommand::Golden { dir, segment_size_bytes }) => {
             cli::journal::golden(&dir, segment_size_bytes)
         }
