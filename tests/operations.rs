@@ -190,3 +190,58 @@ fn an_address_in_use_is_named_before_recovery_and_logs_carry_no_colour_codes() {
         assert!(line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"), "not a JSON line: {line}");
     }
 }
+
+#[test]
+fn the_daemon_archives_by_its_retention_policy_and_warns_of_low_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write_data_dir(dir.path());
+    let data_dir = DataDir::new(dir.path());
+    let (at_snapshot, _) =
+        replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() / 2), ..Default::default() }).unwrap();
+    data_dir.snapshots().write(&at_snapshot).unwrap();
+    let input_before = first_seqs(&data_dir.input());
+
+    // Every key the test relies on, so that the embedded defaults cannot change its meaning.
+    let config = dir.path().join("seqd.toml");
+    let toml = format!(
+        "[data]\ndir = {data:?}\n[journal]\nsegment_size_bytes = {SEGMENT_SIZE_BYTES}\n\
+         [snapshots]\nevery_commands = 0\n\
+         [gateway]\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\ndev_certs = true\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [retention]\nmode = \"delete\"\narchive_interval_s = 1\ndisk_check_interval_s = 1\n\
+         warn_free_bytes = 9223372036854775807\n",
+        data = dir.path().display().to_string(),
+        certs = dir.path().join("certs").display().to_string(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("seqd.log");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.starts_with("seqd: listening on "), "{line:?}: {}", std::fs::read_to_string(&log).unwrap());
+
+    // The first round is one interval after the start; give a loaded machine ample time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while first_seqs(&data_dir.input())[0] == input_before[0] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("disk space low"), "{stderr}");
+    assert!(stderr.contains("journal segments archived"), "{stderr}");
+    let left = first_seqs(&data_dir.input());
+    assert!(left[0] > input_before[0] && left[0] <= live.last_seq() / 2, "input starts at {}", left[0]);
+    assert!(first_seqs(&data_dir.events())[0] > 1);
+
+    let (_, outcome) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
+    assert_eq!((outcome.last_seq, outcome.state_hash), (live.last_seq(), live.state_hash()));
+}

@@ -9,16 +9,18 @@
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
-//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots); this file starts and
-//! stops everything.
+//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots), `retention.rs` (the
+//! free-disk warning and journal archiving); this file starts and stops everything.
 
 mod metrics;
 mod notify;
+mod retention;
 mod snapshotter;
 mod supervisor;
 
 use metrics::serve_metrics;
 use notify::{status_line, systemd_notify};
+use retention::spawn_retention;
 use snapshotter::spawn_snapshotter;
 use supervisor::{supervise, Stop};
 
@@ -136,6 +138,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
+    let retention =
+        spawn_retention(data_dir.clone(), config.retention.clone(), replicators.stats(), stop_snapshots.clone());
     let observed = Observed {
         pipeline: stats.clone(),
         router: router.clone(),
@@ -158,6 +162,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     if let Some(handle) = snapshotter {
         let _ = handle.join();
     }
+    let _ = retention.join();
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown().map_err(|e| RunError::Failed(format!("pipeline failed: {e}")))?;
     // The mirrors' checkpoints are in the databases: what they have not replicated yet is
