@@ -358,6 +358,10 @@ mod tests {
         assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
         assert!(embedded.principal("admin").unwrap().admin);
         assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
+        assert_eq!(embedded.retention.mode, empty.retention.mode);
+        assert_eq!(embedded.retention.warn_free_bytes, empty.retention.warn_free_bytes);
+        assert_eq!(embedded.retention.archive_interval_s, empty.retention.archive_interval_s);
+        assert_eq!(embedded.retention.disk_check_interval_s, empty.retention.disk_check_interval_s);
     }
 
     #[test]
@@ -379,6 +383,9 @@ mod tests {
             ("[pipeline]\nstall_limit_ms = 100", "stall_limit_ms must be at least 500"),
             ("[gateway]\nlisten = \"nowhere\"", "invalid"),
             ("[[principals]]\nname = \"a\"\n[[principals]]\nname = \"a\"", "listed twice"),
+            ("[retention]\nmode = \"move\"", "needs retention.archive_dir"),
+            ("[retention]\nmode = \"archive\"", "retention.mode must be"),
+            ("[retention]\narchive_interval_s = 0", "at least 1 s"),
         ];
         for (text, expected) in cases {
             let error = Config::parse(text).expect_err(text).to_string();

@@ -70,7 +70,8 @@ fn archive_moves_only_what_the_snapshot_and_a_mirror_no_longer_need_and_recovery
     // A snapshot at two thirds; a mirror (its checkpoint given as --keep-from) at one third.
     let snapshot_seq = live.last_seq() * 2 / 3;
     let mirror_checkpoint = live.last_seq() / 3;
-    let (at_snapshot, _) = replay(&data_dir, ReplayOptions { to_seq: Some(snapshot_seq), ..Default::default() }).unwrap();
+    let (at_snapshot, _) =
+        replay(&data_dir, ReplayOptions { to_seq: Some(snapshot_seq), ..Default::default() }).unwrap();
     data_dir.snapshots().write(&at_snapshot).unwrap();
 
     let keep_from = (mirror_checkpoint + 1).to_string();
@@ -98,6 +99,7 @@ fn archive_moves_only_what_the_snapshot_and_a_mirror_no_longer_need_and_recovery
     assert_eq!((outcome.last_seq, outcome.state_hash), (live.last_seq(), live.state_hash()));
     assert_eq!(outcome.snapshot_seq, Some(snapshot_seq));
     events_read_from(&data_dir.events(), mirror_checkpoint + 1, live.last_seq());
+    assert!(EventLogReader::open(&data_dir.events(), 1).is_err(), "a reader below the archive must not skip ahead");
 
     // Without the floor, the snapshot alone decides; the event log is archived up to it too.
     let out = seqd(&["journal", "archive", dir.path().to_str().unwrap(), "--delete"]);
@@ -145,7 +147,10 @@ fn snapshot_and_archive_refuse_a_directory_a_writer_holds() {
     let data_dir = DataDir::new(dir.path());
     let snapshots_before = data_dir.snapshots().list().unwrap();
     let _held = journal::lock_dir(&data_dir.input()).unwrap(); // as a running daemon holds it
-    for args in [vec!["snapshot", dir.path().to_str().unwrap()], vec!["journal", "archive", dir.path().to_str().unwrap(), "--delete"]] {
+    for args in [
+        vec!["snapshot", dir.path().to_str().unwrap()],
+        vec!["journal", "archive", dir.path().to_str().unwrap(), "--delete"],
+    ] {
         let out = seqd(&args);
         assert!(!out.status.success(), "{args:?} ran on a held directory");
         assert!(text(&out.stderr).contains("is seqd running?"), "{args:?}: {}", text(&out.stderr));

@@ -45,7 +45,8 @@ pub(super) fn spawn_retention(
             }
             if let Some(disposal) = disposal.as_ref().filter(|_| now >= archive_due) {
                 archive_due = now + archive_every;
-                let checkpoints: Vec<u64> = replicators.iter().map(|r| r.checkpoint_seq.load(Ordering::Acquire)).collect();
+                let checkpoints: Vec<u64> =
+                    replicators.iter().map(|r| r.checkpoint_seq.load(Ordering::Acquire)).collect();
                 let floor = (section.keep_from_seq > 0).then_some(section.keep_from_seq);
                 if let Err(e) = archive_once(&data_dir, floor, &checkpoints, disposal) {
                     tracing::warn!("journal retention failed, will retry: {e}");
@@ -77,7 +78,12 @@ fn check_disk(data_dir: &DataDir, warn_free_bytes: u64) {
     }
 }
 
-fn archive_once(data_dir: &DataDir, floor: Option<u64>, checkpoints: &[u64], disposal: &Disposal) -> Result<(), RetentionError> {
+fn archive_once(
+    data_dir: &DataDir,
+    floor: Option<u64>,
+    checkpoints: &[u64],
+    disposal: &Disposal,
+) -> Result<(), RetentionError> {
     let snapshot_seq = newest_usable_snapshot_seq(&data_dir.snapshots(), &data_dir.input())?;
     let keep = KeepFrom::new(snapshot_seq, floor, checkpoints);
     let (input, events) = archive_data_dir(data_dir, keep, disposal)?;

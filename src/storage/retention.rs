@@ -148,7 +148,9 @@ pub fn archive_journal(
     let mut archived = Archived { first_seq: all.get(going.len()).map(|s| s.first_seq), ..Archived::default() };
     for segment in &going {
         match &target_dir {
-            Some(target) => move_file(&segment.path, &target.join(segment.path.file_name().unwrap_or_default()), storage)?,
+            Some(target) => {
+                move_file(&segment.path, &target.join(segment.path.file_name().unwrap_or_default()), storage)?
+            }
             None => storage.remove_file(&segment.path).map_err(io_error(&segment.path))?,
         }
         storage.sync_dir(dir).map_err(io_error(dir))?;
@@ -222,7 +224,9 @@ pub fn free_bytes(path: &Path) -> Result<u64, RetentionError> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let stat = unsafe { stat.assume_init() };
-    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    #[allow(clippy::useless_conversion)] // narrower than u64 on some targets
+    let (available, fragment_bytes) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Ok(available.saturating_mul(fragment_bytes))
 }
 
 #[cfg(test)]
@@ -230,7 +234,10 @@ mod tests {
     use super::*;
 
     fn segs(firsts: &[Seq]) -> Vec<Segment> {
-        firsts.iter().map(|&first_seq| Segment { first_seq, path: PathBuf::from(format!("{first_seq}")), len_bytes: 10 }).collect()
+        firsts
+            .iter()
+            .map(|&first_seq| Segment { first_seq, path: PathBuf::from(format!("{first_seq}")), len_bytes: 10 })
+            .collect()
     }
 
     fn firsts(segments: &[Segment]) -> Vec<Seq> {

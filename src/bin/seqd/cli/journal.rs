@@ -285,7 +285,8 @@ pub fn archive(dir: &Path, args: &ArchiveArgs) -> ExitCode {
         Ok(seq) => seq,
         Err(e) => return fail(&e.to_string()),
     };
-    let keep = KeepFrom::new(snapshot_seq, args.keep_from, &checkpoints.iter().map(|(_, seq)| *seq).collect::<Vec<_>>());
+    let keep =
+        KeepFrom::new(snapshot_seq, args.keep_from, &checkpoints.iter().map(|(_, seq)| *seq).collect::<Vec<_>>());
     for (name, seq) in &checkpoints {
         println!("mirror {name}: checkpoint {seq}");
     }

@@ -186,10 +186,8 @@ fn fail(message: &str) -> ExitCode {
 pub fn mirror_checkpoints(config: &std::path::Path) -> Result<Vec<(String, u64)>, String> {
     use seqd::replicate::Sink;
     let config = Config::load(Some(config)).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
     let mut checkpoints = Vec::new();
     if Which::Enabled.tidb(&config.replicate) {
         let mut sink = tidb_sink(&config.replicate.tidb);
