@@ -250,3 +250,78 @@ fn the_daemon_archives_by_its_retention_policy_and_warns_of_low_disk() {
     let (_, outcome) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
     assert_eq!((outcome.last_seq, outcome.state_hash), (live.last_seq(), live.state_hash()));
 }
+
+/// A ClickHouse database of this test's own (tools/services.sh's server, or
+/// SEQD_TEST_CLICKHOUSE_URL), dropped at the end.
+struct ClickHouseDb {
+    url: String,
+    name: String,
+}
+
+impl ClickHouseDb {
+    fn new() -> ClickHouseDb {
+        let url = std::env::var("SEQD_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_string());
+        ClickHouseDb { url, name: seqd::testkit::test_db::database_name("ops_ch") }
+    }
+}
+
+impl Drop for ClickHouseDb {
+    fn drop(&mut self) {
+        let client = clickhouse::Client::default().with_url(&self.url).with_validation(false);
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        if let Err(e) = runtime.block_on(client.query(&sql).execute()) {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+#[test]
+fn a_mirror_resumes_past_archived_segments_and_still_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write_data_dir(dir.path());
+    let data_dir = DataDir::new(dir.path());
+    let db = ClickHouseDb::new();
+    let config = dir.path().join("seqd.toml");
+    let toml = format!(
+        "[data]\ndir = {data:?}\n[replicate.clickhouse]\nenabled = true\nurl = {url:?}\ndatabase = {name:?}\n\
+         max_records = 500\n",
+        data = dir.path().display().to_string(),
+        url = db.url,
+        name = db.name,
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+
+    // The mirror stops at a third (small batches, so it stops near it); the snapshot is at two
+    // thirds.
+    let checkpoint = live.last_seq() / 3;
+    let out = seqd(&["replicate", "--config", config, "--until", &checkpoint.to_string()]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let (at_snapshot, _) =
+        replay(&data_dir, ReplayOptions { to_seq: Some(live.last_seq() * 2 / 3), ..Default::default() }).unwrap();
+    data_dir.snapshots().write(&at_snapshot).unwrap();
+
+    // The archive reads the mirror's checkpoint from ClickHouse itself and keeps the event log
+    // from just after it (the mirror may have replicated a little past --until: whole batches).
+    let out = seqd(&["journal", "archive", dir.path().to_str().unwrap(), "--delete", "--config", config]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let mirrored: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("mirror clickhouse: checkpoint "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .parse()
+        .unwrap();
+    assert!(mirrored >= checkpoint && mirrored < live.last_seq(), "{stdout}");
+    let events_first = first_seqs(&data_dir.events())[0];
+    assert!(events_first > 1 && events_first <= mirrored + 1, "events start at {events_first}: {stdout}");
+    assert!(first_seqs(&data_dir.input())[0] > events_first, "the input journal goes up to the snapshot");
+
+    // The mirror resumes where it was, past the archived segments, to the end; and agrees.
+    let out = seqd(&["replicate", "--config", config, "--until", &live.last_seq().to_string()]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = seqd(&["reconcile", "--config", config]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("checkpoint {}", live.last_seq())), "{}", text(&out.stdout));
+}

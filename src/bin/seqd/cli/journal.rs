@@ -183,6 +183,9 @@ pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool
 /// daemon's processor is never involved, so taking one never stalls trading.
 pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
     let data_dir = DataDir::new(dir);
+    if !data_dir.input().is_dir() {
+        return fail(&format!("{} is not a data directory (no input/)", dir.display()));
+    }
     // The input journal's writer lock, held to the end: a live daemon owns the directory (and
     // writes its own snapshots), and no daemon may start while this one is being written.
     let _input_lock = match super::truncate::lock(&data_dir.input()) {
