@@ -1,6 +1,6 @@
 //! The ClickHouse sink against a real server (ClickHouse 18.16 on http://127.0.0.1:8123, started by
 //! tools/services.sh; another with SEQD_TEST_CLICKHOUSE_URL). Each test works in its own database
-//! `seqd_test_ch_<pid>_<n>_<time>`, dropped at the end.
+//! `seqd_test_<run>_ch_<n>` (testkit::test_db), dropped at the end.
 //!
 //! The event log is written by the sequencer (the scripted session, then a seeded exchange-core
 //! workload); the expected rows are built here from the events of a shadow engine fed the same
@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
@@ -44,10 +44,7 @@ struct TestDb {
 
 impl TestDb {
     fn new() -> TestDb {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let name = format!("seqd_test_ch_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos);
-        TestDb { name }
+        TestDb { name: seqd::testkit::test_db::database_name("ch") }
     }
 
     fn config(&self) -> ClickHouseConfig {
