@@ -12,7 +12,7 @@ use crate::gateway::server::Router;
 use crate::pipeline::{health, PipelineStats, APPLY_SAMPLE_EVERY};
 use crate::replicate::ReplicatorStats;
 use crate::storage::replay::DataDir;
-use crate::storage::usage::{dir_usage, disk_space, DirUsage};
+use crate::storage::retention::{disk_usage, segments};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -220,31 +220,24 @@ fn gateway_text(text: &mut String, daemon: &Observed) {
     text.push_str(&daemon.refusals.metrics_text());
 }
 
-/// Journal sizes, free disk and snapshots: read from the file system at scrape time.
+/// Journal sizes, free disk and snapshots: read from the file system at scrape time
+/// (`storage::retention::disk_usage`: a directory listing and a `statvfs`).
 fn storage_text(text: &mut String, data_dir: &DataDir, snapshots: &SnapshotStats) {
-    let input = dir_usage(&data_dir.input()).unwrap_or_default();
-    let events = dir_usage(&data_dir.events()).unwrap_or_default();
-    let parts = dir_usage(&crate::storage::event_log::parts_dir(&data_dir.events())).unwrap_or_default();
-    let events = DirUsage {
-        files: events.files + parts.files,
-        segments: events.segments + parts.segments,
-        bytes: events.bytes + parts.bytes,
-    };
-    family(text, "seqd_journal_bytes", "gauge", "Bytes of the journal's files (segments are preallocated).");
-    let _ = writeln!(text, "seqd_journal_bytes{{journal=\"input\"}} {}", input.bytes);
-    let _ = writeln!(text, "seqd_journal_bytes{{journal=\"events\"}} {}", events.bytes);
-    family(text, "seqd_journal_segments", "gauge", "Segment files of the journal.");
-    let _ = writeln!(text, "seqd_journal_segments{{journal=\"input\"}} {}", input.segments);
-    let _ = writeln!(text, "seqd_journal_segments{{journal=\"events\"}} {}", events.segments);
-    // A failed statvfs is left out rather than shown as 0 (which would page someone).
-    if let Ok(space) = disk_space(&data_dir.root) {
-        gauge(
-            text,
-            "seqd_disk_free_bytes",
-            "Bytes free for seqd on the data directory's file system.",
-            space.free_bytes,
-        );
-        gauge(text, "seqd_disk_size_bytes", "Size of the data directory's file system.", space.size_bytes);
+    // A failed listing or statvfs leaves the figures out rather than showing 0 (which would
+    // page someone); the retention thread logs the error.
+    if let Ok(usage) = disk_usage(data_dir) {
+        // The parts of long event lists (events/parts/) are event-log segments too.
+        let parts = segments(&crate::storage::event_log::parts_dir(&data_dir.events())).unwrap_or_default();
+        let parts_bytes: u64 = parts.iter().map(|s| s.len_bytes).sum();
+        family(text, "seqd_journal_bytes", "gauge", "Bytes of the journal's segment files (preallocated).");
+        let _ = writeln!(text, "seqd_journal_bytes{{journal=\"input\"}} {}", usage.input_bytes);
+        let _ = writeln!(text, "seqd_journal_bytes{{journal=\"events\"}} {}", usage.events_bytes + parts_bytes);
+        family(text, "seqd_journal_segments", "gauge", "Segment files of the journal.");
+        let _ = writeln!(text, "seqd_journal_segments{{journal=\"input\"}} {}", usage.input_segments);
+        let _ = writeln!(text, "seqd_journal_segments{{journal=\"events\"}} {}", usage.events_segments + parts.len());
+        let free = usage.disk_free_bytes;
+        gauge(text, "seqd_disk_free_bytes", "Bytes free for seqd on the data directory's file system.", free);
+        gauge(text, "seqd_disk_size_bytes", "Size of the data directory's file system.", usage.disk_size_bytes);
     }
     let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
     gauge(

@@ -10,15 +10,18 @@
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
 //! `metrics.rs` (the HTTP endpoint: Prometheus, `/healthz`, `/readyz`; also served by `seqd
-//! replicate`), `snapshotter.rs` (background snapshots); this file starts and stops everything.
+//! replicate`), `snapshotter.rs` (background snapshots), `retention.rs` (the free-disk warning
+//! and journal archiving); this file starts and stops everything.
 
 pub mod metrics;
 mod notify;
+mod retention;
 mod snapshotter;
 mod supervisor;
 
 use metrics::{Endpoint, Observed, Phase};
 use notify::{status_line, systemd_notify};
+use retention::spawn_retention;
 use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
@@ -82,22 +85,27 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let server_config = server_tls(&config)?;
     let pipeline_config = config.pipeline_config().map_err(|e| e.to_string())?;
 
-    // The gateway's runtime starts first: the HTTP endpoint is up during recovery, so
-    // `/readyz` says 503 (recovering) rather than nothing at all.
+    // The runtime and the ports first: an address in use stops the start-up now, not after a
+    // long recovery. The HTTP endpoint serves at once, so `/readyz` says 503 while recovering;
+    // QUIC connections wait in the socket's queue until serving starts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("seqd-gateway")
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
+    let Ports { endpoint: quic, metrics: metrics_listener } = bind_ports(&runtime, &config, server_config)?;
     let endpoint = Endpoint::for_daemon();
-    let metrics_listener = runtime.block_on(metrics::bind(config.metrics.listen))?;
     let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
     runtime.spawn(metrics::serve(metrics_listener, endpoint.clone()));
 
     let router = Arc::new(Router::default());
     let mut directory = None;
     systemd_notify(&status_line("recovering"));
+    tracing::info!(
+        data_dir = %config.data.dir.display(),
+        "recovering: the newest usable snapshot, then the input journal after it"
+    );
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
@@ -139,6 +147,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
+    let retention =
+        spawn_retention(data_dir.clone(), config.retention.clone(), replicators.stats(), stop_snapshots.clone());
     endpoint.observe(Observed {
         pipeline: stats.clone(),
         router: router.clone(),
@@ -148,7 +158,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         data_dir: data_dir.clone(),
     });
 
-    let serving = Serving { server_config, gateway: gateway.clone(), endpoint, metrics_addr };
+    let serving = Serving { quic, gateway: gateway.clone(), endpoint, metrics_addr };
     let stop = runtime.block_on(serve(&config, serving))?;
     drop(gateway);
     stop_snapshots.store(true, Ordering::Release);
@@ -164,6 +174,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     if let Some(handle) = snapshotter {
         let _ = handle.join();
     }
+    let _ = retention.join();
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown().map_err(|e| RunError::Failed(format!("pipeline failed: {e}")))?;
     // The mirrors' checkpoints are in the databases: what they have not replicated yet is
@@ -215,17 +226,42 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     Ok(server_config)
 }
 
-/// What `serve` runs: the QUIC server, and the HTTP endpoint already serving.
-struct Serving {
+/// The QUIC endpoint and the metrics listener, bound.
+struct Ports {
+    endpoint: quinn::Endpoint,
+    metrics: tokio::net::TcpListener,
+}
+
+/// Binds both ports on `runtime`; an error names the address (`address in use` alone does not
+/// say which of the two).
+fn bind_ports(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
     server_config: quinn::ServerConfig,
+) -> Result<Ports, String> {
+    let _context = runtime.enter();
+    let (listen, metrics_listen) = (config.gateway.listen, config.metrics.listen);
+    let endpoint = quinn::Endpoint::server(server_config, listen)
+        .map_err(|e| format!("gateway.listen {listen} (QUIC, UDP): {e}"))?;
+    let metrics = std::net::TcpListener::bind(metrics_listen)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .map_err(|e| format!("metrics.listen {metrics_listen} (HTTP, TCP): {e}"))?;
+    Ok(Ports { endpoint, metrics })
+}
+
+/// What `serve` runs: the bound QUIC endpoint, and the HTTP endpoint already serving.
+struct Serving {
+    quic: quinn::Endpoint,
     gateway: Arc<Gateway>,
     endpoint: Arc<Endpoint>,
     metrics_addr: std::net::SocketAddr,
 }
 
 async fn serve(config: &Config, serving: Serving) -> Result<Stop, String> {
-    let Serving { server_config, gateway, endpoint: http, metrics_addr } = serving;
-    let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
+    let Serving { quic: endpoint, gateway, endpoint: http, metrics_addr } = serving;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
     let accept_loop = tokio::spawn(gateway.clone().serve(endpoint.clone()));
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");

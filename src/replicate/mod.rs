@@ -409,7 +409,12 @@ impl LogTail {
         }
         self.last_run = Some(std::time::Instant::now());
         if self.reader.is_none() {
-            self.reader = JournalReader::open(&self.events_dir, self.next_seq).ok();
+            self.reader = JournalReader::open(&self.events_dir, self.next_seq).ok().or_else(|| {
+                // Segments below the one to start from may have been archived (retention):
+                // the oldest one left is where the log begins now.
+                let oldest = crate::storage::retention::segments(&self.events_dir).ok()?.first()?.first_seq;
+                (oldest > self.next_seq).then(|| JournalReader::open(&self.events_dir, oldest).ok()).flatten()
+            });
         }
         let Some(reader) = &mut self.reader else { return };
         for _ in 0..Self::RECORDS_PER_CALL_MAX {
