@@ -319,3 +319,38 @@ fn the_dashboard_queries_parse_and_name_documented_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// While the daemon recovers (made to take 3 s by a test-only fault), its endpoint is already up:
+/// `/readyz` 503, `/healthz` 200, `seqd_phase{phase="starting"} 1`; once it serves, `/readyz` 200.
+#[test]
+fn readyz_is_503_while_recovering_and_200_once_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    // A free port for the endpoint: its address must be known before the "listening" line.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["run", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", &metrics.to_string()])
+        .env("RUST_LOG", "error")
+        .env("SEQD_FAULT_RECOVERY_DELAY_MS", "3000")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let readyz = loop {
+        if let Ok((code, _)) = get(metrics, "/readyz") {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "the endpoint never came up");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(readyz, 503, "ready while recovering");
+    assert_eq!(get(metrics, "/healthz").unwrap().0, 200);
+    assert_eq!(sample(&scrape(metrics), "seqd_phase{phase=\"starting\"}"), 1.0);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("seqd: listening on "), "{line}");
+    assert_eq!(get(metrics, "/readyz").unwrap().0, 200);
+    assert_eq!(sample(&scrape(metrics), "seqd_phase{phase=\"serving\"}"), 1.0);
+    let guard = Terminated(child);
+    drop(guard);
+}

@@ -106,6 +106,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         data_dir = %config.data.dir.display(),
         "recovering: the newest usable snapshot, then the input journal after it"
     );
+    crate::pipeline::fault::before_recovery();
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
