@@ -5,7 +5,7 @@
 //!
 //! `promtool` (Debian package `prometheus`) is installed by tools/test.sh; the promtool check
 //! alone is skipped, saying so, where it is absent. The caught-up test uses MariaDB on
-//! 127.0.0.1:3306 (tools/services.sh), in a database `seqd_test_metrics_<pid>` it drops.
+//! 127.0.0.1:3306 (tools/services.sh), in a database named by `testkit::test_db` (`seqd_test_<run>_metrics_<n>`) that it drops.
 
 #[path = "common/daemon.rs"]
 mod daemon;
@@ -267,7 +267,7 @@ fn replicator_lag_is_the_whole_backlog_past_the_read_ahead() {
 fn replicator_lag_is_zero_once_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let last_seq = write_data_dir(dir.path(), 3_000);
-    let database = format!("seqd_test_metrics_{}", std::process::id());
+    let database = seqd::testkit::test_db::database_name("metrics");
     let url = format!("mysql://root@127.0.0.1:3306/{database}");
     let (child, metrics) = start_replicate(dir.path(), &url, &[]);
     let checkpoint = "seqd_replicator_checkpoint_seq{sink=\"tidb\"}";
