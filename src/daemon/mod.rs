@@ -9,28 +9,30 @@
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
-//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots); this file starts and
-//! stops everything.
+//! `metrics.rs` (the HTTP endpoint: Prometheus, `/healthz`, `/readyz`; also served by `seqd
+//! replicate`), `snapshotter.rs` (background snapshots), `retention.rs` (the free-disk warning
+//! and journal archiving); this file starts and stops everything.
 
-mod metrics;
+pub mod metrics;
 mod notify;
+mod retention;
 mod snapshotter;
 mod supervisor;
 
-use metrics::serve_metrics;
+use metrics::{Endpoint, Observed, Phase};
 use notify::{status_line, systemd_notify};
-use snapshotter::spawn_snapshotter;
+use retention::spawn_retention;
+use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
 use crate::config::Config;
 use crate::gateway::grants::AccountDirectory;
-use crate::gateway::refusals::Refusals;
 use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
-use crate::pipeline::{Pipeline, PipelineError, PipelineStats};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::protocol::{GatewayError, LimitsConfig};
 use crate::replicate::service::{Replicators, Which};
-use crate::replicate::{ReplicatorStats, RunOptions};
+use crate::replicate::RunOptions;
 use crate::storage::replay::DataDir;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -83,15 +85,37 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let server_config = server_tls(&config)?;
     let pipeline_config = config.pipeline_config().map_err(|e| e.to_string())?;
 
+    // The runtime and the ports first: an address in use stops the start-up now, not after a
+    // long recovery. The HTTP endpoint serves at once, so `/readyz` says 503 while recovering;
+    // QUIC connections wait in the socket's queue until serving starts.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("seqd-gateway")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let Ports { endpoint: quic, metrics: metrics_listener } = bind_ports(&runtime, &config, server_config)?;
+    let endpoint = Endpoint::for_daemon();
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    runtime.spawn(metrics::serve(metrics_listener, endpoint.clone()));
+
     let router = Arc::new(Router::default());
     let mut directory = None;
     systemd_notify(&status_line("recovering"));
+    tracing::info!(
+        data_dir = %config.data.dir.display(),
+        "recovering: the newest usable snapshot, then the input journal after it"
+    );
+    crate::pipeline::fault::before_recovery();
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
         GatewayResponder { router: router.clone(), directory: mirror }
     })
-    .map_err(|e| refuse(&config, e))?;
+    .map_err(|e| {
+        endpoint.set_phase(Phase::Failed);
+        refuse(&config, e)
+    })?;
     tracing::info!(
         last_seq = recovery.input.last_seq,
         snapshot = ?recovery.snapshot_seq,
@@ -111,31 +135,32 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, pipeline.submitter()));
     let stats = pipeline.stats();
     let stop_snapshots = Arc::new(AtomicBool::new(false));
+    let snapshot_stats = Arc::new(SnapshotStats::from_disk(&data_dir));
     let snapshotter = spawn_snapshotter(
         data_dir.clone(),
         config.snapshots.every_commands,
         config.snapshots.keep,
         stats.clone(),
+        snapshot_stats.clone(),
         stop_snapshots.clone(),
     );
 
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
-    let observed = Observed {
+    let retention =
+        spawn_retention(data_dir.clone(), config.retention.clone(), replicators.stats(), stop_snapshots.clone());
+    endpoint.observe(Observed {
         pipeline: stats.clone(),
         router: router.clone(),
         refusals: gateway.refusals.clone(),
         replicators: replicators.stats(),
-    };
+        snapshots: snapshot_stats,
+        data_dir: data_dir.clone(),
+    });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("seqd-gateway")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
-    let stop = runtime.block_on(serve(&config, server_config, gateway.clone(), Arc::new(observed)))?;
+    let serving = Serving { quic, gateway: gateway.clone(), endpoint, metrics_addr };
+    let stop = runtime.block_on(serve(&config, serving))?;
     drop(gateway);
     stop_snapshots.store(true, Ordering::Release);
     if let Stop::Failed(reason) = stop {
@@ -150,6 +175,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     if let Some(handle) = snapshotter {
         let _ = handle.join();
     }
+    let _ = retention.join();
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown().map_err(|e| RunError::Failed(format!("pipeline failed: {e}")))?;
     // The mirrors' checkpoints are in the databases: what they have not replicated yet is
@@ -201,33 +227,53 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     Ok(server_config)
 }
 
-/// What the metrics endpoint reports on.
-struct Observed {
-    pipeline: Arc<PipelineStats>,
-    router: Arc<Router>,
-    refusals: Arc<Refusals>,
-    replicators: Vec<Arc<ReplicatorStats>>,
+/// The QUIC endpoint and the metrics listener, bound.
+struct Ports {
+    endpoint: quinn::Endpoint,
+    metrics: tokio::net::TcpListener,
 }
 
-async fn serve(
+/// Binds both ports on `runtime`; an error names the address (`address in use` alone does not
+/// say which of the two).
+fn bind_ports(
+    runtime: &tokio::runtime::Runtime,
     config: &Config,
     server_config: quinn::ServerConfig,
+) -> Result<Ports, String> {
+    let _context = runtime.enter();
+    let (listen, metrics_listen) = (config.gateway.listen, config.metrics.listen);
+    let endpoint = quinn::Endpoint::server(server_config, listen)
+        .map_err(|e| format!("gateway.listen {listen} (QUIC, UDP): {e}"))?;
+    let metrics = std::net::TcpListener::bind(metrics_listen)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .map_err(|e| format!("metrics.listen {metrics_listen} (HTTP, TCP): {e}"))?;
+    Ok(Ports { endpoint, metrics })
+}
+
+/// What `serve` runs: the bound QUIC endpoint, and the HTTP endpoint already serving.
+struct Serving {
+    quic: quinn::Endpoint,
     gateway: Arc<Gateway>,
-    observed: Arc<Observed>,
-) -> Result<Stop, String> {
-    let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
+    endpoint: Arc<Endpoint>,
+    metrics_addr: std::net::SocketAddr,
+}
+
+async fn serve(config: &Config, serving: Serving) -> Result<Stop, String> {
+    let Serving { quic: endpoint, gateway, endpoint: http, metrics_addr } = serving;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let metrics =
-        tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
-    let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(serve_metrics(metrics, observed.clone()));
     let accept_loop = tokio::spawn(gateway.clone().serve(endpoint.clone()));
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");
     tracing::info!(%addr, %metrics_addr, "serving");
     systemd_notify("READY=1");
+    http.set_phase(Phase::Serving);
 
     let stall_limit = Duration::from_millis(config.pipeline.stall_limit_ms);
-    let stop = supervise(&observed, stall_limit, accept_loop).await;
+    let observed = http.observed().ok_or("serving before recovery")?;
+    let stop = supervise(observed, stall_limit, accept_loop).await;
+    http.set_phase(if matches!(stop, Stop::Failed(_)) { Phase::Failed } else { Phase::Stopping });
     systemd_notify("STOPPING=1");
     gateway.stop_accepting();
     endpoint.close(u32::from(GatewayError::ShuttingDown.code()).into(), b"shutting down");
