@@ -3,6 +3,7 @@
 //! each level an intrusive FIFO list of slab slots (time priority); plus the untriggered stops.
 
 use super::types::*;
+use super::units::{Lots, Ticks};
 use std::collections::BTreeSet;
 
 /// "No slot" in the intrusive lists.
@@ -24,10 +25,10 @@ pub struct Order {
     pub triggered: bool,
     /// True while the order sits in a price level of the book.
     pub resting: bool,
-    pub price_ticks: i64,
-    pub stop_ticks: i64,
-    pub qty_lots: i64,
-    pub filled_lots: i64,
+    pub price_ticks: Ticks,
+    pub stop_ticks: Ticks,
+    pub qty_lots: Lots,
+    pub filled_lots: Lots,
     /// Quote minor units exchanged so far, fees excluded.
     pub filled_quote: i64,
     pub fees_paid: i64,
@@ -44,8 +45,9 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn remaining_lots(&self) -> i64 {
-        self.qty_lots - self.filled_lots
+    pub fn remaining_lots(&self) -> Lots {
+        // Fills stop at the quantity (asserted in `fill`) and neither is negative.
+        self.qty_lots.checked_sub(self.filled_lots).expect("filled lots are within the quantity")
     }
 }
 
@@ -110,7 +112,7 @@ impl OrderSlab {
 pub struct Level {
     pub head: u32,
     pub tail: u32,
-    pub total_lots: i64,
+    pub total_lots: Lots,
     pub count: u32,
 }
 
@@ -121,7 +123,7 @@ pub struct Level {
 #[derive(Clone, Debug)]
 pub struct PriceLevels {
     side: Side,
-    prices: Vec<i64>,
+    prices: Vec<Ticks>,
     levels: Vec<Level>,
 }
 
@@ -131,7 +133,7 @@ impl PriceLevels {
     }
 
     /// Where `price` is, or would be inserted, in this side's order.
-    fn search(&self, price: i64) -> Result<usize, usize> {
+    fn search(&self, price: Ticks) -> Result<usize, usize> {
         match self.side {
             Side::Buy => self.prices.binary_search(&price),
             Side::Sell => self.prices.binary_search_by(|p| price.cmp(p)),
@@ -146,28 +148,28 @@ impl PriceLevels {
         self.prices.is_empty()
     }
 
-    pub fn best(&self) -> Option<(i64, &Level)> {
+    pub fn best(&self) -> Option<(Ticks, &Level)> {
         Some((*self.prices.last()?, self.levels.last()?))
     }
 
-    pub fn get_mut(&mut self, price: i64) -> Option<&mut Level> {
+    pub fn get_mut(&mut self, price: Ticks) -> Option<&mut Level> {
         let at = self.search(price).ok()?;
         Some(&mut self.levels[at])
     }
 
-    fn get_or_insert(&mut self, price: i64) -> &mut Level {
+    fn get_or_insert(&mut self, price: Ticks) -> &mut Level {
         let at = match self.search(price) {
             Ok(at) => at,
             Err(at) => {
                 self.prices.insert(at, price);
-                self.levels.insert(at, Level { head: NIL, tail: NIL, total_lots: 0, count: 0 });
+                self.levels.insert(at, Level { head: NIL, tail: NIL, total_lots: Lots::ZERO, count: 0 });
                 at
             }
         };
         &mut self.levels[at]
     }
 
-    fn remove(&mut self, price: i64) {
+    fn remove(&mut self, price: Ticks) {
         if let Ok(at) = self.search(price) {
             self.prices.remove(at);
             self.levels.remove(at);
@@ -175,12 +177,12 @@ impl PriceLevels {
     }
 
     /// Levels from the best price outwards.
-    pub fn iter_best_first(&self) -> impl Iterator<Item = (i64, &Level)> {
+    pub fn iter_best_first(&self) -> impl Iterator<Item = (Ticks, &Level)> {
         self.prices.iter().copied().zip(self.levels.iter()).rev()
     }
 
     /// Levels in ascending price, whatever the side (the canonical order of the state encoding).
-    pub fn iter_ascending(&self) -> Box<dyn Iterator<Item = (i64, &Level)> + '_> {
+    pub fn iter_ascending(&self) -> Box<dyn Iterator<Item = (Ticks, &Level)> + '_> {
         let pairs = self.prices.iter().copied().zip(self.levels.iter());
         match self.side {
             Side::Buy => Box::new(pairs),
@@ -194,9 +196,9 @@ pub struct Book {
     pub bids: PriceLevels,
     pub asks: PriceLevels,
     /// Untriggered buy stops, by (stop price in ticks, order id).
-    pub stop_buys: BTreeSet<(i64, OrderId)>,
+    pub stop_buys: BTreeSet<(Ticks, OrderId)>,
     /// Untriggered sell stops, by (stop price in ticks, order id).
-    pub stop_sells: BTreeSet<(i64, OrderId)>,
+    pub stop_sells: BTreeSet<(Ticks, OrderId)>,
     /// Orders resting in the levels of both sides.
     resting: usize,
 }
@@ -229,7 +231,7 @@ impl Book {
     }
 
     /// The best level a taker on `taker_side` would meet: lowest ask for a buy, highest bid for a sell.
-    pub fn best_opposite(&self, taker_side: Side) -> Option<(i64, &Level)> {
+    pub fn best_opposite(&self, taker_side: Side) -> Option<(Ticks, &Level)> {
         self.levels(taker_side.opposite()).best()
     }
 
@@ -243,11 +245,11 @@ impl Book {
         self.stop_buys.len() + self.stop_sells.len()
     }
 
-    pub fn best_bid_ticks(&self) -> Option<i64> {
+    pub fn best_bid_ticks(&self) -> Option<Ticks> {
         self.bids.best().map(|(p, _)| p)
     }
 
-    pub fn best_ask_ticks(&self) -> Option<i64> {
+    pub fn best_ask_ticks(&self) -> Option<Ticks> {
         self.asks.best().map(|(p, _)| p)
     }
 
@@ -259,7 +261,7 @@ impl Book {
             assert!(!o.resting && o.prev == NIL && o.next == NIL, "order {} is already in a level", o.id);
             (o.side, o.price_ticks, o.remaining_lots())
         };
-        assert!(lots > 0 && price > 0, "resting {lots} lots at {price} ticks");
+        assert!(lots.is_positive() && price.is_positive(), "resting {lots} lots at {price} ticks");
         let level = self.levels_mut(side).get_or_insert(price);
         let old_tail = level.tail;
         {
@@ -299,7 +301,7 @@ impl Book {
             slab.get_mut(next).prev = prev;
         }
         assert!(level.count > 0 && level.total_lots >= lots, "unlinking {lots} lots from a level {level:?}");
-        level.total_lots -= lots;
+        level.total_lots = level.total_lots.checked_sub(lots).expect("checked just above");
         level.count -= 1;
         // A level is empty exactly when its list is.
         assert_eq!(level.count == 0, level.head == NIL, "level count and list disagree: {level:?}");
@@ -313,15 +315,18 @@ impl Book {
     }
 
     /// A resting order shrank in place by `lots` (a fill or an amend down); it keeps its place.
-    pub fn reduce_level(&mut self, side: Side, price_ticks: i64, lots: i64) {
+    pub fn reduce_level(&mut self, side: Side, price_ticks: Ticks, lots: Lots) {
         let level = self.levels_mut(side).get_mut(price_ticks).expect("resting order's level exists");
         // A level keeps every order's remainder, so it cannot shrink below zero; it reaches
         // zero only when its last order fills and is unlinked next.
-        assert!(lots >= 0 && level.total_lots >= lots, "level at {price_ticks} shrinks by {lots} from {level:?}");
-        level.total_lots -= lots;
+        assert!(
+            lots >= Lots::ZERO && level.total_lots >= lots,
+            "level at {price_ticks} shrinks by {lots} from {level:?}"
+        );
+        level.total_lots = level.total_lots.checked_sub(lots).expect("checked just above");
     }
 
-    pub fn stops_mut(&mut self, side: Side) -> &mut BTreeSet<(i64, OrderId)> {
+    pub fn stops_mut(&mut self, side: Side) -> &mut BTreeSet<(Ticks, OrderId)> {
         match side {
             Side::Buy => &mut self.stop_buys,
             Side::Sell => &mut self.stop_sells,
@@ -346,10 +351,10 @@ mod tests {
             status: OrderStatus::New,
             triggered: true,
             resting: false,
-            price_ticks: 1,
-            stop_ticks: 0,
-            qty_lots: 1,
-            filled_lots: 0,
+            price_ticks: Ticks::new(1),
+            stop_ticks: Ticks::ZERO,
+            qty_lots: Lots::new(1),
+            filled_lots: Lots::ZERO,
             filled_quote: 0,
             fees_paid: 0,
             held: 0,

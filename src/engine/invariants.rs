@@ -12,6 +12,7 @@ use super::book::NIL;
 use super::event::Event;
 use super::state::Engine;
 use super::types::*;
+use super::units::Lots;
 
 /// The invariants of ARCHITECTURE.md, numbered as there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,18 +295,22 @@ impl Engine {
                         return books(format!("levels of symbol {} are out of order", symbol.spec.symbol));
                     }
                     previous_price = Some(price);
-                    let (mut lots, mut count, mut slot, mut prev) = (0i64, 0u32, level.head, NIL);
+                    let (mut lots, mut count, mut slot, mut prev) = (Lots::ZERO, 0u32, level.head, NIL);
                     while slot != NIL {
                         let o = self.orders.get(slot);
                         if o.side != side
                             || o.price_ticks != price
                             || !o.resting
                             || o.prev != prev
-                            || o.remaining_lots() <= 0
+                            || !o.remaining_lots().is_positive()
                         {
                             return books(format!("order {} does not belong at {side:?} {price}: {o:?}", o.id));
                         }
-                        lots += o.remaining_lots();
+                        // The level's own total is the same sum and fit; a sum that does not is broken.
+                        let Some(sum) = lots.checked_add(o.remaining_lots()) else {
+                            return books(format!("level {side:?} {price} of symbol {} overflows", symbol.spec.symbol));
+                        };
+                        lots = sum;
                         count += 1;
                         prev = slot;
                         slot = o.next;

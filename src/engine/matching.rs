@@ -8,9 +8,10 @@ use super::limits::COMMAND_MATCHES_MAX;
 use super::orders::{buy_hold, fee, notional, stop_fires};
 use super::state::{Engine, Symbol, PPM};
 use super::types::*;
+use super::units::{Lots, Ticks};
 
 /// Does a taker at its limit meet a level at `level_price_ticks`? Market orders meet any.
-fn crosses(taker: &Order, level_price_ticks: i64) -> bool {
+fn crosses(taker: &Order, level_price_ticks: Ticks) -> bool {
     if taker.order_type.is_market() {
         return true;
     }
@@ -21,12 +22,12 @@ fn crosses(taker: &Order, level_price_ticks: i64) -> bool {
 }
 
 /// Most lots a market buy with `budget` quote minor units (fees included) can take at a price.
-fn affordable_lots(symbol: &Symbol, price_ticks: i64, budget: i64, fee_ppm: u32) -> i64 {
+fn affordable_lots(symbol: &Symbol, price_ticks: Ticks, budget: i64, fee_ppm: u32) -> Lots {
     // Both factors are i64, so the product fits an i128.
-    let lot_cost = i128::from(price_ticks) * i128::from(symbol.quote_per_tick_lot);
+    let lot_cost = i128::from(price_ticks.get()) * i128::from(symbol.quote_per_tick_lot);
     let budget = i128::from(budget);
     if lot_cost <= 0 || lot_cost > budget {
-        return 0;
+        return Lots::ZERO;
     }
     // From here lot_cost <= budget < 2^63, and only `lots` with `lots * lot_cost <= budget + lot_cost`
     // are ever priced, so every product below stays under 2^64 * 2^21 and fits an i128.
@@ -43,7 +44,7 @@ fn affordable_lots(symbol: &Symbol, price_ticks: i64, budget: i64, fee_ppm: u32)
     while cost(lots + 1) <= budget {
         lots += 1;
     }
-    i64::try_from(lots).expect("at most budget / lot_cost lots, below 2^63")
+    Lots::new(i64::try_from(lots).expect("at most budget / lot_cost lots, below 2^63"))
 }
 
 impl Engine {
@@ -97,7 +98,7 @@ impl Engine {
             if taker.side == Side::Buy && taker.order_type.is_market() {
                 let fee_ppm = symbol.spec.taker_fee_ppm.min(taker.fee_cap_ppm);
                 lots = lots.min(affordable_lots(symbol, level_price, taker.held, fee_ppm));
-                if lots == 0 {
+                if lots == Lots::ZERO {
                     break;
                 }
             }
@@ -136,10 +137,10 @@ impl Engine {
         self.fok_scan(taker, book.levels(taker.side.opposite()).iter_best_first())
     }
 
-    fn fok_scan<'a>(&self, taker: &Order, levels: impl Iterator<Item = (i64, &'a Level)>) -> bool {
+    fn fok_scan<'a>(&self, taker: &Order, levels: impl Iterator<Item = (Ticks, &'a Level)>) -> bool {
         let taker_owner = self.owner_of(taker);
         let needed_lots = taker.remaining_lots();
-        let mut available_lots: i64 = 0;
+        let mut available_lots = Lots::ZERO;
         // Each maker visited here is a match of the execution (a fill or a self-trade cancel):
         // an order that needs more than the command has left cannot fill completely.
         let mut matches_left = COMMAND_MATCHES_MAX - self.matches_used;
@@ -202,8 +203,8 @@ impl Engine {
         &mut self,
         taker_slot: u32,
         maker_slot: u32,
-        price_ticks: i64,
-        lots: i64,
+        price_ticks: Ticks,
+        lots: Lots,
         quote_qty: i64,
         out: &mut Vec<Event>,
     ) -> bool {
@@ -212,14 +213,14 @@ impl Engine {
         let symbol = &self.symbols[taker.symbol_idx as usize];
         let (base_idx, quote_idx) = (symbol.base_idx, symbol.quote_idx);
         // At most the order's quantity, an i64 (`qty_to_lots`).
-        let base_qty = lots * symbol.spec.lot_size;
+        let base_qty = symbol.spec.lots_to_qty(lots).expect("at most an order's quantity");
         let taker_fee = fee(quote_qty, symbol.spec.taker_fee_ppm.min(taker.fee_cap_ppm));
         let maker_fee = fee(quote_qty, symbol.spec.maker_fee_ppm.min(maker.fee_cap_ppm));
         let trade = Trade {
             trade_id: TradeId(self.last_trade_id.0 + 1),
             symbol: symbol.spec.symbol,
             // The maker's own limit price, an i64 when it was placed.
-            price: price_ticks * symbol.spec.tick_size,
+            price: symbol.spec.ticks_to_price(price_ticks).expect("a maker's price was given in quote units"),
             qty: base_qty,
             quote_qty,
             maker_order: maker.id,
@@ -251,7 +252,7 @@ impl Engine {
             let o = self.orders.get_mut(slot);
             // At most the order's quantity; `filled_quote` was checked by the caller, and fees
             // (each below its fill's quote) add up to less than it.
-            o.filled_lots += lots;
+            o.filled_lots = o.filled_lots.checked_add(lots).expect("at most the order's quantity");
             o.filled_quote += quote_qty;
             o.fees_paid += own_fee;
             // A buy's hold covers its fills and fees (checked at entry), so the sum fits.
@@ -271,7 +272,7 @@ impl Engine {
     /// Reports a fill on one side; ends the order if nothing remains. Returns true if it ended.
     fn after_fill(&mut self, slot: u32, out: &mut Vec<Event>) -> bool {
         let o = *self.orders.get(slot);
-        if o.remaining_lots() == 0 {
+        if o.remaining_lots() == Lots::ZERO {
             if o.resting {
                 self.take_out_of_book(slot);
             }
@@ -370,7 +371,8 @@ impl Engine {
     pub(crate) fn report(&self, slot: u32, exec: ExecKind) -> OrderReport {
         let o = self.orders.get(slot);
         let symbol = &self.symbols[o.symbol_idx as usize];
-        let lot = symbol.spec.lot_size;
+        let spec = &symbol.spec;
+        let qty = |lots| spec.lots_to_qty(lots).expect("at most the order's quantity, given in base units");
         OrderReport {
             order_id: o.id,
             account: self.accounts[o.account_idx as usize].id,
@@ -382,11 +384,11 @@ impl Engine {
             order_type: o.order_type,
             tif: o.tif,
             // Prices and quantities were given in these units and divided exactly on entry.
-            price: o.price_ticks * symbol.spec.tick_size,
-            stop_price: o.stop_ticks * symbol.spec.tick_size,
-            qty: o.qty_lots * lot,
-            filled_qty: o.filled_lots * lot,
-            remaining_qty: if o.status.is_terminal() { 0 } else { o.remaining_lots() * lot },
+            price: spec.ticks_to_price(o.price_ticks).expect("a price given in quote units"),
+            stop_price: spec.ticks_to_price(o.stop_ticks).expect("a price given in quote units"),
+            qty: qty(o.qty_lots),
+            filled_qty: qty(o.filled_lots),
+            remaining_qty: if o.status.is_terminal() { 0 } else { qty(o.remaining_lots()) },
             filled_quote: o.filled_quote,
             fees_paid: o.fees_paid,
         }

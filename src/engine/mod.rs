@@ -19,6 +19,7 @@ mod reference;
 mod snapshot;
 mod state;
 mod types;
+mod units;
 
 pub use book::{Book, Level, Order, NIL};
 pub use command::{Command, NewOrder, SymbolSpec};
@@ -29,6 +30,7 @@ pub use query::{BalanceView, DepthLevel};
 pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
 pub use state::{Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM};
 pub use types::*;
+pub use units::{Lots, Ticks};
 
 /// A handler's verdict: `Err` only before anything was changed.
 pub(crate) type Verdict = Result<(), RejectReason>;

@@ -8,12 +8,14 @@ use super::event::Event;
 use super::limits::{ACCOUNT_OPEN_ORDERS_MAX, SYMBOL_ORDERS_MAX, SYMBOL_STOPS_MAX};
 use super::state::{Engine, Symbol, PPM};
 use super::types::*;
+use super::units::{Lots, Ticks};
 use super::Verdict;
 
 /// Quote minor units for `lots` at `price_ticks`; `None` if it does not fit an i64.
-pub(crate) fn notional(symbol: &Symbol, price_ticks: i64, lots: i64) -> Option<i64> {
+pub(crate) fn notional(symbol: &Symbol, price_ticks: Ticks, lots: Lots) -> Option<i64> {
     // Two i64 factors always fit an i128; the third may not.
-    let n = (i128::from(price_ticks) * i128::from(lots)).checked_mul(i128::from(symbol.quote_per_tick_lot))?;
+    let n =
+        (i128::from(price_ticks.get()) * i128::from(lots.get())).checked_mul(i128::from(symbol.quote_per_tick_lot))?;
     i64::try_from(n).ok()
 }
 
@@ -30,7 +32,7 @@ pub(crate) fn fee(notional: i64, rate_ppm: u32) -> i64 {
 }
 
 /// Quote minor units a buy of `lots` at `price_ticks` must hold: notional plus the highest fee.
-pub(crate) fn buy_hold(symbol: &Symbol, price_ticks: i64, lots: i64, fee_cap_ppm: u32) -> Option<i64> {
+pub(crate) fn buy_hold(symbol: &Symbol, price_ticks: Ticks, lots: Lots, fee_cap_ppm: u32) -> Option<i64> {
     let n = notional(symbol, price_ticks, lots)?;
     n.checked_add(fee(n, fee_cap_ppm))
 }
@@ -40,18 +42,18 @@ pub(crate) fn max_fee_ppm(symbol: &Symbol) -> u32 {
 }
 
 /// Is `price_ticks` within the symbol's band around the last trade price?
-fn within_band(symbol: &Symbol, price_ticks: i64) -> bool {
+fn within_band(symbol: &Symbol, price_ticks: Ticks) -> bool {
     let band_bps = i128::from(symbol.spec.price_band_bps);
-    let last = i128::from(symbol.last_price_ticks);
+    let last = i128::from(symbol.last_price_ticks.get());
     if band_bps == 0 || last == 0 {
         return true;
     }
-    (price_ticks as i128 - last).abs() * 10_000 <= last * band_bps
+    (i128::from(price_ticks.get()) - last).abs() * 10_000 <= last * band_bps
 }
 
 /// Would a stop at `stop_ticks` fire at the last price?
-pub(crate) fn stop_fires(side: Side, stop_ticks: i64, last_price_ticks: i64) -> bool {
-    last_price_ticks != 0
+pub(crate) fn stop_fires(side: Side, stop_ticks: Ticks, last_price_ticks: Ticks) -> bool {
+    last_price_ticks != Ticks::ZERO
         && match side {
             Side::Buy => last_price_ticks >= stop_ticks,
             Side::Sell => last_price_ticks <= stop_ticks,
@@ -59,31 +61,26 @@ pub(crate) fn stop_fires(side: Side, stop_ticks: i64, last_price_ticks: i64) -> 
 }
 
 /// Converts a price in quote minor units to ticks, checking it is positive and on the tick.
-fn price_to_ticks(symbol: &Symbol, price: i64) -> Result<i64, RejectReason> {
+fn price_to_ticks(symbol: &Symbol, price: i64) -> Result<Ticks, RejectReason> {
     if price <= 0 {
         return Err(RejectReason::InvalidPrice);
     }
-    if price % symbol.spec.tick_size != 0 {
-        return Err(RejectReason::PriceNotOnTick);
-    }
-    Ok(price / symbol.spec.tick_size)
+    symbol.spec.price_to_ticks(price).ok_or(RejectReason::PriceNotOnTick)
 }
 
 /// Converts a quantity in base minor units to lots, checking the symbol's size limits.
-fn qty_to_lots(symbol: &Symbol, qty: i64) -> Result<i64, RejectReason> {
+fn qty_to_lots(symbol: &Symbol, qty: i64) -> Result<Lots, RejectReason> {
     if qty <= 0 {
         return Err(RejectReason::InvalidQuantity);
     }
-    if qty % symbol.spec.lot_size != 0 {
-        return Err(RejectReason::QuantityNotOnLot);
-    }
+    let lots = symbol.spec.qty_to_lots(qty).ok_or(RejectReason::QuantityNotOnLot)?;
     if qty < symbol.spec.min_qty {
         return Err(RejectReason::BelowMinQuantity);
     }
     if qty > symbol.spec.max_order_qty {
         return Err(RejectReason::AboveMaxQuantity);
     }
-    Ok(qty / symbol.spec.lot_size)
+    Ok(lots)
 }
 
 fn check_combination(o: &NewOrder) -> Verdict {
@@ -101,9 +98,9 @@ fn check_combination(o: &NewOrder) -> Verdict {
 
 /// A placement that passed every check: what to store and how much to hold.
 struct Accepted {
-    price_ticks: i64,
-    stop_ticks: i64,
-    qty_lots: i64,
+    price_ticks: Ticks,
+    stop_ticks: Ticks,
+    qty_lots: Lots,
     hold_amount: i64,
     hold_asset_idx: u32,
     fee_cap_ppm: u32,
@@ -118,7 +115,7 @@ impl Engine {
         check_combination(o)?;
         let qty_lots = qty_to_lots(symbol, o.qty)?;
         let is_limit = !o.order_type.is_market();
-        let price_ticks = if is_limit { price_to_ticks(symbol, o.price)? } else { 0 };
+        let price_ticks = if is_limit { price_to_ticks(symbol, o.price)? } else { Ticks::ZERO };
         if is_limit {
             if !within_band(symbol, price_ticks) {
                 return Err(RejectReason::PriceOutOfBand);
@@ -128,7 +125,7 @@ impl Engine {
                 return Err(RejectReason::BelowMinNotional);
             }
         }
-        let stop_ticks = if o.order_type.is_stop() { price_to_ticks(symbol, o.stop_price)? } else { 0 };
+        let stop_ticks = if o.order_type.is_stop() { price_to_ticks(symbol, o.stop_price)? } else { Ticks::ZERO };
         if o.order_type.is_stop() && stop_fires(o.side, stop_ticks, symbol.last_price_ticks) {
             return Err(RejectReason::StopWouldTriggerImmediately);
         }
@@ -177,7 +174,7 @@ impl Engine {
     }
 
     /// Would a limit order at `price_ticks` on `side` meet the opposite side of the book?
-    fn would_take(&self, symbol: &Symbol, side: Side, price_ticks: i64) -> bool {
+    fn would_take(&self, symbol: &Symbol, side: Side, price_ticks: Ticks) -> bool {
         match symbol.book.best_opposite(side) {
             Some((best, _)) => match side {
                 Side::Buy => best <= price_ticks,
@@ -207,7 +204,7 @@ impl Engine {
             price_ticks: accepted.price_ticks,
             stop_ticks: accepted.stop_ticks,
             qty_lots: accepted.qty_lots,
-            filled_lots: 0,
+            filled_lots: Lots::ZERO,
             filled_quote: 0,
             fees_paid: 0,
             held: accepted.hold_amount,
@@ -336,8 +333,9 @@ impl Engine {
         }
         let price_ticks = price_to_ticks(symbol, price)?;
         let qty_lots = qty_to_lots(symbol, qty)?;
-        let remaining_lots = qty_lots - o.filled_lots;
-        if remaining_lots <= 0 {
+        // Both are counts of lots below 2^63, so the difference fits.
+        let remaining_lots = qty_lots.checked_sub(o.filled_lots).ok_or(RejectReason::Overflow)?;
+        if !remaining_lots.is_positive() {
             return Err(RejectReason::InvalidQuantity);
         }
         let price_changed = price_ticks != o.price_ticks;
@@ -359,7 +357,7 @@ impl Engine {
                 symbol.quote_idx,
                 buy_hold(symbol, price_ticks, remaining_lots, fee_cap_ppm).ok_or(RejectReason::Overflow)?,
             ),
-            Side::Sell => (symbol.base_idx, remaining_lots * symbol.spec.lot_size),
+            Side::Sell => (symbol.base_idx, symbol.spec.lots_to_qty(remaining_lots).ok_or(RejectReason::Overflow)?),
         };
         let hold_delta = held_needed - o.held;
         if hold_delta > self.balance(account_idx, hold_asset_idx).available {
@@ -369,7 +367,8 @@ impl Engine {
         // Validated: from here on the amend happens.
         self.hold(account_idx, hold_asset_idx, hold_delta, RefKind::Order, order_id.0, out);
         if keeps_priority {
-            let shrink_lots = o.qty_lots - qty_lots;
+            // `keeps_priority` means the quantity did not grow.
+            let shrink_lots = o.qty_lots.checked_sub(qty_lots).expect("both are counts of lots");
             self.symbols[o.symbol_idx as usize].book.reduce_level(o.side, o.price_ticks, shrink_lots);
         } else {
             self.take_out_of_book(slot);

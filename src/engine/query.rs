@@ -5,6 +5,7 @@ use super::book::NIL;
 use super::event::OrderReport;
 use super::state::{AssetTotals, Balance, Engine};
 use super::types::*;
+use super::units::Ticks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BalanceView {
@@ -75,14 +76,15 @@ impl Engine {
 
     pub fn last_price(&self, symbol: SymbolId) -> Option<i64> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
-        Some(s.last_price_ticks * s.spec.tick_size)
+        // A last price is a maker's price, given in quote units (0 before the first trade).
+        Some(s.spec.ticks_to_price(s.last_price_ticks).expect("a maker's price converts back"))
     }
 
     /// Best bid and best ask prices (quote minor units per whole base unit), without allocating.
     pub fn best_prices(&self, symbol: SymbolId) -> Option<(Option<i64>, Option<i64>)> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
-        let tick = s.spec.tick_size;
-        Some((s.book.best_bid_ticks().map(|p| p * tick), s.book.best_ask_ticks().map(|p| p * tick)))
+        let price = |ticks| s.spec.ticks_to_price(ticks).expect("a resting price was given in quote units");
+        Some((s.book.best_bid_ticks().map(price), s.book.best_ask_ticks().map(price)))
     }
 
     /// A live order (resting or waiting stop); ended orders are only in the event log.
@@ -103,11 +105,11 @@ impl Engine {
     /// Up to `levels` best levels per side: (bids best first, asks best first).
     pub fn depth(&self, symbol: SymbolId, levels: usize) -> Option<(Vec<DepthLevel>, Vec<DepthLevel>)> {
         let s = &self.symbols[self.symbol_idx(symbol).ok()? as usize];
-        let view = |(price, level): (i64, &super::book::Level)| DepthLevel {
-            price: price * s.spec.tick_size,
+        let view = |(price, level): (Ticks, &super::book::Level)| DepthLevel {
+            price: s.spec.ticks_to_price(price).expect("a resting price was given in quote units"),
             // Bids' lots are bounded by the quote they hold, not by base: in an extreme spec their
             // base quantity can pass i64, and is then reported as i64::MAX.
-            qty: level.total_lots.saturating_mul(s.spec.lot_size),
+            qty: s.spec.lots_to_qty(level.total_lots).unwrap_or(i64::MAX),
             orders: level.count,
         };
         let bids = s.book.bids.iter_best_first().take(levels).map(view).collect();

@@ -7,6 +7,7 @@ use super::event::Event;
 use super::limits::{ASSETS_MAX, SYMBOLS_MAX};
 use super::state::{Asset, AssetTotals, Engine, Symbol, MAX_ASSET_SCALE, PPM};
 use super::types::*;
+use super::units::Ticks;
 use super::Verdict;
 
 /// Quote minor units one lot exchanges at a price of one tick: `tick * lot / 10^base_scale`.
@@ -95,7 +96,7 @@ impl Engine {
             base_idx,
             quote_idx,
             quote_per_tick_lot,
-            last_price_ticks: 0,
+            last_price_ticks: Ticks::ZERO,
             book: Book::default(),
         });
         out.push(Event::SymbolUpdated { spec: *spec, status: SymbolStatus::Trading });

@@ -15,6 +15,7 @@ use super::command::SymbolSpec;
 use super::limits::*;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
+use super::units::{Lots, Ticks};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes.
@@ -103,12 +104,12 @@ impl Engine {
             e.u32(spec.taker_fee_ppm);
             e.u32(spec.price_band_bps);
             e.u8(s.status.as_u8());
-            e.i64(s.last_price_ticks);
+            e.i64(s.last_price_ticks.get());
             // Queue order is state: two books with the same orders in another order differ.
             for levels in [&s.book.bids, &s.book.asks] {
                 e.len(levels.len());
                 for (price, level) in levels.iter_ascending() {
-                    e.i64(price);
+                    e.i64(price.get());
                     e.len(usize::try_from(level.count).expect("u32 fits usize"));
                     let mut slot = level.head;
                     while slot != super::book::NIL {
@@ -121,7 +122,7 @@ impl Engine {
             for stops in [&s.book.stop_buys, &s.book.stop_sells] {
                 e.len(stops.len());
                 for &(stop, id) in stops {
-                    e.i64(stop);
+                    e.i64(stop.get());
                     e.u64(id.0);
                 }
             }
@@ -166,7 +167,10 @@ impl Engine {
             }
             e.u8(o.triggered as u8);
             e.u8(o.resting as u8);
-            for v in [o.price_ticks, o.stop_ticks, o.qty_lots, o.filled_lots, o.filled_quote, o.fees_paid, o.held] {
+            for v in [o.price_ticks.get(), o.stop_ticks.get(), o.qty_lots.get(), o.filled_lots.get()] {
+                e.i64(v);
+            }
+            for v in [o.filled_quote, o.fees_paid, o.held] {
                 e.i64(v);
             }
             e.u32(o.fee_cap_ppm);
@@ -415,9 +419,9 @@ impl Engine {
             let (base_idx, quote_idx, quote_per_tick_lot) =
                 self.validate_symbol_spec(&spec).map_err(|r| inconsistent(format!("symbol {id}: {r:?}")))?;
             let status = d.enum_u8("symbol status", SymbolStatus::from_u8)?;
-            let last_price_ticks = d.i64()?;
+            let last_price_ticks = Ticks::new(d.i64()?);
             // A last price is a maker's price: it converts back to quote units.
-            ensure(last_price_ticks >= 0 && last_price_ticks.checked_mul(spec.tick_size).is_some(), || {
+            ensure(last_price_ticks >= Ticks::ZERO && spec.ticks_to_price(last_price_ticks).is_some(), || {
                 format!("symbol {id} has last price {last_price_ticks} ticks")
             })?;
             let mut layout = BookLayout { levels: [Vec::new(), Vec::new()], stops: [Vec::new(), Vec::new()] };
@@ -551,10 +555,10 @@ impl Engine {
                 status: d.enum_u8("order status", OrderStatus::from_u8)?,
                 triggered: d.bool("triggered")?,
                 resting: false,
-                price_ticks: 0,
-                stop_ticks: 0,
-                qty_lots: 0,
-                filled_lots: 0,
+                price_ticks: Ticks::ZERO,
+                stop_ticks: Ticks::ZERO,
+                qty_lots: Lots::ZERO,
+                filled_lots: Lots::ZERO,
                 filled_quote: 0,
                 fees_paid: 0,
                 held: 0,
@@ -564,10 +568,10 @@ impl Engine {
                 account_pos: 0,
             };
             let resting = d.bool("resting")?; // checked against the books once they are rebuilt
-            order.price_ticks = d.i64()?;
-            order.stop_ticks = d.i64()?;
-            order.qty_lots = d.i64()?;
-            order.filled_lots = d.i64()?;
+            order.price_ticks = Ticks::new(d.i64()?);
+            order.stop_ticks = Ticks::new(d.i64()?);
+            order.qty_lots = Lots::new(d.i64()?);
+            order.filled_lots = Lots::new(d.i64()?);
             order.filled_quote = d.i64()?;
             order.fees_paid = d.i64()?;
             order.held = d.i64()?;
@@ -593,23 +597,23 @@ impl Engine {
         let symbol = &self.symbols[o.symbol_idx as usize];
         let is_limit = !o.order_type.is_market();
         let live_place = if resting { o.triggered && is_limit } else { !o.triggered && o.order_type.is_stop() };
-        let sizes = o.qty_lots > 0
-            && o.qty_lots.checked_mul(symbol.spec.lot_size).is_some()
-            && (0..o.qty_lots).contains(&o.filled_lots)
+        let sizes = o.qty_lots.is_positive()
+            && symbol.spec.lots_to_qty(o.qty_lots).is_some()
+            && (Lots::ZERO..o.qty_lots).contains(&o.filled_lots)
             && o.filled_quote >= 0
             && (0..=o.filled_quote).contains(&o.fees_paid)
             && o.held >= 0
             && i64::from(o.fee_cap_ppm) < PPM;
         let status = match o.status {
-            OrderStatus::New => o.filled_lots == 0,
-            OrderStatus::PartiallyFilled => o.filled_lots > 0,
+            OrderStatus::New => o.filled_lots == Lots::ZERO,
+            OrderStatus::PartiallyFilled => o.filled_lots.is_positive(),
             _ => false,
         };
-        let price_ok = |ticks: i64, wanted: bool| {
+        let price_ok = |ticks: Ticks, wanted: bool| {
             if wanted {
-                ticks > 0 && ticks.checked_mul(symbol.spec.tick_size).is_some()
+                ticks.is_positive() && symbol.spec.ticks_to_price(ticks).is_some()
             } else {
-                ticks == 0
+                ticks == Ticks::ZERO
             }
         };
         // A resting order's whole notional fits an i64: matching relies on it.
@@ -621,7 +625,7 @@ impl Engine {
         let holds = sizes
             && prices
             && match (o.side, is_limit) {
-                (Side::Sell, _) => o.remaining_lots().checked_mul(symbol.spec.lot_size) == Some(o.held),
+                (Side::Sell, _) => symbol.spec.lots_to_qty(o.remaining_lots()) == Some(o.held),
                 (Side::Buy, true) => super::orders::buy_hold(symbol, o.price_ticks, o.remaining_lots(), o.fee_cap_ppm)
                     .is_some_and(|needed| o.held >= needed),
                 (Side::Buy, false) => true,
@@ -722,7 +726,7 @@ impl Engine {
         for (symbol_idx, layout) in layouts.into_iter().enumerate() {
             for (side, levels) in [Side::Buy, Side::Sell].into_iter().zip(layout.levels) {
                 for (price, ids) in levels {
-                    let mut level_lots: i64 = 0;
+                    let mut level_lots = Lots::ZERO;
                     for id in ids {
                         let slot = *self
                             .order_index
@@ -730,7 +734,7 @@ impl Engine {
                             .ok_or_else(|| inconsistent(format!("book names unknown order {id}")))?;
                         let o = self.orders.get(slot);
                         if o.side != side
-                            || o.price_ticks != price
+                            || o.price_ticks != Ticks::new(price)
                             || o.symbol_idx != index_u32(symbol_idx)
                             || o.resting
                         {
@@ -751,13 +755,13 @@ impl Engine {
                     ensure(
                         o.is_some_and(|o| {
                             !o.triggered
-                                && o.stop_ticks == stop
+                                && o.stop_ticks == Ticks::new(stop)
                                 && o.side == side
                                 && o.symbol_idx == index_u32(symbol_idx)
                         }),
                         || format!("stop entry ({stop}, {id}) has no waiting stop order"),
                     )?;
-                    self.symbols[symbol_idx].book.stops_mut(side).insert((stop, id));
+                    self.symbols[symbol_idx].book.stops_mut(side).insert((Ticks::new(stop), id));
                 }
             }
             let book = &self.symbols[symbol_idx].book;

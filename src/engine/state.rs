@@ -7,6 +7,7 @@
 use super::book::{Book, OrderSlab};
 use super::command::SymbolSpec;
 use super::types::*;
+use super::units::Ticks;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,7 +52,7 @@ pub struct Symbol {
     /// Quote minor units exchanged by one lot at a price of one tick (exact by construction).
     pub quote_per_tick_lot: i64,
     /// Price of the last trade in ticks; 0 before the first trade.
-    pub last_price_ticks: i64,
+    pub last_price_ticks: Ticks,
     pub book: Book,
 }
 
