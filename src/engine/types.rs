@@ -2,7 +2,8 @@
 //!
 //! Units: every amount is an `i64` count of an asset's minor units (USDT scale 6: 1 = 0.000001
 //! USDT). A price is quote minor units per one whole base unit (10^base_scale base minor units).
-//! Inside the book prices are kept in ticks and quantities in lots, so notionals are exact.
+//! Inside the book prices are kept in ticks and quantities in lots, so notionals are exact; those
+//! are their own types (`Ticks`, `Lots`) in `units.rs`, with the only conversions.
 
 use std::fmt;
 
