@@ -333,8 +333,8 @@ impl Engine {
         }
         let price_ticks = price_to_ticks(symbol, price)?;
         let qty_lots = qty_to_lots(symbol, qty)?;
-        // Both are counts of lots below 2^63, so the difference fits.
-        let remaining_lots = qty_lots.checked_sub(o.filled_lots).ok_or(RejectReason::Overflow)?;
+        // Both are non-negative counts of lots, so the difference fits.
+        let remaining_lots = qty_lots.checked_sub(o.filled_lots).expect("lot counts are non-negative");
         if !remaining_lots.is_positive() {
             return Err(RejectReason::InvalidQuantity);
         }
