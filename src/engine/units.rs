@@ -25,10 +25,11 @@ macro_rules! unit_newtype {
         impl $name {
             pub const ZERO: $name = $name(0);
 
-            /// A count of this unit (from the state encoding, or a literal in a test). Converting
-            /// from minor units is `SymbolSpec`'s job, never this.
+            /// A count of this unit (from the state encoding, a computed count, or a literal in a
+            /// test). Converting from minor units is `SymbolSpec`'s job, never this; crate-private,
+            /// so outside the engine a count only comes out of a conversion.
             #[inline(always)]
-            pub const fn new(count: i64) -> $name {
+            pub(crate) const fn new(count: i64) -> $name {
                 $name(count)
             }
 
