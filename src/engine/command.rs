@@ -53,6 +53,19 @@ pub enum Command {
     },
     /// Admin: a new trading pair (created in `Trading` status).
     CreateSymbol(SymbolSpec),
+    /// Admin: `CreateAsset` with a code (`Code`), valid and unique among assets. The code is
+    /// fixed for the asset's life. A separate command (and journal kind) so that the commands
+    /// of journals written before codes existed keep their layout.
+    CreateAssetWithCode {
+        asset: AssetId,
+        scale: u8,
+        code: Code,
+    },
+    /// Admin: `CreateSymbol` with a code, valid and unique among symbols; fixed for its life.
+    CreateSymbolWithCode {
+        spec: SymbolSpec,
+        code: Code,
+    },
     /// Admin: change the mutable parameters of a symbol (sizes, fees, band); base, quote,
     /// tick and lot stay as created because resting orders are expressed in them.
     UpdateSymbol(SymbolSpec),

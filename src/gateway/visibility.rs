@@ -68,7 +68,10 @@ pub fn event_for(event: &Event, sees: &impl Fn(AccountId) -> bool, audience: Aud
     let shown = |account: AccountId| if sees(account) { account } else { 0 };
     match *event {
         Event::Rejected { .. } => (audience == Audience::Sender).then_some(*event),
-        Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => Some(*event),
+        Event::AssetCreated { .. }
+        | Event::SymbolUpdated { .. }
+        | Event::AssetCode { .. }
+        | Event::SymbolCode { .. } => Some(*event),
         Event::Ledger(entry) => sees(entry.account).then_some(*event),
         Event::Order(report) => sees(report.account).then_some(*event),
         Event::DepositCredited { account, .. }
