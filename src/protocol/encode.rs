@@ -62,7 +62,22 @@ pub fn encode_frames_as(
     let start = out.len();
     let parts = Parts { version, request_id, max_frame_bytes, msg_type: message.msg_type() };
     let result = match message {
-        Message::Events { seq, more, events } => parts.events(out, *seq, *more, events),
+        Message::Events { seq, more, events } => {
+            if events.iter().all(|e| event_exists_in(e, version)) {
+                parts.events(out, *seq, *more, events)
+            } else {
+                let events: Vec<Event> = events.iter().filter(|e| event_exists_in(e, version)).copied().collect();
+                parts.events(out, *seq, *more, &events)
+            }
+        }
+        Message::Assets { seq, more, assets } => {
+            let per_frame = parts.items_per_frame(REFERENCE_LIST_FIXED_BYTES, ASSET_BYTES, u16::MAX as usize);
+            parts.fixed_size(out, assets, per_frame, *more, |out, part, more| put_assets(out, *seq, more, part))
+        }
+        Message::Symbols { seq, more, symbols } => {
+            let per_frame = parts.items_per_frame(REFERENCE_LIST_FIXED_BYTES, SYMBOL_BYTES, u16::MAX as usize);
+            parts.fixed_size(out, symbols, per_frame, *more, |out, part, more| put_symbols(out, *seq, more, part))
+        }
         Message::Balances { account, seq, more, balances } => {
             let per_frame = parts.items_per_frame(ACCOUNT_LIST_FIXED_BYTES, BALANCE_BYTES, u16::MAX as usize);
             parts.fixed_size(out, balances, per_frame, *more, |out, part, more| {

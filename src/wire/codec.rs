@@ -124,7 +124,8 @@ pub mod kind {
     pub const CREATE_SYMBOL_WITH_CODE: u16 = 18;
 }
 
-const SYMBOL_SPEC_LEN: usize = 4 * 3 + 8 * 5 + 4 * 3;
+/// Bytes of an encoded `SymbolSpec`.
+pub const SYMBOL_SPEC_LEN: usize = 4 * 3 + 8 * 5 + 4 * 3;
 const NEW_ORDER_LEN: usize = 8 + 4 + 8 + 4 + 8 * 4;
 
 /// Payload length of each command kind.
@@ -148,7 +149,8 @@ pub fn command_payload_len(kind: u16) -> Option<usize> {
     })
 }
 
-fn write_spec(w: &mut Writer, s: &SymbolSpec) {
+/// Appends a `SymbolSpec` as FORMAT.md §10.1 lays it out (the protocol's `Symbols` reuses it).
+pub fn write_spec(w: &mut Writer, s: &SymbolSpec) {
     w.u32(s.symbol).u32(s.base).u32(s.quote);
     w.i64(s.tick_size).i64(s.lot_size).i64(s.min_qty).i64(s.min_notional).i64(s.max_order_qty);
     w.u32(s.maker_fee_ppm).u32(s.taker_fee_ppm).u32(s.price_band_bps);
