@@ -31,9 +31,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Options of every `seqd client` run.
 #[derive(Args, Clone, Debug)]
 pub struct ClientOptions {
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    #[arg(long, env = "SEQD_ADDR", default_value = "127.0.0.1:7400")]
     pub addr: SocketAddr,
-    #[arg(long, default_value = "./data/certs")]
+    /// Directory of `ca.pem` and the principal's certificate and key.
+    #[arg(long, env = "SEQD_CERTS", default_value = "./data/certs")]
     pub certs: PathBuf,
     /// The principal: certificate `<certs>/<principal>.pem` and key `<principal>.key`.
     #[arg(long, default_value = "admin")]
