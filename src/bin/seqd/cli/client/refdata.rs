@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use seqd::engine::{Code, CodeOf};
 
-    fn catalog(minor: bool) -> Catalog {
+    fn btc_usdt(minor: bool) -> Catalog {
         let code = |text| Code::parse(text, CodeOf::Asset).unwrap();
         Catalog {
             assets: vec![
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn assets_are_found_by_code_or_id_and_amounts_are_exact_decimals_or_minor_units() {
-        let catalog = catalog(false);
+        let catalog = btc_usdt(false);
         assert_eq!(catalog.asset("btc").unwrap().asset, 1);
         assert_eq!(catalog.asset("2").unwrap().code.as_string(), "USDT");
         assert!(catalog.asset("ETH").unwrap_err().contains("unknown asset"));
@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(catalog.show(150_000_000, Some(8)), "1.5");
         assert_eq!(catalog.show(-5, Some(2)), "-0.05");
         assert_eq!(catalog.show(42, None), "42");
-        let minor = catalog(true);
+        let minor = btc_usdt(true);
         assert_eq!(minor.parse("qty", "150000000", 8), Ok(150_000_000));
         assert!(minor.parse("qty", "1.5", 8).unwrap_err().contains("--minor"));
         assert_eq!(minor.show(150_000_000, Some(8)), "150000000");
