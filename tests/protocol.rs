@@ -95,6 +95,8 @@ fn every_command() -> Vec<Command> {
         Command::CancelByClientId { account: 1, client_order_id: 2 },
         Command::CancelAll { account: 1, symbol: 0 },
         Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
+        Command::CreateAssetWithCode { asset: 8, scale: 2, code: Code::parse("EUR", CodeOf::Asset).unwrap() },
+        Command::CreateSymbolWithCode { spec: spec(), code: Code::parse("BTC/EUR", CodeOf::Symbol).unwrap() },
     ]
 }
 
@@ -103,7 +105,9 @@ fn every_event() -> Vec<Event> {
     vec![
         Event::Rejected { reason: RejectReason::InsufficientFunds },
         Event::AssetCreated { asset: 1, scale: 6 },
+        Event::AssetCode { asset: 1, code: Code::parse("USDT", CodeOf::Asset).unwrap() },
         Event::SymbolUpdated { spec: spec(), status: SymbolStatus::Trading },
+        Event::SymbolCode { symbol: 9, code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap() },
         Event::AccountCreated { account: 11, parent: 10, owner: 1 },
         Event::AccountStatusChanged { account: 11, status: AccountStatus::Active },
         Event::Ledger(LedgerEntry {
@@ -192,12 +196,43 @@ fn samples() -> Vec<Message> {
         Message::MarketTrade(MarketTrade::from_trade(17, 1_700_000_000_000_000_000, &trade())),
         Message::DepthUpdate(DepthUpdate { symbol: 9, md_seq: 18, side: Side::Sell, price: 30_003, qty: 0, orders: 0 }),
         Message::Unsubscribed { symbol: 9 },
+        Message::ListAssets,
+        Message::ListSymbols,
+        Message::QueryWithdrawal { withdrawal_id: 77 },
+        Message::Assets {
+            seq: 42,
+            more: false,
+            assets: vec![
+                AssetView { asset: 1, scale: 8, code: Code::parse("BTC", CodeOf::Asset).unwrap() },
+                AssetView { asset: 2, scale: 6, code: Code::EMPTY },
+            ],
+        },
+        Message::Symbols {
+            seq: 42,
+            more: true,
+            symbols: vec![SymbolView {
+                spec: spec(),
+                status: SymbolStatus::Halted,
+                code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap(),
+            }],
+        },
+        Message::WithdrawalInfo {
+            seq: 42,
+            withdrawal_id: 77,
+            withdrawal: Withdrawal {
+                account: 11,
+                asset: 2,
+                amount: 5,
+                client_ref: 3,
+                status: WithdrawalStatus::Pending,
+            },
+        },
     ]);
     messages
 }
 
 /// Every message type number the protocol defines.
-const ALL_TYPES: [u8; 24] = {
+const ALL_TYPES: [u8; 30] = {
     use msg_type::*;
     [
         HELLO,
@@ -208,6 +243,9 @@ const ALL_TYPES: [u8; 24] = {
         QUERY_ORDER,
         QUERY_OPEN_ORDERS,
         QUERY_DEPTH,
+        LIST_ASSETS,
+        LIST_SYMBOLS,
+        QUERY_WITHDRAWAL,
         SUBSCRIBE,
         UNSUBSCRIBE,
         WELCOME,
@@ -220,6 +258,9 @@ const ALL_TYPES: [u8; 24] = {
         ORDER_INFO,
         OPEN_ORDERS,
         DEPTH,
+        ASSETS,
+        SYMBOLS,
+        WITHDRAWAL_INFO,
         DEPTH_SNAPSHOT,
         MARKET_TRADE,
         DEPTH_UPDATE,
@@ -275,7 +316,7 @@ fn every_message_type_round_trips() {
     assert_eq!(types, ALL_TYPES.into_iter().collect(), "samples cover every message type");
     let kinds: BTreeSet<u16> =
         every_command().iter().map(|c| codec::encode_command(c, &mut Vec::new())).collect::<BTreeSet<_>>();
-    assert_eq!(kinds, (1..=16).collect(), "samples cover every command kind");
+    assert_eq!(kinds, (1..=18).collect(), "samples cover every command kind");
 
     for (i, message) in samples.iter().enumerate() {
         let mut bytes = Vec::new();
@@ -669,7 +710,9 @@ fn sample_frames() -> Vec<Vec<u8>> {
 fn check_error_class(frame: &Frame, error: &MessageError) {
     let expected_class = if !seqd::protocol::is_supported_version(frame.version) {
         GatewayError::UnsupportedVersion
-    } else if frame.flags != 0 || ALL_TYPES.contains(&frame.msg_type) {
+    } else if frame.flags != 0
+        || (ALL_TYPES.contains(&frame.msg_type) && msg_type::exists_in(frame.msg_type, frame.version))
+    {
         GatewayError::MalformedFrame
     } else {
         GatewayError::UnknownMessageType
