@@ -805,11 +805,15 @@ mod tests {
             Command::CancelByClientId { account: 1, client_order_id: 2 },
             Command::CancelAll { account: 1, symbol: 0 },
             Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
+            Command::CreateAssetWithCode { asset: 7, scale: 8, code: Code::parse("BTC", CodeOf::Asset).unwrap() },
+            // A code the engine would refuse still round-trips: validity is the engine's rule.
+            Command::CreateSymbolWithCode { spec, code: Code([b'x'; CODE_BYTES]) },
         ];
         let mut buf = Vec::new();
-        for command in commands {
+        for (i, command) in commands.into_iter().enumerate() {
             buf.clear();
             let kind = encode_command(&command, &mut buf);
+            assert_eq!(kind as usize, i + 1, "kinds are numbered in this order");
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
         }
