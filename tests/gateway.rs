@@ -726,3 +726,38 @@ fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients
     });
     daemon.stop();
 }
+
+/// `seqd client` closes its connection on every path: after a refused query the daemon has no
+/// connection left well before its 30 s idle timeout would have freed it; and a port nobody
+/// answers on is an error after `--connect-timeout`, naming it.
+#[test]
+fn the_cli_closes_its_connection_after_a_refusal_and_gives_up_on_a_dead_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let cli = |args: &[&str]| {
+        Process::new(env!("CARGO_BIN_EXE_seqd"))
+            .args(["client", "--addr", &daemon.addr.to_string(), "--certs", daemon.certs().to_str().unwrap()])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let refused = cli(&["--principal", "trader1", "balances", "2"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused (910)"));
+    runtime().block_on(async {
+        assert_eq!(metric_reaches(&daemon, "seqd_connections ", 0).await, Some(0), "the CLI left its connection open");
+    });
+
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // bound, so nothing else answers there
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    let ping = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["client", "--addr", &dead_addr, "--certs", daemon.certs().to_str().unwrap(), "--connect-timeout", "0.5"])
+        .arg("ping")
+        .output()
+        .unwrap();
+    assert!(!ping.status.success());
+    let stderr = String::from_utf8_lossy(&ping.stderr);
+    assert!(stderr.contains("no answer within 0.5 s (--connect-timeout)"), "{stderr}");
+    daemon.stop();
+}
