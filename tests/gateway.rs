@@ -6,7 +6,7 @@ mod daemon;
 
 use daemon::*;
 use seqd::client::{Client, ClientError};
-use seqd::engine::{BalanceView, Command, Event, ExecKind, OrderStatus, Side};
+use seqd::engine::{AccountId, AssetId, BalanceView, Command, Event, ExecKind, OrderId, OrderStatus, Side, SymbolId};
 use seqd::gateway::tls;
 use seqd::protocol::{GatewayError, Message};
 use std::process::Command as Process;
@@ -30,17 +30,21 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a trade");
         assert_eq!(
             (trade.price, trade.qty, trade.taker_order, trade.taker_account),
-            (30_000_000_000, 20_000_000, sell.seq, 2)
+            (30_000_000_000, 20_000_000, OrderId(sell.seq), AccountId(2))
         );
-        assert_eq!((trade.maker_order, trade.maker_account), (0, 0), "the counterparty is hidden from a trader");
+        assert_eq!(
+            (trade.maker_order, trade.maker_account),
+            (OrderId::NONE, AccountId::NONE),
+            "the counterparty is hidden from a trader"
+        );
 
         // trader1 sees its fill pushed before the answer to its next request.
         let usdt_then_btc = balances(&mut trader1, 1).await;
         assert_eq!(
             usdt_then_btc,
             vec![
-                BalanceView { asset: BTC, available: 20_000_000, held: 0 },
-                BalanceView { asset: USDT, available: 100_000_000_000 - 15_000_000_000, held: 9_000_000_000 },
+                BalanceView { asset: AssetId(BTC), available: 20_000_000, held: 0 },
+                BalanceView { asset: AssetId(USDT), available: 100_000_000_000 - 15_000_000_000, held: 9_000_000_000 },
             ]
         );
         let pushes = trader1.take_pushes();
@@ -52,14 +56,14 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             .iter()
             .flat_map(|m| if let Message::Events { events, .. } = m { events.clone() } else { vec![] })
             .find_map(|e| match e {
-                Event::Order(r) if r.order_id == bid.seq && r.exec == ExecKind::Trade => Some(r),
+                Event::Order(r) if r.order_id == OrderId(bid.seq) && r.exec == ExecKind::Trade => Some(r),
                 _ => None,
             });
         assert_eq!(fill.map(|r| (r.status, r.filled_qty)), Some((OrderStatus::PartiallyFilled, 20_000_000)));
         assert!(
             pushes.iter().all(|m| match m {
                 Message::Events { events, .. } =>
-                    events.iter().all(|e| !matches!(e, Event::Ledger(l) if l.account == 2)),
+                    events.iter().all(|e| !matches!(e, Event::Ledger(l) if l.account == AccountId(2))),
                 _ => true,
             }),
             "trader1 must not see trader2's ledger"
@@ -67,7 +71,7 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
 
         // Subtrees: trader1 may neither read nor trade account 2, nor run admin commands.
         assert_eq!(
-            refused(trader1.request(&Message::QueryBalances { account: 2 }).await),
+            refused(trader1.request(&Message::QueryBalances { account: AccountId(2) }).await),
             GatewayError::Unauthorized.code()
         );
         assert_eq!(
@@ -75,12 +79,21 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             GatewayError::Unauthorized.code()
         );
         assert_eq!(
-            refused(trader1.command(Command::Deposit { account: 1, asset: USDT, amount: 1, external_ref: 99 }).await),
+            refused(
+                trader1
+                    .command(Command::Deposit {
+                        account: AccountId(1),
+                        asset: AssetId(USDT),
+                        amount: 1,
+                        external_ref: 99
+                    })
+                    .await
+            ),
             GatewayError::AdminOnly.code()
         );
         // An order id of another principal reads as not found.
         assert_eq!(
-            refused(trader2.request(&Message::QueryOrder { order_id: bid.seq }).await),
+            refused(trader2.request(&Message::QueryOrder { order_id: OrderId(bid.seq) }).await),
             GatewayError::NotFound.code()
         );
         // The engine's own rejections come back as events with their reason code.
@@ -140,7 +153,7 @@ fn bad_frames_are_answered_or_close_only_their_connection() {
         let mut bad_command = Vec::new();
         seqd::protocol::encode_frame(
             78,
-            &Message::Command(Command::CancelOrder { account: 1, order_id: 5 }),
+            &Message::Command(Command::CancelOrder { account: AccountId(1), order_id: OrderId(5) }),
             65_536,
             &mut bad_command,
         )
@@ -270,9 +283,9 @@ fn a_trade_shows_each_trader_only_its_own_side() {
         let mut trader1 = daemon.client("trader1").await;
         let mut trader2 = daemon.client("trader2").await;
         let with_fees = Command::UpdateSymbol(seqd::engine::SymbolSpec {
-            symbol: BTC_USDT,
-            base: BTC,
-            quote: USDT,
+            symbol: SymbolId(BTC_USDT),
+            base: AssetId(BTC),
+            quote: AssetId(USDT),
             tick_size: 10_000,
             lot_size: 10_000,
             min_qty: 10_000,
@@ -288,7 +301,7 @@ fn a_trade_shows_each_trader_only_its_own_side() {
         let bid = trader1.command(limit(1, Side::Buy, 30_000_000_000, 50_000_000)).await.unwrap();
         assert_eq!(bid.rejected(), None);
         let sell = trader2.command(limit(2, Side::Sell, 30_000_000_000, 20_000_000)).await.unwrap();
-        let accounts_named = |events: &[Event]| -> Vec<u64> {
+        let accounts_named = |events: &[Event]| -> Vec<AccountId> {
             events
                 .iter()
                 .flat_map(|e| match *e {
@@ -299,12 +312,23 @@ fn a_trade_shows_each_trader_only_its_own_side() {
                 })
                 .collect()
         };
-        assert!(!accounts_named(&sell.events).contains(&1), "trader2's answer names account 1: {:?}", sell.events);
-        assert!(sell.events.iter().any(|e| matches!(e, Event::Order(r) if r.account == 2 && r.order_id == sell.seq)));
-        assert!(sell.events.iter().any(|e| matches!(e, Event::Ledger(l) if l.account == 2)));
+        assert!(
+            !accounts_named(&sell.events).contains(&AccountId(1)),
+            "trader2's answer names account 1: {:?}",
+            sell.events
+        );
+        assert!(sell
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Order(r) if r.account == AccountId(2) && r.order_id == OrderId(sell.seq))));
+        assert!(sell.events.iter().any(|e| matches!(e, Event::Ledger(l) if l.account == AccountId(2))));
         let trade = sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).unwrap();
-        assert_eq!((trade.maker_account, trade.maker_order, trade.maker_fee), (0, 0, 0), "maker side hidden");
-        assert_eq!((trade.taker_account, trade.taker_order), (2, sell.seq));
+        assert_eq!(
+            (trade.maker_account, trade.maker_order, trade.maker_fee),
+            (AccountId::NONE, OrderId::NONE, 0),
+            "maker side hidden"
+        );
+        assert_eq!((trade.taker_account, trade.taker_order), (AccountId(2), OrderId(sell.seq)));
         assert!(trade.taker_fee > 0, "the taker's own fee is shown");
         assert_eq!((trade.price, trade.qty), (30_000_000_000, 20_000_000));
 
@@ -315,11 +339,15 @@ fn a_trade_shows_each_trader_only_its_own_side() {
             .into_iter()
             .flat_map(|m| if let Message::Events { events, .. } = m { events } else { vec![] })
             .collect();
-        assert!(!accounts_named(&pushed).contains(&2), "trader1's push names account 2: {pushed:?}");
+        assert!(!accounts_named(&pushed).contains(&AccountId(2)), "trader1's push names account 2: {pushed:?}");
         let fill = pushed.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a fill");
-        assert_eq!((fill.maker_account, fill.maker_order), (1, bid.seq));
+        assert_eq!((fill.maker_account, fill.maker_order), (AccountId(1), OrderId(bid.seq)));
         assert!(fill.maker_fee > 0, "the maker's own fee is shown");
-        assert_eq!((fill.taker_account, fill.taker_order, fill.taker_fee), (0, 0, 0), "taker side hidden");
+        assert_eq!(
+            (fill.taker_account, fill.taker_order, fill.taker_fee),
+            (AccountId::NONE, OrderId::NONE, 0),
+            "taker side hidden"
+        );
         // Reference data is public: the fee change reached trader2 as a push too.
         let trader2_pushes = trader2.take_pushes();
         assert!(trader2_pushes.iter().any(|m| matches!(m,
@@ -430,8 +458,14 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
         set_up_venue(&mut admin).await;
         // Two deposits under request id 500 in one write: the second is read while the first
         // waits for durability.
-        let deposit =
-            |external_ref| Message::Command(Command::Deposit { account: 1, asset: BTC, amount: 1_000, external_ref });
+        let deposit = |external_ref| {
+            Message::Command(Command::Deposit {
+                account: AccountId(1),
+                asset: AssetId(BTC),
+                amount: 1_000,
+                external_ref,
+            })
+        };
         let mut frames = Vec::new();
         for message in [deposit(77), deposit(78)] {
             seqd::protocol::encode_frame(500, &message, 65_536, &mut frames).unwrap();
@@ -449,7 +483,7 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
             .collect();
         assert_eq!(refusals, vec![GatewayError::BadRequest.code()], "{answers:?}");
         assert_eq!(answers.iter().filter(|m| matches!(m, Message::Accepted { .. })).count(), 1, "{answers:?}");
-        let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == BTC).map(|b| b.available);
+        let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == AssetId(BTC)).map(|b| b.available);
         assert_eq!(btc, Some(1_000), "only the first deposit ran");
         // Answered, the id is free again.
         send_frame(&mut admin, 500, &deposit(78)).await;
@@ -647,7 +681,7 @@ fn a_version_1_client_is_served_order_reports_without_the_stop_price() {
 
 #[test]
 fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients_see_neither_codes_nor_queries() {
-    use seqd::engine::{Code, CodeOf, SymbolSpec, SymbolStatus, WithdrawalStatus};
+    use seqd::engine::{AccountId, AssetId, Code, CodeOf, SymbolId, SymbolSpec, SymbolStatus, WithdrawalStatus};
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     runtime().block_on(async {
@@ -658,16 +692,17 @@ fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients
         assert!(matches!(v1.next_message().await.unwrap(), (1, Message::Welcome(_))));
 
         let eth = Code::parse("ETH", CodeOf::Asset).unwrap();
-        let created = admin.command(Command::CreateAssetWithCode { asset: 3, scale: 8, code: eth }).await.unwrap();
+        let created =
+            admin.command(Command::CreateAssetWithCode { asset: AssetId(3), scale: 8, code: eth }).await.unwrap();
         assert_eq!(
             created.events,
-            [Event::AssetCreated { asset: 3, scale: 8 }, Event::AssetCode { asset: 3, code: eth }]
+            [Event::AssetCreated { asset: AssetId(3), scale: 8 }, Event::AssetCode { asset: AssetId(3), code: eth }]
         );
         let pair = Code::parse("ETH/USDT", CodeOf::Symbol).unwrap();
         let spec = SymbolSpec {
-            symbol: 2,
-            base: 3,
-            quote: USDT,
+            symbol: SymbolId(2),
+            base: AssetId(3),
+            quote: AssetId(USDT),
             tick_size: 10_000,
             lot_size: 10_000,
             min_qty: 10_000,
@@ -680,23 +715,28 @@ fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients
         let outcome = admin.command(Command::CreateSymbolWithCode { spec, code: pair }).await.unwrap();
         assert_eq!(outcome.rejected(), None);
         // A code taken is the engine's rejection, journaled like any other.
-        let taken = admin.command(Command::CreateAssetWithCode { asset: 4, scale: 2, code: eth }).await.unwrap();
+        let taken =
+            admin.command(Command::CreateAssetWithCode { asset: AssetId(4), scale: 2, code: eth }).await.unwrap();
         assert_eq!(taken.rejected(), Some(seqd::engine::RejectReason::CodeExists.code()));
 
         // Reference data is public: a trader reads every asset and symbol, with codes.
         let mut trader1 = daemon.client("trader1").await;
         let assets = trader1.list_assets().await.unwrap();
-        let codes: Vec<(u32, u8, String)> = assets.iter().map(|a| (a.asset, a.scale, a.code.as_string())).collect();
+        let codes: Vec<(u32, u8, String)> = assets.iter().map(|a| (a.asset.0, a.scale, a.code.as_string())).collect();
         assert_eq!(codes, [(BTC, 8, String::new()), (USDT, 6, String::new()), (3, 8, "ETH".into())]);
         let symbols = trader1.list_symbols().await.unwrap();
         assert_eq!(symbols.len(), 2);
         assert_eq!((symbols[1].spec, symbols[1].status, symbols[1].code), (spec, SymbolStatus::Trading, pair));
 
         // A withdrawal's state, to principals that see its account only.
-        let request = Command::WithdrawRequest { account: 1, asset: USDT, amount: 5_000_000, client_ref: 1 };
+        let request =
+            Command::WithdrawRequest { account: AccountId(1), asset: AssetId(USDT), amount: 5_000_000, client_ref: 1 };
         let withdrawal_id = trader1.command(request).await.unwrap().seq;
         let pending = trader1.withdrawal(withdrawal_id).await.unwrap();
-        assert_eq!((pending.account, pending.amount, pending.status), (1, 5_000_000, WithdrawalStatus::Pending));
+        assert_eq!(
+            (pending.account, pending.amount, pending.status),
+            (AccountId(1), 5_000_000, WithdrawalStatus::Pending)
+        );
         admin.command(Command::WithdrawApprove { withdrawal_id }).await.unwrap();
         assert_eq!(trader1.withdrawal(withdrawal_id).await.unwrap().status, WithdrawalStatus::Approved);
         let mut trader2 = daemon.client("trader2").await;
@@ -705,7 +745,7 @@ fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients
 
         // Version 1: the reference pushes come without their code events; the new queries and
         // command kinds do not exist.
-        for expected in [Event::AssetCreated { asset: 3, scale: 8 }] {
+        for expected in [Event::AssetCreated { asset: AssetId(3), scale: 8 }] {
             match v1.next_message().await.unwrap() {
                 (0, Message::Events { events, .. }) => assert_eq!(events, [expected]),
                 other => panic!("expected a push, got {other:?}"),
@@ -717,7 +757,11 @@ fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients
         }
         send_frame(&mut v1, 2, &Message::ListAssets).await;
         assert_eq!(next_error(&mut v1, 2).await, GatewayError::UnknownMessageType.code());
-        let coded = Command::CreateAssetWithCode { asset: 9, scale: 2, code: Code::parse("X", CodeOf::Asset).unwrap() };
+        let coded = Command::CreateAssetWithCode {
+            asset: AssetId(9),
+            scale: 2,
+            code: Code::parse("X", CodeOf::Asset).unwrap(),
+        };
         send_frame(&mut v1, 3, &Message::Command(coded)).await;
         assert_eq!(next_error(&mut v1, 3).await, GatewayError::MalformedFrame.code());
         for client in [admin, trader1, trader2, v1] {

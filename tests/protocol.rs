@@ -12,9 +12,9 @@ const MAX: u32 = DEFAULT_MAX_FRAME_BYTES;
 
 fn spec() -> SymbolSpec {
     SymbolSpec {
-        symbol: 9,
-        base: 1,
-        quote: 2,
+        symbol: SymbolId(9),
+        base: AssetId(1),
+        quote: AssetId(2),
         tick_size: 3,
         lot_size: 4,
         min_qty: 5,
@@ -29,8 +29,8 @@ fn spec() -> SymbolSpec {
 fn order_report(order_id: OrderId) -> OrderReport {
     OrderReport {
         order_id,
-        account: 11,
-        symbol: 9,
+        account: AccountId(11),
+        symbol: SymbolId(9),
         client_order_id: 77,
         exec: ExecKind::Trade,
         status: OrderStatus::PartiallyFilled,
@@ -49,15 +49,15 @@ fn order_report(order_id: OrderId) -> OrderReport {
 
 fn trade() -> Trade {
     Trade {
-        trade_id: 5,
-        symbol: 9,
+        trade_id: TradeId(5),
+        symbol: SymbolId(9),
         price: 30_000,
         qty: 4,
         quote_qty: 120_000,
-        maker_order: 3,
-        taker_order: 8,
-        maker_account: 11,
-        taker_account: 12,
+        maker_order: OrderId(3),
+        taker_order: OrderId(8),
+        maker_account: AccountId(11),
+        taker_account: AccountId(12),
         maker_side: Side::Sell,
         maker_fee: 120,
         taker_fee: 240,
@@ -67,20 +67,20 @@ fn trade() -> Trade {
 /// One command of every kind.
 fn every_command() -> Vec<Command> {
     vec![
-        Command::CreateAsset { asset: 7, scale: 8 },
+        Command::CreateAsset { asset: AssetId(7), scale: 8 },
         Command::CreateSymbol(spec()),
         Command::UpdateSymbol(spec()),
-        Command::SetSymbolStatus { symbol: 9, status: SymbolStatus::Halted },
-        Command::CreateAccount { account: 1, parent: 2, owner: 3 },
-        Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen },
-        Command::Deposit { account: 1, asset: 2, amount: i64::MAX, external_ref: u64::MAX },
-        Command::WithdrawRequest { account: 1, asset: 2, amount: 3, client_ref: 4 },
+        Command::SetSymbolStatus { symbol: SymbolId(9), status: SymbolStatus::Halted },
+        Command::CreateAccount { account: AccountId(1), parent: AccountId(2), owner: 3 },
+        Command::SetAccountStatus { account: AccountId(1), status: AccountStatus::Frozen },
+        Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: i64::MAX, external_ref: u64::MAX },
+        Command::WithdrawRequest { account: AccountId(1), asset: AssetId(2), amount: 3, client_ref: 4 },
         Command::WithdrawApprove { withdrawal_id: 5 },
         Command::WithdrawReject { withdrawal_id: 6 },
-        Command::Transfer { from: 1, to: 2, asset: 3, amount: 4, client_ref: 5 },
+        Command::Transfer { from: AccountId(1), to: AccountId(2), asset: AssetId(3), amount: 4, client_ref: 5 },
         Command::PlaceOrder(NewOrder {
-            account: 1,
-            symbol: 2,
+            account: AccountId(1),
+            symbol: SymbolId(2),
             client_order_id: 3,
             side: Side::Sell,
             order_type: OrderType::StopMarket,
@@ -91,11 +91,11 @@ fn every_command() -> Vec<Command> {
             qty: 6,
             quote_budget: i64::MIN,
         }),
-        Command::CancelOrder { account: 1, order_id: 2 },
-        Command::CancelByClientId { account: 1, client_order_id: 2 },
-        Command::CancelAll { account: 1, symbol: 0 },
-        Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
-        Command::CreateAssetWithCode { asset: 8, scale: 2, code: Code::parse("EUR", CodeOf::Asset).unwrap() },
+        Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) },
+        Command::CancelByClientId { account: AccountId(1), client_order_id: 2 },
+        Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL },
+        Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 },
+        Command::CreateAssetWithCode { asset: AssetId(8), scale: 2, code: Code::parse("EUR", CodeOf::Asset).unwrap() },
         Command::CreateSymbolWithCode { spec: spec(), code: Code::parse("BTC/EUR", CodeOf::Symbol).unwrap() },
     ]
 }
@@ -104,15 +104,15 @@ fn every_command() -> Vec<Command> {
 fn every_event() -> Vec<Event> {
     vec![
         Event::Rejected { reason: RejectReason::InsufficientFunds },
-        Event::AssetCreated { asset: 1, scale: 6 },
-        Event::AssetCode { asset: 1, code: Code::parse("USDT", CodeOf::Asset).unwrap() },
+        Event::AssetCreated { asset: AssetId(1), scale: 6 },
         Event::SymbolUpdated { spec: spec(), status: SymbolStatus::Trading },
-        Event::SymbolCode { symbol: 9, code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap() },
-        Event::AccountCreated { account: 11, parent: 10, owner: 1 },
-        Event::AccountStatusChanged { account: 11, status: AccountStatus::Active },
+        Event::AccountCreated { account: AccountId(11), parent: AccountId(10), owner: 1 },
+        Event::AccountStatusChanged { account: AccountId(11), status: AccountStatus::Active },
+        Event::AssetCode { asset: AssetId(1), code: Code::parse("USDT", CodeOf::Asset).unwrap() },
+        Event::SymbolCode { symbol: SymbolId(9), code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap() },
         Event::Ledger(LedgerEntry {
-            account: 11,
-            asset: 2,
+            account: AccountId(11),
+            asset: AssetId(2),
             kind: LedgerKind::Fee,
             available_delta: -240,
             held_delta: 0,
@@ -121,24 +121,24 @@ fn every_event() -> Vec<Event> {
             ref_kind: RefKind::Trade,
             ref_id: 5,
         }),
-        Event::DepositCredited { account: 11, asset: 2, amount: 1_000_000, external_ref: 99 },
+        Event::DepositCredited { account: AccountId(11), asset: AssetId(2), amount: 1_000_000, external_ref: 99 },
         Event::WithdrawalUpdated {
             withdrawal_id: 40,
-            account: 11,
-            asset: 2,
+            account: AccountId(11),
+            asset: AssetId(2),
             amount: 5,
             client_ref: 6,
             status: WithdrawalStatus::Rejected,
         },
-        Event::Transferred { from: 10, to: 11, asset: 2, amount: 7, client_ref: 8 },
-        Event::Order(order_report(8)),
+        Event::Transferred { from: AccountId(10), to: AccountId(11), asset: AssetId(2), amount: 7, client_ref: 8 },
+        Event::Order(order_report(OrderId(8))),
         Event::Trade(trade()),
     ]
 }
 
 fn book() -> DepthBook {
     DepthBook {
-        symbol: 9,
+        symbol: SymbolId(9),
         book_seq: 1234,
         more: false,
         bids: vec![DepthLevel { price: 30_000, qty: 10, orders: 2 }, DepthLevel { price: 29_997, qty: 4, orders: 1 }],
@@ -152,13 +152,13 @@ fn samples() -> Vec<Message> {
     messages.extend(every_command().into_iter().map(Message::Command));
     messages.extend([
         Message::Ping,
-        Message::QueryBalances { account: 11 },
-        Message::QuerySubtreeTotals { account: 10 },
-        Message::QueryOrder { order_id: u64::MAX },
-        Message::QueryOpenOrders { account: 11 },
-        Message::QueryDepth { symbol: 9, levels: 20 },
-        Message::Subscribe { symbol: 9 },
-        Message::Unsubscribe { symbol: u32::MAX },
+        Message::QueryBalances { account: AccountId(11) },
+        Message::QuerySubtreeTotals { account: AccountId(10) },
+        Message::QueryOrder { order_id: OrderId(u64::MAX) },
+        Message::QueryOpenOrders { account: AccountId(11) },
+        Message::QueryDepth { symbol: SymbolId(9), levels: 20 },
+        Message::Subscribe { symbol: SymbolId(9) },
+        Message::Unsubscribe { symbol: SymbolId(u32::MAX) },
         Message::Welcome(Welcome {
             protocol_version: 1,
             max_frame_bytes: MAX,
@@ -174,28 +174,40 @@ fn samples() -> Vec<Message> {
         Message::Error { code: 999, message: String::new() },
         Message::Pong,
         Message::Balances {
-            account: 11,
+            account: AccountId(11),
             seq: 42,
             more: false,
             balances: vec![
-                BalanceView { asset: 1, available: 5, held: 0 },
-                BalanceView { asset: 2, available: i64::MAX, held: 7 },
+                BalanceView { asset: AssetId(1), available: 5, held: 0 },
+                BalanceView { asset: AssetId(2), available: i64::MAX, held: 7 },
             ],
         },
         Message::SubtreeTotals {
-            account: 10,
+            account: AccountId(10),
             seq: 42,
             more: false,
-            totals: vec![AssetTotal { asset: 1, total: 5 }, AssetTotal { asset: 2, total: 99 }],
+            totals: vec![AssetTotal { asset: AssetId(1), total: 5 }, AssetTotal { asset: AssetId(2), total: 99 }],
         },
-        Message::OrderInfo { seq: 42, order: order_report(8) },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![order_report(8), order_report(9)] },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![] },
+        Message::OrderInfo { seq: 42, order: order_report(OrderId(8)) },
+        Message::OpenOrders {
+            account: AccountId(11),
+            seq: 42,
+            more: false,
+            orders: vec![order_report(OrderId(8)), order_report(OrderId(9))],
+        },
+        Message::OpenOrders { account: AccountId(11), seq: 42, more: false, orders: vec![] },
         Message::Depth(book()),
         Message::DepthSnapshot(DepthBook { more: true, ..book() }),
         Message::MarketTrade(MarketTrade::from_trade(17, 1_700_000_000_000_000_000, &trade())),
-        Message::DepthUpdate(DepthUpdate { symbol: 9, md_seq: 18, side: Side::Sell, price: 30_003, qty: 0, orders: 0 }),
-        Message::Unsubscribed { symbol: 9 },
+        Message::DepthUpdate(DepthUpdate {
+            symbol: SymbolId(9),
+            md_seq: 18,
+            side: Side::Sell,
+            price: 30_003,
+            qty: 0,
+            orders: 0,
+        }),
+        Message::Unsubscribed { symbol: SymbolId(9) },
         Message::ListAssets,
         Message::ListSymbols,
         Message::QueryWithdrawal { withdrawal_id: 77 },
@@ -203,8 +215,8 @@ fn samples() -> Vec<Message> {
             seq: 42,
             more: false,
             assets: vec![
-                AssetView { asset: 1, scale: 8, code: Code::parse("BTC", CodeOf::Asset).unwrap() },
-                AssetView { asset: 2, scale: 6, code: Code::EMPTY },
+                AssetView { asset: AssetId(1), scale: 8, code: Code::parse("BTC", CodeOf::Asset).unwrap() },
+                AssetView { asset: AssetId(2), scale: 6, code: Code::EMPTY },
             ],
         },
         Message::Symbols {
@@ -220,8 +232,8 @@ fn samples() -> Vec<Message> {
             seq: 42,
             withdrawal_id: 77,
             withdrawal: Withdrawal {
-                account: 11,
-                asset: 2,
+                account: AccountId(11),
+                asset: AssetId(2),
                 amount: 5,
                 client_ref: 3,
                 status: WithdrawalStatus::Pending,
@@ -472,7 +484,7 @@ fn oversized_and_impossible_lengths_lose_framing() {
 #[test]
 fn a_stream_ending_mid_frame_is_truncated() {
     let mut bytes = Vec::new();
-    encode_frame(1, &Message::QueryBalances { account: 1 }, MAX, &mut bytes).unwrap();
+    encode_frame(1, &Message::QueryBalances { account: AccountId(1) }, MAX, &mut bytes).unwrap();
     for cut in 1..bytes.len() {
         let mut decoder = FrameDecoder::default();
         assert_eq!(decoder.decode(&mut &bytes[..cut]), Ok(None));
@@ -495,7 +507,9 @@ fn frame_level_errors_let_the_stream_continue() {
         payload[2 + 20] = 9; // PlaceOrder side byte
         payload
     };
-    let short_cancel = payload_of(&Message::Command(Command::CancelOrder { account: 1, order_id: 2 }))[..10].to_vec();
+    let short_cancel =
+        payload_of(&Message::Command(Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) }))[..10]
+            .to_vec();
     let cases: Vec<(Vec<u8>, MessageError, GatewayError)> = vec![
         (
             frame_bytes(1, 0x7F, 0, 2, &[1, 2, 3]),
@@ -614,7 +628,7 @@ fn bad_field_values_are_payload_errors() {
     ));
 
     let mut update = payload_of(&Message::DepthUpdate(DepthUpdate {
-        symbol: 1,
+        symbol: SymbolId(1),
         md_seq: 1,
         side: Side::Buy,
         price: 1,
@@ -627,7 +641,7 @@ fn bad_field_values_are_payload_errors() {
         Err(MessageError::BadPayload { error: PayloadError::BadValue { field: "side", value: 2 }, .. })
     ));
 
-    let mut balances = payload_of(&Message::Balances { account: 1, seq: 1, more: false, balances: vec![] });
+    let mut balances = payload_of(&Message::Balances { account: AccountId(1), seq: 1, more: false, balances: vec![] });
     balances[17..19].copy_from_slice(&u16::MAX.to_le_bytes()); // a count the payload cannot hold
     assert!(matches!(
         Message::decode_payload(msg_type::BALANCES, &balances),
@@ -797,12 +811,18 @@ fn outcomes(chunks: &mut dyn Iterator<Item = &[u8]>) -> (FrameOutcomes, Option<F
 #[test]
 fn long_answers_split_over_frames_and_reassemble() {
     let events: Vec<Event> = (0..3_000).flat_map(|_| every_event()).collect();
-    let orders: Vec<OrderReport> = (0..2_000).map(order_report).collect();
+    let orders: Vec<OrderReport> = (0..2_000).map(|id| order_report(OrderId(id))).collect();
     let levels: Vec<DepthLevel> = (0..5_000).map(|i| DepthLevel { price: i, qty: i + 1, orders: 1 }).collect();
     let long = [
         Message::Events { seq: 8, more: false, events },
-        Message::OpenOrders { account: 11, seq: 8, more: false, orders },
-        Message::DepthSnapshot(DepthBook { symbol: 9, book_seq: 3, more: false, bids: levels.clone(), asks: levels }),
+        Message::OpenOrders { account: AccountId(11), seq: 8, more: false, orders },
+        Message::DepthSnapshot(DepthBook {
+            symbol: SymbolId(9),
+            book_seq: 3,
+            more: false,
+            bids: levels.clone(),
+            asks: levels,
+        }),
     ];
     for message in long {
         assert!(matches!(encode_frame(5, &message, MAX, &mut Vec::new()), Err(EncodeError::TooLarge { .. })));
@@ -907,7 +927,7 @@ fn the_documented_examples_are_exact() {
         (1, Message::Ping, "0c 00 00 00 01 03 00 00 01 00 00 00 00 00 00 00"),
         (
             2,
-            Message::Command(Command::CancelOrder { account: 7, order_id: 42 }),
+            Message::Command(Command::CancelOrder { account: AccountId(7), order_id: OrderId(42) }),
             "1e 00 00 00 01 02 00 00 02 00 00 00 00 00 00 00 0d 00
              07 00 00 00 00 00 00 00 2a 00 00 00 00 00 00 00",
         ),
@@ -973,7 +993,9 @@ fn error_code(step: &Step) -> Option<u16> {
 
 #[test]
 fn a_frame_before_hello_is_answered_904_and_closes() {
-    for message in [Message::Ping, Message::QueryBalances { account: 1 }, Message::Subscribe { symbol: 1 }] {
+    for message in
+        [Message::Ping, Message::QueryBalances { account: AccountId(1) }, Message::Subscribe { symbol: SymbolId(1) }]
+    {
         let mut handshake = Handshake::default();
         let step = handshake.on_message(1, message.clone(), welcome);
         assert_eq!(step, Step::Close(GatewayError::HelloRequired, "the first request must be Hello"), "{message:?}");
@@ -1006,10 +1028,10 @@ fn hello_is_welcomed_with_the_highest_version_both_speak() {
 /// version 2 with it (90 bytes); everything else is the same, and both decode.
 #[test]
 fn order_reports_are_laid_out_by_the_connection_version() {
-    let order = OrderReport { stop_price: 31_000, ..order_report(8) };
+    let order = OrderReport { stop_price: 31_000, ..order_report(OrderId(8)) };
     let answers = [
         Message::OrderInfo { seq: 42, order },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![order, order] },
+        Message::OpenOrders { account: AccountId(11), seq: 42, more: false, orders: vec![order, order] },
         Message::Events { seq: 42, more: false, events: vec![Event::Order(order), Event::Trade(trade())] },
     ];
     for message in &answers {

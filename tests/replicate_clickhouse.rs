@@ -7,15 +7,16 @@
 //! commands, independently of the replicator's row builder, and compared line by line with the
 //! tables read back as TabSeparated text.
 
+use seqd::engine::{
+    AccountId, AccountStatus, AssetId, Code, CodeOf, Command, Engine, Event, NewOrder, OrderId, Seq, SymbolId,
+    SymbolSpec,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
-use seqd::engine::{
-    AccountId, AccountStatus, AssetId, Code, CodeOf, Command, Engine, Event, NewOrder, Seq, SymbolId, SymbolSpec,
-};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::replicate::clickhouse::{create_statements, table_names, ClickHouseConfig, ClickHouseSink};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder};
@@ -112,7 +113,8 @@ impl Log {
 /// Renumbers a workload command that runs after `order_shift` other commands, with its accounts
 /// moved by `account_shift` (out of the scripted session's way).
 fn shift(command: Command, order_shift: u64, account_shift: u64) -> Command {
-    let a = |account: AccountId| if account == 0 { 0 } else { account + account_shift };
+    let a =
+        |account: AccountId| if account == AccountId::NONE { account } else { AccountId(account.0 + account_shift) };
     match command {
         Command::CreateAccount { account, parent, owner } => {
             Command::CreateAccount { account: a(account), parent: a(parent), owner: owner + account_shift }
@@ -122,10 +124,10 @@ fn shift(command: Command, order_shift: u64, account_shift: u64) -> Command {
         }
         Command::PlaceOrder(order) => Command::PlaceOrder(NewOrder { account: a(order.account), ..order }),
         Command::AmendOrder { account, order_id, price, qty } => {
-            Command::AmendOrder { account: a(account), order_id: order_id + order_shift, price, qty }
+            Command::AmendOrder { account: a(account), order_id: OrderId(order_id.0 + order_shift), price, qty }
         }
         Command::CancelOrder { account, order_id } => {
-            Command::CancelOrder { account: a(account), order_id: order_id + order_shift }
+            Command::CancelOrder { account: a(account), order_id: OrderId(order_id.0 + order_shift) }
         }
         other => other,
     }
@@ -147,9 +149,9 @@ fn write_log(spec: WorkloadSpec, with_script: bool) -> Log {
         commands.push(Command::UpdateSymbol(btc_usdt_spec(200, 500)));
         // Codes (schema version 2): a coded asset and a coded symbol trading it against USDT.
         let eth = Code::parse("ETH", CodeOf::Asset).unwrap();
-        let spec = SymbolSpec { symbol: 9, base: 9, ..btc_usdt_spec(200, 500) };
+        let spec = SymbolSpec { symbol: SymbolId(9), base: AssetId(9), ..btc_usdt_spec(200, 500) };
         for command in [
-            Command::CreateAssetWithCode { asset: 9, scale: 8, code: eth },
+            Command::CreateAssetWithCode { asset: AssetId(9), scale: 8, code: eth },
             Command::CreateSymbolWithCode { spec, code: Code::parse("ETH/USDT", CodeOf::Symbol).unwrap() },
         ] {
             stamps.push(timestamp_ns(commands.len()));
@@ -307,7 +309,7 @@ fn expected_rows(records: &[Record]) -> Expected {
             let v = version(seq, idx);
             match *event {
                 Event::Rejected { .. } => {}
-                Event::AssetCode { asset: id, code } | Event::SymbolCode { symbol: id, code } => {
+                Event::AssetCode { asset: AssetId(id), code } | Event::SymbolCode { symbol: SymbolId(id), code } => {
                     let kind = u8::from(matches!(event, Event::SymbolCode { .. }));
                     codes.insert((kind, id), fields!(kind, id, code.as_string(), seq, idx, time(ts), ts, v));
                 }
@@ -441,7 +443,7 @@ fn expected_rows(records: &[Record]) -> Expected {
                     ));
                     x.trades.push(TradeFact {
                         ts,
-                        trade_id: t.trade_id,
+                        trade_id: t.trade_id.0,
                         symbol: t.symbol,
                         price: t.price,
                         qty: t.qty,

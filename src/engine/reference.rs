@@ -47,7 +47,7 @@ impl Engine {
     }
 
     pub(crate) fn create_asset(&mut self, asset: AssetId, scale: u8, code: Code, out: &mut Vec<Event>) -> Verdict {
-        if asset == 0 {
+        if asset == AssetId::NONE {
             return Err(RejectReason::UnknownAsset);
         }
         if self.asset_index.contains_key(&asset) {
@@ -98,7 +98,7 @@ impl Engine {
     }
 
     pub(crate) fn create_symbol(&mut self, spec: &SymbolSpec, code: Code, out: &mut Vec<Event>) -> Verdict {
-        if spec.symbol == 0 {
+        if spec.symbol == SymbolId(0) {
             return Err(RejectReason::InvalidSymbolSpec);
         }
         if self.symbol_index.contains_key(&spec.symbol) {
@@ -202,24 +202,24 @@ mod tests {
         let mut engine = Engine::new();
         let btc = code("BTC", CodeOf::Asset);
         assert_eq!(
-            apply(&mut engine, Command::CreateAssetWithCode { asset: 1, scale: 8, code: btc }),
-            [Event::AssetCreated { asset: 1, scale: 8 }, Event::AssetCode { asset: 1, code: btc }]
+            apply(&mut engine, Command::CreateAssetWithCode { asset: AssetId(1), scale: 8, code: btc }),
+            [Event::AssetCreated { asset: AssetId(1), scale: 8 }, Event::AssetCode { asset: AssetId(1), code: btc }]
         );
-        let taken = Command::CreateAssetWithCode { asset: 2, scale: 6, code: btc };
+        let taken = Command::CreateAssetWithCode { asset: AssetId(2), scale: 6, code: btc };
         assert_eq!(apply(&mut engine, taken), rejected(RejectReason::CodeExists));
         let mut lower = Code::EMPTY;
         lower.0[..4].copy_from_slice(b"usdt");
-        let invalid = Command::CreateAssetWithCode { asset: 2, scale: 6, code: lower };
+        let invalid = Command::CreateAssetWithCode { asset: AssetId(2), scale: 6, code: lower };
         assert_eq!(apply(&mut engine, invalid), rejected(RejectReason::InvalidCode));
-        let slash = Command::CreateAssetWithCode { asset: 2, scale: 6, code: code("A/B", CodeOf::Symbol) };
+        let slash = Command::CreateAssetWithCode { asset: AssetId(2), scale: 6, code: code("A/B", CodeOf::Symbol) };
         assert_eq!(apply(&mut engine, slash), rejected(RejectReason::InvalidCode));
         // Refusals left nothing behind: asset 2 and its code are still free.
         let usdt = code("USDT", CodeOf::Asset);
-        apply(&mut engine, Command::CreateAssetWithCode { asset: 2, scale: 6, code: usdt });
+        apply(&mut engine, Command::CreateAssetWithCode { asset: AssetId(2), scale: 6, code: usdt });
         // Without a code (a version-1 client, an old journal): no code event, no code.
         assert_eq!(
-            apply(&mut engine, Command::CreateAsset { asset: 3, scale: 2 }),
-            [Event::AssetCreated { asset: 3, scale: 2 }]
+            apply(&mut engine, Command::CreateAsset { asset: AssetId(3), scale: 2 }),
+            [Event::AssetCreated { asset: AssetId(3), scale: 2 }]
         );
         let codes: Vec<Code> = engine.asset_views().iter().map(|a| a.code).collect();
         assert_eq!(codes, [btc, usdt, Code::EMPTY]);
@@ -229,28 +229,35 @@ mod tests {
     #[test]
     fn symbol_codes_are_unique_among_symbols_only_and_survive_updates() {
         let mut engine = Engine::new();
-        apply(&mut engine, Command::CreateAssetWithCode { asset: 1, scale: 8, code: code("BTC", CodeOf::Asset) });
-        apply(&mut engine, Command::CreateAsset { asset: 2, scale: 6 });
+        apply(
+            &mut engine,
+            Command::CreateAssetWithCode { asset: AssetId(1), scale: 8, code: code("BTC", CodeOf::Asset) },
+        );
+        apply(&mut engine, Command::CreateAsset { asset: AssetId(2), scale: 6 });
         let pair = code("BTC/USDT", CodeOf::Symbol);
-        let spec = SymbolSpec { symbol: 1, base: 1, quote: 2, ..btc_usdt_spec(1_000, 2_000) };
+        let spec =
+            SymbolSpec { symbol: SymbolId(1), base: AssetId(1), quote: AssetId(2), ..btc_usdt_spec(1_000, 2_000) };
         assert_eq!(
             apply(&mut engine, Command::CreateSymbolWithCode { spec, code: pair }),
-            [Event::SymbolUpdated { spec, status: SymbolStatus::Trading }, Event::SymbolCode { symbol: 1, code: pair }]
+            [
+                Event::SymbolUpdated { spec, status: SymbolStatus::Trading },
+                Event::SymbolCode { symbol: SymbolId(1), code: pair }
+            ]
         );
-        let second = SymbolSpec { symbol: 2, ..spec };
+        let second = SymbolSpec { symbol: SymbolId(2), ..spec };
         let taken = Command::CreateSymbolWithCode { spec: second, code: pair };
         assert_eq!(apply(&mut engine, taken), rejected(RejectReason::CodeExists));
         // A symbol may have an asset's code: the two are separate namespaces.
         let btc = Command::CreateSymbolWithCode { spec: second, code: code("BTC", CodeOf::Symbol) };
         assert_eq!(apply(&mut engine, btc).len(), 2);
         // A bad spec is reported before the code is looked at.
-        let bad = SymbolSpec { symbol: 3, tick_size: 0, ..spec };
+        let bad = SymbolSpec { symbol: SymbolId(3), tick_size: 0, ..spec };
         assert_eq!(
             apply(&mut engine, Command::CreateSymbolWithCode { spec: bad, code: pair }),
             rejected(RejectReason::InvalidSymbolSpec)
         );
         apply(&mut engine, Command::UpdateSymbol(SymbolSpec { maker_fee_ppm: 7, ..spec }));
-        apply(&mut engine, Command::SetSymbolStatus { symbol: 1, status: SymbolStatus::Halted });
+        apply(&mut engine, Command::SetSymbolStatus { symbol: SymbolId(1), status: SymbolStatus::Halted });
         let view = engine.symbol_views()[0];
         assert_eq!((view.code, view.status, view.spec.maker_fee_ppm), (pair, SymbolStatus::Halted, 7));
         engine.check_invariants().unwrap();

@@ -214,7 +214,7 @@ impl Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BalanceView, RejectReason};
+    use crate::engine::{AccountId, AssetId, BalanceView, RejectReason, SymbolId};
     use crate::protocol::frame::{FrameDecoder, MIN_MAX_FRAME_BYTES};
 
     fn decode_all(bytes: &[u8], max_frame_bytes: u32) -> Vec<(u64, Message)> {
@@ -261,9 +261,9 @@ mod tests {
         use crate::engine::*;
         let code = |i: usize| Code::parse(&format!("C{i}"), CodeOf::Symbol).unwrap();
         let spec = |i: usize| SymbolSpec {
-            symbol: i as u32 + 1,
-            base: 1,
-            quote: 2,
+            symbol: SymbolId(i as u32 + 1),
+            base: AssetId(1),
+            quote: AssetId(2),
             tick_size: 1 + i as i64,
             lot_size: 2,
             min_qty: 3,
@@ -276,10 +276,16 @@ mod tests {
         let symbols = (0..SYMBOLS_MAX)
             .map(|i| SymbolView { spec: spec(i), status: SymbolStatus::from_u8((i % 2) as u8).unwrap(), code: code(i) })
             .collect();
-        let assets =
-            (0..ASSETS_MAX).map(|i| AssetView { asset: i as u32 + 1, scale: (i % 19) as u8, code: code(i) }).collect();
-        let withdrawal =
-            Withdrawal { account: 7, asset: 2, amount: 99, client_ref: 3, status: WithdrawalStatus::Rejected };
+        let assets = (0..ASSETS_MAX)
+            .map(|i| AssetView { asset: AssetId(i as u32 + 1), scale: (i % 19) as u8, code: code(i) })
+            .collect();
+        let withdrawal = Withdrawal {
+            account: AccountId(7),
+            asset: AssetId(2),
+            amount: 99,
+            client_ref: 3,
+            status: WithdrawalStatus::Rejected,
+        };
         for message in [
             Message::Symbols { seq: 5, more: false, symbols },
             Message::Assets { seq: 5, more: false, assets },
@@ -310,11 +316,12 @@ mod tests {
             assert_eq!(decode_v1(&message), Err(GatewayError::UnknownMessageType), "{message:?}");
         }
         let code = Code::parse("BTC", CodeOf::Asset).unwrap();
-        let coded = Message::Command(Command::CreateAssetWithCode { asset: 1, scale: 8, code });
+        let coded = Message::Command(Command::CreateAssetWithCode { asset: AssetId(1), scale: 8, code });
         assert_eq!(decode_v1(&coded), Err(GatewayError::MalformedFrame));
-        let plain = Message::Command(Command::CreateAsset { asset: 1, scale: 8 });
+        let plain = Message::Command(Command::CreateAsset { asset: AssetId(1), scale: 8 });
         assert_eq!(decode_v1(&plain), Ok(plain));
-        let events = vec![Event::AssetCreated { asset: 1, scale: 8 }, Event::AssetCode { asset: 1, code }];
+        let events =
+            vec![Event::AssetCreated { asset: AssetId(1), scale: 8 }, Event::AssetCode { asset: AssetId(1), code }];
         let pushed = Message::Events { seq: 1, more: false, events: events.clone() };
         let (mut v1, mut v2) = (Vec::new(), Vec::new());
         encode_frames_as(1, 0, &pushed, MIN_MAX_FRAME_BYTES, &mut v1).unwrap();
@@ -337,7 +344,7 @@ mod tests {
     fn a_deep_book_is_split_and_reassembles() {
         let level = |i: i64| DepthLevel { price: 1000 + i, qty: i + 1, orders: i as u32 };
         let book = DepthBook {
-            symbol: 3,
+            symbol: SymbolId(3),
             book_seq: 77,
             more: false,
             bids: (0..100).map(level).collect(),
@@ -354,13 +361,13 @@ mod tests {
     #[test]
     fn long_balance_lists_are_split_and_empty_lists_are_one_frame() {
         let balances: Vec<BalanceView> =
-            (0..200).map(|i| BalanceView { asset: i, available: i as i64, held: 1 }).collect();
-        let message = Message::Balances { account: 5, seq: 9, more: false, balances };
+            (0..200).map(|i| BalanceView { asset: AssetId(i), available: i as i64, held: 1 }).collect();
+        let message = Message::Balances { account: AccountId(5), seq: 9, more: false, balances };
         let mut out = Vec::new();
         assert_eq!(encode_frames(1, &message, MIN_MAX_FRAME_BYTES, &mut out), Ok(200usize.div_ceil(49)));
         assert_eq!(reassemble(decode_all(&out, MIN_MAX_FRAME_BYTES)), message);
 
-        let empty = Message::OpenOrders { account: 5, seq: 9, more: false, orders: vec![] };
+        let empty = Message::OpenOrders { account: AccountId(5), seq: 9, more: false, orders: vec![] };
         out.clear();
         assert_eq!(encode_frames(1, &empty, MIN_MAX_FRAME_BYTES, &mut out), Ok(1));
         assert_eq!(reassemble(decode_all(&out, MIN_MAX_FRAME_BYTES)), empty);

@@ -11,7 +11,7 @@ use super::wire::{put_count_u16, put_string, truncate_utf8, Cursor};
 use super::PROTOCOL_VERSION;
 use crate::engine::{
     AccountId, AssetId, AssetView, BalanceView, Code, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side,
-    SymbolId, SymbolStatus, SymbolView, Withdrawal, WithdrawalStatus, CODE_BYTES,
+    SymbolId, SymbolStatus, SymbolView, TradeId, Withdrawal, WithdrawalStatus, CODE_BYTES,
 };
 use crate::wire::codec::{self, Writer};
 
@@ -145,7 +145,7 @@ pub struct DepthBook {
 pub struct MarketTrade {
     pub symbol: SymbolId,
     pub md_seq: u64,
-    pub trade_id: u64,
+    pub trade_id: TradeId,
     /// The sequencer's timestamp of the command that traded (Unix ns).
     pub timestamp_ns: u64,
     pub price: i64,
@@ -428,22 +428,22 @@ impl Message {
             Message::Assets { seq, more, assets } => put_assets(out, *seq, *more, assets)?,
             Message::Symbols { seq, more, symbols } => put_symbols(out, *seq, *more, symbols)?,
             Message::WithdrawalInfo { seq, withdrawal_id, withdrawal: x } => {
-                w.u64(*seq).u64(*withdrawal_id).u64(x.account).u32(x.asset).i64(x.amount).u64(x.client_ref);
+                w.u64(*seq).u64(*withdrawal_id).u64(x.account.0).u32(x.asset.0).i64(x.amount).u64(x.client_ref);
                 w.u8(x.status.as_u8());
             }
             Message::QueryBalances { account }
             | Message::QuerySubtreeTotals { account }
             | Message::QueryOpenOrders { account } => {
-                w.u64(*account);
+                w.u64(account.0);
             }
             Message::QueryOrder { order_id } => {
-                w.u64(*order_id);
+                w.u64(order_id.0);
             }
             Message::QueryDepth { symbol, levels } => {
-                w.u32(*symbol).u16(*levels);
+                w.u32(symbol.0).u16(*levels);
             }
             Message::Subscribe { symbol } | Message::Unsubscribe { symbol } | Message::Unsubscribed { symbol } => {
-                w.u32(*symbol);
+                w.u32(symbol.0);
             }
             Message::Welcome(welcome) => put_welcome(out, welcome)?,
             Message::Accepted { seq } => {
@@ -467,11 +467,11 @@ impl Message {
                 put_depth(out, book.symbol, book.book_seq, book.more, &book.bids, &book.asks)?
             }
             Message::MarketTrade(t) => {
-                w.u32(t.symbol).u64(t.md_seq).u64(t.trade_id).u64(t.timestamp_ns);
+                w.u32(t.symbol.0).u64(t.md_seq).u64(t.trade_id.0).u64(t.timestamp_ns);
                 w.i64(t.price).i64(t.qty).i64(t.quote_qty).u8(t.taker_side.as_u8());
             }
             Message::DepthUpdate(u) => {
-                w.u32(u.symbol).u64(u.md_seq).u8(u.side.as_u8()).i64(u.price).i64(u.qty).u32(u.orders);
+                w.u32(u.symbol.0).u64(u.md_seq).u8(u.side.as_u8()).i64(u.price).i64(u.qty).u32(u.orders);
             }
         }
         Ok(())
@@ -536,13 +536,13 @@ fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, Payload
         HELLO => Message::Hello { protocol_version: c.u8()? },
         COMMAND => Message::Command(read_command(c)?),
         PING => Message::Ping,
-        QUERY_BALANCES => Message::QueryBalances { account: c.u64()? },
-        QUERY_SUBTREE_TOTALS => Message::QuerySubtreeTotals { account: c.u64()? },
-        QUERY_ORDER => Message::QueryOrder { order_id: c.u64()? },
-        QUERY_OPEN_ORDERS => Message::QueryOpenOrders { account: c.u64()? },
-        QUERY_DEPTH => Message::QueryDepth { symbol: c.u32()?, levels: c.u16()? },
-        SUBSCRIBE => Message::Subscribe { symbol: c.u32()? },
-        UNSUBSCRIBE => Message::Unsubscribe { symbol: c.u32()? },
+        QUERY_BALANCES => Message::QueryBalances { account: AccountId(c.u64()?) },
+        QUERY_SUBTREE_TOTALS => Message::QuerySubtreeTotals { account: AccountId(c.u64()?) },
+        QUERY_ORDER => Message::QueryOrder { order_id: OrderId(c.u64()?) },
+        QUERY_OPEN_ORDERS => Message::QueryOpenOrders { account: AccountId(c.u64()?) },
+        QUERY_DEPTH => Message::QueryDepth { symbol: SymbolId(c.u32()?), levels: c.u16()? },
+        SUBSCRIBE => Message::Subscribe { symbol: SymbolId(c.u32()?) },
+        UNSUBSCRIBE => Message::Unsubscribe { symbol: SymbolId(c.u32()?) },
         WELCOME => Message::Welcome(read_welcome(c)?),
         ACCEPTED => Message::Accepted { seq: c.u64()? },
         EVENTS => {
@@ -555,23 +555,33 @@ fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, Payload
         PONG => Message::Pong,
         BALANCES => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::Balances { account, seq, more, balances: read_list(c, BALANCE_BYTES, read_balance)? }
+            Message::Balances {
+                account: AccountId(account),
+                seq,
+                more,
+                balances: read_list(c, BALANCE_BYTES, read_balance)?,
+            }
         }
         SUBTREE_TOTALS => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::SubtreeTotals { account, seq, more, totals: read_list(c, ASSET_TOTAL_BYTES, read_asset_total)? }
+            Message::SubtreeTotals {
+                account: AccountId(account),
+                seq,
+                more,
+                totals: read_list(c, ASSET_TOTAL_BYTES, read_asset_total)?,
+            }
         }
         ORDER_INFO => Message::OrderInfo { seq: c.u64()?, order: read_single_order(c)? },
         OPEN_ORDERS => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::OpenOrders { account, seq, more, orders: read_order_list(c)? }
+            Message::OpenOrders { account: AccountId(account), seq, more, orders: read_order_list(c)? }
         }
         DEPTH => Message::Depth(read_depth(c)?),
         DEPTH_SNAPSHOT => Message::DepthSnapshot(read_depth(c)?),
         MARKET_TRADE => Message::MarketTrade(MarketTrade {
-            symbol: c.u32()?,
+            symbol: SymbolId(c.u32()?),
             md_seq: c.u64()?,
-            trade_id: c.u64()?,
+            trade_id: TradeId(c.u64()?),
             timestamp_ns: c.u64()?,
             price: c.i64()?,
             qty: c.i64()?,
@@ -579,14 +589,14 @@ fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, Payload
             taker_side: c.enum_u8("taker_side", Side::from_u8)?,
         }),
         DEPTH_UPDATE => Message::DepthUpdate(DepthUpdate {
-            symbol: c.u32()?,
+            symbol: SymbolId(c.u32()?),
             md_seq: c.u64()?,
             side: c.enum_u8("side", Side::from_u8)?,
             price: c.i64()?,
             qty: c.i64()?,
             orders: c.u32()?,
         }),
-        UNSUBSCRIBED => Message::Unsubscribed { symbol: c.u32()? },
+        UNSUBSCRIBED => Message::Unsubscribed { symbol: SymbolId(c.u32()?) },
         LIST_ASSETS => Message::ListAssets,
         LIST_SYMBOLS => Message::ListSymbols,
         QUERY_WITHDRAWAL => Message::QueryWithdrawal { withdrawal_id: c.u64()? },
@@ -601,8 +611,8 @@ fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, Payload
         WITHDRAWAL_INFO => {
             let (seq, withdrawal_id) = (c.u64()?, c.u64()?);
             let withdrawal = Withdrawal {
-                account: c.u64()?,
-                asset: c.u32()?,
+                account: AccountId(c.u64()?),
+                asset: AssetId(c.u32()?),
                 amount: c.i64()?,
                 client_ref: c.u64()?,
                 status: c.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
@@ -628,7 +638,7 @@ pub(crate) fn put_assets(out: &mut Vec<u8>, seq: Seq, more: bool, assets: &[Asse
     Writer(out).u64(seq).u8(more as u8);
     put_count_u16(out, "assets", assets.len())?;
     for a in assets {
-        Writer(out).u32(a.asset).u8(a.scale).bytes(&a.code.0);
+        Writer(out).u32(a.asset.0).u8(a.scale).bytes(&a.code.0);
     }
     Ok(())
 }
@@ -642,7 +652,7 @@ fn read_code(c: &mut Cursor) -> Result<Code, PayloadError> {
 }
 
 fn read_asset(c: &mut Cursor) -> Result<AssetView, PayloadError> {
-    Ok(AssetView { asset: c.u32()?, scale: c.u8()?, code: read_code(c)? })
+    Ok(AssetView { asset: AssetId(c.u32()?), scale: c.u8()?, code: read_code(c)? })
 }
 
 pub(crate) fn put_symbols(out: &mut Vec<u8>, seq: Seq, more: bool, symbols: &[SymbolView]) -> Result<(), EncodeError> {
@@ -657,9 +667,9 @@ pub(crate) fn put_symbols(out: &mut Vec<u8>, seq: Seq, more: bool, symbols: &[Sy
 
 fn read_symbol(c: &mut Cursor) -> Result<SymbolView, PayloadError> {
     let spec = crate::engine::SymbolSpec {
-        symbol: c.u32()?,
-        base: c.u32()?,
-        quote: c.u32()?,
+        symbol: SymbolId(c.u32()?),
+        base: AssetId(c.u32()?),
+        quote: AssetId(c.u32()?),
         tick_size: c.i64()?,
         lot_size: c.i64()?,
         min_qty: c.i64()?,
@@ -746,16 +756,16 @@ pub(crate) fn put_balances(
     more: bool,
     balances: &[BalanceView],
 ) -> Result<(), EncodeError> {
-    Writer(out).u64(account).u64(seq).u8(more as u8);
+    Writer(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "balances", balances.len())?;
     for b in balances {
-        Writer(out).u32(b.asset).i64(b.available).i64(b.held);
+        Writer(out).u32(b.asset.0).i64(b.available).i64(b.held);
     }
     Ok(())
 }
 
 fn read_balance(c: &mut Cursor) -> Result<BalanceView, PayloadError> {
-    Ok(BalanceView { asset: c.u32()?, available: c.i64()?, held: c.i64()? })
+    Ok(BalanceView { asset: AssetId(c.u32()?), available: c.i64()?, held: c.i64()? })
 }
 
 pub(crate) fn put_totals(
@@ -765,16 +775,16 @@ pub(crate) fn put_totals(
     more: bool,
     totals: &[AssetTotal],
 ) -> Result<(), EncodeError> {
-    Writer(out).u64(account).u64(seq).u8(more as u8);
+    Writer(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "totals", totals.len())?;
     for t in totals {
-        Writer(out).u32(t.asset).i64(t.total);
+        Writer(out).u32(t.asset.0).i64(t.total);
     }
     Ok(())
 }
 
 fn read_asset_total(c: &mut Cursor) -> Result<AssetTotal, PayloadError> {
-    Ok(AssetTotal { asset: c.u32()?, total: c.i64()? })
+    Ok(AssetTotal { asset: AssetId(c.u32()?), total: c.i64()? })
 }
 
 /// Orders as an event-log record of `Event::Order`s: the codec's order report layout.
@@ -786,7 +796,7 @@ pub(crate) fn put_open_orders(
     orders: &[OrderReport],
     version: u8,
 ) {
-    Writer(out).u64(account).u64(seq).u8(more as u8).u32(orders.len() as u32);
+    Writer(out).u64(account.0).u64(seq).u8(more as u8).u32(orders.len() as u32);
     for order in orders {
         put_event(out, &Event::Order(*order), version);
     }
@@ -822,7 +832,7 @@ pub(crate) fn put_depth(
     bids: &[DepthLevel],
     asks: &[DepthLevel],
 ) -> Result<(), EncodeError> {
-    Writer(out).u32(symbol).u64(book_seq).u8(more as u8);
+    Writer(out).u32(symbol.0).u64(book_seq).u8(more as u8);
     put_levels(out, "bids", bids)?;
     put_levels(out, "asks", asks)
 }
@@ -839,7 +849,7 @@ fn read_depth(c: &mut Cursor) -> Result<DepthBook, PayloadError> {
     let (symbol, book_seq, more) = (c.u32()?, c.u64()?, c.bool("more")?);
     let bids = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
     let asks = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
-    Ok(DepthBook { symbol, book_seq, more, bids, asks })
+    Ok(DepthBook { symbol: SymbolId(symbol), book_seq, more, bids, asks })
 }
 
 fn read_level(c: &mut Cursor) -> Result<DepthLevel, PayloadError> {
@@ -863,9 +873,9 @@ mod tests {
 
     fn order(order_id: u64) -> OrderReport {
         OrderReport {
-            order_id,
-            account: 7,
-            symbol: 1,
+            order_id: OrderId(order_id),
+            account: AccountId(7),
+            symbol: SymbolId(1),
             client_order_id: 3,
             exec: ExecKind::New,
             status: OrderStatus::New,
@@ -891,7 +901,7 @@ mod tests {
 
     #[test]
     fn a_command_payload_is_its_kind_then_the_codec_bytes() {
-        let command = Command::CancelOrder { account: 7, order_id: 9 };
+        let command = Command::CancelOrder { account: AccountId(7), order_id: OrderId(9) };
         let mut out = Vec::new();
         Message::Command(command).encode_payload(&mut out).unwrap();
         let mut codec_bytes = Vec::new();
@@ -904,7 +914,10 @@ mod tests {
     fn open_orders_must_hold_only_order_reports() {
         let mut out = Vec::new();
         Writer(&mut out).u64(7).u64(1).u8(0);
-        codec::encode_event_record(&[Event::Order(order(1)), Event::AssetCreated { asset: 1, scale: 2 }], &mut out);
+        codec::encode_event_record(
+            &[Event::Order(order(1)), Event::AssetCreated { asset: AssetId(1), scale: 2 }],
+            &mut out,
+        );
         assert_eq!(
             Message::decode_payload(msg_type::OPEN_ORDERS, &out),
             Err(MessageError::BadPayload { msg_type: msg_type::OPEN_ORDERS, error: PayloadError::NotAnOrder })
@@ -926,7 +939,8 @@ mod tests {
         let other_seq = Message::Events { seq: 6, more: false, events: vec![] };
         assert_eq!(first.continue_with(other_seq.clone()), Err(other_seq));
         assert_eq!(first.continue_with(Message::Pong), Err(Message::Pong));
-        let last = Message::Events { seq: 5, more: false, events: vec![Event::AssetCreated { asset: 1, scale: 0 }] };
+        let last =
+            Message::Events { seq: 5, more: false, events: vec![Event::AssetCreated { asset: AssetId(1), scale: 0 }] };
         assert_eq!(first.continue_with(last.clone()), Ok(()));
         assert_eq!(first, last);
         assert_eq!(first.continue_with(last.clone()), Err(last), "a message without `more` takes no continuation");

@@ -101,7 +101,7 @@ impl Catalog {
     /// Path of a new account under `parent` (0 = a root).
     pub fn child_path(&self, parent: AccountId, account: AccountId) -> String {
         match self.accounts.get(&parent) {
-            Some(info) if parent != 0 => format!("{}/{}", info.path, account),
+            Some(info) if parent != AccountId::NONE => format!("{}/{}", info.path, account),
             _ => format!("/{account}"),
         }
     }
@@ -394,10 +394,10 @@ impl BatchBuilder {
         match *event {
             Event::Rejected { .. } => {}
             Event::AssetCode { asset, code } => {
-                self.batch.codes.push(CodeRow { kind: CODE_OF_ASSET, id: asset, code: code.as_string(), origin })
+                self.batch.codes.push(CodeRow { kind: CODE_OF_ASSET, id: asset.0, code: code.as_string(), origin })
             }
             Event::SymbolCode { symbol, code } => {
-                self.batch.codes.push(CodeRow { kind: CODE_OF_SYMBOL, id: symbol, code: code.as_string(), origin })
+                self.batch.codes.push(CodeRow { kind: CODE_OF_SYMBOL, id: symbol.0, code: code.as_string(), origin })
             }
             Event::AssetCreated { asset, scale } => {
                 self.catalog.asset_scales.insert(asset, scale);

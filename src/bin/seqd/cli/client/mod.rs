@@ -15,7 +15,8 @@ use output::{events_table, int, order_fields, records_table, text, Table};
 use refdata::Catalog;
 use seqd::client::{Client, ClientError};
 use seqd::engine::{
-    AccountStatus, Code, CodeOf, Command, NewOrder, OrderType, Side, StpMode, SymbolSpec, SymbolStatus, TimeInForce,
+    AccountId, AccountStatus, AssetId, Code, CodeOf, Command, NewOrder, OrderId, OrderType, Side, StpMode, SymbolId,
+    SymbolSpec, SymbolStatus, TimeInForce,
 };
 use seqd::protocol::Message;
 use serde_json::{json, Value};
@@ -367,7 +368,7 @@ fn new_order(
     let tif = flags.tif.as_deref().unwrap_or(if market { "ioc" } else { "gtc" });
     let quote_amount = |what, text: Option<&str>| text.map_or(Ok(0), |t| catalog.parse(what, t, quote));
     Ok(Command::PlaceOrder(NewOrder {
-        account,
+        account: AccountId(account),
         symbol: view.spec.symbol,
         client_order_id: flags.client_order_id,
         side: parse_side(side)?,
@@ -410,7 +411,7 @@ fn create_symbol(
     let (base, quote) = (catalog.asset(base)?, catalog.asset(quote)?);
     let lot_size = catalog.parse("lot", lot, base.scale)?;
     let spec = SymbolSpec {
-        symbol,
+        symbol: SymbolId(symbol),
         base: base.asset,
         quote: quote.asset,
         tick_size: catalog.parse("tick", tick, quote.scale)?,
@@ -436,15 +437,17 @@ fn create_symbol(
 
 fn command_of(request: &ClientCommand, catalog: &Catalog) -> Result<Option<Command>, String> {
     use ClientCommand as C;
-    let amount = |what, asset: &str, text: &str| -> Result<(u32, i64), String> {
+    let amount = |what, asset: &str, text: &str| -> Result<(AssetId, i64), String> {
         let asset = catalog.asset(asset)?;
         Ok((asset.asset, catalog.parse(what, text, asset.scale)?))
     };
     Ok(Some(match request {
-        C::CreateAsset { asset, scale, code: None } => Command::CreateAsset { asset: *asset, scale: *scale },
-        C::CreateAsset { asset, scale, code: Some(code) } => {
-            Command::CreateAssetWithCode { asset: *asset, scale: *scale, code: parse_code(code, CodeOf::Asset)? }
-        }
+        C::CreateAsset { asset, scale, code: None } => Command::CreateAsset { asset: AssetId(*asset), scale: *scale },
+        C::CreateAsset { asset, scale, code: Some(code) } => Command::CreateAssetWithCode {
+            asset: AssetId(*asset),
+            scale: *scale,
+            code: parse_code(code, CodeOf::Asset)?,
+        },
         C::CreateSymbol { symbol, base, quote, tick, lot, code, params } => {
             create_symbol(catalog, *symbol, (base, quote), (tick, lot), code.as_deref(), params)?
         }
@@ -458,23 +461,27 @@ fn command_of(request: &ClientCommand, catalog: &Catalog) -> Result<Option<Comma
             Command::SetSymbolStatus { symbol: catalog.symbol(symbol)?.spec.symbol, status: SymbolStatus::Trading }
         }
         C::CreateAccount { account, parent, owner } => {
-            Command::CreateAccount { account: *account, parent: *parent, owner: *owner }
+            Command::CreateAccount { account: AccountId(*account), parent: AccountId(*parent), owner: *owner }
         }
-        C::Freeze { account } => Command::SetAccountStatus { account: *account, status: AccountStatus::Frozen },
-        C::Unfreeze { account } => Command::SetAccountStatus { account: *account, status: AccountStatus::Active },
+        C::Freeze { account } => {
+            Command::SetAccountStatus { account: AccountId(*account), status: AccountStatus::Frozen }
+        }
+        C::Unfreeze { account } => {
+            Command::SetAccountStatus { account: AccountId(*account), status: AccountStatus::Active }
+        }
         C::Deposit { account, asset, amount: a, external_ref } => {
             let (asset, amount) = amount("amount", asset, a)?;
-            Command::Deposit { account: *account, asset, amount, external_ref: *external_ref }
+            Command::Deposit { account: AccountId(*account), asset, amount, external_ref: *external_ref }
         }
         C::Withdraw { account, asset, amount: a, client_ref } => {
             let (asset, amount) = amount("amount", asset, a)?;
-            Command::WithdrawRequest { account: *account, asset, amount, client_ref: *client_ref }
+            Command::WithdrawRequest { account: AccountId(*account), asset, amount, client_ref: *client_ref }
         }
         C::WithdrawApprove { withdrawal_id } => Command::WithdrawApprove { withdrawal_id: *withdrawal_id },
         C::WithdrawReject { withdrawal_id } => Command::WithdrawReject { withdrawal_id: *withdrawal_id },
         C::Transfer { from, to, asset, amount: a, client_ref } => {
             let (asset, amount) = amount("amount", asset, a)?;
-            Command::Transfer { from: *from, to: *to, asset, amount, client_ref: *client_ref }
+            Command::Transfer { from: AccountId(*from), to: AccountId(*to), asset, amount, client_ref: *client_ref }
         }
         C::Limit { account, symbol, side, qty, price, flags } => {
             new_order(catalog, *account, symbol, side, qty, Some(price), None, OrderType::Limit, flags)?
@@ -488,16 +495,18 @@ fn command_of(request: &ClientCommand, catalog: &Catalog) -> Result<Option<Comma
         C::StopMarket { account, symbol, side, qty, stop, flags } => {
             new_order(catalog, *account, symbol, side, qty, None, Some(stop), OrderType::StopMarket, flags)?
         }
-        C::Cancel { account, order_id } => Command::CancelOrder { account: *account, order_id: *order_id },
+        C::Cancel { account, order_id } => {
+            Command::CancelOrder { account: AccountId(*account), order_id: OrderId(*order_id) }
+        }
         C::CancelClient { account, client_order_id } => {
-            Command::CancelByClientId { account: *account, client_order_id: *client_order_id }
+            Command::CancelByClientId { account: AccountId(*account), client_order_id: *client_order_id }
         }
         C::CancelAll { account, symbol } => {
             let symbol = match symbol {
                 Some(symbol) => catalog.symbol(symbol)?.spec.symbol,
-                None => 0,
+                None => SymbolId::ALL,
             };
-            Command::CancelAll { account: *account, symbol }
+            Command::CancelAll { account: AccountId(*account), symbol }
         }
         // Amend needs the order's symbol for its scales: `query` reads the order first.
         _ => return Ok(None),
@@ -523,7 +532,8 @@ async fn query(
         }
         C::Symbols => print_table(options, symbols_table(catalog)),
         C::Balances { account } => {
-            let answer = client.request_all(&Message::QueryBalances { account: *account }).await.map_err(refused)?;
+            let answer =
+                client.request_all(&Message::QueryBalances { account: AccountId(*account) }).await.map_err(refused)?;
             let Message::Balances { balances, .. } = answer else { return Err(format!("unexpected {answer:?}")) };
             let mut table = Table::new(&["asset", "available", "held", "total"]);
             for b in balances {
@@ -534,8 +544,10 @@ async fn query(
             print_table(options, table)
         }
         C::Subtree { account } => {
-            let answer =
-                client.request_all(&Message::QuerySubtreeTotals { account: *account }).await.map_err(refused)?;
+            let answer = client
+                .request_all(&Message::QuerySubtreeTotals { account: AccountId(*account) })
+                .await
+                .map_err(refused)?;
             let Message::SubtreeTotals { totals, .. } = answer else { return Err(format!("unexpected {answer:?}")) };
             let mut table = Table::new(&["asset", "total"]);
             for t in totals {
@@ -544,13 +556,17 @@ async fn query(
             print_table(options, table)
         }
         C::Orders { account } => {
-            let answer = client.request_all(&Message::QueryOpenOrders { account: *account }).await.map_err(refused)?;
+            let answer = client
+                .request_all(&Message::QueryOpenOrders { account: AccountId(*account) })
+                .await
+                .map_err(refused)?;
             let Message::OpenOrders { orders, .. } = answer else { return Err(format!("unexpected {answer:?}")) };
             let records = orders.iter().map(|o| order_fields(o, catalog)).collect();
             print_table(options, records_table(records, &["order_id"]))
         }
         C::Order { order_id } => {
-            let answer = client.request(&Message::QueryOrder { order_id: *order_id }).await.map_err(refused)?;
+            let answer =
+                client.request(&Message::QueryOrder { order_id: OrderId(*order_id) }).await.map_err(refused)?;
             let Message::OrderInfo { order, .. } = answer else { return Err(format!("unexpected {answer:?}")) };
             print_table(options, records_table(vec![order_fields(&order, catalog)], &[]))
         }
@@ -589,12 +605,13 @@ async fn query(
             print_table(options, table)
         }
         C::Amend { account, order_id, price, qty } => {
-            let answer = client.request(&Message::QueryOrder { order_id: *order_id }).await.map_err(refused)?;
+            let answer =
+                client.request(&Message::QueryOrder { order_id: OrderId(*order_id) }).await.map_err(refused)?;
             let Message::OrderInfo { order, .. } = answer else { return Err(format!("unexpected {answer:?}")) };
             let (base, quote) = catalog.symbol_scales(order.symbol);
             let command = Command::AmendOrder {
-                account: *account,
-                order_id: *order_id,
+                account: AccountId(*account),
+                order_id: OrderId(*order_id),
                 price: catalog.parse("price", price, quote.unwrap_or(0))?,
                 qty: catalog.parse("qty", qty, base.unwrap_or(0))?,
             };

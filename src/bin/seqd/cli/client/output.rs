@@ -2,7 +2,7 @@
 //! description of each answer so the two never say different things.
 
 use super::refdata::Catalog;
-use seqd::engine::{Event, OrderReport, Side, Trade};
+use seqd::engine::{AccountId, AssetId, Event, OrderId, OrderReport, Side, SymbolId, Trade, TradeId};
 use serde_json::{json, Map, Value};
 
 /// One value of a table: numbers stay numbers in JSON; decimals are strings (exact).
@@ -27,8 +27,23 @@ impl Cell {
     }
 }
 
-pub fn int(v: impl Into<i128>) -> Cell {
-    Cell::Int(v.into())
+/// Integers and ids, as a table cell.
+pub trait IntCell {
+    fn to_i128(self) -> i128;
+}
+
+macro_rules! int_cell {
+    ($($t:ty),*) => { $(impl IntCell for $t { fn to_i128(self) -> i128 { self.into() } })* };
+}
+int_cell!(u8, u16, u32, u64, i32, i64);
+
+macro_rules! id_cell {
+    ($($t:ty),*) => { $(impl IntCell for $t { fn to_i128(self) -> i128 { self.0.into() } })* };
+}
+id_cell!(AccountId, AssetId, SymbolId, OrderId, TradeId);
+
+pub fn int(v: impl IntCell) -> Cell {
+    Cell::Int(v.to_i128())
 }
 
 pub fn text(v: impl Into<String>) -> Cell {

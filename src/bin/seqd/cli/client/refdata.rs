@@ -25,8 +25,8 @@ impl Catalog {
 
     /// An asset by code (any case) or id.
     pub fn asset(&self, text: &str) -> Result<AssetView, String> {
-        let found = match text.parse::<AssetId>() {
-            Ok(id) => self.assets.iter().find(|a| a.asset == id),
+        let found = match text.parse::<u32>() {
+            Ok(id) => self.assets.iter().find(|a| a.asset == AssetId(id)),
             Err(_) => self.assets.iter().find(|a| a.code.as_string().eq_ignore_ascii_case(text)),
         };
         found.copied().ok_or_else(|| format!("unknown asset {text:?} (see `seqd client assets`)"))
@@ -34,8 +34,8 @@ impl Catalog {
 
     /// A symbol by code (any case) or id.
     pub fn symbol(&self, text: &str) -> Result<SymbolView, String> {
-        let found = match text.parse::<SymbolId>() {
-            Ok(id) => self.symbols.iter().find(|s| s.spec.symbol == id),
+        let found = match text.parse::<u32>() {
+            Ok(id) => self.symbols.iter().find(|s| s.spec.symbol == SymbolId(id)),
             Err(_) => self.symbols.iter().find(|s| s.code.as_string().eq_ignore_ascii_case(text)),
         };
         found.copied().ok_or_else(|| format!("unknown symbol {text:?} (see `seqd client symbols`)"))
@@ -108,9 +108,9 @@ mod tests {
         let code = |text| Code::parse(text, CodeOf::Asset).unwrap();
         Catalog {
             assets: vec![
-                AssetView { asset: 1, scale: 8, code: code("BTC") },
-                AssetView { asset: 2, scale: 6, code: code("USDT") },
-                AssetView { asset: 3, scale: 2, code: Code::EMPTY },
+                AssetView { asset: AssetId(1), scale: 8, code: code("BTC") },
+                AssetView { asset: AssetId(2), scale: 6, code: code("USDT") },
+                AssetView { asset: AssetId(3), scale: 2, code: Code::EMPTY },
             ],
             symbols: vec![],
             minor,
@@ -120,10 +120,13 @@ mod tests {
     #[test]
     fn assets_are_found_by_code_or_id_and_amounts_are_exact_decimals_or_minor_units() {
         let catalog = btc_usdt(false);
-        assert_eq!(catalog.asset("btc").unwrap().asset, 1);
+        assert_eq!(catalog.asset("btc").unwrap().asset, AssetId(1));
         assert_eq!(catalog.asset("2").unwrap().code.as_string(), "USDT");
         assert!(catalog.asset("ETH").unwrap_err().contains("unknown asset"));
-        assert_eq!((catalog.asset_name(3), catalog.asset_name(1)), ("3".to_string(), "BTC".to_string()));
+        assert_eq!(
+            (catalog.asset_name(AssetId(3)), catalog.asset_name(AssetId(1))),
+            ("3".to_string(), "BTC".to_string())
+        );
         assert_eq!(catalog.parse("qty", "1.5", 8), Ok(150_000_000));
         assert_eq!(catalog.parse("price", "30000.25", 6), Ok(30_000_250_000));
         assert_eq!(

@@ -71,7 +71,7 @@ fn print_update(message: &Message, book: &L2Book, catalog: &Catalog, json: bool)
     match message {
         Message::MarketTrade(t) if json => println!(
             "{}",
-            json!({"md_seq": t.md_seq, "trade_id": t.trade_id, "taker_side": side_name(t.taker_side),
+            json!({"md_seq": t.md_seq, "trade_id": t.trade_id.0, "taker_side": side_name(t.taker_side),
                    "qty": qty(t.qty), "price": price(t.price), "quote_qty": price(t.quote_qty)})
         ),
         Message::MarketTrade(t) => println!(
