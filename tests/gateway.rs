@@ -790,7 +790,11 @@ fn the_cli_closes_its_connection_after_a_refusal_and_gives_up_on_a_dead_port() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused (910)"));
     runtime().block_on(async {
-        assert_eq!(metric_reaches(&daemon, "seqd_connections ", 0).await, Some(0), "the CLI left its connection open");
+        assert_eq!(
+            metric_reaches(&daemon, "seqd_gateway_connections ", 0).await,
+            Some(0),
+            "the CLI left its connection open"
+        );
     });
 
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // bound, so nothing else answers there
