@@ -44,6 +44,12 @@ pub struct NewOrder {
     pub quote_budget: i64,
 }
 
+/// A command fills one slot of the input ring, so its size is watched: 88 bytes since the coded
+/// creations (`CreateSymbolWithCode`: a 64-byte spec and a 16-byte code), 72 before. A larger
+/// variant must be a deliberate change of this line, measured with the benchmarks.
+pub const COMMAND_BYTES: usize = 88;
+const _: () = assert!(std::mem::size_of::<Command>() == COMMAND_BYTES);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Admin: a new asset with a fixed number of decimal places (0..=18).
