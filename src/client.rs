@@ -6,7 +6,7 @@
 //! with `next_message`, or `take_pushes` after other requests) and keep an
 //! [`L2Book`](crate::protocol::L2Book).
 
-use crate::engine::{Command, Event, Seq, SymbolId};
+use crate::engine::{AssetView, Command, Event, Seq, SymbolId, SymbolView, Withdrawal};
 use crate::gateway::tls;
 use crate::protocol::{
     encode_frame_as, DepthBook, FrameDecoder, Message, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
@@ -283,6 +283,31 @@ impl Client {
         match self.request(&Message::Unsubscribe { symbol }).await? {
             Message::Unsubscribed { symbol: s } if s == symbol => Ok(()),
             other => Err(ClientError::Protocol(format!("expected Unsubscribed, got {other:?}"))),
+        }
+    }
+
+    /// Every asset with its scale and code (protocol version 2).
+    pub async fn list_assets(&mut self) -> Result<Vec<AssetView>, ClientError> {
+        match self.request_all(&Message::ListAssets).await? {
+            Message::Assets { assets, .. } => Ok(assets),
+            other => Err(ClientError::Protocol(format!("expected Assets, got {other:?}"))),
+        }
+    }
+
+    /// Every symbol with its spec, status and code (protocol version 2).
+    pub async fn list_symbols(&mut self) -> Result<Vec<SymbolView>, ClientError> {
+        match self.request_all(&Message::ListSymbols).await? {
+            Message::Symbols { symbols, .. } => Ok(symbols),
+            other => Err(ClientError::Protocol(format!("expected Symbols, got {other:?}"))),
+        }
+    }
+
+    /// A withdrawal's state (protocol version 2); `Refused` 940 when it is unknown, forgotten
+    /// (old and decided) or of an account the principal does not see.
+    pub async fn withdrawal(&mut self, withdrawal_id: u64) -> Result<Withdrawal, ClientError> {
+        match self.request(&Message::QueryWithdrawal { withdrawal_id }).await? {
+            Message::WithdrawalInfo { withdrawal, .. } => Ok(withdrawal),
+            other => Err(ClientError::Protocol(format!("expected WithdrawalInfo, got {other:?}"))),
         }
     }
 

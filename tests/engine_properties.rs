@@ -737,6 +737,10 @@ impl Model {
             Event::AssetCreated { asset, scale } => {
                 ensure!(self.scales.insert(asset, scale).is_none(), "asset created twice");
             }
+            // This model's workloads create nothing with a code (engine/reference.rs tests codes).
+            Event::AssetCode { .. } | Event::SymbolCode { .. } => {
+                return Err(format!("a code event for a command without a code: {cmd:?}"));
+            }
             Event::SymbolUpdated { spec, status } => {
                 if let Some((old, _)) = self.symbols.get(&spec.symbol) {
                     ensure!(

@@ -678,3 +678,134 @@ fn a_version_1_client_is_served_order_reports_without_the_stop_price() {
     });
     daemon.stop();
 }
+
+#[test]
+fn reference_data_and_withdrawals_are_queried_in_version_2_and_version_1_clients_see_neither_codes_nor_queries() {
+    use seqd::engine::{AccountId, AssetId, Code, CodeOf, SymbolId, SymbolSpec, SymbolStatus, WithdrawalStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        let mut v1 = connect_without_hello(&daemon, "trader2").await;
+        send_frame(&mut v1, 1, &Message::Hello { protocol_version: 1 }).await;
+        assert!(matches!(v1.next_message().await.unwrap(), (1, Message::Welcome(_))));
+
+        let eth = Code::parse("ETH", CodeOf::Asset).unwrap();
+        let created =
+            admin.command(Command::CreateAssetWithCode { asset: AssetId(3), scale: 8, code: eth }).await.unwrap();
+        assert_eq!(
+            created.events,
+            [Event::AssetCreated { asset: AssetId(3), scale: 8 }, Event::AssetCode { asset: AssetId(3), code: eth }]
+        );
+        let pair = Code::parse("ETH/USDT", CodeOf::Symbol).unwrap();
+        let spec = SymbolSpec {
+            symbol: SymbolId(2),
+            base: AssetId(3),
+            quote: AssetId(USDT),
+            tick_size: 10_000,
+            lot_size: 10_000,
+            min_qty: 10_000,
+            min_notional: 0,
+            max_order_qty: 1_000_000_000,
+            maker_fee_ppm: 0,
+            taker_fee_ppm: 0,
+            price_band_bps: 0,
+        };
+        let outcome = admin.command(Command::CreateSymbolWithCode { spec, code: pair }).await.unwrap();
+        assert_eq!(outcome.rejected(), None);
+        // A code taken is the engine's rejection, journaled like any other.
+        let taken =
+            admin.command(Command::CreateAssetWithCode { asset: AssetId(4), scale: 2, code: eth }).await.unwrap();
+        assert_eq!(taken.rejected(), Some(seqd::engine::RejectReason::CodeExists.code()));
+
+        // Reference data is public: a trader reads every asset and symbol, with codes.
+        let mut trader1 = daemon.client("trader1").await;
+        let assets = trader1.list_assets().await.unwrap();
+        let codes: Vec<(u32, u8, String)> = assets.iter().map(|a| (a.asset.0, a.scale, a.code.as_string())).collect();
+        assert_eq!(codes, [(BTC, 8, String::new()), (USDT, 6, String::new()), (3, 8, "ETH".into())]);
+        let symbols = trader1.list_symbols().await.unwrap();
+        assert_eq!(symbols.len(), 2);
+        assert_eq!((symbols[1].spec, symbols[1].status, symbols[1].code), (spec, SymbolStatus::Trading, pair));
+
+        // A withdrawal's state, to principals that see its account only.
+        let request =
+            Command::WithdrawRequest { account: AccountId(1), asset: AssetId(USDT), amount: 5_000_000, client_ref: 1 };
+        let withdrawal_id = trader1.command(request).await.unwrap().seq;
+        let pending = trader1.withdrawal(withdrawal_id).await.unwrap();
+        assert_eq!(
+            (pending.account, pending.amount, pending.status),
+            (AccountId(1), 5_000_000, WithdrawalStatus::Pending)
+        );
+        admin.command(Command::WithdrawApprove { withdrawal_id }).await.unwrap();
+        assert_eq!(trader1.withdrawal(withdrawal_id).await.unwrap().status, WithdrawalStatus::Approved);
+        let mut trader2 = daemon.client("trader2").await;
+        assert_eq!(refused(trader2.withdrawal(withdrawal_id).await), GatewayError::NotFound.code());
+        assert_eq!(refused(trader1.withdrawal(withdrawal_id + 100).await), GatewayError::NotFound.code());
+
+        // Version 1: the reference pushes come without their code events; the new queries and
+        // command kinds do not exist.
+        for expected in [Event::AssetCreated { asset: AssetId(3), scale: 8 }] {
+            match v1.next_message().await.unwrap() {
+                (0, Message::Events { events, .. }) => assert_eq!(events, [expected]),
+                other => panic!("expected a push, got {other:?}"),
+            }
+        }
+        match v1.next_message().await.unwrap() {
+            (0, Message::Events { events, .. }) => assert!(matches!(events[..], [Event::SymbolUpdated { .. }])),
+            other => panic!("expected a push, got {other:?}"),
+        }
+        send_frame(&mut v1, 2, &Message::ListAssets).await;
+        assert_eq!(next_error(&mut v1, 2).await, GatewayError::UnknownMessageType.code());
+        let coded = Command::CreateAssetWithCode {
+            asset: AssetId(9),
+            scale: 2,
+            code: Code::parse("X", CodeOf::Asset).unwrap(),
+        };
+        send_frame(&mut v1, 3, &Message::Command(coded)).await;
+        assert_eq!(next_error(&mut v1, 3).await, GatewayError::MalformedFrame.code());
+        for client in [admin, trader1, trader2, v1] {
+            client.close().await;
+        }
+    });
+    daemon.stop();
+}
+
+/// `seqd client` closes its connection on every path: after a refused query the daemon has no
+/// connection left well before its 30 s idle timeout would have freed it; and a port nobody
+/// answers on is an error after `--connect-timeout`, naming it.
+#[test]
+fn the_cli_closes_its_connection_after_a_refusal_and_gives_up_on_a_dead_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let cli = |args: &[&str]| {
+        Process::new(env!("CARGO_BIN_EXE_seqd"))
+            .args(["client", "--addr", &daemon.addr.to_string(), "--certs", daemon.certs().to_str().unwrap()])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let refused = cli(&["--principal", "trader1", "balances", "2"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused (910)"));
+    runtime().block_on(async {
+        assert_eq!(
+            metric_reaches(&daemon, "seqd_gateway_connections ", 0).await,
+            Some(0),
+            "the CLI left its connection open"
+        );
+    });
+
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // bound, so nothing else answers there
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    let ping = Process::new(env!("CARGO_BIN_EXE_seqd"))
+        .args(["client", "--addr", &dead_addr, "--certs", daemon.certs().to_str().unwrap(), "--connect-timeout", "0.5"])
+        .arg("ping")
+        .output()
+        .unwrap();
+    assert!(!ping.status.success());
+    let stderr = String::from_utf8_lossy(&ping.stderr);
+    assert!(stderr.contains("no answer within 0.5 s (--connect-timeout)"), "{stderr}");
+    daemon.stop();
+}

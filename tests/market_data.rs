@@ -181,23 +181,21 @@ fn the_watch_command_prints_the_trades_and_depth_changes_and_orders_take_decimal
         set_up_venue(&mut admin).await;
         admin.command(limit(1, Side::Buy, USDT_30000, 50_000_000)).await.unwrap();
     });
-    let scales = ["--base-scale", "8", "--quote-scale", "6"];
-    let mut watch =
-        cli(&daemon, "trader1", &["watch", "1", "--count", "2"]).args(scales).stdout(Stdio::piped()).spawn().unwrap();
+    let mut watch = cli(&daemon, "trader1", &["watch", "1", "--count", "2"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    assert_eq!(first, "symbol 1 book_seq 1: 1 bids, 0 asks");
+    assert_eq!(first, "1 book_seq 1: 1 bids, 0 asks", "a symbol without a code is named by its id");
 
-    // More decimal places than BTC's scale: refused by the CLI, nothing is sent.
-    let too_precise =
-        cli(&daemon, "trader2", &["place", "2", "1", "sell", "30000", "0.123456789"]).args(scales).output().unwrap();
+    // More decimal places than BTC's scale (fetched from the daemon): refused by the CLI,
+    // nothing is sent.
+    let too_precise = cli(&daemon, "trader2", &["limit", "2", "1", "sell", "0.123456789", "30000"]).output().unwrap();
     assert!(!too_precise.status.success());
     let stderr = String::from_utf8_lossy(&too_precise.stderr);
     assert!(stderr.contains("qty: 0.123456789 has more than 8 decimal places"), "{stderr}");
-    let no_scale = cli(&daemon, "trader2", &["place", "2", "1", "sell", "30000", "0.2"]).output().unwrap();
-    assert!(!no_scale.status.success() && String::from_utf8_lossy(&no_scale.stderr).contains("--base-scale"));
+    let not_minor = cli(&daemon, "trader2", &["--minor", "limit", "2", "1", "sell", "0.2", "30000"]).output().unwrap();
+    assert!(!not_minor.status.success() && String::from_utf8_lossy(&not_minor.stderr).contains("--minor"));
     // 0.2 BTC at 30,000 USDT, typed as decimals: exactly 20000000 and 30000000000 minor units.
-    let sell = cli(&daemon, "trader2", &["place", "2", "1", "sell", "30000", "0.2"]).args(scales).output().unwrap();
+    let sell = cli(&daemon, "trader2", &["limit", "2", "1", "sell", "0.2", "30000"]).output().unwrap();
     assert!(sell.status.success(), "{}", String::from_utf8_lossy(&sell.stderr));
 
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
@@ -205,10 +203,10 @@ fn the_watch_command_prints_the_trades_and_depth_changes_and_orders_take_decimal
     assert_eq!(
         rest,
         vec![
-            "  best bid 0.50000000 x 30000.000000 | best ask -".to_string(),
-            "md 2 trade 1: sell 0.20000000 @ 30000.000000 (quote 6000.000000)".to_string(),
-            "md 3 bid 30000.000000 -> qty 0.30000000 orders 1".to_string(),
-            "  best bid 0.30000000 x 30000.000000 | best ask -".to_string(),
+            "  best bid 0.5 x 30000 | best ask -".to_string(),
+            "md 2 trade 1: sell 0.2 @ 30000 (quote 6000)".to_string(),
+            "md 3 bid 30000 -> qty 0.3 orders 1".to_string(),
+            "  best bid 0.3 x 30000 | best ask -".to_string(),
         ]
     );
     daemon.stop();

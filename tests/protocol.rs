@@ -95,6 +95,8 @@ fn every_command() -> Vec<Command> {
         Command::CancelByClientId { account: AccountId(1), client_order_id: 2 },
         Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL },
         Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 },
+        Command::CreateAssetWithCode { asset: AssetId(8), scale: 2, code: Code::parse("EUR", CodeOf::Asset).unwrap() },
+        Command::CreateSymbolWithCode { spec: spec(), code: Code::parse("BTC/EUR", CodeOf::Symbol).unwrap() },
     ]
 }
 
@@ -106,6 +108,8 @@ fn every_event() -> Vec<Event> {
         Event::SymbolUpdated { spec: spec(), status: SymbolStatus::Trading },
         Event::AccountCreated { account: AccountId(11), parent: AccountId(10), owner: 1 },
         Event::AccountStatusChanged { account: AccountId(11), status: AccountStatus::Active },
+        Event::AssetCode { asset: AssetId(1), code: Code::parse("USDT", CodeOf::Asset).unwrap() },
+        Event::SymbolCode { symbol: SymbolId(9), code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap() },
         Event::Ledger(LedgerEntry {
             account: AccountId(11),
             asset: AssetId(2),
@@ -204,12 +208,43 @@ fn samples() -> Vec<Message> {
             orders: 0,
         }),
         Message::Unsubscribed { symbol: SymbolId(9) },
+        Message::ListAssets,
+        Message::ListSymbols,
+        Message::QueryWithdrawal { withdrawal_id: 77 },
+        Message::Assets {
+            seq: 42,
+            more: false,
+            assets: vec![
+                AssetView { asset: AssetId(1), scale: 8, code: Code::parse("BTC", CodeOf::Asset).unwrap() },
+                AssetView { asset: AssetId(2), scale: 6, code: Code::EMPTY },
+            ],
+        },
+        Message::Symbols {
+            seq: 42,
+            more: true,
+            symbols: vec![SymbolView {
+                spec: spec(),
+                status: SymbolStatus::Halted,
+                code: Code::parse("BTC/USDT", CodeOf::Symbol).unwrap(),
+            }],
+        },
+        Message::WithdrawalInfo {
+            seq: 42,
+            withdrawal_id: 77,
+            withdrawal: Withdrawal {
+                account: AccountId(11),
+                asset: AssetId(2),
+                amount: 5,
+                client_ref: 3,
+                status: WithdrawalStatus::Pending,
+            },
+        },
     ]);
     messages
 }
 
 /// Every message type number the protocol defines.
-const ALL_TYPES: [u8; 24] = {
+const ALL_TYPES: [u8; 30] = {
     use msg_type::*;
     [
         HELLO,
@@ -220,6 +255,9 @@ const ALL_TYPES: [u8; 24] = {
         QUERY_ORDER,
         QUERY_OPEN_ORDERS,
         QUERY_DEPTH,
+        LIST_ASSETS,
+        LIST_SYMBOLS,
+        QUERY_WITHDRAWAL,
         SUBSCRIBE,
         UNSUBSCRIBE,
         WELCOME,
@@ -232,6 +270,9 @@ const ALL_TYPES: [u8; 24] = {
         ORDER_INFO,
         OPEN_ORDERS,
         DEPTH,
+        ASSETS,
+        SYMBOLS,
+        WITHDRAWAL_INFO,
         DEPTH_SNAPSHOT,
         MARKET_TRADE,
         DEPTH_UPDATE,
@@ -287,7 +328,7 @@ fn every_message_type_round_trips() {
     assert_eq!(types, ALL_TYPES.into_iter().collect(), "samples cover every message type");
     let kinds: BTreeSet<u16> =
         every_command().iter().map(|c| codec::encode_command(c, &mut Vec::new())).collect::<BTreeSet<_>>();
-    assert_eq!(kinds, (1..=16).collect(), "samples cover every command kind");
+    assert_eq!(kinds, (1..=18).collect(), "samples cover every command kind");
 
     for (i, message) in samples.iter().enumerate() {
         let mut bytes = Vec::new();
@@ -683,7 +724,9 @@ fn sample_frames() -> Vec<Vec<u8>> {
 fn check_error_class(frame: &Frame, error: &MessageError) {
     let expected_class = if !seqd::protocol::is_supported_version(frame.version) {
         GatewayError::UnsupportedVersion
-    } else if frame.flags != 0 || ALL_TYPES.contains(&frame.msg_type) {
+    } else if frame.flags != 0
+        || (ALL_TYPES.contains(&frame.msg_type) && msg_type::exists_in(frame.msg_type, frame.version))
+    {
         GatewayError::MalformedFrame
     } else {
         GatewayError::UnknownMessageType

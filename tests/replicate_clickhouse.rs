@@ -7,7 +7,10 @@
 //! commands, independently of the replicator's row builder, and compared line by line with the
 //! tables read back as TabSeparated text.
 
-use seqd::engine::{AccountId, AccountStatus, AssetId, Command, Engine, Event, NewOrder, OrderId, Seq, SymbolId};
+use seqd::engine::{
+    AccountId, AccountStatus, AssetId, Code, CodeOf, Command, Engine, Event, NewOrder, OrderId, Seq, SymbolId,
+    SymbolSpec,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +147,16 @@ fn write_log(spec: WorkloadSpec, with_script: bool) -> Log {
         }
         stamps.push(timestamp_ns(commands.len()));
         commands.push(Command::UpdateSymbol(btc_usdt_spec(200, 500)));
+        // Codes (schema version 2): a coded asset and a coded symbol trading it against USDT.
+        let eth = Code::parse("ETH", CodeOf::Asset).unwrap();
+        let spec = SymbolSpec { symbol: SymbolId(9), base: AssetId(9), ..btc_usdt_spec(200, 500) };
+        for command in [
+            Command::CreateAssetWithCode { asset: AssetId(9), scale: 8, code: eth },
+            Command::CreateSymbolWithCode { spec, code: Code::parse("ETH/USDT", CodeOf::Symbol).unwrap() },
+        ] {
+            stamps.push(timestamp_ns(commands.len()));
+            commands.push(command);
+        }
     }
     let order_shift = commands.len() as u64;
     let account_shift = if with_script { 1_000 } else { 0 };
@@ -276,6 +289,7 @@ const ACCOUNT_COLUMNS: &str = "account, parent, owner, path, status, created_seq
 const ASSET_COLUMNS: &str = "asset, scale, seq, idx, time, ts_ns, version";
 const SYMBOL_COLUMNS: &str = "symbol, base, quote, tick_size, lot_size, min_qty, min_notional, max_order_qty, \
                               maker_fee_ppm, taker_fee_ppm, price_band_bps, status, seq, idx, time, ts_ns, version";
+const CODE_COLUMNS: &str = "kind, id, code, seq, idx, time, ts_ns, version";
 const CHECKPOINT_COLUMNS: &str = "sink, last_seq, time, ts_ns";
 
 fn expected_rows(records: &[Record]) -> Expected {
@@ -287,6 +301,7 @@ fn expected_rows(records: &[Record]) -> Expected {
     let mut accounts: BTreeMap<AccountId, AccountState> = BTreeMap::new();
     let mut assets = BTreeMap::new();
     let mut symbols = BTreeMap::new();
+    let mut codes = BTreeMap::new();
     for (seq, ts, events) in records {
         let (seq, ts) = (*seq, *ts);
         for (idx, event) in events.iter().enumerate() {
@@ -294,6 +309,10 @@ fn expected_rows(records: &[Record]) -> Expected {
             let v = version(seq, idx);
             match *event {
                 Event::Rejected { .. } => {}
+                Event::AssetCode { asset: AssetId(id), code } | Event::SymbolCode { symbol: SymbolId(id), code } => {
+                    let kind = u8::from(matches!(event, Event::SymbolCode { .. }));
+                    codes.insert((kind, id), fields!(kind, id, code.as_string(), seq, idx, time(ts), ts, v));
+                }
                 Event::AssetCreated { asset, scale } => {
                     x.scales.insert(asset, scale);
                     assets.insert(asset, fields!(asset, scale, seq, idx, time(ts), ts, v));
@@ -472,6 +491,7 @@ fn expected_rows(records: &[Record]) -> Expected {
     t.insert("accounts", (ACCOUNT_COLUMNS, "account", accounts));
     t.insert("assets", (ASSET_COLUMNS, "asset", assets.into_values().collect()));
     t.insert("symbols", (SYMBOL_COLUMNS, "symbol", symbols.into_values().collect()));
+    t.insert("reference_codes", (CODE_COLUMNS, "kind, id", codes.into_values().collect()));
     t.insert(
         "replicator_checkpoint",
         (CHECKPOINT_COLUMNS, "sink", vec![fields!("clickhouse", last_seq, time(*last_ts), last_ts)]),

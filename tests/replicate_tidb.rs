@@ -143,6 +143,14 @@ fn write_log(spec: WorkloadSpec) -> Log {
         amount: 1_000_000,
         client_ref: 99,
     });
+    // Codes (schema version 2): a coded asset and a coded symbol trading it against USDT.
+    let eth = Code::parse("ETH", CodeOf::Asset).unwrap();
+    commands.push(Command::CreateAssetWithCode { asset: AssetId(9), scale: 8, code: eth });
+    let Command::CreateSymbol(spec) = scripted_session()[2] else {
+        panic!("the session's third command creates its symbol")
+    };
+    let spec = SymbolSpec { symbol: SymbolId(9), base: AssetId(9), ..spec };
+    commands.push(Command::CreateSymbolWithCode { spec, code: Code::parse("ETH/USDT", CodeOf::Symbol).unwrap() });
 
     let config = SequencerConfig { segment_size_bytes: 8 << 20, durability: Durability::PageCache };
     let (mut sequencer, _) = Sequencer::open(&data_dir, config).unwrap();
@@ -214,6 +222,8 @@ struct Model {
     deposits: BTreeMap<Seq, Vec<String>>,
     withdrawals: BTreeMap<u64, WithdrawalModel>,
     transfers: BTreeMap<Seq, Vec<String>>,
+    /// (kind, id) -> row of `reference_codes`.
+    codes: BTreeMap<(u8, u32), Vec<String>>,
 }
 
 impl Model {
@@ -232,6 +242,12 @@ impl Model {
     fn add(&mut self, seq: Seq, idx: u32, ts: u64, event: &Event) {
         match *event {
             Event::Rejected { .. } => {}
+            Event::AssetCode { asset, code } => {
+                self.codes.insert((0, asset.0), vec![s(0), s(asset), code.as_string(), s(seq), dt(ts)]);
+            }
+            Event::SymbolCode { symbol, code } => {
+                self.codes.insert((1, symbol.0), vec![s(1), s(symbol), code.as_string(), s(seq), dt(ts)]);
+            }
             Event::AssetCreated { asset, scale } => {
                 self.scales.insert(asset, scale);
                 self.assets.insert(asset, vec![s(asset), s(scale), s(seq), dt(ts)]);
@@ -370,6 +386,7 @@ impl Model {
     fn tables(&self) -> BTreeMap<&'static str, Table> {
         let mut t: BTreeMap<&'static str, Table> = BTreeMap::new();
         t.insert("assets", self.assets.values().cloned().collect());
+        t.insert("reference_codes", self.codes.values().cloned().collect());
         t.insert("symbols", self.symbols.values().cloned().collect());
         t.insert(
             "accounts",
@@ -480,6 +497,7 @@ impl Model {
 
 /// Columns read back per table, in the order `Model::tables` lists them.
 const DUMPS: &[(&str, &str)] = &[
+    ("reference_codes", "SELECT kind, id, code, created_seq, created_at FROM reference_codes ORDER BY kind, id"),
     ("assets", "SELECT asset_id, scale, created_seq, created_at FROM assets ORDER BY asset_id"),
     (
         "symbols",
@@ -599,6 +617,7 @@ async fn one_run_mirrors_every_table_and_reads_back_the_engine_state() {
     assert!(model.withdrawals.values().any(|w| w.4 == WithdrawalStatus::Pending.as_u8()));
     assert!(model.accounts.values().any(|a| a.3 == AccountStatus::Frozen.as_u8()));
     assert!(model.trades.len() > 100 && model.ledger.len() > 5_000, "a log worth mirroring");
+    assert_eq!(model.codes.len(), 2, "an asset code and a symbol code to mirror");
     let db = TestDb::new("one");
 
     let mut config = TidbConfig::new(db.url());

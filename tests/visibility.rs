@@ -101,6 +101,7 @@ enum Op {
     CreateLate { which: usize },
     QueryOrder { asker: usize, pick: usize },
     QueryAccount { asker: usize, account: usize, what: u8 },
+    QueryWithdrawal { asker: usize, pick: u64 },
 }
 
 fn op() -> impl Strategy<Value = (Op, usize)> {
@@ -124,6 +125,7 @@ fn op() -> impl Strategy<Value = (Op, usize)> {
         2 => (any::<usize>(), any::<usize>()).prop_map(|(asker, pick)| Op::QueryOrder { asker, pick }),
         2 => (any::<usize>(), account(), 0..3u8)
             .prop_map(|(asker, account, what)| Op::QueryAccount { asker, account, what }),
+        1 => (any::<usize>(), any::<u64>()).prop_map(|(asker, pick)| Op::QueryWithdrawal { asker, pick }),
     ];
     (op, any::<usize>())
 }
@@ -186,7 +188,10 @@ impl World {
         for event in events {
             let kept = match *event {
                 Event::Rejected { .. } => (audience == Audience::Sender).then_some(*event),
-                Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => Some(*event),
+                Event::AssetCreated { .. }
+                | Event::SymbolUpdated { .. }
+                | Event::AssetCode { .. }
+                | Event::SymbolCode { .. } => Some(*event),
                 Event::Ledger(e) => sees(e.account).then_some(*event),
                 Event::Order(r) => sees(r.account).then_some(*event),
                 Event::DepositCredited { account, .. }
@@ -226,7 +231,10 @@ impl World {
                     prop_assert_eq!(audience, Audience::Sender, "{} got another's rejection", who);
                     vec![]
                 }
-                Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => vec![],
+                Event::AssetCreated { .. }
+                | Event::SymbolUpdated { .. }
+                | Event::AssetCode { .. }
+                | Event::SymbolCode { .. } => vec![],
                 Event::Ledger(e) => {
                     if e.ref_kind == RefKind::Order {
                         prop_assert!(
@@ -367,7 +375,8 @@ impl Venue {
             Query::SubtreeTotals { account } => QueryAnswer::SubtreeTotals(self.engine.subtree_totals(account)),
             Query::Order { order_id } => QueryAnswer::Order(self.engine.order(order_id)),
             Query::OpenOrders { account } => QueryAnswer::OpenOrders(self.engine.open_orders(account)),
-            Query::Depth { .. } => unreachable!("public"),
+            Query::Withdrawal { withdrawal_id } => QueryAnswer::Withdrawal(self.engine.withdrawal(withdrawal_id)),
+            Query::Depth { .. } | Query::Assets | Query::Symbols => unreachable!("public"),
         };
         let view = self.directory.view();
         let filtered = answer_for(grants, &view, &query, answer.clone());
@@ -406,7 +415,20 @@ impl Venue {
                     prop_assert!(orders.iter().all(|o| o.account == account));
                 }
             }
-            (Query::Depth { .. }, _) => unreachable!(),
+            (Query::Withdrawal { withdrawal_id }, _) => {
+                prop_assert_eq!(checked, Ok(()), "a withdrawal query is checked by its answer");
+                let unknown = answer_for(grants, &view, &query, QueryAnswer::Withdrawal(None));
+                let visible = match &answer {
+                    QueryAnswer::Withdrawal(Some(w)) => self.world.covers(grants, w.account),
+                    _ => false,
+                };
+                if visible {
+                    prop_assert_eq!(&filtered, &Ok(answer.clone()));
+                } else {
+                    prop_assert_eq!(&filtered, &unknown, "a hidden withdrawal {} must read as unknown", withdrawal_id);
+                }
+            }
+            (Query::Depth { .. } | Query::Assets | Query::Symbols, _) => unreachable!(),
         }
         self.frames_checked += 1;
         Ok(())
@@ -509,6 +531,15 @@ impl Venue {
                     _ => (Message::QueryOpenOrders { account }, Query::OpenOrders { account }),
                 };
                 return self.query(asker, message, query);
+            }
+            Op::QueryWithdrawal { asker, pick } => {
+                // A withdrawal's id is its request's seq: any seq so far, or one past them.
+                let withdrawal_id = pick % (self.seq + 2);
+                return self.query(
+                    asker,
+                    Message::QueryWithdrawal { withdrawal_id },
+                    Query::Withdrawal { withdrawal_id },
+                );
             }
         };
         self.command(command, by).map(|_| ())

@@ -44,6 +44,12 @@ pub struct NewOrder {
     pub quote_budget: i64,
 }
 
+/// A command fills one slot of the input ring, so its size is watched: 88 bytes since the coded
+/// creations (`CreateSymbolWithCode`: a 64-byte spec and a 16-byte code), 72 before. A larger
+/// variant must be a deliberate change of this line, measured with the benchmarks.
+pub const COMMAND_BYTES: usize = 88;
+const _: () = assert!(std::mem::size_of::<Command>() == COMMAND_BYTES);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Admin: a new asset with a fixed number of decimal places (0..=18).
@@ -53,6 +59,19 @@ pub enum Command {
     },
     /// Admin: a new trading pair (created in `Trading` status).
     CreateSymbol(SymbolSpec),
+    /// Admin: `CreateAsset` with a code (`Code`), valid and unique among assets. The code is
+    /// fixed for the asset's life. A separate command (and journal kind) so that the commands
+    /// of journals written before codes existed keep their layout.
+    CreateAssetWithCode {
+        asset: AssetId,
+        scale: u8,
+        code: Code,
+    },
+    /// Admin: `CreateSymbol` with a code, valid and unique among symbols; fixed for its life.
+    CreateSymbolWithCode {
+        spec: SymbolSpec,
+        code: Code,
+    },
     /// Admin: change the mutable parameters of a symbol (sizes, fees, band); base, quote,
     /// tick and lot stay as created because resting orders are expressed in them.
     UpdateSymbol(SymbolSpec),

@@ -78,6 +78,17 @@ pub enum Event {
         spec: crate::engine::SymbolSpec,
         status: SymbolStatus,
     },
+    /// The code an asset was created with (after its `AssetCreated`; only for a non-empty code).
+    AssetCode {
+        asset: AssetId,
+        code: Code,
+    },
+    /// The code a symbol was created with (after its first `SymbolUpdated`; only for a
+    /// non-empty code). Later `SymbolUpdated` events of the symbol do not repeat it.
+    SymbolCode {
+        symbol: SymbolId,
+        code: Code,
+    },
     AccountCreated {
         account: AccountId,
         parent: AccountId,

@@ -356,6 +356,22 @@ impl Engine {
     /// Invariant 7 (the part one state can show): the derived structures `decode_state`
     /// rebuilds agree with the canonical state. Then the state hash covers everything a later
     /// command can depend on, and a replica restored from a snapshot behaves the same.
+    /// Every non-empty code is valid and indexed at its owner, and the indexes hold nothing else.
+    fn codes_indexed(&self) -> bool {
+        let assets = self.assets.iter().map(|a| a.code);
+        let symbols = self.symbols.iter().map(|s| s.code);
+        let check = |codes: &mut dyn Iterator<Item = Code>, index: &rustc_hash::FxHashMap<Code, u32>, of| {
+            let mut count = 0;
+            let all_indexed = codes.enumerate().filter(|(_, code)| !code.is_empty()).all(|(i, code)| {
+                count += 1;
+                code.is_valid(of) && index.get(&code) == Some(&(i as u32))
+            });
+            all_indexed && count == index.len()
+        };
+        check(&mut assets.into_iter(), &self.asset_codes, CodeOf::Asset)
+            && check(&mut symbols.into_iter(), &self.symbol_codes, CodeOf::Symbol)
+    }
+
     fn check_derived(&self) -> Result<(), InvariantError> {
         let derived = |message: String| broken(Invariant::Derived, message);
         for (what, len, index_len) in [
@@ -374,6 +390,9 @@ impl Engine {
             || self.symbols.iter().enumerate().any(|(i, s)| self.symbol_idx(s.spec.symbol) != Ok(i as u32))
         {
             return derived("an asset or symbol index points elsewhere".into());
+        }
+        if !self.codes_indexed() {
+            return derived("the code index of assets or symbols differs from their codes".into());
         }
         let mut pending = vec![0usize; self.accounts.len()];
         for (idx, account) in self.accounts.iter().enumerate() {

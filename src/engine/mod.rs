@@ -26,8 +26,8 @@ pub use command::{Command, NewOrder, SymbolSpec};
 pub use event::{Event, LedgerEntry, OrderReport, Trade};
 pub use invariants::{Invariant, InvariantError};
 pub use limits::EVENTS_PER_COMMAND_MAX;
-pub use query::{BalanceView, DepthLevel};
-pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION};
+pub use query::{AssetView, BalanceView, DepthLevel, SymbolView};
+pub use snapshot::{StateDecodeError, STATE_ENCODING_VERSION, STATE_ENCODING_VERSION_WITHOUT_CODES};
 pub use state::{Account, AssetTotals, Balance, Engine, Symbol, Withdrawal, MAX_ASSET_SCALE, MAX_TREE_DEPTH, PPM};
 pub use types::*;
 pub use units::{Lots, Ticks};
@@ -82,8 +82,10 @@ impl Engine {
 
     fn dispatch(&mut self, seq: Seq, command: &Command, out: &mut Vec<Event>) -> Verdict {
         match *command {
-            Command::CreateAsset { asset, scale } => self.create_asset(asset, scale, out),
-            Command::CreateSymbol(spec) => self.create_symbol(&spec, out),
+            Command::CreateAsset { asset, scale } => self.create_asset(asset, scale, Code::EMPTY, out),
+            Command::CreateSymbol(spec) => self.create_symbol(&spec, Code::EMPTY, out),
+            Command::CreateAssetWithCode { asset, scale, code } => self.create_asset(asset, scale, code, out),
+            Command::CreateSymbolWithCode { spec, code } => self.create_symbol(&spec, code, out),
             Command::UpdateSymbol(spec) => self.update_symbol(&spec, out),
             Command::SetSymbolStatus { symbol, status } => self.set_symbol_status(symbol, status, out),
             Command::CreateAccount { account, parent, owner } => self.create_account(account, parent, owner, out),

@@ -2,8 +2,9 @@
 //! checker is in `invariants.rs`.
 
 use super::book::NIL;
+use super::command::SymbolSpec;
 use super::event::OrderReport;
-use super::state::{AssetTotals, Balance, Engine};
+use super::state::{AssetTotals, Balance, Engine, Withdrawal};
 use super::types::*;
 use super::units::Ticks;
 
@@ -22,7 +23,45 @@ pub struct DepthLevel {
     pub orders: u32,
 }
 
+/// An asset as clients see it: id, decimal places, code (empty if created without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssetView {
+    pub asset: AssetId,
+    pub scale: u8,
+    pub code: Code,
+}
+
+/// A symbol as clients see it: its whole spec, status and code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolView {
+    pub spec: SymbolSpec,
+    pub status: SymbolStatus,
+    pub code: Code,
+}
+
 impl Engine {
+    /// Every asset, by id (at most `ASSETS_MAX`).
+    pub fn asset_views(&self) -> Vec<AssetView> {
+        let mut views: Vec<AssetView> =
+            self.assets.iter().map(|a| AssetView { asset: a.id, scale: a.scale, code: a.code }).collect();
+        views.sort_unstable_by_key(|v| v.asset);
+        views
+    }
+
+    /// Every symbol, by id (at most `SYMBOLS_MAX`).
+    pub fn symbol_views(&self) -> Vec<SymbolView> {
+        let mut views: Vec<SymbolView> =
+            self.symbols.iter().map(|s| SymbolView { spec: s.spec, status: s.status, code: s.code }).collect();
+        views.sort_unstable_by_key(|v| v.spec.symbol);
+        views
+    }
+
+    /// A withdrawal the state still holds: every pending one and the newest decided ones
+    /// (`limits::WITHDRAWALS_DECIDED_KEPT`); older decided ones are only in the event log.
+    pub fn withdrawal(&self, withdrawal_id: u64) -> Option<Withdrawal> {
+        self.withdrawals.get(&withdrawal_id).copied()
+    }
+
     /// Balances of an account by asset id (assets never touched are left out).
     pub fn balances(&self, account: AccountId) -> Option<Vec<BalanceView>> {
         let idx = self.account_idx(account).ok()?;

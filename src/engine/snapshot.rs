@@ -18,8 +18,13 @@ use super::types::*;
 use super::units::{Lots, Ticks};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Bumped whenever the encoding changes; part of the hashed bytes.
-pub const STATE_ENCODING_VERSION: u32 = 1;
+/// Bumped whenever the encoding changes; part of the hashed bytes. Version 2 appends the codes
+/// of assets and symbols (a section after the funds records). A state with no code at all is
+/// written as version 1, without that section, so that every state reached before codes existed
+/// keeps its bytes and its state hash (the golden journals' recorded hashes stay valid).
+pub const STATE_ENCODING_VERSION: u32 = 2;
+/// The version written for (and the only older version read of) a state without codes.
+pub const STATE_ENCODING_VERSION_WITHOUT_CODES: u32 = 1;
 
 struct Encoder<'a>(&'a mut Vec<u8>);
 
@@ -54,7 +59,8 @@ impl Engine {
     pub fn encode_state(&self, out: &mut Vec<u8>) {
         let mut e = Encoder(out);
         e.0.extend_from_slice(b"SEQDSTATE");
-        e.u32(STATE_ENCODING_VERSION);
+        let has_codes = !self.asset_codes.is_empty() || !self.symbol_codes.is_empty();
+        e.u32(if has_codes { STATE_ENCODING_VERSION } else { STATE_ENCODING_VERSION_WITHOUT_CODES });
         e.u64(self.last_seq);
         e.u64(self.last_timestamp_ns);
         e.u64(self.last_trade_id.0);
@@ -63,6 +69,24 @@ impl Engine {
         self.encode_accounts(&mut e);
         self.encode_orders(&mut e);
         self.encode_funds_records(&mut e);
+        if has_codes {
+            self.encode_codes(&mut e);
+        }
+    }
+
+    /// The non-empty codes: (asset id, code) by asset id, then (symbol id, code) by symbol id.
+    fn encode_codes(&self, e: &mut Encoder) {
+        let assets: BTreeMap<u32, Code> =
+            self.assets.iter().filter(|a| !a.code.is_empty()).map(|a| (a.id.0, a.code)).collect();
+        let symbols: BTreeMap<u32, Code> =
+            self.symbols.iter().filter(|s| !s.code.is_empty()).map(|s| (s.spec.symbol.0, s.code)).collect();
+        for codes in [assets, symbols] {
+            e.len(codes.len());
+            for (id, code) in codes {
+                e.u32(id);
+                e.0.extend_from_slice(&code.0);
+            }
+        }
     }
 
     /// BLAKE3 of the canonical encoding: equal on any two replicas fed the same commands.
@@ -351,7 +375,7 @@ impl Engine {
             return Err(StateDecodeError::BadMagic);
         }
         let version = d.u32()?;
-        if version != STATE_ENCODING_VERSION {
+        if version != STATE_ENCODING_VERSION && version != STATE_ENCODING_VERSION_WITHOUT_CODES {
             return Err(StateDecodeError::Version(version));
         }
         let mut engine = Engine::new();
@@ -364,6 +388,9 @@ impl Engine {
         let decoded_orders = engine.decode_orders(&mut d)?;
         engine.decode_funds_records(&mut d)?;
         engine.rebuild_books(layouts, &decoded_orders)?;
+        if version == STATE_ENCODING_VERSION {
+            engine.decode_codes(&mut d)?;
+        }
         if d.at != bytes.len() {
             return Err(StateDecodeError::Trailing(bytes.len() - d.at));
         }
@@ -371,6 +398,34 @@ impl Engine {
         engine.reset_ledger_audit();
         engine.check_invariants().map_err(|e| inconsistent(e.to_string()))?;
         Ok(engine)
+    }
+
+    /// The codes section of version 2: ids known and ascending, codes valid and unique, and at
+    /// least one code (a state without codes is written as version 1).
+    fn decode_codes(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+        for of in [CodeOf::Asset, CodeOf::Symbol] {
+            let max = if of == CodeOf::Asset { ASSETS_MAX } else { SYMBOLS_MAX };
+            let mut ids = Ascending(None);
+            for _ in 0..d.len("codes", max)? {
+                let id = d.u32()?;
+                ids.next("code of", id)?;
+                let code = Code(d.take::<CODE_BYTES>()?);
+                ensure(code.is_valid(of), || format!("{of:?} {id} has invalid code {code}"))?;
+                let (index, codes) = match of {
+                    CodeOf::Asset => (self.asset_index.get(&AssetId(id)), &mut self.asset_codes),
+                    CodeOf::Symbol => (self.symbol_index.get(&SymbolId(id)), &mut self.symbol_codes),
+                };
+                let idx = *index.ok_or_else(|| inconsistent(format!("code {code} of unknown {of:?} {id}")))?;
+                ensure(codes.insert(code, idx).is_none(), || format!("code {code} given twice"))?;
+                match of {
+                    CodeOf::Asset => self.assets[idx as usize].code = code,
+                    CodeOf::Symbol => self.symbols[idx as usize].code = code,
+                }
+            }
+        }
+        ensure(!self.asset_codes.is_empty() || !self.symbol_codes.is_empty(), || {
+            "a version-2 state without codes".to_string()
+        })
     }
 
     fn decode_assets(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
@@ -390,7 +445,7 @@ impl Engine {
                 || format!("asset {id} has impossible totals {totals:?}"),
             )?;
             self.asset_index.insert(AssetId(id), index_u32(self.assets.len()));
-            self.assets.push(Asset { id: AssetId(id), scale });
+            self.assets.push(Asset { id: AssetId(id), scale, code: Code::EMPTY });
             self.totals.push(totals);
         }
         Ok(())
@@ -454,6 +509,7 @@ impl Engine {
                 quote_per_tick_lot,
                 last_price_ticks,
                 book: Book::default(),
+                code: Code::EMPTY,
             });
             layouts.push(layout);
         }
@@ -944,6 +1000,76 @@ mod tests {
         engine
     }
 
+    /// `small_state` with a coded asset and a coded symbol (two events each), so the version-2
+    /// codes section is encoded.
+    fn small_state_with_codes() -> Engine {
+        use crate::testkit::workload::btc_usdt_spec;
+        let mut engine = small_state();
+        let code = |text, of| Code::parse(text, of).unwrap();
+        let spec =
+            SymbolSpec { symbol: SymbolId(2), base: AssetId(3), quote: AssetId(2), ..btc_usdt_spec(1_000, 2_000) };
+        let commands = [
+            Command::CreateAssetWithCode { asset: AssetId(3), scale: 8, code: code("ETH", CodeOf::Asset) },
+            Command::CreateSymbolWithCode { spec, code: code("ETH/USDT", CodeOf::Symbol) },
+        ];
+        let mut events = Vec::new();
+        for (i, command) in commands.iter().enumerate() {
+            events.clear();
+            engine.apply(engine.last_seq + 1, engine.last_timestamp_ns + i as u64, command, &mut events);
+            assert_eq!(events.len(), 2, "{command:?}: {events:?}");
+        }
+        engine
+    }
+
+    #[test]
+    fn a_state_without_codes_keeps_version_1_and_one_with_codes_round_trips_as_version_2() {
+        let version = |engine: &Engine| {
+            let mut bytes = Vec::new();
+            engine.encode_state(&mut bytes);
+            u32::from_le_bytes(bytes[9..13].try_into().unwrap())
+        };
+        assert_eq!(version(&small_state()), STATE_ENCODING_VERSION_WITHOUT_CODES);
+        let coded = small_state_with_codes();
+        assert_eq!(version(&coded), STATE_ENCODING_VERSION);
+        let mut bytes = Vec::new();
+        coded.encode_state(&mut bytes);
+        let decoded = Engine::decode_state(&bytes).unwrap();
+        assert_eq!(decoded.asset_views(), coded.asset_views());
+        assert_eq!(decoded.symbol_views(), coded.symbol_views());
+        assert_eq!(decoded.state_hash(), coded.state_hash());
+        // The code index is rebuilt: the code is still taken after decoding.
+        let mut events = Vec::new();
+        let mut decoded = decoded;
+        let again = Command::CreateAssetWithCode {
+            asset: AssetId(4),
+            scale: 2,
+            code: Code::parse("ETH", CodeOf::Asset).unwrap(),
+        };
+        decoded.apply(decoded.last_seq + 1, decoded.last_timestamp_ns, &again, &mut events);
+        assert_eq!(events, [Event::Rejected { reason: RejectReason::CodeExists }]);
+    }
+
+    #[test]
+    fn every_truncation_or_flipped_byte_of_a_state_with_codes_is_an_error_or_canonical() {
+        let mut bytes = Vec::new();
+        small_state_with_codes().encode_state(&mut bytes);
+        for cut in 0..bytes.len() {
+            assert!(Engine::decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // The codes section is the last 2 * 8 + 2 * 20 bytes.
+        for at in bytes.len() - 56..bytes.len() {
+            for mask in [0x01, 0x20, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= mask;
+                if let Ok(engine) = Engine::decode_state(&damaged) {
+                    let mut again = Vec::new();
+                    engine.encode_state(&mut again);
+                    assert!(again == damaged, "byte {at} ^ {mask:#x} decoded to another state");
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_truncation_is_an_error() {
         let mut bytes = Vec::new();
@@ -1009,7 +1135,7 @@ mod tests {
     fn counts_above_the_limits_are_refused() {
         let mut bytes = b"SEQDSTATE".to_vec();
         let mut e = Encoder(&mut bytes);
-        e.u32(STATE_ENCODING_VERSION);
+        e.u32(STATE_ENCODING_VERSION_WITHOUT_CODES);
         e.u64(0);
         e.u64(0);
         e.u64(0);

@@ -22,6 +22,8 @@ pub const PPM: i64 = 1_000_000;
 pub struct Asset {
     pub id: AssetId,
     pub scale: u8,
+    /// Empty for an asset created without one.
+    pub code: Code,
 }
 
 /// Per-asset totals behind the conservation check:
@@ -54,6 +56,8 @@ pub struct Symbol {
     /// Price of the last trade in ticks; 0 before the first trade.
     pub last_price_ticks: Ticks,
     pub book: Book,
+    /// Empty for a symbol created without one.
+    pub code: Code,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,6 +113,10 @@ pub struct Engine {
     pub(crate) totals: Vec<AssetTotals>,
     pub(crate) symbols: Vec<Symbol>,
     pub(crate) symbol_index: FxHashMap<SymbolId, u32>,
+    /// Non-empty asset and symbol codes to their index, for uniqueness (derived; bounded by
+    /// `ASSETS_MAX` and `SYMBOLS_MAX`).
+    pub(crate) asset_codes: FxHashMap<Code, u32>,
+    pub(crate) symbol_codes: FxHashMap<Code, u32>,
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_index: FxHashMap<AccountId, u32>,
     pub(crate) orders: OrderSlab,

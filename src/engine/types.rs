@@ -102,6 +102,78 @@ impl OrderId {
     }
 }
 
+/// Bytes of a [`Code`].
+pub const CODE_BYTES: usize = 16;
+
+/// The name people use for an asset (`BTC`) or a symbol (`BTC/USDT`): up to 16 ASCII bytes,
+/// left-aligned and padded with zero bytes, so that it stays fixed-size in commands, events and
+/// the journal. All zeros is the empty code (an asset or symbol created without one). A valid
+/// non-empty code is 1..=16 bytes of `[A-Z0-9._-]` (a symbol's may also hold `/`, conventionally
+/// `BASE/QUOTE`) followed only by zero padding. Ordered by bytes, so a sorted set of codes is
+/// the same on every replica.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code(pub [u8; CODE_BYTES]);
+
+/// Which rule a code follows: an asset's code may not hold `/` (so `BASE/QUOTE` reads one way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeOf {
+    Asset,
+    Symbol,
+}
+
+impl Code {
+    pub const EMPTY: Code = Code([0; CODE_BYTES]);
+
+    /// The code of `text` if it is a valid non-empty code of `of`; `None` otherwise.
+    pub fn parse(text: &str, of: CodeOf) -> Option<Code> {
+        let bytes = text.as_bytes();
+        if bytes.is_empty() || bytes.len() > CODE_BYTES {
+            return None;
+        }
+        let mut code = Code::EMPTY;
+        code.0[..bytes.len()].copy_from_slice(bytes);
+        code.is_valid(of).then_some(code)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; CODE_BYTES]
+    }
+
+    /// Bytes before the zero padding.
+    pub fn len(&self) -> usize {
+        self.0.iter().position(|&b| b == 0).unwrap_or(CODE_BYTES)
+    }
+
+    /// Whether this is a valid non-empty code of `of` (see the type's documentation).
+    pub fn is_valid(&self, of: CodeOf) -> bool {
+        let len = self.len();
+        let allowed = |b: u8| {
+            b.is_ascii_uppercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'_' | b'-')
+                || (b == b'/' && of == CodeOf::Symbol)
+        };
+        len > 0 && self.0[..len].iter().all(|&b| allowed(b)) && self.0[len..].iter().all(|&b| b == 0)
+    }
+
+    /// The code as text; an invalid code (never stored by the engine) shows its bytes escaped.
+    pub fn as_string(&self) -> String {
+        self.0[..self.len()].escape_ascii().to_string()
+    }
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Code({:?})", self.as_string())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_string())
+    }
+}
+
 /// Position of a command in the journal, assigned by the sequencer. Starts at 1.
 pub type Seq = u64;
 
@@ -233,6 +305,10 @@ reject_reasons! {
     TooManyAssets = 107,
     /// `SYMBOLS_MAX` symbols exist.
     TooManySymbols = 108,
+    /// A code that is not `Code`'s form (asset: `[A-Z0-9._-]`, symbol: also `/`; 1..=16 bytes).
+    InvalidCode = 109,
+    /// Another asset (for an asset) or symbol (for a symbol) already has this code.
+    CodeExists = 110,
     // Accounts 2xx
     AccountExists = 200,
     UnknownAccount = 201,
@@ -330,6 +406,6 @@ mod tests {
         assert_eq!(RejectReason::from_code(0), None);
         let codes: Vec<u16> = RejectReason::ALL.iter().map(|r| r.code()).collect();
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
-        assert_eq!(codes.len(), 47);
+        assert_eq!(codes.len(), 49);
     }
 }

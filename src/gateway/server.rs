@@ -494,6 +494,9 @@ fn query_of(message: &Message) -> Option<Query> {
         Message::QueryOrder { order_id } => Query::Order { order_id },
         Message::QueryOpenOrders { account } => Query::OpenOrders { account },
         Message::QueryDepth { symbol, levels } => Query::Depth { symbol, levels },
+        Message::ListAssets => Query::Assets,
+        Message::ListSymbols => Query::Symbols,
+        Message::QueryWithdrawal { withdrawal_id } => Query::Withdrawal { withdrawal_id },
         _ => return None,
     })
 }
@@ -533,6 +536,11 @@ fn messages_for(
         }
         (Query::Depth { symbol, .. }, QueryAnswer::Depth(Some((bids, asks)))) => {
             vec![Message::Depth(DepthBook { symbol, book_seq, more: false, bids, asks })]
+        }
+        (_, QueryAnswer::Assets(assets)) => vec![Message::Assets { seq, more: false, assets }],
+        (_, QueryAnswer::Symbols(symbols)) => vec![Message::Symbols { seq, more: false, symbols }],
+        (Query::Withdrawal { withdrawal_id }, QueryAnswer::Withdrawal(Some(withdrawal))) => {
+            vec![Message::WithdrawalInfo { seq, withdrawal_id, withdrawal }]
         }
         // `answer_for` passes only answers that match their query and exist.
         _ => vec![Message::error(GatewayError::NotFound, "")],

@@ -68,7 +68,10 @@ pub fn event_for(event: &Event, sees: &impl Fn(AccountId) -> bool, audience: Aud
     let shown = |account: AccountId| if sees(account) { account } else { AccountId::NONE };
     match *event {
         Event::Rejected { .. } => (audience == Audience::Sender).then_some(*event),
-        Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => Some(*event),
+        Event::AssetCreated { .. }
+        | Event::SymbolUpdated { .. }
+        | Event::AssetCode { .. }
+        | Event::SymbolCode { .. } => Some(*event),
         Event::Ledger(entry) => sees(entry.account).then_some(*event),
         Event::Order(report) => sees(report.account).then_some(*event),
         Event::DepositCredited { account, .. }
@@ -104,7 +107,8 @@ pub fn event_for(event: &Event, sees: &impl Fn(AccountId) -> bool, audience: Aud
 /// - `Balances`, `SubtreeTotals`, `OpenOrders` of an account not visible: 910 (the gateway's
 ///   check already answers 910 for such an account, whether it exists or not); unknown: 940.
 /// - `OrderInfo` of an order whose account is not visible: 940, as for an unknown order.
-/// - `Depth`: public.
+/// - `Depth`, `Assets`, `Symbols`: public (reference data and market data).
+/// - `WithdrawalInfo` of a withdrawal whose account is not visible: 940, as for an unknown one.
 pub fn answer_for(
     grants: &Grants,
     view: &DirectoryView,
@@ -141,6 +145,11 @@ pub fn answer_for(
             Ok(QueryAnswer::Order(Some(order)))
         }
         (Query::Depth { .. }, QueryAnswer::Depth(Some(book))) => Ok(QueryAnswer::Depth(Some(book))),
+        (Query::Assets, QueryAnswer::Assets(assets)) => Ok(QueryAnswer::Assets(assets)),
+        (Query::Symbols, QueryAnswer::Symbols(symbols)) => Ok(QueryAnswer::Symbols(symbols)),
+        (Query::Withdrawal { .. }, QueryAnswer::Withdrawal(Some(withdrawal))) if sees(withdrawal.account) => {
+            Ok(QueryAnswer::Withdrawal(Some(withdrawal)))
+        }
         // An unknown or invisible order or symbol, or an answer that does not match its query.
         _ => Err(GatewayError::NotFound),
     }

@@ -63,6 +63,9 @@ pub enum Query {
     Order { order_id: OrderId },
     OpenOrders { account: AccountId },
     Depth { symbol: SymbolId, levels: u16 },
+    Assets,
+    Symbols,
+    Withdrawal { withdrawal_id: u64 },
 }
 
 /// The answer to a query; `None` inside means the account, order or symbol is unknown.
@@ -73,6 +76,9 @@ pub enum QueryAnswer {
     Order(Option<OrderReport>),
     OpenOrders(Option<Vec<OrderReport>>),
     Depth(Option<(Vec<DepthLevel>, Vec<DepthLevel>)>),
+    Assets(Vec<crate::engine::AssetView>),
+    Symbols(Vec<crate::engine::SymbolView>),
+    Withdrawal(Option<crate::engine::Withdrawal>),
 }
 
 /// What a slot of the input ring carries.
@@ -679,6 +685,9 @@ fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
         // PROTOCOL.md: levels 0 is the whole book.
         Query::Depth { symbol, levels: 0 } => QueryAnswer::Depth(engine.depth(symbol, usize::MAX)),
         Query::Depth { symbol, levels } => QueryAnswer::Depth(engine.depth(symbol, levels as usize)),
+        Query::Assets => QueryAnswer::Assets(engine.asset_views()),
+        Query::Symbols => QueryAnswer::Symbols(engine.symbol_views()),
+        Query::Withdrawal { withdrawal_id } => QueryAnswer::Withdrawal(engine.withdrawal(withdrawal_id)),
     }
 }
 

@@ -27,6 +27,8 @@ impl Authority {
         match *command {
             Command::CreateAsset { .. }
             | Command::CreateSymbol(_)
+            | Command::CreateAssetWithCode { .. }
+            | Command::CreateSymbolWithCode { .. }
             | Command::UpdateSymbol(_)
             | Command::SetSymbolStatus { .. }
             | Command::CreateAccount { .. }

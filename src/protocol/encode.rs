@@ -62,7 +62,22 @@ pub fn encode_frames_as(
     let start = out.len();
     let parts = Parts { version, request_id, max_frame_bytes, msg_type: message.msg_type() };
     let result = match message {
-        Message::Events { seq, more, events } => parts.events(out, *seq, *more, events),
+        Message::Events { seq, more, events } => {
+            if events.iter().all(|e| event_exists_in(e, version)) {
+                parts.events(out, *seq, *more, events)
+            } else {
+                let events: Vec<Event> = events.iter().filter(|e| event_exists_in(e, version)).copied().collect();
+                parts.events(out, *seq, *more, &events)
+            }
+        }
+        Message::Assets { seq, more, assets } => {
+            let per_frame = parts.items_per_frame(REFERENCE_LIST_FIXED_BYTES, ASSET_BYTES, u16::MAX as usize);
+            parts.fixed_size(out, assets, per_frame, *more, |out, part, more| put_assets(out, *seq, more, part))
+        }
+        Message::Symbols { seq, more, symbols } => {
+            let per_frame = parts.items_per_frame(REFERENCE_LIST_FIXED_BYTES, SYMBOL_BYTES, u16::MAX as usize);
+            parts.fixed_size(out, symbols, per_frame, *more, |out, part, more| put_symbols(out, *seq, more, part))
+        }
         Message::Balances { account, seq, more, balances } => {
             let per_frame = parts.items_per_frame(ACCOUNT_LIST_FIXED_BYTES, BALANCE_BYTES, u16::MAX as usize);
             parts.fixed_size(out, balances, per_frame, *more, |out, part, more| {
@@ -236,6 +251,84 @@ mod tests {
         assert_eq!(parts.len(), frames);
         assert_eq!(reassemble(parts), message);
         assert!(encode_frame(9, &message, MIN_MAX_FRAME_BYTES, &mut out).is_err(), "one frame cannot hold it");
+    }
+
+    /// Every symbol the engine may hold (`SYMBOLS_MAX`) and every asset, over the smallest
+    /// frames, and a withdrawal: each decodes to what was sent.
+    #[test]
+    fn reference_lists_are_split_and_reassemble_and_a_withdrawal_round_trips() {
+        use crate::engine::limits::{ASSETS_MAX, SYMBOLS_MAX};
+        use crate::engine::*;
+        let code = |i: usize| Code::parse(&format!("C{i}"), CodeOf::Symbol).unwrap();
+        let spec = |i: usize| SymbolSpec {
+            symbol: SymbolId(i as u32 + 1),
+            base: AssetId(1),
+            quote: AssetId(2),
+            tick_size: 1 + i as i64,
+            lot_size: 2,
+            min_qty: 3,
+            min_notional: 4,
+            max_order_qty: i64::MAX,
+            maker_fee_ppm: 5,
+            taker_fee_ppm: 6,
+            price_band_bps: 7,
+        };
+        let symbols = (0..SYMBOLS_MAX)
+            .map(|i| SymbolView { spec: spec(i), status: SymbolStatus::from_u8((i % 2) as u8).unwrap(), code: code(i) })
+            .collect();
+        let assets = (0..ASSETS_MAX)
+            .map(|i| AssetView { asset: AssetId(i as u32 + 1), scale: (i % 19) as u8, code: code(i) })
+            .collect();
+        let withdrawal = Withdrawal {
+            account: AccountId(7),
+            asset: AssetId(2),
+            amount: 99,
+            client_ref: 3,
+            status: WithdrawalStatus::Rejected,
+        };
+        for message in [
+            Message::Symbols { seq: 5, more: false, symbols },
+            Message::Assets { seq: 5, more: false, assets },
+            Message::WithdrawalInfo { seq: 6, withdrawal_id: 4, withdrawal },
+            Message::ListAssets,
+            Message::ListSymbols,
+            Message::QueryWithdrawal { withdrawal_id: u64::MAX },
+        ] {
+            let mut out = Vec::new();
+            encode_frames(9, &message, MIN_MAX_FRAME_BYTES, &mut out).unwrap();
+            assert_eq!(reassemble(decode_all(&out, MIN_MAX_FRAME_BYTES)), message);
+        }
+    }
+
+    /// Version 1 has neither the reference queries nor the coded commands nor the code events.
+    #[test]
+    fn version_1_frames_refuse_what_version_2_added_and_drop_code_events() {
+        use crate::engine::{Code, CodeOf, Command};
+        use crate::protocol::GatewayError;
+        let decode_v1 = |message: &Message| {
+            let mut out = Vec::new();
+            encode_frame_as(1, 3, message, MIN_MAX_FRAME_BYTES, &mut out).unwrap();
+            let mut decoder = FrameDecoder::new(MIN_MAX_FRAME_BYTES);
+            let frame = decoder.decode(&mut &out[..]).unwrap().unwrap();
+            Message::decode(&frame).map_err(|e| e.gateway_error())
+        };
+        for message in [Message::ListAssets, Message::ListSymbols, Message::QueryWithdrawal { withdrawal_id: 1 }] {
+            assert_eq!(decode_v1(&message), Err(GatewayError::UnknownMessageType), "{message:?}");
+        }
+        let code = Code::parse("BTC", CodeOf::Asset).unwrap();
+        let coded = Message::Command(Command::CreateAssetWithCode { asset: AssetId(1), scale: 8, code });
+        assert_eq!(decode_v1(&coded), Err(GatewayError::MalformedFrame));
+        let plain = Message::Command(Command::CreateAsset { asset: AssetId(1), scale: 8 });
+        assert_eq!(decode_v1(&plain), Ok(plain));
+        let events =
+            vec![Event::AssetCreated { asset: AssetId(1), scale: 8 }, Event::AssetCode { asset: AssetId(1), code }];
+        let pushed = Message::Events { seq: 1, more: false, events: events.clone() };
+        let (mut v1, mut v2) = (Vec::new(), Vec::new());
+        encode_frames_as(1, 0, &pushed, MIN_MAX_FRAME_BYTES, &mut v1).unwrap();
+        encode_frames_as(2, 0, &pushed, MIN_MAX_FRAME_BYTES, &mut v2).unwrap();
+        let decode = |bytes: &[u8]| reassemble(decode_all(bytes, MIN_MAX_FRAME_BYTES));
+        assert_eq!(decode(&v1), Message::Events { seq: 1, more: false, events: events[..1].to_vec() });
+        assert_eq!(decode(&v2), pushed);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use super::frame::Frame;
 use super::wire::{put_count_u16, put_string, truncate_utf8, Cursor};
 use super::PROTOCOL_VERSION;
 use crate::engine::{
-    AccountId, AssetId, BalanceView, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side, SymbolId, TradeId,
+    AccountId, AssetId, AssetView, BalanceView, Code, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side,
+    SymbolId, SymbolStatus, SymbolView, TradeId, Withdrawal, WithdrawalStatus, CODE_BYTES,
 };
 use crate::wire::codec::{self, Writer};
 
@@ -30,6 +31,9 @@ pub mod msg_type {
     pub const QUERY_ORDER: u8 = 0x12;
     pub const QUERY_OPEN_ORDERS: u8 = 0x13;
     pub const QUERY_DEPTH: u8 = 0x14;
+    pub const LIST_ASSETS: u8 = 0x15;
+    pub const LIST_SYMBOLS: u8 = 0x16;
+    pub const QUERY_WITHDRAWAL: u8 = 0x17;
     pub const SUBSCRIBE: u8 = 0x20;
     pub const UNSUBSCRIBE: u8 = 0x21;
 
@@ -43,6 +47,16 @@ pub mod msg_type {
     pub const ORDER_INFO: u8 = 0x92;
     pub const OPEN_ORDERS: u8 = 0x93;
     pub const DEPTH: u8 = 0x94;
+    pub const ASSETS: u8 = 0x95;
+    pub const SYMBOLS: u8 = 0x96;
+    pub const WITHDRAWAL_INFO: u8 = 0x97;
+
+    /// Whether a message type exists in protocol `version` (types 0x15-0x17 and 0x95-0x97 are
+    /// version 2's).
+    pub fn exists_in(msg_type: u8, version: u8) -> bool {
+        version >= 2
+            || !matches!(msg_type, LIST_ASSETS | LIST_SYMBOLS | QUERY_WITHDRAWAL | ASSETS | SYMBOLS | WITHDRAWAL_INFO)
+    }
     pub const DEPTH_SNAPSHOT: u8 = 0xA0;
     pub const MARKET_TRADE: u8 = 0xA1;
     pub const DEPTH_UPDATE: u8 = 0xA2;
@@ -74,6 +88,12 @@ pub const ASSET_TOTAL_BYTES: usize = 4 + 8;
 pub const DEPTH_LEVEL_BYTES: usize = 8 + 8 + 4;
 /// Bytes of one order report in an event list: tag u8, length u16, 90-byte body.
 pub const ORDER_EVENT_BYTES: usize = 1 + 2 + codec::ORDER_BODY_LEN;
+/// Bytes of one asset in `Assets`: asset u32, scale u8, code.
+pub const ASSET_BYTES: usize = 4 + 1 + CODE_BYTES;
+/// Bytes of one symbol in `Symbols`: the 64-byte spec, status u8, code.
+pub const SYMBOL_BYTES: usize = codec::SYMBOL_SPEC_LEN + 1 + CODE_BYTES;
+/// Payload bytes before the list in `Assets` and `Symbols`: seq, more, count u16.
+pub(crate) const REFERENCE_LIST_FIXED_BYTES: usize = 8 + 1 + 2;
 /// Payload bytes before the list in `Balances` and `SubtreeTotals`: account, seq, more, count.
 pub(crate) const ACCOUNT_LIST_FIXED_BYTES: usize = 8 + 8 + 1 + 2;
 /// Payload bytes before the orders in `OpenOrders`: account, seq, more, count u32.
@@ -194,6 +214,14 @@ pub enum Message {
     Unsubscribe {
         symbol: SymbolId,
     },
+    /// Version 2: every asset with its scale and code.
+    ListAssets,
+    /// Version 2: every symbol with its spec, status and code.
+    ListSymbols,
+    /// Version 2: a withdrawal's state.
+    QueryWithdrawal {
+        withdrawal_id: u64,
+    },
 
     // Server to client.
     Welcome(Welcome),
@@ -242,6 +270,21 @@ pub enum Message {
     Unsubscribed {
         symbol: SymbolId,
     },
+    Assets {
+        seq: Seq,
+        more: bool,
+        assets: Vec<AssetView>,
+    },
+    Symbols {
+        seq: Seq,
+        more: bool,
+        symbols: Vec<SymbolView>,
+    },
+    WithdrawalInfo {
+        seq: Seq,
+        withdrawal_id: u64,
+        withdrawal: Withdrawal,
+    },
 }
 
 impl Message {
@@ -272,6 +315,12 @@ impl Message {
             Message::MarketTrade(_) => MARKET_TRADE,
             Message::DepthUpdate(_) => DEPTH_UPDATE,
             Message::Unsubscribed { .. } => UNSUBSCRIBED,
+            Message::ListAssets => LIST_ASSETS,
+            Message::ListSymbols => LIST_SYMBOLS,
+            Message::QueryWithdrawal { .. } => QUERY_WITHDRAWAL,
+            Message::Assets { .. } => ASSETS,
+            Message::Symbols { .. } => SYMBOLS,
+            Message::WithdrawalInfo { .. } => WITHDRAWAL_INFO,
         }
     }
 
@@ -295,7 +344,9 @@ impl Message {
             Message::Events { more, .. }
             | Message::Balances { more, .. }
             | Message::SubtreeTotals { more, .. }
-            | Message::OpenOrders { more, .. } => *more,
+            | Message::OpenOrders { more, .. }
+            | Message::Assets { more, .. }
+            | Message::Symbols { more, .. } => *more,
             Message::Depth(book) | Message::DepthSnapshot(book) => book.more,
             _ => false,
         }
@@ -334,6 +385,16 @@ impl Message {
                 orders.extend(o);
                 *more = m;
             }
+            (Message::Assets { seq, more, assets }, Message::Assets { seq: s, more: m, assets: a }) if *seq == s => {
+                assets.extend(a);
+                *more = m;
+            }
+            (Message::Symbols { seq, more, symbols }, Message::Symbols { seq: s, more: m, symbols: l })
+                if *seq == s =>
+            {
+                symbols.extend(l);
+                *more = m;
+            }
             (Message::Depth(book), Message::Depth(next))
             | (Message::DepthSnapshot(book), Message::DepthSnapshot(next))
                 if (book.symbol, book.book_seq) == (next.symbol, next.book_seq) =>
@@ -360,7 +421,16 @@ impl Message {
                 w.u8(*protocol_version);
             }
             Message::Command(command) => put_command(out, command),
-            Message::Ping | Message::Pong => {}
+            Message::Ping | Message::Pong | Message::ListAssets | Message::ListSymbols => {}
+            Message::QueryWithdrawal { withdrawal_id } => {
+                w.u64(*withdrawal_id);
+            }
+            Message::Assets { seq, more, assets } => put_assets(out, *seq, *more, assets)?,
+            Message::Symbols { seq, more, symbols } => put_symbols(out, *seq, *more, symbols)?,
+            Message::WithdrawalInfo { seq, withdrawal_id, withdrawal: x } => {
+                w.u64(*seq).u64(*withdrawal_id).u64(x.account.0).u32(x.asset.0).i64(x.amount).u64(x.client_ref);
+                w.u8(x.status.as_u8());
+            }
             Message::QueryBalances { account }
             | Message::QuerySubtreeTotals { account }
             | Message::QueryOpenOrders { account } => {
@@ -407,7 +477,8 @@ impl Message {
         Ok(())
     }
 
-    /// Decodes a frame of either direction. Checks the header's version and flags first.
+    /// Decodes a frame of either direction. Checks the header's version and flags first, and
+    /// that the message type and command kind exist in the frame's version (§4).
     pub fn decode(frame: &Frame) -> Result<Message, MessageError> {
         if !super::is_supported_version(frame.version) {
             return Err(MessageError::UnsupportedVersion { version: frame.version });
@@ -415,7 +486,18 @@ impl Message {
         if frame.flags != 0 {
             return Err(MessageError::ReservedFlags { flags: frame.flags });
         }
-        Message::decode_payload(frame.msg_type, frame.payload)
+        if !msg_type::exists_in(frame.msg_type, frame.version) {
+            return Err(MessageError::UnknownType { msg_type: frame.msg_type });
+        }
+        let message = Message::decode_payload(frame.msg_type, frame.payload)?;
+        if let Message::Command(command) = &message {
+            if frame.version < 2 && command_has_code(command) {
+                let kind = u16::from_le_bytes([frame.payload[0], frame.payload[1]]);
+                let error = PayloadError::Codec(codec::CodecError::UnknownCommandKind(kind));
+                return Err(MessageError::BadPayload { msg_type: frame.msg_type, error });
+            }
+        }
+        Ok(message)
     }
 
     /// Decodes a frame received by the server: server-to-client types are refused.
@@ -515,8 +597,89 @@ fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, Payload
             orders: c.u32()?,
         }),
         UNSUBSCRIBED => Message::Unsubscribed { symbol: SymbolId(c.u32()?) },
+        LIST_ASSETS => Message::ListAssets,
+        LIST_SYMBOLS => Message::ListSymbols,
+        QUERY_WITHDRAWAL => Message::QueryWithdrawal { withdrawal_id: c.u64()? },
+        ASSETS => {
+            let (seq, more) = (c.u64()?, c.bool("more")?);
+            Message::Assets { seq, more, assets: read_list(c, ASSET_BYTES, read_asset)? }
+        }
+        SYMBOLS => {
+            let (seq, more) = (c.u64()?, c.bool("more")?);
+            Message::Symbols { seq, more, symbols: read_list(c, SYMBOL_BYTES, read_symbol)? }
+        }
+        WITHDRAWAL_INFO => {
+            let (seq, withdrawal_id) = (c.u64()?, c.u64()?);
+            let withdrawal = Withdrawal {
+                account: AccountId(c.u64()?),
+                asset: AssetId(c.u32()?),
+                amount: c.i64()?,
+                client_ref: c.u64()?,
+                status: c.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
+            };
+            Message::WithdrawalInfo { seq, withdrawal_id, withdrawal }
+        }
         _ => return Ok(None),
     }))
+}
+
+/// Whether a command is one of the kinds version 2 added (a code; `journal/FORMAT.md` §10.1).
+fn command_has_code(command: &Command) -> bool {
+    matches!(command, Command::CreateAssetWithCode { .. } | Command::CreateSymbolWithCode { .. })
+}
+
+/// Whether an event exists in protocol `version`: the code events (tags 12, 13) are version 2's;
+/// a version-1 connection does not get them (its clients know assets and symbols by id).
+pub(crate) fn event_exists_in(event: &Event, version: u8) -> bool {
+    version >= 2 || !matches!(event, Event::AssetCode { .. } | Event::SymbolCode { .. })
+}
+
+pub(crate) fn put_assets(out: &mut Vec<u8>, seq: Seq, more: bool, assets: &[AssetView]) -> Result<(), EncodeError> {
+    Writer(out).u64(seq).u8(more as u8);
+    put_count_u16(out, "assets", assets.len())?;
+    for a in assets {
+        Writer(out).u32(a.asset.0).u8(a.scale).bytes(&a.code.0);
+    }
+    Ok(())
+}
+
+fn read_code(c: &mut Cursor) -> Result<Code, PayloadError> {
+    let mut code = Code::EMPTY;
+    for byte in code.0.iter_mut() {
+        *byte = c.u8()?;
+    }
+    Ok(code)
+}
+
+fn read_asset(c: &mut Cursor) -> Result<AssetView, PayloadError> {
+    Ok(AssetView { asset: AssetId(c.u32()?), scale: c.u8()?, code: read_code(c)? })
+}
+
+pub(crate) fn put_symbols(out: &mut Vec<u8>, seq: Seq, more: bool, symbols: &[SymbolView]) -> Result<(), EncodeError> {
+    Writer(out).u64(seq).u8(more as u8);
+    put_count_u16(out, "symbols", symbols.len())?;
+    for s in symbols {
+        codec::write_spec(&mut Writer(out), &s.spec);
+        Writer(out).u8(s.status.as_u8()).bytes(&s.code.0);
+    }
+    Ok(())
+}
+
+fn read_symbol(c: &mut Cursor) -> Result<SymbolView, PayloadError> {
+    let spec = crate::engine::SymbolSpec {
+        symbol: SymbolId(c.u32()?),
+        base: AssetId(c.u32()?),
+        quote: AssetId(c.u32()?),
+        tick_size: c.i64()?,
+        lot_size: c.i64()?,
+        min_qty: c.i64()?,
+        min_notional: c.i64()?,
+        max_order_qty: c.i64()?,
+        maker_fee_ppm: c.u32()?,
+        taker_fee_ppm: c.u32()?,
+        price_band_bps: c.u32()?,
+    };
+    Ok(SymbolView { spec, status: c.enum_u8("symbol_status", SymbolStatus::from_u8)?, code: read_code(c)? })
 }
 
 /// `kind: u16` then exactly the codec's payload for that kind.
@@ -555,8 +718,9 @@ fn read_welcome(c: &mut Cursor) -> Result<Welcome, PayloadError> {
 
 /// `seq`, `more`, then the codec's event-log record payload (count u32, events).
 pub(crate) fn put_events(out: &mut Vec<u8>, seq: Seq, more: bool, events: &[Event], version: u8) {
-    Writer(out).u64(seq).u8(more as u8).u32(events.len() as u32);
-    for event in events {
+    let count = events.iter().filter(|e| event_exists_in(e, version)).count();
+    Writer(out).u64(seq).u8(more as u8).u32(count as u32);
+    for event in events.iter().filter(|e| event_exists_in(e, version)) {
         put_event(out, event, version);
     }
 }

@@ -128,6 +128,23 @@ pub struct AssetRow {
     pub origin: Origin,
 }
 
+/// The code an asset or a symbol was created with (events `AssetCode`, `SymbolCode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRow {
+    /// 0: an asset's code, 1: a symbol's.
+    pub kind: u8,
+    /// The asset or symbol id.
+    pub id: u32,
+    /// Valid by the engine's rule: 1..=16 of `[A-Z0-9._/-]`.
+    pub code: String,
+    pub origin: Origin,
+}
+
+/// `CodeRow::kind` of an asset's code.
+pub const CODE_OF_ASSET: u8 = 0;
+/// `CodeRow::kind` of a symbol's code.
+pub const CODE_OF_SYMBOL: u8 = 1;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolRow {
     pub symbol: SymbolId,
@@ -280,6 +297,8 @@ pub struct Batch {
     pub deposits: Vec<DepositRow>,
     pub withdrawals: Vec<WithdrawalRow>,
     pub transfers: Vec<TransferRow>,
+    /// Schema version 2 of the mirrors.
+    pub codes: Vec<CodeRow>,
 }
 
 impl Batch {
@@ -305,6 +324,7 @@ impl Batch {
             + self.balances.len()
             + self.orders.len()
             + self.withdrawals.len()
+            + self.codes.len()
     }
 }
 
@@ -373,6 +393,12 @@ impl BatchBuilder {
     fn add_event(&mut self, origin: Origin, event: &Event) -> Result<(), RowError> {
         match *event {
             Event::Rejected { .. } => {}
+            Event::AssetCode { asset, code } => {
+                self.batch.codes.push(CodeRow { kind: CODE_OF_ASSET, id: asset.0, code: code.as_string(), origin })
+            }
+            Event::SymbolCode { symbol, code } => {
+                self.batch.codes.push(CodeRow { kind: CODE_OF_SYMBOL, id: symbol.0, code: code.as_string(), origin })
+            }
             Event::AssetCreated { asset, scale } => {
                 self.catalog.asset_scales.insert(asset, scale);
                 self.batch.assets.push(AssetRow { asset, scale, origin });

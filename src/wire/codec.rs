@@ -51,6 +51,10 @@ impl Writer<'_> {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
 }
 
 /// Reads little-endian fields from a slice whose length was checked up front.
@@ -83,6 +87,11 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self) -> i64 {
         i64::from_le_bytes(self.take())
     }
+    /// A code's 16 bytes as they are: validity is the engine's rule (a reject reason), not the
+    /// codec's, so a journaled command with a bad code replays to the same rejection.
+    pub fn code(&mut self) -> Code {
+        Code(self.take())
+    }
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.bytes.len() - self.at
@@ -111,9 +120,12 @@ pub mod kind {
     pub const CANCEL_BY_CLIENT_ID: u16 = 14;
     pub const CANCEL_ALL: u16 = 15;
     pub const AMEND_ORDER: u16 = 16;
+    pub const CREATE_ASSET_WITH_CODE: u16 = 17;
+    pub const CREATE_SYMBOL_WITH_CODE: u16 = 18;
 }
 
-const SYMBOL_SPEC_LEN: usize = 4 * 3 + 8 * 5 + 4 * 3;
+/// Bytes of an encoded `SymbolSpec`.
+pub const SYMBOL_SPEC_LEN: usize = 4 * 3 + 8 * 5 + 4 * 3;
 const NEW_ORDER_LEN: usize = 8 + 4 + 8 + 4 + 8 * 4;
 
 /// Payload length of each command kind.
@@ -131,11 +143,14 @@ pub fn command_payload_len(kind: u16) -> Option<usize> {
         kind::CANCEL_ORDER | kind::CANCEL_BY_CLIENT_ID => 8 + 8,
         kind::CANCEL_ALL => 8 + 4,
         kind::AMEND_ORDER => 8 * 4,
+        kind::CREATE_ASSET_WITH_CODE => 4 + 1 + CODE_BYTES,
+        kind::CREATE_SYMBOL_WITH_CODE => SYMBOL_SPEC_LEN + CODE_BYTES,
         _ => return None,
     })
 }
 
-fn write_spec(w: &mut Writer, s: &SymbolSpec) {
+/// Appends a `SymbolSpec` as FORMAT.md §10.1 lays it out (the protocol's `Symbols` reuses it).
+pub fn write_spec(w: &mut Writer, s: &SymbolSpec) {
     w.u32(s.symbol.0).u32(s.base.0).u32(s.quote.0);
     w.i64(s.tick_size).i64(s.lot_size).i64(s.min_qty).i64(s.min_notional).i64(s.max_order_qty);
     w.u32(s.maker_fee_ppm).u32(s.taker_fee_ppm).u32(s.price_band_bps);
@@ -176,6 +191,15 @@ fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
         Command::CreateSymbol(spec) => {
             write_spec(w, &spec);
             kind::CREATE_SYMBOL
+        }
+        Command::CreateAssetWithCode { asset, scale, code } => {
+            w.u32(asset.0).u8(scale).bytes(&code.0);
+            kind::CREATE_ASSET_WITH_CODE
+        }
+        Command::CreateSymbolWithCode { spec, code } => {
+            write_spec(w, &spec);
+            w.bytes(&code.0);
+            kind::CREATE_SYMBOL_WITH_CODE
         }
         Command::UpdateSymbol(spec) => {
             write_spec(w, &spec);
@@ -248,6 +272,10 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
     Ok(match kind {
         kind::CREATE_ASSET => Command::CreateAsset { asset: AssetId(r.u32()), scale: r.u8() },
         kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)),
+        kind::CREATE_ASSET_WITH_CODE => {
+            Command::CreateAssetWithCode { asset: AssetId(r.u32()), scale: r.u8(), code: r.code() }
+        }
+        kind::CREATE_SYMBOL_WITH_CODE => Command::CreateSymbolWithCode { spec: read_spec(r), code: r.code() },
         kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)),
         kind::SET_SYMBOL_STATUS => Command::SetSymbolStatus {
             symbol: SymbolId(r.u32()),
@@ -322,6 +350,8 @@ pub mod tag {
     pub const TRANSFERRED: u8 = 9;
     pub const ORDER: u8 = 10;
     pub const TRADE: u8 = 11;
+    pub const ASSET_CODE: u8 = 12;
+    pub const SYMBOL_CODE: u8 = 13;
 }
 
 /// Body of an `Order` event: ids, six enum bytes, then seven i64 fields ending with `stop_price`.
@@ -351,6 +381,7 @@ fn event_body_len(tag: u8) -> Option<usize> {
         tag::TRANSFERRED => 8 + 8 + 4 + 8 + 8,
         tag::ORDER => ORDER_BODY_LEN,
         tag::TRADE => 8 + 4 + 8 * 3 + 8 * 4 + 1 + 8 * 2,
+        tag::ASSET_CODE | tag::SYMBOL_CODE => 4 + CODE_BYTES,
         _ => return None,
     })
 }
@@ -375,6 +406,9 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
         }
         Event::AccountCreated { account, parent, owner } => {
             w.u64(account.0).u64(parent.0).u64(owner);
+        }
+        Event::AssetCode { asset: AssetId(id), code } | Event::SymbolCode { symbol: SymbolId(id), code } => {
+            w.u32(id).bytes(&code.0);
         }
         Event::AccountStatusChanged { account, status } => {
             w.u64(account.0).u8(status.as_u8());
@@ -427,6 +461,8 @@ fn event_tag(event: &Event) -> u8 {
         Event::Transferred { .. } => tag::TRANSFERRED,
         Event::Order(_) => tag::ORDER,
         Event::Trade(_) => tag::TRADE,
+        Event::AssetCode { .. } => tag::ASSET_CODE,
+        Event::SymbolCode { .. } => tag::SYMBOL_CODE,
     }
 }
 
@@ -452,6 +488,8 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
         tag::ACCOUNT_CREATED => {
             Event::AccountCreated { account: AccountId(r.u64()), parent: AccountId(r.u64()), owner: r.u64() }
         }
+        tag::ASSET_CODE => Event::AssetCode { asset: AssetId(r.u32()), code: r.code() },
+        tag::SYMBOL_CODE => Event::SymbolCode { symbol: SymbolId(r.u32()), code: r.code() },
         tag::ACCOUNT_STATUS_CHANGED => Event::AccountStatusChanged {
             account: AccountId(r.u64()),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
@@ -838,11 +876,19 @@ mod tests {
             Command::CancelByClientId { account: AccountId(1), client_order_id: 2 },
             Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL },
             Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 },
+            Command::CreateAssetWithCode {
+                asset: AssetId(7),
+                scale: 8,
+                code: Code::parse("BTC", CodeOf::Asset).unwrap(),
+            },
+            // A code the engine would refuse still round-trips: validity is the engine's rule.
+            Command::CreateSymbolWithCode { spec, code: Code([b'x'; CODE_BYTES]) },
         ];
         let mut buf = Vec::new();
-        for command in commands {
+        for (i, command) in commands.into_iter().enumerate() {
             buf.clear();
             let kind = encode_command(&command, &mut buf);
+            assert_eq!(kind as usize, i + 1, "kinds are numbered in this order");
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
         }

@@ -106,6 +106,8 @@ def test_every_command_kind_has_its_documented_size() -> None:
         14: 16,
         15: 12,
         16: 32,
+        17: 21,
+        18: 80,
     }
     assert {kind: cls.LAYOUT.size for kind, cls in codec.COMMANDS.items()} == sizes
 
@@ -249,7 +251,7 @@ def test_trade_event_size_and_unknown_tags_are_skipped() -> None:
 
 def test_every_event_tag_has_its_documented_size() -> None:
     # journal/FORMAT.md §10.2 body sizes.
-    sizes = {1: 2, 2: 5, 3: 65, 4: 24, 5: 9, 6: 54, 7: 28, 8: 37, 9: 36, 10: 90, 11: 85}
+    sizes = {1: 2, 2: 5, 3: 65, 4: 24, 5: 9, 6: 54, 7: 28, 8: 37, 9: 36, 10: 90, 11: 85, 12: 20, 13: 20}
     assert {tag: cls.LAYOUT.size for tag, cls in codec.EVENTS.items()} == sizes
 
 

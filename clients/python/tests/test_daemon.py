@@ -479,3 +479,34 @@ async def test_reconnect_opens_a_new_connection_with_the_same_reference_data(dae
         assert (await fresh.balances(5)).balances == []
     finally:
         await fresh.close()
+
+
+async def test_codes_reference_data_and_withdrawal_queries_of_version_2(daemon: Daemon, admin: Client) -> None:
+    await set_up_venue(admin)
+    created = await admin.create_asset(9, 8, code="ETH")
+    assert [type(e).__name__ for e in created.events] == ["AssetCreated", "AssetCode"]
+    spec = admin.symbol_spec(9, 9, USDT, tick_size=Decimal("0.01"), lot_size=Decimal("0.0001"), max_order_qty=Decimal("100"))
+    await admin.create_symbol(spec, code="ETH/USDT")
+    with pytest.raises(Rejected) as taken:
+        await admin.create_asset(10, 2, code="ETH")
+    assert taken.value.code == RejectReason.CODE_EXISTS
+    with pytest.raises(Rejected) as invalid:
+        await admin.create_asset(10, 2, code="eth")
+    assert invalid.value.code == RejectReason.INVALID_CODE
+
+    t1 = await daemon.client("trader1")
+    try:
+        assets = await t1.list_assets()
+        assert [(a.asset, a.code) for a in assets.assets] == [(BTC, ""), (USDT, ""), (9, "ETH")]
+        symbols = await t1.list_symbols()
+        eth_usdt = next(x for x in symbols.symbols if x.code == "ETH/USDT")
+        assert (eth_usdt.spec, eth_usdt.status) == (spec, SymbolStatus.TRADING)
+
+        request = await t1.withdraw_request(TRADER1_ACCOUNT, USDT, Decimal("5"), client_ref=1)
+        info = await t1.withdrawal(request.seq)
+        assert (info.account, info.amount, info.status) == (TRADER1_ACCOUNT, 5_000_000, WithdrawalStatus.PENDING)
+        with pytest.raises(GatewayError) as hidden:
+            await (await daemon.client("trader2")).withdrawal(request.seq)
+        assert hidden.value.code == GatewayCode.NOT_FOUND
+    finally:
+        await t1.close()

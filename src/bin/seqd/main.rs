@@ -47,12 +47,8 @@ enum Commands {
     },
     /// Talk to a running daemon as a principal (certificate `<certs>/<principal>.pem`).
     Client {
-        #[arg(long, default_value = "127.0.0.1:7400")]
-        addr: std::net::SocketAddr,
-        #[arg(long, default_value = "./data/certs")]
-        certs: PathBuf,
-        #[arg(long, default_value = "admin")]
-        principal: String,
+        #[command(flatten)]
+        options: cli::client::ClientOptions,
         #[command(subcommand)]
         request: cli::client::ClientCommand,
     },
@@ -243,7 +239,7 @@ fn main() -> ExitCode {
             cli::replicate::replicate(&mirrors, events, until, metrics_listen)
         }
         Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
-        Commands::Client { addr, certs, principal, request } => cli::client::run(addr, &certs, &principal, request),
+        Commands::Client { options, request } => cli::client::run(options, request),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {
                 certs.paths().iter().for_each(|path| println!("{}", path.display()));

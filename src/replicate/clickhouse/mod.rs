@@ -43,15 +43,15 @@ use crate::engine::{AccountId, Seq};
 use encode::{native_block, NativeRow};
 pub use schema::{create_statements, table_names};
 use schema::{
-    AccountAt, AccountCh, AssetCh, BalanceCh, CheckpointCh, DepositCh, LedgerCh, OrderEventCh, SymbolCh, TradeCh,
-    TransferCh, WithdrawalCh,
+    AccountAt, AccountCh, AssetCh, BalanceCh, CheckpointCh, CodeCh, DepositCh, LedgerCh, OrderEventCh, SymbolCh,
+    TradeCh, TransferCh, WithdrawalCh,
 };
 
 /// The sink's name: its checkpoint key, log and metric label.
 pub const SINK_NAME: &str = "clickhouse";
 
 /// Version of the tables ([`schema`]); bump it (and migrate in `open`) when they change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `version` of a current-state row: the event identity as one ordered number.
 pub const VERSION_IDX_BITS: u32 = 20;
@@ -208,6 +208,7 @@ impl Sink for ClickHouseSink {
             self.insert::<_, AccountCh>(&accounts),
             self.insert::<_, AssetCh>(&batch.assets),
             self.insert::<_, SymbolCh>(&batch.symbols),
+            self.insert::<_, CodeCh>(&batch.codes),
         )?;
         // Only once every row of the batch is in: a failure before this re-sends the batch.
         let last_ts_ns = batch.record_ts_ns.last().copied().unwrap_or(0);
@@ -283,6 +284,7 @@ fn check_versions(batch: &Batch) -> Result<(), SinkError> {
         .chain(batch.withdrawals.iter().map(|r| r.origin.idx))
         .chain(batch.symbols.iter().map(|r| r.origin.idx))
         .chain(batch.assets.iter().map(|r| r.origin.idx))
+        .chain(batch.codes.iter().map(|r| r.origin.idx))
         .max()
         .unwrap_or(0);
     if max_idx >= 1 << VERSION_IDX_BITS {

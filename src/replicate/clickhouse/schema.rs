@@ -16,7 +16,8 @@ use super::encode::{mirror_table, NativeRow, NativeValue};
 use super::{quote_identifier, quote_literal, seconds, version, ClickHouseSink, SCHEMA_VERSION, SINK_NAME};
 use crate::engine::Seq;
 use crate::replicate::rows::{
-    AccountRow, AssetRow, BalanceRow, DepositRow, LedgerRow, OrderRow, SymbolRow, TradeRow, TransferRow, WithdrawalRow,
+    AccountRow, AssetRow, BalanceRow, CodeRow, DepositRow, LedgerRow, OrderRow, SymbolRow, TradeRow, TransferRow,
+    WithdrawalRow,
 };
 use crate::replicate::SinkError;
 
@@ -32,7 +33,7 @@ impl ClickHouseSink {
         }
         self.check_columns().await?;
         if found < SCHEMA_VERSION {
-            // Version 1 is the first: nothing to migrate from.
+            // Version 2 only added `reference_codes`, created above with the others.
             let now = (crate::replicate::now_ns() / 1_000_000_000) as u32;
             self.insert::<_, SchemaVersionRow>(&[(SCHEMA_VERSION, now)]).await?;
         }
@@ -290,9 +291,38 @@ mirror_table! {
     }
 }
 
-/// Every table but `schema_version`, in the order they are created.
-pub(crate) const TABLES: &[Table] =
-    &[CHECKPOINT, ASSETS, SYMBOLS, ACCOUNTS, BALANCES, WITHDRAWALS, LEDGER, ORDER_EVENTS, TRADES, DEPOSITS, TRANSFERS];
+mirror_table! {
+    /// Schema version 2: the code each coded asset (`kind` 0) and symbol (`kind` 1) was
+    /// created with; a table of its own so that version 1's tables stay as they were.
+    #[derive(Row, Deserialize)]
+    REFERENCE_CODES = "reference_codes", engine: STATE, partition_by: None, order_by: "(kind, id)";
+    struct CodeCh from |r: &CodeRow| state_last r.origin; {
+        kind: u8 = "UInt8" => r.kind,
+        id: u32 = "UInt32" => r.id,
+        code: String = "String" => r.code.clone(),
+    }
+}
+
+/// Tables of schema version 1 (with `schema_version`, pinned by `ddl_is_schema_version_1`).
+#[cfg(test)]
+const TABLES_V1: usize = 11;
+
+/// Every table but `schema_version`, in the order they are created: version 1's, then
+/// `reference_codes` (version 2).
+pub(crate) const TABLES: &[Table] = &[
+    CHECKPOINT,
+    ASSETS,
+    SYMBOLS,
+    ACCOUNTS,
+    BALANCES,
+    WITHDRAWALS,
+    LEDGER,
+    ORDER_EVENTS,
+    TRADES,
+    DEPOSITS,
+    TRANSFERS,
+    REFERENCE_CODES,
+];
 
 /// Names of the tables the sink writes (all `ReplacingMergeTree`), for tools and tests.
 pub fn table_names() -> impl Iterator<Item = &'static str> {
@@ -325,7 +355,7 @@ mod tests {
     #[test]
     fn ddl_is_schema_version_1() {
         let mut text = String::new();
-        for sql in create_statements() {
+        for sql in create_statements().into_iter().take(1 + TABLES_V1) {
             text.push_str(&sql);
             text.push_str("\n;\n");
         }
@@ -353,7 +383,8 @@ mod tests {
         check::<TradeCh>(&TRADES);
         check::<DepositCh>(&DEPOSITS);
         check::<TransferCh>(&TRANSFERS);
-        assert_eq!(TABLES.len(), 11);
+        check::<CodeCh>(&REFERENCE_CODES);
+        assert_eq!(TABLES.len(), TABLES_V1 + 1);
     }
 
     #[test]

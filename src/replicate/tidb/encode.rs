@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use mysql_async::Value;
 
 use super::schema::{
-    Table, TableSql, ACCOUNTS, ASSETS, BALANCES, DEPOSITS, LEDGER, ORDERS, SYMBOLS, TABLE_SQL, TRADES, TRANSFERS,
-    WITHDRAWALS,
+    Table, TableSql, ACCOUNTS, ASSETS, BALANCES, CODES, DEPOSITS, LEDGER, ORDERS, SYMBOLS, TABLE_SQL, TRADES,
+    TRANSFERS, WITHDRAWALS,
 };
 use super::SINK_NAME;
 use crate::engine::Seq;
@@ -74,6 +74,7 @@ pub fn batch_plan(batch: &Batch, rows_per_statement: usize, prepared: bool) -> V
     out.table(&DEPOSITS, &batch.deposits);
     out.table(&WITHDRAWALS, &batch.withdrawals);
     out.table(&TRANSFERS, &batch.transfers);
+    out.table(&CODES, &batch.codes);
     out.list
 }
 
@@ -219,6 +220,11 @@ impl Values<'_> {
     /// Text made by this module only (an account path of ids and slashes), never user input.
     pub(super) fn path(&mut self, path: &str) {
         debug_assert!(path.bytes().all(|b| b.is_ascii_digit() || b == b'/'));
+        self.path_like(path);
+    }
+
+    /// A string that needs no escaping, as a quoted literal or a parameter.
+    fn path_like(&mut self, path: &str) {
         match self.text() {
             Some(sql) => {
                 sql.push('\'');
@@ -227,6 +233,15 @@ impl Values<'_> {
             }
             None => self.push(Value::Bytes(path.as_bytes().to_vec())),
         }
+    }
+}
+
+impl Values<'_> {
+    /// An asset's or symbol's code: the engine let only `[A-Z0-9._/-]` through, nothing to
+    /// escape in a literal.
+    pub(super) fn code(&mut self, code: &str) {
+        assert!(code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"._/-".contains(&b)));
+        self.path_like(code);
     }
 }
 

@@ -47,7 +47,7 @@ use crate::engine::Seq;
 pub const SINK_NAME: &str = "tidb";
 
 /// Version of the schema this binary writes. A mirror with a newer version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where and how the sink writes.
 #[derive(Clone, Debug)]

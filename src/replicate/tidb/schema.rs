@@ -16,7 +16,7 @@ use super::encode::Values;
 use super::read_back::schema_version;
 use super::{exec, SCHEMA_VERSION, SINK_NAME};
 use crate::replicate::rows::{
-    AccountRow, AssetRow, BalanceRow, DepositRow, LedgerRow, OrderLatest, SymbolRow, TradeRow, TransferRow,
+    AccountRow, AssetRow, BalanceRow, CodeRow, DepositRow, LedgerRow, OrderLatest, SymbolRow, TradeRow, TransferRow,
     WithdrawalRow,
 };
 use crate::replicate::SinkError;
@@ -194,6 +194,24 @@ pub(super) const SYMBOLS: Table<SymbolRow> = Table {
     rule: Rule::State { guard: "updated_seq", insert_only: &[] },
 };
 
+/// Schema version 2: the code each coded asset (`kind` 0) and symbol (`kind` 1) was created
+/// with. A table of its own rather than columns of `assets` and `symbols`, so that the
+/// statements of version 1's tables stay as they were (existing mirrors, pinned below).
+pub(super) const CODES: Table<CodeRow> = Table {
+    slot: 10,
+    name: "reference_codes",
+    columns: &[
+        column("kind", CODE, |v, r| v.int(r.kind)),
+        column("id", U32, |v, r| v.int(r.id)),
+        column("code", "VARCHAR(16) NOT NULL", |v, r| v.code(&r.code)),
+        column("created_seq", SEQ, |v, r| v.int(r.origin.seq)),
+        column("created_at", TIME, |v, r| v.time(r.origin.ts_ns)),
+    ],
+    indexes: &["PRIMARY KEY (kind, id)", "UNIQUE KEY reference_codes_code (kind, code)"],
+    key: 2,
+    rule: Rule::Immutable,
+};
+
 pub(super) const ACCOUNTS: Table<AccountRow> = Table {
     slot: 2,
     name: "accounts",
@@ -362,7 +380,8 @@ pub(super) const TRANSFERS: Table<TransferRow> = Table {
 
 /// `MIGRATIONS[v - 1]` takes the schema from version `v - 1` to `v`. Each statement is safe to
 /// run again (DDL is not transactional: a migration cut short is simply run again).
-pub(super) static MIGRATIONS: LazyLock<Vec<Vec<String>>> = LazyLock::new(|| vec![schema_v1()]);
+pub(super) static MIGRATIONS: LazyLock<Vec<Vec<String>>> =
+    LazyLock::new(|| vec![schema_v1(), vec![CODES.create_sql()]]);
 
 /// Version 1: every table, the checkpoint first.
 fn schema_v1() -> Vec<String> {
@@ -427,7 +446,7 @@ impl TableSql {
 }
 
 /// The row tables' statement text by [`Table::slot`].
-pub(super) static TABLE_SQL: LazyLock<[TableSql; 10]> = LazyLock::new(|| {
+pub(super) static TABLE_SQL: LazyLock<[TableSql; 11]> = LazyLock::new(|| {
     let sql = [
         ASSETS.sql(),
         SYMBOLS.sql(),
@@ -439,6 +458,7 @@ pub(super) static TABLE_SQL: LazyLock<[TableSql; 10]> = LazyLock::new(|| {
         DEPOSITS.sql(),
         WITHDRAWALS.sql(),
         TRANSFERS.sql(),
+        CODES.sql(),
     ];
     let slots = [
         ASSETS.slot,
@@ -451,6 +471,7 @@ pub(super) static TABLE_SQL: LazyLock<[TableSql; 10]> = LazyLock::new(|| {
         DEPOSITS.slot,
         WITHDRAWALS.slot,
         TRANSFERS.slot,
+        CODES.slot,
     ];
     assert!(slots.iter().enumerate().all(|(i, slot)| i == *slot), "table slots are their index");
     sql
@@ -470,7 +491,8 @@ mod tests {
             text.push_str(&sql);
             text.push('\n');
         }
-        for table in TABLE_SQL.iter() {
+        // Version 1's tables: the first ten slots (version 2 added `reference_codes`).
+        for table in TABLE_SQL.iter().take(10) {
             text.push_str(&table.prefix);
             text.push('|');
             text.push_str(&table.suffix);

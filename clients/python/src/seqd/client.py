@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -569,6 +570,24 @@ class Client:
         """The book by price level, `levels` per side (0 = all)."""
         return await self._request("list", MsgType.QUERY_DEPTH, codec.depth_query_payload(symbol, levels))  # type: ignore[no-any-return]
 
+    async def list_assets(self) -> codec.Assets:
+        """Version 2: every asset with its scale and code; also teaches `reference` the scales."""
+        assets: codec.Assets = await self._request("list", MsgType.LIST_ASSETS, b"")
+        for a in assets.assets:
+            self.reference.set_asset(a.asset, a.scale)
+        return assets
+
+    async def list_symbols(self) -> codec.Symbols:
+        """Version 2: every symbol with its spec, status and code."""
+        symbols: codec.Symbols = await self._request("list", MsgType.LIST_SYMBOLS, b"")
+        for x in symbols.symbols:
+            self.reference.set_symbol(x.spec, x.status)
+        return symbols
+
+    async def withdrawal(self, withdrawal_id: int) -> codec.WithdrawalInfo:
+        """Version 2: a withdrawal's state; `GatewayError` 940 when unknown or not visible."""
+        return await self._request("single", MsgType.QUERY_WITHDRAWAL, struct.pack("<Q", withdrawal_id))  # type: ignore[no-any-return]
+
     # --- market data ------------------------------------------------------------------------
 
     async def subscribe(self, symbol: int, *, auto_resync: bool = True) -> Subscription:
@@ -597,8 +616,11 @@ class Client:
 
     # --- commands: reference data (admin) ---------------------------------------------------
 
-    async def create_asset(self, asset: int, scale: int) -> CommandResult:
-        return await self.command(codec.CreateAsset(asset, scale))
+    async def create_asset(self, asset: int, scale: int, code: str | None = None) -> CommandResult:
+        """With `code` (`BTC`), the version-2 `CreateAssetWithCode`."""
+        if code is None:
+            return await self.command(codec.CreateAsset(asset, scale))
+        return await self.command(codec.CreateAssetWithCode(asset, scale, code))
 
     def symbol_spec(
         self,
@@ -632,8 +654,11 @@ class Client:
             price_band_bps,
         )
 
-    async def create_symbol(self, spec: SymbolSpec) -> CommandResult:
-        return await self.command(codec.CreateSymbol(spec))
+    async def create_symbol(self, spec: SymbolSpec, code: str | None = None) -> CommandResult:
+        """With `code` (`BTC/USDT`), the version-2 `CreateSymbolWithCode`."""
+        if code is None:
+            return await self.command(codec.CreateSymbol(spec))
+        return await self.command(codec.CreateSymbolWithCode(spec, code))
 
     async def update_symbol(self, spec: SymbolSpec) -> CommandResult:
         return await self.command(codec.UpdateSymbol(spec))
@@ -784,6 +809,10 @@ def _join(parts: list[Any]) -> Any:
         return codec.SubtreeTotals(first.account, first.seq, False, [t for p in parts for t in p.totals])
     if isinstance(first, codec.OpenOrders):
         return codec.OpenOrders(first.account, first.seq, False, [o for p in parts for o in p.orders])
+    if isinstance(first, codec.Assets):
+        return codec.Assets(first.seq, False, [a for p in parts for a in p.assets])
+    if isinstance(first, codec.Symbols):
+        return codec.Symbols(first.seq, False, [x for p in parts for x in p.symbols])
     if isinstance(first, Depth):
         bids = [lv for p in parts for lv in p.bids]
         asks = [lv for p in parts for lv in p.asks]

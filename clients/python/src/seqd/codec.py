@@ -331,6 +331,64 @@ class AmendOrder(Command):
     LAYOUT: ClassVar[struct.Struct] = struct.Struct("<QQqq")
 
 
+CODE_BYTES = 16
+
+
+def code_bytes(code: str) -> bytes:
+    """A code (`BTC`, `BTC/USDT`) as its 16 wire bytes, zero-padded. The engine checks its form
+    (PROTOCOL.md §16.1: 1-16 of A-Z 0-9 . _ - and, for a symbol, /; else reason 109)."""
+    raw = code.encode("ascii")
+    if not 1 <= len(raw) <= CODE_BYTES:
+        raise ValueError(f"code {code!r}: 1 to {CODE_BYTES} ASCII bytes")
+    return raw.ljust(CODE_BYTES, b"\0")
+
+
+def code_text(raw: bytes | memoryview) -> str:
+    """The text of a code's 16 bytes; all zeros (no code) is the empty string."""
+    return bytes(raw).rstrip(b"\0").decode("ascii", errors="replace")
+
+
+@dataclass(frozen=True)
+class CreateAssetWithCode(Command):
+    """Version 2: `CreateAsset` with a code (kind 17)."""
+
+    asset: int
+    scale: int
+    code: str
+    KIND: ClassVar[int] = 17
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<IB16s")
+
+    def pack(self) -> bytes:
+        return self.LAYOUT.pack(self.asset, self.scale, code_bytes(self.code))
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> Any:
+        if len(body) != cls.LAYOUT.size:
+            raise ProtocolError(f"{cls.__name__}: {len(body)} bytes, expected {cls.LAYOUT.size}")
+        asset, scale, raw = cls.LAYOUT.unpack(body)
+        return cls(asset, scale, code_text(raw))
+
+
+@dataclass(frozen=True)
+class CreateSymbolWithCode(Command):
+    """Version 2: `CreateSymbol` with a code (kind 18)."""
+
+    spec: SymbolSpec
+    code: str
+    KIND: ClassVar[int] = 18
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct(f"<{SymbolSpec.LAYOUT.size}s16s")
+
+    def pack(self) -> bytes:
+        return self.spec.pack() + code_bytes(self.code)
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> Any:
+        if len(body) != cls.LAYOUT.size:
+            raise ProtocolError(f"{cls.__name__}: {len(body)} bytes, expected {cls.LAYOUT.size}")
+        spec_size = SymbolSpec.LAYOUT.size
+        return cls(SymbolSpec.unpack(body[:spec_size]), code_text(body[spec_size:]))
+
+
 COMMANDS: dict[int, type[Command]] = {
     c.KIND: c
     for c in (
@@ -350,6 +408,8 @@ COMMANDS: dict[int, type[Command]] = {
         CancelByClientId,
         CancelAll,
         AmendOrder,
+        CreateAssetWithCode,
+        CreateSymbolWithCode,
     )
 }
 
@@ -527,6 +587,40 @@ class Trade(Event):
     ENUMS: ClassVar[dict[str, type[IntEnum]]] = {"maker_side": Side}
 
 
+class _CodeEvent(Event):
+    """An id (u32) and a 16-byte code."""
+
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<I16s")
+
+    def pack(self) -> bytes:
+        return self.LAYOUT.pack(astuple(self)[0], code_bytes(astuple(self)[1]))
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> Any:
+        if len(body) != cls.LAYOUT.size:
+            raise ProtocolError(f"{cls.__name__}: {len(body)} bytes, expected {cls.LAYOUT.size}")
+        id_, raw = cls.LAYOUT.unpack(body)
+        return cls(id_, code_text(raw))
+
+
+@dataclass(frozen=True)
+class AssetCode(_CodeEvent):
+    """Version 2 (tag 12): the code a coded asset was created with, after its AssetCreated."""
+
+    asset: int
+    code: str
+    TAG: ClassVar[int] = 12
+
+
+@dataclass(frozen=True)
+class SymbolCode(_CodeEvent):
+    """Version 2 (tag 13): the code a coded symbol was created with."""
+
+    symbol: int
+    code: str
+    TAG: ClassVar[int] = 13
+
+
 @dataclass(frozen=True)
 class UnknownEvent:
     """An event tag this SDK does not know, skipped by its length (FORMAT.md §10.2)."""
@@ -549,6 +643,8 @@ EVENTS: dict[int, type[Event]] = {
         Transferred,
         OrderReport,
         Trade,
+        AssetCode,
+        SymbolCode,
     )
 }
 
@@ -592,6 +688,9 @@ class MsgType(IntEnum):
     QUERY_ORDER = 0x12
     QUERY_OPEN_ORDERS = 0x13
     QUERY_DEPTH = 0x14
+    LIST_ASSETS = 0x15
+    LIST_SYMBOLS = 0x16
+    QUERY_WITHDRAWAL = 0x17
     SUBSCRIBE = 0x20
     UNSUBSCRIBE = 0x21
     WELCOME = 0x81
@@ -604,6 +703,9 @@ class MsgType(IntEnum):
     ORDER_INFO = 0x92
     OPEN_ORDERS = 0x93
     DEPTH = 0x94
+    ASSETS = 0x95
+    SYMBOLS = 0x96
+    WITHDRAWAL_INFO = 0x97
     DEPTH_SNAPSHOT = 0xA0
     MARKET_TRADE = 0xA1
     DEPTH_UPDATE = 0xA2
@@ -773,6 +875,51 @@ class Unsubscribed:
     symbol: int
 
 
+@dataclass(frozen=True)
+class AssetInfo:
+    asset: int
+    scale: int
+    code: str
+
+
+@dataclass(frozen=True)
+class Assets:
+    """Version 2: every asset (answer to ListAssets)."""
+
+    seq: int
+    more: bool
+    assets: list[AssetInfo]
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    spec: SymbolSpec
+    status: SymbolStatus
+    code: str
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """Version 2: every symbol (answer to ListSymbols)."""
+
+    seq: int
+    more: bool
+    symbols: list[SymbolInfo]
+
+
+@dataclass(frozen=True)
+class WithdrawalInfo:
+    """Version 2: a withdrawal's state (answer to QueryWithdrawal)."""
+
+    seq: int
+    withdrawal_id: int
+    account: int
+    asset: int
+    amount: int
+    client_ref: int
+    status: WithdrawalStatus
+
+
 ServerMessage = Union[
     Welcome,
     Accepted,
@@ -787,6 +934,9 @@ ServerMessage = Union[
     MarketTrade,
     DepthUpdate,
     Unsubscribed,
+    Assets,
+    Symbols,
+    WithdrawalInfo,
 ]
 
 
@@ -947,9 +1097,42 @@ DECODERS: dict[int, dict[int, Callable[[_Reader], ServerMessage]]] = {
         MsgType.UNSUBSCRIBED: lambda r: Unsubscribed(r.u32()),
     }
 }
-# Version 2 differs only in the order report's body (90 bytes with `stop_price`, 82 in version
-# 1, PROTOCOL.md §4), which every event carries in its own length field: the same decoders.
-DECODERS[2] = DECODERS[1]
+
+
+def _assets(r: _Reader) -> Assets:
+    seq, more, count = r.u64(), r.boolean(), r.u16()
+    items = []
+    for _ in range(count):
+        asset, scale, raw = r.unpack("<IB16s")
+        items.append(AssetInfo(asset, scale, code_text(raw)))
+    return Assets(seq, more, items)
+
+
+def _symbols(r: _Reader) -> Symbols:
+    seq, more, count = r.u64(), r.boolean(), r.u16()
+    items = []
+    for _ in range(count):
+        spec = SymbolSpec.unpack(r.take(SymbolSpec.LAYOUT.size))
+        status = _enum(SymbolStatus, r.u8(), "Symbols.status")
+        items.append(SymbolInfo(spec, status, code_text(r.take(CODE_BYTES))))
+    return Symbols(seq, more, items)
+
+
+def _withdrawal(r: _Reader) -> WithdrawalInfo:
+    seq, withdrawal_id, account, asset, amount, client_ref, status = r.unpack("<QQQIqQB")
+    status = _enum(WithdrawalStatus, status, "WithdrawalInfo.status")
+    return WithdrawalInfo(seq, withdrawal_id, account, asset, amount, client_ref, status)
+
+
+# Version 2's order reports have a 90-byte body (with `stop_price`, 82 in version 1, PROTOCOL.md
+# §4), which every event carries in its own length field; it adds the reference-data and
+# withdrawal answers.
+DECODERS[2] = {
+    **DECODERS[1],
+    MsgType.ASSETS: _assets,
+    MsgType.SYMBOLS: _symbols,
+    MsgType.WITHDRAWAL_INFO: _withdrawal,
+}
 
 
 def decode_message(version: int, msg_type: int, payload: bytes | memoryview) -> ServerMessage:
