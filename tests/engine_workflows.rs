@@ -1468,6 +1468,7 @@ fn rejection_fixture() -> Fixture {
     let approved_withdrawal = v.seq;
     v.ok(WithdrawApprove { withdrawal_id: approved_withdrawal });
     v.ok(SetSymbolStatus { symbol: ETH_USDT, status: SymbolStatus::Halted });
+    v.ok(CreateAssetWithCode { asset: AssetId(60), scale: 2, code: Code::parse("XAU", CodeOf::Asset).unwrap() });
     // `ok` checks that the deepest allowed account (MAX_TREE_DEPTH ancestors) is accepted.
     for depth in 0..=MAX_TREE_DEPTH as u64 {
         let parent = if depth == 0 { AccountId::NONE } else { AccountId(DEEP.0 + depth - 1) };
@@ -1487,6 +1488,8 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
         (UnknownAsset, Deposit { account: RA, asset: AssetId(99), amount: 1, external_ref: 1 }),
         (UnknownAsset, CreateAsset { asset: AssetId::NONE, scale: 2 }),
         (InvalidScale, CreateAsset { asset: AssetId(50), scale: MAX_ASSET_SCALE + 1 }),
+        (InvalidCode, CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code(*b"xau\0\0\0\0\0\0\0\0\0\0\0\0\0") }),
+        (CodeExists, CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code::parse("XAU", CodeOf::Asset).unwrap() }),
         (SymbolExists, CreateSymbol(spec(ETH_USDT, ETH))),
         (UnknownSymbol, place(NewOrder { symbol: SymbolId(99), ..buy(usdt(100), coins(1)) })),
         (UnknownSymbol, SetSymbolStatus { symbol: SymbolId(99), status: SymbolStatus::Halted }),
@@ -1603,6 +1606,8 @@ mod rejected {
         asset_exists => AssetExists,
         unknown_asset => UnknownAsset,
         invalid_scale => InvalidScale,
+        invalid_code => InvalidCode,
+        code_exists => CodeExists,
         symbol_exists => SymbolExists,
         unknown_symbol => UnknownSymbol,
         invalid_symbol_spec => InvalidSymbolSpec,
