@@ -15,29 +15,19 @@ use super::command::SymbolSpec;
 use super::limits::*;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
+use crate::cursor::{ByteReader, ByteWriter, ReadError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes.
 pub const STATE_ENCODING_VERSION: u32 = 1;
 
-struct Encoder<'a>(&'a mut Vec<u8>);
+/// The snapshot's own field kinds on top of the byte cursor: collection lengths.
+trait StateWriter {
+    fn len(&mut self, n: usize);
+    fn flagged_len(&mut self, n: usize, flag: bool);
+}
 
-impl Encoder<'_> {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i128(&mut self, v: i128) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
+impl StateWriter for ByteWriter<'_> {
     fn len(&mut self, n: usize) {
         self.u64(u64::try_from(n).expect("usize fits u64"));
     }
@@ -51,8 +41,8 @@ impl Encoder<'_> {
 impl Engine {
     /// Appends the canonical encoding of the state to `out`.
     pub fn encode_state(&self, out: &mut Vec<u8>) {
-        let mut e = Encoder(out);
-        e.0.extend_from_slice(b"SEQDSTATE");
+        let mut e = ByteWriter(out);
+        e.bytes(b"SEQDSTATE");
         e.u32(STATE_ENCODING_VERSION);
         e.u64(self.last_seq);
         e.u64(self.last_timestamp_ns);
@@ -75,7 +65,7 @@ impl Engine {
         self.state_hash().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn encode_assets(&self, e: &mut Encoder) {
+    fn encode_assets(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.assets.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
         e.len(by_id.len());
         for (id, idx) in by_id {
@@ -88,7 +78,7 @@ impl Engine {
         }
     }
 
-    fn encode_symbols(&self, e: &mut Encoder) {
+    fn encode_symbols(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.symbols.iter().map(|s| (s.spec.symbol, s)).collect();
         e.len(by_id.len());
         for (id, s) in by_id {
@@ -128,7 +118,7 @@ impl Engine {
         }
     }
 
-    fn encode_accounts(&self, e: &mut Encoder) {
+    fn encode_accounts(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.accounts.iter().map(|a| (a.id, a)).collect();
         e.len(by_id.len());
         for (id, a) in by_id {
@@ -152,7 +142,7 @@ impl Engine {
         }
     }
 
-    fn encode_orders(&self, e: &mut Encoder) {
+    fn encode_orders(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.order_index.iter().map(|(&id, &slot)| (id, slot)).collect();
         e.len(by_id.len());
         for (id, slot) in by_id {
@@ -173,7 +163,7 @@ impl Engine {
         }
     }
 
-    fn encode_funds_records(&self, e: &mut Encoder) {
+    fn encode_funds_records(&self, e: &mut ByteWriter) {
         e.len(self.withdrawals.len());
         for (&id, w) in &self.withdrawals {
             e.u64(id);
@@ -228,73 +218,47 @@ pub enum StateDecodeError {
     Trailing(usize),
 }
 
-/// Reads the canonical encoding, failing on truncation instead of panicking.
-struct Decoder<'a> {
-    bytes: &'a [u8],
-    at: usize,
+impl From<ReadError> for StateDecodeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated { at, .. } => StateDecodeError::Truncated(at),
+            ReadError::BadValue { field, value, .. } => inconsistent(format!("bad {field} byte {value}")),
+            ReadError::Trailing { extra } => StateDecodeError::Trailing(extra),
+        }
+    }
 }
 
-impl Decoder<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], StateDecodeError> {
-        let end = self
-            .at
-            .checked_add(N)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or(StateDecodeError::Truncated(self.at))?;
-        let out = self.bytes[self.at..end].try_into().expect("slice of length N");
-        self.at = end;
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, StateDecodeError> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn u32(&mut self) -> Result<u32, StateDecodeError> {
-        Ok(u32::from_le_bytes(self.take()?))
-    }
-    fn u64(&mut self) -> Result<u64, StateDecodeError> {
-        Ok(u64::from_le_bytes(self.take()?))
-    }
-    fn i64(&mut self) -> Result<i64, StateDecodeError> {
-        Ok(i64::from_le_bytes(self.take()?))
-    }
-    fn i128(&mut self) -> Result<i128, StateDecodeError> {
-        Ok(i128::from_le_bytes(self.take()?))
-    }
+/// Reads of the snapshot's collection lengths.
+trait StateReader {
     /// A collection length: at most `max` (the limit on what it counts), and bounded by the
     /// bytes left so garbage cannot ask for huge buffers.
+    fn len(&mut self, what: &str, max: usize) -> Result<usize, StateDecodeError>;
+    /// A length with a flag in its top bit (`StateWriter::flagged_len`).
+    fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError>;
+}
+
+impl StateReader for ByteReader<'_> {
     fn len(&mut self, what: &str, max: usize) -> Result<usize, StateDecodeError> {
-        let at = self.at;
+        let at = self.position();
         let n = self.u64()?;
-        if n > (self.bytes.len() - self.at) as u64 {
-            return Err(StateDecodeError::Truncated(at));
-        }
-        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
-        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
-        Ok(n)
+        bounded_len(self, at, n, what, max)
     }
-    /// A length with a flag in its top bit (`Encoder::flagged_len`).
     fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError> {
-        let at = self.at;
+        let at = self.position();
         let raw = self.u64()?;
-        let (n, flag) = (raw & !(1 << 63), raw >> 63 == 1);
-        if n > (self.bytes.len() - self.at) as u64 {
-            return Err(StateDecodeError::Truncated(at));
-        }
-        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
-        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
-        Ok((n, flag))
+        let n = bounded_len(self, at, raw & !(1 << 63), what, max)?;
+        Ok((n, raw >> 63 == 1))
     }
-    fn bool(&mut self, what: &str) -> Result<bool, StateDecodeError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(inconsistent(format!("bad {what} byte {v}"))),
-        }
+}
+
+/// `n`, read at `at`, as a length: no more than the bytes left after it and at most `max`.
+fn bounded_len(d: &ByteReader, at: usize, n: u64, what: &str, max: usize) -> Result<usize, StateDecodeError> {
+    if n > d.remaining() as u64 {
+        return Err(StateDecodeError::Truncated(at));
     }
-    fn enum_u8<T>(&mut self, what: &str, decode: fn(u8) -> Option<T>) -> Result<T, StateDecodeError> {
-        let v = self.u8()?;
-        decode(v).ok_or_else(|| inconsistent(format!("bad {what} byte {v}")))
-    }
+    let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
+    ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
+    Ok(n)
 }
 
 fn inconsistent(message: String) -> StateDecodeError {
@@ -342,8 +306,8 @@ impl Engine {
     /// sets consistent with the orders, and finally every invariant (`check_invariants`). Bad
     /// input is an error, never a panic, and never a state the engine could not have reached.
     pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
-        let mut d = Decoder { bytes, at: 0 };
-        if d.take::<9>()? != *b"SEQDSTATE" {
+        let mut d = ByteReader::new(bytes);
+        if d.array::<9>()? != *b"SEQDSTATE" {
             return Err(StateDecodeError::BadMagic);
         }
         let version = d.u32()?;
@@ -360,16 +324,14 @@ impl Engine {
         let decoded_orders = engine.decode_orders(&mut d)?;
         engine.decode_funds_records(&mut d)?;
         engine.rebuild_books(layouts, &decoded_orders)?;
-        if d.at != bytes.len() {
-            return Err(StateDecodeError::Trailing(bytes.len() - d.at));
-        }
+        d.finish()?;
         #[cfg(debug_assertions)]
         engine.reset_ledger_audit();
         engine.check_invariants().map_err(|e| inconsistent(e.to_string()))?;
         Ok(engine)
     }
 
-    fn decode_assets(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_assets(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let mut ids = Ascending(None);
         for _ in 0..d.len("assets", ASSETS_MAX)? {
             let id = d.u32()?;
@@ -392,7 +354,7 @@ impl Engine {
         Ok(())
     }
 
-    fn decode_symbols(&mut self, d: &mut Decoder) -> Result<Vec<BookLayout>, StateDecodeError> {
+    fn decode_symbols(&mut self, d: &mut ByteReader) -> Result<Vec<BookLayout>, StateDecodeError> {
         let mut layouts = Vec::new();
         let mut ids = Ascending(None);
         for _ in 0..d.len("symbols", SYMBOLS_MAX)? {
@@ -456,7 +418,7 @@ impl Engine {
         Ok(layouts)
     }
 
-    fn decode_accounts(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_accounts(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let asset_count = self.assets.len();
         let mut ids = Ascending(None);
         for _ in 0..d.len("accounts", ACCOUNTS_MAX)? {
@@ -522,7 +484,7 @@ impl Engine {
         Ok(())
     }
 
-    fn decode_orders(&mut self, d: &mut Decoder) -> Result<Vec<DecodedOrder>, StateDecodeError> {
+    fn decode_orders(&mut self, d: &mut ByteReader) -> Result<Vec<DecodedOrder>, StateDecodeError> {
         let mut decoded = Vec::new();
         let mut ids = Ascending(None);
         let order_count_max = SYMBOL_ORDERS_MAX.saturating_mul(self.symbols.len());
@@ -629,7 +591,7 @@ impl Engine {
         })
     }
 
-    fn decode_funds_records(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_funds_records(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let mut ids = Ascending(None);
         let withdrawals_max =
             WITHDRAWALS_DECIDED_KEPT + ACCOUNT_PENDING_WITHDRAWALS_MAX.saturating_mul(self.accounts.len());
@@ -964,7 +926,7 @@ mod tests {
     #[test]
     fn counts_above_the_limits_are_refused() {
         let mut bytes = b"SEQDSTATE".to_vec();
-        let mut e = Encoder(&mut bytes);
+        let mut e = ByteWriter(&mut bytes);
         e.u32(STATE_ENCODING_VERSION);
         e.u64(0);
         e.u64(0);
