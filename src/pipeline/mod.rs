@@ -442,7 +442,9 @@ fn for_each_batch<R: Ring, E>(
     loop {
         match ring.next_batch() {
             Ok(mut batch) => {
-                let slots = (&mut batch).len() as u64;
+                // `ExactSizeIterator` is implemented for `&mut EventGuard` only.
+                let slots_in_batch = &mut batch;
+                let slots = slots_in_batch.len() as u64;
                 if on_batch(batch, idler)?.is_break() {
                     return Ok(());
                 }
