@@ -6,5 +6,6 @@
 
 pub mod crash_test;
 pub mod crash_test_daemon;
+pub mod samples;
 pub mod scenario;
 pub mod workload;

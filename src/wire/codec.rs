@@ -684,55 +684,24 @@ mod tests {
 
     #[test]
     fn every_command_kind_round_trips() {
-        let spec = SymbolSpec {
-            symbol: 9,
-            base: 1,
-            quote: 2,
-            tick_size: 3,
-            lot_size: 4,
-            min_qty: 5,
-            min_notional: 6,
-            max_order_qty: 7,
-            maker_fee_ppm: 8,
-            taker_fee_ppm: 9,
-            price_band_bps: 10,
-        };
-        let commands = [
-            Command::CreateAsset { asset: 7, scale: 8 },
-            Command::CreateSymbol(spec),
-            Command::UpdateSymbol(spec),
-            Command::SetSymbolStatus { symbol: 9, status: SymbolStatus::Halted },
-            Command::CreateAccount { account: 1, parent: 2, owner: 3 },
-            Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen },
-            Command::Deposit { account: 1, asset: 2, amount: -3, external_ref: u64::MAX },
-            Command::WithdrawRequest { account: 1, asset: 2, amount: 3, client_ref: 4 },
-            Command::WithdrawApprove { withdrawal_id: 5 },
-            Command::WithdrawReject { withdrawal_id: 6 },
-            Command::Transfer { from: 1, to: 2, asset: 3, amount: 4, client_ref: 5 },
-            Command::PlaceOrder(NewOrder {
-                account: 1,
-                symbol: 2,
-                client_order_id: 3,
-                side: Side::Sell,
-                order_type: OrderType::StopMarket,
-                tif: TimeInForce::Fok,
-                stp: StpMode::CancelBoth,
-                price: 4,
-                stop_price: 5,
-                qty: 6,
-                quote_budget: 7,
-            }),
-            Command::CancelOrder { account: 1, order_id: 2 },
-            Command::CancelByClientId { account: 1, client_order_id: 2 },
-            Command::CancelAll { account: 1, symbol: 0 },
-            Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
-        ];
         let mut buf = Vec::new();
-        for command in commands {
+        for command in crate::testkit::samples::every_command() {
             buf.clear();
             let kind = encode_command(&command, &mut buf);
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
+        }
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_and_a_cut_one_is_an_error() {
+        for event in crate::testkit::samples::every_event() {
+            let mut bytes = Vec::new();
+            encode_event(&event, &mut bytes);
+            let mut events = Vec::new();
+            decode_events(&bytes, &mut events).unwrap();
+            assert_eq!(events, [event]);
+            assert_eq!(decode_events(&bytes[..bytes.len() - 1], &mut events), Err(CodecError::Truncated(0)));
         }
     }
 
