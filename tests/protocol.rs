@@ -4,7 +4,7 @@
 
 use seqd::engine::*;
 use seqd::protocol::*;
-use seqd::testkit::samples::{every_command, every_event, order_report, spec, trade};
+use seqd::testkit::samples::{every_command, every_event, order_report, trade};
 use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 use seqd::wire::codec;
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! Sample values of every wire type: one command of every kind, one event of every kind, and
 //! the parts they are made of. The codec's and the protocol's tests share them, so a new kind
-//! or field is added in one place.
+//! or field is added in one place. Also the plain limit order the engine and daemon tests build.
 
 use crate::engine::*;
 
@@ -129,4 +129,22 @@ pub fn every_event() -> Vec<Event> {
         Event::Order(order_report(8)),
         Event::Trade(trade()),
     ]
+}
+
+/// A good-till-cancelled limit order on `symbol`, no client id, self-trade prevention cancelling
+/// the incoming order: the order most tests place (they vary it with struct update syntax).
+pub fn gtc_limit(account: AccountId, symbol: SymbolId, side: Side, price: i64, qty: i64) -> NewOrder {
+    NewOrder {
+        account,
+        symbol,
+        client_order_id: 0,
+        side,
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        stp: StpMode::CancelIncoming,
+        price,
+        stop_price: 0,
+        qty,
+        quote_budget: 0,
+    }
 }

@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use seqd::client::{Client, ClientError};
-use seqd::engine::{BalanceView, Command, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
+use seqd::engine::{BalanceView, Command, Side, SymbolSpec};
 use seqd::protocol::Message;
+use seqd::testkit::samples::gtc_limit;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -122,19 +123,25 @@ pub const USDT: u32 = 2;
 pub const BTC_USDT: u32 = 1;
 
 pub fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account,
+    Command::PlaceOrder(gtc_limit(account, BTC_USDT, side, price, qty))
+}
+
+/// BTC/USDT: tick 0.01 USDT, lot 0.0001 BTC (one lot at one tick is 1 USDT minor unit), at most
+/// 1,000 BTC an order, no minimum notional, no price band; fees in parts per million.
+pub fn venue_spec(maker_fee_ppm: u32, taker_fee_ppm: u32) -> SymbolSpec {
+    SymbolSpec {
         symbol: BTC_USDT,
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price,
-        stop_price: 0,
-        qty,
-        quote_budget: 0,
-    })
+        base: BTC,
+        quote: USDT,
+        tick_size: 10_000,
+        lot_size: 10_000,
+        min_qty: 10_000,
+        min_notional: 0,
+        max_order_qty: 100_000_000_000,
+        maker_fee_ppm,
+        taker_fee_ppm,
+        price_band_bps: 0,
+    }
 }
 
 /// Admin creates BTC/USDT (no fees), accounts 1 (trader1's) and 2 (trader2's), and funds them.
@@ -142,19 +149,7 @@ pub async fn set_up_venue(admin: &mut Client) {
     let setup = [
         Command::CreateAsset { asset: BTC, scale: 8 },
         Command::CreateAsset { asset: USDT, scale: 6 },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: BTC_USDT,
-            base: BTC,
-            quote: USDT,
-            tick_size: 10_000,
-            lot_size: 10_000,
-            min_qty: 10_000,
-            min_notional: 0,
-            max_order_qty: 100_000_000_000,
-            maker_fee_ppm: 0,
-            taker_fee_ppm: 0,
-            price_band_bps: 0,
-        }),
+        Command::CreateSymbol(venue_spec(0, 0)),
         Command::CreateAccount { account: 1, parent: 0, owner: 1 },
         Command::CreateAccount { account: 2, parent: 0, owner: 2 },
         Command::Deposit { account: 1, asset: USDT, amount: 100_000_000_000, external_ref: 1 },
