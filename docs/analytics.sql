@@ -31,12 +31,15 @@ ORDER BY symbol, minute;
 -- name: account_trades_7d
 -- Per account, over the 7 days (604800 s) up to the newest trade in the mirror: how many
 -- trades it took part in, as maker or taker (a trade counts once per account, even if one
--- account were on both sides), and their average notional in quote units.
+-- account were on both sides), and their average notional in quote units, truncated to the
+-- 18 decimals of the column. `sum / count()` rather than `avg`: releases after 18.16 return
+-- `avg` of a Decimal as Float64, which is not exact; the quotient of Decimals stays Decimal(38, 18)
+-- on every release (tests/replicate_clickhouse.rs compares 18.16 with a current engine).
 -- For a window ending now, replace the subquery by now().
 SELECT
     account,
     count() AS trade_count,
-    avg(quote_qty) AS avg_notional
+    sum(quote_qty) / count() AS avg_notional
 FROM
 (
     SELECT

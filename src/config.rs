@@ -37,7 +37,38 @@ pub struct Config {
     pub gateway: GatewaySection,
     pub metrics: MetricsSection,
     pub replicate: ReplicateSection,
+    pub retention: RetentionSection,
     pub principals: Vec<PrincipalSection>,
+}
+
+/// Journal retention and the free-disk warning (`[retention]`; storage/retention.rs).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// "off", "move" (to `archive_dir`) or "delete": what the daemon does, every
+    /// `archive_interval_s`, with segments nothing needs any more.
+    pub mode: String,
+    pub archive_dir: PathBuf,
+    pub archive_interval_s: u64,
+    /// Keep both journals from this sequence on (a follower's, an external consumer's); 0: none.
+    pub keep_from_seq: u64,
+    /// A warning every `disk_check_interval_s` while the data directory's file system has less
+    /// free space than this.
+    pub warn_free_bytes: u64,
+    pub disk_check_interval_s: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            mode: "off".into(),
+            archive_dir: PathBuf::new(),
+            archive_interval_s: 3600,
+            keep_from_seq: 0,
+            warn_free_bytes: 10 << 30,
+            disk_check_interval_s: 60,
+        }
+    }
 }
 
 /// The replicators into the mirrors (`[replicate.tidb]`, `[replicate.clickhouse]`). Each runs in
@@ -212,6 +243,25 @@ impl Default for MetricsSection {
     }
 }
 
+impl RetentionSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.mode.as_str() {
+            "off" | "delete" => {}
+            "move" if !self.archive_dir.as_os_str().is_empty() => {}
+            "move" => return Err(ConfigError::Invalid("retention.mode = \"move\" needs retention.archive_dir".into())),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "retention.mode must be \"off\", \"move\" or \"delete\", not {other:?}"
+                )))
+            }
+        }
+        if self.archive_interval_s == 0 || self.disk_check_interval_s == 0 {
+            return Err(ConfigError::Invalid("retention intervals must be at least 1 s".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Parses and validates a configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -255,7 +305,7 @@ impl Config {
         if self.principals.iter().any(|p| p.name.is_empty()) {
             return Err(ConfigError::Invalid("a principal has an empty name".into()));
         }
-        Ok(())
+        self.retention.validate()
     }
 
     pub fn durability(&self) -> Result<Durability, ConfigError> {
@@ -308,6 +358,10 @@ mod tests {
         assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
         assert!(embedded.principal("admin").unwrap().admin);
         assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
+        assert_eq!(embedded.retention.mode, empty.retention.mode);
+        assert_eq!(embedded.retention.warn_free_bytes, empty.retention.warn_free_bytes);
+        assert_eq!(embedded.retention.archive_interval_s, empty.retention.archive_interval_s);
+        assert_eq!(embedded.retention.disk_check_interval_s, empty.retention.disk_check_interval_s);
     }
 
     #[test]
@@ -329,6 +383,9 @@ mod tests {
             ("[pipeline]\nstall_limit_ms = 100", "stall_limit_ms must be at least 500"),
             ("[gateway]\nlisten = \"nowhere\"", "invalid"),
             ("[[principals]]\nname = \"a\"\n[[principals]]\nname = \"a\"", "listed twice"),
+            ("[retention]\nmode = \"move\"", "needs retention.archive_dir"),
+            ("[retention]\nmode = \"archive\"", "retention.mode must be"),
+            ("[retention]\narchive_interval_s = 0", "at least 1 s"),
         ];
         for (text, expected) in cases {
             let error = Config::parse(text).expect_err(text).to_string();

@@ -1,5 +1,6 @@
 //! The TiDB sink against a real MySQL-protocol server (MariaDB 10.11 from tools/services.sh on
-//! 127.0.0.1:3306, or `SEQD_TEST_MYSQL_URL`). Each test uses its own database, dropped at the end.
+//! 127.0.0.1:3306, or `SEQD_TEST_MYSQL_URL`). Each test uses its own database
+//! (`seqd_test_<run>_tidb_<tag>_<n>`, testkit::test_db), dropped at the end.
 //!
 //! The expected rows are rebuilt here from the events themselves (not through `rows.rs`) and,
 //! for the current state, from the engine, then compared with every table row by row.
@@ -36,8 +37,7 @@ struct TestDb {
 
 impl TestDb {
     fn new(tag: &str) -> TestDb {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        TestDb { name: format!("seqd_test_tidb_{tag}_{}_{nanos}", std::process::id()) }
+        TestDb { name: seqd::testkit::test_db::database_name(&format!("tidb_{tag}")) }
     }
 
     fn url(&self) -> String {

@@ -5,11 +5,78 @@
 #   - ClickHouse on 127.0.0.1:8123 (HTTP).
 # A server that already answers is used as it is. Works without systemd (the Debian packages do
 # not start services in containers), so it starts the daemons with start-stop-daemon.
-# Tests create and drop their own databases (names start with `seqd_test_`); this script drops
-# what an earlier, interrupted run left behind.
+# Tests create and drop their own databases, named `seqd_test_<host>_<pid>_...` after the run that
+# owns them (src/testkit/test_db.rs): <host> is this machine's host name cut to lower-case letters
+# and digits (16 at most), <pid> the owner (tools/test.sh, or the test binary run on its own).
+# The server may be shared, so this script drops only:
+#   - `tools/services.sh --drop-run RUN`: the databases of run RUN (tools/test.sh on exit);
+#   - on start: leftovers whose owner was on this host and is no longer running.
+# Databases of other hosts, of live runs and of other naming schemes are never touched.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
+
+host_tag() {
+  local tag
+  tag=$(tr '[:upper:]' '[:lower:]' </proc/sys/kernel/hostname | tr -cd 'a-z0-9' | cut -c1-16)
+  echo "${tag:-host}"
+}
+
+mysql_q() { mysql --protocol=tcp -h127.0.0.1 -P3306 -uroot -N -e "$1"; }
+clickhouse_q() { curl -sf 'http://127.0.0.1:8123/' --data-binary "$1"; }
+
+# test_databases: every `seqd_test_` database on both servers, one "SERVER NAME" a line.
+test_databases() {
+  mysql_q "SHOW DATABASES LIKE 'seqd\\_test\\_%'" 2>/dev/null | sed 's/^/mysql /' || true
+  clickhouse_q "SELECT name FROM system.databases WHERE startsWith(name, 'seqd_test_')" 2>/dev/null \
+    | sed 's/^/clickhouse /' || true
+}
+
+drop_database() { # drop_database SERVER NAME
+  log "dropping $1 database $2"
+  case "$1" in
+    mysql) mysql_q "DROP DATABASE IF EXISTS \`$2\`" || log "could not drop $2" ;;
+    clickhouse) clickhouse_q "DROP DATABASE IF EXISTS \`$2\`" >/dev/null || log "could not drop $2" ;;
+  esac
+}
+
+# drop_run RUN: the databases named after run RUN (`<host>_<pid>`), on both servers.
+drop_run() {
+  local run=$1 server name
+  [[ "$run" =~ ^[a-z0-9]{1,16}_[0-9]{1,10}$ ]] || { log "not a run id: $run"; return 2; }
+  while read -r server name; do
+    [[ "$name" == "seqd_test_${run}_"* ]] && drop_database "$server" "$name"
+  done < <(test_databases)
+  return 0
+}
+
+# drop_dead_runs: leftovers of runs on this host whose owner process has gone.
+drop_dead_runs() {
+  local host server name pid
+  host=$(host_tag)
+  while read -r server name; do
+    if [[ "$name" =~ ^seqd_test_${host}_([0-9]{1,10})_ ]]; then
+      pid=${BASH_REMATCH[1]}
+      [ -d "/proc/$pid" ] || drop_database "$server" "$name"
+    fi
+  done < <(test_databases)
+}
+
+case "${1:-}" in
+  --drop-run)
+    drop_run "${2:?usage: $0 --drop-run RUN}"
+    exit
+    ;;
+  --run-id) # the run id of a process: tools/test.sh names its run with its own pid
+    echo "$(host_tag)_${2:?usage: $0 --run-id PID}"
+    exit
+    ;;
+  "") ;;
+  *)
+    echo "usage: $0 [--drop-run RUN | --run-id PID]" >&2
+    exit 2
+    ;;
+esac
 
 need_packages=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_packages+=(mariadb-server mariadb-client)
@@ -66,11 +133,6 @@ if ! clickhouse_up; then
   wait_for ClickHouse clickhouse_up 60
 fi
 
-# Known state: no databases left over from an interrupted test run.
-for db in $(mysql --protocol=tcp -h127.0.0.1 -uroot -N -e "SHOW DATABASES LIKE 'seqd\\_test\\_%'"); do
-  mysql --protocol=tcp -h127.0.0.1 -uroot -e "DROP DATABASE \`$db\`"
-done
-for db in $(curl -sf 'http://127.0.0.1:8123/' --data-binary "SELECT name FROM system.databases WHERE startsWith(name, 'seqd_test_')"); do
-  curl -sf 'http://127.0.0.1:8123/' --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null
-done
+# Known state: no databases left over from an interrupted run of this host.
+drop_dead_runs
 log "MariaDB $(mysql --protocol=tcp -h127.0.0.1 -uroot -N -e 'SELECT VERSION()'), ClickHouse $(curl -sf 'http://127.0.0.1:8123/' --data-binary 'SELECT version()') ready"

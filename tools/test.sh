@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # engine and journal tests need nothing but cargo.
 if [ -x tools/services.sh ]; then
   bash tools/services.sh
+  # The tests' databases carry this run's id (src/testkit/test_db.rs); on exit, however the run
+  # ends, only they are dropped: the servers may be shared with other runs.
+  SEQD_TEST_RUN=$(bash tools/services.sh --run-id $$)
+  export SEQD_TEST_RUN
+  trap 'bash tools/services.sh --drop-run "$SEQD_TEST_RUN" || true' EXIT
 fi
 
 # The code itself first: formatting and lints fail the run before anything slow starts.
@@ -22,6 +27,9 @@ cargo test --lib --test engine_properties --test engine_differential --test engi
   --test protocol --test fuzz_corpus --test tidy
 
 cargo build --release --bins
+
+# The systemd unit, offline: `systemd-analyze verify` and the `security` exposure score.
+bash tools/check-unit.sh target/release/seqd
 
 # The crash tests at full length, about two minutes each here: 100 SIGKILLs of a sequencing
 # child, then 100 SIGKILLs of the whole daemon under client load.

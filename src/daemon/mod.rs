@@ -9,16 +9,18 @@
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
-//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots); this file starts and
-//! stops everything.
+//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots), `retention.rs` (the
+//! free-disk warning and journal archiving); this file starts and stops everything.
 
 mod metrics;
 mod notify;
+mod retention;
 mod snapshotter;
 mod supervisor;
 
 use metrics::serve_metrics;
 use notify::{status_line, systemd_notify};
+use retention::spawn_retention;
 use snapshotter::spawn_snapshotter;
 use supervisor::{supervise, Stop};
 
@@ -83,9 +85,23 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let server_config = server_tls(&config)?;
     let pipeline_config = config.pipeline_config().map_err(|e| e.to_string())?;
 
+    // The runtime and the ports first: an address in use stops the start-up now, not after a
+    // long recovery. Until serving starts, connections wait in the sockets' queues.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("seqd-gateway")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let ports = bind_ports(&runtime, &config, server_config)?;
+
     let router = Arc::new(Router::default());
     let mut directory = None;
     systemd_notify(&status_line("recovering"));
+    tracing::info!(
+        data_dir = %config.data.dir.display(),
+        "recovering: the newest usable snapshot, then the input journal after it"
+    );
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
@@ -122,6 +138,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // The replicators tail the event log on their own threads; they never hold up the pipeline.
     let events_dir = data_dir.events();
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
+    let retention =
+        spawn_retention(data_dir.clone(), config.retention.clone(), replicators.stats(), stop_snapshots.clone());
     let observed = Observed {
         pipeline: stats.clone(),
         router: router.clone(),
@@ -129,13 +147,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         replicators: replicators.stats(),
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("seqd-gateway")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
-    let stop = runtime.block_on(serve(&config, server_config, gateway.clone(), Arc::new(observed)))?;
+    let stop = runtime.block_on(serve(&config, ports, gateway.clone(), Arc::new(observed)))?;
     drop(gateway);
     stop_snapshots.store(true, Ordering::Release);
     if let Stop::Failed(reason) = stop {
@@ -150,6 +162,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     if let Some(handle) = snapshotter {
         let _ = handle.join();
     }
+    let _ = retention.join();
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown().map_err(|e| RunError::Failed(format!("pipeline failed: {e}")))?;
     // The mirrors' checkpoints are in the databases: what they have not replicated yet is
@@ -209,16 +222,35 @@ struct Observed {
     replicators: Vec<Arc<ReplicatorStats>>,
 }
 
-async fn serve(
+/// The QUIC endpoint and the metrics listener, bound.
+struct Ports {
+    endpoint: quinn::Endpoint,
+    metrics: tokio::net::TcpListener,
+}
+
+/// Binds both ports on `runtime`; an error names the address (`address in use` alone does not
+/// say which of the two).
+fn bind_ports(
+    runtime: &tokio::runtime::Runtime,
     config: &Config,
     server_config: quinn::ServerConfig,
-    gateway: Arc<Gateway>,
-    observed: Arc<Observed>,
-) -> Result<Stop, String> {
-    let endpoint = quinn::Endpoint::server(server_config, config.gateway.listen).map_err(|e| format!("listen: {e}"))?;
+) -> Result<Ports, String> {
+    let _context = runtime.enter();
+    let (listen, metrics_listen) = (config.gateway.listen, config.metrics.listen);
+    let endpoint = quinn::Endpoint::server(server_config, listen)
+        .map_err(|e| format!("gateway.listen {listen} (QUIC, UDP): {e}"))?;
+    let metrics = std::net::TcpListener::bind(metrics_listen)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .map_err(|e| format!("metrics.listen {metrics_listen} (HTTP, TCP): {e}"))?;
+    Ok(Ports { endpoint, metrics })
+}
+
+async fn serve(config: &Config, ports: Ports, gateway: Arc<Gateway>, observed: Arc<Observed>) -> Result<Stop, String> {
+    let Ports { endpoint, metrics } = ports;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let metrics =
-        tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(|e| format!("metrics listen: {e}"))?;
     let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(serve_metrics(metrics, observed.clone()));
     let accept_loop = tokio::spawn(gateway.clone().serve(endpoint.clone()));

@@ -248,7 +248,7 @@ impl Gateway {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (market_tx, market_rx) = mpsc::channel(MARKET_QUEUE);
         self.router.insert(id, tx.clone(), grants.clone());
-        tracing::info!(connection = id, principal = %grants.principal, remote = %peer, "connected");
+        tracing::debug!(connection = id, principal = %grants.principal, remote = %peer, "connected");
         let limits = Arc::new(Mutex::new(ConnectionLimits::new(self.settings.limits, self.clock.now_ns())));
         // Version 1 until `Welcome` chooses one: a frame before it is read by any client.
         let version = Arc::new(AtomicU8::new(PROTOCOL_VERSION_MIN));
@@ -283,7 +283,12 @@ impl Gateway {
         if let Err(code) = &result {
             connection.close(u32::from(*code).into(), b"protocol error");
         }
-        tracing::info!(connection = id, "disconnected");
+        let reason = match (&result, connection.close_reason()) {
+            (Err(code), _) => format!("closed by the gateway with code {code}"),
+            (Ok(()), Some(reason)) => reason.to_string(),
+            (Ok(()), None) => "the client finished its stream".to_string(),
+        };
+        tracing::debug!(connection = id, %reason, "disconnected");
         result.map_err(|code| format!("closed with code {code}"))
     }
 }

@@ -6,4 +6,5 @@ pub mod disk;
 pub mod event_log;
 pub mod journal;
 pub mod replay;
+pub mod retention;
 pub mod snapshots;

@@ -8,4 +8,5 @@ pub mod crash_test;
 pub mod crash_test_daemon;
 pub mod samples;
 pub mod scenario;
+pub mod test_db;
 pub mod workload;

@@ -12,8 +12,17 @@ use cli::journal::Log;
 #[derive(Parser)]
 #[command(name = "seqd", version, about = "LMAX-style sequencer daemon for trading venues")]
 struct Cli {
+    /// Log lines on stderr: `text` (colours only on a terminal) or `json` (one object a line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Commands,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -70,7 +79,8 @@ enum Commands {
         #[arg(long)]
         no_snapshot: bool,
     },
-    /// Write a snapshot of DIR's state (rebuilt offline) and prune old ones.
+    /// Write a snapshot of DIR's state (rebuilt offline) and prune old ones. Refuses while a
+    /// daemon holds DIR.
     Snapshot {
         dir: PathBuf,
         /// Snapshots to keep.
@@ -159,6 +169,23 @@ enum JournalCommand {
         #[arg(long)]
         before: u64,
     },
+    /// Move (--to ARCHIVE_DIR) or delete (--delete) the input-journal and event-log segments
+    /// of data directory DIR wholly below the newest usable snapshot, --keep-from SEQ, and the
+    /// checkpoints of the mirrors enabled in --config. Refuses while a daemon holds DIR.
+    Archive {
+        dir: PathBuf,
+        #[arg(long, conflicts_with = "delete")]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        delete: bool,
+        /// Keep both journals from this sequence on (e.g. a follower's or an external
+        /// consumer's position).
+        #[arg(long)]
+        keep_from: Option<u64>,
+        /// The daemon's configuration: the checkpoints of its enabled mirrors are kept.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write the golden journal of the scripted session into a new DIR; print the expected
     /// last sequence and state hash as JSON.
     Golden {
@@ -168,12 +195,22 @@ enum JournalCommand {
     },
 }
 
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). Colour codes only when stderr is a
+/// terminal: under systemd they would land in the journal as escape sequences.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
         Commands::Demo { events } => {
             cli::demo::run(events);
             ExitCode::SUCCESS
@@ -181,6 +218,9 @@ fn main() -> ExitCode {
         Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli::journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli::journal::verify(&dir, log),
         Commands::Journal(JournalCommand::Truncate { dir, before }) => cli::truncate::truncate(&dir, before),
+        Commands::Journal(JournalCommand::Archive { dir, to, delete, keep_from, config }) => {
+            cli::journal::archive(&dir, &cli::journal::ArchiveArgs { to, delete, keep_from, config })
+        }
         Commands::Journal(JournalCommand::Golden { dir, segment_size_bytes }) => {
             cli::journal::golden(&dir, segment_size_bytes)
         }
@@ -244,7 +284,8 @@ fn run(
     metrics_listen: Option<std::net::SocketAddr>,
     durability: Option<String>,
 ) -> ExitCode {
-    let mut config = match seqd::config::Config::load(config.as_deref()) {
+    let config_path = config;
+    let mut config = match seqd::config::Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -264,6 +305,15 @@ fn run(
     if let Some(durability) = durability {
         config.journal.durability = durability;
     }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config_path.as_deref().map_or("(embedded default)".into(), |p| p.display().to_string()),
+        data_dir = %config.data.dir.display(),
+        durability = %config.journal.durability,
+        listen = %config.gateway.listen,
+        metrics_listen = %config.metrics.listen,
+        "starting seqd"
+    );
     match seqd::daemon::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

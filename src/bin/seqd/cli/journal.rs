@@ -183,6 +183,15 @@ pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool
 /// daemon's processor is never involved, so taking one never stalls trading.
 pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
     let data_dir = DataDir::new(dir);
+    if !data_dir.input().is_dir() {
+        return fail(&format!("{} is not a data directory (no input/)", dir.display()));
+    }
+    // The input journal's writer lock, held to the end: a live daemon owns the directory (and
+    // writes its own snapshots), and no daemon may start while this one is being written.
+    let _input_lock = match super::truncate::lock(&data_dir.input()) {
+        Ok(lock) => lock,
+        Err(e) => return fail(&e),
+    };
     let options = ReplayOptions { use_snapshot: true, to_seq: None, progress: true };
     let (engine, outcome) = match replay(&data_dir, options) {
         Ok(done) => done,
@@ -234,4 +243,69 @@ pub fn golden(dir: &Path, segment_size_bytes: u64) -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
+}
+
+/// Where `seqd journal archive` puts what it removes, and what it must keep.
+pub struct ArchiveArgs {
+    pub to: Option<PathBuf>,
+    pub delete: bool,
+    pub keep_from: Option<u64>,
+    /// The daemon's configuration: its enabled mirrors' checkpoints are read from them.
+    pub config: Option<PathBuf>,
+}
+
+/// Moves (or deletes) the input-journal and event-log segments of data directory `dir` that the
+/// newest usable snapshot, `--keep-from` and the configured mirrors' checkpoints no longer
+/// need (storage/retention.rs). Refuses while a daemon holds the directory.
+pub fn archive(dir: &Path, args: &ArchiveArgs) -> ExitCode {
+    use seqd::storage::retention::{archive_data_dir, newest_usable_snapshot_seq, Disposal, KeepFrom};
+    let disposal = match (&args.to, args.delete) {
+        (Some(to), false) => Disposal::MoveTo(to.clone()),
+        (None, true) => Disposal::Delete,
+        _ => return fail("say where the segments go: --to ARCHIVE_DIR, or --delete"),
+    };
+    let data_dir = DataDir::new(dir);
+    if !data_dir.input().is_dir() {
+        return fail(&format!("{} is not a data directory (no input/)", dir.display()));
+    }
+    // Both writers' locks, held to the end: the daemon (or a truncate) must not run meanwhile.
+    let _input_lock = match super::truncate::lock(&data_dir.input()) {
+        Ok(lock) => lock,
+        Err(e) => return fail(&e),
+    };
+    let _events_lock = match data_dir.events().is_dir().then(|| super::truncate::lock(&data_dir.events())) {
+        Some(Err(e)) => return fail(&e),
+        lock => lock,
+    };
+    let checkpoints = match &args.config {
+        Some(config) => match super::replicate::mirror_checkpoints(config) {
+            Ok(checkpoints) => checkpoints,
+            Err(e) => return fail(&format!("mirror checkpoints: {e}")),
+        },
+        None => Vec::new(),
+    };
+    let snapshot_seq = match newest_usable_snapshot_seq(&data_dir.snapshots(), &data_dir.input()) {
+        Ok(seq) => seq,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let keep =
+        KeepFrom::new(snapshot_seq, args.keep_from, &checkpoints.iter().map(|(_, seq)| *seq).collect::<Vec<_>>());
+    for (name, seq) in &checkpoints {
+        println!("mirror {name}: checkpoint {seq}");
+    }
+    println!(
+        "newest usable snapshot: seq {snapshot_seq}; keeping input from seq {}, events from seq {}",
+        keep.input_seq, keep.events_seq
+    );
+    match archive_data_dir(&data_dir, keep, &disposal) {
+        Ok((input, events)) => {
+            let what = if args.delete { "deleted" } else { "archived" };
+            for (name, done) in [("input", input), ("events", events)] {
+                let starts = done.first_seq.map_or("-".to_string(), |seq| seq.to_string());
+                println!("{name}: {what} {} segments ({} bytes); starts at seq {starts}", done.segments, done.bytes);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
 }

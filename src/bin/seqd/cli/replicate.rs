@@ -179,3 +179,25 @@ fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }
+
+/// The checkpoint (last replicated seq) of every mirror enabled in the configuration file,
+/// read from the mirror itself. An unreachable mirror is an error: what it still needs is
+/// unknown.
+pub fn mirror_checkpoints(config: &std::path::Path) -> Result<Vec<(String, u64)>, String> {
+    use seqd::replicate::Sink;
+    let config = Config::load(Some(config)).map_err(|e| e.to_string())?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
+    let mut checkpoints = Vec::new();
+    if Which::Enabled.tidb(&config.replicate) {
+        let mut sink = tidb_sink(&config.replicate.tidb);
+        let resume = runtime.block_on(sink.open()).map_err(|e| format!("tidb: {e}"))?;
+        checkpoints.push((Sink::name(&sink).to_string(), resume.last_seq));
+    }
+    if Which::Enabled.clickhouse(&config.replicate) {
+        let mut sink = clickhouse_sink(&config.replicate.clickhouse);
+        let resume = runtime.block_on(sink.open()).map_err(|e| format!("clickhouse: {e}"))?;
+        checkpoints.push((Sink::name(&sink).to_string(), resume.last_seq));
+    }
+    Ok(checkpoints)
+}

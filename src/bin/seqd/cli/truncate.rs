@@ -82,7 +82,7 @@ fn truncate_data_dir(data_dir: &DataDir, before: Seq) -> Result<(), String> {
 
 /// Takes the writer lock of a journal directory (journal/FORMAT.md, section 1), as a writer
 /// does; held by a running daemon, it is refused with a hint.
-fn lock(dir: &Path) -> Result<File, String> {
+pub(crate) fn lock(dir: &Path) -> Result<File, String> {
     journal::lock_dir(dir).map_err(|e| match e {
         JournalError::Locked { .. } => {
             format!("{} is held by a running writer (is seqd running?): stop it first", dir.display())
