@@ -15,6 +15,16 @@ if [ -x tools/services.sh ]; then
   trap 'bash tools/services.sh --drop-run "$SEQD_TEST_RUN" || true' EXIT
 fi
 
+# promtool (Debian package `prometheus`) checks the metrics exposition (tests/metrics.rs), the
+# alert rules and the dashboard's queries; installed where missing.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool check rules docs/prometheus/alerts.yml
+promtool test rules docs/prometheus/alerts_test.yml
+
 # The code itself first: formatting and lints fail the run before anything slow starts.
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -9,30 +9,30 @@
 //! no snapshot is written then: the state a failed thread leaves is not trusted.
 //!
 //! Files: `supervisor.rs` (the health loop and the watchdog), `notify.rs` (`sd_notify`),
-//! `metrics.rs` (Prometheus), `snapshotter.rs` (background snapshots), `retention.rs` (the
-//! free-disk warning and journal archiving); this file starts and stops everything.
+//! `metrics.rs` (the HTTP endpoint: Prometheus, `/healthz`, `/readyz`; also served by `seqd
+//! replicate`), `snapshotter.rs` (background snapshots), `retention.rs` (the free-disk warning
+//! and journal archiving); this file starts and stops everything.
 
-mod metrics;
+pub mod metrics;
 mod notify;
 mod retention;
 mod snapshotter;
 mod supervisor;
 
-use metrics::serve_metrics;
+use metrics::{Endpoint, Observed, Phase};
 use notify::{status_line, systemd_notify};
 use retention::spawn_retention;
-use snapshotter::spawn_snapshotter;
+use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
 use crate::config::Config;
 use crate::gateway::grants::AccountDirectory;
-use crate::gateway::refusals::Refusals;
 use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
-use crate::pipeline::{Pipeline, PipelineError, PipelineStats};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::protocol::{GatewayError, LimitsConfig};
 use crate::replicate::service::{Replicators, Which};
-use crate::replicate::{ReplicatorStats, RunOptions};
+use crate::replicate::RunOptions;
 use crate::storage::replay::DataDir;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,14 +86,18 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let pipeline_config = config.pipeline_config().map_err(|e| e.to_string())?;
 
     // The runtime and the ports first: an address in use stops the start-up now, not after a
-    // long recovery. Until serving starts, connections wait in the sockets' queues.
+    // long recovery. The HTTP endpoint serves at once, so `/readyz` says 503 while recovering;
+    // QUIC connections wait in the socket's queue until serving starts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("seqd-gateway")
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    let ports = bind_ports(&runtime, &config, server_config)?;
+    let Ports { endpoint: quic, metrics: metrics_listener } = bind_ports(&runtime, &config, server_config)?;
+    let endpoint = Endpoint::for_daemon();
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    runtime.spawn(metrics::serve(metrics_listener, endpoint.clone()));
 
     let router = Arc::new(Router::default());
     let mut directory = None;
@@ -102,12 +106,16 @@ pub fn run(config: Config) -> Result<(), RunError> {
         data_dir = %config.data.dir.display(),
         "recovering: the newest usable snapshot, then the input journal after it"
     );
+    crate::pipeline::fault::before_recovery();
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
         GatewayResponder { router: router.clone(), directory: mirror }
     })
-    .map_err(|e| refuse(&config, e))?;
+    .map_err(|e| {
+        endpoint.set_phase(Phase::Failed);
+        refuse(&config, e)
+    })?;
     tracing::info!(
         last_seq = recovery.input.last_seq,
         snapshot = ?recovery.snapshot_seq,
@@ -127,11 +135,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, pipeline.submitter()));
     let stats = pipeline.stats();
     let stop_snapshots = Arc::new(AtomicBool::new(false));
+    let snapshot_stats = Arc::new(SnapshotStats::from_disk(&data_dir));
     let snapshotter = spawn_snapshotter(
         data_dir.clone(),
         config.snapshots.every_commands,
         config.snapshots.keep,
         stats.clone(),
+        snapshot_stats.clone(),
         stop_snapshots.clone(),
     );
 
@@ -140,14 +150,17 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let replicators = Replicators::start(&config.replicate, Which::Enabled, &events_dir, &RunOptions::new(&events_dir));
     let retention =
         spawn_retention(data_dir.clone(), config.retention.clone(), replicators.stats(), stop_snapshots.clone());
-    let observed = Observed {
+    endpoint.observe(Observed {
         pipeline: stats.clone(),
         router: router.clone(),
         refusals: gateway.refusals.clone(),
         replicators: replicators.stats(),
-    };
+        snapshots: snapshot_stats,
+        data_dir: data_dir.clone(),
+    });
 
-    let stop = runtime.block_on(serve(&config, ports, gateway.clone(), Arc::new(observed)))?;
+    let serving = Serving { quic, gateway: gateway.clone(), endpoint, metrics_addr };
+    let stop = runtime.block_on(serve(&config, serving))?;
     drop(gateway);
     stop_snapshots.store(true, Ordering::Release);
     if let Stop::Failed(reason) = stop {
@@ -214,14 +227,6 @@ fn server_tls(config: &Config) -> Result<quinn::ServerConfig, String> {
     Ok(server_config)
 }
 
-/// What the metrics endpoint reports on.
-struct Observed {
-    pipeline: Arc<PipelineStats>,
-    router: Arc<Router>,
-    refusals: Arc<Refusals>,
-    replicators: Vec<Arc<ReplicatorStats>>,
-}
-
 /// The QUIC endpoint and the metrics listener, bound.
 struct Ports {
     endpoint: quinn::Endpoint,
@@ -248,18 +253,27 @@ fn bind_ports(
     Ok(Ports { endpoint, metrics })
 }
 
-async fn serve(config: &Config, ports: Ports, gateway: Arc<Gateway>, observed: Arc<Observed>) -> Result<Stop, String> {
-    let Ports { endpoint, metrics } = ports;
+/// What `serve` runs: the bound QUIC endpoint, and the HTTP endpoint already serving.
+struct Serving {
+    quic: quinn::Endpoint,
+    gateway: Arc<Gateway>,
+    endpoint: Arc<Endpoint>,
+    metrics_addr: std::net::SocketAddr,
+}
+
+async fn serve(config: &Config, serving: Serving) -> Result<Stop, String> {
+    let Serving { quic: endpoint, gateway, endpoint: http, metrics_addr } = serving;
     let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let metrics_addr = metrics.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(serve_metrics(metrics, observed.clone()));
     let accept_loop = tokio::spawn(gateway.clone().serve(endpoint.clone()));
     println!("seqd: listening on {addr} (metrics on http://{metrics_addr}/metrics)");
     tracing::info!(%addr, %metrics_addr, "serving");
     systemd_notify("READY=1");
+    http.set_phase(Phase::Serving);
 
     let stall_limit = Duration::from_millis(config.pipeline.stall_limit_ms);
-    let stop = supervise(&observed, stall_limit, accept_loop).await;
+    let observed = http.observed().ok_or("serving before recovery")?;
+    let stop = supervise(observed, stall_limit, accept_loop).await;
+    http.set_phase(if matches!(stop, Stop::Failed(_)) { Phase::Failed } else { Phase::Stopping });
     systemd_notify("STOPPING=1");
     gateway.stop_accepting();
     endpoint.close(u32::from(GatewayError::ShuttingDown.code()).into(), b"shutting down");

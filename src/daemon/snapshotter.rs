@@ -4,10 +4,49 @@
 use crate::pipeline::fault;
 use crate::pipeline::PipelineStats;
 use crate::storage::replay::{replay, DataDir, ReplayError, ReplayOptions};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The snapshotter's figures for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    /// When the newest snapshot was written (Unix seconds; at start, the newest file's mtime,
+    /// so its age is true after a restart); 0 if there is none.
+    pub last_success_unix_s: AtomicU64,
+    /// Sequence of the newest snapshot.
+    pub last_seq: AtomicU64,
+    /// How long the last successful background snapshot took (replay + write), nanoseconds.
+    pub last_duration_ns: AtomicU64,
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl SnapshotStats {
+    /// Figures as of the snapshots already in `data_dir` (the newest one's sequence and mtime).
+    pub fn from_disk(data_dir: &DataDir) -> SnapshotStats {
+        let stats = SnapshotStats::default();
+        if let Some((seq, path)) = data_dir.snapshots().list().ok().and_then(|mut all| all.pop()) {
+            stats.last_seq.store(seq, Ordering::Relaxed);
+            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            stats.last_success_unix_s.store(written.map_or(0, unix_s), Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// Records a snapshot written now at `seq`.
+    pub fn written_at(&self, seq: u64, took: Duration) {
+        self.last_seq.store(seq, Ordering::Relaxed);
+        self.last_success_unix_s.store(unix_s(SystemTime::now()), Ordering::Relaxed);
+        self.last_duration_ns.store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.written.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn unix_s(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// Every `every_commands` durable commands, rebuilds a replica of the state from the newest
 /// snapshot and the journal (on its own thread, never touching the processor) and writes it as
@@ -19,6 +58,7 @@ pub(super) fn spawn_snapshotter(
     every_commands: u64,
     keep: usize,
     stats: Arc<PipelineStats>,
+    figures: Arc<SnapshotStats>,
     stop: Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
     if every_commands == 0 {
@@ -34,6 +74,7 @@ pub(super) fn spawn_snapshotter(
             if durable < last_seq + every_commands {
                 continue;
             }
+            let started = Instant::now();
             let options = ReplayOptions { use_snapshot: true, to_seq: Some(durable), progress: false };
             let replica = match replay(&data_dir, options) {
                 Err(e @ ReplayError::Panicked { .. }) => {
@@ -48,9 +89,13 @@ pub(super) fn spawn_snapshotter(
             match written {
                 Ok(path) => {
                     last_seq = durable;
+                    figures.written_at(durable, started.elapsed());
                     tracing::info!(seq = durable, snapshot = %path.display(), "background snapshot written");
                 }
-                Err(e) => tracing::warn!("background snapshot at {durable} failed, will retry: {e}"),
+                Err(e) => {
+                    figures.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("background snapshot at {durable} failed, will retry: {e}")
+                }
             }
         }
     };

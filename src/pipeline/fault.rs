@@ -9,6 +9,7 @@
 //! | `SEQD_FAULT_PANIC_AT_SEQ=N` | applying command N panics, on the processor thread and in every replay (recovery, `seqd replay`), as an engine bug would |
 //! | `SEQD_FAULT_RESPONDER_PANIC_AT_SEQ=N` | the responder panics before delivering the result of command N |
 //! | `SEQD_FAULT_STALL_JOURNALER_AT_SEQ=N` | the journaler stops for good before appending command N (a hung disk) |
+//! | `SEQD_FAULT_RECOVERY_DELAY_MS=N` | `seqd run` waits N ms before recovering (a long recovery: `/readyz` is 503 meanwhile) |
 
 use crate::engine::Seq;
 
@@ -22,6 +23,7 @@ mod armed {
         panic_at_seq: Option<Seq>,
         responder_panic_at_seq: Option<Seq>,
         stall_journaler_at_seq: Option<Seq>,
+        recovery_delay_ms: Option<u64>,
     }
 
     fn faults() -> &'static Faults {
@@ -32,6 +34,7 @@ mod armed {
                 panic_at_seq: seq("SEQD_FAULT_PANIC_AT_SEQ"),
                 responder_panic_at_seq: seq("SEQD_FAULT_RESPONDER_PANIC_AT_SEQ"),
                 stall_journaler_at_seq: seq("SEQD_FAULT_STALL_JOURNALER_AT_SEQ"),
+                recovery_delay_ms: seq("SEQD_FAULT_RECOVERY_DELAY_MS"),
             }
         })
     }
@@ -45,6 +48,13 @@ mod armed {
     pub fn before_deliver(seq: Seq) {
         if faults().responder_panic_at_seq == Some(seq) {
             panic!("injected fault: the responder panics at {seq} (SEQD_FAULT_RESPONDER_PANIC_AT_SEQ)");
+        }
+    }
+
+    pub fn before_recovery() {
+        if let Some(ms) = faults().recovery_delay_ms {
+            tracing::warn!("injected fault: recovery waits {ms} ms (SEQD_FAULT_RECOVERY_DELAY_MS)");
+            std::thread::sleep(Duration::from_millis(ms));
         }
     }
 
@@ -72,6 +82,13 @@ pub fn before_deliver(seq: Seq) {
     #[cfg(feature = "fault-injection")]
     armed::before_deliver(seq);
     let _ = seq;
+}
+
+/// Called by `seqd run` just before it recovers the data directory.
+#[inline(always)]
+pub fn before_recovery() {
+    #[cfg(feature = "fault-injection")]
+    armed::before_recovery();
 }
 
 /// Called by the journaler just before it appends a command.

@@ -26,11 +26,14 @@
 pub mod fault;
 pub mod health;
 mod idle;
+pub mod latency;
 pub mod sequencer;
 
 pub use idle::WaitStrategy;
 
-use crate::engine::{AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, Seq, SymbolId};
+use crate::engine::{
+    AccountId, BalanceView, Command, DepthLevel, Engine, Event, OrderId, OrderReport, RejectReason, Seq, SymbolId,
+};
 use crate::pipeline::sequencer::{Sequencer, SequencerConfig, SequencerError, SequencerRecovery};
 use crate::storage::event_log::EventLogWriter;
 use crate::storage::journal::JournalWriter;
@@ -38,6 +41,7 @@ use crate::storage::replay::{DataDir, ReplayError};
 use crate::wire::codec;
 use disruptor::{BusySpin, EventGuard, Polling, Producer};
 use idle::Idler;
+use latency::Log2Histogram;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
@@ -225,6 +229,47 @@ pub struct PipelineStats {
     pub processor_slots: AtomicU64,
     pub event_log_slots: AtomicU64,
     pub responder_slots: AtomicU64,
+    /// Slots per ring (`PipelineConfig::ring_size`), for the occupancy gauges.
+    pub ring_slots: AtomicU64,
+    /// Time `Engine::apply` takes, measured around it on the processor thread for one command
+    /// in [`APPLY_SAMPLE_EVERY`] (two clock reads per command would cost more than the rest of
+    /// the bookkeeping; the engine itself reads no clock).
+    pub apply_latency: Log2Histogram,
+    /// Time the journaler's commit of one batch takes (the group commit: write + sync under
+    /// `fsync` durability).
+    pub journal_commit_latency: Log2Histogram,
+    /// Per command, from the gateway's receive stamp (the sequencing timestamp) until the
+    /// responder has handed its result to the connection: ring wait, apply, durability.
+    pub round_trip_latency: Log2Histogram,
+    /// Commands the engine rejected, by reason (counted by the responder, off the processor).
+    pub rejects: RejectCounts,
+}
+
+/// The processor times one command in this many (those whose sequence is a multiple of it).
+pub const APPLY_SAMPLE_EVERY: u64 = 16;
+
+/// Per-reason reject counters, indexed like [`RejectReason::ALL`].
+#[derive(Debug)]
+pub struct RejectCounts([AtomicU64; RejectReason::ALL.len()]);
+
+impl Default for RejectCounts {
+    fn default() -> Self {
+        RejectCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl RejectCounts {
+    fn count(&self, reason: RejectReason) {
+        if let Some(i) = RejectReason::ALL.iter().position(|&r| r == reason) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every reason with its count, in code order (zeros included, so a series exists from the
+    /// start and `rate()` sees its first reject).
+    pub fn counts(&self) -> impl Iterator<Item = (RejectReason, u64)> + '_ {
+        RejectReason::ALL.iter().zip(&self.0).map(|(&reason, n)| (reason, n.load(Ordering::Relaxed)))
+    }
 }
 
 impl PipelineStats {
@@ -282,7 +327,13 @@ impl Pipeline {
         let first_seq = engine.last_seq() + 1;
         let first_timestamp_ns = engine.last_timestamp_ns();
         let stats = Arc::new(PipelineStats::default());
-        stats.durable_seq.store(first_seq - 1, Ordering::Release);
+        // Everything up to the recovered sequence is durable, applied, logged (recovery caught
+        // the event log up) and was answered before the restart: the high-water marks start
+        // there, not at 0, so a scrape after a restart tells the truth before new traffic.
+        for mark in [&stats.durable_seq, &stats.applied_seq, &stats.events_logged_seq, &stats.delivered_seq] {
+            mark.store(first_seq - 1, Ordering::Release);
+        }
+        stats.ring_slots.store(config.ring_size as u64, Ordering::Relaxed);
 
         let input_factory = || InputSlot {
             request: Request::Command(Command::WithdrawApprove { withdrawal_id: 0 }),
@@ -481,7 +532,9 @@ fn run_journaler(
         }
         drop(batch);
         // One commit per batch: the group commit of the fsync policy.
+        let commit_started = std::time::Instant::now();
         let durable = log.commit().map_err(|e| format!("journal error: {e}"))?;
+        stats.journal_commit_latency.record(commit_started.elapsed());
         stats.durable_seq.store(durable, Ordering::Release);
         Ok(ControlFlow::Continue(()))
     })
@@ -535,7 +588,13 @@ fn process(
                         out.query = None;
                         out.events.clear();
                         fault::before_apply(seq);
-                        engine.apply(seq, timestamp_ns, command, &mut out.events);
+                        if seq % APPLY_SAMPLE_EVERY == 0 {
+                            let started = std::time::Instant::now();
+                            engine.apply(seq, timestamp_ns, command, &mut out.events);
+                            stats.apply_latency.record(started.elapsed());
+                        } else {
+                            engine.apply(seq, timestamp_ns, command, &mut out.events);
+                        }
                     });
                     stats.applied_seq.store(seq, Ordering::Release);
                 }
@@ -610,9 +669,24 @@ fn run_responder(
             fault::before_deliver(slot.seq);
             responder.deliver(slot);
             stats.delivered_seq.store(slot.seq, Ordering::Release);
+            if slot.answer.is_none() {
+                count_command(stats, slot);
+            }
         }
         Ok(ControlFlow::Continue(()))
     })
+}
+
+/// The responder's figures for a delivered command: its round trip (one clock read here, on
+/// the responder, never on the processor) and its reject reason, if any.
+fn count_command(stats: &PipelineStats, slot: &OutputSlot) {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    stats.round_trip_latency.record_ns(now_ns.saturating_sub(slot.timestamp_ns));
+    if let [Event::Rejected { reason }] = slot.events[..] {
+        stats.rejects.count(reason);
+    }
 }
 
 fn answer(engine: &Engine, query: &Query) -> QueryAnswer {

@@ -31,7 +31,7 @@ use hdrhistogram::Histogram;
 
 use crate::engine::{Event, Seq};
 use crate::storage::event_log::{EventLogError, EventLogReader};
-use crate::storage::journal::JournalError;
+use crate::storage::journal::{JournalError, JournalReader};
 pub use rows::{Batch, BatchBuilder, Catalog, RowError};
 
 /// What a mirror holds, read back from it on (re)connection.
@@ -138,16 +138,24 @@ pub struct ReplicatorStats {
     pub name: String,
     /// The mirror's checkpoint (last applied seq) as last written or read back.
     pub checkpoint_seq: AtomicU64,
-    /// Newest seq seen in the event log (the tail of what could be replicated).
+    /// Newest seq in the event log (the tail of what could be replicated), found by a reader
+    /// of its own that runs to the end of the log ([`LogTail`]), not by the tailer, whose
+    /// read-ahead stops at a batch's limits.
     pub log_seq: AtomicU64,
-    /// Milliseconds between the newest replicated record's stamp and its commit.
+    /// Milliseconds between the newest replicated record's stamp and its commit; 0 once the
+    /// replicator has found nothing more to read.
     pub lag_ms: AtomicU64,
+    /// Sequencing stamp (Unix ns) of the oldest record the tailer has read and the mirror does
+    /// not hold yet; 0 when not known (just committed) or caught up.
+    pub pending_since_ns: AtomicU64,
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub fact_rows: AtomicU64,
     pub ledger_rows: AtomicU64,
     pub total_rows: AtomicU64,
     pub errors: AtomicU64,
+    /// Set when the replicator's thread ended on an error (fatal sink error, unreadable log).
+    pub stopped_on_error: AtomicBool,
     /// Per record: commit time minus sequencing stamp, microseconds.
     pub lag_us: Mutex<Histogram<u64>>,
 }
@@ -159,12 +167,14 @@ impl ReplicatorStats {
             checkpoint_seq: AtomicU64::new(0),
             log_seq: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
+            pending_since_ns: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             records: AtomicU64::new(0),
             fact_rows: AtomicU64::new(0),
             ledger_rows: AtomicU64::new(0),
             total_rows: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            stopped_on_error: AtomicBool::new(false),
             lag_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),
         })
     }
@@ -181,6 +191,23 @@ impl ReplicatorStats {
         let mut histogram = self.lag_us.lock().expect("lag histogram lock");
         for &ts in &batch.record_ts_ns {
             histogram.saturating_record((now_ns.saturating_sub(ts) / 1_000).max(1));
+        }
+    }
+
+    pub fn stopped_on_error(&self) -> bool {
+        self.stopped_on_error.load(Ordering::Acquire)
+    }
+
+    /// How far behind the mirror is in time: 0 when it holds every record of the log; else how
+    /// long the oldest record it lacks has waited (growing while the database is down), or,
+    /// in the instant between a commit and the next read, the last commit's lag.
+    pub fn lag_seconds(&self, now_ns: u64) -> f64 {
+        if self.lag_records() == 0 {
+            return 0.0;
+        }
+        match self.pending_since_ns.load(Ordering::Relaxed) {
+            0 => self.lag_ms.load(Ordering::Relaxed) as f64 / 1e3,
+            since_ns => now_ns.saturating_sub(since_ns) as f64 / 1e9,
         }
     }
 
@@ -240,10 +267,14 @@ pub async fn run<S: Sink>(
 ) -> Result<(), ReplicateError> {
     let name = sink.name().to_string();
     let mut backoff = options.backoff_min;
+    // The log's tail is read whether or not the database answers: a mirror that cannot be
+    // reached is behind by the whole log, not by 0.
+    let mut log_tail = LogTail::open(&options.events_dir, 1);
     loop {
         if stop.load(Ordering::Acquire) {
             return Ok(());
         }
+        log_tail.advance(stats);
         let resume = match sink.open().await {
             Ok(resume) => resume,
             Err(SinkError::Transient(message)) => {
@@ -257,7 +288,8 @@ pub async fn run<S: Sink>(
         };
         stats.checkpoint_seq.store(resume.last_seq, Ordering::Release);
         tracing::info!(sink = %name, checkpoint_seq = resume.last_seq, "replicator resumes after its checkpoint");
-        match replicate_from(&mut sink, resume, options, stop, stats).await {
+        log_tail.skip_to(resume.last_seq + 1);
+        match replicate_from(&mut sink, resume, options, stop, stats, &mut log_tail).await {
             Ok(()) => return Ok(()),
             Err(Failure::Transient(message)) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -284,6 +316,7 @@ async fn replicate_from<S: Sink>(
     options: &RunOptions,
     stop: &AtomicBool,
     stats: &ReplicatorStats,
+    log_tail: &mut LogTail,
 ) -> Result<(), Failure> {
     let name = sink.name().to_string();
     let limits = sink.batch_limits();
@@ -298,10 +331,14 @@ async fn replicate_from<S: Sink>(
         let stopping = stop.load(Ordering::Acquire);
         tailer.fill(&mut builder, limits).map_err(Failure::Log)?;
         stats.log_seq.fetch_max(tailer.next_seq().saturating_sub(1), Ordering::Relaxed);
+        log_tail.advance(stats);
         if builder.batch().is_empty() {
             if stopping {
                 return Ok(());
             }
+            // Caught up with the log: no lag, whatever the last commit took.
+            stats.lag_ms.store(0, Ordering::Relaxed);
+            stats.pending_since_ns.store(0, Ordering::Relaxed);
             tokio::time::sleep(options.idle_poll).await;
             continue;
         }
@@ -309,10 +346,14 @@ async fn replicate_from<S: Sink>(
             return Ok(());
         }
         let batch = builder.take();
+        if let Some(&oldest_ts_ns) = batch.record_ts_ns.first() {
+            stats.pending_since_ns.store(oldest_ts_ns.max(1), Ordering::Relaxed);
+        }
         match sink.write(&batch).await {
             Ok(()) => {
                 checkpoint = batch.last_seq;
                 stats.committed(&batch, now_ns());
+                stats.pending_since_ns.store(0, Ordering::Relaxed);
             }
             Err(SinkError::Transient(message)) => return Err(Failure::Transient(message)),
             Err(fatal) => return Err(Failure::Fatal(fatal)),
@@ -327,6 +368,79 @@ async fn replicate_from<S: Sink>(
                 "replicator progress"
             );
         }
+    }
+}
+
+/// Finds the event log's newest sequence for `ReplicatorStats::log_seq`: a journal reader of
+/// its own (records checked, payloads not decoded) that runs to the end of the log at most
+/// every [`LogTail::EVERY`], so `lag_records` is the true backlog rather than the tailer's
+/// read-ahead. It never fails the replicator: the tailer reports an unreadable log.
+struct LogTail {
+    events_dir: PathBuf,
+    /// `None` until the log can be opened, and again after a read error (reopened from
+    /// `next_seq` at the next round).
+    reader: Option<JournalReader>,
+    next_seq: Seq,
+    last_run: Option<std::time::Instant>,
+}
+
+impl LogTail {
+    const EVERY: Duration = Duration::from_millis(100);
+    /// Records read per call at most, so a long backlog is scanned over several rounds
+    /// instead of holding up the replicator's loop.
+    const RECORDS_PER_CALL_MAX: usize = 100_000;
+
+    fn open(events_dir: &Path, from_seq: Seq) -> LogTail {
+        LogTail { events_dir: events_dir.to_path_buf(), reader: None, next_seq: from_seq, last_run: None }
+    }
+
+    /// Starts reading at `seq` if the reader is behind it (what the mirror holds need not be
+    /// read: after the checkpoint, the log must have at least as much).
+    fn skip_to(&mut self, seq: Seq) {
+        if seq > self.next_seq {
+            self.next_seq = seq;
+            self.reader = None;
+        }
+    }
+
+    fn advance(&mut self, stats: &ReplicatorStats) {
+        if self.last_run.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.last_run = Some(std::time::Instant::now());
+        if self.reader.is_none() {
+            self.reader = JournalReader::open(&self.events_dir, self.next_seq).ok().or_else(|| {
+                // Segments below the one to start from may have been archived (retention):
+                // the oldest one left is where the log begins now.
+                let oldest = crate::storage::retention::segments(&self.events_dir).ok()?.first()?.first_seq;
+                (oldest > self.next_seq).then(|| JournalReader::open(&self.events_dir, oldest).ok()).flatten()
+            });
+        }
+        let Some(reader) = &mut self.reader else { return };
+        for _ in 0..Self::RECORDS_PER_CALL_MAX {
+            match reader.next() {
+                Ok(Some(record)) => {
+                    // The oldest record the mirror lacks, when the tailer has not read it
+                    // (a database that cannot be reached): the lag in time grows from it.
+                    if record.seq == stats.checkpoint_seq.load(Ordering::Acquire) + 1 {
+                        let _ = stats.pending_since_ns.compare_exchange(
+                            0,
+                            record.timestamp_ns.max(1),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "log tail: read error, reopening next round (the tailer reports real damage)");
+                    self.reader = None;
+                    return;
+                }
+            }
+        }
+        self.next_seq = reader.next_seq();
+        stats.log_seq.fetch_max(self.next_seq.saturating_sub(1), Ordering::Relaxed);
     }
 }
 

@@ -109,6 +109,7 @@ impl Replicators {
             })?;
             let result = runtime.block_on(run(make_sink(), &options, &stop, &stats));
             if let Err(e) = &result {
+                stats.stopped_on_error.store(true, Ordering::Release);
                 tracing::error!(sink = %stats.name, error = %e, "replicator stopped; trading is not affected, the mirror falls behind until it is restarted");
             }
             result
@@ -151,18 +152,27 @@ impl Replicators {
 /// A metric's name, help, type and how to read it from the stats.
 type MetricFamily = (&'static str, &'static str, &'static str, fn(&ReplicatorStats) -> u64);
 
-/// Prometheus lines for the replicators (appended to the daemon's metrics).
+/// Prometheus lines for the replicators (in the daemon's page, or `seqd replicate`'s).
 pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
     let mut text = String::new();
-    let families: [MetricFamily; 7] = [
-        ("seqd_replicator_checkpoint_seq", "Last event-log sequence in the mirror.", "counter", |s| {
+    let families: [MetricFamily; 9] = [
+        ("seqd_replicator_checkpoint_seq", "Last event-log sequence in the mirror.", "gauge", |s| {
             s.checkpoint_seq.load(Ordering::Relaxed)
         }),
+        (
+            "seqd_replicator_log_seq",
+            "Newest sequence in the event log, as the replicator last read it.",
+            "gauge",
+            |s| s.log_seq.load(Ordering::Relaxed),
+        ),
         ("seqd_replicator_lag_records", "Event-log records not yet in the mirror.", "gauge", |s| s.lag_records()),
-        ("seqd_replicator_lag_ms", "Sequencing-to-commit time of the newest replicated record.", "gauge", |s| {
-            s.lag_ms.load(Ordering::Relaxed)
+        ("seqd_replicator_up", "1 while the replicator runs; 0 once it stopped on an error.", "gauge", |s| {
+            u64::from(!s.stopped_on_error())
         }),
         ("seqd_replicator_batches_total", "Batches committed.", "counter", |s| s.batches.load(Ordering::Relaxed)),
+        ("seqd_replicator_records_total", "Event-log records committed.", "counter", |s| {
+            s.records.load(Ordering::Relaxed)
+        }),
         ("seqd_replicator_ledger_rows_total", "Ledger rows committed.", "counter", |s| {
             s.ledger_rows.load(Ordering::Relaxed)
         }),
@@ -178,6 +188,14 @@ pub fn metrics_text(stats: &[Arc<ReplicatorStats>]) -> String {
         for s in stats {
             text.push_str(&format!("{name}{{sink=\"{}\"}} {}\n", s.name, value(s)));
         }
+    }
+    let name = "seqd_replicator_lag_seconds";
+    text.push_str(&format!(
+        "# HELP {name} How long the oldest record not yet in the mirror has waited; 0 when caught up.\n# TYPE {name} gauge\n"
+    ));
+    let now_ns = super::now_ns();
+    for s in stats {
+        text.push_str(&format!("{name}{{sink=\"{}\"}} {}\n", s.name, s.lag_seconds(now_ns)));
     }
     text
 }

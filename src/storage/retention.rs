@@ -191,6 +191,8 @@ pub fn archive_data_dir(
 pub struct DiskUsage {
     /// Free bytes for an unprivileged writer on the data directory's file system.
     pub disk_free_bytes: u64,
+    /// Size of that file system (for a free ratio: `seqd_disk_size_bytes`).
+    pub disk_size_bytes: u64,
     pub input_bytes: u64,
     pub input_segments: usize,
     pub events_bytes: u64,
@@ -201,8 +203,10 @@ pub struct DiskUsage {
 pub fn disk_usage(data_dir: &DataDir) -> Result<DiskUsage, RetentionError> {
     let input = segments(&data_dir.input())?;
     let events = segments(&data_dir.events())?;
+    let stat = statvfs(&data_dir.root)?;
     Ok(DiskUsage {
-        disk_free_bytes: free_bytes(&data_dir.root)?,
+        disk_free_bytes: stat.free_bytes,
+        disk_size_bytes: stat.size_bytes,
         input_bytes: input.iter().map(|s| s.len_bytes).sum(),
         input_segments: input.len(),
         events_bytes: events.iter().map(|s| s.len_bytes).sum(),
@@ -212,6 +216,16 @@ pub fn disk_usage(data_dir: &DataDir) -> Result<DiskUsage, RetentionError> {
 
 /// `statvfs(path)`: blocks available to unprivileged users times the fragment size.
 pub fn free_bytes(path: &Path) -> Result<u64, RetentionError> {
+    statvfs(path).map(|stat| stat.free_bytes)
+}
+
+/// A file system's size and what an unprivileged writer can still use.
+struct FileSystemSpace {
+    size_bytes: u64,
+    free_bytes: u64,
+}
+
+fn statvfs(path: &Path) -> Result<FileSystemSpace, RetentionError> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| RetentionError::Io { path: path.to_path_buf(), source: io::Error::other(e) })?;
@@ -225,8 +239,12 @@ pub fn free_bytes(path: &Path) -> Result<u64, RetentionError> {
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let stat = unsafe { stat.assume_init() };
     #[allow(clippy::useless_conversion)] // narrower than u64 on some targets
-    let (available, fragment_bytes) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
-    Ok(available.saturating_mul(fragment_bytes))
+    let (blocks, available, fragment_bytes) =
+        (u64::from(stat.f_blocks), u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Ok(FileSystemSpace {
+        size_bytes: blocks.saturating_mul(fragment_bytes),
+        free_bytes: available.saturating_mul(fragment_bytes),
+    })
 }
 
 #[cfg(test)]

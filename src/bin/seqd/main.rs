@@ -122,6 +122,10 @@ enum Commands {
         /// Stop once every mirror's checkpoint has reached this sequence.
         #[arg(long)]
         until: Option<u64>,
+        /// Serve /metrics, /healthz and /readyz here (docs/METRICS.md); port 0 picks a free
+        /// port, printed on stdout. Off when absent.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Compare the mirrors with the state rebuilt from the journal at each mirror's checkpoint
     /// (balances, open orders, ledger sums per account); exit 0 only when they agree.
@@ -235,7 +239,9 @@ fn main() -> ExitCode {
         Commands::Run { config, data_dir, listen, metrics_listen, durability } => {
             run(config, data_dir, listen, metrics_listen, durability)
         }
-        Commands::Replicate { mirrors, events, until } => cli::replicate::replicate(&mirrors, events, until),
+        Commands::Replicate { mirrors, events, until, metrics_listen } => {
+            cli::replicate::replicate(&mirrors, events, until, metrics_listen)
+        }
         Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
         Commands::Client { addr, certs, principal, request } => cli::client::run(addr, &certs, &principal, request),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {

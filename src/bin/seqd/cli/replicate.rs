@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use seqd::config::Config;
+use seqd::daemon::metrics::{self, Endpoint, Phase};
 use seqd::replicate::reconcile::{reconcile, Mirror, Report};
 use seqd::replicate::service::{clickhouse_sink, tidb_sink, Replicators, Which};
 use seqd::replicate::RunOptions;
@@ -56,8 +57,15 @@ impl MirrorArgs {
 }
 
 /// Tails the event log into the chosen mirrors until SIGTERM/SIGINT, or until every mirror has
-/// reached `until`. The event log may be a copy shipped from the sequencer's machine.
-pub fn replicate(args: &MirrorArgs, events: Option<PathBuf>, until: Option<u64>) -> ExitCode {
+/// reached `until`. The event log may be a copy shipped from the sequencer's machine. With
+/// `metrics_listen`, serves the replicators' metrics and health (prints `seqd replicate:
+/// metrics on http://ADDR/metrics` once it listens).
+pub fn replicate(
+    args: &MirrorArgs,
+    events: Option<PathBuf>,
+    until: Option<u64>,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> ExitCode {
     let config = match args.load() {
         Ok(config) => config,
         Err(e) => return fail(&e),
@@ -70,6 +78,22 @@ pub fn replicate(args: &MirrorArgs, events: Option<PathBuf>, until: Option<u64>)
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("runtime: {e}")),
     };
+    let endpoint = Endpoint::for_replicators(replicators.stats());
+    if let Some(addr) = metrics_listen {
+        let listener = match runtime.block_on(metrics::bind(addr)) {
+            Ok(listener) => listener,
+            Err(e) => {
+                replicators.stop();
+                return fail(&e);
+            }
+        };
+        match listener.local_addr() {
+            Ok(bound) => println!("seqd replicate: metrics on http://{bound}/metrics"),
+            Err(e) => return fail(&format!("metrics listen: {e}")),
+        }
+        runtime.spawn(metrics::serve(listener, endpoint.clone()));
+    }
+    endpoint.set_phase(Phase::Serving);
     runtime.block_on(async {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -82,6 +106,7 @@ pub fn replicate(args: &MirrorArgs, events: Option<PathBuf>, until: Option<u64>)
             }
         }
     });
+    endpoint.set_phase(Phase::Stopping);
     let stats = replicators.stats();
     let mut failed = false;
     for (name, result) in replicators.stop() {
