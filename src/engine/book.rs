@@ -44,6 +44,35 @@ pub struct Order {
 }
 
 impl Order {
+    /// An order of `id` with every other field zero, empty or the first of its kind, linked to
+    /// nothing: what a decoder or a test fills in with `..Order::blank(id)`.
+    pub fn blank(id: OrderId) -> Order {
+        Order {
+            id,
+            account_idx: 0,
+            symbol_idx: 0,
+            client_order_id: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            stp: StpMode::CancelIncoming,
+            status: OrderStatus::New,
+            triggered: false,
+            resting: false,
+            price_ticks: 0,
+            stop_ticks: 0,
+            qty_lots: 0,
+            filled_lots: 0,
+            filled_quote: 0,
+            fees_paid: 0,
+            held: 0,
+            fee_cap_ppm: 0,
+            prev: NIL,
+            next: NIL,
+            account_pos: 0,
+        }
+    }
+
     pub fn remaining_lots(&self) -> i64 {
         self.qty_lots - self.filled_lots
     }
@@ -334,30 +363,7 @@ mod tests {
     use super::*;
 
     fn order(id: OrderId) -> Order {
-        Order {
-            id,
-            account_idx: 0,
-            symbol_idx: 0,
-            client_order_id: 0,
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            tif: TimeInForce::Gtc,
-            stp: StpMode::CancelResting,
-            status: OrderStatus::New,
-            triggered: true,
-            resting: false,
-            price_ticks: 1,
-            stop_ticks: 0,
-            qty_lots: 1,
-            filled_lots: 0,
-            filled_quote: 0,
-            fees_paid: 0,
-            held: 0,
-            fee_cap_ppm: 0,
-            prev: NIL,
-            next: NIL,
-            account_pos: 0,
-        }
+        Order { stp: StpMode::CancelResting, triggered: true, price_ticks: 1, qty_lots: 1, ..Order::blank(id) }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! snapshot, every limit): encoding and the validating decoder stay together, field beside field.
 
 use super::accounts::index_u32;
-use super::book::{Book, Order, NIL};
+use super::book::{Book, Order};
 use super::command::SymbolSpec;
 use super::limits::*;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
@@ -510,18 +510,7 @@ impl Engine {
                 stp: d.enum_u8("stp", StpMode::from_u8)?,
                 status: d.enum_u8("order status", OrderStatus::from_u8)?,
                 triggered: d.bool("triggered")?,
-                resting: false,
-                price_ticks: 0,
-                stop_ticks: 0,
-                qty_lots: 0,
-                filled_lots: 0,
-                filled_quote: 0,
-                fees_paid: 0,
-                held: 0,
-                fee_cap_ppm: 0,
-                prev: NIL,
-                next: NIL,
-                account_pos: 0,
+                ..Order::blank(id)
             };
             let resting = d.bool("resting")?; // checked against the books once they are rebuilt
             order.price_ticks = d.i64()?;
