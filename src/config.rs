@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(embedded.gateway.listen, empty.gateway.listen);
         assert_eq!(embedded.data.dir, empty.data.dir);
         assert_eq!(embedded.pipeline.stall_limit_ms, empty.pipeline.stall_limit_ms);
-        assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![1]);
+        assert_eq!(embedded.principal("trader1").unwrap().accounts, vec![AccountId(1)]);
         assert!(embedded.principal("admin").unwrap().admin);
         assert_eq!(embedded.durability().unwrap(), Durability::PageCache);
         assert_eq!(embedded.retention.mode, empty.retention.mode);

@@ -16,9 +16,9 @@ use seqd::storage::disk::SplitMix64;
 
 const STREAMS: u64 = 400;
 const COMMANDS_PER_STREAM: usize = 300;
-const BASE: AssetId = 1;
-const QUOTE: AssetId = 2;
-const SYMBOL: SymbolId = 1;
+const BASE: AssetId = AssetId(1);
+const QUOTE: AssetId = AssetId(2);
+const SYMBOL: SymbolId = SymbolId(1);
 const MID_TICKS: i64 = 1_000;
 const FUNDING: i64 = 1_000_000_000_000_000;
 
@@ -279,9 +279,9 @@ fn fresh_account(engine: &mut Engine, seq: &mut u64) -> Result<AccountId, String
     let account = *seq + 1;
     let mut out = Vec::new();
     for cmd in [
-        Command::CreateAccount { account, parent: 0, owner: account },
-        Command::Deposit { account, asset: BASE, amount: FUNDING, external_ref: account * 2 },
-        Command::Deposit { account, asset: QUOTE, amount: FUNDING, external_ref: account * 2 + 1 },
+        Command::CreateAccount { account: AccountId(account), parent: AccountId::NONE, owner: account },
+        Command::Deposit { account: AccountId(account), asset: BASE, amount: FUNDING, external_ref: account * 2 },
+        Command::Deposit { account: AccountId(account), asset: QUOTE, amount: FUNDING, external_ref: account * 2 + 1 },
     ] {
         *seq += 1;
         out.clear();
@@ -290,7 +290,7 @@ fn fresh_account(engine: &mut Engine, seq: &mut u64) -> Result<AccountId, String
             return Err(format!("funding rejected {cmd:?}: {out:?}"));
         }
     }
-    Ok(account)
+    Ok(AccountId(account))
 }
 
 fn engine_trades(events: &[Event], grid: Grid) -> Vec<RefTrade> {
@@ -300,7 +300,7 @@ fn engine_trades(events: &[Event], grid: Grid) -> Vec<RefTrade> {
             Event::Trade(t) => {
                 assert_eq!(t.price % grid.tick, 0, "trade price off tick");
                 assert_eq!(t.qty % grid.lot, 0, "trade qty off lot");
-                Some((t.price / grid.tick, t.qty / grid.lot, t.maker_order, t.taker_order, t.maker_side))
+                Some((t.price / grid.tick, t.qty / grid.lot, t.maker_order.0, t.taker_order.0, t.maker_side))
             }
             _ => None,
         })
@@ -323,7 +323,7 @@ fn engine_live(engine: &Engine, grid: Grid, accounts: &[AccountId]) -> Vec<(u64,
     let mut v: Vec<_> = accounts
         .iter()
         .flat_map(|&a| engine.open_orders(a).expect("account exists"))
-        .map(|r| (r.order_id, r.side, r.price / grid.tick, r.remaining_qty / grid.lot))
+        .map(|r| (r.order_id.0, r.side, r.price / grid.tick, r.remaining_qty / grid.lot))
         .collect();
     v.sort_by_key(|x| x.0);
     v
@@ -345,7 +345,7 @@ fn run_stream(seed: u64) -> Result<usize, String> {
     setup(&mut engine, grid, &mut seq);
     let mut reference = Reference { qptl: grid.quote_per_tick_lot(), ..Reference::default() };
     // Every order placed, with its account.
-    let mut placed: Vec<(u64, AccountId)> = Vec::new();
+    let mut placed: Vec<(OrderId, AccountId)> = Vec::new();
     let mut accounts: Vec<AccountId> = Vec::new();
     let mut events = Vec::new();
     let mut trade_count = 0;
@@ -365,7 +365,7 @@ fn run_stream(seed: u64) -> Result<usize, String> {
             *seq += 1;
             Ok::<AccountId, String>(a)
         };
-        let owner_of = |id: u64| placed.iter().find(|p| p.0 == id).map_or(1, |p| p.1);
+        let owner_of = |id: OrderId| placed.iter().find(|p| p.0 == id).map_or(AccountId(1), |p| p.1);
         let (cmd, accepted) = if roll < 55 {
             let account = order_account(&mut engine, &mut seq, &mut accounts)?;
             let tif = match rng.below(10) {
@@ -425,14 +425,14 @@ fn run_stream(seed: u64) -> Result<usize, String> {
             // Cancel: usually a live order by its owner, sometimes an ended or unknown one.
             let live = reference_live(&reference);
             let order_id = if !live.is_empty() && rng.chance(80) {
-                live[rng.below(live.len() as u64) as usize].0
+                OrderId(live[rng.below(live.len() as u64) as usize].0)
             } else if !placed.is_empty() && rng.chance(80) {
                 placed[rng.below(placed.len() as u64) as usize].0
             } else {
-                seq + 1_000
+                OrderId(seq + 1_000)
             };
             let owner = owner_of(order_id);
-            let accepted = reference.remove(order_id).is_some();
+            let accepted = reference.remove(order_id.0).is_some();
             (Command::CancelOrder { account: owner, order_id }, accepted)
         } else {
             // Amend a live order: keep or change the price, shrink, keep or grow the quantity.
@@ -452,12 +452,12 @@ fn run_stream(seed: u64) -> Result<usize, String> {
                 _ => rng.range(1, 15),
             }
             .max(1);
-            let owner = owner_of(id);
+            let owner = owner_of(OrderId(id));
             let accepted = reference.amend(seq, id, new_price, new_qty, &mut expected_trades).is_some();
             (
                 Command::AmendOrder {
                     account: owner,
-                    order_id: id,
+                    order_id: OrderId(id),
                     price: new_price * grid.tick,
                     qty: new_qty * grid.lot,
                 },
@@ -479,7 +479,7 @@ fn run_stream(seed: u64) -> Result<usize, String> {
         trade_count += got.len();
         if !rejected {
             if let Command::PlaceOrder(o) = cmd {
-                placed.push((seq, o.account));
+                placed.push((OrderId(seq), o.account));
             }
         }
         let (bids, asks) = engine_depth(&engine, grid);
@@ -501,7 +501,7 @@ fn run_stream(seed: u64) -> Result<usize, String> {
 /// Keeps sequences dense when a step has nothing to do: a command that is always rejected.
 fn continue_with_noop(engine: &mut Engine, seq: u64, events: &mut Vec<Event>) -> Result<(), String> {
     events.clear();
-    engine.apply(seq, seq, &Command::CancelOrder { account: 0, order_id: u64::MAX }, events);
+    engine.apply(seq, seq, &Command::CancelOrder { account: AccountId::NONE, order_id: OrderId(u64::MAX) }, events);
     if events.as_slice() != [Event::Rejected { reason: RejectReason::UnknownAccount }] {
         return Err(format!("seq {seq}: a cancel for no account was not rejected: {events:?}"));
     }

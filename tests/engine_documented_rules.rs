@@ -14,9 +14,9 @@ use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
 use seqd::testkit::samples::gtc_limit;
 
-const BTC: AssetId = 1;
-const USDT: AssetId = 2;
-const BTC_USDT: SymbolId = 1;
+const BTC: AssetId = AssetId(1);
+const USDT: AssetId = AssetId(2);
+const BTC_USDT: SymbolId = SymbolId(1);
 
 const START_USDT: i64 = usdt(1_000_000);
 const START_BTC: i64 = coins(100);
@@ -50,9 +50,19 @@ impl Venue {
         v.ok(Command::CreateAsset { asset: USDT, scale: 6 });
         v.ok(Command::CreateSymbol(spec));
         for account in 1..=3 {
-            v.ok(Command::CreateAccount { account, parent: 0, owner: account });
-            v.ok(Command::Deposit { account, asset: USDT, amount: START_USDT, external_ref: account * 10 });
-            v.ok(Command::Deposit { account, asset: BTC, amount: START_BTC, external_ref: account * 10 + 1 });
+            v.ok(Command::CreateAccount { account: AccountId(account), parent: AccountId::NONE, owner: account });
+            v.ok(Command::Deposit {
+                account: AccountId(account),
+                asset: USDT,
+                amount: START_USDT,
+                external_ref: account * 10,
+            });
+            v.ok(Command::Deposit {
+                account: AccountId(account),
+                asset: BTC,
+                amount: START_BTC,
+                external_ref: account * 10 + 1,
+            });
         }
         v
     }
@@ -76,7 +86,7 @@ impl Venue {
 
     fn place(&mut self, order: NewOrder) -> (OrderId, Vec<Event>) {
         let events = self.ok(Command::PlaceOrder(order));
-        (self.seq, events)
+        (OrderId(self.seq), events)
     }
 
     fn bal(&self, account: AccountId, asset: AssetId) -> (i64, i64) {
@@ -110,12 +120,12 @@ fn create_symbol_checks_run_in_the_documented_order() {
     let mut v = Venue::new(spec());
     let create = |s: SymbolSpec| Command::CreateSymbol(s);
     // 1. symbol 0, before anything else (here the base is unknown too).
-    v.reject(create(SymbolSpec { symbol: 0, base: 99, ..spec() }), InvalidSymbolSpec);
+    v.reject(create(SymbolSpec { symbol: SymbolId(0), base: AssetId(99), ..spec() }), InvalidSymbolSpec);
     // 2. an existing symbol, before the assets.
-    v.reject(create(SymbolSpec { base: 99, ..spec() }), SymbolExists);
+    v.reject(create(SymbolSpec { base: AssetId(99), ..spec() }), SymbolExists);
     // 3. the base, then the quote must be assets, before the sizes.
-    v.reject(create(SymbolSpec { symbol: 2, base: 99, tick_size: 0, ..spec() }), UnknownAsset);
-    v.reject(create(SymbolSpec { symbol: 2, quote: 99, tick_size: 0, ..spec() }), UnknownAsset);
+    v.reject(create(SymbolSpec { symbol: SymbolId(2), base: AssetId(99), tick_size: 0, ..spec() }), UnknownAsset);
+    v.reject(create(SymbolSpec { symbol: SymbolId(2), quote: AssetId(99), tick_size: 0, ..spec() }), UnknownAsset);
     // 4. every field rule is InvalidSymbolSpec.
     for bad in [
         SymbolSpec { quote: BTC, ..spec() },
@@ -129,11 +139,11 @@ fn create_symbol_checks_run_in_the_documented_order() {
         // 5. one lot at one tick must be whole quote units: 0.01 USDT x 1 sat is not.
         SymbolSpec { lot_size: 1, min_qty: 1, ..spec() },
     ] {
-        v.reject(create(SymbolSpec { symbol: 2, ..bad }), InvalidSymbolSpec);
+        v.reject(create(SymbolSpec { symbol: SymbolId(2), ..bad }), InvalidSymbolSpec);
     }
     // The edges that are allowed: fees just under 100 %, min_qty 0, max_order_qty = lot_size.
     v.ok(create(SymbolSpec {
-        symbol: 2,
+        symbol: SymbolId(2),
         maker_fee_ppm: 999_999,
         taker_fee_ppm: 999_999,
         min_qty: 0,
@@ -141,7 +151,7 @@ fn create_symbol_checks_run_in_the_documented_order() {
         ..spec()
     }));
     // UpdateSymbol: unknown symbol, then base, quote, tick and lot are fixed.
-    v.reject(Command::UpdateSymbol(SymbolSpec { symbol: 9, tick_size: 0, ..spec() }), UnknownSymbol);
+    v.reject(Command::UpdateSymbol(SymbolSpec { symbol: SymbolId(9), tick_size: 0, ..spec() }), UnknownSymbol);
     v.reject(Command::UpdateSymbol(SymbolSpec { tick_size: cents(2), ..spec() }), InvalidSymbolSpec);
     v.ok(Command::UpdateSymbol(SymbolSpec { min_qty: lots(5), price_band_bps: 50, ..spec() }));
 }
@@ -149,29 +159,32 @@ fn create_symbol_checks_run_in_the_documented_order() {
 #[test]
 fn the_largest_asset_scale_is_18() {
     let mut v = Venue::new(spec());
-    v.ok(Command::CreateAsset { asset: 3, scale: MAX_ASSET_SCALE });
-    v.reject(Command::CreateAsset { asset: 4, scale: MAX_ASSET_SCALE + 1 }, RejectReason::InvalidScale);
+    v.ok(Command::CreateAsset { asset: AssetId(3), scale: MAX_ASSET_SCALE });
+    v.reject(Command::CreateAsset { asset: AssetId(4), scale: MAX_ASSET_SCALE + 1 }, RejectReason::InvalidScale);
     assert_eq!(MAX_ASSET_SCALE, 18);
 }
 
 #[test]
 fn a_market_buy_holds_its_whole_budget_and_releases_what_it_did_not_spend() {
     let mut v = Venue::new(spec());
-    v.place(limit(1, Sell, usdt(100), lots(5_000))); // 0.5 BTC at 100
+    v.place(limit(AccountId(1), Sell, usdt(100), lots(5_000))); // 0.5 BTC at 100
     let buy = NewOrder {
         order_type: OrderType::Market,
         tif: TimeInForce::Ioc,
         quote_budget: usdt(80),
-        ..limit(2, Buy, 0, lots(10_000)) // up to 1 BTC
+        ..limit(AccountId(2), Buy, 0, lots(10_000)) // up to 1 BTC
     };
     let (id, events) = v.place(buy);
     // The budget is held first, in full.
     let first_ledger = events.iter().find_map(|e| if let Event::Ledger(l) = e { Some(*l) } else { None }).unwrap();
-    assert_eq!((first_ledger.account, first_ledger.kind, first_ledger.held_delta), (2, LedgerKind::Hold, usdt(80)));
+    assert_eq!(
+        (first_ledger.account, first_ledger.kind, first_ledger.held_delta),
+        (AccountId(2), LedgerKind::Hold, usdt(80))
+    );
     // 80 USDT buys 0.5 BTC at 100 = 50 USDT (the book has no more); the other 30 are released.
     let r = report(&events, id);
     assert_eq!((r.status, r.filled_qty, r.filled_quote), (OrderStatus::Expired, lots(5_000), usdt(50)));
-    assert_eq!(v.bal(2, USDT), (START_USDT - usdt(50), 0));
+    assert_eq!(v.bal(AccountId(2), USDT), (START_USDT - usdt(50), 0));
     // Other time-in-force values are not allowed for market orders.
     for tif in [TimeInForce::Gtc, TimeInForce::Fok, TimeInForce::PostOnly] {
         v.reject(Command::PlaceOrder(NewOrder { tif, ..buy }), RejectReason::InvalidOrderCombination);
@@ -185,9 +198,9 @@ fn fill_or_kill_meeting_its_own_order_expires_unless_the_mode_cancels_resting() 
         [(StpMode::CancelIncoming, false), (StpMode::CancelBoth, false), (StpMode::CancelResting, true)]
     {
         let mut v = Venue::new(spec());
-        let (own, _) = v.place(limit(2, Sell, usdt(100), lots(1_000)));
-        let (other, _) = v.place(limit(3, Sell, usdt(100), lots(1_000)));
-        let fok = NewOrder { tif: TimeInForce::Fok, stp: mode, ..limit(2, Buy, usdt(100), lots(1_000)) };
+        let (own, _) = v.place(limit(AccountId(2), Sell, usdt(100), lots(1_000)));
+        let (other, _) = v.place(limit(AccountId(3), Sell, usdt(100), lots(1_000)));
+        let fok = NewOrder { tif: TimeInForce::Fok, stp: mode, ..limit(AccountId(2), Buy, usdt(100), lots(1_000)) };
         let (id, events) = v.place(fok);
         let r = report(&events, id);
         if expected_fill {
@@ -203,9 +216,9 @@ fn fill_or_kill_meeting_its_own_order_expires_unless_the_mode_cancels_resting() 
     }
     // Enough quantity before its own order: it fills without meeting it.
     let mut v = Venue::new(spec());
-    v.place(limit(3, Sell, usdt(100), lots(1_000)));
-    let (own, _) = v.place(limit(2, Sell, usdt(100), lots(1_000)));
-    let fok = NewOrder { tif: TimeInForce::Fok, ..limit(2, Buy, usdt(100), lots(1_000)) };
+    v.place(limit(AccountId(3), Sell, usdt(100), lots(1_000)));
+    let (own, _) = v.place(limit(AccountId(2), Sell, usdt(100), lots(1_000)));
+    let fok = NewOrder { tif: TimeInForce::Fok, ..limit(AccountId(2), Buy, usdt(100), lots(1_000)) };
     let (id, events) = v.place(fok);
     assert_eq!(report(&events, id).status, OrderStatus::Filled);
     assert!(v.engine.order(own).is_some());
@@ -214,37 +227,41 @@ fn fill_or_kill_meeting_its_own_order_expires_unless_the_mode_cancels_resting() 
 #[test]
 fn amend_quantity_is_the_new_total_filled_included() {
     let mut v = Venue::new(spec());
-    let (bid, _) = v.place(limit(1, Buy, usdt(100), lots(10)));
-    v.place(limit(2, Sell, usdt(100), lots(3))); // fills 3 of the 10
-    let amend = |qty| Command::AmendOrder { account: 1, order_id: bid, price: usdt(100), qty };
+    let (bid, _) = v.place(limit(AccountId(1), Buy, usdt(100), lots(10)));
+    v.place(limit(AccountId(2), Sell, usdt(100), lots(3))); // fills 3 of the 10
+    let amend = |qty| Command::AmendOrder { account: AccountId(1), order_id: bid, price: usdt(100), qty };
     // A total of 3 leaves nothing: refused.
     v.reject(amend(lots(3)), RejectReason::InvalidQuantity);
     // A total of 5: 3 filled, 2 remain, and it keeps its place (same price, less quantity).
     let events = v.ok(amend(lots(5)));
     let r = report(&events, bid);
     assert_eq!((r.exec, r.qty, r.filled_qty, r.remaining_qty), (ExecKind::Amended, lots(5), lots(3), lots(2)));
-    assert_eq!(v.bal(1, USDT).1, usdt(100) * 2 / 10_000, "the hold covers the 2 lots left");
+    assert_eq!(v.bal(AccountId(1), USDT).1, usdt(100) * 2 / 10_000, "the hold covers the 2 lots left");
 }
 
 #[test]
 fn the_price_band_is_around_the_last_trade_and_absent_before_the_first() {
     let mut v = Venue::new(SymbolSpec { price_band_bps: 100, ..spec() }); // 1 %
                                                                           // No trade yet: no band.
-    v.place(limit(1, Buy, usdt(1), lots(1)));
-    v.place(limit(1, Sell, usdt(1_000_000), lots(1)));
+    v.place(limit(AccountId(1), Buy, usdt(1), lots(1)));
+    v.place(limit(AccountId(1), Sell, usdt(1_000_000), lots(1)));
     // A trade at 100 sets the reference; 99..=101 are inside, one tick beyond is not.
-    v.place(limit(2, Sell, usdt(100), lots(1)));
-    v.place(limit(3, Buy, usdt(100), lots(1)));
-    v.place(limit(1, Buy, usdt(99), lots(1)));
-    v.place(limit(1, Sell, usdt(101), lots(1)));
-    v.reject(Command::PlaceOrder(limit(1, Buy, usdt(99) - cents(1), lots(1))), RejectReason::PriceOutOfBand);
-    v.reject(Command::PlaceOrder(limit(1, Sell, usdt(101) + cents(1), lots(1))), RejectReason::PriceOutOfBand);
+    v.place(limit(AccountId(2), Sell, usdt(100), lots(1)));
+    v.place(limit(AccountId(3), Buy, usdt(100), lots(1)));
+    v.place(limit(AccountId(1), Buy, usdt(99), lots(1)));
+    v.place(limit(AccountId(1), Sell, usdt(101), lots(1)));
+    v.reject(Command::PlaceOrder(limit(AccountId(1), Buy, usdt(99) - cents(1), lots(1))), RejectReason::PriceOutOfBand);
+    v.reject(
+        Command::PlaceOrder(limit(AccountId(1), Sell, usdt(101) + cents(1), lots(1))),
+        RejectReason::PriceOutOfBand,
+    );
     // Market orders have no price to check.
-    let market_sell = NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, ..limit(2, Sell, 0, lots(1)) };
+    let market_sell =
+        NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, ..limit(AccountId(2), Sell, 0, lots(1)) };
     v.place(market_sell);
     // 0 turns the band off.
     v.ok(Command::UpdateSymbol(SymbolSpec { price_band_bps: 0, ..spec() }));
-    v.place(limit(1, Buy, usdt(2), lots(1)));
+    v.place(limit(AccountId(1), Buy, usdt(2), lots(1)));
 }
 
 #[test]
@@ -255,13 +272,13 @@ fn a_stop_fires_when_the_last_trade_reaches_its_stop_price() {
         tif: TimeInForce::Ioc,
         stop_price,
         quote_budget: usdt(1_000),
-        ..limit(1, Buy, 0, lots(1))
+        ..limit(AccountId(1), Buy, 0, lots(1))
     };
     // No trade yet: a stop never fires, so any stop price may wait.
     let (early, _) = v.place(stop_buy(usdt(100)));
-    v.place(limit(2, Sell, usdt(100), lots(10)));
+    v.place(limit(AccountId(2), Sell, usdt(100), lots(10)));
     // A trade at exactly 100 (>= the stop price of a buy) fires it in the same command.
-    let events = v.ok(Command::PlaceOrder(limit(3, Buy, usdt(100), lots(1))));
+    let events = v.ok(Command::PlaceOrder(limit(AccountId(3), Buy, usdt(100), lots(1))));
     assert_eq!(report(&events, early).status, OrderStatus::Filled);
     assert!(events
         .iter()
@@ -275,12 +292,16 @@ fn a_stop_fires_when_the_last_trade_reaches_its_stop_price() {
 #[test]
 fn a_root_has_depth_0_and_an_account_may_have_max_tree_depth_ancestors() {
     let mut v = Venue::new(spec());
-    const ROOT: AccountId = 100;
-    v.ok(Command::CreateAccount { account: ROOT, parent: 0, owner: 9 });
+    const ROOT: AccountId = AccountId(100);
+    v.ok(Command::CreateAccount { account: ROOT, parent: AccountId::NONE, owner: 9 });
     for depth in 1..=MAX_TREE_DEPTH as u64 {
-        v.ok(Command::CreateAccount { account: ROOT + depth, parent: ROOT + depth - 1, owner: 9 });
+        v.ok(Command::CreateAccount {
+            account: AccountId(ROOT.0 + depth),
+            parent: AccountId(ROOT.0 + depth - 1),
+            owner: 9,
+        });
     }
-    let deepest = ROOT + MAX_TREE_DEPTH as u64;
-    v.reject(Command::CreateAccount { account: 999, parent: deepest, owner: 9 }, RejectReason::TreeTooDeep);
+    let deepest = AccountId(ROOT.0 + MAX_TREE_DEPTH as u64);
+    v.reject(Command::CreateAccount { account: AccountId(999), parent: deepest, owner: 9 }, RejectReason::TreeTooDeep);
     assert_eq!(MAX_TREE_DEPTH, 32);
 }

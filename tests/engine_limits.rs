@@ -15,9 +15,9 @@ use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
 use seqd::testkit::samples::gtc_limit;
 
-const BTC: AssetId = 1;
-const USDT: AssetId = 2;
-const SYMBOL: SymbolId = 1;
+const BTC: AssetId = AssetId(1);
+const USDT: AssetId = AssetId(2);
+const SYMBOL: SymbolId = SymbolId(1);
 const TICK: i64 = 10_000;
 const LOT: i64 = 10_000;
 
@@ -106,7 +106,7 @@ impl Bench {
     }
 
     fn trader(&mut self, account: AccountId, owner: u64, usdt: i64, btc: i64) {
-        self.ok(Command::CreateAccount { account, parent: 0, owner });
+        self.ok(Command::CreateAccount { account, parent: AccountId::NONE, owner });
         for (asset, amount) in [(USDT, usdt), (BTC, btc)].into_iter().filter(|(_, amount)| *amount > 0) {
             self.next_ref += 1;
             self.ok(Command::Deposit { account, asset, amount, external_ref: self.next_ref });
@@ -137,24 +137,31 @@ fn trades(events: &[Event]) -> usize {
 #[test]
 fn too_many_assets() {
     let mut b = Bench::empty();
-    b.bulk((1..=ASSETS_MAX as u32).map(|asset| Command::CreateAsset { asset, scale: 2 }));
-    b.reject(Command::CreateAsset { asset: 100_000, scale: 2 }, RejectReason::TooManyAssets);
+    b.bulk((1..=ASSETS_MAX as u32).map(|asset| Command::CreateAsset { asset: AssetId(asset), scale: 2 }));
+    b.reject(Command::CreateAsset { asset: AssetId(100_000), scale: 2 }, RejectReason::TooManyAssets);
     // The existing-id check comes first: it says more.
-    b.reject(Command::CreateAsset { asset: 1, scale: 2 }, RejectReason::AssetExists);
+    b.reject(Command::CreateAsset { asset: AssetId(1), scale: 2 }, RejectReason::AssetExists);
 }
 
 #[test]
 fn too_many_symbols() {
     let mut b = Bench::new();
-    b.bulk((2..=SYMBOLS_MAX as u32).map(|symbol| Command::CreateSymbol(spec(symbol))));
-    b.reject(Command::CreateSymbol(spec(100_000)), RejectReason::TooManySymbols);
+    b.bulk((2..=SYMBOLS_MAX as u32).map(|symbol| Command::CreateSymbol(spec(SymbolId(symbol)))));
+    b.reject(Command::CreateSymbol(spec(SymbolId(100_000))), RejectReason::TooManySymbols);
 }
 
 #[test]
 fn too_many_accounts() {
     let mut b = Bench::new();
-    b.bulk((1..=ACCOUNTS_MAX as u64).map(|account| Command::CreateAccount { account, parent: 0, owner: account }));
-    b.reject(Command::CreateAccount { account: u64::MAX, parent: 0, owner: 1 }, RejectReason::TooManyAccounts);
+    b.bulk((1..=ACCOUNTS_MAX as u64).map(|account| Command::CreateAccount {
+        account: AccountId(account),
+        parent: AccountId::NONE,
+        owner: account,
+    }));
+    b.reject(
+        Command::CreateAccount { account: AccountId(u64::MAX), parent: AccountId::NONE, owner: 1 },
+        RejectReason::TooManyAccounts,
+    );
 }
 
 /// A trader at its open-order limit is refused one more order that could stay live (not an
@@ -163,31 +170,32 @@ fn too_many_accounts() {
 #[test]
 fn too_many_open_orders_then_cancel_all_cancels_them_all() {
     let mut b = Bench::new();
-    b.trader(1, 1, 1_000_000_000, 0);
-    b.trader(2, 2, 0, 100_000_000);
+    b.trader(AccountId(1), 1, 1_000_000_000, 0);
+    b.trader(AccountId(2), 2, 0, 100_000_000);
     // Bids at 1..=100 ticks, 100 orders each: 1 USDT minor unit per lot per tick.
     let price = |i: usize| (i % 100) as i64 + 1;
-    b.bulk((0..ACCOUNT_OPEN_ORDERS_MAX).map(|i| Command::PlaceOrder(limit(1, Buy, price(i), 1))));
-    assert_eq!(b.engine.open_orders(1).unwrap().len(), ACCOUNT_OPEN_ORDERS_MAX);
-    let held = b.engine.balance_of(1, USDT).unwrap().held;
+    b.bulk((0..ACCOUNT_OPEN_ORDERS_MAX).map(|i| Command::PlaceOrder(limit(AccountId(1), Buy, price(i), 1))));
+    assert_eq!(b.engine.open_orders(AccountId(1)).unwrap().len(), ACCOUNT_OPEN_ORDERS_MAX);
+    let held = b.engine.balance_of(AccountId(1), USDT).unwrap().held;
 
-    b.reject(Command::PlaceOrder(limit(1, Buy, 50, 1)), RejectReason::TooManyOpenOrders);
-    let stop = NewOrder { order_type: OrderType::StopLimit, stop_price: 200 * TICK, ..limit(1, Buy, 200, 1) };
+    b.reject(Command::PlaceOrder(limit(AccountId(1), Buy, 50, 1)), RejectReason::TooManyOpenOrders);
+    let stop =
+        NewOrder { order_type: OrderType::StopLimit, stop_price: 200 * TICK, ..limit(AccountId(1), Buy, 200, 1) };
     b.reject(Command::PlaceOrder(stop), RejectReason::TooManyOpenOrders);
     // An IOC never stays live, so it is not counted: it takes 1 lot of a seller's ask at 101.
-    b.place(limit(2, Sell, 101, 1));
-    let ioc = NewOrder { tif: TimeInForce::Ioc, ..limit(1, Buy, 101, 1) };
+    b.place(limit(AccountId(2), Sell, 101, 1));
+    let ioc = NewOrder { tif: TimeInForce::Ioc, ..limit(AccountId(1), Buy, 101, 1) };
     assert_eq!(trades(&b.place(ioc)), 1);
 
-    let events = b.ok(Command::CancelAll { account: 1, symbol: 0 });
+    let events = b.ok(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL });
     assert_eq!(count(&events, ExecKind::Cancelled), ACCOUNT_OPEN_ORDERS_MAX);
     assert_eq!(events.len(), 2 * ACCOUNT_OPEN_ORDERS_MAX, "a release and a report per order");
     assert!(events.len() <= EVENTS_PER_COMMAND_MAX);
-    assert!(b.engine.open_orders(1).unwrap().is_empty());
-    assert_eq!(b.engine.balance_of(1, USDT).unwrap().held, 0);
+    assert!(b.engine.open_orders(AccountId(1)).unwrap().is_empty());
+    assert_eq!(b.engine.balance_of(AccountId(1), USDT).unwrap().held, 0);
     assert!(held > 0);
     // Room again.
-    b.place(limit(1, Buy, 50, 1));
+    b.place(limit(AccountId(1), Buy, 50, 1));
 }
 
 /// Resting orders and waiting stops of a symbol count together against `SYMBOL_ORDERS_MAX`.
@@ -196,25 +204,25 @@ fn symbol_orders_full() {
     let mut b = Bench::new();
     let accounts = SYMBOL_ORDERS_MAX.div_ceil(ACCOUNT_OPEN_ORDERS_MAX) as u64;
     for account in 1..=accounts + 1 {
-        b.trader(account, account, 1_000_000_000, 1_000_000_000);
+        b.trader(AccountId(account), account, 1_000_000_000, 1_000_000_000);
     }
     // All but one as resting bids at one price (2 ticks), the last one a waiting sell stop
     // (at 1 tick, so trades at 2 do not fire it).
     let orders = (0..SYMBOL_ORDERS_MAX - 1).map(|i| {
         let account = 1 + (i / ACCOUNT_OPEN_ORDERS_MAX) as u64;
-        Command::PlaceOrder(limit(account, Buy, 2, 1))
+        Command::PlaceOrder(limit(AccountId(account), Buy, 2, 1))
     });
     b.bulk(orders);
-    b.place(stop_market_sell(accounts, 1, 1));
+    b.place(stop_market_sell(AccountId(accounts), 1, 1));
     let free = accounts + 1;
-    b.reject(Command::PlaceOrder(limit(free, Buy, 2, 1)), RejectReason::SymbolOrdersFull);
-    b.reject(Command::PlaceOrder(limit(free, Sell, 3, 1)), RejectReason::SymbolOrdersFull);
-    b.reject(Command::PlaceOrder(stop_market_sell(free, 1, 1)), RejectReason::SymbolOrdersFull);
+    b.reject(Command::PlaceOrder(limit(AccountId(free), Buy, 2, 1)), RejectReason::SymbolOrdersFull);
+    b.reject(Command::PlaceOrder(limit(AccountId(free), Sell, 3, 1)), RejectReason::SymbolOrdersFull);
+    b.reject(Command::PlaceOrder(stop_market_sell(AccountId(free), 1, 1)), RejectReason::SymbolOrdersFull);
     // An IOC that trades is fine: it never rests.
-    let ioc = NewOrder { tif: TimeInForce::Ioc, ..limit(free, Sell, 2, 1) };
+    let ioc = NewOrder { tif: TimeInForce::Ioc, ..limit(AccountId(free), Sell, 2, 1) };
     assert_eq!(trades(&b.place(ioc)), 1);
     // Which made room for one.
-    b.place(limit(free, Buy, 2, 1));
+    b.place(limit(AccountId(free), Buy, 2, 1));
 }
 
 /// The largest stop cascade: `SYMBOL_STOPS_MAX` stops at one price, all fired by one trade.
@@ -223,18 +231,19 @@ fn symbol_orders_full() {
 #[test]
 fn too_many_stops_and_the_largest_cascade() {
     let mut b = Bench::new();
-    b.trader(1, 1, 0, 1_000_000_000); // the stops' owner: 10,000 lots of BTC held by its stops
-    b.trader(2, 2, 0, 1_000_000_000);
-    b.trader(3, 3, 1_000_000_000_000, 0);
-    b.trader(4, 4, 0, 1_000_000_000);
-    b.bulk((0..SYMBOL_STOPS_MAX).map(|_| Command::PlaceOrder(stop_market_sell(1, 100, 1))));
-    b.reject(Command::PlaceOrder(stop_market_sell(2, 100, 1)), RejectReason::TooManyStops);
-    let stop_limit = NewOrder { order_type: OrderType::StopLimit, tif: TimeInForce::Gtc, ..limit(2, Sell, 90, 1) };
+    b.trader(AccountId(1), 1, 0, 1_000_000_000); // the stops' owner: 10,000 lots of BTC held by its stops
+    b.trader(AccountId(2), 2, 0, 1_000_000_000);
+    b.trader(AccountId(3), 3, 1_000_000_000_000, 0);
+    b.trader(AccountId(4), 4, 0, 1_000_000_000);
+    b.bulk((0..SYMBOL_STOPS_MAX).map(|_| Command::PlaceOrder(stop_market_sell(AccountId(1), 100, 1))));
+    b.reject(Command::PlaceOrder(stop_market_sell(AccountId(2), 100, 1)), RejectReason::TooManyStops);
+    let stop_limit =
+        NewOrder { order_type: OrderType::StopLimit, tif: TimeInForce::Gtc, ..limit(AccountId(2), Sell, 90, 1) };
     b.reject(Command::PlaceOrder(NewOrder { stop_price: 100 * TICK, ..stop_limit }), RejectReason::TooManyStops);
 
     // A bid large enough for every stop, then a sale at 100 fires them all.
-    b.place(limit(3, Buy, 100, 2 * SYMBOL_STOPS_MAX as i64));
-    let events = b.place(limit(4, Sell, 100, 1));
+    b.place(limit(AccountId(3), Buy, 100, 2 * SYMBOL_STOPS_MAX as i64));
+    let events = b.place(limit(AccountId(4), Sell, 100, 1));
     assert!(events.len() <= EVENTS_PER_COMMAND_MAX, "{} events", events.len());
     assert_eq!(count(&events, ExecKind::Triggered), SYMBOL_STOPS_MAX);
     assert_eq!(trades(&events), COMMAND_MATCHES_MAX);
@@ -247,10 +256,10 @@ fn too_many_stops_and_the_largest_cascade() {
         })
         .collect();
     assert_eq!(expired.len(), 1, "the last stop found no match left");
-    assert!(b.engine.open_orders(1).unwrap().is_empty());
-    assert_eq!(b.engine.balance_of(1, BTC).unwrap().held, 0);
+    assert!(b.engine.open_orders(AccountId(1)).unwrap().is_empty());
+    assert_eq!(b.engine.balance_of(AccountId(1), BTC).unwrap().held, 0);
     // A fresh command has a fresh budget.
-    assert_eq!(trades(&b.place(limit(4, Sell, 100, 1))), 1);
+    assert_eq!(trades(&b.place(limit(AccountId(4), Sell, 100, 1))), 1);
 }
 
 /// A taker meeting more makers than the match budget fills `COMMAND_MATCHES_MAX` of them and
@@ -260,24 +269,24 @@ fn too_many_stops_and_the_largest_cascade() {
 fn the_match_budget_ends_a_sweep() {
     let mut b = Bench::new();
     let makers = COMMAND_MATCHES_MAX + 5;
-    b.trader(1, 1, 0, 1_000_000_000);
-    b.trader(2, 2, 0, 1_000_000_000);
-    b.trader(3, 3, 1_000_000_000_000, 0);
+    b.trader(AccountId(1), 1, 0, 1_000_000_000);
+    b.trader(AccountId(2), 2, 0, 1_000_000_000);
+    b.trader(AccountId(3), 3, 1_000_000_000_000, 0);
     let maker = |i: usize| 1 + (i / ACCOUNT_OPEN_ORDERS_MAX) as u64;
-    b.bulk((0..makers).map(|i| Command::PlaceOrder(limit(maker(i), Sell, 100, 1))));
+    b.bulk((0..makers).map(|i| Command::PlaceOrder(limit(AccountId(maker(i)), Sell, 100, 1))));
 
-    let fok = NewOrder { tif: TimeInForce::Fok, ..limit(3, Buy, 100, makers as i64) };
+    let fok = NewOrder { tif: TimeInForce::Fok, ..limit(AccountId(3), Buy, 100, makers as i64) };
     let events = b.place(fok);
     assert_eq!((trades(&events), count(&events, ExecKind::Expired)), (0, 1));
 
-    let events = b.place(limit(3, Buy, 100, makers as i64));
+    let events = b.place(limit(AccountId(3), Buy, 100, makers as i64));
     assert_eq!(trades(&events), COMMAND_MATCHES_MAX);
     assert_eq!(count(&events, ExecKind::Expired), 1);
     assert!(events.len() <= EVENTS_PER_COMMAND_MAX);
-    assert!(b.engine.open_orders(3).unwrap().is_empty(), "the remainder did not rest");
+    assert!(b.engine.open_orders(AccountId(3)).unwrap().is_empty(), "the remainder did not rest");
     assert_eq!(b.engine.depth(SYMBOL, 1).unwrap().1[0].orders, 5);
     // The rest fill in the next command.
-    assert_eq!(trades(&b.place(limit(3, Buy, 100, 5))), 5);
+    assert_eq!(trades(&b.place(limit(AccountId(3), Buy, 100, 5))), 5);
 }
 
 /// Transfer and withdrawal references: a window of the largest per sending account, a floor
@@ -287,33 +296,54 @@ fn the_match_budget_ends_a_sweep() {
 fn reference_expired() {
     use Command::*;
     let mut b = Bench::new();
-    b.trader(1, 1, 1_000_000_000, 0);
-    b.ok(CreateAccount { account: 2, parent: 1, owner: 1 });
+    b.trader(AccountId(1), 1, 1_000_000_000, 0);
+    b.ok(CreateAccount { account: AccountId(2), parent: AccountId(1), owner: 1 });
     let kept = ACCOUNT_TRANSFER_REFS_KEPT as u64;
-    b.bulk((1..=kept + 1).map(|client_ref| Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref }));
+    b.bulk((1..=kept + 1).map(|client_ref| Transfer {
+        from: AccountId(1),
+        to: AccountId(2),
+        asset: USDT,
+        amount: 1,
+        client_ref,
+    }));
     // Ref 1 was the smallest: forgotten, so the floor is 1.
-    b.reject(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: 1 }, RejectReason::ReferenceExpired);
-    b.reject(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: 0 }, RejectReason::ReferenceExpired);
-    b.reject(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: 2 }, RejectReason::DuplicateTransferRef);
-    b.ok(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: kept + 10 });
+    b.reject(
+        Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: 1 },
+        RejectReason::ReferenceExpired,
+    );
+    b.reject(
+        Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: 0 },
+        RejectReason::ReferenceExpired,
+    );
+    b.reject(
+        Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: 2 },
+        RejectReason::DuplicateTransferRef,
+    );
+    b.ok(Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: kept + 10 });
     // The window is per sending account: account 2 may use ref 1.
-    b.ok(Transfer { from: 2, to: 1, asset: USDT, amount: 1, client_ref: 1 });
+    b.ok(Transfer { from: AccountId(2), to: AccountId(1), asset: USDT, amount: 1, client_ref: 1 });
     // Out of order within the window is fine: kept + 5 is above the floor (now 2).
-    b.ok(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: kept + 5 });
-    b.reject(Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: 3 }, RejectReason::ReferenceExpired);
+    b.ok(Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: kept + 5 });
+    b.reject(
+        Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: 3 },
+        RejectReason::ReferenceExpired,
+    );
 
     let kept = ACCOUNT_WITHDRAWAL_REFS_KEPT as u64;
     for client_ref in 1..=kept + 1 {
-        b.ok(WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref });
+        b.ok(WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref });
         let id = b.seq;
         b.ok(WithdrawApprove { withdrawal_id: id });
     }
-    b.reject(WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: 1 }, RejectReason::ReferenceExpired);
     b.reject(
-        WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: 2 },
+        WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: 1 },
+        RejectReason::ReferenceExpired,
+    );
+    b.reject(
+        WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: 2 },
         RejectReason::DuplicateWithdrawalRef,
     );
-    b.ok(WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: kept + 2 });
+    b.ok(WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: kept + 2 });
 
     // The windows' floors are state: they survive a snapshot, and change the hash only once set.
     let mut bytes = Vec::new();
@@ -322,7 +352,7 @@ fn reference_expired() {
     assert_eq!(restored.state_hash(), b.engine.state_hash());
     let mut restored = restored;
     let mut events = Vec::new();
-    let expired = Transfer { from: 1, to: 2, asset: USDT, amount: 1, client_ref: 1 };
+    let expired = Transfer { from: AccountId(1), to: AccountId(2), asset: USDT, amount: 1, client_ref: 1 };
     restored.apply(b.seq + 1, 0, &expired, &mut events);
     assert_eq!(events, vec![Event::Rejected { reason: RejectReason::ReferenceExpired }]);
 }
@@ -332,25 +362,31 @@ fn reference_expired() {
 fn deposit_references_expire_below_the_floor() {
     use Command::*;
     let mut b = Bench::new();
-    b.ok(CreateAccount { account: 1, parent: 0, owner: 1 });
+    b.ok(CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
     let kept = DEPOSIT_REFS_KEPT as u64;
-    b.bulk((1..=kept + 1).map(|external_ref| Deposit { account: 1, asset: USDT, amount: 1, external_ref }));
-    b.reject(Deposit { account: 1, asset: USDT, amount: 1, external_ref: 1 }, RejectReason::ReferenceExpired);
-    b.reject(Deposit { account: 1, asset: USDT, amount: 1, external_ref: 2 }, RejectReason::DuplicateDepositRef);
-    b.ok(Deposit { account: 1, asset: USDT, amount: 1, external_ref: kept + 2 });
-    assert_eq!(b.engine.balance_of(1, USDT).unwrap().available, kept as i64 + 2);
+    b.bulk((1..=kept + 1).map(|external_ref| Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref }));
+    b.reject(
+        Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref: 1 },
+        RejectReason::ReferenceExpired,
+    );
+    b.reject(
+        Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref: 2 },
+        RejectReason::DuplicateDepositRef,
+    );
+    b.ok(Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref: kept + 2 });
+    assert_eq!(b.engine.balance_of(AccountId(1), USDT).unwrap().available, kept as i64 + 2);
 }
 
 #[test]
 fn too_many_pending_withdrawals() {
     use Command::*;
     let mut b = Bench::new();
-    b.trader(1, 1, 1_000_000, 0);
+    b.trader(AccountId(1), 1, 1_000_000, 0);
     let max = ACCOUNT_PENDING_WITHDRAWALS_MAX as u64;
-    b.bulk((1..=max).map(|client_ref| WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref }));
+    b.bulk((1..=max).map(|client_ref| WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref }));
     let first = b.seq - max + 1;
     b.reject(
-        WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: max + 1 },
+        WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: max + 1 },
         RejectReason::TooManyPendingWithdrawals,
     );
     // Deciding one makes room; the pending count is derived state and survives a snapshot.
@@ -358,9 +394,9 @@ fn too_many_pending_withdrawals() {
     let mut bytes = Vec::new();
     b.engine.encode_state(&mut bytes);
     b.engine = Engine::decode_state(&bytes).unwrap();
-    b.ok(WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: max + 1 });
+    b.ok(WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: max + 1 });
     b.reject(
-        WithdrawRequest { account: 1, asset: USDT, amount: 1, client_ref: max + 2 },
+        WithdrawRequest { account: AccountId(1), asset: USDT, amount: 1, client_ref: max + 2 },
         RejectReason::TooManyPendingWithdrawals,
     );
 }
@@ -378,18 +414,18 @@ fn wide_spec() -> SymbolSpec {
 fn huge_deposits_are_rejected_not_wrapped() {
     use Command::*;
     let mut b = Bench::new();
-    b.ok(CreateAccount { account: 1, parent: 0, owner: 1 });
-    b.ok(CreateAccount { account: 2, parent: 0, owner: 2 });
-    b.ok(Deposit { account: 1, asset: USDT, amount: i64::MAX - 5, external_ref: 1 });
-    b.ok(Deposit { account: 2, asset: USDT, amount: 5, external_ref: 2 });
+    b.ok(CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
+    b.ok(CreateAccount { account: AccountId(2), parent: AccountId::NONE, owner: 2 });
+    b.ok(Deposit { account: AccountId(1), asset: USDT, amount: i64::MAX - 5, external_ref: 1 });
+    b.ok(Deposit { account: AccountId(2), asset: USDT, amount: 5, external_ref: 2 });
     // The supply is exactly i64::MAX: one more unit anywhere is an overflow.
-    b.reject(Deposit { account: 2, asset: USDT, amount: 1, external_ref: 3 }, RejectReason::Overflow);
-    b.reject(Deposit { account: 1, asset: USDT, amount: i64::MAX, external_ref: 3 }, RejectReason::Overflow);
+    b.reject(Deposit { account: AccountId(2), asset: USDT, amount: 1, external_ref: 3 }, RejectReason::Overflow);
+    b.reject(Deposit { account: AccountId(1), asset: USDT, amount: i64::MAX, external_ref: 3 }, RejectReason::Overflow);
     // Withdrawing makes room again.
-    b.ok(WithdrawRequest { account: 2, asset: USDT, amount: 5, client_ref: 1 });
+    b.ok(WithdrawRequest { account: AccountId(2), asset: USDT, amount: 5, client_ref: 1 });
     let id = b.seq;
     b.ok(WithdrawApprove { withdrawal_id: id });
-    b.ok(Deposit { account: 2, asset: USDT, amount: 5, external_ref: 3 });
+    b.ok(Deposit { account: AccountId(2), asset: USDT, amount: 5, external_ref: 3 });
     assert_eq!(b.engine.asset_totals(USDT).unwrap().supply(), i64::MAX);
 }
 
@@ -397,22 +433,23 @@ fn huge_deposits_are_rejected_not_wrapped() {
 fn huge_price_times_quantity_is_rejected_not_wrapped() {
     let mut b = Bench::new();
     b.ok(Command::UpdateSymbol(wide_spec()));
-    b.trader(1, 1, i64::MAX, i64::MAX);
+    b.trader(AccountId(1), 1, i64::MAX, i64::MAX);
     let lots = i64::MAX / LOT;
     let max_ticks = i64::MAX / TICK;
     // Every field is valid on its own; the notionals are far beyond an i64.
-    b.reject(Command::PlaceOrder(limit(1, Buy, max_ticks, lots)), RejectReason::Overflow);
-    b.reject(Command::PlaceOrder(limit(1, Sell, max_ticks, lots)), RejectReason::Overflow);
+    b.reject(Command::PlaceOrder(limit(AccountId(1), Buy, max_ticks, lots)), RejectReason::Overflow);
+    b.reject(Command::PlaceOrder(limit(AccountId(1), Sell, max_ticks, lots)), RejectReason::Overflow);
     // The boundary: lots * 10,000 ticks fits an i64 (lots is i64::MAX / 10,000), 10,001 does not.
-    b.reject(Command::PlaceOrder(limit(1, Buy, 10_001, lots)), RejectReason::Overflow);
+    b.reject(Command::PlaceOrder(limit(AccountId(1), Buy, 10_001, lots)), RejectReason::Overflow);
     // Amending to such a size is refused the same way.
-    b.place(limit(1, Buy, 1, 1));
+    b.place(limit(AccountId(1), Buy, 1, 1));
     let id = b.seq;
-    let amend = Command::AmendOrder { account: 1, order_id: id, price: max_ticks * TICK, qty: lots * LOT };
+    let amend =
+        Command::AmendOrder { account: AccountId(1), order_id: OrderId(id), price: max_ticks * TICK, qty: lots * LOT };
     b.reject(amend, RejectReason::Overflow);
-    b.ok(Command::CancelOrder { account: 1, order_id: id });
-    let events = b.place(limit(1, Buy, 10_000, lots));
-    let held = b.engine.balance_of(1, USDT).unwrap().held;
+    b.ok(Command::CancelOrder { account: AccountId(1), order_id: OrderId(id) });
+    let events = b.place(limit(AccountId(1), Buy, 10_000, lots));
+    let held = b.engine.balance_of(AccountId(1), USDT).unwrap().held;
     assert_eq!(held, 10_000 * lots, "{events:?}");
 }
 
@@ -425,27 +462,31 @@ fn extreme_market_buys_fill_exactly() {
     const WHOLE: i64 = 100_000_000;
     let mut b = Bench::new();
     let spec2 = SymbolSpec {
-        symbol: 2,
+        symbol: SymbolId(2),
         tick_size: 1,
         lot_size: WHOLE,
         min_qty: WHOLE,
         max_order_qty: i64::MAX / WHOLE * WHOLE,
         maker_fee_ppm: 999_999,
         taker_fee_ppm: 999_999,
-        ..spec(2)
+        ..spec(SymbolId(2))
     };
     b.ok(Command::CreateSymbol(spec2));
-    b.trader(1, 1, 0, i64::MAX);
-    b.trader(2, 2, i64::MAX, 0);
+    b.trader(AccountId(1), 1, 0, i64::MAX);
+    b.trader(AccountId(2), 2, i64::MAX, 0);
     let price = i64::MAX / 4;
-    let order =
-        |account, side, price, lots| NewOrder { symbol: 2, price, qty: lots * WHOLE, ..limit(account, side, 0, 0) };
-    b.place(order(1, Sell, price, 3));
+    let order = |account, side, price, lots| NewOrder {
+        symbol: SymbolId(2),
+        price,
+        qty: lots * WHOLE,
+        ..limit(account, side, 0, 0)
+    };
+    b.place(order(AccountId(1), Sell, price, 3));
     let market = NewOrder {
         order_type: OrderType::Market,
         tif: TimeInForce::Ioc,
         quote_budget: i64::MAX,
-        ..order(2, Buy, 0, i64::MAX / WHOLE)
+        ..order(AccountId(2), Buy, 0, i64::MAX / WHOLE)
     };
     let events = b.place(market);
     // The most lots k with k * price + fee(k * price) <= i64::MAX, worked out in i128.
@@ -455,6 +496,6 @@ fn extreme_market_buys_fill_exactly() {
     let fill = events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).unwrap();
     assert_eq!((fill.qty, fill.quote_qty), (2 * WHOLE, 2 * price));
     assert_eq!(fill.taker_fee as i128, cost(2) - 2 * price as i128);
-    let buyer = b.engine.balance_of(2, USDT).unwrap();
+    let buyer = b.engine.balance_of(AccountId(2), USDT).unwrap();
     assert_eq!((buyer.available as i128, buyer.held), (i64::MAX as i128 - cost(2), 0));
 }

@@ -34,21 +34,35 @@ use seqd::engine::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Asset ids the operations pick from: the two real ones and one that never exists.
-const ASSET_CHOICES: [AssetId; 3] = [1, 2, 7];
+const ASSET_CHOICES: [AssetId; 3] = [AssetId(1), AssetId(2), AssetId(7)];
 /// Accounts the operations pick from: six created up front, four that `CreateAccount` operations
 /// may create, and one that never exists.
-const POOL: [AccountId; 11] = [101, 102, 103, 201, 202, 301, 104, 105, 203, 401, 999];
+const POOL: [AccountId; 11] = [
+    AccountId(101),
+    AccountId(102),
+    AccountId(103),
+    AccountId(201),
+    AccountId(202),
+    AccountId(301),
+    AccountId(104),
+    AccountId(105),
+    AccountId(203),
+    AccountId(401),
+    AccountId(999),
+];
 /// Ids `CreateAccount` operations try (0 and 101 are always rejected).
-const NEW_ACCOUNTS: [AccountId; 6] = [104, 105, 203, 401, 101, 0];
-const NEW_PARENTS: [AccountId; 7] = [0, 101, 102, 103, 201, 999, 104];
+const NEW_ACCOUNTS: [AccountId; 6] =
+    [AccountId(104), AccountId(105), AccountId(203), AccountId(401), AccountId(101), AccountId::NONE];
+const NEW_PARENTS: [AccountId; 7] =
+    [AccountId::NONE, AccountId(101), AccountId(102), AccountId(103), AccountId(201), AccountId(999), AccountId(104)];
 const FEES: [u32; 6] = [0, 200, 1_000, 2_500, 10_000, 40_000];
 
 fn spec1() -> SymbolSpec {
     // base 1 (scale 8), quote 2 (scale 6): one lot at one tick = 1 quote minor unit.
     SymbolSpec {
-        symbol: 1,
-        base: 1,
-        quote: 2,
+        symbol: SymbolId(1),
+        base: AssetId(1),
+        quote: AssetId(2),
         tick_size: 10_000,
         lot_size: 10_000,
         min_qty: 20_000,
@@ -63,9 +77,9 @@ fn spec1() -> SymbolSpec {
 fn spec2() -> SymbolSpec {
     // base 2 (scale 6), quote 1 (scale 8): one lot at one tick = 5 quote minor units.
     SymbolSpec {
-        symbol: 2,
-        base: 2,
-        quote: 1,
+        symbol: SymbolId(2),
+        base: AssetId(2),
+        quote: AssetId(1),
         tick_size: 1_000,
         lot_size: 5_000,
         min_qty: 5_000,
@@ -80,7 +94,7 @@ fn spec2() -> SymbolSpec {
 /// (tick, lot, mid price in ticks) used to build prices for a symbol id (unknown ids use symbol 1's).
 fn grid(symbol: SymbolId) -> (i64, i64, i64) {
     match symbol {
-        2 => (1_000, 5_000, 60),
+        SymbolId(2) => (1_000, 5_000, 60),
         _ => (10_000, 10_000, 100),
     }
 }
@@ -386,7 +400,7 @@ impl Model {
     }
 
     fn root(&self, mut account: AccountId) -> AccountId {
-        while self.accounts[&account].parent != 0 {
+        while self.accounts[&account].parent != AccountId::NONE {
             account = self.accounts[&account].parent;
         }
         account
@@ -398,7 +412,7 @@ impl Model {
                 return true;
             }
             account = self.accounts[&account].parent;
-            if account == 0 {
+            if account == AccountId::NONE {
                 return false;
             }
         }
@@ -445,7 +459,7 @@ impl Model {
             | Command::AmendOrder { account, .. }
             | Command::SetAccountStatus { account, .. } => (vec![account], vec![], vec![]),
             Command::CancelAll { account, symbol } => {
-                (vec![account], vec![symbol].into_iter().filter(|&s| s != 0).collect(), vec![])
+                (vec![account], vec![symbol].into_iter().filter(|&s| s != SymbolId::ALL).collect(), vec![])
             }
             Command::SetSymbolStatus { symbol, .. } | Command::UpdateSymbol(SymbolSpec { symbol, .. }) => {
                 (vec![], vec![symbol], vec![])
@@ -643,9 +657,9 @@ impl Model {
                 }
                 _ => Some(false),
             },
-            Command::CancelAll { account, symbol } => {
-                Some(self.accounts.contains_key(account) && (*symbol == 0 || self.symbols.contains_key(symbol)))
-            }
+            Command::CancelAll { account, symbol } => Some(
+                self.accounts.contains_key(account) && (*symbol == SymbolId::ALL || self.symbols.contains_key(symbol)),
+            ),
             Command::SetAccountStatus { account, .. } => Some(self.accounts.contains_key(account)),
             Command::SetSymbolStatus { symbol, .. } => Some(self.symbols.contains_key(symbol)),
             _ => None,
@@ -681,7 +695,9 @@ impl Model {
         // Command-specific outcomes.
         match cmd {
             Command::PlaceOrder(_) => ensure!(
-                events.iter().any(|e| matches!(e, Event::Order(r) if r.order_id == seq && r.exec == ExecKind::New)),
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::Order(r) if r.order_id == OrderId(seq) && r.exec == ExecKind::New)),
                 "an accepted order has no New report with id = its sequence"
             ),
             Command::CancelOrder { order_id, .. } => ensure!(
@@ -704,7 +720,7 @@ impl Model {
                     ensure!(
                         !(is_live(m.last.status)
                             && m.last.account == *account
-                            && (*symbol == 0 || m.last.symbol == *symbol)),
+                            && (*symbol == SymbolId::ALL || m.last.symbol == *symbol)),
                         "cancel-all left order {} live",
                         m.last.order_id
                     );
@@ -736,8 +752,8 @@ impl Model {
                 self.symbols.insert(spec.symbol, (spec, status));
             }
             Event::AccountCreated { account, parent, owner } => {
-                ensure!(!self.accounts.contains_key(&account) && account != 0, "account created twice");
-                if parent != 0 {
+                ensure!(!self.accounts.contains_key(&account) && account != AccountId::NONE, "account created twice");
+                if parent != AccountId::NONE {
                     let p = self.accounts.get(&parent).ok_or("parent unknown")?;
                     ensure!(p.owner == owner, "child owner differs from parent's");
                 }
@@ -763,12 +779,12 @@ impl Model {
                         ensure!((e.kind == LedgerKind::Hold) == (e.held_delta > 0), "hold/release sign");
                         if e.ref_kind == RefKind::Order {
                             // The New report follows the placement hold, so the order may be unknown yet.
-                            if let Some(m) = self.orders.get(&e.ref_id) {
+                            if let Some(m) = self.orders.get(&OrderId(e.ref_id)) {
                                 ensure!(m.last.account == e.account, "hold for another account's order");
                             } else {
                                 ensure!(e.ref_id == seq, "hold for an unknown order {}", e.ref_id);
                             }
-                            *self.order_held.entry(e.ref_id).or_default() += e.held_delta;
+                            *self.order_held.entry(OrderId(e.ref_id)).or_default() += e.held_delta;
                         } else {
                             ensure!(e.ref_kind == RefKind::Withdrawal, "hold with ref kind {:?}", e.ref_kind);
                         }
@@ -832,7 +848,7 @@ impl Model {
                 return Err("New report for a command that places no order".into());
             };
             ensure!(
-                r.order_id == seq && !self.orders.contains_key(&seq),
+                r.order_id == OrderId(seq) && !self.orders.contains_key(&OrderId(seq)),
                 "New report with id {} at seq {seq}",
                 r.order_id
             );
@@ -849,25 +865,25 @@ impl Model {
             let spec = self.spec(r.symbol);
             let cap = spec.maker_fee_ppm.max(spec.taker_fee_ppm);
             let initial_hold = self.expected_initial_hold(&r, &o, cap)?;
-            let held = self.order_held.get(&seq).copied().unwrap_or(0);
+            let held = self.order_held.get(&OrderId(seq)).copied().unwrap_or(0);
             ensure!(held == initial_hold, "order holds {held}, expected {initial_hold}");
             self.orders.insert(
-                seq,
+                OrderId(seq),
                 OrderModel {
                     cmd: o,
                     last: r,
                     waiting: o.order_type.is_stop(),
                     fee_cap: cap,
                     initial_hold,
-                    queue_key: (seq, 0, seq),
+                    queue_key: (seq, 0, OrderId(seq)),
                     traded_qty: 0,
                     traded_quote: 0,
                     fees: 0,
                 },
             );
-            self.order_ids.push(seq);
+            self.order_ids.push(OrderId(seq));
             if !o.order_type.is_stop() {
-                self.taker_now = Some(seq);
+                self.taker_now = Some(OrderId(seq));
             }
             self.stats.placed += 1;
             return Ok(());
@@ -1115,8 +1131,8 @@ impl Model {
     }
 
     fn observe_trade(&mut self, seq: Seq, cmd: &Command, t: Trade) -> Result<(), String> {
-        ensure!(t.trade_id == self.last_trade_id + 1, "trade id {} after {}", t.trade_id, self.last_trade_id);
-        self.last_trade_id = t.trade_id;
+        ensure!(t.trade_id == TradeId(self.last_trade_id + 1), "trade id {} after {}", t.trade_id, self.last_trade_id);
+        self.last_trade_id = t.trade_id.0;
         self.stats.trades += 1;
         let spec = self.spec(t.symbol);
         ensure!(self.symbols[&t.symbol].1 == SymbolStatus::Trading, "trade on a halted symbol");
@@ -1131,11 +1147,11 @@ impl Model {
         // Only the command's own order (placed or re-priced) or a stop it triggered takes.
         let own_order = match *cmd {
             Command::PlaceOrder(_) => seq,
-            Command::AmendOrder { order_id, .. } => order_id,
+            Command::AmendOrder { order_id, .. } => order_id.0,
             _ => 0,
         };
         ensure!(
-            t.taker_order == own_order || self.triggered_now.contains(&t.taker_order),
+            t.taker_order == OrderId(own_order) || self.triggered_now.contains(&t.taker_order),
             "order {} took liquidity outside its own command",
             t.taker_order
         );
@@ -1179,14 +1195,14 @@ impl Model {
             (&taker, &maker, taker_fee, maker_fee)
         };
         let mut expected: BTreeMap<(u64, AccountId, AssetId), (i64, i64)> = BTreeMap::new();
-        expected.insert((t.trade_id, buyer.last.account, spec.quote), (0, -(quote + buyer_fee)));
-        expected.insert((t.trade_id, buyer.last.account, spec.base), (t.qty, 0));
-        expected.insert((t.trade_id, seller.last.account, spec.base), (0, -t.qty));
-        expected.insert((t.trade_id, seller.last.account, spec.quote), (quote - seller_fee, 0));
+        expected.insert((t.trade_id.0, buyer.last.account, spec.quote), (0, -(quote + buyer_fee)));
+        expected.insert((t.trade_id.0, buyer.last.account, spec.base), (t.qty, 0));
+        expected.insert((t.trade_id.0, seller.last.account, spec.base), (0, -t.qty));
+        expected.insert((t.trade_id.0, seller.last.account, spec.quote), (quote - seller_fee, 0));
         expected.retain(|_, v| *v != (0, 0));
         let got: BTreeMap<_, _> = self
             .trade_ledger
-            .range((t.trade_id, 0, 0)..=(t.trade_id, u64::MAX, u32::MAX))
+            .range((t.trade_id.0, AccountId::NONE, AssetId::NONE)..=(t.trade_id.0, AccountId::MAX, AssetId::MAX))
             .map(|(k, v)| (*k, *v))
             .collect();
         ensure!(got == expected, "trade ledger {got:?} != expected {expected:?}");
@@ -1355,12 +1371,12 @@ impl Model {
 
 fn prefix(two_symbols: bool) -> Vec<Command> {
     let mut v = vec![
-        Command::CreateAsset { asset: 1, scale: 8 },
-        Command::CreateAsset { asset: 2, scale: 6 },
-        Command::CreateAsset { asset: 1, scale: 2 }, // duplicate: rejected
+        Command::CreateAsset { asset: AssetId(1), scale: 8 },
+        Command::CreateAsset { asset: AssetId(2), scale: 6 },
+        Command::CreateAsset { asset: AssetId(1), scale: 2 }, // duplicate: rejected
         Command::CreateSymbol(spec1()),
         // tick * lot is not a multiple of 10^8: rejected
-        Command::CreateSymbol(SymbolSpec { symbol: 3, tick_size: 1, lot_size: 1, ..spec1() }),
+        Command::CreateSymbol(SymbolSpec { symbol: SymbolId(3), tick_size: 1, lot_size: 1, ..spec1() }),
     ];
     if two_symbols {
         v.push(Command::CreateSymbol(spec2()));
@@ -1368,27 +1384,27 @@ fn prefix(two_symbols: bool) -> Vec<Command> {
     for (account, parent, owner) in
         [(101, 0, 1), (102, 101, 1), (103, 102, 1), (201, 0, 2), (202, 201, 2), (301, 0, 3), (204, 201, 1)]
     {
-        v.push(Command::CreateAccount { account, parent, owner });
+        v.push(Command::CreateAccount { account: AccountId(account), parent: AccountId(parent), owner });
     }
     for (i, &account) in POOL[..6].iter().enumerate() {
-        v.push(Command::Deposit { account, asset: 1, amount: 2_000_000, external_ref: 1_000 + i as u64 });
-        v.push(Command::Deposit { account, asset: 2, amount: 200_000, external_ref: 2_000 + i as u64 });
+        v.push(Command::Deposit { account, asset: AssetId(1), amount: 2_000_000, external_ref: 1_000 + i as u64 });
+        v.push(Command::Deposit { account, asset: AssetId(2), amount: 200_000, external_ref: 2_000 + i as u64 });
     }
     v
 }
 
 fn symbol_id(idx: usize, two_symbols: bool) -> SymbolId {
     match idx {
-        0 => 1,
-        1 if two_symbols => 2,
-        1 => 1,
-        _ => 9,
+        0 => SymbolId(1),
+        1 if two_symbols => SymbolId(2),
+        1 => SymbolId(1),
+        _ => SymbolId(9),
     }
 }
 
 /// Amounts in asset 2 (scale 6) are scaled down to match its smaller unit sizes.
 fn scaled(asset: AssetId, amount: i64) -> i64 {
-    if asset == 2 {
+    if asset == AssetId(2) {
         amount / 10
     } else {
         amount
@@ -1486,7 +1502,7 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
             })
         }
         Op::Cancel { pick, by_owner } => {
-            let order_id = pick_order(model, pick).unwrap_or(seq + 7);
+            let order_id = pick_order(model, pick).unwrap_or(OrderId(seq + 7));
             let account = match model.orders.get(&order_id) {
                 Some(m) if by_owner => m.last.account,
                 _ => POOL[pick % 6],
@@ -1495,16 +1511,16 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
         }
         Op::CancelClient { acct, coid } => Command::CancelByClientId { account: POOL[acct], client_order_id: coid },
         Op::CancelAll { acct, sym } => {
-            let symbol = if sym == 0 { 0 } else { symbol_id(sym - 1, two_symbols) };
+            let symbol = if sym == 0 { SymbolId::ALL } else { symbol_id(sym - 1, two_symbols) };
             Command::CancelAll { account: POOL[acct], symbol }
         }
         Op::Amend { pick, by_owner, price_off, qty_mode, lots } => {
-            let order_id = pick_order(model, pick).unwrap_or(seq + 7);
+            let order_id = pick_order(model, pick).unwrap_or(OrderId(seq + 7));
             let (account, symbol, price, qty) = match model.orders.get(&order_id) {
                 Some(m) => {
                     (if by_owner { m.last.account } else { POOL[pick % 6] }, m.last.symbol, m.last.price, m.last.qty)
                 }
-                None => (POOL[pick % 6], 1, 1_000_000, 100_000),
+                None => (POOL[pick % 6], SymbolId(1), 1_000_000, 100_000),
             };
             let (tick, lot, mid) = grid(symbol);
             let price = price_off.map_or(price, |off| (mid + off) * tick);
@@ -1543,7 +1559,7 @@ fn interpret(op: &Op, model: &Model, engine: &Engine, seq: Seq, two_symbols: boo
         Op::CreateAccount { acct, parent, owner } => {
             Command::CreateAccount { account: NEW_ACCOUNTS[acct], parent: NEW_PARENTS[parent], owner }
         }
-        Op::CreateAsset { scale } => Command::CreateAsset { asset: 7, scale },
+        Op::CreateAsset { scale } => Command::CreateAsset { asset: AssetId(7), scale },
     }
 }
 
@@ -1567,7 +1583,7 @@ type QueryViews =
 fn visible_state(engine: &Engine) -> QueryViews {
     let balances = POOL.iter().map(|&a| engine.balances(a)).collect();
     let orders = POOL.iter().map(|&a| engine.open_orders(a)).collect();
-    let depth = [1, 2].iter().map(|&s| engine.depth(s, usize::MAX)).collect();
+    let depth = [1, 2].iter().map(|&s| engine.depth(SymbolId(s), usize::MAX)).collect();
     (balances, orders, depth)
 }
 
@@ -1628,7 +1644,12 @@ fn run(two_symbols: bool, ops: &[Op]) -> Result<(Stats, usize), String> {
             // the same sequence by a command that cannot change anything, hashes the same.
             let mut probe = before;
             let mut probe_events = Vec::new();
-            probe.apply(seq, timestamp(seq), &Command::CancelOrder { account: 0, order_id: 0 }, &mut probe_events);
+            probe.apply(
+                seq,
+                timestamp(seq),
+                &Command::CancelOrder { account: AccountId::NONE, order_id: OrderId::NONE },
+                &mut probe_events,
+            );
             if probe_events != [Event::Rejected { reason: RejectReason::UnknownAccount }] {
                 return Err(context(format!("probe command was not rejected: {probe_events:?}")));
             }

@@ -21,11 +21,11 @@ use seqd::engine::*;
 use seqd::testkit::samples::gtc_limit;
 use std::collections::{BTreeMap, BTreeSet};
 
-const BTC: AssetId = 1;
-const USDT: AssetId = 2;
-const ETH: AssetId = 3;
-const BTC_USDT: SymbolId = 1;
-const ETH_USDT: SymbolId = 2;
+const BTC: AssetId = AssetId(1);
+const USDT: AssetId = AssetId(2);
+const ETH: AssetId = AssetId(3);
+const BTC_USDT: SymbolId = SymbolId(1);
+const ETH_USDT: SymbolId = SymbolId(2);
 
 /// What `Venue::trader` deposits of each asset.
 const START_USDT: i64 = usdt(10_000);
@@ -142,7 +142,7 @@ impl Venue {
         for &account in &self.accounts {
             let from_ledger: Vec<(AssetId, i64, i64)> = self
                 .ledger
-                .range((account, 0)..=(account, AssetId::MAX))
+                .range((account, AssetId::NONE)..=(account, AssetId::MAX))
                 .filter(|(_, sum)| **sum != (0, 0))
                 .map(|(&(_, asset), &(available, held))| (asset, available, held))
                 .collect();
@@ -188,7 +188,7 @@ impl Venue {
 
     /// A root account with START_USDT and START_COINS of every coin the venue has.
     fn trader(&mut self, account: AccountId, owner: u64) {
-        self.account(account, 0, owner);
+        self.account(account, AccountId::NONE, owner);
         for (asset, amount) in [(USDT, START_USDT), (BTC, START_COINS), (ETH, START_COINS)] {
             if self.engine.asset_totals(asset).is_some() {
                 self.deposit(account, asset, amount);
@@ -199,7 +199,7 @@ impl Venue {
     /// Places an order that must be accepted; its id is the command's sequence.
     fn place(&mut self, order: NewOrder) -> (OrderId, Vec<Event>) {
         let events = self.ok(Command::PlaceOrder(order));
-        (self.seq, events)
+        (OrderId(self.seq), events)
     }
 
     /// (available, held)
@@ -298,9 +298,9 @@ fn reference_data_is_created_updated_halted_and_resumed() {
     assert_eq!(v.ok(CreateAsset { asset: BTC, scale: 8 }), vec![Event::AssetCreated { asset: BTC, scale: 8 }]);
     v.ok(CreateAsset { asset: USDT, scale: 6 });
     // Scales 0 (points) and 18 are the bounds.
-    v.ok(CreateAsset { asset: 7, scale: 0 });
-    v.ok(CreateAsset { asset: 8, scale: 18 });
-    v.reject(CreateAsset { asset: 9, scale: 19 }, RejectReason::InvalidScale);
+    v.ok(CreateAsset { asset: AssetId(7), scale: 0 });
+    v.ok(CreateAsset { asset: AssetId(8), scale: 18 });
+    v.reject(CreateAsset { asset: AssetId(9), scale: 19 }, RejectReason::InvalidScale);
 
     let created = spec(BTC_USDT, BTC);
     assert_eq!(
@@ -309,11 +309,11 @@ fn reference_data_is_created_updated_halted_and_resumed() {
     );
     // 0.01 USDT (10^4) * 1 sat is not a multiple of 10^8: a lot at a tick would be a fraction.
     v.reject(
-        CreateSymbol(SymbolSpec { symbol: 5, lot_size: 1, min_qty: 1, ..created }),
+        CreateSymbol(SymbolSpec { symbol: SymbolId(5), lot_size: 1, min_qty: 1, ..created }),
         RejectReason::InvalidSymbolSpec,
     );
     // 1 USDT (10^6) * 100 sats = 10^8 is fine.
-    v.ok(CreateSymbol(SymbolSpec { symbol: 6, tick_size: usdt(1), lot_size: 100, min_qty: 100, ..created }));
+    v.ok(CreateSymbol(SymbolSpec { symbol: SymbolId(6), tick_size: usdt(1), lot_size: 100, min_qty: 100, ..created }));
 
     let updated = SymbolSpec { maker_fee_ppm: 500, taker_fee_ppm: 1_500, min_notional: usdt(5), ..created };
     assert_eq!(
@@ -323,11 +323,11 @@ fn reference_data_is_created_updated_halted_and_resumed() {
     // Base, quote, tick and lot are fixed once created.
     v.reject(UpdateSymbol(SymbolSpec { tick_size: cents(2), ..updated }), RejectReason::InvalidSymbolSpec);
     v.reject(UpdateSymbol(SymbolSpec { lot_size: lots(2), ..updated }), RejectReason::InvalidSymbolSpec);
-    v.reject(UpdateSymbol(SymbolSpec { quote: 7, ..updated }), RejectReason::InvalidSymbolSpec);
-    v.reject(UpdateSymbol(SymbolSpec { symbol: 99, ..updated }), RejectReason::UnknownSymbol);
+    v.reject(UpdateSymbol(SymbolSpec { quote: AssetId(7), ..updated }), RejectReason::InvalidSymbolSpec);
+    v.reject(UpdateSymbol(SymbolSpec { symbol: SymbolId(99), ..updated }), RejectReason::UnknownSymbol);
 
-    const M: AccountId = 1;
-    const T: AccountId = 2;
+    const M: AccountId = AccountId(1);
+    const T: AccountId = AccountId(2);
     v.trader(M, 1);
     v.trader(T, 2);
     // The update is in force: 0.04 BTC at 100 = 4 USDT is below the new 5 USDT minimum.
@@ -362,14 +362,14 @@ fn reference_data_is_created_updated_halted_and_resumed() {
 fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withdrawals() {
     // Owner 1:  FUND ─┬─ DESK ── STRAT
     //                 └─ DESK_B
-    const FUND: AccountId = 100;
-    const DESK: AccountId = 110;
-    const STRAT: AccountId = 111;
-    const DESK_B: AccountId = 120;
-    const OUTSIDER: AccountId = 200;
+    const FUND: AccountId = AccountId(100);
+    const DESK: AccountId = AccountId(110);
+    const STRAT: AccountId = AccountId(111);
+    const DESK_B: AccountId = AccountId(120);
+    const OUTSIDER: AccountId = AccountId(200);
     let mut v = Venue::new();
-    let created = v.ok(Command::CreateAccount { account: FUND, parent: 0, owner: 1 });
-    assert_eq!(created, vec![Event::AccountCreated { account: FUND, parent: 0, owner: 1 }]);
+    let created = v.ok(Command::CreateAccount { account: FUND, parent: AccountId::NONE, owner: 1 });
+    assert_eq!(created, vec![Event::AccountCreated { account: FUND, parent: AccountId::NONE, owner: 1 }]);
     v.account(DESK, FUND, 1);
     v.account(STRAT, DESK, 1);
     v.account(DESK_B, FUND, 1);
@@ -409,36 +409,36 @@ fn account_tree_keeps_subtree_totals_through_deposits_transfers_trades_and_withd
     assert_eq!(totals(&v), [1_229_950_000, 179_950_000, 79_950_000, usdt(50)]);
 
     // Accounts and subtree totals of unknown ids or assets are absent.
-    assert_eq!(v.engine.subtree_total(999, USDT), None);
-    assert_eq!(v.engine.subtree_total(FUND, 99), None);
+    assert_eq!(v.engine.subtree_total(AccountId(999), USDT), None);
+    assert_eq!(v.engine.subtree_total(FUND, AssetId(99)), None);
 }
 
 #[test]
 fn assets_created_after_accounts_reach_every_ancestor() {
     let mut v = Venue::empty();
     v.ok(Command::CreateAsset { asset: USDT, scale: 6 });
-    v.account(1, 0, 1); // root, created when one asset existed
-    v.account(2, 1, 1); // child, likewise
+    v.account(AccountId(1), AccountId::NONE, 1); // root, created when one asset existed
+    v.account(AccountId(2), AccountId(1), 1); // child, likewise
     v.ok(Command::CreateAsset { asset: BTC, scale: 8 });
-    v.deposit(1, BTC, coins(1)); // the root now has a BTC slot, the child not
-    v.account(3, 2, 1); // grandchild, created knowing BTC
-    v.deposit(3, BTC, coins(2));
-    assert_eq!([1, 2, 3].map(|a| v.subtree(a, BTC)), [coins(3), coins(2), coins(2)]);
+    v.deposit(AccountId(1), BTC, coins(1)); // the root now has a BTC slot, the child not
+    v.account(AccountId(3), AccountId(2), 1); // grandchild, created knowing BTC
+    v.deposit(AccountId(3), BTC, coins(2));
+    assert_eq!([1, 2, 3].map(|a| v.subtree(AccountId(a), BTC)), [coins(3), coins(2), coins(2)]);
     v.ok(Command::CreateAsset { asset: ETH, scale: 8 });
-    v.account(4, 1, 1);
-    v.deposit(4, ETH, coins(5));
-    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(a, ETH)), [coins(5), 0, 0, coins(5)]);
-    v.ok(Command::Transfer { from: 3, to: 4, asset: BTC, amount: coins(1), client_ref: 1 });
-    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(a, BTC)), [coins(3), coins(1), coins(1), coins(1)]);
+    v.account(AccountId(4), AccountId(1), 1);
+    v.deposit(AccountId(4), ETH, coins(5));
+    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(AccountId(a), ETH)), [coins(5), 0, 0, coins(5)]);
+    v.ok(Command::Transfer { from: AccountId(3), to: AccountId(4), asset: BTC, amount: coins(1), client_ref: 1 });
+    assert_eq!([1, 2, 3, 4].map(|a| v.subtree(AccountId(a), BTC)), [coins(3), coins(1), coins(1), coins(1)]);
 }
 
 #[test]
 fn deposit_is_credited_once_per_external_ref() {
-    const A: AccountId = 1;
-    const B: AccountId = 2;
+    const A: AccountId = AccountId(1);
+    const B: AccountId = AccountId(2);
     let mut v = Venue::new();
-    v.account(A, 0, 1);
-    v.account(B, 0, 2);
+    v.account(A, AccountId::NONE, 1);
+    v.account(B, AccountId::NONE, 2);
     let events = v.ok(Command::Deposit { account: A, asset: USDT, amount: usdt(100), external_ref: 7 });
     let entry = LedgerEntry {
         account: A,
@@ -477,9 +477,9 @@ fn deposit_is_credited_once_per_external_ref() {
 
 #[test]
 fn withdrawal_is_two_phase() {
-    const A: AccountId = 1;
+    const A: AccountId = AccountId(1);
     let mut v = Venue::new();
-    v.account(A, 0, 1);
+    v.account(A, AccountId::NONE, 1);
     v.deposit(A, USDT, usdt(100));
 
     // Request: holds 30 of 100.
@@ -541,19 +541,19 @@ fn withdrawal_is_two_phase() {
 fn transfers_move_funds_within_a_tree_once_per_client_ref() {
     //  ROOT ─┬─ CHILD ── GRANDCHILD
     //        └─ SIBLING            ; OTHER (owner 2) and SAME_OWNER (owner 1) are other trees
-    const ROOT: AccountId = 1;
-    const CHILD: AccountId = 2;
-    const GRANDCHILD: AccountId = 3;
-    const SIBLING: AccountId = 4;
-    const OTHER: AccountId = 5;
-    const SAME_OWNER: AccountId = 6;
+    const ROOT: AccountId = AccountId(1);
+    const CHILD: AccountId = AccountId(2);
+    const GRANDCHILD: AccountId = AccountId(3);
+    const SIBLING: AccountId = AccountId(4);
+    const OTHER: AccountId = AccountId(5);
+    const SAME_OWNER: AccountId = AccountId(6);
     let mut v = Venue::new();
-    v.account(ROOT, 0, 1);
+    v.account(ROOT, AccountId::NONE, 1);
     v.account(CHILD, ROOT, 1);
     v.account(GRANDCHILD, CHILD, 1);
     v.account(SIBLING, ROOT, 1);
-    v.account(OTHER, 0, 2);
-    v.account(SAME_OWNER, 0, 1);
+    v.account(OTHER, AccountId::NONE, 2);
+    v.account(SAME_OWNER, AccountId::NONE, 1);
     v.deposit(ROOT, USDT, usdt(1_000));
 
     let transfer = |from, to, amount, client_ref| Command::Transfer { from, to, asset: USDT, amount, client_ref };
@@ -583,7 +583,7 @@ fn transfers_move_funds_within_a_tree_once_per_client_ref() {
     v.reject(transfer(GRANDCHILD, GRANDCHILD, usdt(1), 2), RejectReason::SameAccount);
     v.reject(transfer(GRANDCHILD, ROOT, usdt(60) + 1, 2), RejectReason::InsufficientFunds);
     v.reject(transfer(GRANDCHILD, ROOT, 0, 2), RejectReason::InvalidAmount);
-    v.reject(transfer(GRANDCHILD, 99, usdt(1), 2), RejectReason::UnknownAccount);
+    v.reject(transfer(GRANDCHILD, AccountId(99), usdt(1), 2), RejectReason::UnknownAccount);
     // Up the tree, all of it.
     v.ok(transfer(GRANDCHILD, ROOT, usdt(60), 2));
     assert_eq!((v.bal(ROOT, USDT), v.bal(GRANDCHILD, USDT)), ((usdt(960), 0), (0, 0)));
@@ -597,13 +597,13 @@ fn transfers_move_funds_within_a_tree_once_per_client_ref() {
 
 #[test]
 fn limit_orders_rest_and_cross_with_price_time_priority() {
-    const S1: AccountId = 1;
-    const S2: AccountId = 2;
-    const S3: AccountId = 3;
-    const B: AccountId = 4;
+    const S1: AccountId = AccountId(1);
+    const S2: AccountId = AccountId(2);
+    const S3: AccountId = AccountId(3);
+    const B: AccountId = AccountId(4);
     let mut v = Venue::new();
     for a in [S1, S2, S3, B] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let (s1, _) = v.place(limit(S1, Sell, usdt(101), coins(1)));
     let (s2, _) = v.place(limit(S2, Sell, usdt(100), coins(1)));
@@ -622,7 +622,7 @@ fn limit_orders_rest_and_cross_with_price_time_priority() {
         vec![(s2, b, usdt(100), coins(1)), (s3, b, usdt(100), coins(1)), (s1, b, usdt(101), milli(500))]
     );
     let t = trades(&events);
-    assert_eq!(t.iter().map(|t| t.trade_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(t.iter().map(|t| t.trade_id.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     // Notionals 100, 100, 50.5; maker fees 0.1, 0.1, 0.0505; taker fees 0.2, 0.2, 0.101.
     assert_eq!(
         t.iter().map(|t| (t.quote_qty, t.maker_fee, t.taker_fee)).collect::<Vec<_>>(),
@@ -656,13 +656,13 @@ fn limit_orders_rest_and_cross_with_price_time_priority() {
 
 #[test]
 fn bids_fill_best_price_first_then_oldest() {
-    const B1: AccountId = 1;
-    const B2: AccountId = 2;
-    const B3: AccountId = 3;
-    const S: AccountId = 4;
+    const B1: AccountId = AccountId(1);
+    const B2: AccountId = AccountId(2);
+    const B3: AccountId = AccountId(3);
+    const S: AccountId = AccountId(4);
     let mut v = Venue::new();
     for a in [B1, B2, B3, S] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let (b1, _) = v.place(limit(B1, Buy, usdt(99), coins(1)));
     let (b2, _) = v.place(limit(B2, Buy, usdt(100), coins(1)));
@@ -679,12 +679,12 @@ fn bids_fill_best_price_first_then_oldest() {
 
 #[test]
 fn partial_fills_keep_the_remainder_live() {
-    const M: AccountId = 1;
-    const T1: AccountId = 2;
-    const T2: AccountId = 3;
+    const M: AccountId = AccountId(1);
+    const T1: AccountId = AccountId(2);
+    const T2: AccountId = AccountId(3);
     let mut v = Venue::new();
     for a in [M, T1, T2] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let (m, _) = v.place(limit(M, Sell, usdt(100), coins(1)));
     let (t1, events) = v.place(limit(T1, Buy, usdt(100), milli(300)));
@@ -716,13 +716,13 @@ fn partial_fills_keep_the_remainder_live() {
 
 #[test]
 fn fees_are_charged_exactly_and_rounded_down() {
-    const M: AccountId = 1;
-    const T: AccountId = 2;
-    const MB: AccountId = 3;
-    const TS: AccountId = 4;
+    const M: AccountId = AccountId(1);
+    const T: AccountId = AccountId(2);
+    const MB: AccountId = AccountId(3);
+    const TS: AccountId = AccountId(4);
     let mut v = Venue::new();
     for a in [M, T, MB, TS] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     // 0.0123 BTC at 101.01: notional 1.242423 USDT = 1_242_423.
     // Taker fee 0.2 %: 2_484.846 -> 2_484. Maker fee 0.1 %: 1_242.423 -> 1_242.
@@ -779,12 +779,12 @@ fn fees_are_charged_exactly_and_rounded_down() {
 
 #[test]
 fn buy_below_its_limit_releases_the_unused_hold() {
-    const M: AccountId = 1;
-    const B1: AccountId = 2;
-    const B2: AccountId = 3;
+    const M: AccountId = AccountId(1);
+    const B1: AccountId = AccountId(2);
+    const B2: AccountId = AccountId(3);
     let mut v = Venue::new();
     for a in [M, B1, B2] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     // Filled completely: held 110 + 0.22, spent 100 + 0.2, releases 10.02.
     v.place(limit(M, Sell, usdt(100), coins(1)));
@@ -812,13 +812,13 @@ fn buy_below_its_limit_releases_the_unused_hold() {
 
 #[test]
 fn market_buy_is_bounded_by_its_quote_budget() {
-    const M: AccountId = 1;
-    const B: AccountId = 2;
-    const B2: AccountId = 3;
-    const B3: AccountId = 4;
+    const M: AccountId = AccountId(1);
+    const B: AccountId = AccountId(2);
+    const B2: AccountId = AccountId(3);
+    const B3: AccountId = AccountId(4);
     let mut v = Venue::new();
     for a in [M, B, B2, B3] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let (m1, _) = v.place(limit(M, Sell, usdt(100), milli(500)));
     let (m2, _) = v.place(limit(M, Sell, usdt(200), coins(1)));
@@ -853,13 +853,13 @@ fn market_buy_is_bounded_by_its_quote_budget() {
 
 #[test]
 fn market_sell_takes_bids_and_expires_the_rest() {
-    const B1: AccountId = 1;
-    const B2: AccountId = 2;
-    const S: AccountId = 3;
-    const S2: AccountId = 4;
+    const B1: AccountId = AccountId(1);
+    const B2: AccountId = AccountId(2);
+    const S: AccountId = AccountId(3);
+    const S2: AccountId = AccountId(4);
     let mut v = Venue::new();
     for a in [B1, B2, S, S2] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let (b1, _) = v.place(limit(B1, Buy, usdt(100), coins(1)));
     let (b2, _) = v.place(limit(B2, Buy, usdt(99), coins(1)));
@@ -885,8 +885,8 @@ fn market_sell_takes_bids_and_expires_the_rest() {
 
 #[test]
 fn ioc_remainder_expires() {
-    const M: AccountId = 1;
-    const T: AccountId = 2;
+    const M: AccountId = AccountId(1);
+    const T: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(M, 1);
     v.trader(T, 2);
@@ -906,8 +906,8 @@ fn ioc_remainder_expires() {
 
 #[test]
 fn fok_fills_completely_or_not_at_all() {
-    const M: AccountId = 1;
-    const T: AccountId = 2;
+    const M: AccountId = AccountId(1);
+    const T: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(M, 1);
     v.trader(T, 2);
@@ -935,12 +935,12 @@ fn fok_fills_completely_or_not_at_all() {
 
 #[test]
 fn post_only_rests_or_is_rejected() {
-    const M: AccountId = 1;
-    const P: AccountId = 2;
-    const S: AccountId = 3;
+    const M: AccountId = AccountId(1);
+    const P: AccountId = AccountId(2);
+    const S: AccountId = AccountId(3);
     let mut v = Venue::new();
     for a in [M, P, S] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     v.place(limit(M, Sell, usdt(100), coins(1)));
     v.reject(
@@ -963,9 +963,9 @@ fn post_only_rests_or_is_rejected() {
 #[test]
 fn self_trade_prevention_in_its_three_modes() {
     // A1 and A2 are two trees of the same owner; X is someone else.
-    const A1: AccountId = 1;
-    const A2: AccountId = 2;
-    const X: AccountId = 3;
+    const A1: AccountId = AccountId(1);
+    const A2: AccountId = AccountId(2);
+    const X: AccountId = AccountId(3);
     let mut v = Venue::new();
     v.trader(A1, 7);
     v.trader(A2, 7);
@@ -1008,15 +1008,15 @@ fn self_trade_prevention_in_its_three_modes() {
 
 #[test]
 fn stop_limit_and_stop_market_trigger_on_a_trade_in_the_same_apply() {
-    const X: AccountId = 1;
-    const Y: AccountId = 2;
-    const T: AccountId = 3;
-    const M: AccountId = 4;
-    const Z: AccountId = 5;
-    const W: AccountId = 6;
+    const X: AccountId = AccountId(1);
+    const Y: AccountId = AccountId(2);
+    const T: AccountId = AccountId(3);
+    const M: AccountId = AccountId(4);
+    const Z: AccountId = AccountId(5);
+    const W: AccountId = AccountId(6);
     let mut v = Venue::new();
     for a in [X, Y, T, M, Z, W] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     // Last price 100.
     v.place(limit(X, Sell, usdt(100), milli(100)));
@@ -1060,30 +1060,30 @@ fn stop_limit_and_stop_market_trigger_on_a_trade_in_the_same_apply() {
 #[test]
 fn order_reports_carry_the_stop_price() {
     let mut v = Venue::new();
-    v.trader(1, 1);
-    let (limit_order, events) = v.place(limit(1, Buy, usdt(90), coins(1)));
+    v.trader(AccountId(1), 1);
+    let (limit_order, events) = v.place(limit(AccountId(1), Buy, usdt(90), coins(1)));
     assert_eq!(report(&events, limit_order).stop_price, 0);
-    let (stop, events) = v.place(stop_limit(1, Buy, usdt(105), usdt(106), coins(1)));
+    let (stop, events) = v.place(stop_limit(AccountId(1), Buy, usdt(105), usdt(106), coins(1)));
     assert_eq!((report(&events, stop).stop_price, report(&events, stop).price), (usdt(105), usdt(106)));
-    let (stop_market, events) = v.place(stop_market_sell(1, usdt(95), milli(500)));
+    let (stop_market, events) = v.place(stop_market_sell(AccountId(1), usdt(95), milli(500)));
     assert_eq!((report(&events, stop_market).stop_price, report(&events, stop_market).price), (usdt(95), 0));
     // Queries report it too, and so does the end of the order.
     assert_eq!(v.engine.order(stop).unwrap().stop_price, usdt(105));
-    let events = v.ok(Command::CancelOrder { account: 1, order_id: stop });
+    let events = v.ok(Command::CancelOrder { account: AccountId(1), order_id: stop });
     assert_eq!(report(&events, stop).stop_price, usdt(105));
 }
 
 #[test]
 fn several_stops_fire_in_order_id_order_and_cascade() {
-    const X: AccountId = 1;
-    const Y: AccountId = 2;
-    const M: AccountId = 3;
-    const A: AccountId = 4;
-    const B: AccountId = 5;
-    const C: AccountId = 6;
+    const X: AccountId = AccountId(1);
+    const Y: AccountId = AccountId(2);
+    const M: AccountId = AccountId(3);
+    const A: AccountId = AccountId(4);
+    const B: AccountId = AccountId(5);
+    const C: AccountId = AccountId(6);
     let mut v = Venue::new();
     for a in [X, Y, M, A, B, C] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     v.place(limit(X, Sell, usdt(100), milli(100)));
     v.place(limit(Y, Buy, usdt(100), milli(100)));
@@ -1117,8 +1117,8 @@ fn several_stops_fire_in_order_id_order_and_cascade() {
 
 #[test]
 fn cancel_by_order_id_and_by_client_order_id() {
-    const A: AccountId = 1;
-    const B: AccountId = 2;
+    const A: AccountId = AccountId(1);
+    const B: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(A, 1);
     v.trader(B, 2);
@@ -1155,8 +1155,8 @@ fn cancel_by_order_id_and_by_client_order_id() {
 
 #[test]
 fn cancel_all_per_account_and_per_symbol() {
-    const A: AccountId = 1;
-    const B: AccountId = 2;
+    const A: AccountId = AccountId(1);
+    const B: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(A, 1);
     v.trader(B, 2);
@@ -1174,26 +1174,26 @@ fn cancel_all_per_account_and_per_symbol() {
     assert_eq!(v.bal(A, ETH), (START_COINS - coins(1), coins(1)));
     assert_eq!(v.engine.open_orders(A).unwrap().iter().map(|o| o.order_id).collect::<Vec<_>>(), vec![a2]);
 
-    let events = v.ok(Command::CancelAll { account: A, symbol: 0 });
+    let events = v.ok(Command::CancelAll { account: A, symbol: SymbolId::ALL });
     assert_eq!(reported(&events, ExecKind::Cancelled), vec![a2]);
     assert_eq!(v.engine.open_orders(A).unwrap(), vec![]);
     assert_eq!(v.bal(A, ETH), (START_COINS, 0));
     assert_eq!(v.engine.open_orders(B).unwrap().iter().map(|o| o.order_id).collect::<Vec<_>>(), vec![b1]);
     assert_eq!(v.depth(BTC_USDT), (vec![(usdt(98), coins(1), 1)], vec![]));
     // Nothing left to cancel is not an error.
-    assert_eq!(v.ok(Command::CancelAll { account: A, symbol: 0 }), vec![]);
-    v.reject(Command::CancelAll { account: A, symbol: 99 }, RejectReason::UnknownSymbol);
-    v.reject(Command::CancelAll { account: 99, symbol: 0 }, RejectReason::UnknownAccount);
+    assert_eq!(v.ok(Command::CancelAll { account: A, symbol: SymbolId::ALL }), vec![]);
+    v.reject(Command::CancelAll { account: A, symbol: SymbolId(99) }, RejectReason::UnknownSymbol);
+    v.reject(Command::CancelAll { account: AccountId(99), symbol: SymbolId::ALL }, RejectReason::UnknownAccount);
 }
 
 #[test]
 fn amend_down_keeps_priority_and_reprice_loses_it() {
-    const M1: AccountId = 1;
-    const M2: AccountId = 2;
-    const T: AccountId = 3;
+    const M1: AccountId = AccountId(1);
+    const M2: AccountId = AccountId(2);
+    const T: AccountId = AccountId(3);
     let mut v = Venue::new();
     for a in [M1, M2, T] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     let amend = |account, order_id, price, qty| Command::AmendOrder { account, order_id, price, qty };
 
@@ -1234,8 +1234,8 @@ fn amend_down_keeps_priority_and_reprice_loses_it() {
 
 #[test]
 fn amend_that_crosses_trades() {
-    const B: AccountId = 1;
-    const S: AccountId = 2;
+    const B: AccountId = AccountId(1);
+    const S: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(B, 1);
     v.trader(S, 2);
@@ -1266,8 +1266,8 @@ fn amend_that_crosses_trades() {
 
 #[test]
 fn frozen_account_may_cancel_but_not_place_withdraw_or_send() {
-    const A: AccountId = 1;
-    const A_SUB: AccountId = 2;
+    const A: AccountId = AccountId(1);
+    const A_SUB: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(A, 1);
     v.account(A_SUB, A, 1);
@@ -1296,8 +1296,8 @@ fn frozen_account_may_cancel_but_not_place_withdraw_or_send() {
 
 #[test]
 fn halted_symbol_accepts_only_cancels() {
-    const M: AccountId = 1;
-    const T: AccountId = 2;
+    const M: AccountId = AccountId(1);
+    const T: AccountId = AccountId(2);
     let mut v = Venue::new();
     v.trader(M, 1);
     v.trader(T, 2);
@@ -1328,12 +1328,12 @@ fn halted_symbol_accepts_only_cancels() {
 
 #[test]
 fn price_band_and_max_order_size() {
-    const X: AccountId = 1;
-    const Y: AccountId = 2;
-    const T: AccountId = 3;
+    const X: AccountId = AccountId(1);
+    const Y: AccountId = AccountId(2);
+    const T: AccountId = AccountId(3);
     let mut v = Venue::new();
     for a in [X, Y, T] {
-        v.trader(a, a);
+        v.trader(a, a.0);
     }
     v.ok(Command::UpdateSymbol(SymbolSpec { price_band_bps: 1_000, ..spec(BTC_USDT, BTC) }));
     // Before the first trade there is no reference price: anything goes.
@@ -1376,12 +1376,12 @@ fn price_band_and_max_order_size() {
 // Every rejection reason
 // ------------------------------------------------------------------------------------------
 
-const RA: AccountId = 10;
-const RA_SUB: AccountId = 11;
-const RB: AccountId = 20;
-const RFROZEN: AccountId = 30;
+const RA: AccountId = AccountId(10);
+const RA_SUB: AccountId = AccountId(11);
+const RB: AccountId = AccountId(20);
+const RFROZEN: AccountId = AccountId(30);
 /// First account of a chain of MAX_TREE_DEPTH + 1 accounts (the last has MAX_TREE_DEPTH ancestors).
-const DEEP: AccountId = 1_000;
+const DEEP: AccountId = AccountId(1_000);
 
 struct Fixture {
     v: Venue,
@@ -1418,8 +1418,8 @@ fn rejection_fixture() -> Fixture {
     v.ok(SetSymbolStatus { symbol: ETH_USDT, status: SymbolStatus::Halted });
     // `ok` checks that the deepest allowed account (MAX_TREE_DEPTH ancestors) is accepted.
     for depth in 0..=MAX_TREE_DEPTH as u64 {
-        let parent = if depth == 0 { 0 } else { DEEP + depth - 1 };
-        v.account(DEEP + depth, parent, 9);
+        let parent = if depth == 0 { AccountId::NONE } else { AccountId(DEEP.0 + depth - 1) };
+        v.account(AccountId(DEEP.0 + depth), parent, 9);
     }
     Fixture { v, resting, others, stop, approved_withdrawal }
 }
@@ -1432,24 +1432,30 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
     let buy = |price, qty| limit(RA, Buy, price, qty);
     vec![
         (AssetExists, CreateAsset { asset: BTC, scale: 8 }),
-        (UnknownAsset, Deposit { account: RA, asset: 99, amount: 1, external_ref: 1 }),
-        (UnknownAsset, CreateAsset { asset: 0, scale: 2 }),
-        (InvalidScale, CreateAsset { asset: 50, scale: MAX_ASSET_SCALE + 1 }),
+        (UnknownAsset, Deposit { account: RA, asset: AssetId(99), amount: 1, external_ref: 1 }),
+        (UnknownAsset, CreateAsset { asset: AssetId::NONE, scale: 2 }),
+        (InvalidScale, CreateAsset { asset: AssetId(50), scale: MAX_ASSET_SCALE + 1 }),
         (SymbolExists, CreateSymbol(spec(ETH_USDT, ETH))),
-        (UnknownSymbol, place(NewOrder { symbol: 99, ..buy(usdt(100), coins(1)) })),
-        (UnknownSymbol, SetSymbolStatus { symbol: 99, status: SymbolStatus::Halted }),
+        (UnknownSymbol, place(NewOrder { symbol: SymbolId(99), ..buy(usdt(100), coins(1)) })),
+        (UnknownSymbol, SetSymbolStatus { symbol: SymbolId(99), status: SymbolStatus::Halted }),
         // 0.01 USDT * 1 sat is not a multiple of 10^8.
-        (InvalidSymbolSpec, CreateSymbol(SymbolSpec { symbol: 9, lot_size: 1, min_qty: 1, ..spec(9, BTC) })),
-        (InvalidSymbolSpec, CreateSymbol(SymbolSpec { quote: BTC, ..spec(9, BTC) })),
+        (
+            InvalidSymbolSpec,
+            CreateSymbol(SymbolSpec { symbol: SymbolId(9), lot_size: 1, min_qty: 1, ..spec(SymbolId(9), BTC) }),
+        ),
+        (InvalidSymbolSpec, CreateSymbol(SymbolSpec { quote: BTC, ..spec(SymbolId(9), BTC) })),
         (SymbolHalted, place(NewOrder { symbol: ETH_USDT, ..buy(usdt(50), coins(1)) })),
-        (AccountExists, CreateAccount { account: RA, parent: 0, owner: 1 }),
-        (UnknownAccount, Deposit { account: 404, asset: USDT, amount: 1, external_ref: 1 }),
-        (UnknownAccount, PlaceOrder(limit(404, Buy, usdt(100), coins(1)))),
-        (UnknownParent, CreateAccount { account: 50, parent: 404, owner: 1 }),
-        (OwnerMismatch, CreateAccount { account: 50, parent: RA, owner: 2 }),
-        (TreeTooDeep, CreateAccount { account: 50, parent: DEEP + MAX_TREE_DEPTH as u64, owner: 9 }),
+        (AccountExists, CreateAccount { account: RA, parent: AccountId::NONE, owner: 1 }),
+        (UnknownAccount, Deposit { account: AccountId(404), asset: USDT, amount: 1, external_ref: 1 }),
+        (UnknownAccount, PlaceOrder(limit(AccountId(404), Buy, usdt(100), coins(1)))),
+        (UnknownParent, CreateAccount { account: AccountId(50), parent: AccountId(404), owner: 1 }),
+        (OwnerMismatch, CreateAccount { account: AccountId(50), parent: RA, owner: 2 }),
+        (
+            TreeTooDeep,
+            CreateAccount { account: AccountId(50), parent: AccountId(DEEP.0 + MAX_TREE_DEPTH as u64), owner: 9 },
+        ),
         (AccountFrozen, place(limit(RFROZEN, Buy, usdt(100), coins(1)))),
-        (InvalidAccountId, CreateAccount { account: 0, parent: 0, owner: 1 }),
+        (InvalidAccountId, CreateAccount { account: AccountId::NONE, parent: AccountId::NONE, owner: 1 }),
         (InvalidAmount, Deposit { account: RA, asset: USDT, amount: 0, external_ref: 1 }),
         (InvalidAmount, WithdrawRequest { account: RA, asset: USDT, amount: -5, client_ref: 1 }),
         (InsufficientFunds, WithdrawRequest { account: RA, asset: USDT, amount: usdt(1_000_000), client_ref: 1 }),
@@ -1464,7 +1470,7 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
         (SameAccount, Transfer { from: RA, to: RA, asset: USDT, amount: 1, client_ref: 6 }),
         (NotSameTree, Transfer { from: RA, to: RB, asset: USDT, amount: 1, client_ref: 6 }),
         (DuplicateClientOrderId, place(NewOrder { client_order_id: 7, ..buy(usdt(100), coins(1)) })),
-        (UnknownOrder, CancelOrder { account: RA, order_id: 999_999 }),
+        (UnknownOrder, CancelOrder { account: RA, order_id: OrderId(999_999) }),
         (UnknownOrder, CancelOrder { account: RA, order_id: f.others }),
         (UnknownOrder, CancelByClientId { account: RA, client_order_id: 8 }),
         (InvalidPrice, place(buy(0, coins(1)))),
@@ -1587,18 +1593,21 @@ mod rejected {
 #[test]
 fn harness_state_comparison_sees_every_change_but_the_clock() {
     let mut v = Venue::new();
-    v.trader(1, 1);
-    let (order, _) = v.place(limit(1, Buy, usdt(99), coins(1)));
+    v.trader(AccountId(1), 1);
+    let (order, _) = v.place(limit(AccountId(1), Buy, usdt(99), coins(1)));
     // Amending a resting order's quantity down changes a level total and a hold, not a balance total.
     let before = state_without_clock(&v.engine);
-    v.ok(Command::AmendOrder { account: 1, order_id: order, price: usdt(99), qty: milli(999) });
+    v.ok(Command::AmendOrder { account: AccountId(1), order_id: order, price: usdt(99), qty: milli(999) });
     assert_ne!(before, state_without_clock(&v.engine));
     // Freezing changes only a status byte.
     let before = state_without_clock(&v.engine);
-    v.ok(Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen });
+    v.ok(Command::SetAccountStatus { account: AccountId(1), status: AccountStatus::Frozen });
     assert_ne!(before, state_without_clock(&v.engine));
     // A rejected command moves only the clock.
     let before = state_without_clock(&v.engine);
-    v.reject(Command::CancelOrder { account: 1, order_id: order + 1 }, RejectReason::UnknownOrder);
+    v.reject(
+        Command::CancelOrder { account: AccountId(1), order_id: OrderId(order.0 + 1) },
+        RejectReason::UnknownOrder,
+    );
     assert_eq!(before, state_without_clock(&v.engine));
 }

@@ -7,7 +7,7 @@
 mod daemon;
 
 use daemon::{balances, limit, runtime, set_up_venue, venue_spec, Daemon};
-use seqd::engine::{Command, Engine, Event, ExecKind, Side};
+use seqd::engine::{AccountId, AssetId, Command, Engine, Event, ExecKind, Side, SymbolId};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::event_log::{parts_dir, EventLogReader, MIN_SEGMENT_SIZE_BYTES};
 use seqd::storage::journal::{Durability, JournalReader};
@@ -77,7 +77,8 @@ fn a_cancel_all_larger_than_a_segment_is_journaled_served_and_replayed_after_a_r
             let outcome = trader1.command(limit(1, Side::Buy, 29_000_000_000 - i * 10_000, 10_000)).await.unwrap();
             assert_eq!(outcome.rejected(), None);
         }
-        let cancel = trader1.command(Command::CancelAll { account: 1, symbol: 0 }).await.unwrap();
+        let cancel =
+            trader1.command(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL }).await.unwrap();
         assert_eq!(cancelled(&cancel.events), RESTING_ORDERS as usize, "every resting order is cancelled");
         // The venue keeps serving after it.
         let next = trader1.command(limit(1, Side::Buy, 28_000_000_000, 10_000)).await.unwrap();
@@ -126,14 +127,14 @@ fn a_cancel_all_larger_than_a_segment_is_journaled_served_and_replayed_after_a_r
 /// A venue, `RESTING_ORDERS` resting buys, their `CancelAll` (split) and one more order.
 fn session() -> Vec<Command> {
     let mut commands = vec![
-        Command::CreateAsset { asset: 1, scale: 8 },
-        Command::CreateAsset { asset: 2, scale: 6 },
+        Command::CreateAsset { asset: AssetId(1), scale: 8 },
+        Command::CreateAsset { asset: AssetId(2), scale: 6 },
         Command::CreateSymbol(venue_spec(0, 0)),
-        Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-        Command::Deposit { account: 1, asset: 2, amount: 100_000_000_000, external_ref: 1 },
+        Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+        Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: 100_000_000_000, external_ref: 1 },
     ];
     commands.extend((0..RESTING_ORDERS).map(|i| limit(1, Side::Buy, 29_000_000_000 - i * 10_000, 10_000)));
-    commands.push(Command::CancelAll { account: 1, symbol: 0 });
+    commands.push(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL });
     commands.push(limit(1, Side::Buy, 28_000_000_000, 10_000));
     commands
 }

@@ -10,7 +10,7 @@ mod daemon;
 
 use daemon::{balances, connect, listening_addr, runtime, set_up_venue, SeqdProcess, USDT};
 use seqd::client::Client;
-use seqd::engine::Command;
+use seqd::engine::{AccountId, AssetId, Command};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::journal::{verify, Durability};
 use seqd::storage::replay::DataDir;
@@ -115,7 +115,7 @@ impl Seqd {
 }
 
 fn deposit(external_ref: u64) -> Command {
-    Command::Deposit { account: 1, asset: USDT, amount: 1_000_000, external_ref }
+    Command::Deposit { account: AccountId(1), asset: AssetId(USDT), amount: 1_000_000, external_ref }
 }
 
 /// systemd saw the daemon serve and be petted while healthy, then `STOPPING=1` and a `STATUS=`
@@ -205,7 +205,7 @@ fn a_responder_panic_stops_the_daemon_and_a_restart_serves_what_was_journaled() 
     let seqd = Seqd::start(&data, &notify, &[]);
     runtime().block_on(async {
         let mut admin = seqd.client("admin").await;
-        let usdt = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == USDT).unwrap();
+        let usdt = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == AssetId(USDT)).unwrap();
         assert_eq!(usdt.available, 100_000_000_000 + 1_000_000);
     });
     seqd.stop();
@@ -300,7 +300,7 @@ fn recovery_refuses_a_poison_command_by_name_until_the_journal_is_cut_before_it(
     assert!(String::from_utf8_lossy(&locked.stderr).contains("is seqd running?"));
     runtime().block_on(async {
         let mut admin = seqd.client("admin").await;
-        let usdt = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == USDT).unwrap();
+        let usdt = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == AssetId(USDT)).unwrap();
         assert_eq!(usdt.available, 100_000_000_000, "the cut deposit is not in the state");
     });
     seqd.stop();
@@ -322,7 +322,7 @@ fn truncate_cuts_both_logs_across_segments_and_the_writer_continues_after_the_cu
     // we use (64 KiB): about 1,000 a segment.
     let config = SequencerConfig { segment_size_bytes: 1 << 16, durability: Durability::Fsync };
     let (mut sequencer, _) = Sequencer::open(&DataDir::new(&original), config).unwrap();
-    sequencer.submit(1, &Command::CreateAsset { asset: USDT, scale: 6 }).unwrap();
+    sequencer.submit(1, &Command::CreateAsset { asset: AssetId(USDT), scale: 6 }).unwrap();
     for i in 2..=COMMANDS {
         sequencer.submit(i, &deposit(i)).unwrap();
     }

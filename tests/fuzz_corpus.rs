@@ -4,7 +4,7 @@
 //! needs nightly, which CI does not have; this keeps the target's properties checked on every
 //! run. `cargo test --test fuzz_corpus -- --ignored write_corpus` rewrites the seed corpus.
 
-use seqd::engine::{Command, NewOrder, OrderType, Side, StpMode, TimeInForce};
+use seqd::engine::{AccountId, AssetId, Command, NewOrder, OrderId, OrderType, Side, StpMode, SymbolId, TimeInForce};
 use seqd::protocol::fuzz_check::check_frame_stream;
 use seqd::protocol::{encode_frame, Message, MIN_MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use seqd::storage::disk::SplitMix64;
@@ -86,8 +86,8 @@ fn seeded_mutations_of_the_corpus_pass_the_fuzz_checks() {
 #[ignore = "rewrites the checked-in corpus"]
 fn write_corpus() {
     let order = NewOrder {
-        account: 1,
-        symbol: 1,
+        account: AccountId(1),
+        symbol: SymbolId(1),
         client_order_id: 7,
         side: Side::Buy,
         order_type: OrderType::Limit,
@@ -101,14 +101,22 @@ fn write_corpus() {
     let streams: Vec<Vec<Message>> = vec![
         vec![Message::Hello { protocol_version: PROTOCOL_VERSION }],
         vec![Message::Hello { protocol_version: PROTOCOL_VERSION }, Message::Ping, Message::Ping],
-        vec![Message::Command(Command::CreateAsset { asset: 1, scale: 8 })],
-        vec![Message::Command(Command::Deposit { account: 1, asset: 2, amount: i64::MAX, external_ref: 9 })],
+        vec![Message::Command(Command::CreateAsset { asset: AssetId(1), scale: 8 })],
+        vec![Message::Command(Command::Deposit {
+            account: AccountId(1),
+            asset: AssetId(2),
+            amount: i64::MAX,
+            external_ref: 9,
+        })],
         vec![Message::Command(Command::PlaceOrder(order))],
-        vec![Message::Command(Command::CancelAll { account: 1, symbol: 0 })],
-        vec![Message::Command(Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 })],
-        vec![Message::QueryBalances { account: 11 }, Message::QueryDepth { symbol: 1, levels: 20 }],
-        vec![Message::QueryOpenOrders { account: 3 }, Message::QueryOrder { order_id: u64::MAX }],
-        vec![Message::Subscribe { symbol: 1 }, Message::Unsubscribe { symbol: 1 }],
+        vec![Message::Command(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL })],
+        vec![Message::Command(Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 })],
+        vec![
+            Message::QueryBalances { account: AccountId(11) },
+            Message::QueryDepth { symbol: SymbolId(1), levels: 20 },
+        ],
+        vec![Message::QueryOpenOrders { account: AccountId(3) }, Message::QueryOrder { order_id: OrderId(u64::MAX) }],
+        vec![Message::Subscribe { symbol: SymbolId(1) }, Message::Unsubscribe { symbol: SymbolId(1) }],
         vec![Message::Accepted { seq: 42 }, Message::Pong],
         vec![Message::Error { code: 920, message: "input ring full".to_owned() }],
     ];

@@ -6,7 +6,7 @@ mod daemon;
 
 use daemon::*;
 use seqd::client::{Client, ClientError};
-use seqd::engine::{BalanceView, Command, Event, ExecKind, OrderStatus, Side};
+use seqd::engine::{AccountId, AssetId, BalanceView, Command, Event, ExecKind, OrderId, OrderStatus, Side};
 use seqd::gateway::tls;
 use seqd::protocol::{GatewayError, Message};
 use std::process::Command as Process;
@@ -30,17 +30,21 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a trade");
         assert_eq!(
             (trade.price, trade.qty, trade.taker_order, trade.taker_account),
-            (30_000_000_000, 20_000_000, sell.seq, 2)
+            (30_000_000_000, 20_000_000, OrderId(sell.seq), AccountId(2))
         );
-        assert_eq!((trade.maker_order, trade.maker_account), (0, 0), "the counterparty is hidden from a trader");
+        assert_eq!(
+            (trade.maker_order, trade.maker_account),
+            (OrderId::NONE, AccountId::NONE),
+            "the counterparty is hidden from a trader"
+        );
 
         // trader1 sees its fill pushed before the answer to its next request.
         let usdt_then_btc = balances(&mut trader1, 1).await;
         assert_eq!(
             usdt_then_btc,
             vec![
-                BalanceView { asset: BTC, available: 20_000_000, held: 0 },
-                BalanceView { asset: USDT, available: 100_000_000_000 - 15_000_000_000, held: 9_000_000_000 },
+                BalanceView { asset: AssetId(BTC), available: 20_000_000, held: 0 },
+                BalanceView { asset: AssetId(USDT), available: 100_000_000_000 - 15_000_000_000, held: 9_000_000_000 },
             ]
         );
         let pushes = trader1.take_pushes();
@@ -52,14 +56,14 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             .iter()
             .flat_map(|m| if let Message::Events { events, .. } = m { events.clone() } else { vec![] })
             .find_map(|e| match e {
-                Event::Order(r) if r.order_id == bid.seq && r.exec == ExecKind::Trade => Some(r),
+                Event::Order(r) if r.order_id == OrderId(bid.seq) && r.exec == ExecKind::Trade => Some(r),
                 _ => None,
             });
         assert_eq!(fill.map(|r| (r.status, r.filled_qty)), Some((OrderStatus::PartiallyFilled, 20_000_000)));
         assert!(
             pushes.iter().all(|m| match m {
                 Message::Events { events, .. } =>
-                    events.iter().all(|e| !matches!(e, Event::Ledger(l) if l.account == 2)),
+                    events.iter().all(|e| !matches!(e, Event::Ledger(l) if l.account == AccountId(2))),
                 _ => true,
             }),
             "trader1 must not see trader2's ledger"
@@ -67,7 +71,7 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
 
         // Subtrees: trader1 may neither read nor trade account 2, nor run admin commands.
         assert_eq!(
-            refused(trader1.request(&Message::QueryBalances { account: 2 }).await),
+            refused(trader1.request(&Message::QueryBalances { account: AccountId(2) }).await),
             GatewayError::Unauthorized.code()
         );
         assert_eq!(
@@ -75,12 +79,21 @@ fn two_traders_trade_see_fills_and_balances_and_stay_in_their_subtrees() {
             GatewayError::Unauthorized.code()
         );
         assert_eq!(
-            refused(trader1.command(Command::Deposit { account: 1, asset: USDT, amount: 1, external_ref: 99 }).await),
+            refused(
+                trader1
+                    .command(Command::Deposit {
+                        account: AccountId(1),
+                        asset: AssetId(USDT),
+                        amount: 1,
+                        external_ref: 99
+                    })
+                    .await
+            ),
             GatewayError::AdminOnly.code()
         );
         // An order id of another principal reads as not found.
         assert_eq!(
-            refused(trader2.request(&Message::QueryOrder { order_id: bid.seq }).await),
+            refused(trader2.request(&Message::QueryOrder { order_id: OrderId(bid.seq) }).await),
             GatewayError::NotFound.code()
         );
         // The engine's own rejections come back as events with their reason code.
@@ -140,7 +153,7 @@ fn bad_frames_are_answered_or_close_only_their_connection() {
         let mut bad_command = Vec::new();
         seqd::protocol::encode_frame(
             78,
-            &Message::Command(Command::CancelOrder { account: 1, order_id: 5 }),
+            &Message::Command(Command::CancelOrder { account: AccountId(1), order_id: OrderId(5) }),
             65_536,
             &mut bad_command,
         )
@@ -276,7 +289,7 @@ fn a_trade_shows_each_trader_only_its_own_side() {
         let bid = trader1.command(limit(1, Side::Buy, 30_000_000_000, 50_000_000)).await.unwrap();
         assert_eq!(bid.rejected(), None);
         let sell = trader2.command(limit(2, Side::Sell, 30_000_000_000, 20_000_000)).await.unwrap();
-        let accounts_named = |events: &[Event]| -> Vec<u64> {
+        let accounts_named = |events: &[Event]| -> Vec<AccountId> {
             events
                 .iter()
                 .flat_map(|e| match *e {
@@ -287,12 +300,23 @@ fn a_trade_shows_each_trader_only_its_own_side() {
                 })
                 .collect()
         };
-        assert!(!accounts_named(&sell.events).contains(&1), "trader2's answer names account 1: {:?}", sell.events);
-        assert!(sell.events.iter().any(|e| matches!(e, Event::Order(r) if r.account == 2 && r.order_id == sell.seq)));
-        assert!(sell.events.iter().any(|e| matches!(e, Event::Ledger(l) if l.account == 2)));
+        assert!(
+            !accounts_named(&sell.events).contains(&AccountId(1)),
+            "trader2's answer names account 1: {:?}",
+            sell.events
+        );
+        assert!(sell
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Order(r) if r.account == AccountId(2) && r.order_id == OrderId(sell.seq))));
+        assert!(sell.events.iter().any(|e| matches!(e, Event::Ledger(l) if l.account == AccountId(2))));
         let trade = sell.events.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).unwrap();
-        assert_eq!((trade.maker_account, trade.maker_order, trade.maker_fee), (0, 0, 0), "maker side hidden");
-        assert_eq!((trade.taker_account, trade.taker_order), (2, sell.seq));
+        assert_eq!(
+            (trade.maker_account, trade.maker_order, trade.maker_fee),
+            (AccountId::NONE, OrderId::NONE, 0),
+            "maker side hidden"
+        );
+        assert_eq!((trade.taker_account, trade.taker_order), (AccountId(2), OrderId(sell.seq)));
         assert!(trade.taker_fee > 0, "the taker's own fee is shown");
         assert_eq!((trade.price, trade.qty), (30_000_000_000, 20_000_000));
 
@@ -303,11 +327,15 @@ fn a_trade_shows_each_trader_only_its_own_side() {
             .into_iter()
             .flat_map(|m| if let Message::Events { events, .. } = m { events } else { vec![] })
             .collect();
-        assert!(!accounts_named(&pushed).contains(&2), "trader1's push names account 2: {pushed:?}");
+        assert!(!accounts_named(&pushed).contains(&AccountId(2)), "trader1's push names account 2: {pushed:?}");
         let fill = pushed.iter().find_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).expect("a fill");
-        assert_eq!((fill.maker_account, fill.maker_order), (1, bid.seq));
+        assert_eq!((fill.maker_account, fill.maker_order), (AccountId(1), OrderId(bid.seq)));
         assert!(fill.maker_fee > 0, "the maker's own fee is shown");
-        assert_eq!((fill.taker_account, fill.taker_order, fill.taker_fee), (0, 0, 0), "taker side hidden");
+        assert_eq!(
+            (fill.taker_account, fill.taker_order, fill.taker_fee),
+            (AccountId::NONE, OrderId::NONE, 0),
+            "taker side hidden"
+        );
         // Reference data is public: the fee change reached trader2 as a push too.
         let trader2_pushes = trader2.take_pushes();
         assert!(trader2_pushes.iter().any(|m| matches!(m,
@@ -418,8 +446,14 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
         set_up_venue(&mut admin).await;
         // Two deposits under request id 500 in one write: the second is read while the first
         // waits for durability.
-        let deposit =
-            |external_ref| Message::Command(Command::Deposit { account: 1, asset: BTC, amount: 1_000, external_ref });
+        let deposit = |external_ref| {
+            Message::Command(Command::Deposit {
+                account: AccountId(1),
+                asset: AssetId(BTC),
+                amount: 1_000,
+                external_ref,
+            })
+        };
         let mut frames = Vec::new();
         for message in [deposit(77), deposit(78)] {
             seqd::protocol::encode_frame(500, &message, 65_536, &mut frames).unwrap();
@@ -437,7 +471,7 @@ fn a_command_reusing_an_id_in_flight_gets_905_and_is_not_executed() {
             .collect();
         assert_eq!(refusals, vec![GatewayError::BadRequest.code()], "{answers:?}");
         assert_eq!(answers.iter().filter(|m| matches!(m, Message::Accepted { .. })).count(), 1, "{answers:?}");
-        let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == BTC).map(|b| b.available);
+        let btc = balances(&mut admin, 1).await.into_iter().find(|b| b.asset == AssetId(BTC)).map(|b| b.available);
         assert_eq!(btc, Some(1_000), "only the first deposit ran");
         // Answered, the id is free again.
         send_frame(&mut admin, 500, &deposit(78)).await;

@@ -6,7 +6,7 @@ mod daemon;
 
 use daemon::*;
 use seqd::client::Client;
-use seqd::engine::{DepthLevel, Event, Side};
+use seqd::engine::{AccountId, DepthLevel, Event, Side, SymbolId, TradeId};
 use seqd::protocol::{BookEvent, DepthBook, DepthUpdate, GatewayError, L2Book, MarketTrade, Message};
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
@@ -44,7 +44,7 @@ async fn market_data_until(client: &mut Client, md_seq: u64) -> Vec<Message> {
 }
 
 fn update(md_seq: u64, side: Side, price: i64, qty: i64, orders: u32) -> Message {
-    Message::DepthUpdate(DepthUpdate { symbol: BTC_USDT, md_seq, side, price, qty, orders })
+    Message::DepthUpdate(DepthUpdate { symbol: SymbolId(BTC_USDT), md_seq, side, price, qty, orders })
 }
 
 #[test]
@@ -62,19 +62,23 @@ fn a_subscriber_sees_the_snapshot_then_every_trade_and_depth_change_in_sequence(
 
         // The watcher is public: any principal, here trader1 on a connection of its own.
         let mut watcher = daemon.client("trader1").await;
-        assert_eq!(refused(watcher.subscribe(99).await), GatewayError::NotFound.code(), "an unknown symbol is 940");
-        let snapshot = watcher.subscribe(BTC_USDT).await.unwrap();
+        assert_eq!(
+            refused(watcher.subscribe(SymbolId(99)).await),
+            GatewayError::NotFound.code(),
+            "an unknown symbol is 940"
+        );
+        let snapshot = watcher.subscribe(SymbolId(BTC_USDT)).await.unwrap();
         assert_eq!(
             snapshot,
             DepthBook {
-                symbol: BTC_USDT,
+                symbol: SymbolId(BTC_USDT),
                 book_seq: 2,
                 more: false,
                 bids: vec![level(USDT_30000, 50_000_000, 1), level(USDT_29990, 10_000_000, 1)],
                 asks: vec![],
             }
         );
-        let mut book = L2Book::new(BTC_USDT);
+        let mut book = L2Book::new(SymbolId(BTC_USDT));
         assert_eq!(book.on_message(&Message::DepthSnapshot(snapshot)), BookEvent::Synced { book_seq: 2 });
 
         // trader2 sells 0.2 BTC into the best bid, then 0.5 BTC through both bids (0.1 rests).
@@ -84,13 +88,13 @@ fn a_subscriber_sees_the_snapshot_then_every_trade_and_depth_change_in_sequence(
         let trade_ids: Vec<u64> = [&first, &second]
             .iter()
             .flat_map(|o| o.events.iter())
-            .filter_map(|e| if let Event::Trade(t) = e { Some(t.trade_id) } else { None })
+            .filter_map(|e| if let Event::Trade(t) = e { Some(t.trade_id.0) } else { None })
             .collect();
         assert_eq!(trade_ids.len(), 3);
 
         let trade = |md_seq, trade_id, price: i64, qty: i64| {
             Message::MarketTrade(MarketTrade {
-                symbol: BTC_USDT,
+                symbol: SymbolId(BTC_USDT),
                 md_seq,
                 trade_id,
                 timestamp_ns: 0,
@@ -110,10 +114,10 @@ fn a_subscriber_sees_the_snapshot_then_every_trade_and_depth_change_in_sequence(
         assert_eq!(
             seen,
             vec![
-                trade(3, trade_ids[0], USDT_30000, 20_000_000),
+                trade(3, TradeId(trade_ids[0]), USDT_30000, 20_000_000),
                 update(4, Side::Buy, USDT_30000, 30_000_000, 1),
-                trade(5, trade_ids[1], USDT_30000, 30_000_000),
-                trade(6, trade_ids[2], USDT_29990, 10_000_000),
+                trade(5, TradeId(trade_ids[1]), USDT_30000, 30_000_000),
+                trade(6, TradeId(trade_ids[2]), USDT_29990, 10_000_000),
                 update(7, Side::Buy, USDT_30000, 0, 0),
                 update(8, Side::Buy, USDT_29990, 0, 0),
                 update(9, Side::Sell, USDT_29990, 10_000_000, 1),
@@ -125,7 +129,7 @@ fn a_subscriber_sees_the_snapshot_then_every_trade_and_depth_change_in_sequence(
         }
 
         // The rebuilt book is the engine's, and a depth answer names the same md_seq.
-        let depth = watcher.request_all(&Message::QueryDepth { symbol: BTC_USDT, levels: 0 }).await.unwrap();
+        let depth = watcher.request_all(&Message::QueryDepth { symbol: SymbolId(BTC_USDT), levels: 0 }).await.unwrap();
         let Message::Depth(depth) = depth else { panic!("expected Depth, got {depth:?}") };
         assert_eq!(depth.book_seq, 10);
         assert_eq!((depth.bids.clone(), depth.asks.clone()), book.depth(usize::MAX));
@@ -136,12 +140,15 @@ fn a_subscriber_sees_the_snapshot_then_every_trade_and_depth_change_in_sequence(
 
         // After Unsubscribed nothing of the symbol follows: a cancel (md_seq 11) reaches the
         // watcher only inside the next snapshot, which is queued behind any earlier update.
-        watcher.unsubscribe(BTC_USDT).await.unwrap();
+        watcher.unsubscribe(SymbolId(BTC_USDT)).await.unwrap();
         assert!(watcher.take_pushes().iter().all(|m| matches!(m, Message::Events { .. })));
-        let resting = trader1.request(&Message::QueryOpenOrders { account: 1 }).await.unwrap();
+        let resting = trader1.request(&Message::QueryOpenOrders { account: AccountId(1) }).await.unwrap();
         let Message::OpenOrders { orders, .. } = resting else { panic!("{resting:?}") };
-        trader1.command(seqd::engine::Command::CancelOrder { account: 1, order_id: orders[0].order_id }).await.unwrap();
-        let again = watcher.subscribe(BTC_USDT).await.unwrap();
+        trader1
+            .command(seqd::engine::Command::CancelOrder { account: AccountId(1), order_id: orders[0].order_id })
+            .await
+            .unwrap();
+        let again = watcher.subscribe(SymbolId(BTC_USDT)).await.unwrap();
         assert_eq!((again.book_seq, again.bids.len(), again.asks.len()), (11, 0, 1));
         assert!(
             watcher.take_pushes().iter().all(|m| matches!(m, Message::Events { .. })),

@@ -29,15 +29,15 @@ const STREAMS: u64 = 300;
 const COMMANDS_PER_STREAM: usize = 600;
 const FUNDING: i64 = 1_000_000_000_000_000;
 /// Accounts orders come from: 1 and its child 2 share owner 1 (self-trade prevention applies).
-const TRADERS: [AccountId; 5] = [1, 2, 3, 4, 5];
+const TRADERS: [AccountId; 5] = [AccountId(1), AccountId(2), AccountId(3), AccountId(4), AccountId(5)];
 
 fn symbol_spec(symbol: SymbolId) -> SymbolSpec {
     match symbol {
         // base scale 8, quote scale 6: one lot at one tick is 1 quote minor unit.
-        1 => SymbolSpec {
-            symbol: 1,
-            base: 1,
-            quote: 2,
+        SymbolId(1) => SymbolSpec {
+            symbol: SymbolId(1),
+            base: AssetId(1),
+            quote: AssetId(2),
             tick_size: 10_000,
             lot_size: 10_000,
             min_qty: 10_000,
@@ -48,10 +48,10 @@ fn symbol_spec(symbol: SymbolId) -> SymbolSpec {
             price_band_bps: 0,
         },
         // base scale 6, quote scale 8: 5 quote minor units per tick and lot.
-        2 => SymbolSpec {
-            symbol: 2,
-            base: 2,
-            quote: 1,
+        SymbolId(2) => SymbolSpec {
+            symbol: SymbolId(2),
+            base: AssetId(2),
+            quote: AssetId(1),
             tick_size: 1_000,
             lot_size: 5_000,
             min_qty: 5_000,
@@ -63,8 +63,8 @@ fn symbol_spec(symbol: SymbolId) -> SymbolSpec {
         },
         _ => SymbolSpec {
             symbol,
-            base: 1,
-            quote: 2,
+            base: AssetId(1),
+            quote: AssetId(2),
             tick_size: 50_000,
             lot_size: 100_000,
             min_qty: 100_000,
@@ -202,7 +202,7 @@ impl Stream {
 
     fn next(&mut self, engine: &Engine, step: usize) -> Command {
         if step == COMMANDS_PER_STREAM / 3 {
-            return Command::CreateSymbol(symbol_spec(3));
+            return Command::CreateSymbol(symbol_spec(SymbolId(3)));
         }
         let roll = self.rng.below(100);
         match roll {
@@ -219,7 +219,7 @@ impl Stream {
                 _ => Command::CancelByClientId { account: self.rng.pick(&TRADERS), client_order_id: 999_999 },
             },
             71 => {
-                let symbol = if self.rng.chance(50) { 0 } else { self.rng.pick(&self.symbols) };
+                let symbol = if self.rng.chance(50) { SymbolId::ALL } else { self.rng.pick(&self.symbols) };
                 Command::CancelAll { account: self.rng.pick(&TRADERS), symbol }
             }
             72..=73 => {
@@ -227,7 +227,9 @@ impl Stream {
                 let status = if self.rng.chance(50) { SymbolStatus::Halted } else { SymbolStatus::Trading };
                 Command::SetSymbolStatus { symbol, status }
             }
-            74..=75 => Command::CancelOrder { account: self.rng.pick(&TRADERS), order_id: 1 + self.rng.below(10_000) },
+            74..=75 => {
+                Command::CancelOrder { account: self.rng.pick(&TRADERS), order_id: OrderId(1 + self.rng.below(10_000)) }
+            }
             76..=77 => {
                 let spec = symbol_spec(self.rng.pick(&self.symbols));
                 Command::UpdateSymbol(SymbolSpec { maker_fee_ppm: self.rng.below(3) as u32 * 500, ..spec })
@@ -285,7 +287,7 @@ impl Stream {
 }
 
 fn scale(asset: AssetId) -> u32 {
-    if asset == 1 {
+    if asset == AssetId(1) {
         8
     } else {
         6
@@ -294,21 +296,21 @@ fn scale(asset: AssetId) -> u32 {
 
 fn setup() -> Vec<Command> {
     let mut commands = vec![
-        Command::CreateAsset { asset: 1, scale: 8 },
-        Command::CreateAsset { asset: 2, scale: 6 },
-        Command::CreateSymbol(symbol_spec(1)),
-        Command::CreateSymbol(symbol_spec(2)),
-        Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-        Command::CreateAccount { account: 2, parent: 1, owner: 1 },
-        Command::CreateAccount { account: 3, parent: 0, owner: 3 },
-        Command::CreateAccount { account: 4, parent: 0, owner: 4 },
-        Command::CreateAccount { account: 5, parent: 0, owner: 5 },
+        Command::CreateAsset { asset: AssetId(1), scale: 8 },
+        Command::CreateAsset { asset: AssetId(2), scale: 6 },
+        Command::CreateSymbol(symbol_spec(SymbolId(1))),
+        Command::CreateSymbol(symbol_spec(SymbolId(2))),
+        Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+        Command::CreateAccount { account: AccountId(2), parent: AccountId(1), owner: 1 },
+        Command::CreateAccount { account: AccountId(3), parent: AccountId::NONE, owner: 3 },
+        Command::CreateAccount { account: AccountId(4), parent: AccountId::NONE, owner: 4 },
+        Command::CreateAccount { account: AccountId(5), parent: AccountId::NONE, owner: 5 },
     ];
     for (i, &account) in TRADERS.iter().enumerate() {
         for asset in [1, 2] {
             commands.push(Command::Deposit {
                 account,
-                asset,
+                asset: AssetId(asset),
                 amount: FUNDING,
                 external_ref: i as u64 * 2 + asset as u64,
             });
@@ -454,7 +456,7 @@ fn run_stream(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
     let mut restarted = MarketData::from_engine(&engine);
     let mut stream = Stream {
         rng: Rng(SplitMix64::new(seed ^ 0xA5A5)),
-        symbols: vec![1, 2],
+        symbols: vec![SymbolId(1), SymbolId(2)],
         live: BTreeMap::new(),
         next_client_id: 0,
     };

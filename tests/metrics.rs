@@ -83,7 +83,10 @@ fn load(daemon: &Daemon, trades: usize) -> u64 {
             assert_eq!(buyer.command(limit(1, Side::Buy, 30_000_000_000, 10_000)).await.unwrap().rejected(), None);
         }
         // One rejected on purpose: an unknown asset, counted by reason.
-        let outcome = admin.command(seqd::engine::Command::CreateAsset { asset: 1, scale: 8 }).await.unwrap();
+        let outcome = admin
+            .command(seqd::engine::Command::CreateAsset { asset: seqd::engine::AssetId(1), scale: 8 })
+            .await
+            .unwrap();
         assert!(outcome.rejected().is_some());
     });
     7 + 2 * trades as u64 + 1
@@ -153,7 +156,7 @@ fn healthz_and_readyz_turn_503_when_the_pipeline_fails() {
             // The third never gets an answer; the connection stays open while the daemon fails.
             let _ = tokio::time::timeout(
                 Duration::from_millis(500),
-                admin.command(seqd::engine::Command::CreateAsset { asset, scale: 2 }),
+                admin.command(seqd::engine::Command::CreateAsset { asset: seqd::engine::AssetId(asset), scale: 2 }),
             )
             .await;
         }

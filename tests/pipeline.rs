@@ -1,7 +1,7 @@
 //! The threaded pipeline on a real data directory: two producer threads, the journaler and
 //! processor in parallel, the event log and the responder.
 
-use seqd::engine::{Command, Event, Seq};
+use seqd::engine::{AccountId, Command, Event, OrderId, Seq, SymbolId};
 use seqd::pipeline::{
     Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, WaitStrategy,
 };
@@ -190,12 +190,12 @@ fn queries_see_every_command_before_them_and_are_not_journaled() {
         while submitter.try_submit(*command, Origin { connection: 1, request_id: i as u64 }, 0).is_err() {}
     }
     let queries = [
-        Query::Balances { account: 11 },
-        Query::SubtreeTotals { account: 1 },
-        Query::OpenOrders { account: 2 },
-        Query::Depth { symbol: 1, levels: 10 },
-        Query::Order { order_id: 999_999 },
-        Query::Balances { account: 424_242 },
+        Query::Balances { account: AccountId(11) },
+        Query::SubtreeTotals { account: AccountId(1) },
+        Query::OpenOrders { account: AccountId(2) },
+        Query::Depth { symbol: SymbolId(1), levels: 10 },
+        Query::Order { order_id: OrderId(999_999) },
+        Query::Balances { account: AccountId(424_242) },
     ];
     for (i, query) in queries.iter().enumerate() {
         while submitter.try_query(*query, query_origin(i as u64), 0).is_err() {}
@@ -208,10 +208,10 @@ fn queries_see_every_command_before_them_and_are_not_journaled() {
         assert_eq!(d.seq, session.len() as Seq, "an answer reflects every command submitted before it");
         assert!(d.durable_at_delivery >= d.seq);
     }
-    assert_eq!(answers[0].answer, Some(QueryAnswer::Balances(engine.balances(11))));
-    assert_eq!(answers[1].answer, Some(QueryAnswer::SubtreeTotals(engine.subtree_totals(1))));
-    assert_eq!(answers[2].answer, Some(QueryAnswer::OpenOrders(engine.open_orders(2))));
-    assert_eq!(answers[3].answer, Some(QueryAnswer::Depth(engine.depth(1, 10))));
+    assert_eq!(answers[0].answer, Some(QueryAnswer::Balances(engine.balances(AccountId(11)))));
+    assert_eq!(answers[1].answer, Some(QueryAnswer::SubtreeTotals(engine.subtree_totals(AccountId(1)))));
+    assert_eq!(answers[2].answer, Some(QueryAnswer::OpenOrders(engine.open_orders(AccountId(2)))));
+    assert_eq!(answers[3].answer, Some(QueryAnswer::Depth(engine.depth(SymbolId(1), 10))));
     assert_eq!(answers[4].answer, Some(QueryAnswer::Order(None)));
     assert_eq!(answers[5].answer, Some(QueryAnswer::Balances(None)));
     // Queries take no sequence: the journal holds exactly the session.

@@ -13,7 +13,7 @@ const MAX: u32 = DEFAULT_MAX_FRAME_BYTES;
 
 fn book() -> DepthBook {
     DepthBook {
-        symbol: 9,
+        symbol: SymbolId(9),
         book_seq: 1234,
         more: false,
         bids: vec![DepthLevel { price: 30_000, qty: 10, orders: 2 }, DepthLevel { price: 29_997, qty: 4, orders: 1 }],
@@ -27,13 +27,13 @@ fn samples() -> Vec<Message> {
     messages.extend(every_command().into_iter().map(Message::Command));
     messages.extend([
         Message::Ping,
-        Message::QueryBalances { account: 11 },
-        Message::QuerySubtreeTotals { account: 10 },
-        Message::QueryOrder { order_id: u64::MAX },
-        Message::QueryOpenOrders { account: 11 },
-        Message::QueryDepth { symbol: 9, levels: 20 },
-        Message::Subscribe { symbol: 9 },
-        Message::Unsubscribe { symbol: u32::MAX },
+        Message::QueryBalances { account: AccountId(11) },
+        Message::QuerySubtreeTotals { account: AccountId(10) },
+        Message::QueryOrder { order_id: OrderId(u64::MAX) },
+        Message::QueryOpenOrders { account: AccountId(11) },
+        Message::QueryDepth { symbol: SymbolId(9), levels: 20 },
+        Message::Subscribe { symbol: SymbolId(9) },
+        Message::Unsubscribe { symbol: SymbolId(u32::MAX) },
         Message::Welcome(Welcome {
             protocol_version: 1,
             max_frame_bytes: MAX,
@@ -49,28 +49,40 @@ fn samples() -> Vec<Message> {
         Message::Error { code: 999, message: String::new() },
         Message::Pong,
         Message::Balances {
-            account: 11,
+            account: AccountId(11),
             seq: 42,
             more: false,
             balances: vec![
-                BalanceView { asset: 1, available: 5, held: 0 },
-                BalanceView { asset: 2, available: i64::MAX, held: 7 },
+                BalanceView { asset: AssetId(1), available: 5, held: 0 },
+                BalanceView { asset: AssetId(2), available: i64::MAX, held: 7 },
             ],
         },
         Message::SubtreeTotals {
-            account: 10,
+            account: AccountId(10),
             seq: 42,
             more: false,
-            totals: vec![AssetTotal { asset: 1, total: 5 }, AssetTotal { asset: 2, total: 99 }],
+            totals: vec![AssetTotal { asset: AssetId(1), total: 5 }, AssetTotal { asset: AssetId(2), total: 99 }],
         },
-        Message::OrderInfo { seq: 42, order: order_report(8) },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![order_report(8), order_report(9)] },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![] },
+        Message::OrderInfo { seq: 42, order: order_report(OrderId(8)) },
+        Message::OpenOrders {
+            account: AccountId(11),
+            seq: 42,
+            more: false,
+            orders: vec![order_report(OrderId(8)), order_report(OrderId(9))],
+        },
+        Message::OpenOrders { account: AccountId(11), seq: 42, more: false, orders: vec![] },
         Message::Depth(book()),
         Message::DepthSnapshot(DepthBook { more: true, ..book() }),
         Message::MarketTrade(MarketTrade::from_trade(17, 1_700_000_000_000_000_000, &trade())),
-        Message::DepthUpdate(DepthUpdate { symbol: 9, md_seq: 18, side: Side::Sell, price: 30_003, qty: 0, orders: 0 }),
-        Message::Unsubscribed { symbol: 9 },
+        Message::DepthUpdate(DepthUpdate {
+            symbol: SymbolId(9),
+            md_seq: 18,
+            side: Side::Sell,
+            price: 30_003,
+            qty: 0,
+            orders: 0,
+        }),
+        Message::Unsubscribed { symbol: SymbolId(9) },
     ]);
     messages
 }
@@ -310,7 +322,7 @@ fn oversized_and_impossible_lengths_lose_framing() {
 #[test]
 fn a_stream_ending_mid_frame_is_truncated() {
     let mut bytes = Vec::new();
-    encode_frame(1, &Message::QueryBalances { account: 1 }, MAX, &mut bytes).unwrap();
+    encode_frame(1, &Message::QueryBalances { account: AccountId(1) }, MAX, &mut bytes).unwrap();
     for cut in 1..bytes.len() {
         let mut decoder = FrameDecoder::default();
         assert_eq!(decoder.decode(&mut &bytes[..cut]), Ok(None));
@@ -333,7 +345,9 @@ fn frame_level_errors_let_the_stream_continue() {
         payload[2 + 20] = 9; // PlaceOrder side byte
         payload
     };
-    let short_cancel = payload_of(&Message::Command(Command::CancelOrder { account: 1, order_id: 2 }))[..10].to_vec();
+    let short_cancel =
+        payload_of(&Message::Command(Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) }))[..10]
+            .to_vec();
     let cases: Vec<(Vec<u8>, MessageError, GatewayError)> = vec![
         (
             frame_bytes(1, 0x7F, 0, 2, &[1, 2, 3]),
@@ -452,7 +466,7 @@ fn bad_field_values_are_payload_errors() {
     ));
 
     let mut update = payload_of(&Message::DepthUpdate(DepthUpdate {
-        symbol: 1,
+        symbol: SymbolId(1),
         md_seq: 1,
         side: Side::Buy,
         price: 1,
@@ -465,7 +479,7 @@ fn bad_field_values_are_payload_errors() {
         Err(MessageError::BadPayload { error: PayloadError::BadValue { field: "side", value: 2 }, .. })
     ));
 
-    let mut balances = payload_of(&Message::Balances { account: 1, seq: 1, more: false, balances: vec![] });
+    let mut balances = payload_of(&Message::Balances { account: AccountId(1), seq: 1, more: false, balances: vec![] });
     balances[17..19].copy_from_slice(&u16::MAX.to_le_bytes()); // a count the payload cannot hold
     assert!(matches!(
         Message::decode_payload(msg_type::BALANCES, &balances),
@@ -633,12 +647,18 @@ fn outcomes(chunks: &mut dyn Iterator<Item = &[u8]>) -> (FrameOutcomes, Option<F
 #[test]
 fn long_answers_split_over_frames_and_reassemble() {
     let events: Vec<Event> = (0..3_000).flat_map(|_| every_event()).collect();
-    let orders: Vec<OrderReport> = (0..2_000).map(order_report).collect();
+    let orders: Vec<OrderReport> = (0..2_000).map(|id| order_report(OrderId(id))).collect();
     let levels: Vec<DepthLevel> = (0..5_000).map(|i| DepthLevel { price: i, qty: i + 1, orders: 1 }).collect();
     let long = [
         Message::Events { seq: 8, more: false, events },
-        Message::OpenOrders { account: 11, seq: 8, more: false, orders },
-        Message::DepthSnapshot(DepthBook { symbol: 9, book_seq: 3, more: false, bids: levels.clone(), asks: levels }),
+        Message::OpenOrders { account: AccountId(11), seq: 8, more: false, orders },
+        Message::DepthSnapshot(DepthBook {
+            symbol: SymbolId(9),
+            book_seq: 3,
+            more: false,
+            bids: levels.clone(),
+            asks: levels,
+        }),
     ];
     for message in long {
         assert!(matches!(encode_frame(5, &message, MAX, &mut Vec::new()), Err(EncodeError::TooLarge { .. })));
@@ -743,7 +763,7 @@ fn the_documented_examples_are_exact() {
         (1, Message::Ping, "0c 00 00 00 01 03 00 00 01 00 00 00 00 00 00 00"),
         (
             2,
-            Message::Command(Command::CancelOrder { account: 7, order_id: 42 }),
+            Message::Command(Command::CancelOrder { account: AccountId(7), order_id: OrderId(42) }),
             "1e 00 00 00 01 02 00 00 02 00 00 00 00 00 00 00 0d 00
              07 00 00 00 00 00 00 00 2a 00 00 00 00 00 00 00",
         ),
@@ -809,7 +829,9 @@ fn error_code(step: &Step) -> Option<u16> {
 
 #[test]
 fn a_frame_before_hello_is_answered_904_and_closes() {
-    for message in [Message::Ping, Message::QueryBalances { account: 1 }, Message::Subscribe { symbol: 1 }] {
+    for message in
+        [Message::Ping, Message::QueryBalances { account: AccountId(1) }, Message::Subscribe { symbol: SymbolId(1) }]
+    {
         let mut handshake = Handshake::default();
         let step = handshake.on_message(1, message.clone(), welcome);
         assert_eq!(step, Step::Close(GatewayError::HelloRequired, "the first request must be Hello"), "{message:?}");
@@ -842,10 +864,10 @@ fn hello_is_welcomed_with_the_highest_version_both_speak() {
 /// version 2 with it (90 bytes); everything else is the same, and both decode.
 #[test]
 fn order_reports_are_laid_out_by_the_connection_version() {
-    let order = OrderReport { stop_price: 31_000, ..order_report(8) };
+    let order = OrderReport { stop_price: 31_000, ..order_report(OrderId(8)) };
     let answers = [
         Message::OrderInfo { seq: 42, order },
-        Message::OpenOrders { account: 11, seq: 42, more: false, orders: vec![order, order] },
+        Message::OpenOrders { account: AccountId(11), seq: 42, more: false, orders: vec![order, order] },
         Message::Events { seq: 42, more: false, events: vec![Event::Order(order), Event::Trade(trade())] },
     ];
     for message in &answers {

@@ -1,6 +1,6 @@
 //! Replay, snapshots and the journal CLI on a real data directory written by the sequencer.
 
-use seqd::engine::Engine;
+use seqd::engine::{AccountId, AssetId, Engine};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::journal::Durability;
 use seqd::storage::replay::{replay, DataDir, ReplayOptions};
@@ -122,7 +122,7 @@ const ACCOUNT: u64 = 7;
 const ASSET: u32 = 1;
 
 fn deposit(amount: i64, external_ref: u64) -> seqd::engine::Command {
-    seqd::engine::Command::Deposit { account: ACCOUNT, asset: ASSET, amount, external_ref }
+    seqd::engine::Command::Deposit { account: AccountId(ACCOUNT), asset: AssetId(ASSET), amount, external_ref }
 }
 
 /// Tears the last record of a journal (flips its last non-zero byte: a CRC failure, as a
@@ -136,7 +136,7 @@ fn tear_last_record(journal_dir: &std::path::Path) {
 }
 
 fn balance(sequencer: &Sequencer) -> i64 {
-    sequencer.engine().balance_of(ACCOUNT, ASSET).unwrap().total()
+    sequencer.engine().balance_of(AccountId(ACCOUNT), AssetId(ASSET)).unwrap().total()
 }
 
 /// Issue #9 §3: a snapshot ahead of a torn journal was skipped at the first start, then loaded
@@ -147,8 +147,13 @@ fn a_snapshot_the_journal_does_not_justify_is_never_loaded_even_after_its_seqs_a
     let data_dir = DataDir::new(dir.path());
     let config = SequencerConfig { segment_size_bytes: 64 * 1024, durability: Durability::PageCache };
     let (mut sequencer, _) = Sequencer::open(&data_dir, config).unwrap();
-    sequencer.submit(1_000, &seqd::engine::Command::CreateAsset { asset: ASSET, scale: 2 }).unwrap();
-    sequencer.submit(2_000, &seqd::engine::Command::CreateAccount { account: ACCOUNT, parent: 0, owner: 1 }).unwrap();
+    sequencer.submit(1_000, &seqd::engine::Command::CreateAsset { asset: AssetId(ASSET), scale: 2 }).unwrap();
+    sequencer
+        .submit(
+            2_000,
+            &seqd::engine::Command::CreateAccount { account: AccountId(ACCOUNT), parent: AccountId::NONE, owner: 1 },
+        )
+        .unwrap();
     sequencer.submit(3_000, &deposit(1_000, 1)).unwrap();
     sequencer.submit(4_000, &deposit(20, 2)).unwrap();
     sequencer.commit().unwrap();
@@ -190,8 +195,13 @@ fn an_event_log_ahead_of_the_input_journal_is_cut_back_and_regenerated() {
     let data_dir = DataDir::new(dir.path());
     let config = SequencerConfig { segment_size_bytes: 64 * 1024, durability: Durability::PageCache };
     let (mut sequencer, _) = Sequencer::open(&data_dir, config).unwrap();
-    sequencer.submit(1_000, &seqd::engine::Command::CreateAsset { asset: ASSET, scale: 2 }).unwrap();
-    sequencer.submit(2_000, &seqd::engine::Command::CreateAccount { account: ACCOUNT, parent: 0, owner: 1 }).unwrap();
+    sequencer.submit(1_000, &seqd::engine::Command::CreateAsset { asset: AssetId(ASSET), scale: 2 }).unwrap();
+    sequencer
+        .submit(
+            2_000,
+            &seqd::engine::Command::CreateAccount { account: AccountId(ACCOUNT), parent: AccountId::NONE, owner: 1 },
+        )
+        .unwrap();
     sequencer.submit(3_000, &deposit(1_000, 1)).unwrap();
     sequencer.submit(4_000, &deposit(20, 2)).unwrap();
     sequencer.commit().unwrap();

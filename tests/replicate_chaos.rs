@@ -5,11 +5,11 @@
 //! The databases here are private instances started by `tools/db-instance.sh` on their own ports
 //! and directories, so killing them never disturbs the shared servers of `tools/services.sh`.
 
+use seqd::engine::{AccountId, Engine, Event};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use seqd::engine::{Engine, Event};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::journal::Durability;
 use seqd::storage::replay::DataDir;
@@ -317,10 +317,12 @@ fn killed_replicators_and_restarted_databases_lose_and_double_nothing() {
 
 /// An (account, asset) with a non-zero available balance in the final state.
 fn some_funded_balance(engine: &Engine) -> (u64, u32) {
-    let accounts: Vec<u64> = engine.account_parents().map(|(account, _)| account).collect();
+    let accounts: Vec<u64> = engine.account_parents().map(|(account, _)| account.0).collect();
     for account in accounts {
-        if let Some(view) = engine.balances(account).unwrap_or_default().into_iter().find(|v| v.available > 0) {
-            return (account, view.asset);
+        if let Some(view) =
+            engine.balances(AccountId(account)).unwrap_or_default().into_iter().find(|v| v.available > 0)
+        {
+            return (account, view.asset.0);
         }
     }
     panic!("no funded balance")

@@ -7,13 +7,13 @@
 //! commands, independently of the replicator's row builder, and compared line by line with the
 //! tables read back as TabSeparated text.
 
+use seqd::engine::{AccountId, AccountStatus, AssetId, Command, Engine, Event, NewOrder, OrderId, Seq, SymbolId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
-use seqd::engine::{AccountId, AccountStatus, AssetId, Command, Engine, Event, NewOrder, Seq, SymbolId};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::replicate::clickhouse::{create_statements, table_names, ClickHouseConfig, ClickHouseSink};
 use seqd::replicate::reconcile::{Mirror, MirrorOrder};
@@ -110,7 +110,8 @@ impl Log {
 /// Renumbers a workload command that runs after `order_shift` other commands, with its accounts
 /// moved by `account_shift` (out of the scripted session's way).
 fn shift(command: Command, order_shift: u64, account_shift: u64) -> Command {
-    let a = |account: AccountId| if account == 0 { 0 } else { account + account_shift };
+    let a =
+        |account: AccountId| if account == AccountId::NONE { account } else { AccountId(account.0 + account_shift) };
     match command {
         Command::CreateAccount { account, parent, owner } => {
             Command::CreateAccount { account: a(account), parent: a(parent), owner: owner + account_shift }
@@ -120,10 +121,10 @@ fn shift(command: Command, order_shift: u64, account_shift: u64) -> Command {
         }
         Command::PlaceOrder(order) => Command::PlaceOrder(NewOrder { account: a(order.account), ..order }),
         Command::AmendOrder { account, order_id, price, qty } => {
-            Command::AmendOrder { account: a(account), order_id: order_id + order_shift, price, qty }
+            Command::AmendOrder { account: a(account), order_id: OrderId(order_id.0 + order_shift), price, qty }
         }
         Command::CancelOrder { account, order_id } => {
-            Command::CancelOrder { account: a(account), order_id: order_id + order_shift }
+            Command::CancelOrder { account: a(account), order_id: OrderId(order_id.0 + order_shift) }
         }
         other => other,
     }
@@ -423,7 +424,7 @@ fn expected_rows(records: &[Record]) -> Expected {
                     ));
                     x.trades.push(TradeFact {
                         ts,
-                        trade_id: t.trade_id,
+                        trade_id: t.trade_id.0,
                         symbol: t.symbol,
                         price: t.price,
                         qty: t.qty,

@@ -90,7 +90,7 @@ impl Log {
 /// and withdrawal ids (sequences) by the session's length, deposit references by 10^6. Its
 /// symbol already exists, so its creation becomes an update to the workload's spec.
 fn shifted(command: Command, seq_offset: u64) -> Command {
-    let a = |account: AccountId| if account == 0 { 0 } else { account + 1_000 };
+    let a = |account: AccountId| if account == AccountId::NONE { account } else { AccountId(account.0 + 1_000) };
     match command {
         Command::CreateSymbol(spec) => Command::UpdateSymbol(spec),
         Command::CreateAccount { account, parent, owner } => {
@@ -114,14 +114,14 @@ fn shifted(command: Command, seq_offset: u64) -> Command {
         }
         Command::PlaceOrder(order) => Command::PlaceOrder(NewOrder { account: a(order.account), ..order }),
         Command::CancelOrder { account, order_id } => {
-            Command::CancelOrder { account: a(account), order_id: order_id + seq_offset }
+            Command::CancelOrder { account: a(account), order_id: OrderId(order_id.0 + seq_offset) }
         }
         Command::CancelByClientId { account, client_order_id } => {
             Command::CancelByClientId { account: a(account), client_order_id }
         }
         Command::CancelAll { account, symbol } => Command::CancelAll { account: a(account), symbol },
         Command::AmendOrder { account, order_id, price, qty } => {
-            Command::AmendOrder { account: a(account), order_id: order_id + seq_offset, price, qty }
+            Command::AmendOrder { account: a(account), order_id: OrderId(order_id.0 + seq_offset), price, qty }
         }
         other => other,
     }
@@ -134,9 +134,15 @@ fn write_log(spec: WorkloadSpec) -> Log {
     let offset = commands.len() as u64;
     let workload = exchange_core_mix(spec);
     commands.extend(workload.setup.iter().chain(&workload.commands).map(|c| shifted(*c, offset)));
-    commands.push(Command::WithdrawRequest { account: 12, asset: USDT, amount: 10_000_000, client_ref: 77 });
-    commands.push(Command::SetAccountStatus { account: 12, status: AccountStatus::Frozen });
-    commands.push(Command::Transfer { from: 1, to: 11, asset: USDT, amount: 1_000_000, client_ref: 99 });
+    commands.push(Command::WithdrawRequest { account: AccountId(12), asset: USDT, amount: 10_000_000, client_ref: 77 });
+    commands.push(Command::SetAccountStatus { account: AccountId(12), status: AccountStatus::Frozen });
+    commands.push(Command::Transfer {
+        from: AccountId(1),
+        to: AccountId(11),
+        asset: USDT,
+        amount: 1_000_000,
+        client_ref: 99,
+    });
 
     let config = SequencerConfig { segment_size_bytes: 8 << 20, durability: Durability::PageCache };
     let (mut sequencer, _) = Sequencer::open(&data_dir, config).unwrap();

@@ -33,13 +33,42 @@ use std::collections::BTreeMap;
 
 /// (account, parent, owner) created before the stream. Three trees: a child's owner is its
 /// parent's, and self-trade prevention works by owner, so trades cross between trees.
-const TREES: [(AccountId, AccountId, u64); 9] =
-    [(1, 0, 1), (11, 1, 1), (111, 11, 1), (12, 1, 1), (2, 0, 2), (21, 2, 2), (22, 2, 2), (3, 0, 3), (31, 3, 3)];
+const TREES: [(AccountId, AccountId, u64); 9] = [
+    (AccountId(1), AccountId::NONE, 1),
+    (AccountId(11), AccountId(1), 1),
+    (AccountId(111), AccountId(11), 1),
+    (AccountId(12), AccountId(1), 1),
+    (AccountId(2), AccountId::NONE, 2),
+    (AccountId(21), AccountId(2), 2),
+    (AccountId(22), AccountId(2), 2),
+    (AccountId(3), AccountId::NONE, 3),
+    (AccountId(31), AccountId(3), 3),
+];
 /// Accounts `CreateAccount` operations add mid-stream (211 is named by a grant before it exists).
-const LATE: [(AccountId, AccountId, u64); 4] = [(112, 11, 1), (121, 12, 1), (211, 21, 2), (4, 0, 4)];
+const LATE: [(AccountId, AccountId, u64); 4] = [
+    (AccountId(112), AccountId(11), 1),
+    (AccountId(121), AccountId(12), 1),
+    (AccountId(211), AccountId(21), 2),
+    (AccountId(4), AccountId::NONE, 4),
+];
 /// Accounts the operations pick from: those of `TREES` (in order), then `LATE`, then one that
 /// never exists.
-const POOL: [AccountId; 14] = [1, 11, 111, 12, 2, 21, 22, 3, 31, 112, 121, 211, 4, 999];
+const POOL: [AccountId; 14] = [
+    AccountId(1),
+    AccountId(11),
+    AccountId(111),
+    AccountId(12),
+    AccountId(2),
+    AccountId(21),
+    AccountId(22),
+    AccountId(3),
+    AccountId(31),
+    AccountId(112),
+    AccountId(121),
+    AccountId(211),
+    AccountId(4),
+    AccountId(999),
+];
 const MID_TICKS: i64 = 3_000_000; // 30,000 USDT
 
 /// The connected principals: whole trees, a sub-tree, two roots in different trees, a grant on
@@ -48,11 +77,11 @@ fn principals() -> Vec<Grants> {
     let trader =
         |name: &str, roots: &[AccountId]| Grants { principal: name.into(), admin: false, roots: roots.to_vec() };
     vec![
-        trader("tree1", &[1]),
-        trader("desk11", &[11]),
-        trader("tree2", &[2]),
-        trader("mixed", &[12, 3]),
-        trader("late", &[211, 22]),
+        trader("tree1", &[AccountId(1)]),
+        trader("desk11", &[AccountId(11)]),
+        trader("tree2", &[AccountId(2)]),
+        trader("mixed", &[AccountId(12), AccountId(3)]),
+        trader("late", &[AccountId(211), AccountId(22)]),
         trader("nobody", &[]),
         Grants { principal: "admin".into(), admin: true, roots: vec![] },
     ]
@@ -131,7 +160,7 @@ impl World {
 
     /// Does `grants` cover `account` (itself or an ancestor is a root)? Account 0 is nobody's.
     fn covers(&self, grants: &Grants, account: AccountId) -> bool {
-        if account == 0 {
+        if account == AccountId::NONE {
             return false;
         }
         if grants.admin {
@@ -143,7 +172,7 @@ impl World {
                 return true;
             }
             match self.parents.get(&current) {
-                Some(&parent) if parent != 0 => current = parent,
+                Some(&parent) if parent != AccountId::NONE => current = parent,
                 _ => return false,
             }
         }
@@ -152,7 +181,7 @@ impl World {
     /// The documented rule (PROTOCOL.md §8), written again from the table.
     fn expected(&self, grants: &Grants, events: &[Event], audience: Audience) -> Vec<Event> {
         let sees = |account| self.covers(grants, account);
-        let shown = |account| if sees(account) { account } else { 0 };
+        let shown = |account| if sees(account) { account } else { AccountId::NONE };
         let mut out = Vec::new();
         for event in events {
             let kept = match *event {
@@ -171,10 +200,10 @@ impl World {
                 Event::Trade(t) => (sees(t.maker_account) || sees(t.taker_account)).then(|| {
                     let mut t = t;
                     if !sees(t.maker_account) {
-                        (t.maker_account, t.maker_order, t.maker_fee) = (0, 0, 0);
+                        (t.maker_account, t.maker_order, t.maker_fee) = (AccountId::NONE, OrderId::NONE, 0);
                     }
                     if !sees(t.taker_account) {
-                        (t.taker_account, t.taker_order, t.taker_fee) = (0, 0, 0);
+                        (t.taker_account, t.taker_order, t.taker_fee) = (AccountId::NONE, OrderId::NONE, 0);
                     }
                     Event::Trade(t)
                 }),
@@ -188,8 +217,9 @@ impl World {
     /// outside `grants`. 0 is the "not shown" marker.
     fn check_no_leak(&self, grants: &Grants, events: &[Event], audience: Audience) -> Result<(), TestCaseError> {
         let who = &grants.principal;
-        let visible = |account: AccountId| account == 0 || self.covers(grants, account);
-        let order_visible = |order: OrderId| order == 0 || self.order_accounts.get(&order).is_some_and(|&a| visible(a));
+        let visible = |account: AccountId| account == AccountId::NONE || self.covers(grants, account);
+        let order_visible =
+            |order: OrderId| order == OrderId::NONE || self.order_accounts.get(&order).is_some_and(|&a| visible(a));
         for event in events {
             let named: Vec<AccountId> = match *event {
                 Event::Rejected { .. } => {
@@ -199,7 +229,12 @@ impl World {
                 Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => vec![],
                 Event::Ledger(e) => {
                     if e.ref_kind == RefKind::Order {
-                        prop_assert!(order_visible(e.ref_id), "{} got a ledger entry of a hidden order: {:?}", who, e);
+                        prop_assert!(
+                            order_visible(OrderId(e.ref_id)),
+                            "{} got a ledger entry of a hidden order: {:?}",
+                            who,
+                            e
+                        );
                     }
                     vec![e.account]
                 }
@@ -209,7 +244,11 @@ impl World {
                 | Event::AccountStatusChanged { account, .. } => vec![account],
                 Event::AccountCreated { account, parent, .. } => vec![account, parent],
                 Event::Transferred { from, to, .. } => {
-                    prop_assert!(from != 0 || to != 0, "{} got a transfer with no side", who);
+                    prop_assert!(
+                        from != AccountId::NONE || to != AccountId::NONE,
+                        "{} got a transfer with no side",
+                        who
+                    );
                     vec![from, to]
                 }
                 Event::Trade(t) => {
@@ -217,11 +256,20 @@ impl World {
                     for (account, order, fee) in
                         [(t.maker_account, t.maker_order, t.maker_fee), (t.taker_account, t.taker_order, t.taker_fee)]
                     {
-                        if account == 0 {
-                            prop_assert_eq!((order, fee), (0, 0), "{}: a hidden side shows its order or fee", who);
+                        if account == AccountId::NONE {
+                            prop_assert_eq!(
+                                (order, fee),
+                                (OrderId::NONE, 0),
+                                "{}: a hidden side shows its order or fee",
+                                who
+                            );
                         }
                     }
-                    prop_assert!(t.maker_account != 0 || t.taker_account != 0, "{} got a trade it was not in", who);
+                    prop_assert!(
+                        t.maker_account != AccountId::NONE || t.taker_account != AccountId::NONE,
+                        "{} got a trade it was not in",
+                        who
+                    );
                     vec![t.maker_account, t.taker_account]
                 }
             };
@@ -302,7 +350,7 @@ impl Venue {
             }
             self.hidden_sides_seen += frame
                 .iter()
-                .filter(|e| matches!(e, Event::Trade(t) if t.maker_account == 0 || t.taker_account == 0))
+                .filter(|e| matches!(e, Event::Trade(t) if t.maker_account == AccountId::NONE || t.taker_account == AccountId::NONE))
                 .count();
             self.frames_checked += 1;
         }
@@ -367,7 +415,7 @@ impl Venue {
     fn live_order(&self, account: AccountId, pick: usize) -> OrderId {
         match self.engine.open_orders(account) {
             Some(orders) if !orders.is_empty() => orders[pick % orders.len()].order_id,
-            _ => pick as u64 % (self.seq + 2), // probably not this account's: rejected
+            _ => OrderId(pick as u64 % (self.seq + 2)), // probably not this account's: rejected
         }
     }
 
@@ -414,7 +462,7 @@ impl Venue {
             Op::Cancel { account, pick } => {
                 Command::CancelOrder { account: POOL[account], order_id: self.live_order(POOL[account], pick) }
             }
-            Op::CancelAll { account } => Command::CancelAll { account: POOL[account], symbol: 0 },
+            Op::CancelAll { account } => Command::CancelAll { account: POOL[account], symbol: SymbolId::ALL },
             Op::Amend { account, pick, ticks_off, lots } => Command::AmendOrder {
                 account: POOL[account],
                 order_id: self.live_order(POOL[account], pick),
@@ -447,7 +495,7 @@ impl Venue {
             Op::QueryOrder { asker, pick } => {
                 let known: Vec<OrderId> = self.world.order_accounts.keys().copied().collect();
                 let order_id = if known.is_empty() || pick % 5 == 0 {
-                    10_000 + pick as u64 % 7
+                    OrderId(10_000 + pick as u64 % 7)
                 } else {
                     known[pick % known.len()]
                 };
@@ -475,12 +523,12 @@ impl Venue {
         ];
         for (account, parent, owner) in TREES {
             setup.push(Command::CreateAccount { account, parent, owner });
-            setup.push(Command::Deposit { account, asset: BTC, amount: 50 * 100_000_000, external_ref: account * 2 });
+            setup.push(Command::Deposit { account, asset: BTC, amount: 50 * 100_000_000, external_ref: account.0 * 2 });
             setup.push(Command::Deposit {
                 account,
                 asset: USDT,
                 amount: 2_000_000 * 1_000_000,
-                external_ref: account * 2 + 1,
+                external_ref: account.0 * 2 + 1,
             });
         }
         for command in setup {
@@ -528,14 +576,18 @@ fn a_sweep_and_a_triggered_stop_show_each_principal_only_its_sides() {
         })
     };
     let by = venue_index;
-    venue.command_from(place(111, Side::Sell, 1, 5, false), by("desk11")).unwrap();
-    venue.command_from(place(31, Side::Sell, 2, 10, false), by("mixed")).unwrap();
-    venue.command_from(place(12, Side::Buy, 2, 4, true), by("mixed")).unwrap();
-    let events = venue.command_from(place(21, Side::Buy, 2, 8, false), by("tree2")).unwrap();
+    venue.command_from(place(AccountId(111), Side::Sell, 1, 5, false), by("desk11")).unwrap();
+    venue.command_from(place(AccountId(31), Side::Sell, 2, 10, false), by("mixed")).unwrap();
+    venue.command_from(place(AccountId(12), Side::Buy, 2, 4, true), by("mixed")).unwrap();
+    let events = venue.command_from(place(AccountId(21), Side::Buy, 2, 8, false), by("tree2")).unwrap();
     let trades: Vec<Trade> =
         events.iter().filter_map(|e| if let Event::Trade(t) = e { Some(*t) } else { None }).collect();
     let pairs: Vec<(AccountId, AccountId)> = trades.iter().map(|t| (t.maker_account, t.taker_account)).collect();
-    assert_eq!(pairs, vec![(111, 21), (31, 21), (31, 12)], "{events:?}");
+    assert_eq!(
+        pairs,
+        vec![(AccountId(111), AccountId(21)), (AccountId(31), AccountId(21)), (AccountId(31), AccountId(12))],
+        "{events:?}"
+    );
     assert!(trades.iter().all(|t| t.maker_fee > 0 && t.taker_fee > 0), "fees are charged, so hiding them shows");
 
     let view = venue.directory.view();
@@ -548,20 +600,29 @@ fn a_sweep_and_a_triggered_stop_show_each_principal_only_its_sides() {
             .filter_map(|e| if let Event::Trade(t) = e { Some((t.maker_account, t.taker_account)) } else { None })
             .collect()
     };
-    assert_eq!(seen("tree2", Audience::Sender), vec![(0, 21), (0, 21)]);
-    assert_eq!(seen("desk11", Audience::Observer), vec![(111, 0)]);
-    assert_eq!(seen("tree1", Audience::Observer), vec![(111, 0), (0, 12)]);
-    assert_eq!(seen("mixed", Audience::Observer), vec![(31, 0), (31, 12)]);
+    assert_eq!(
+        seen("tree2", Audience::Sender),
+        vec![(AccountId::NONE, AccountId(21)), (AccountId::NONE, AccountId(21))]
+    );
+    assert_eq!(seen("desk11", Audience::Observer), vec![(AccountId(111), AccountId::NONE)]);
+    assert_eq!(
+        seen("tree1", Audience::Observer),
+        vec![(AccountId(111), AccountId::NONE), (AccountId::NONE, AccountId(12))]
+    );
+    assert_eq!(
+        seen("mixed", Audience::Observer),
+        vec![(AccountId(31), AccountId::NONE), (AccountId(31), AccountId(12))]
+    );
     assert_eq!(seen("late", Audience::Observer), Vec::<(AccountId, AccountId)>::new());
     assert_eq!(seen("nobody", Audience::Observer), Vec::<(AccountId, AccountId)>::new());
     assert_eq!(seen("admin", Audience::Observer), pairs);
     // The sender's answer holds its own order and ledger, nothing of 111, 31 or 12.
     let answer = events_for(&venue.principals[by("tree2")], &view, &events, Audience::Sender).into_vec();
-    assert!(answer.iter().any(|e| matches!(e, Event::Order(r) if r.account == 21)));
+    assert!(answer.iter().any(|e| matches!(e, Event::Order(r) if r.account == AccountId(21))));
     assert!(answer.iter().all(|e| match e {
-        Event::Order(r) => r.account == 21,
-        Event::Ledger(l) => l.account == 21,
-        Event::Trade(t) => t.maker_order == 0 && t.maker_fee == 0,
+        Event::Order(r) => r.account == AccountId(21),
+        Event::Ledger(l) => l.account == AccountId(21),
+        Event::Trade(t) => t.maker_order == OrderId::NONE && t.maker_fee == 0,
         _ => false,
     }));
 }

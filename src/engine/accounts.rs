@@ -45,7 +45,7 @@ impl Engine {
         owner: u64,
         out: &mut Vec<Event>,
     ) -> Verdict {
-        if account == 0 {
+        if account == AccountId::NONE {
             return Err(RejectReason::InvalidAccountId);
         }
         if self.account_index.contains_key(&account) {
@@ -54,7 +54,7 @@ impl Engine {
         if self.accounts.len() >= ACCOUNTS_MAX {
             return Err(RejectReason::TooManyAccounts);
         }
-        let ancestors = if parent == 0 {
+        let ancestors = if parent == AccountId::NONE {
             Vec::new()
         } else {
             let parent_idx = self.account_idx(parent).map_err(|_| RejectReason::UnknownParent)?;

@@ -88,7 +88,7 @@ pub struct OrderSlab {
 }
 
 /// The id a free slot's order carries.
-const FREE_SLOT_ID: OrderId = 0;
+const FREE_SLOT_ID: OrderId = OrderId::NONE;
 
 impl OrderSlab {
     pub fn insert(&mut self, order: Order) -> u32 {
@@ -369,18 +369,18 @@ mod tests {
     #[test]
     fn a_freed_slot_is_reused_once() {
         let mut slab = OrderSlab::default();
-        let (a, b) = (slab.insert(order(1)), slab.insert(order(2)));
+        let (a, b) = (slab.insert(order(OrderId(1))), slab.insert(order(OrderId(2))));
         slab.remove(a);
         assert_eq!(slab.live_count(), 1);
-        assert_eq!(slab.insert(order(3)), a);
-        assert_eq!((slab.get(a).id, slab.get(b).id, slab.live_count()), (3, 2, 2));
+        assert_eq!(slab.insert(order(OrderId(3))), a);
+        assert_eq!((slab.get(a).id, slab.get(b).id, slab.live_count()), (OrderId(3), OrderId(2), 2));
     }
 
     #[test]
     #[should_panic(expected = "freed twice")]
     fn a_double_free_stops() {
         let mut slab = OrderSlab::default();
-        let slot = slab.insert(order(1));
+        let slot = slab.insert(order(OrderId(1)));
         slab.remove(slot);
         slab.remove(slot);
     }

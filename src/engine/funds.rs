@@ -260,12 +260,12 @@ mod tests {
     fn forgotten_records_are_never_applied_again() {
         use Command::*;
         let mut engine = Engine::new();
-        apply(&mut engine, CreateAsset { asset: 1, scale: 2 });
-        apply(&mut engine, CreateAccount { account: 1, parent: 0, owner: 1 });
-        apply(&mut engine, Deposit { account: 1, asset: 1, amount: 100, external_ref: 10 });
+        apply(&mut engine, CreateAsset { asset: AssetId(1), scale: 2 });
+        apply(&mut engine, CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
+        apply(&mut engine, Deposit { account: AccountId(1), asset: AssetId(1), amount: 100, external_ref: 10 });
         let mut ids = Vec::new();
         for client_ref in 1..=3 {
-            apply(&mut engine, WithdrawRequest { account: 1, asset: 1, amount: 1, client_ref });
+            apply(&mut engine, WithdrawRequest { account: AccountId(1), asset: AssetId(1), amount: 1, client_ref });
             ids.push(engine.last_seq());
         }
         apply(&mut engine, WithdrawApprove { withdrawal_id: ids[0] });
@@ -280,14 +280,18 @@ mod tests {
         assert_eq!(apply(&mut engine, WithdrawApprove { withdrawal_id: ids[2] }).len(), 2);
         engine.check_invariants().unwrap();
 
-        apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref: 20 });
+        apply(&mut engine, Deposit { account: AccountId(1), asset: AssetId(1), amount: 1, external_ref: 20 });
         engine.forget_deposit_refs_over(1);
         assert_eq!(engine.deposit_ref_floor, Some(10));
         for (external_ref, reason) in [(10, RejectReason::ReferenceExpired), (20, RejectReason::DuplicateDepositRef)] {
-            let events = apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref });
+            let events =
+                apply(&mut engine, Deposit { account: AccountId(1), asset: AssetId(1), amount: 1, external_ref });
             assert_eq!(events, vec![Event::Rejected { reason }]);
         }
-        assert_eq!(apply(&mut engine, Deposit { account: 1, asset: 1, amount: 1, external_ref: 11 }).len(), 2);
+        assert_eq!(
+            apply(&mut engine, Deposit { account: AccountId(1), asset: AssetId(1), amount: 1, external_ref: 11 }).len(),
+            2
+        );
         // The floor and the shorter history survive a snapshot.
         let mut bytes = Vec::new();
         engine.encode_state(&mut bytes);

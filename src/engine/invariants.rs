@@ -377,7 +377,7 @@ impl Engine {
             }
             // The materialized path is the parent chain, root first.
             let parent_path_ok = match account.ancestors.last() {
-                None => account.parent == 0,
+                None => account.parent == AccountId::NONE,
                 Some(&parent_idx) => {
                     let parent = &self.accounts[parent_idx as usize];
                     parent.id == account.parent
@@ -468,12 +468,12 @@ mod tests {
     fn venue() -> Engine {
         use Command::*;
         let mut engine = Engine::new();
-        apply(&mut engine, CreateAsset { asset: 1, scale: 0 });
-        apply(&mut engine, CreateAsset { asset: 2, scale: 0 });
+        apply(&mut engine, CreateAsset { asset: AssetId(1), scale: 0 });
+        apply(&mut engine, CreateAsset { asset: AssetId(2), scale: 0 });
         let spec = SymbolSpec {
-            symbol: 10,
-            base: 1,
-            quote: 2,
+            symbol: SymbolId(10),
+            base: AssetId(1),
+            quote: AssetId(2),
             tick_size: 1,
             lot_size: 1,
             min_qty: 0,
@@ -484,14 +484,14 @@ mod tests {
             price_band_bps: 0,
         };
         apply(&mut engine, CreateSymbol(spec));
-        apply(&mut engine, CreateAccount { account: 1, parent: 0, owner: 1 });
-        apply(&mut engine, CreateAccount { account: 2, parent: 1, owner: 1 });
-        apply(&mut engine, CreateAccount { account: 3, parent: 0, owner: 3 });
-        apply(&mut engine, Deposit { account: 2, asset: 2, amount: 1_000, external_ref: 1 });
-        apply(&mut engine, Deposit { account: 3, asset: 1, amount: 100, external_ref: 2 });
+        apply(&mut engine, CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
+        apply(&mut engine, CreateAccount { account: AccountId(2), parent: AccountId(1), owner: 1 });
+        apply(&mut engine, CreateAccount { account: AccountId(3), parent: AccountId::NONE, owner: 3 });
+        apply(&mut engine, Deposit { account: AccountId(2), asset: AssetId(2), amount: 1_000, external_ref: 1 });
+        apply(&mut engine, Deposit { account: AccountId(3), asset: AssetId(1), amount: 100, external_ref: 2 });
         let order = NewOrder {
-            account: 2,
-            symbol: 10,
+            account: AccountId(2),
+            symbol: SymbolId(10),
             client_order_id: 5,
             side: Side::Buy,
             order_type: OrderType::Limit,
@@ -504,7 +504,7 @@ mod tests {
         };
         apply(&mut engine, PlaceOrder(order));
         let stop = NewOrder {
-            account: 3,
+            account: AccountId(3),
             side: Side::Sell,
             order_type: OrderType::StopLimit,
             price: 8,
@@ -513,7 +513,7 @@ mod tests {
             ..order
         };
         apply(&mut engine, PlaceOrder(stop));
-        apply(&mut engine, WithdrawRequest { account: 3, asset: 1, amount: 10, client_ref: 1 });
+        apply(&mut engine, WithdrawRequest { account: AccountId(3), asset: AssetId(1), amount: 10, client_ref: 1 });
         engine.check_invariants().unwrap();
         engine
     }
@@ -532,8 +532,9 @@ mod tests {
         // Account 1 (a root) gets 1 unit of account 3's available base: conservation, holds and
         // subtree totals (kept along both paths by hand) still hold; only the ledger disagrees.
         let found = planted(|e| {
-            let (from, to) = (e.account_idx(3).unwrap() as usize, e.account_idx(1).unwrap() as usize);
-            let asset = e.asset_idx(1).unwrap() as usize;
+            let (from, to) =
+                (e.account_idx(AccountId(3)).unwrap() as usize, e.account_idx(AccountId(1)).unwrap() as usize);
+            let asset = e.asset_idx(AssetId(1)).unwrap() as usize;
             e.accounts[from].balances[asset].available -= 1;
             e.accounts[from].subtree_totals[asset] -= 1;
             e.accounts[to].balances[asset].available += 1;
@@ -563,7 +564,7 @@ mod tests {
                 e.decided_withdrawals.insert(1);
             },
             |e| {
-                e.symbol_index.insert(99, 0);
+                e.symbol_index.insert(SymbolId(99), 0);
             },
         ];
         for (i, bug) in bugs.into_iter().enumerate() {
@@ -576,7 +577,7 @@ mod tests {
         assert_eq!(planted(|e| e.totals[0].deposited += 1), Invariant::Conservation);
         assert_eq!(
             planted(|e| {
-                let slot = e.order_index[&9];
+                let slot = e.order_index[&OrderId(9)];
                 e.orders.get_mut(slot).held += 1;
             }),
             Invariant::Holds
@@ -590,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             planted(|e| {
-                let account = e.account_idx(3).unwrap() as usize;
+                let account = e.account_idx(AccountId(3)).unwrap() as usize;
                 e.accounts[account].balances[0].available = -1;
             }),
             Invariant::NonNegative
@@ -614,6 +615,6 @@ mod tests {
     fn apply_checks_the_invariants_in_debug_builds() {
         let mut engine = venue();
         engine.totals[0].deposited += 1;
-        apply(&mut engine, Command::CreateAsset { asset: 3, scale: 0 });
+        apply(&mut engine, Command::CreateAsset { asset: AssetId(3), scale: 0 });
     }
 }

@@ -185,7 +185,7 @@ impl Engine {
             if excess > 0 {
                 let quote_idx = symbol.quote_idx;
                 self.orders.get_mut(slot).held = needed;
-                self.hold(o.account_idx, quote_idx, -excess, RefKind::Order, o.id, out);
+                self.hold(o.account_idx, quote_idx, -excess, RefKind::Order, o.id.0, out);
             }
         }
     }
@@ -216,7 +216,7 @@ impl Engine {
         let taker_fee = fee(quote_qty, symbol.spec.taker_fee_ppm.min(taker.fee_cap_ppm));
         let maker_fee = fee(quote_qty, symbol.spec.maker_fee_ppm.min(maker.fee_cap_ppm));
         let trade = Trade {
-            trade_id: self.last_trade_id + 1,
+            trade_id: TradeId(self.last_trade_id.0 + 1),
             symbol: symbol.spec.symbol,
             // The maker's own limit price, an i64 when it was placed.
             price: price_ticks * symbol.spec.tick_size,
@@ -238,12 +238,12 @@ impl Engine {
             (&maker, &taker, maker_fee, taker_fee)
         };
         let tid = trade.trade_id;
-        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Trade, 0, -quote_qty, RefKind::Trade, tid, out);
-        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Fee, 0, -buyer_fee, RefKind::Trade, tid, out);
-        self.change_balance(buyer.account_idx, base_idx, LedgerKind::Trade, base_qty, 0, RefKind::Trade, tid, out);
-        self.change_balance(seller.account_idx, base_idx, LedgerKind::Trade, 0, -base_qty, RefKind::Trade, tid, out);
-        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Trade, quote_qty, 0, RefKind::Trade, tid, out);
-        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Fee, -seller_fee, 0, RefKind::Trade, tid, out);
+        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Trade, 0, -quote_qty, RefKind::Trade, tid.0, out);
+        self.change_balance(buyer.account_idx, quote_idx, LedgerKind::Fee, 0, -buyer_fee, RefKind::Trade, tid.0, out);
+        self.change_balance(buyer.account_idx, base_idx, LedgerKind::Trade, base_qty, 0, RefKind::Trade, tid.0, out);
+        self.change_balance(seller.account_idx, base_idx, LedgerKind::Trade, 0, -base_qty, RefKind::Trade, tid.0, out);
+        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Trade, quote_qty, 0, RefKind::Trade, tid.0, out);
+        self.change_balance(seller.account_idx, quote_idx, LedgerKind::Fee, -seller_fee, 0, RefKind::Trade, tid.0, out);
         let fees = &mut self.totals[quote_idx as usize].fees_collected;
         *fees = bounded_add(*fees, bounded_add(taker_fee, maker_fee));
 
@@ -303,7 +303,7 @@ impl Engine {
         if o.held > 0 {
             let symbol = &self.symbols[o.symbol_idx as usize];
             let asset_idx = if o.side == Side::Buy { symbol.quote_idx } else { symbol.base_idx };
-            self.hold(o.account_idx, asset_idx, -o.held, RefKind::Order, o.id, out);
+            self.hold(o.account_idx, asset_idx, -o.held, RefKind::Order, o.id.0, out);
         }
         let order = self.orders.get_mut(slot);
         order.held = 0;

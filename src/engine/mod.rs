@@ -126,26 +126,26 @@ mod tests {
 
     fn engine_at_seq_1() -> Engine {
         let mut engine = Engine::new();
-        engine.apply(1, 0, &Command::CreateAsset { asset: 1, scale: 0 }, &mut Vec::new());
+        engine.apply(1, 0, &Command::CreateAsset { asset: AssetId(1), scale: 0 }, &mut Vec::new());
         engine
     }
 
     #[test]
     fn sequences_follow_each_other() {
         let mut engine = engine_at_seq_1();
-        engine.apply(2, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
+        engine.apply(2, 0, &Command::CreateAsset { asset: AssetId(2), scale: 0 }, &mut Vec::new());
         assert_eq!(engine.last_seq(), 2);
     }
 
     #[test]
     #[should_panic(expected = "does not follow")]
     fn a_gap_in_the_sequence_stops() {
-        engine_at_seq_1().apply(3, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
+        engine_at_seq_1().apply(3, 0, &Command::CreateAsset { asset: AssetId(2), scale: 0 }, &mut Vec::new());
     }
 
     #[test]
     #[should_panic(expected = "does not follow")]
     fn a_repeated_sequence_stops() {
-        engine_at_seq_1().apply(1, 0, &Command::CreateAsset { asset: 2, scale: 0 }, &mut Vec::new());
+        engine_at_seq_1().apply(1, 0, &Command::CreateAsset { asset: AssetId(2), scale: 0 }, &mut Vec::new());
     }
 }

@@ -193,7 +193,7 @@ impl Engine {
         let accepted = self.validate_place(account_idx, symbol_idx, o)?;
 
         let order = Order {
-            id: seq,
+            id: OrderId::from_seq(seq),
             account_idx,
             symbol_idx,
             client_order_id: o.client_order_id,
@@ -218,11 +218,11 @@ impl Engine {
         };
         let slot = self.orders.insert(order);
         // An order's id is its command's sequence: never indexed before.
-        let previous = self.order_index.insert(seq, slot);
+        let previous = self.order_index.insert(OrderId::from_seq(seq), slot);
         assert!(previous.is_none(), "order id {seq} used twice");
         if o.client_order_id != 0 {
             // `validate_place` refused a client order id in use.
-            let previous = self.client_order_ids.insert((account_idx, o.client_order_id), seq);
+            let previous = self.client_order_ids.insert((account_idx, o.client_order_id), OrderId::from_seq(seq));
             assert!(previous.is_none(), "client order id {} used twice", o.client_order_id);
         }
         let open_orders = &mut self.accounts[account_idx as usize].open_orders;
@@ -235,7 +235,10 @@ impl Engine {
         out.push(Event::Order(self.report(slot, ExecKind::New)));
 
         if o.order_type.is_stop() {
-            let inserted = self.symbols[symbol_idx as usize].book.stops_mut(o.side).insert((accepted.stop_ticks, seq));
+            let inserted = self.symbols[symbol_idx as usize]
+                .book
+                .stops_mut(o.side)
+                .insert((accepted.stop_ticks, OrderId::from_seq(seq)));
             assert!(inserted, "stop {seq} waits twice");
             return Ok(());
         }
@@ -276,7 +279,7 @@ impl Engine {
     /// order, so the events are the same on every replica.
     pub(crate) fn cancel_all(&mut self, account: AccountId, symbol: SymbolId, out: &mut Vec<Event>) -> Verdict {
         let account_idx = self.account_idx(account)?;
-        let symbol_filter = if symbol == 0 { None } else { Some(self.symbol_idx(symbol)?) };
+        let symbol_filter = if symbol == SymbolId::ALL { None } else { Some(self.symbol_idx(symbol)?) };
         let mut ids = std::mem::take(&mut self.scratch_orders);
         ids.clear();
         for &slot in &self.accounts[account_idx as usize].open_orders {
@@ -364,7 +367,7 @@ impl Engine {
         }
 
         // Validated: from here on the amend happens.
-        self.hold(account_idx, hold_asset_idx, hold_delta, RefKind::Order, order_id, out);
+        self.hold(account_idx, hold_asset_idx, hold_delta, RefKind::Order, order_id.0, out);
         if keeps_priority {
             let shrink_lots = o.qty_lots - qty_lots;
             self.symbols[o.symbol_idx as usize].book.reduce_level(o.side, o.price_ticks, shrink_lots);

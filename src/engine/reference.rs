@@ -32,7 +32,7 @@ impl Engine {
     }
 
     pub(crate) fn create_asset(&mut self, asset: AssetId, scale: u8, out: &mut Vec<Event>) -> Verdict {
-        if asset == 0 {
+        if asset == AssetId::NONE {
             return Err(RejectReason::UnknownAsset);
         }
         if self.asset_index.contains_key(&asset) {
@@ -77,7 +77,7 @@ impl Engine {
     }
 
     pub(crate) fn create_symbol(&mut self, spec: &SymbolSpec, out: &mut Vec<Event>) -> Verdict {
-        if spec.symbol == 0 {
+        if spec.symbol == SymbolId(0) {
             return Err(RejectReason::InvalidSymbolSpec);
         }
         if self.symbol_index.contains_key(&spec.symbol) {

@@ -46,7 +46,7 @@ impl Engine {
         e.u32(STATE_ENCODING_VERSION);
         e.u64(self.last_seq);
         e.u64(self.last_timestamp_ns);
-        e.u64(self.last_trade_id);
+        e.u64(self.last_trade_id.0);
         self.encode_assets(&mut e);
         self.encode_symbols(&mut e);
         self.encode_accounts(&mut e);
@@ -70,7 +70,7 @@ impl Engine {
         e.len(by_id.len());
         for (id, idx) in by_id {
             let t = self.totals[idx];
-            e.u32(id);
+            e.u32(id.0);
             e.u8(self.assets[idx].scale);
             e.i128(t.deposited);
             e.i128(t.withdrawn);
@@ -83,9 +83,9 @@ impl Engine {
         e.len(by_id.len());
         for (id, s) in by_id {
             let spec = &s.spec;
-            e.u32(id);
-            e.u32(spec.base);
-            e.u32(spec.quote);
+            e.u32(id.0);
+            e.u32(spec.base.0);
+            e.u32(spec.quote.0);
             for v in [spec.tick_size, spec.lot_size, spec.min_qty, spec.min_notional, spec.max_order_qty] {
                 e.i64(v);
             }
@@ -103,7 +103,7 @@ impl Engine {
                     let mut slot = level.head;
                     while slot != super::book::NIL {
                         let o = self.orders.get(slot);
-                        e.u64(o.id);
+                        e.u64(o.id.0);
                         slot = o.next;
                     }
                 }
@@ -112,7 +112,7 @@ impl Engine {
                 e.len(stops.len());
                 for &(stop, id) in stops {
                     e.i64(stop);
-                    e.u64(id);
+                    e.u64(id.0);
                 }
             }
         }
@@ -122,8 +122,8 @@ impl Engine {
         let by_id: BTreeMap<_, _> = self.accounts.iter().map(|a| (a.id, a)).collect();
         e.len(by_id.len());
         for (id, a) in by_id {
-            e.u64(id);
-            e.u64(a.parent);
+            e.u64(id.0);
+            e.u64(a.parent.0);
             e.u64(a.owner);
             e.u8(a.status.as_u8());
             let balances: BTreeMap<_, _> = a
@@ -135,7 +135,7 @@ impl Engine {
                 .collect();
             e.len(balances.len());
             for (asset, b) in balances {
-                e.u32(asset);
+                e.u32(asset.0);
                 e.i64(b.available);
                 e.i64(b.held);
             }
@@ -147,9 +147,9 @@ impl Engine {
         e.len(by_id.len());
         for (id, slot) in by_id {
             let o = self.orders.get(slot);
-            e.u64(id);
-            e.u64(self.accounts[o.account_idx as usize].id);
-            e.u32(self.symbols[o.symbol_idx as usize].spec.symbol);
+            e.u64(id.0);
+            e.u64(self.accounts[o.account_idx as usize].id.0);
+            e.u32(self.symbols[o.symbol_idx as usize].spec.symbol.0);
             e.u64(o.client_order_id);
             for b in [o.side.as_u8(), o.order_type.as_u8(), o.tif.as_u8(), o.stp.as_u8(), o.status.as_u8()] {
                 e.u8(b);
@@ -167,8 +167,8 @@ impl Engine {
         e.len(self.withdrawals.len());
         for (&id, w) in &self.withdrawals {
             e.u64(id);
-            e.u64(w.account);
-            e.u32(w.asset);
+            e.u64(w.account.0);
+            e.u32(w.asset.0);
             e.i64(w.amount);
             e.u64(w.client_ref);
             e.u8(w.status.as_u8());
@@ -182,13 +182,13 @@ impl Engine {
         {
             e.flagged_len(refs.len(), !floors.is_empty());
             for &(account, client_ref) in refs {
-                e.u64(account);
+                e.u64(account.0);
                 e.u64(client_ref);
             }
             if !floors.is_empty() {
                 e.len(floors.len());
                 for (&account, &floor) in floors {
-                    e.u64(account);
+                    e.u64(account.0);
                     e.u64(floor);
                 }
             }
@@ -317,7 +317,7 @@ impl Engine {
         let mut engine = Engine::new();
         engine.last_seq = d.u64()?;
         engine.last_timestamp_ns = d.u64()?;
-        engine.last_trade_id = d.u64()?;
+        engine.last_trade_id = TradeId(d.u64()?);
         engine.decode_assets(&mut d)?;
         let layouts = engine.decode_symbols(&mut d)?;
         engine.decode_accounts(&mut d)?;
@@ -347,8 +347,8 @@ impl Engine {
                     && (0..=supply.unwrap_or(0)).contains(&i128::from(totals.fees_collected)),
                 || format!("asset {id} has impossible totals {totals:?}"),
             )?;
-            self.asset_index.insert(id, index_u32(self.assets.len()));
-            self.assets.push(Asset { id, scale });
+            self.asset_index.insert(AssetId(id), index_u32(self.assets.len()));
+            self.assets.push(Asset { id: AssetId(id), scale });
             self.totals.push(totals);
         }
         Ok(())
@@ -359,9 +359,9 @@ impl Engine {
         let mut ids = Ascending(None);
         for _ in 0..d.len("symbols", SYMBOLS_MAX)? {
             let spec = SymbolSpec {
-                symbol: d.u32()?,
-                base: d.u32()?,
-                quote: d.u32()?,
+                symbol: SymbolId(d.u32()?),
+                base: AssetId(d.u32()?),
+                quote: AssetId(d.u32()?),
                 tick_size: d.i64()?,
                 lot_size: d.i64()?,
                 min_qty: d.i64()?,
@@ -373,7 +373,7 @@ impl Engine {
             };
             let id = spec.symbol;
             ids.next("symbol", id)?;
-            ensure(id != 0, || "symbol id 0".to_string())?;
+            ensure(id != SymbolId(0), || "symbol id 0".to_string())?;
             let (base_idx, quote_idx, quote_per_tick_lot) =
                 self.validate_symbol_spec(&spec).map_err(|r| inconsistent(format!("symbol {id}: {r:?}")))?;
             let status = d.enum_u8("symbol status", SymbolStatus::from_u8)?;
@@ -391,14 +391,14 @@ impl Engine {
                     ensure(price > 0, || format!("symbol {id} has a level at {price}"))?;
                     let count = d.len("orders in a level", SYMBOL_ORDERS_MAX)?;
                     ensure(count > 0, || format!("symbol {id} has an empty level at {price}"))?;
-                    let ids = (0..count).map(|_| d.u64()).collect::<Result<Vec<_>, _>>()?;
+                    let ids = (0..count).map(|_| d.u64().map(OrderId)).collect::<Result<Vec<_>, _>>()?;
                     side_levels.push((price, ids));
                 }
             }
             for side_stops in layout.stops.iter_mut() {
                 let mut entries = Ascending(None);
                 for _ in 0..d.len("stops", SYMBOL_STOPS_MAX)? {
-                    let entry = (d.i64()?, d.u64()?);
+                    let entry = (d.i64()?, OrderId(d.u64()?));
                     entries.next("stop", entry)?;
                     side_stops.push(entry);
                 }
@@ -432,7 +432,7 @@ impl Engine {
                 let asset = d.u32()?;
                 assets.next("balance asset", asset)?;
                 let idx = self
-                    .asset_idx(asset)
+                    .asset_idx(AssetId(asset))
                     .map_err(|_| inconsistent(format!("account {id} holds unknown asset {asset}")))?;
                 let b = Balance { available: d.i64()?, held: d.i64()? };
                 ensure(b.available >= 0 && b.held >= 0 && (b.available != 0 || b.held != 0), || {
@@ -441,10 +441,10 @@ impl Engine {
                 ensure(b.available.checked_add(b.held).is_some(), || format!("account {id} balance overflows"))?;
                 balances[idx as usize] = b;
             }
-            self.account_index.insert(id, index_u32(self.accounts.len()));
+            self.account_index.insert(AccountId(id), index_u32(self.accounts.len()));
             self.accounts.push(Account {
-                id,
-                parent,
+                id: AccountId(id),
+                parent: AccountId(parent),
                 owner,
                 status,
                 ancestors: Vec::new(),
@@ -458,7 +458,7 @@ impl Engine {
         for idx in 0..self.accounts.len() {
             let mut path = Vec::new();
             let mut parent = self.accounts[idx].parent;
-            while parent != 0 {
+            while parent != AccountId::NONE {
                 let parent_idx =
                     self.account_idx(parent).map_err(|_| inconsistent(format!("unknown parent {parent}")))?;
                 ensure(path.len() < super::state::MAX_TREE_DEPTH, || {
@@ -494,13 +494,14 @@ impl Engine {
             ensure(id != 0 && id <= self.last_seq, || format!("order id {id} after seq {}", self.last_seq))?;
             let account = d.u64()?;
             let symbol = d.u32()?;
-            let account_idx =
-                self.account_idx(account).map_err(|_| inconsistent(format!("order {id} has unknown account")))?;
-            let symbol_idx =
-                self.symbol_idx(symbol).map_err(|_| inconsistent(format!("order {id} has unknown symbol")))?;
+            let account_idx = self
+                .account_idx(AccountId(account))
+                .map_err(|_| inconsistent(format!("order {id} has unknown account")))?;
+            let symbol_idx = self
+                .symbol_idx(SymbolId(symbol))
+                .map_err(|_| inconsistent(format!("order {id} has unknown symbol")))?;
             let client_order_id = d.u64()?;
             let mut order = Order {
-                id,
                 account_idx,
                 symbol_idx,
                 client_order_id,
@@ -510,7 +511,7 @@ impl Engine {
                 stp: d.enum_u8("stp", StpMode::from_u8)?,
                 status: d.enum_u8("order status", OrderStatus::from_u8)?,
                 triggered: d.bool("triggered")?,
-                ..Order::blank(id)
+                ..Order::blank(OrderId(id))
             };
             let resting = d.bool("resting")?; // checked against the books once they are rebuilt
             order.price_ticks = d.i64()?;
@@ -523,9 +524,9 @@ impl Engine {
             order.fee_cap_ppm = d.u32()?;
             self.check_decoded_order(&order, resting)?;
             let slot = self.orders.insert(order);
-            self.order_index.insert(id, slot);
+            self.order_index.insert(OrderId(id), slot);
             if client_order_id != 0 {
-                let previous = self.client_order_ids.insert((account_idx, client_order_id), id);
+                let previous = self.client_order_ids.insert((account_idx, client_order_id), OrderId(id));
                 ensure(previous.is_none(), || format!("client order id {client_order_id} used twice"))?;
             }
             let open_orders = &mut self.accounts[account_idx as usize].open_orders;
@@ -589,8 +590,8 @@ impl Engine {
             ids.next("withdrawal", id)?;
             ensure(id != 0 && id <= self.last_seq, || format!("withdrawal id {id} after seq {}", self.last_seq))?;
             let w = Withdrawal {
-                account: d.u64()?,
-                asset: d.u32()?,
+                account: AccountId(d.u64()?),
+                asset: AssetId(d.u32()?),
                 amount: d.i64()?,
                 client_ref: d.u64()?,
                 status: d.enum_u8("withdrawal status", WithdrawalStatus::from_u8)?,
@@ -613,10 +614,10 @@ impl Engine {
             let kept_max = if transfer { ACCOUNT_TRANSFER_REFS_KEPT } else { ACCOUNT_WITHDRAWAL_REFS_KEPT };
             let (count, has_floors) = d.flagged_len("references", kept_max.saturating_mul(self.accounts.len()))?;
             let mut entries = Ascending(None);
-            let mut run = (0, 0usize); // (account, references of it so far)
+            let mut run = (AccountId::NONE, 0usize); // (account, references of it so far)
             let mut refs = BTreeSet::new();
             for _ in 0..count {
-                let entry = (d.u64()?, d.u64()?);
+                let entry = (AccountId(d.u64()?), d.u64()?);
                 entries.next("reference", entry)?;
                 ensure(self.account_index.contains_key(&entry.0), || {
                     format!("reference of unknown account {}", entry.0)
@@ -629,7 +630,7 @@ impl Engine {
             if has_floors {
                 let mut accounts = Ascending(None);
                 for _ in 0..d.len("reference floors", self.accounts.len())? {
-                    let (account, floor) = (d.u64()?, d.u64()?);
+                    let (account, floor) = (AccountId(d.u64()?), d.u64()?);
                     accounts.next("floor account", account)?;
                     ensure(self.account_index.contains_key(&account), || {
                         format!("floor of unknown account {account}")
@@ -799,7 +800,7 @@ mod tests {
         let mut events = Vec::new();
         let order = |account, side, order_type, tif, price, stop_price, qty| NewOrder {
             account,
-            symbol: 1,
+            symbol: SymbolId(1),
             client_order_id: (price + stop_price + qty) as u64,
             side,
             order_type,
@@ -814,20 +815,50 @@ mod tests {
         let tick = spec.tick_size;
         let lot = spec.min_qty.max(spec.lot_size);
         let commands = [
-            Command::CreateAsset { asset: 1, scale: 8 },
-            Command::CreateAsset { asset: 2, scale: 6 },
-            Command::CreateSymbol(SymbolSpec { symbol: 1, base: 1, quote: 2, ..spec }),
-            Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-            Command::CreateAccount { account: 2, parent: 1, owner: 1 },
-            Command::CreateAccount { account: 3, parent: 0, owner: 3 },
-            Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 },
-            Command::Deposit { account: 3, asset: 1, amount: 1_000_000_000, external_ref: 2 },
-            Command::Transfer { from: 1, to: 2, asset: 2, amount: 500_000_000_000, client_ref: 1 },
-            Command::PlaceOrder(order(2, Side::Buy, OrderType::Limit, TimeInForce::Gtc, 1_000 * tick, 0, 3 * lot)),
-            Command::PlaceOrder(order(3, Side::Sell, OrderType::Limit, TimeInForce::Gtc, 1_000 * tick, 0, lot)),
-            Command::PlaceOrder(order(3, Side::Sell, OrderType::Limit, TimeInForce::Gtc, 1_010 * tick, 0, lot)),
+            Command::CreateAsset { asset: AssetId(1), scale: 8 },
+            Command::CreateAsset { asset: AssetId(2), scale: 6 },
+            Command::CreateSymbol(SymbolSpec { symbol: SymbolId(1), base: AssetId(1), quote: AssetId(2), ..spec }),
+            Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+            Command::CreateAccount { account: AccountId(2), parent: AccountId(1), owner: 1 },
+            Command::CreateAccount { account: AccountId(3), parent: AccountId::NONE, owner: 3 },
+            Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: 1_000_000_000_000, external_ref: 1 },
+            Command::Deposit { account: AccountId(3), asset: AssetId(1), amount: 1_000_000_000, external_ref: 2 },
+            Command::Transfer {
+                from: AccountId(1),
+                to: AccountId(2),
+                asset: AssetId(2),
+                amount: 500_000_000_000,
+                client_ref: 1,
+            },
             Command::PlaceOrder(order(
-                1,
+                AccountId(2),
+                Side::Buy,
+                OrderType::Limit,
+                TimeInForce::Gtc,
+                1_000 * tick,
+                0,
+                3 * lot,
+            )),
+            Command::PlaceOrder(order(
+                AccountId(3),
+                Side::Sell,
+                OrderType::Limit,
+                TimeInForce::Gtc,
+                1_000 * tick,
+                0,
+                lot,
+            )),
+            Command::PlaceOrder(order(
+                AccountId(3),
+                Side::Sell,
+                OrderType::Limit,
+                TimeInForce::Gtc,
+                1_010 * tick,
+                0,
+                lot,
+            )),
+            Command::PlaceOrder(order(
+                AccountId(1),
                 Side::Buy,
                 OrderType::StopLimit,
                 TimeInForce::Gtc,
@@ -835,9 +866,17 @@ mod tests {
                 1_015 * tick,
                 lot,
             )),
-            Command::PlaceOrder(order(3, Side::Sell, OrderType::StopMarket, TimeInForce::Ioc, 0, 900 * tick, lot)),
-            Command::WithdrawRequest { account: 1, asset: 2, amount: 1_000, client_ref: 7 },
-            Command::WithdrawRequest { account: 1, asset: 2, amount: 2_000, client_ref: 8 },
+            Command::PlaceOrder(order(
+                AccountId(3),
+                Side::Sell,
+                OrderType::StopMarket,
+                TimeInForce::Ioc,
+                0,
+                900 * tick,
+                lot,
+            )),
+            Command::WithdrawRequest { account: AccountId(1), asset: AssetId(2), amount: 1_000, client_ref: 7 },
+            Command::WithdrawRequest { account: AccountId(1), asset: AssetId(2), amount: 2_000, client_ref: 8 },
             Command::WithdrawApprove { withdrawal_id: 16 },
         ];
         for (i, command) in commands.iter().enumerate() {
@@ -943,7 +982,7 @@ mod tests {
         let mut bytes = Vec::new();
         engine.encode_state(&mut bytes);
         // Account 1's USDT balance: find its (available, held) pair by value and break it.
-        let b = engine.balance_of(1, 2).unwrap();
+        let b = engine.balance_of(AccountId(1), AssetId(2)).unwrap();
         let pair: Vec<u8> = [b.available.to_le_bytes(), b.held.to_le_bytes()].concat();
         let at = bytes.windows(16).position(|w| w == pair.as_slice()).expect("the balance is encoded");
         for (available, held) in [(-1, b.held), (b.available, b.held + 1), (b.available, -b.held)] {

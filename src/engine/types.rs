@@ -4,16 +4,103 @@
 //! USDT). A price is quote minor units per one whole base unit (10^base_scale base minor units).
 //! Inside the book prices are kept in ticks and quantities in lots, so notionals are exact.
 
-/// Account identifier chosen by the admin that creates the account. 0 means "none".
-pub type AccountId = u64;
-/// Asset identifier chosen by the admin. 0 is reserved.
-pub type AssetId = u32;
-/// Symbol (trading pair) identifier chosen by the admin. 0 means "all symbols" where allowed.
-pub type SymbolId = u32;
-/// Order identifier: the sequence number of the command that placed the order.
-pub type OrderId = u64;
-/// Trade identifier: a counter in the state, incremented per fill.
-pub type TradeId = u64;
+use std::fmt;
+
+/// Declares an identifier newtype. The ids are all plain integers on the wire and in the state,
+/// and several commands take two of them side by side (`CancelOrder { account, order_id }`), so
+/// a distinct type per id makes a swapped argument a compile error. `repr(transparent)` keeps
+/// the layout of the integer, so the newtypes cost nothing on the hot path and every encoding
+/// stays byte-identical. `Debug` and `Display` print the bare number, so dumps and logs read as
+/// they did.
+macro_rules! id_newtype {
+    ($(#[$meta:meta])* $name:ident($inner:ty)) => {
+        $(#[$meta])*
+        // `Deserialize` for the config file, which names account ids (principal grants).
+        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+        #[serde(transparent)]
+        #[repr(transparent)]
+        pub struct $name(pub $inner);
+
+        impl $name {
+            /// The integer as it is encoded on the wire and in the journal.
+            #[inline(always)]
+            pub const fn get(self) -> $inner {
+                self.0
+            }
+
+            /// The largest id (an upper bound for ranges over ordered keys).
+            pub const MAX: $name = $name(<$inner>::MAX);
+        }
+
+        /// Widening to `u64`, which the replication rows and SQL parameters use for every id.
+        impl From<$name> for u64 {
+            #[inline(always)]
+            fn from(id: $name) -> u64 {
+                u64::from(id.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// Account identifier chosen by the admin that creates the account. 0 means "none".
+    AccountId(u64)
+);
+id_newtype!(
+    /// Asset identifier chosen by the admin. 0 is reserved.
+    AssetId(u32)
+);
+id_newtype!(
+    /// Symbol (trading pair) identifier chosen by the admin. 0 means "all symbols" where allowed.
+    SymbolId(u32)
+);
+id_newtype!(
+    /// Order identifier: the sequence number of the command that placed the order.
+    OrderId(u64)
+);
+id_newtype!(
+    /// Trade identifier: a counter in the state, incremented per fill.
+    TradeId(u64)
+);
+
+impl AccountId {
+    /// No account: the `parent` of a root account.
+    pub const NONE: AccountId = AccountId(0);
+}
+
+impl AssetId {
+    /// Reserved: never an asset.
+    pub const NONE: AssetId = AssetId(0);
+}
+
+impl SymbolId {
+    /// Every symbol, where a command or query allows it (`CancelAll`).
+    pub const ALL: SymbolId = SymbolId(0);
+}
+
+impl OrderId {
+    /// No order (sequences start at 1): a counterparty's order hidden from a trade's viewer.
+    pub const NONE: OrderId = OrderId(0);
+
+    /// The order placed by the command at `seq`.
+    #[inline(always)]
+    pub const fn from_seq(seq: Seq) -> OrderId {
+        OrderId(seq)
+    }
+}
+
 /// Position of a command in the journal, assigned by the sequencer. Starts at 1.
 pub type Seq = u64;
 

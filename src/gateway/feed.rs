@@ -227,7 +227,7 @@ impl FeedState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Command, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
+    use crate::engine::{AccountId, AssetId, Command, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
     use crate::protocol::{BookEvent, FrameDecoder, L2Book, DEFAULT_MAX_FRAME_BYTES};
 
     struct Venue {
@@ -238,14 +238,19 @@ mod tests {
     impl Venue {
         fn new() -> Venue {
             let mut venue = Venue { engine: Engine::new(), seq: 0 };
-            venue.run(Command::CreateAsset { asset: 1, scale: 8 });
-            venue.run(Command::CreateAsset { asset: 2, scale: 6 });
+            venue.run(Command::CreateAsset { asset: AssetId(1), scale: 8 });
+            venue.run(Command::CreateAsset { asset: AssetId(2), scale: 6 });
             venue.run(Command::CreateSymbol(SymbolSpec {
                 max_order_qty: 100_000_000,
                 ..crate::testkit::workload::btc_usdt_spec(0, 0)
             }));
-            venue.run(Command::CreateAccount { account: 1, parent: 0, owner: 1 });
-            venue.run(Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 });
+            venue.run(Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
+            venue.run(Command::Deposit {
+                account: AccountId(1),
+                asset: AssetId(2),
+                amount: 1_000_000_000_000,
+                external_ref: 1,
+            });
             venue
         }
 
@@ -259,8 +264,8 @@ mod tests {
         /// A bid that adds a new level: one `DepthUpdate`.
         fn bid(&mut self, ticks: i64) -> Vec<Event> {
             self.run(Command::PlaceOrder(NewOrder {
-                account: 1,
-                symbol: 1,
+                account: AccountId(1),
+                symbol: SymbolId(1),
                 client_order_id: 0,
                 side: Side::Buy,
                 order_type: OrderType::Limit,
@@ -295,10 +300,10 @@ mod tests {
         feed.seed(&venue.engine);
         let (tx, mut rx) = mpsc::channel(16);
         assert_eq!(
-            feed.subscribe(7, 3, 2, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION),
+            feed.subscribe(7, 3, SymbolId(2), &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION),
             Err(SubscribeError::UnknownSymbol)
         );
-        feed.subscribe(7, 3, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
+        feed.subscribe(7, 3, SymbolId(1), &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         let events = venue.bid(999);
         feed.observe(venue.seq, &events);
         let messages = drain(&mut rx);
@@ -308,12 +313,12 @@ mod tests {
         );
         assert!(matches!(&messages[1], (0, Message::DepthUpdate(u)) if u.md_seq == 1 && u.price == 9_990_000));
         assert_eq!(feed.stats(), FeedStats { subscriptions: 1, stale: 0 });
-        feed.unsubscribe(7, 1);
+        feed.unsubscribe(7, SymbolId(1));
         let events = venue.bid(998);
         feed.observe(venue.seq, &events);
         assert!(drain(&mut rx).is_empty());
-        assert_eq!(feed.md_seq(1), 2);
-        feed.subscribe(7, 4, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
+        assert_eq!(feed.md_seq(SymbolId(1)), 2);
+        feed.subscribe(7, 4, SymbolId(1), &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         feed.remove_connection(7);
         assert_eq!(feed.stats(), FeedStats { subscriptions: 0, stale: 0 });
     }
@@ -324,14 +329,14 @@ mod tests {
         let feed = MarketFeed::default();
         feed.seed(&venue.engine);
         let (tx, mut rx) = mpsc::channel(4);
-        feed.subscribe(7, 1, 1, &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
+        feed.subscribe(7, 1, SymbolId(1), &tx, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION).unwrap();
         // Snapshot + 3 updates fill the queue; the next 5 updates are dropped.
         for ticks in 0..8 {
             let events = venue.bid(1_000 - ticks);
             feed.observe(venue.seq, &events);
         }
         assert_eq!(feed.stats(), FeedStats { subscriptions: 1, stale: 1 });
-        let mut book = L2Book::new(1);
+        let mut book = L2Book::new(SymbolId(1));
         for (_, message) in drain(&mut rx) {
             assert!(!matches!(book.on_message(&message), BookEvent::Gap { .. }));
         }
@@ -343,13 +348,13 @@ mod tests {
         let messages = drain(&mut rx);
         assert!(matches!(&messages[..], [(0, Message::DepthSnapshot(b))] if b.book_seq == 9), "{messages:?}");
         assert_eq!(book.on_message(&messages[0].1), BookEvent::Synced { book_seq: 9 });
-        assert_eq!(book.depth(usize::MAX), venue.engine.depth(1, usize::MAX).unwrap());
+        assert_eq!(book.depth(usize::MAX), venue.engine.depth(SymbolId(1), usize::MAX).unwrap());
         // And the updates continue after it.
         let events = venue.bid(899);
         feed.observe(venue.seq, &events);
         let messages = drain(&mut rx);
         assert_eq!(messages.len(), 1);
         assert_eq!(book.on_message(&messages[0].1), BookEvent::Applied { md_seq: 10 });
-        assert_eq!(book.depth(usize::MAX), venue.engine.depth(1, usize::MAX).unwrap());
+        assert_eq!(book.depth(usize::MAX), venue.engine.depth(SymbolId(1), usize::MAX).unwrap());
     }
 }

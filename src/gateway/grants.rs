@@ -59,7 +59,7 @@ impl DirectoryView<'_> {
                 return true;
             }
             match self.parents.get(&current) {
-                Some(&parent) if parent != 0 => current = parent,
+                Some(&parent) if parent != AccountId::NONE => current = parent,
                 _ => return false,
             }
         }
@@ -124,7 +124,12 @@ mod tests {
         let mut events = Vec::new();
         let tree = [(1, 0, 100), (11, 1, 100), (111, 11, 100), (2, 0, 200)];
         for (seq, (account, parent, owner)) in tree.into_iter().enumerate() {
-            engine.apply(seq as u64 + 1, 0, &Command::CreateAccount { account, parent, owner }, &mut events);
+            engine.apply(
+                seq as u64 + 1,
+                0,
+                &Command::CreateAccount { account: AccountId(account), parent: AccountId(parent), owner },
+                &mut events,
+            );
         }
         AccountDirectory::from_engine(&engine)
     }
@@ -136,35 +141,38 @@ mod tests {
     #[test]
     fn a_grant_covers_its_subtree_and_nothing_else() {
         let directory = directory();
-        let fund = trader(&[11]);
-        assert_eq!(fund.check(Authority::Account(11), &directory), Ok(()));
-        assert_eq!(fund.check(Authority::Account(111), &directory), Ok(()));
-        assert_eq!(fund.check(Authority::Account(1), &directory), Err(GatewayError::Unauthorized));
-        assert_eq!(fund.check(Authority::Account(2), &directory), Err(GatewayError::Unauthorized));
-        assert_eq!(fund.check(Authority::Account(999), &directory), Err(GatewayError::Unauthorized));
-        assert_eq!(fund.check(Authority::Accounts(111, 11), &directory), Ok(()));
-        assert_eq!(fund.check(Authority::Accounts(111, 1), &directory), Err(GatewayError::Unauthorized));
+        let fund = trader(&[AccountId(11)]);
+        assert_eq!(fund.check(Authority::Account(AccountId(11)), &directory), Ok(()));
+        assert_eq!(fund.check(Authority::Account(AccountId(111)), &directory), Ok(()));
+        assert_eq!(fund.check(Authority::Account(AccountId(1)), &directory), Err(GatewayError::Unauthorized));
+        assert_eq!(fund.check(Authority::Account(AccountId(2)), &directory), Err(GatewayError::Unauthorized));
+        assert_eq!(fund.check(Authority::Account(AccountId(999)), &directory), Err(GatewayError::Unauthorized));
+        assert_eq!(fund.check(Authority::Accounts(AccountId(111), AccountId(11)), &directory), Ok(()));
+        assert_eq!(
+            fund.check(Authority::Accounts(AccountId(111), AccountId(1)), &directory),
+            Err(GatewayError::Unauthorized)
+        );
         assert_eq!(fund.check(Authority::Admin, &directory), Err(GatewayError::AdminOnly));
         assert_eq!(fund.check(Authority::Public, &directory), Ok(()));
         let admin = Grants { principal: "a".into(), admin: true, roots: vec![] };
-        assert_eq!(admin.check(Authority::Account(2), &directory), Ok(()));
+        assert_eq!(admin.check(Authority::Account(AccountId(2)), &directory), Ok(()));
         assert_eq!(admin.check(Authority::Admin, &directory), Ok(()));
     }
 
     #[test]
     fn accounts_created_later_are_followed_from_events() {
         let directory = directory();
-        let fund = trader(&[1]);
-        assert!(!fund.may_see_account(1111, &directory));
-        directory.observe(&[Event::AccountCreated { account: 1111, parent: 111, owner: 100 }]);
-        assert!(fund.may_see_account(1111, &directory));
-        assert!(!trader(&[2]).may_see_account(1111, &directory));
+        let fund = trader(&[AccountId(1)]);
+        assert!(!fund.may_see_account(AccountId(1111), &directory));
+        directory.observe(&[Event::AccountCreated { account: AccountId(1111), parent: AccountId(111), owner: 100 }]);
+        assert!(fund.may_see_account(AccountId(1111), &directory));
+        assert!(!trader(&[AccountId(2)]).may_see_account(AccountId(1111), &directory));
     }
 
     #[test]
     fn principals_come_from_the_configuration() {
         let configured = crate::config::Config::load(None).unwrap().principals;
-        assert_eq!(Grants::of("trader1", &configured).unwrap().roots, vec![1]);
+        assert_eq!(Grants::of("trader1", &configured).unwrap().roots, vec![AccountId(1)]);
         assert!(Grants::of("admin", &configured).unwrap().admin);
         assert_eq!(Grants::of("stranger", &configured), None);
     }

@@ -295,22 +295,22 @@ pub fn symbol_of(message: &Message) -> Option<SymbolId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Command, SymbolSpec};
+    use crate::engine::{AccountId, AssetId, Command, SymbolSpec};
     use crate::testkit::samples::gtc_limit;
 
     fn venue() -> (Engine, u64) {
         let mut engine = Engine::new();
         let setup = [
-            Command::CreateAsset { asset: 1, scale: 8 },
-            Command::CreateAsset { asset: 2, scale: 6 },
+            Command::CreateAsset { asset: AssetId(1), scale: 8 },
+            Command::CreateAsset { asset: AssetId(2), scale: 6 },
             Command::CreateSymbol(SymbolSpec {
                 max_order_qty: 100_000_000,
                 ..crate::testkit::workload::btc_usdt_spec(0, 0)
             }),
-            Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-            Command::CreateAccount { account: 2, parent: 0, owner: 2 },
-            Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000_000, external_ref: 1 },
-            Command::Deposit { account: 2, asset: 1, amount: 1_000_000_000, external_ref: 2 },
+            Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+            Command::CreateAccount { account: AccountId(2), parent: AccountId::NONE, owner: 2 },
+            Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: 1_000_000_000_000, external_ref: 1 },
+            Command::Deposit { account: AccountId(2), asset: AssetId(1), amount: 1_000_000_000, external_ref: 2 },
         ];
         let mut events = Vec::new();
         for (i, command) in setup.iter().enumerate() {
@@ -320,7 +320,7 @@ mod tests {
     }
 
     fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
-        Command::PlaceOrder(gtc_limit(account, 1, side, price, qty))
+        Command::PlaceOrder(gtc_limit(AccountId(account), SymbolId(1), side, price, qty))
     }
 
     #[test]
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(
             bid,
             vec![Message::DepthUpdate(DepthUpdate {
-                symbol: 1,
+                symbol: SymbolId(1),
                 md_seq: 1,
                 side: Side::Buy,
                 price: 30_000_000_000,
@@ -360,7 +360,7 @@ mod tests {
             &sell[1..],
             &[
                 Message::DepthUpdate(DepthUpdate {
-                    symbol: 1,
+                    symbol: SymbolId(1),
                     md_seq: 3,
                     side: Side::Buy,
                     price: 30_000_000_000,
@@ -368,7 +368,7 @@ mod tests {
                     orders: 0
                 }),
                 Message::DepthUpdate(DepthUpdate {
-                    symbol: 1,
+                    symbol: SymbolId(1),
                     md_seq: 4,
                     side: Side::Sell,
                     price: 29_990_000_000,
@@ -377,12 +377,17 @@ mod tests {
                 }),
             ]
         );
-        assert_eq!(data.depth(1, 10), engine.depth(1, 10));
-        assert_eq!(data.md_seq(1), Some(4));
+        assert_eq!(data.depth(SymbolId(1), 10), engine.depth(SymbolId(1), 10));
+        assert_eq!(data.md_seq(SymbolId(1)), Some(4));
         // A rejected command and a command that changes no book emit nothing.
         assert!(run(&mut engine, &mut data, limit(1, Side::Buy, 1, 50_000)).is_empty());
-        assert!(run(&mut engine, &mut data, Command::CreateAccount { account: 3, parent: 0, owner: 3 }).is_empty());
-        assert_eq!(data.md_seq(1), Some(4));
+        assert!(run(
+            &mut engine,
+            &mut data,
+            Command::CreateAccount { account: AccountId(3), parent: AccountId::NONE, owner: 3 }
+        )
+        .is_empty());
+        assert_eq!(data.md_seq(SymbolId(1)), Some(4));
     }
 
     #[test]
@@ -396,10 +401,10 @@ mod tests {
             seq += 1;
         }
         let data = MarketData::from_engine(&engine);
-        assert_eq!(data.depth(1, usize::MAX), engine.depth(1, usize::MAX));
+        assert_eq!(data.depth(SymbolId(1), usize::MAX), engine.depth(SymbolId(1), usize::MAX));
         assert_eq!(data.resting_orders(), 3);
-        let snapshot = data.snapshot(1).unwrap();
+        let snapshot = data.snapshot(SymbolId(1)).unwrap();
         assert_eq!((snapshot.book_seq, snapshot.bids[0].orders, snapshot.asks.len()), (0, 2, 1));
-        assert!(data.contains(1) && !data.contains(2));
+        assert!(data.contains(SymbolId(1)) && !data.contains(SymbolId(2)));
     }
 }

@@ -632,7 +632,7 @@ mod tests {
     fn ledger(account: AccountId) -> Event {
         Event::Ledger(LedgerEntry {
             account,
-            asset: 1,
+            asset: AssetId(1),
             kind: LedgerKind::Trade,
             available_delta: 1,
             held_delta: 0,
@@ -647,7 +647,7 @@ mod tests {
         OrderReport {
             order_id,
             account,
-            symbol: 1,
+            symbol: SymbolId(1),
             client_order_id: 0,
             exec: ExecKind::Trade,
             status: OrderStatus::Filled,
@@ -666,15 +666,15 @@ mod tests {
 
     fn trade() -> Trade {
         Trade {
-            trade_id: 1,
-            symbol: 1,
+            trade_id: TradeId(1),
+            symbol: SymbolId(1),
             price: 10,
             qty: 1,
             quote_qty: 10,
-            maker_order: 5,
-            taker_order: 6,
-            maker_account: 1,
-            taker_account: 2,
+            maker_order: OrderId(5),
+            taker_order: OrderId(6),
+            maker_account: AccountId(1),
+            taker_account: AccountId(2),
             maker_side: Side::Buy,
             maker_fee: 1,
             taker_fee: 2,
@@ -684,8 +684,8 @@ mod tests {
     fn directory() -> AccountDirectory {
         let directory = AccountDirectory::default();
         directory.observe(&[
-            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
-            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
+            Event::AccountCreated { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+            Event::AccountCreated { account: AccountId(2), parent: AccountId::NONE, owner: 2 },
         ]);
         directory
     }
@@ -706,16 +706,24 @@ mod tests {
     fn the_answer_and_every_push_carry_only_what_their_principal_sees() {
         let router = Router::default();
         let mut receivers = Vec::new();
-        for (connection, grants) in
-            [(1, grants(&[1], false)), (2, grants(&[2], false)), (3, grants(&[], false)), (4, grants(&[], true))]
-        {
+        for (connection, grants) in [
+            (1, grants(&[AccountId(1)], false)),
+            (2, grants(&[AccountId(2)], false)),
+            (3, grants(&[], false)),
+            (4, grants(&[], true)),
+        ] {
             let (tx, rx) = mpsc::channel(8);
             router.insert(connection, tx, grants);
             receivers.push(rx);
         }
         // Connection 2's sell took connection 1's resting bid.
-        let events =
-            vec![ledger(1), ledger(2), Event::Order(report(1, 5)), Event::Order(report(2, 6)), Event::Trade(trade())];
+        let events = vec![
+            ledger(AccountId(1)),
+            ledger(AccountId(2)),
+            Event::Order(report(AccountId(1), OrderId(5))),
+            Event::Order(report(AccountId(2), OrderId(6))),
+            Event::Trade(trade()),
+        ];
         let slot = OutputSlot {
             seq: 6,
             timestamp_ns: 0,
@@ -725,15 +733,21 @@ mod tests {
             query: None,
         };
         router.deliver(&slot, &directory());
-        let maker_only = Trade { taker_account: 0, taker_order: 0, taker_fee: 0, ..trade() };
-        let taker_only = Trade { maker_account: 0, maker_order: 0, maker_fee: 0, ..trade() };
+        let maker_only = Trade { taker_account: AccountId::NONE, taker_order: OrderId::NONE, taker_fee: 0, ..trade() };
+        let taker_only = Trade { maker_account: AccountId::NONE, maker_order: OrderId::NONE, maker_fee: 0, ..trade() };
         assert_eq!(
             received(&mut receivers[0]),
-            Some((0, vec![ledger(1), Event::Order(report(1, 5)), Event::Trade(maker_only)]))
+            Some((
+                0,
+                vec![ledger(AccountId(1)), Event::Order(report(AccountId(1), OrderId(5))), Event::Trade(maker_only)]
+            ))
         );
         assert_eq!(
             received(&mut receivers[1]),
-            Some((9, vec![ledger(2), Event::Order(report(2, 6)), Event::Trade(taker_only)]))
+            Some((
+                9,
+                vec![ledger(AccountId(2)), Event::Order(report(AccountId(2), OrderId(6))), Event::Trade(taker_only)]
+            ))
         );
         assert_eq!(received(&mut receivers[2]), None, "nothing visible: no push");
         assert_eq!(received(&mut receivers[3]), Some((0, events)), "an admin sees everything");
@@ -742,13 +756,16 @@ mod tests {
     #[test]
     fn an_invisible_order_is_answered_as_an_unknown_one() {
         let directory = directory();
-        let trader1 = grants(&[1], false);
-        let query = Some(Query::Order { order_id: 6 });
+        let trader1 = grants(&[AccountId(1)], false);
+        let query = Some(Query::Order { order_id: OrderId(6) });
         let answer = |order| {
             messages_for(3, Visible::default(), query, Some(QueryAnswer::Order(order)), 0, &trader1, &directory)
         };
-        assert_eq!(answer(Some(report(2, 6))), answer(None));
+        assert_eq!(answer(Some(report(AccountId(2), OrderId(6)))), answer(None));
         assert_eq!(answer(None), vec![Message::error(GatewayError::NotFound, "")]);
-        assert_eq!(answer(Some(report(1, 6))), vec![Message::OrderInfo { seq: 3, order: report(1, 6) }]);
+        assert_eq!(
+            answer(Some(report(AccountId(1), OrderId(6)))),
+            vec![Message::OrderInfo { seq: 3, order: report(AccountId(1), OrderId(6)) }]
+        );
     }
 }

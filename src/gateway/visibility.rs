@@ -23,7 +23,7 @@
 //! No QUIC and no tokio: the property tests (`tests/visibility.rs`) call it directly.
 
 use super::grants::{DirectoryView, Grants};
-use crate::engine::{AccountId, Event};
+use crate::engine::{AccountId, Event, OrderId};
 use crate::pipeline::{Query, QueryAnswer};
 use crate::protocol::GatewayError;
 
@@ -65,7 +65,7 @@ pub fn events_for(grants: &Grants, view: &DirectoryView, events: &[Event], audie
 /// One event as a principal that `sees` some accounts may receive it: unchanged, with the parts
 /// naming invisible accounts zeroed, or `None`.
 pub fn event_for(event: &Event, sees: &impl Fn(AccountId) -> bool, audience: Audience) -> Option<Event> {
-    let shown = |account: AccountId| if sees(account) { account } else { 0 };
+    let shown = |account: AccountId| if sees(account) { account } else { AccountId::NONE };
     match *event {
         Event::Rejected { .. } => (audience == Audience::Sender).then_some(*event),
         Event::AssetCreated { .. } | Event::SymbolUpdated { .. } => Some(*event),
@@ -89,10 +89,10 @@ pub fn event_for(event: &Event, sees: &impl Fn(AccountId) -> bool, audience: Aud
             // counterparty's business. Symbol, price, quantities, trade id and sides are public
             // (the `MarketTrade` of the same trade carries them).
             if !maker {
-                (trade.maker_account, trade.maker_order, trade.maker_fee) = (0, 0, 0);
+                (trade.maker_account, trade.maker_order, trade.maker_fee) = (AccountId::NONE, OrderId::NONE, 0);
             }
             if !taker {
-                (trade.taker_account, trade.taker_order, trade.taker_fee) = (0, 0, 0);
+                (trade.taker_account, trade.taker_order, trade.taker_fee) = (AccountId::NONE, OrderId::NONE, 0);
             }
             Some(Event::Trade(trade))
         }
@@ -156,10 +156,10 @@ mod tests {
     fn directory() -> AccountDirectory {
         let directory = AccountDirectory::default();
         directory.observe(&[
-            Event::AccountCreated { account: 1, parent: 0, owner: 1 },
-            Event::AccountCreated { account: 11, parent: 1, owner: 1 },
-            Event::AccountCreated { account: 111, parent: 11, owner: 1 },
-            Event::AccountCreated { account: 2, parent: 0, owner: 2 },
+            Event::AccountCreated { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+            Event::AccountCreated { account: AccountId(11), parent: AccountId(1), owner: 1 },
+            Event::AccountCreated { account: AccountId(111), parent: AccountId(11), owner: 1 },
+            Event::AccountCreated { account: AccountId(2), parent: AccountId::NONE, owner: 2 },
         ]);
         directory
     }
@@ -181,7 +181,7 @@ mod tests {
     fn ledger(account: AccountId) -> Event {
         Event::Ledger(LedgerEntry {
             account,
-            asset: 1,
+            asset: AssetId(1),
             kind: LedgerKind::Deposit,
             available_delta: 5,
             held_delta: 0,
@@ -194,9 +194,9 @@ mod tests {
 
     fn order(account: AccountId) -> Event {
         Event::Order(OrderReport {
-            order_id: 40,
+            order_id: OrderId(40),
             account,
-            symbol: 1,
+            symbol: SymbolId(1),
             client_order_id: 7,
             exec: ExecKind::New,
             status: OrderStatus::New,
@@ -215,13 +215,13 @@ mod tests {
 
     fn trade(maker_account: AccountId, taker_account: AccountId) -> Trade {
         Trade {
-            trade_id: 3,
-            symbol: 1,
+            trade_id: TradeId(3),
+            symbol: SymbolId(1),
             price: 100,
             qty: 2,
             quote_qty: 200,
-            maker_order: 40,
-            taker_order: 41,
+            maker_order: OrderId(40),
+            taker_order: OrderId(41),
             maker_account,
             taker_account,
             maker_side: Side::Buy,
@@ -233,93 +233,118 @@ mod tests {
     #[test]
     fn account_events_reach_only_principals_that_see_their_account() {
         let events = [
-            ledger(111),
-            ledger(2),
-            order(11),
-            order(2),
-            Event::DepositCredited { account: 2, asset: 1, amount: 5, external_ref: 1 },
-            Event::DepositCredited { account: 1, asset: 1, amount: 5, external_ref: 2 },
+            ledger(AccountId(111)),
+            ledger(AccountId(2)),
+            order(AccountId(11)),
+            order(AccountId(2)),
+            Event::DepositCredited { account: AccountId(2), asset: AssetId(1), amount: 5, external_ref: 1 },
+            Event::DepositCredited { account: AccountId(1), asset: AssetId(1), amount: 5, external_ref: 2 },
             Event::WithdrawalUpdated {
                 withdrawal_id: 4,
-                account: 2,
-                asset: 1,
+                account: AccountId(2),
+                asset: AssetId(1),
                 amount: 5,
                 client_ref: 1,
                 status: WithdrawalStatus::Pending,
             },
-            Event::AccountStatusChanged { account: 1, status: AccountStatus::Frozen },
-            Event::AccountStatusChanged { account: 111, status: AccountStatus::Frozen },
+            Event::AccountStatusChanged { account: AccountId(1), status: AccountStatus::Frozen },
+            Event::AccountStatusChanged { account: AccountId(111), status: AccountStatus::Frozen },
         ];
         for audience in [Audience::Sender, Audience::Observer] {
             assert_eq!(
-                seen(&trader(&[1]), &events, audience),
+                seen(&trader(&[AccountId(1)]), &events, audience),
                 vec![events[0], events[2], events[5], events[7], events[8]]
             );
-            assert_eq!(seen(&trader(&[11]), &events, audience), vec![events[0], events[2], events[8]]);
-            assert_eq!(seen(&trader(&[2]), &events, audience), vec![events[1], events[3], events[4], events[6]]);
+            assert_eq!(seen(&trader(&[AccountId(11)]), &events, audience), vec![events[0], events[2], events[8]]);
+            assert_eq!(
+                seen(&trader(&[AccountId(2)]), &events, audience),
+                vec![events[1], events[3], events[4], events[6]]
+            );
             assert_eq!(seen(&trader(&[]), &events, audience), Vec::<Event>::new());
             assert_eq!(seen(&admin(), &events, audience), events.to_vec());
         }
         // An account the tree does not know (yet) is seen only by a grant naming it.
-        assert_eq!(seen(&trader(&[1]), &[ledger(3)], Audience::Sender), Vec::<Event>::new());
-        assert_eq!(seen(&trader(&[3]), &[ledger(3)], Audience::Sender), vec![ledger(3)]);
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[ledger(AccountId(3))], Audience::Sender), Vec::<Event>::new());
+        assert_eq!(
+            seen(&trader(&[AccountId(3)]), &[ledger(AccountId(3))], Audience::Sender),
+            vec![ledger(AccountId(3))]
+        );
     }
 
     #[test]
     fn a_trade_shows_a_trader_its_own_side_only() {
-        let event = Event::Trade(trade(1, 2));
-        let hidden_taker = Event::Trade(Trade { taker_account: 0, taker_order: 0, taker_fee: 0, ..trade(1, 2) });
-        let hidden_maker = Event::Trade(Trade { maker_account: 0, maker_order: 0, maker_fee: 0, ..trade(1, 2) });
+        let event = Event::Trade(trade(AccountId(1), AccountId(2)));
+        let hidden_taker = Event::Trade(Trade {
+            taker_account: AccountId::NONE,
+            taker_order: OrderId::NONE,
+            taker_fee: 0,
+            ..trade(AccountId(1), AccountId(2))
+        });
+        let hidden_maker = Event::Trade(Trade {
+            maker_account: AccountId::NONE,
+            maker_order: OrderId::NONE,
+            maker_fee: 0,
+            ..trade(AccountId(1), AccountId(2))
+        });
         for audience in [Audience::Sender, Audience::Observer] {
-            assert_eq!(seen(&trader(&[1]), &[event], audience), vec![hidden_taker]);
-            assert_eq!(seen(&trader(&[2]), &[event], audience), vec![hidden_maker]);
-            assert_eq!(seen(&trader(&[1, 2]), &[event], audience), vec![event]);
-            assert_eq!(seen(&trader(&[11]), &[event], audience), Vec::<Event>::new());
+            assert_eq!(seen(&trader(&[AccountId(1)]), &[event], audience), vec![hidden_taker]);
+            assert_eq!(seen(&trader(&[AccountId(2)]), &[event], audience), vec![hidden_maker]);
+            assert_eq!(seen(&trader(&[AccountId(1), AccountId(2)]), &[event], audience), vec![event]);
+            assert_eq!(seen(&trader(&[AccountId(11)]), &[event], audience), Vec::<Event>::new());
             assert_eq!(seen(&admin(), &[event], audience), vec![event]);
         }
         // A trade between two accounts of one tree: a sub-tree grant sees only its side.
-        let inside = Event::Trade(trade(111, 1));
-        let Event::Trade(t) = seen(&trader(&[11]), &[inside], Audience::Observer)[0] else { unreachable!() };
-        assert_eq!((t.maker_account, t.maker_order, t.maker_fee), (111, 40, 1));
-        assert_eq!((t.taker_account, t.taker_order, t.taker_fee), (0, 0, 0));
-        assert_eq!((t.trade_id, t.symbol, t.price, t.qty, t.quote_qty, t.maker_side), (3, 1, 100, 2, 200, Side::Buy));
-        assert_eq!(seen(&trader(&[1]), &[inside], Audience::Observer), vec![inside]);
+        let inside = Event::Trade(trade(AccountId(111), AccountId(1)));
+        let Event::Trade(t) = seen(&trader(&[AccountId(11)]), &[inside], Audience::Observer)[0] else { unreachable!() };
+        assert_eq!((t.maker_account, t.maker_order, t.maker_fee), (AccountId(111), OrderId(40), 1));
+        assert_eq!((t.taker_account, t.taker_order, t.taker_fee), (AccountId::NONE, OrderId::NONE, 0));
+        assert_eq!(
+            (t.trade_id, t.symbol, t.price, t.qty, t.quote_qty, t.maker_side),
+            (TradeId(3), SymbolId(1), 100, 2, 200, Side::Buy)
+        );
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[inside], Audience::Observer), vec![inside]);
     }
 
     #[test]
     fn a_transfer_shows_only_the_visible_sides() {
-        let transfer = |from, to| Event::Transferred { from, to, asset: 1, amount: 5, client_ref: 8 };
-        let event = transfer(1, 111);
-        assert_eq!(seen(&trader(&[1]), &[event], Audience::Sender), vec![event]);
-        assert_eq!(seen(&trader(&[11]), &[event], Audience::Observer), vec![transfer(0, 111)]);
-        assert_eq!(seen(&trader(&[2]), &[event], Audience::Observer), Vec::<Event>::new());
-        let upward = transfer(111, 1);
-        assert_eq!(seen(&trader(&[11]), &[upward], Audience::Observer), vec![transfer(111, 0)]);
+        let transfer = |from, to| Event::Transferred { from, to, asset: AssetId(1), amount: 5, client_ref: 8 };
+        let event = transfer(AccountId(1), AccountId(111));
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[event], Audience::Sender), vec![event]);
+        assert_eq!(
+            seen(&trader(&[AccountId(11)]), &[event], Audience::Observer),
+            vec![transfer(AccountId::NONE, AccountId(111))]
+        );
+        assert_eq!(seen(&trader(&[AccountId(2)]), &[event], Audience::Observer), Vec::<Event>::new());
+        let upward = transfer(AccountId(111), AccountId(1));
+        assert_eq!(
+            seen(&trader(&[AccountId(11)]), &[upward], Audience::Observer),
+            vec![transfer(AccountId(111), AccountId::NONE)]
+        );
         assert_eq!(seen(&admin(), &[upward], Audience::Observer), vec![upward]);
     }
 
     #[test]
     fn a_new_account_hides_a_parent_outside_the_grants() {
-        let created = Event::AccountCreated { account: 11, parent: 1, owner: 1 };
-        assert_eq!(seen(&trader(&[1]), &[created], Audience::Observer), vec![created]);
+        let created = Event::AccountCreated { account: AccountId(11), parent: AccountId(1), owner: 1 };
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[created], Audience::Observer), vec![created]);
         assert_eq!(
-            seen(&trader(&[11]), &[created], Audience::Observer),
-            vec![Event::AccountCreated { account: 11, parent: 0, owner: 1 }]
+            seen(&trader(&[AccountId(11)]), &[created], Audience::Observer),
+            vec![Event::AccountCreated { account: AccountId(11), parent: AccountId::NONE, owner: 1 }]
         );
-        assert_eq!(seen(&trader(&[2]), &[created], Audience::Observer), Vec::<Event>::new());
+        assert_eq!(seen(&trader(&[AccountId(2)]), &[created], Audience::Observer), Vec::<Event>::new());
         assert_eq!(seen(&admin(), &[created], Audience::Observer), vec![created]);
     }
 
     #[test]
     fn a_rejection_goes_to_its_sender_only_and_reference_data_to_everyone() {
         let rejected = Event::Rejected { reason: RejectReason::InsufficientFunds };
-        assert_eq!(seen(&trader(&[1]), &[rejected], Audience::Sender), vec![rejected]);
-        assert_eq!(seen(&trader(&[1]), &[rejected], Audience::Observer), Vec::<Event>::new());
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[rejected], Audience::Sender), vec![rejected]);
+        assert_eq!(seen(&trader(&[AccountId(1)]), &[rejected], Audience::Observer), Vec::<Event>::new());
         assert_eq!(seen(&admin(), &[rejected], Audience::Observer), Vec::<Event>::new());
-        let asset = Event::AssetCreated { asset: 3, scale: 2 };
+        let asset = Event::AssetCreated { asset: AssetId(3), scale: 2 };
         let symbol =
             Event::SymbolUpdated { spec: crate::testkit::workload::btc_usdt_spec(0, 0), status: SymbolStatus::Halted };
-        for grants in [trader(&[]), trader(&[2]), admin()] {
+        for grants in [trader(&[]), trader(&[AccountId(2)]), admin()] {
             assert_eq!(seen(&grants, &[asset, symbol], Audience::Observer), vec![asset, symbol]);
         }
     }
@@ -328,14 +353,14 @@ mod tests {
     fn an_invisible_order_reads_exactly_as_an_unknown_one() {
         let directory = directory();
         let view = directory.view();
-        let Event::Order(report) = order(2) else { unreachable!() };
+        let Event::Order(report) = order(AccountId(2)) else { unreachable!() };
         let query = Query::Order { order_id: report.order_id };
-        let t1 = trader(&[1]);
+        let t1 = trader(&[AccountId(1)]);
         let unknown = answer_for(&t1, &view, &query, QueryAnswer::Order(None));
         let invisible = answer_for(&t1, &view, &query, QueryAnswer::Order(Some(report)));
         assert_eq!((unknown, invisible), (Err(GatewayError::NotFound), Err(GatewayError::NotFound)));
         let visible = QueryAnswer::Order(Some(report));
-        assert_eq!(answer_for(&trader(&[2]), &view, &query, visible.clone()), Ok(visible.clone()));
+        assert_eq!(answer_for(&trader(&[AccountId(2)]), &view, &query, visible.clone()), Ok(visible.clone()));
         assert_eq!(answer_for(&admin(), &view, &query, visible.clone()), Ok(visible));
     }
 
@@ -343,29 +368,41 @@ mod tests {
     fn account_answers_need_a_visible_account() {
         let directory = directory();
         let view = directory.view();
-        let balances = QueryAnswer::Balances(Some(vec![BalanceView { asset: 1, available: 5, held: 0 }]));
+        let balances = QueryAnswer::Balances(Some(vec![BalanceView { asset: AssetId(1), available: 5, held: 0 }]));
         let of = |account| Query::Balances { account };
-        assert_eq!(answer_for(&trader(&[1]), &view, &of(111), balances.clone()), Ok(balances.clone()));
-        assert_eq!(answer_for(&trader(&[11]), &view, &of(1), balances.clone()), Err(GatewayError::Unauthorized));
-        assert_eq!(answer_for(&trader(&[1]), &view, &of(2), balances.clone()), Err(GatewayError::Unauthorized));
-        assert_eq!(answer_for(&admin(), &view, &of(5), QueryAnswer::Balances(None)), Err(GatewayError::NotFound));
-        let totals = QueryAnswer::SubtreeTotals(Some(vec![(1, 5)]));
-        let subtree = Query::SubtreeTotals { account: 11 };
-        assert_eq!(answer_for(&trader(&[11]), &view, &subtree, totals.clone()), Ok(totals.clone()));
-        assert_eq!(answer_for(&trader(&[111]), &view, &subtree, totals), Err(GatewayError::Unauthorized));
-        let Event::Order(mine) = order(11) else { unreachable!() };
-        let Event::Order(theirs) = order(2) else { unreachable!() };
-        let open = Query::OpenOrders { account: 11 };
         assert_eq!(
-            answer_for(&trader(&[1]), &view, &open, QueryAnswer::OpenOrders(Some(vec![mine, theirs]))),
+            answer_for(&trader(&[AccountId(1)]), &view, &of(AccountId(111)), balances.clone()),
+            Ok(balances.clone())
+        );
+        assert_eq!(
+            answer_for(&trader(&[AccountId(11)]), &view, &of(AccountId(1)), balances.clone()),
+            Err(GatewayError::Unauthorized)
+        );
+        assert_eq!(
+            answer_for(&trader(&[AccountId(1)]), &view, &of(AccountId(2)), balances.clone()),
+            Err(GatewayError::Unauthorized)
+        );
+        assert_eq!(
+            answer_for(&admin(), &view, &of(AccountId(5)), QueryAnswer::Balances(None)),
+            Err(GatewayError::NotFound)
+        );
+        let totals = QueryAnswer::SubtreeTotals(Some(vec![(AssetId(1), 5)]));
+        let subtree = Query::SubtreeTotals { account: AccountId(11) };
+        assert_eq!(answer_for(&trader(&[AccountId(11)]), &view, &subtree, totals.clone()), Ok(totals.clone()));
+        assert_eq!(answer_for(&trader(&[AccountId(111)]), &view, &subtree, totals), Err(GatewayError::Unauthorized));
+        let Event::Order(mine) = order(AccountId(11)) else { unreachable!() };
+        let Event::Order(theirs) = order(AccountId(2)) else { unreachable!() };
+        let open = Query::OpenOrders { account: AccountId(11) };
+        assert_eq!(
+            answer_for(&trader(&[AccountId(1)]), &view, &open, QueryAnswer::OpenOrders(Some(vec![mine, theirs]))),
             Ok(QueryAnswer::OpenOrders(Some(vec![mine])))
         );
         assert_eq!(
-            answer_for(&trader(&[2]), &view, &open, QueryAnswer::OpenOrders(Some(vec![mine]))),
+            answer_for(&trader(&[AccountId(2)]), &view, &open, QueryAnswer::OpenOrders(Some(vec![mine]))),
             Err(GatewayError::Unauthorized)
         );
         let depth = QueryAnswer::Depth(Some((vec![], vec![])));
-        let book = Query::Depth { symbol: 1, levels: 0 };
+        let book = Query::Depth { symbol: SymbolId(1), levels: 0 };
         assert_eq!(answer_for(&trader(&[]), &view, &book, depth.clone()), Ok(depth));
         assert_eq!(answer_for(&trader(&[]), &view, &book, QueryAnswer::Depth(None)), Err(GatewayError::NotFound));
     }

@@ -704,6 +704,7 @@ fn answer(engine: &Engine, query: &Query) -> QueryAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::AssetId;
     use std::time::{Duration, Instant};
 
     /// Panics on the first result it is given, as a bug in the gateway's routing would.
@@ -731,7 +732,7 @@ mod tests {
         let (pipeline, _) = Pipeline::start(&DataDir::new(dir.path()), config, PanickingResponder).unwrap();
         let stats = pipeline.stats();
         let mut submitter = pipeline.submitter();
-        submitter.try_submit(Command::CreateAsset { asset: 1, scale: 2 }, Origin::default(), 1).unwrap();
+        submitter.try_submit(Command::CreateAsset { asset: AssetId(1), scale: 2 }, Origin::default(), 1).unwrap();
         assert_eq!(wait_for_failure(&stats), "responder panicked: routing bug");
         assert!(stats.failed.load(Ordering::Acquire));
         drop(submitter);

@@ -59,19 +59,37 @@ impl Authority {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{AssetId, SymbolId};
 
     #[test]
     fn commands_need_admin_or_their_accounts() {
         assert_eq!(
-            Authority::of_command(&Command::Deposit { account: 1, asset: 1, amount: 5, external_ref: 1 }),
+            Authority::of_command(&Command::Deposit {
+                account: AccountId(1),
+                asset: AssetId(1),
+                amount: 5,
+                external_ref: 1
+            }),
             Authority::Admin
         );
-        assert_eq!(Authority::of_command(&Command::CancelAll { account: 4, symbol: 0 }), Authority::Account(4));
         assert_eq!(
-            Authority::of_command(&Command::Transfer { from: 1, to: 2, asset: 1, amount: 5, client_ref: 1 }),
-            Authority::Accounts(1, 2)
+            Authority::of_command(&Command::CancelAll { account: AccountId(4), symbol: SymbolId::ALL }),
+            Authority::Account(AccountId(4))
         );
-        assert_eq!(Authority::of_message(&Message::QueryOrder { order_id: 9 }), Authority::OrderOwner(9));
-        assert_eq!(Authority::of_message(&Message::Subscribe { symbol: 1 }), Authority::Public);
+        assert_eq!(
+            Authority::of_command(&Command::Transfer {
+                from: AccountId(1),
+                to: AccountId(2),
+                asset: AssetId(1),
+                amount: 5,
+                client_ref: 1
+            }),
+            Authority::Accounts(AccountId(1), AccountId(2))
+        );
+        assert_eq!(
+            Authority::of_message(&Message::QueryOrder { order_id: OrderId(9) }),
+            Authority::OrderOwner(OrderId(9))
+        );
+        assert_eq!(Authority::of_message(&Message::Subscribe { symbol: SymbolId(1) }), Authority::Public);
     }
 }

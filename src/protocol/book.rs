@@ -126,19 +126,20 @@ impl L2Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::TradeId;
     use crate::protocol::{DepthUpdate, MarketTrade};
 
     fn update(md_seq: u64, side: Side, price: i64, qty: i64, orders: u32) -> Message {
-        Message::DepthUpdate(DepthUpdate { symbol: 1, md_seq, side, price, qty, orders })
+        Message::DepthUpdate(DepthUpdate { symbol: SymbolId(1), md_seq, side, price, qty, orders })
     }
 
     fn snapshot(book_seq: u64, more: bool, bids: Vec<DepthLevel>, asks: Vec<DepthLevel>) -> Message {
-        Message::DepthSnapshot(DepthBook { symbol: 1, book_seq, more, bids, asks })
+        Message::DepthSnapshot(DepthBook { symbol: SymbolId(1), book_seq, more, bids, asks })
     }
 
     #[test]
     fn updates_apply_in_sequence_and_a_gap_waits_for_a_snapshot() {
-        let mut book = L2Book::new(1);
+        let mut book = L2Book::new(SymbolId(1));
         assert_eq!(book.on_message(&update(1, Side::Buy, 10, 5, 1)), BookEvent::Ignored, "no snapshot yet");
         let level = |price, qty, orders| DepthLevel { price, qty, orders };
         assert_eq!(book.on_message(&snapshot(4, true, vec![level(10, 5, 1)], vec![])), BookEvent::Ignored);
@@ -149,9 +150,9 @@ mod tests {
         assert_eq!(book.depth(10), (vec![level(10, 5, 1), level(9, 2, 1)], vec![level(11, 3, 2)]));
         assert_eq!(book.on_message(&update(4, Side::Buy, 10, 1, 1)), BookEvent::Ignored, "older than the book");
         let trade = Message::MarketTrade(MarketTrade {
-            symbol: 1,
+            symbol: SymbolId(1),
             md_seq: 5,
-            trade_id: 1,
+            trade_id: TradeId(1),
             timestamp_ns: 0,
             price: 11,
             qty: 1,

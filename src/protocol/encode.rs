@@ -199,7 +199,7 @@ impl Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BalanceView, RejectReason};
+    use crate::engine::{AccountId, AssetId, BalanceView, RejectReason, SymbolId};
     use crate::protocol::frame::{FrameDecoder, MIN_MAX_FRAME_BYTES};
 
     fn decode_all(bytes: &[u8], max_frame_bytes: u32) -> Vec<(u64, Message)> {
@@ -251,7 +251,7 @@ mod tests {
     fn a_deep_book_is_split_and_reassembles() {
         let level = |i: i64| DepthLevel { price: 1000 + i, qty: i + 1, orders: i as u32 };
         let book = DepthBook {
-            symbol: 3,
+            symbol: SymbolId(3),
             book_seq: 77,
             more: false,
             bids: (0..100).map(level).collect(),
@@ -268,13 +268,13 @@ mod tests {
     #[test]
     fn long_balance_lists_are_split_and_empty_lists_are_one_frame() {
         let balances: Vec<BalanceView> =
-            (0..200).map(|i| BalanceView { asset: i, available: i as i64, held: 1 }).collect();
-        let message = Message::Balances { account: 5, seq: 9, more: false, balances };
+            (0..200).map(|i| BalanceView { asset: AssetId(i), available: i as i64, held: 1 }).collect();
+        let message = Message::Balances { account: AccountId(5), seq: 9, more: false, balances };
         let mut out = Vec::new();
         assert_eq!(encode_frames(1, &message, MIN_MAX_FRAME_BYTES, &mut out), Ok(200usize.div_ceil(49)));
         assert_eq!(reassemble(decode_all(&out, MIN_MAX_FRAME_BYTES)), message);
 
-        let empty = Message::OpenOrders { account: 5, seq: 9, more: false, orders: vec![] };
+        let empty = Message::OpenOrders { account: AccountId(5), seq: 9, more: false, orders: vec![] };
         out.clear();
         assert_eq!(encode_frames(1, &empty, MIN_MAX_FRAME_BYTES, &mut out), Ok(1));
         assert_eq!(reassemble(decode_all(&out, MIN_MAX_FRAME_BYTES)), empty);

@@ -11,7 +11,7 @@ use super::wire::{put_count_u16, put_string, truncate_utf8, PayloadReader};
 use super::PROTOCOL_VERSION;
 use crate::cursor::{ByteReader, ByteWriter};
 use crate::engine::{
-    AccountId, AssetId, BalanceView, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side, SymbolId,
+    AccountId, AssetId, BalanceView, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side, SymbolId, TradeId,
 };
 use crate::wire::codec;
 
@@ -126,7 +126,7 @@ pub struct DepthBook {
 pub struct MarketTrade {
     pub symbol: SymbolId,
     pub md_seq: u64,
-    pub trade_id: u64,
+    pub trade_id: TradeId,
     /// The sequencer's timestamp of the command that traded (Unix ns).
     pub timestamp_ns: u64,
     pub price: i64,
@@ -365,16 +365,16 @@ impl Message {
             Message::QueryBalances { account }
             | Message::QuerySubtreeTotals { account }
             | Message::QueryOpenOrders { account } => {
-                w.u64(*account);
+                w.u64(account.0);
             }
             Message::QueryOrder { order_id } => {
-                w.u64(*order_id);
+                w.u64(order_id.0);
             }
             Message::QueryDepth { symbol, levels } => {
-                w.u32(*symbol).u16(*levels);
+                w.u32(symbol.0).u16(*levels);
             }
             Message::Subscribe { symbol } | Message::Unsubscribe { symbol } | Message::Unsubscribed { symbol } => {
-                w.u32(*symbol);
+                w.u32(symbol.0);
             }
             Message::Welcome(welcome) => put_welcome(out, welcome)?,
             Message::Accepted { seq } => {
@@ -398,11 +398,11 @@ impl Message {
                 put_depth(out, book.symbol, book.book_seq, book.more, &book.bids, &book.asks)?
             }
             Message::MarketTrade(t) => {
-                w.u32(t.symbol).u64(t.md_seq).u64(t.trade_id).u64(t.timestamp_ns);
+                w.u32(t.symbol.0).u64(t.md_seq).u64(t.trade_id.0).u64(t.timestamp_ns);
                 w.i64(t.price).i64(t.qty).i64(t.quote_qty).u8(t.taker_side.as_u8());
             }
             Message::DepthUpdate(u) => {
-                w.u32(u.symbol).u64(u.md_seq).u8(u.side.as_u8()).i64(u.price).i64(u.qty).u32(u.orders);
+                w.u32(u.symbol.0).u64(u.md_seq).u8(u.side.as_u8()).i64(u.price).i64(u.qty).u32(u.orders);
             }
         }
         Ok(())
@@ -455,13 +455,13 @@ fn read_message(msg_type: u8, c: &mut ByteReader) -> Result<Option<Message>, Pay
         HELLO => Message::Hello { protocol_version: c.u8()? },
         COMMAND => Message::Command(read_command(c)?),
         PING => Message::Ping,
-        QUERY_BALANCES => Message::QueryBalances { account: c.u64()? },
-        QUERY_SUBTREE_TOTALS => Message::QuerySubtreeTotals { account: c.u64()? },
-        QUERY_ORDER => Message::QueryOrder { order_id: c.u64()? },
-        QUERY_OPEN_ORDERS => Message::QueryOpenOrders { account: c.u64()? },
-        QUERY_DEPTH => Message::QueryDepth { symbol: c.u32()?, levels: c.u16()? },
-        SUBSCRIBE => Message::Subscribe { symbol: c.u32()? },
-        UNSUBSCRIBE => Message::Unsubscribe { symbol: c.u32()? },
+        QUERY_BALANCES => Message::QueryBalances { account: AccountId(c.u64()?) },
+        QUERY_SUBTREE_TOTALS => Message::QuerySubtreeTotals { account: AccountId(c.u64()?) },
+        QUERY_ORDER => Message::QueryOrder { order_id: OrderId(c.u64()?) },
+        QUERY_OPEN_ORDERS => Message::QueryOpenOrders { account: AccountId(c.u64()?) },
+        QUERY_DEPTH => Message::QueryDepth { symbol: SymbolId(c.u32()?), levels: c.u16()? },
+        SUBSCRIBE => Message::Subscribe { symbol: SymbolId(c.u32()?) },
+        UNSUBSCRIBE => Message::Unsubscribe { symbol: SymbolId(c.u32()?) },
         WELCOME => Message::Welcome(read_welcome(c)?),
         ACCEPTED => Message::Accepted { seq: c.u64()? },
         EVENTS => {
@@ -474,23 +474,33 @@ fn read_message(msg_type: u8, c: &mut ByteReader) -> Result<Option<Message>, Pay
         PONG => Message::Pong,
         BALANCES => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::Balances { account, seq, more, balances: read_list(c, BALANCE_BYTES, read_balance)? }
+            Message::Balances {
+                account: AccountId(account),
+                seq,
+                more,
+                balances: read_list(c, BALANCE_BYTES, read_balance)?,
+            }
         }
         SUBTREE_TOTALS => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::SubtreeTotals { account, seq, more, totals: read_list(c, ASSET_TOTAL_BYTES, read_asset_total)? }
+            Message::SubtreeTotals {
+                account: AccountId(account),
+                seq,
+                more,
+                totals: read_list(c, ASSET_TOTAL_BYTES, read_asset_total)?,
+            }
         }
         ORDER_INFO => Message::OrderInfo { seq: c.u64()?, order: read_single_order(c)? },
         OPEN_ORDERS => {
             let (account, seq, more) = (c.u64()?, c.u64()?, c.bool("more")?);
-            Message::OpenOrders { account, seq, more, orders: read_order_list(c)? }
+            Message::OpenOrders { account: AccountId(account), seq, more, orders: read_order_list(c)? }
         }
         DEPTH => Message::Depth(read_depth(c)?),
         DEPTH_SNAPSHOT => Message::DepthSnapshot(read_depth(c)?),
         MARKET_TRADE => Message::MarketTrade(MarketTrade {
-            symbol: c.u32()?,
+            symbol: SymbolId(c.u32()?),
             md_seq: c.u64()?,
-            trade_id: c.u64()?,
+            trade_id: TradeId(c.u64()?),
             timestamp_ns: c.u64()?,
             price: c.i64()?,
             qty: c.i64()?,
@@ -498,14 +508,14 @@ fn read_message(msg_type: u8, c: &mut ByteReader) -> Result<Option<Message>, Pay
             taker_side: c.enum_u8("taker_side", Side::from_u8)?,
         }),
         DEPTH_UPDATE => Message::DepthUpdate(DepthUpdate {
-            symbol: c.u32()?,
+            symbol: SymbolId(c.u32()?),
             md_seq: c.u64()?,
             side: c.enum_u8("side", Side::from_u8)?,
             price: c.i64()?,
             qty: c.i64()?,
             orders: c.u32()?,
         }),
-        UNSUBSCRIBED => Message::Unsubscribed { symbol: c.u32()? },
+        UNSUBSCRIBED => Message::Unsubscribed { symbol: SymbolId(c.u32()?) },
         _ => return Ok(None),
     }))
 }
@@ -583,16 +593,16 @@ pub(crate) fn put_balances(
     more: bool,
     balances: &[BalanceView],
 ) -> Result<(), EncodeError> {
-    ByteWriter(out).u64(account).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "balances", balances.len())?;
     for b in balances {
-        ByteWriter(out).u32(b.asset).i64(b.available).i64(b.held);
+        ByteWriter(out).u32(b.asset.0).i64(b.available).i64(b.held);
     }
     Ok(())
 }
 
 fn read_balance(c: &mut ByteReader) -> Result<BalanceView, PayloadError> {
-    Ok(BalanceView { asset: c.u32()?, available: c.i64()?, held: c.i64()? })
+    Ok(BalanceView { asset: AssetId(c.u32()?), available: c.i64()?, held: c.i64()? })
 }
 
 pub(crate) fn put_totals(
@@ -602,16 +612,16 @@ pub(crate) fn put_totals(
     more: bool,
     totals: &[AssetTotal],
 ) -> Result<(), EncodeError> {
-    ByteWriter(out).u64(account).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "totals", totals.len())?;
     for t in totals {
-        ByteWriter(out).u32(t.asset).i64(t.total);
+        ByteWriter(out).u32(t.asset.0).i64(t.total);
     }
     Ok(())
 }
 
 fn read_asset_total(c: &mut ByteReader) -> Result<AssetTotal, PayloadError> {
-    Ok(AssetTotal { asset: c.u32()?, total: c.i64()? })
+    Ok(AssetTotal { asset: AssetId(c.u32()?), total: c.i64()? })
 }
 
 /// Orders as an event-log record of `Event::Order`s: the codec's order report layout.
@@ -623,7 +633,7 @@ pub(crate) fn put_open_orders(
     orders: &[OrderReport],
     version: u8,
 ) {
-    ByteWriter(out).u64(account).u64(seq).u8(more as u8).u32(orders.len() as u32);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8).u32(orders.len() as u32);
     for order in orders {
         put_event(out, &Event::Order(*order), version);
     }
@@ -659,7 +669,7 @@ pub(crate) fn put_depth(
     bids: &[DepthLevel],
     asks: &[DepthLevel],
 ) -> Result<(), EncodeError> {
-    ByteWriter(out).u32(symbol).u64(book_seq).u8(more as u8);
+    ByteWriter(out).u32(symbol.0).u64(book_seq).u8(more as u8);
     put_levels(out, "bids", bids)?;
     put_levels(out, "asks", asks)
 }
@@ -676,7 +686,7 @@ fn read_depth(c: &mut ByteReader) -> Result<DepthBook, PayloadError> {
     let (symbol, book_seq, more) = (c.u32()?, c.u64()?, c.bool("more")?);
     let bids = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
     let asks = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
-    Ok(DepthBook { symbol, book_seq, more, bids, asks })
+    Ok(DepthBook { symbol: SymbolId(symbol), book_seq, more, bids, asks })
 }
 
 fn read_level(c: &mut ByteReader) -> Result<DepthLevel, PayloadError> {
@@ -700,9 +710,9 @@ mod tests {
 
     fn order(order_id: u64) -> OrderReport {
         OrderReport {
-            order_id,
-            account: 7,
-            symbol: 1,
+            order_id: OrderId(order_id),
+            account: AccountId(7),
+            symbol: SymbolId(1),
             client_order_id: 3,
             exec: ExecKind::New,
             status: OrderStatus::New,
@@ -728,7 +738,7 @@ mod tests {
 
     #[test]
     fn a_command_payload_is_its_kind_then_the_codec_bytes() {
-        let command = Command::CancelOrder { account: 7, order_id: 9 };
+        let command = Command::CancelOrder { account: AccountId(7), order_id: OrderId(9) };
         let mut out = Vec::new();
         Message::Command(command).encode_payload(&mut out).unwrap();
         let mut codec_bytes = Vec::new();
@@ -741,7 +751,10 @@ mod tests {
     fn open_orders_must_hold_only_order_reports() {
         let mut out = Vec::new();
         ByteWriter(&mut out).u64(7).u64(1).u8(0);
-        codec::encode_event_record(&[Event::Order(order(1)), Event::AssetCreated { asset: 1, scale: 2 }], &mut out);
+        codec::encode_event_record(
+            &[Event::Order(order(1)), Event::AssetCreated { asset: AssetId(1), scale: 2 }],
+            &mut out,
+        );
         assert_eq!(
             Message::decode_payload(msg_type::OPEN_ORDERS, &out),
             Err(MessageError::BadPayload { msg_type: msg_type::OPEN_ORDERS, error: PayloadError::NotAnOrder })
@@ -763,7 +776,8 @@ mod tests {
         let other_seq = Message::Events { seq: 6, more: false, events: vec![] };
         assert_eq!(first.continue_with(other_seq.clone()), Err(other_seq));
         assert_eq!(first.continue_with(Message::Pong), Err(Message::Pong));
-        let last = Message::Events { seq: 5, more: false, events: vec![Event::AssetCreated { asset: 1, scale: 0 }] };
+        let last =
+            Message::Events { seq: 5, more: false, events: vec![Event::AssetCreated { asset: AssetId(1), scale: 0 }] };
         assert_eq!(first.continue_with(last.clone()), Ok(()));
         assert_eq!(first, last);
         assert_eq!(first.continue_with(last.clone()), Err(last), "a message without `more` takes no continuation");

@@ -175,14 +175,14 @@ mod tests {
         let expected = expected_state(&engine, last_seq);
         assert!(!expected.balances.is_empty() && !expected.open_orders.is_empty(), "the script leaves state to check");
         let mut mirror = expected.clone();
-        mirror.balances.insert((999, 1), (0, 0)); // a zero row the engine does not list
+        mirror.balances.insert((AccountId(999), AssetId(1)), (0, 0)); // a zero row the engine does not list
         assert_eq!(differences(&expected, &mirror), Vec::<String>::new());
 
         let key = *mirror.balances.keys().next().unwrap();
         mirror.balances.get_mut(&key).unwrap().0 += 1;
         let order_id = *mirror.open_orders.keys().next().unwrap();
         mirror.open_orders.remove(&order_id);
-        mirror.ledger_sums.insert((777, 1), (5, 0));
+        mirror.ledger_sums.insert((AccountId(777), AssetId(1)), (5, 0));
         mirror.checkpoint_seq -= 1;
         let found = differences(&expected, &mirror);
         assert_eq!(found.len(), 4, "{found:#?}");

@@ -101,7 +101,7 @@ impl Catalog {
     /// Path of a new account under `parent` (0 = a root).
     pub fn child_path(&self, parent: AccountId, account: AccountId) -> String {
         match self.accounts.get(&parent) {
-            Some(info) if parent != 0 => format!("{}/{}", info.path, account),
+            Some(info) if parent != AccountId::NONE => format!("{}/{}", info.path, account),
             _ => format!("/{account}"),
         }
     }

@@ -246,19 +246,21 @@ impl EventLogReader {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::{Command, Engine, NewOrder, OrderType, Side, StpMode, SymbolSpec, TimeInForce};
+    use crate::engine::{
+        AccountId, AssetId, Command, Engine, NewOrder, OrderType, Side, StpMode, SymbolId, SymbolSpec, TimeInForce,
+    };
     use crate::storage::journal::Durability;
 
     /// A venue, `orders` resting buys of account 1, then their `CancelAll`: a list of
     /// 142 bytes per order (a report and a release), split above about 230 orders.
     pub(crate) fn cancel_all_session(orders: i64) -> Vec<Command> {
         let mut commands = vec![
-            Command::CreateAsset { asset: 1, scale: 8 },
-            Command::CreateAsset { asset: 2, scale: 6 },
+            Command::CreateAsset { asset: AssetId(1), scale: 8 },
+            Command::CreateAsset { asset: AssetId(2), scale: 6 },
             Command::CreateSymbol(SymbolSpec {
-                symbol: 1,
-                base: 1,
-                quote: 2,
+                symbol: SymbolId(1),
+                base: AssetId(1),
+                quote: AssetId(2),
                 tick_size: 10_000,
                 lot_size: 10_000,
                 min_qty: 10_000,
@@ -268,13 +270,13 @@ pub(crate) mod tests {
                 taker_fee_ppm: 0,
                 price_band_bps: 0,
             }),
-            Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-            Command::Deposit { account: 1, asset: 2, amount: 100_000_000_000, external_ref: 1 },
+            Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+            Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: 100_000_000_000, external_ref: 1 },
         ];
         commands.extend((0..orders).map(|i| {
             Command::PlaceOrder(NewOrder {
-                account: 1,
-                symbol: 1,
+                account: AccountId(1),
+                symbol: SymbolId(1),
                 client_order_id: 0,
                 side: Side::Buy,
                 order_type: OrderType::Limit,
@@ -286,7 +288,7 @@ pub(crate) mod tests {
                 quote_budget: 0,
             })
         }));
-        commands.push(Command::CancelAll { account: 1, symbol: 0 });
+        commands.push(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL });
         commands
     }
 

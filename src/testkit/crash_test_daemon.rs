@@ -21,7 +21,7 @@
 //! does) and the following restarts recover from a snapshot plus the journal tail.
 
 use crate::client::{Client, ClientError};
-use crate::engine::{Command, Event, ExecKind, NewOrder, OrderId, Seq, Side, StpMode, TimeInForce};
+use crate::engine::{AccountId, Command, Event, ExecKind, NewOrder, OrderId, Seq, Side, StpMode, TimeInForce};
 use crate::protocol::Message;
 use crate::storage::event_log::EventLogReader;
 use crate::storage::journal::{Durability, JournalReader};
@@ -455,18 +455,23 @@ impl OrderFlow {
     fn next(&mut self) -> Command {
         if !self.started {
             self.started = true;
-            return Command::CancelAll { account: self.account, symbol: BTC_USDT };
+            return Command::CancelAll { account: AccountId(self.account), symbol: BTC_USDT };
         }
         let roll = self.rng.below(100);
         if !self.live.is_empty() && (roll < 20 || self.live.len() > 200) {
             let (order_id, _, _) = self.live.swap_remove(self.rng.below(self.live.len() as u64) as usize);
-            return Command::CancelOrder { account: self.account, order_id };
+            return Command::CancelOrder { account: AccountId(self.account), order_id };
         }
         if !self.live.is_empty() && roll < 35 {
             let (order_id, side, qty) = self.live[self.rng.below(self.live.len() as u64) as usize];
             let lots = qty / LOT;
             let qty = if self.rng.below(2) == 0 { qty } else { (1 + self.rng.below(lots.max(1) as u64) as i64) * LOT };
-            return Command::AmendOrder { account: self.account, order_id, price: self.limit_price(side), qty };
+            return Command::AmendOrder {
+                account: AccountId(self.account),
+                order_id,
+                price: self.limit_price(side),
+                qty,
+            };
         }
         let side = if self.rng.below(2) == 0 { Side::Buy } else { Side::Sell };
         let (tif, price) = if roll < 45 {
@@ -475,7 +480,7 @@ impl OrderFlow {
         } else {
             (TimeInForce::Gtc, self.limit_price(side))
         };
-        let order = gtc_limit(self.account, BTC_USDT, side, price, (1 + self.rng.below(10) as i64) * LOT);
+        let order = gtc_limit(AccountId(self.account), BTC_USDT, side, price, (1 + self.rng.below(10) as i64) * LOT);
         Command::PlaceOrder(NewOrder { tif, stp: StpMode::CancelResting, ..order })
     }
 
@@ -493,7 +498,7 @@ impl OrderFlow {
     fn observe(&mut self, events: &[Event]) {
         for event in events {
             let Event::Order(report) = event else { continue };
-            if report.account != self.account {
+            if report.account != AccountId(self.account) {
                 continue;
             }
             if report.status.is_terminal() {

@@ -7,9 +7,9 @@ use crate::engine::*;
 /// A symbol specification with a distinct value in every field.
 pub fn spec() -> SymbolSpec {
     SymbolSpec {
-        symbol: 9,
-        base: 1,
-        quote: 2,
+        symbol: SymbolId(9),
+        base: AssetId(1),
+        quote: AssetId(2),
         tick_size: 3,
         lot_size: 4,
         min_qty: 5,
@@ -25,8 +25,8 @@ pub fn spec() -> SymbolSpec {
 pub fn order_report(order_id: OrderId) -> OrderReport {
     OrderReport {
         order_id,
-        account: 11,
-        symbol: 9,
+        account: AccountId(11),
+        symbol: SymbolId(9),
         client_order_id: 77,
         exec: ExecKind::Trade,
         status: OrderStatus::PartiallyFilled,
@@ -46,15 +46,15 @@ pub fn order_report(order_id: OrderId) -> OrderReport {
 /// A trade with a distinct value in every field.
 pub fn trade() -> Trade {
     Trade {
-        trade_id: 5,
-        symbol: 9,
+        trade_id: TradeId(5),
+        symbol: SymbolId(9),
         price: 30_000,
         qty: 4,
         quote_qty: 120_000,
-        maker_order: 3,
-        taker_order: 8,
-        maker_account: 11,
-        taker_account: 12,
+        maker_order: OrderId(3),
+        taker_order: OrderId(8),
+        maker_account: AccountId(11),
+        taker_account: AccountId(12),
         maker_side: Side::Sell,
         maker_fee: 120,
         taker_fee: 240,
@@ -66,20 +66,20 @@ pub fn trade() -> Trade {
 /// protocol's tests take their commands from this list.
 pub fn every_command() -> Vec<Command> {
     vec![
-        Command::CreateAsset { asset: 7, scale: 8 },
+        Command::CreateAsset { asset: AssetId(7), scale: 8 },
         Command::CreateSymbol(spec()),
         Command::UpdateSymbol(spec()),
-        Command::SetSymbolStatus { symbol: 9, status: SymbolStatus::Halted },
-        Command::CreateAccount { account: 1, parent: 2, owner: 3 },
-        Command::SetAccountStatus { account: 1, status: AccountStatus::Frozen },
-        Command::Deposit { account: 1, asset: 2, amount: i64::MAX, external_ref: u64::MAX },
-        Command::WithdrawRequest { account: 1, asset: 2, amount: 3, client_ref: 4 },
+        Command::SetSymbolStatus { symbol: SymbolId(9), status: SymbolStatus::Halted },
+        Command::CreateAccount { account: AccountId(1), parent: AccountId(2), owner: 3 },
+        Command::SetAccountStatus { account: AccountId(1), status: AccountStatus::Frozen },
+        Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: i64::MAX, external_ref: u64::MAX },
+        Command::WithdrawRequest { account: AccountId(1), asset: AssetId(2), amount: 3, client_ref: 4 },
         Command::WithdrawApprove { withdrawal_id: 5 },
         Command::WithdrawReject { withdrawal_id: 6 },
-        Command::Transfer { from: 1, to: 2, asset: 3, amount: 4, client_ref: 5 },
+        Command::Transfer { from: AccountId(1), to: AccountId(2), asset: AssetId(3), amount: 4, client_ref: 5 },
         Command::PlaceOrder(NewOrder {
-            account: 1,
-            symbol: 2,
+            account: AccountId(1),
+            symbol: SymbolId(2),
             client_order_id: 3,
             side: Side::Sell,
             order_type: OrderType::StopMarket,
@@ -90,10 +90,10 @@ pub fn every_command() -> Vec<Command> {
             qty: 6,
             quote_budget: i64::MIN,
         }),
-        Command::CancelOrder { account: 1, order_id: 2 },
-        Command::CancelByClientId { account: 1, client_order_id: 2 },
-        Command::CancelAll { account: 1, symbol: 0 },
-        Command::AmendOrder { account: 1, order_id: 2, price: 3, qty: 4 },
+        Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) },
+        Command::CancelByClientId { account: AccountId(1), client_order_id: 2 },
+        Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL },
+        Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 },
     ]
 }
 
@@ -101,13 +101,13 @@ pub fn every_command() -> Vec<Command> {
 pub fn every_event() -> Vec<Event> {
     vec![
         Event::Rejected { reason: RejectReason::InsufficientFunds },
-        Event::AssetCreated { asset: 1, scale: 6 },
+        Event::AssetCreated { asset: AssetId(1), scale: 6 },
         Event::SymbolUpdated { spec: spec(), status: SymbolStatus::Trading },
-        Event::AccountCreated { account: 11, parent: 10, owner: 1 },
-        Event::AccountStatusChanged { account: 11, status: AccountStatus::Active },
+        Event::AccountCreated { account: AccountId(11), parent: AccountId(10), owner: 1 },
+        Event::AccountStatusChanged { account: AccountId(11), status: AccountStatus::Active },
         Event::Ledger(LedgerEntry {
-            account: 11,
-            asset: 2,
+            account: AccountId(11),
+            asset: AssetId(2),
             kind: LedgerKind::Fee,
             available_delta: -240,
             held_delta: 0,
@@ -116,17 +116,17 @@ pub fn every_event() -> Vec<Event> {
             ref_kind: RefKind::Trade,
             ref_id: 5,
         }),
-        Event::DepositCredited { account: 11, asset: 2, amount: 1_000_000, external_ref: 99 },
+        Event::DepositCredited { account: AccountId(11), asset: AssetId(2), amount: 1_000_000, external_ref: 99 },
         Event::WithdrawalUpdated {
             withdrawal_id: 40,
-            account: 11,
-            asset: 2,
+            account: AccountId(11),
+            asset: AssetId(2),
             amount: 5,
             client_ref: 6,
             status: WithdrawalStatus::Rejected,
         },
-        Event::Transferred { from: 10, to: 11, asset: 2, amount: 7, client_ref: 8 },
-        Event::Order(order_report(8)),
+        Event::Transferred { from: AccountId(10), to: AccountId(11), asset: AssetId(2), amount: 7, client_ref: 8 },
+        Event::Order(order_report(OrderId(8))),
         Event::Trade(trade()),
     ]
 }

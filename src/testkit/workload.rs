@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap;
 /// images need it in production builds too.
 pub use crate::storage::disk::SplitMix64;
 
-pub const BTC: AssetId = 1;
-pub const USDT: AssetId = 2;
-pub const BTC_USDT: SymbolId = 1;
+pub const BTC: AssetId = AssetId(1);
+pub const USDT: AssetId = AssetId(2);
+pub const BTC_USDT: SymbolId = SymbolId(1);
 /// 0.01 USDT (scale 6) per BTC.
 pub const TICK: i64 = 10_000;
 /// 0.0001 BTC (scale 8).
@@ -113,7 +113,7 @@ impl Simulator {
     }
 
     fn random_account(&mut self) -> AccountId {
-        1 + self.rng.below(self.spec.accounts)
+        AccountId(1 + self.rng.below(self.spec.accounts))
     }
 
     fn best(&self) -> (i64, i64) {
@@ -199,10 +199,15 @@ fn setup_commands(spec: &WorkloadSpec) -> Vec<Command> {
         Command::CreateSymbol(btc_usdt_spec(200, 500)),
     ];
     for account in 1..=spec.accounts {
-        setup.push(Command::CreateAccount { account, parent: 0, owner: account });
-        setup.push(Command::Deposit { account, asset: BTC, amount: 100_000_000_000, external_ref: account * 2 });
+        setup.push(Command::CreateAccount { account: AccountId(account), parent: AccountId::NONE, owner: account });
         setup.push(Command::Deposit {
-            account,
+            account: AccountId(account),
+            asset: BTC,
+            amount: 100_000_000_000,
+            external_ref: account * 2,
+        });
+        setup.push(Command::Deposit {
+            account: AccountId(account),
             asset: USDT,
             amount: 10_000_000_000_000,
             external_ref: account * 2 + 1,

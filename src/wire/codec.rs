@@ -86,16 +86,16 @@ pub fn command_payload_len(kind: u16) -> Option<usize> {
 }
 
 fn write_spec(w: &mut ByteWriter, s: &SymbolSpec) {
-    w.u32(s.symbol).u32(s.base).u32(s.quote);
+    w.u32(s.symbol.0).u32(s.base.0).u32(s.quote.0);
     w.i64(s.tick_size).i64(s.lot_size).i64(s.min_qty).i64(s.min_notional).i64(s.max_order_qty);
     w.u32(s.maker_fee_ppm).u32(s.taker_fee_ppm).u32(s.price_band_bps);
 }
 
 fn read_spec(r: &mut ByteReader) -> Result<SymbolSpec, CodecError> {
     Ok(SymbolSpec {
-        symbol: r.u32()?,
-        base: r.u32()?,
-        quote: r.u32()?,
+        symbol: SymbolId(r.u32()?),
+        base: AssetId(r.u32()?),
+        quote: AssetId(r.u32()?),
         tick_size: r.i64()?,
         lot_size: r.i64()?,
         min_qty: r.i64()?,
@@ -120,7 +120,7 @@ fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
     let w = &mut ByteWriter(out);
     match *command {
         Command::CreateAsset { asset, scale } => {
-            w.u32(asset).u8(scale);
+            w.u32(asset.0).u8(scale);
             kind::CREATE_ASSET
         }
         Command::CreateSymbol(spec) => {
@@ -132,23 +132,23 @@ fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             kind::UPDATE_SYMBOL
         }
         Command::SetSymbolStatus { symbol, status } => {
-            w.u32(symbol).u8(status.as_u8());
+            w.u32(symbol.0).u8(status.as_u8());
             kind::SET_SYMBOL_STATUS
         }
         Command::CreateAccount { account, parent, owner } => {
-            w.u64(account).u64(parent).u64(owner);
+            w.u64(account.0).u64(parent.0).u64(owner);
             kind::CREATE_ACCOUNT
         }
         Command::SetAccountStatus { account, status } => {
-            w.u64(account).u8(status.as_u8());
+            w.u64(account.0).u8(status.as_u8());
             kind::SET_ACCOUNT_STATUS
         }
         Command::Deposit { account, asset, amount, external_ref } => {
-            w.u64(account).u32(asset).i64(amount).u64(external_ref);
+            w.u64(account.0).u32(asset.0).i64(amount).u64(external_ref);
             kind::DEPOSIT
         }
         Command::WithdrawRequest { account, asset, amount, client_ref } => {
-            w.u64(account).u32(asset).i64(amount).u64(client_ref);
+            w.u64(account.0).u32(asset.0).i64(amount).u64(client_ref);
             kind::WITHDRAW_REQUEST
         }
         Command::WithdrawApprove { withdrawal_id } => {
@@ -160,29 +160,29 @@ fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
             kind::WITHDRAW_REJECT
         }
         Command::Transfer { from, to, asset, amount, client_ref } => {
-            w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
+            w.u64(from.0).u64(to.0).u32(asset.0).i64(amount).u64(client_ref);
             kind::TRANSFER
         }
         Command::PlaceOrder(o) => {
-            w.u64(o.account).u32(o.symbol).u64(o.client_order_id);
+            w.u64(o.account.0).u32(o.symbol.0).u64(o.client_order_id);
             w.u8(o.side.as_u8()).u8(o.order_type.as_u8()).u8(o.tif.as_u8()).u8(o.stp.as_u8());
             w.i64(o.price).i64(o.stop_price).i64(o.qty).i64(o.quote_budget);
             kind::PLACE_ORDER
         }
         Command::CancelOrder { account, order_id } => {
-            w.u64(account).u64(order_id);
+            w.u64(account.0).u64(order_id.0);
             kind::CANCEL_ORDER
         }
         Command::CancelByClientId { account, client_order_id } => {
-            w.u64(account).u64(client_order_id);
+            w.u64(account.0).u64(client_order_id);
             kind::CANCEL_BY_CLIENT_ID
         }
         Command::CancelAll { account, symbol } => {
-            w.u64(account).u32(symbol);
+            w.u64(account.0).u32(symbol.0);
             kind::CANCEL_ALL
         }
         Command::AmendOrder { account, order_id, price, qty } => {
-            w.u64(account).u64(order_id).i64(price).i64(qty);
+            w.u64(account.0).u64(order_id.0).i64(price).i64(qty);
             kind::AMEND_ORDER
         }
     }
@@ -196,31 +196,44 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
     }
     let r = &mut ByteReader::new(payload);
     let command = match kind {
-        kind::CREATE_ASSET => Command::CreateAsset { asset: r.u32()?, scale: r.u8()? },
+        kind::CREATE_ASSET => Command::CreateAsset { asset: AssetId(r.u32()?), scale: r.u8()? },
         kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)?),
         kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)?),
-        kind::SET_SYMBOL_STATUS => {
-            Command::SetSymbolStatus { symbol: r.u32()?, status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
+        kind::SET_SYMBOL_STATUS => Command::SetSymbolStatus {
+            symbol: SymbolId(r.u32()?),
+            status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
+        },
+        kind::CREATE_ACCOUNT => {
+            Command::CreateAccount { account: AccountId(r.u64()?), parent: AccountId(r.u64()?), owner: r.u64()? }
         }
-        kind::CREATE_ACCOUNT => Command::CreateAccount { account: r.u64()?, parent: r.u64()?, owner: r.u64()? },
         kind::SET_ACCOUNT_STATUS => Command::SetAccountStatus {
-            account: r.u64()?,
+            account: AccountId(r.u64()?),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
         },
-        kind::DEPOSIT => {
-            Command::Deposit { account: r.u64()?, asset: r.u32()?, amount: r.i64()?, external_ref: r.u64()? }
-        }
-        kind::WITHDRAW_REQUEST => {
-            Command::WithdrawRequest { account: r.u64()?, asset: r.u32()?, amount: r.i64()?, client_ref: r.u64()? }
-        }
+        kind::DEPOSIT => Command::Deposit {
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            external_ref: r.u64()?,
+        },
+        kind::WITHDRAW_REQUEST => Command::WithdrawRequest {
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
+        },
         kind::WITHDRAW_APPROVE => Command::WithdrawApprove { withdrawal_id: r.u64()? },
         kind::WITHDRAW_REJECT => Command::WithdrawReject { withdrawal_id: r.u64()? },
-        kind::TRANSFER => {
-            Command::Transfer { from: r.u64()?, to: r.u64()?, asset: r.u32()?, amount: r.i64()?, client_ref: r.u64()? }
-        }
+        kind::TRANSFER => Command::Transfer {
+            from: AccountId(r.u64()?),
+            to: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
+        },
         kind::PLACE_ORDER => Command::PlaceOrder(NewOrder {
-            account: r.u64()?,
-            symbol: r.u32()?,
+            account: AccountId(r.u64()?),
+            symbol: SymbolId(r.u32()?),
             client_order_id: r.u64()?,
             side: r.enum_u8("side", Side::from_u8)?,
             order_type: r.enum_u8("order_type", OrderType::from_u8)?,
@@ -231,12 +244,17 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
             qty: r.i64()?,
             quote_budget: r.i64()?,
         }),
-        kind::CANCEL_ORDER => Command::CancelOrder { account: r.u64()?, order_id: r.u64()? },
-        kind::CANCEL_BY_CLIENT_ID => Command::CancelByClientId { account: r.u64()?, client_order_id: r.u64()? },
-        kind::CANCEL_ALL => Command::CancelAll { account: r.u64()?, symbol: r.u32()? },
-        kind::AMEND_ORDER => {
-            Command::AmendOrder { account: r.u64()?, order_id: r.u64()?, price: r.i64()?, qty: r.i64()? }
+        kind::CANCEL_ORDER => Command::CancelOrder { account: AccountId(r.u64()?), order_id: OrderId(r.u64()?) },
+        kind::CANCEL_BY_CLIENT_ID => {
+            Command::CancelByClientId { account: AccountId(r.u64()?), client_order_id: r.u64()? }
         }
+        kind::CANCEL_ALL => Command::CancelAll { account: AccountId(r.u64()?), symbol: SymbolId(r.u32()?) },
+        kind::AMEND_ORDER => Command::AmendOrder {
+            account: AccountId(r.u64()?),
+            order_id: OrderId(r.u64()?),
+            price: r.i64()?,
+            qty: r.i64()?,
+        },
         _ => unreachable!("kind checked by command_payload_len"),
     };
     r.finish()?;
@@ -301,34 +319,34 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             w.u16(reason.code());
         }
         Event::AssetCreated { asset, scale } => {
-            w.u32(asset).u8(scale);
+            w.u32(asset.0).u8(scale);
         }
         Event::SymbolUpdated { spec, status } => {
             write_spec(w, &spec);
             w.u8(status.as_u8());
         }
         Event::AccountCreated { account, parent, owner } => {
-            w.u64(account).u64(parent).u64(owner);
+            w.u64(account.0).u64(parent.0).u64(owner);
         }
         Event::AccountStatusChanged { account, status } => {
-            w.u64(account).u8(status.as_u8());
+            w.u64(account.0).u8(status.as_u8());
         }
         Event::Ledger(e) => {
-            w.u64(e.account).u32(e.asset).u8(e.kind.as_u8());
+            w.u64(e.account.0).u32(e.asset.0).u8(e.kind.as_u8());
             w.i64(e.available_delta).i64(e.held_delta).i64(e.available_after).i64(e.held_after);
             w.u8(e.ref_kind.as_u8()).u64(e.ref_id);
         }
         Event::DepositCredited { account, asset, amount, external_ref } => {
-            w.u64(account).u32(asset).i64(amount).u64(external_ref);
+            w.u64(account.0).u32(asset.0).i64(amount).u64(external_ref);
         }
         Event::WithdrawalUpdated { withdrawal_id, account, asset, amount, client_ref, status } => {
-            w.u64(withdrawal_id).u64(account).u32(asset).i64(amount).u64(client_ref).u8(status.as_u8());
+            w.u64(withdrawal_id).u64(account.0).u32(asset.0).i64(amount).u64(client_ref).u8(status.as_u8());
         }
         Event::Transferred { from, to, asset, amount, client_ref } => {
-            w.u64(from).u64(to).u32(asset).i64(amount).u64(client_ref);
+            w.u64(from.0).u64(to.0).u32(asset.0).i64(amount).u64(client_ref);
         }
         Event::Order(o) => {
-            w.u64(o.order_id).u64(o.account).u32(o.symbol).u64(o.client_order_id);
+            w.u64(o.order_id.0).u64(o.account.0).u32(o.symbol.0).u64(o.client_order_id);
             w.u8(o.exec.as_u8())
                 .u8(o.status.as_u8())
                 .u8(o.side.as_u8())
@@ -339,8 +357,8 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             w.i64(o.stop_price);
         }
         Event::Trade(t) => {
-            w.u64(t.trade_id).u32(t.symbol).i64(t.price).i64(t.qty).i64(t.quote_qty);
-            w.u64(t.maker_order).u64(t.taker_order).u64(t.maker_account).u64(t.taker_account);
+            w.u64(t.trade_id.0).u32(t.symbol.0).i64(t.price).i64(t.qty).i64(t.quote_qty);
+            w.u64(t.maker_order.0).u64(t.taker_order.0).u64(t.maker_account.0).u64(t.taker_account.0);
             w.u8(t.maker_side.as_u8()).i64(t.maker_fee).i64(t.taker_fee);
         }
     }
@@ -379,18 +397,20 @@ fn decode_event_body(tag: u8, r: &mut ByteReader) -> Result<Event, CodecError> {
                 reason: RejectReason::from_code(code).ok_or(CodecError::BadEnum { field: "reason", value: code })?,
             }
         }
-        tag::ASSET_CREATED => Event::AssetCreated { asset: r.u32()?, scale: r.u8()? },
+        tag::ASSET_CREATED => Event::AssetCreated { asset: AssetId(r.u32()?), scale: r.u8()? },
         tag::SYMBOL_UPDATED => {
             Event::SymbolUpdated { spec: read_spec(r)?, status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
         }
-        tag::ACCOUNT_CREATED => Event::AccountCreated { account: r.u64()?, parent: r.u64()?, owner: r.u64()? },
+        tag::ACCOUNT_CREATED => {
+            Event::AccountCreated { account: AccountId(r.u64()?), parent: AccountId(r.u64()?), owner: r.u64()? }
+        }
         tag::ACCOUNT_STATUS_CHANGED => Event::AccountStatusChanged {
-            account: r.u64()?,
+            account: AccountId(r.u64()?),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
         },
         tag::LEDGER => Event::Ledger(LedgerEntry {
-            account: r.u64()?,
-            asset: r.u32()?,
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
             kind: r.enum_u8("ledger_kind", LedgerKind::from_u8)?,
             available_delta: r.i64()?,
             held_delta: r.i64()?,
@@ -399,20 +419,27 @@ fn decode_event_body(tag: u8, r: &mut ByteReader) -> Result<Event, CodecError> {
             ref_kind: r.enum_u8("ref_kind", RefKind::from_u8)?,
             ref_id: r.u64()?,
         }),
-        tag::DEPOSIT_CREDITED => {
-            Event::DepositCredited { account: r.u64()?, asset: r.u32()?, amount: r.i64()?, external_ref: r.u64()? }
-        }
+        tag::DEPOSIT_CREDITED => Event::DepositCredited {
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            external_ref: r.u64()?,
+        },
         tag::WITHDRAWAL_UPDATED => Event::WithdrawalUpdated {
             withdrawal_id: r.u64()?,
-            account: r.u64()?,
-            asset: r.u32()?,
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
             amount: r.i64()?,
             client_ref: r.u64()?,
             status: r.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
         },
-        tag::TRANSFERRED => {
-            Event::Transferred { from: r.u64()?, to: r.u64()?, asset: r.u32()?, amount: r.i64()?, client_ref: r.u64()? }
-        }
+        tag::TRANSFERRED => Event::Transferred {
+            from: AccountId(r.u64()?),
+            to: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
+        },
         tag::ORDER => {
             let (order_id, account, symbol, client_order_id) = (r.u64()?, r.u64()?, r.u32()?, r.u64()?);
             let exec = r.enum_u8("exec", ExecKind::from_u8)?;
@@ -422,9 +449,9 @@ fn decode_event_body(tag: u8, r: &mut ByteReader) -> Result<Event, CodecError> {
             let tif = r.enum_u8("tif", TimeInForce::from_u8)?;
             r.u8()?;
             Event::Order(OrderReport {
-                order_id,
-                account,
-                symbol,
+                order_id: OrderId(order_id),
+                account: AccountId(account),
+                symbol: SymbolId(symbol),
                 client_order_id,
                 exec,
                 status,
@@ -441,15 +468,15 @@ fn decode_event_body(tag: u8, r: &mut ByteReader) -> Result<Event, CodecError> {
             })
         }
         tag::TRADE => Event::Trade(Trade {
-            trade_id: r.u64()?,
-            symbol: r.u32()?,
+            trade_id: TradeId(r.u64()?),
+            symbol: SymbolId(r.u32()?),
             price: r.i64()?,
             qty: r.i64()?,
             quote_qty: r.i64()?,
-            maker_order: r.u64()?,
-            taker_order: r.u64()?,
-            maker_account: r.u64()?,
-            taker_account: r.u64()?,
+            maker_order: OrderId(r.u64()?),
+            taker_order: OrderId(r.u64()?),
+            maker_account: AccountId(r.u64()?),
+            taker_account: AccountId(r.u64()?),
             maker_side: r.enum_u8("maker_side", Side::from_u8)?,
             maker_fee: r.i64()?,
             taker_fee: r.i64()?,
@@ -657,6 +684,43 @@ mod tests {
     use super::*;
     use crate::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 
+    /// The id newtypes are `repr(transparent)` integers: the payloads are the little-endian
+    /// integers FORMAT.md §10.1 lays out, written here by hand (not by the codec), so a newtype
+    /// that changed a width or an order would fail here and in the golden journal.
+    #[test]
+    fn id_newtypes_keep_the_documented_bytes() {
+        assert_eq!(std::mem::size_of::<AccountId>(), 8);
+        assert_eq!(std::mem::size_of::<OrderId>(), 8);
+        assert_eq!(std::mem::size_of::<AssetId>(), 4);
+        assert_eq!(std::mem::size_of::<SymbolId>(), 4);
+        let cases: [(Command, u16, Vec<u8>); 3] = [
+            (
+                Command::CancelOrder {
+                    account: AccountId(0x0102_0304_0506_0708),
+                    order_id: OrderId(0x1112_1314_1516_1718),
+                },
+                kind::CANCEL_ORDER,
+                vec![8, 7, 6, 5, 4, 3, 2, 1, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11],
+            ),
+            (
+                Command::CancelAll { account: AccountId(7), symbol: SymbolId(0x0A0B_0C0D) },
+                kind::CANCEL_ALL,
+                vec![7, 0, 0, 0, 0, 0, 0, 0, 0x0D, 0x0C, 0x0B, 0x0A],
+            ),
+            (
+                Command::Deposit { account: AccountId(2), asset: AssetId(3), amount: -1, external_ref: 0x99 },
+                kind::DEPOSIT,
+                [&[2, 0, 0, 0, 0, 0, 0, 0][..], &[3, 0, 0, 0], &[0xFF; 8], &[0x99, 0, 0, 0, 0, 0, 0, 0]].concat(),
+            ),
+        ];
+        for (command, expected_kind, golden) in cases {
+            let mut out = Vec::new();
+            assert_eq!(encode_command(&command, &mut out), expected_kind);
+            assert_eq!(out, golden, "{command:?}");
+            assert_eq!(decode_command(expected_kind, &golden).unwrap(), command);
+        }
+    }
+
     /// Every command and event of a real workload (plus a demo of each rare kind) round-trips.
     #[test]
     fn workload_commands_and_events_round_trip() {
@@ -710,8 +774,8 @@ mod tests {
     fn list_of_record_len(payload_len_bytes: usize) -> Vec<Event> {
         let ledger = |id| {
             Event::Ledger(LedgerEntry {
-                account: 1,
-                asset: 2,
+                account: AccountId(1),
+                asset: AssetId(2),
                 kind: LedgerKind::Release,
                 available_delta: 10,
                 held_delta: -10,
@@ -730,7 +794,7 @@ mod tests {
         }
         // Any length of 28 or more is 5a + 8b.
         while !left.is_multiple_of(5) {
-            events.push(Event::AssetCreated { asset: 1, scale: 2 });
+            events.push(Event::AssetCreated { asset: AssetId(1), scale: 2 });
             left -= 8;
         }
         events.extend((0..left / 5).map(|_| Event::Rejected { reason: RejectReason::InsufficientFunds }));
@@ -827,7 +891,7 @@ mod tests {
         reserved[20] = 1;
         assert!(SplitManifest::decode(&reserved).is_err());
         let mut part = Vec::new();
-        encode_event_part(5, 0, &[Event::AssetCreated { asset: 1, scale: 2 }], &mut part);
+        encode_event_part(5, 0, &[Event::AssetCreated { asset: AssetId(1), scale: 2 }], &mut part);
         part[12] = 2; // claims two events
         assert!(decode_event_part(&part, &mut Vec::new()).is_err());
         assert_eq!(decode_event_part(&part[..15], &mut Vec::new()), Err(CodecError::Truncated(0)));
@@ -845,9 +909,9 @@ mod tests {
     #[test]
     fn the_order_body_without_stop_price_still_decodes() {
         let report = OrderReport {
-            order_id: 1,
-            account: 2,
-            symbol: 3,
+            order_id: OrderId(1),
+            account: AccountId(2),
+            symbol: SymbolId(3),
             client_order_id: 4,
             exec: ExecKind::New,
             status: OrderStatus::New,

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use seqd::client::{Client, ClientError};
-use seqd::engine::{BalanceView, Command, Side, SymbolSpec};
+use seqd::engine::{AccountId, AssetId, BalanceView, Command, Side, SymbolId, SymbolSpec};
 use seqd::protocol::Message;
 use seqd::testkit::samples::gtc_limit;
 use std::io::{BufRead, BufReader};
@@ -123,16 +123,16 @@ pub const USDT: u32 = 2;
 pub const BTC_USDT: u32 = 1;
 
 pub fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
-    Command::PlaceOrder(gtc_limit(account, BTC_USDT, side, price, qty))
+    Command::PlaceOrder(gtc_limit(AccountId(account), SymbolId(BTC_USDT), side, price, qty))
 }
 
 /// BTC/USDT: tick 0.01 USDT, lot 0.0001 BTC (one lot at one tick is 1 USDT minor unit), at most
 /// 1,000 BTC an order, no minimum notional, no price band; fees in parts per million.
 pub fn venue_spec(maker_fee_ppm: u32, taker_fee_ppm: u32) -> SymbolSpec {
     SymbolSpec {
-        symbol: BTC_USDT,
-        base: BTC,
-        quote: USDT,
+        symbol: SymbolId(BTC_USDT),
+        base: AssetId(BTC),
+        quote: AssetId(USDT),
         tick_size: 10_000,
         lot_size: 10_000,
         min_qty: 10_000,
@@ -147,13 +147,13 @@ pub fn venue_spec(maker_fee_ppm: u32, taker_fee_ppm: u32) -> SymbolSpec {
 /// Admin creates BTC/USDT (no fees), accounts 1 (trader1's) and 2 (trader2's), and funds them.
 pub async fn set_up_venue(admin: &mut Client) {
     let setup = [
-        Command::CreateAsset { asset: BTC, scale: 8 },
-        Command::CreateAsset { asset: USDT, scale: 6 },
+        Command::CreateAsset { asset: AssetId(BTC), scale: 8 },
+        Command::CreateAsset { asset: AssetId(USDT), scale: 6 },
         Command::CreateSymbol(venue_spec(0, 0)),
-        Command::CreateAccount { account: 1, parent: 0, owner: 1 },
-        Command::CreateAccount { account: 2, parent: 0, owner: 2 },
-        Command::Deposit { account: 1, asset: USDT, amount: 100_000_000_000, external_ref: 1 },
-        Command::Deposit { account: 2, asset: BTC, amount: 1_000_000_000, external_ref: 2 },
+        Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
+        Command::CreateAccount { account: AccountId(2), parent: AccountId::NONE, owner: 2 },
+        Command::Deposit { account: AccountId(1), asset: AssetId(USDT), amount: 100_000_000_000, external_ref: 1 },
+        Command::Deposit { account: AccountId(2), asset: AssetId(BTC), amount: 1_000_000_000, external_ref: 2 },
     ];
     for command in setup {
         let outcome = admin.command(command).await.unwrap();
@@ -162,7 +162,7 @@ pub async fn set_up_venue(admin: &mut Client) {
 }
 
 pub async fn balances(client: &mut Client, account: u64) -> Vec<BalanceView> {
-    match client.request(&Message::QueryBalances { account }).await.unwrap() {
+    match client.request(&Message::QueryBalances { account: AccountId(account) }).await.unwrap() {
         Message::Balances { balances, .. } => balances,
         other => panic!("expected Balances, got {other:?}"),
     }

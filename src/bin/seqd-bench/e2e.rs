@@ -242,9 +242,14 @@ async fn set_up_venue(admin: &mut Client, accounts: u64) -> Result<(), String> {
     ];
     let deposit_ref = unix_ns();
     for account in 1..=accounts {
-        setup.push(Command::CreateAccount { account, parent: 0, owner: account });
+        setup.push(Command::CreateAccount { account: AccountId(account), parent: AccountId::NONE, owner: account });
         let external_ref = deposit_ref + account;
-        setup.push(Command::Deposit { account, asset: USDT, amount: DEPOSIT_USDT_MINOR, external_ref });
+        setup.push(Command::Deposit {
+            account: AccountId(account),
+            asset: USDT,
+            amount: DEPOSIT_USDT_MINOR,
+            external_ref,
+        });
     }
     let exists =
         [RejectReason::AssetExists, RejectReason::SymbolExists, RejectReason::AccountExists].map(RejectReason::code);
@@ -322,7 +327,7 @@ impl Probe for SeqdProbe {
             return Err(format!("{command:?} rejected with code {code}"));
         }
         if matches!(command, Command::PlaceOrder(_)) {
-            self.resting = Some(outcome.seq);
+            self.resting = Some(OrderId(outcome.seq));
         }
         Ok(round_trip_us)
     }
@@ -385,7 +390,7 @@ async fn measure_latency(
 ) -> Result<LatencyResult, String> {
     let server = EchoServer::start(echo_certs)?;
     let mut echo = EchoClient::connect(server.addr, echo_certs).await?;
-    let mut seqd = SeqdProbe { client, account: accounts, resting: None };
+    let mut seqd = SeqdProbe { client, account: AccountId(accounts), resting: None };
     let mut pacer = Pacer::new(options.rate_per_sec);
     run_block(&mut echo, WARMUP_ROUND_TRIPS, &mut pacer, None).await?;
     run_block(&mut seqd, WARMUP_ROUND_TRIPS, &mut pacer, None).await?;
@@ -501,7 +506,7 @@ async fn throughput_pass(
         .enumerate()
         .map(|(i, client)| {
             let commands = pass * per_connection..(pass + 1) * per_connection;
-            tokio::spawn(drive_connection(client, i as AccountId + 1, commands, options.window))
+            tokio::spawn(drive_connection(client, AccountId(i as u64 + 1), commands, options.window))
         })
         .collect();
     let mut total = LoadResult::default();

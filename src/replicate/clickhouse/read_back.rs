@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::schema::{AccountCh, AssetCh, SymbolCh};
 use super::{quote_literal, ClickHouseSink, SINK_NAME};
-use crate::engine::{AccountStatus, OrderStatus, Seq, Side};
+use crate::engine::{AccountId, AccountStatus, AssetId, OrderId, OrderStatus, Seq, Side, SymbolId};
 use crate::replicate::reconcile::{Mirror, MirrorOrder, MirrorState};
 use crate::replicate::rows::{AccountInfo, Amount, Catalog};
 use crate::replicate::SinkError;
@@ -24,11 +24,11 @@ impl ClickHouseSink {
         let mut catalog = Catalog::default();
         let assets: Vec<AssetCh> = self.fetch_all("SELECT ?fields FROM assets FINAL").await?;
         for asset in assets {
-            catalog.asset_scales.insert(asset.asset, asset.scale);
+            catalog.asset_scales.insert(AssetId(asset.asset), asset.scale);
         }
         let symbols: Vec<SymbolCh> = self.fetch_all("SELECT ?fields FROM symbols FINAL").await?;
         for symbol in symbols {
-            catalog.symbols.insert(symbol.symbol, (symbol.base, symbol.quote));
+            catalog.symbols.insert(SymbolId(symbol.symbol), (AssetId(symbol.base), AssetId(symbol.quote)));
         }
         let accounts: Vec<AccountCh> = self.fetch_all("SELECT ?fields FROM accounts FINAL").await?;
         self.account_created.clear();
@@ -36,9 +36,10 @@ impl ClickHouseSink {
             let status = AccountStatus::from_u8(account.status as u8).ok_or_else(|| {
                 SinkError::fatal(format!("account {} has status {} in ClickHouse", account.account, account.status))
             })?;
-            self.account_created.insert(account.account, (account.created_seq, account.created_ts_ns));
-            let info = AccountInfo { parent: account.parent, owner: account.owner, path: account.path, status };
-            catalog.accounts.insert(account.account, info);
+            self.account_created.insert(AccountId(account.account), (account.created_seq, account.created_ts_ns));
+            let info =
+                AccountInfo { parent: AccountId(account.parent), owner: account.owner, path: account.path, status };
+            catalog.accounts.insert(AccountId(account.account), info);
         }
         Ok(catalog)
     }
@@ -64,11 +65,11 @@ impl Mirror for ClickHouseSink {
             ))
             .await?;
         for row in ledger {
-            let scale = *catalog.asset_scales.get(&row.asset).ok_or_else(|| {
+            let scale = *catalog.asset_scales.get(&AssetId(row.asset)).ok_or_else(|| {
                 SinkError::fatal(format!("ClickHouse ledger refers to asset {}, which assets lacks", row.asset))
             })?;
             let units = |raw: i128| minor_units(raw, scale, "ledger_entries");
-            let key = (row.account, row.asset);
+            let key = (AccountId(row.account), AssetId(row.asset));
             state.ledger_sums.insert(key, (units(row.available_sum)?, units(row.held_sum)?));
             state.balances.insert(key, (units(row.available)?, units(row.held)?));
         }
@@ -82,7 +83,7 @@ impl Mirror for ClickHouseSink {
             ))
             .await?;
         for row in orders {
-            let (base, quote) = *catalog.symbols.get(&row.symbol).ok_or_else(|| {
+            let (base, quote) = *catalog.symbols.get(&SymbolId(row.symbol)).ok_or_else(|| {
                 SinkError::fatal(format!(
                     "ClickHouse order {} is in symbol {}, which symbols lacks",
                     row.order_id, row.symbol
@@ -100,15 +101,15 @@ impl Mirror for ClickHouseSink {
             let enum_error =
                 || SinkError::fatal(format!("ClickHouse order {} has an unknown enum value", row.order_id));
             let order = MirrorOrder {
-                account: row.account,
-                symbol: row.symbol,
+                account: AccountId(row.account),
+                symbol: SymbolId(row.symbol),
                 side: Side::from_u8(row.side as u8).ok_or_else(enum_error)?,
                 status: OrderStatus::from_u8(row.status as u8).ok_or_else(enum_error)?,
                 price: minor_units(row.price, quote_scale, "order_events")?,
                 remaining_qty: minor_units(row.remaining_qty, base_scale, "order_events")?,
                 filled_qty: minor_units(row.filled_qty, base_scale, "order_events")?,
             };
-            state.open_orders.insert(row.order_id, order);
+            state.open_orders.insert(OrderId(row.order_id), order);
         }
         Ok(state)
     }

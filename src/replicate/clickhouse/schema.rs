@@ -142,7 +142,7 @@ mirror_table! {
     #[derive(Row, Deserialize)]
     ASSETS = "assets", engine: STATE, partition_by: None, order_by: "asset";
     struct AssetCh from |r: &AssetRow| state_last r.origin; {
-        asset: u32 = "UInt32" => r.asset,
+        asset: u32 = "UInt32" => r.asset.0,
         scale: u8 = "UInt8" => r.scale,
     }
 }
@@ -151,9 +151,9 @@ mirror_table! {
     #[derive(Row, Deserialize)]
     SYMBOLS = "symbols", engine: STATE, partition_by: None, order_by: "symbol";
     struct SymbolCh from |r: &SymbolRow| state_last r.origin; {
-        symbol: u32 = "UInt32" => r.symbol,
-        base: u32 = "UInt32" => r.base,
-        quote: u32 = "UInt32" => r.quote,
+        symbol: u32 = "UInt32" => r.symbol.0,
+        base: u32 = "UInt32" => r.base.0,
+        quote: u32 = "UInt32" => r.quote.0,
         tick_size: i128 = MONEY => r.tick_size.to_mirror_units(),
         lot_size: i128 = MONEY => r.lot_size.to_mirror_units(),
         min_qty: i128 = MONEY => r.min_qty.to_mirror_units(),
@@ -178,8 +178,8 @@ mirror_table! {
     #[derive(Row, Deserialize)]
     ACCOUNTS = "accounts", engine: STATE, partition_by: None, order_by: "account";
     struct AccountCh from |a: &AccountAt<'_>| state_last a.row.updated; {
-        account: u64 = "UInt64" => a.row.account,
-        parent: u64 = "UInt64" => a.row.info.parent,
+        account: u64 = "UInt64" => a.row.account.0,
+        parent: u64 = "UInt64" => a.row.info.parent.0,
         owner: u64 = "UInt64" => a.row.info.owner,
         path: String = "String" => a.row.info.path.clone(),
         status: i8 = ACCOUNT_STATUS => a.row.info.status.as_u8() as i8,
@@ -192,8 +192,8 @@ mirror_table! {
 mirror_table! {
     BALANCES = "balances", engine: STATE, partition_by: None, order_by: "(account, asset)";
     struct BalanceCh from |r: &BalanceRow| state_last r.origin; {
-        account: u64 = "UInt64" => r.account,
-        asset: u32 = "UInt32" => r.asset,
+        account: u64 = "UInt64" => r.account.0,
+        asset: u32 = "UInt32" => r.asset.0,
         available: i128 = MONEY => r.available.to_mirror_units(),
         held: i128 = MONEY => r.held.to_mirror_units(),
     }
@@ -203,8 +203,8 @@ mirror_table! {
     WITHDRAWALS = "withdrawals", engine: STATE, partition_by: None, order_by: "withdrawal_id";
     struct WithdrawalCh from |r: &WithdrawalRow| state_last r.origin; {
         withdrawal_id: u64 = "UInt64" => r.withdrawal_id,
-        account: u64 = "UInt64" => r.account,
-        asset: u32 = "UInt32" => r.asset,
+        account: u64 = "UInt64" => r.account.0,
+        asset: u32 = "UInt32" => r.asset.0,
         amount: i128 = MONEY => r.amount.to_mirror_units(),
         client_ref: u64 = "UInt64" => r.client_ref,
         status: i8 = WITHDRAWAL_STATUS => r.status.as_u8() as i8,
@@ -214,8 +214,8 @@ mirror_table! {
 mirror_table! {
     LEDGER = "ledger_entries", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
     struct LedgerCh from |r: &LedgerRow| event_first r.origin; {
-        account: u64 = "UInt64" => r.account,
-        asset: u32 = "UInt32" => r.asset,
+        account: u64 = "UInt64" => r.account.0,
+        asset: u32 = "UInt32" => r.asset.0,
         kind: i8 = LEDGER_KIND => r.kind.as_u8() as i8,
         available_delta: i128 = MONEY => r.available_delta.to_mirror_units(),
         held_delta: i128 = MONEY => r.held_delta.to_mirror_units(),
@@ -229,9 +229,9 @@ mirror_table! {
 mirror_table! {
     ORDER_EVENTS = "order_events", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
     struct OrderEventCh from |r: &OrderRow| event_first r.origin; {
-        order_id: u64 = "UInt64" => r.order_id,
-        account: u64 = "UInt64" => r.account,
-        symbol: u32 = "UInt32" => r.symbol,
+        order_id: u64 = "UInt64" => r.order_id.0,
+        account: u64 = "UInt64" => r.account.0,
+        symbol: u32 = "UInt32" => r.symbol.0,
         client_order_id: u64 = "UInt64" => r.client_order_id,
         exec: i8 = EXEC_KIND => r.exec.as_u8() as i8,
         status: i8 = ORDER_STATUS => r.status.as_u8() as i8,
@@ -250,8 +250,8 @@ mirror_table! {
 mirror_table! {
     TRADES = "trades", engine: FACT, partition_by: MONTHLY, order_by: "(symbol, trade_id)";
     struct TradeCh from |r: &TradeRow| {
-        trade_id: u64 = "UInt64" => r.trade_id,
-        symbol: u32 = "UInt32" => r.symbol,
+        trade_id: u64 = "UInt64" => r.trade_id.0,
+        symbol: u32 = "UInt32" => r.symbol.0,
         seq: u64 = "UInt64" => r.origin.seq,
         idx: u32 = "UInt32" => r.origin.idx,
         time: u32 = TIME => seconds(r.origin.ts_ns),
@@ -259,10 +259,10 @@ mirror_table! {
         price: i128 = MONEY => r.price.to_mirror_units(),
         qty: i128 = MONEY => r.qty.to_mirror_units(),
         quote_qty: i128 = MONEY => r.quote_qty.to_mirror_units(),
-        maker_order: u64 = "UInt64" => r.maker_order,
-        taker_order: u64 = "UInt64" => r.taker_order,
-        maker_account: u64 = "UInt64" => r.maker_account,
-        taker_account: u64 = "UInt64" => r.taker_account,
+        maker_order: u64 = "UInt64" => r.maker_order.0,
+        taker_order: u64 = "UInt64" => r.taker_order.0,
+        maker_account: u64 = "UInt64" => r.maker_account.0,
+        taker_account: u64 = "UInt64" => r.taker_account.0,
         maker_side: i8 = SIDE => r.maker_side.as_u8() as i8,
         maker_fee: i128 = MONEY => r.maker_fee.to_mirror_units(),
         taker_fee: i128 = MONEY => r.taker_fee.to_mirror_units(),
@@ -272,8 +272,8 @@ mirror_table! {
 mirror_table! {
     DEPOSITS = "deposits", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
     struct DepositCh from |r: &DepositRow| event_first r.origin; {
-        account: u64 = "UInt64" => r.account,
-        asset: u32 = "UInt32" => r.asset,
+        account: u64 = "UInt64" => r.account.0,
+        asset: u32 = "UInt32" => r.asset.0,
         amount: i128 = MONEY => r.amount.to_mirror_units(),
         external_ref: u64 = "UInt64" => r.external_ref,
     }
@@ -282,9 +282,9 @@ mirror_table! {
 mirror_table! {
     TRANSFERS = "transfers", engine: FACT, partition_by: MONTHLY, order_by: "(seq, idx)";
     struct TransferCh from |r: &TransferRow| event_first r.origin; {
-        from_account: u64 = "UInt64" => r.from,
-        to_account: u64 = "UInt64" => r.to,
-        asset: u32 = "UInt32" => r.asset,
+        from_account: u64 = "UInt64" => r.from.0,
+        to_account: u64 = "UInt64" => r.to.0,
+        asset: u32 = "UInt32" => r.asset.0,
         amount: i128 = MONEY => r.amount.to_mirror_units(),
         client_ref: u64 = "UInt64" => r.client_ref,
     }

@@ -254,7 +254,7 @@ pub fn push_decimal(sql: &mut String, amount: Amount) {
 mod tests {
     use super::super::read_back::parse_minor;
     use super::*;
-    use crate::engine::{Command, Engine};
+    use crate::engine::{AccountId, AssetId, Command, Engine};
     use crate::replicate::rows::LedgerRow;
     use crate::replicate::{BatchBuilder, Catalog};
 
@@ -338,8 +338,8 @@ mod tests {
     fn prepared_plans_cover_every_row_once_in_few_shapes() {
         let row = |i: u64| LedgerRow {
             origin: crate::replicate::rows::Origin { seq: i + 1, idx: 0, ts_ns: 1_700_000_000_000_000_000 + i },
-            account: i,
-            asset: 2,
+            account: AccountId(i),
+            asset: AssetId(2),
             kind: crate::engine::LedgerKind::Hold,
             available_delta: Amount::new(-(i as i64), 6),
             held_delta: Amount::new(i as i64, 6),

@@ -8,7 +8,7 @@ use mysql_async::{Conn, Row, Value};
 
 use super::schema::migrate;
 use super::{abandon, exec, query, TidbSink, SCHEMA_VERSION, SINK_NAME};
-use crate::engine::{AccountStatus, AssetId, OrderStatus, Seq, Side, SymbolId};
+use crate::engine::{AccountId, AccountStatus, AssetId, OrderId, OrderStatus, Seq, Side, SymbolId};
 use crate::replicate::reconcile::{Mirror, MirrorOrder, MirrorState};
 use crate::replicate::rows::{AccountInfo, MIRROR_SCALE};
 use crate::replicate::{Catalog, Resume, SinkError};
@@ -109,23 +109,25 @@ pub(super) async fn read_state_on(conn: &mut Conn, timeout: Duration) -> Result<
     let mut state = MirrorState { checkpoint_seq, ..MirrorState::default() };
     for row in &balances {
         let (account, asset) = (cell_u64(row, 0)?, cell_u32(row, 1)?);
-        let s = scale(asset)?;
-        state.balances.insert((account, asset), (cell_minor(row, 2, s)?, cell_minor(row, 3, s)?));
+        let s = scale(AssetId(asset))?;
+        state.balances.insert((AccountId(account), AssetId(asset)), (cell_minor(row, 2, s)?, cell_minor(row, 3, s)?));
     }
     for row in &sums {
         let (account, asset) = (cell_u64(row, 0)?, cell_u32(row, 1)?);
-        let s = scale(asset)?;
-        state.ledger_sums.insert((account, asset), (cell_minor(row, 2, s)?, cell_minor(row, 3, s)?));
+        let s = scale(AssetId(asset))?;
+        state
+            .ledger_sums
+            .insert((AccountId(account), AssetId(asset)), (cell_minor(row, 2, s)?, cell_minor(row, 3, s)?));
     }
     for row in &orders {
-        let symbol: SymbolId = cell_u32(row, 2)?;
+        let symbol: SymbolId = SymbolId(cell_u32(row, 2)?);
         let (base, quote) =
             *catalog.symbols.get(&symbol).ok_or_else(|| bad(format!("an order refers to unknown symbol {symbol}")))?;
         let (base_scale, quote_scale) = (scale(base)?, scale(quote)?);
         let side = Side::from_u8(cell_u8(row, 3)?).ok_or_else(|| bad("unknown side code".into()))?;
         let status = OrderStatus::from_u8(cell_u8(row, 4)?).ok_or_else(|| bad("unknown order status code".into()))?;
         let order = MirrorOrder {
-            account: cell_u64(row, 1)?,
+            account: AccountId(cell_u64(row, 1)?),
             symbol,
             side,
             status,
@@ -133,7 +135,7 @@ pub(super) async fn read_state_on(conn: &mut Conn, timeout: Duration) -> Result<
             remaining_qty: cell_minor(row, 6, base_scale)?,
             filled_qty: cell_minor(row, 7, base_scale)?,
         };
-        state.open_orders.insert(cell_u64(row, 0)?, order);
+        state.open_orders.insert(OrderId(cell_u64(row, 0)?), order);
     }
     Ok(state)
 }
@@ -232,25 +234,29 @@ fn catalog_from_rows(assets: &[Row], symbols: &[Row], accounts: &[Row]) -> Resul
         if scale > MIRROR_SCALE {
             return Err(bad(format!("asset {asset} has scale {scale}")));
         }
-        catalog.asset_scales.insert(asset, scale);
+        catalog.asset_scales.insert(AssetId(asset), scale);
     }
     for row in symbols {
         let (symbol, base, quote) = (cell_u32(row, 0)?, cell_u32(row, 1)?, cell_u32(row, 2)?);
-        if !catalog.asset_scales.contains_key(&base) || !catalog.asset_scales.contains_key(&quote) {
+        if !catalog.asset_scales.contains_key(&AssetId(base)) || !catalog.asset_scales.contains_key(&AssetId(quote)) {
             return Err(bad(format!("symbol {symbol} trades assets {base}/{quote}, not both in the assets table")));
         }
-        catalog.symbols.insert(symbol, (base, quote));
+        catalog.symbols.insert(SymbolId(symbol), (AssetId(base), AssetId(quote)));
     }
     for row in accounts {
         let account = cell_u64(row, 0)?;
         let status = AccountStatus::from_u8(cell_u8(row, 4)?)
             .ok_or_else(|| bad(format!("account {account} has an unknown status code")))?;
-        let info =
-            AccountInfo { parent: cell_u64(row, 1)?, owner: cell_u64(row, 2)?, path: cell_text(row, 3)?, status };
-        catalog.accounts.insert(account, info);
+        let info = AccountInfo {
+            parent: AccountId(cell_u64(row, 1)?),
+            owner: cell_u64(row, 2)?,
+            path: cell_text(row, 3)?,
+            status,
+        };
+        catalog.accounts.insert(AccountId(account), info);
     }
     for (&account, info) in &catalog.accounts {
-        if info.parent != 0 && !catalog.accounts.contains_key(&info.parent) {
+        if info.parent != AccountId::NONE && !catalog.accounts.contains_key(&info.parent) {
             return Err(bad(format!(
                 "account {account} has parent {} which is not in the accounts table",
                 info.parent

@@ -8,7 +8,9 @@
 use clap::{Args, Subcommand};
 use rust_decimal::Decimal;
 use seqd::client::{Client, ClientError};
-use seqd::engine::{Command, DepthLevel, NewOrder, OrderType, Side, StpMode, SymbolId, TimeInForce};
+use seqd::engine::{
+    AccountId, AssetId, Command, DepthLevel, NewOrder, OrderId, OrderType, Side, StpMode, SymbolId, TimeInForce,
+};
 use seqd::protocol::{BookEvent, L2Book, Message};
 use seqd::wire::money::{from_minor, to_minor};
 use std::net::SocketAddr;
@@ -140,16 +142,18 @@ fn parse_tif(tif: &str) -> Result<TimeInForce, String> {
 
 fn command_of(request: &ClientCommand) -> Result<Option<Command>, String> {
     Ok(Some(match *request {
-        ClientCommand::CreateAsset { asset, scale } => Command::CreateAsset { asset, scale },
-        ClientCommand::CreateAccount { account, parent, owner } => Command::CreateAccount { account, parent, owner },
+        ClientCommand::CreateAsset { asset, scale } => Command::CreateAsset { asset: AssetId(asset), scale },
+        ClientCommand::CreateAccount { account, parent, owner } => {
+            Command::CreateAccount { account: AccountId(account), parent: AccountId(parent), owner }
+        }
         ClientCommand::Deposit { account, asset, ref amount, external_ref, scale } => {
             let amount = parse_amount("amount", amount, scale, "--scale")?;
-            Command::Deposit { account, asset, amount, external_ref }
+            Command::Deposit { account: AccountId(account), asset: AssetId(asset), amount, external_ref }
         }
         ClientCommand::Place { account, symbol, ref side, ref price, ref qty, client_order_id, ref tif, scales } => {
             Command::PlaceOrder(NewOrder {
-                account,
-                symbol,
+                account: AccountId(account),
+                symbol: SymbolId(symbol),
                 client_order_id,
                 side: parse_side(side)?,
                 order_type: OrderType::Limit,
@@ -161,17 +165,19 @@ fn command_of(request: &ClientCommand) -> Result<Option<Command>, String> {
                 quote_budget: 0,
             })
         }
-        ClientCommand::Cancel { account, order_id } => Command::CancelOrder { account, order_id },
+        ClientCommand::Cancel { account, order_id } => {
+            Command::CancelOrder { account: AccountId(account), order_id: OrderId(order_id) }
+        }
         _ => return Ok(None),
     }))
 }
 
 fn query_of(request: &ClientCommand) -> Message {
     match *request {
-        ClientCommand::Balances { account } => Message::QueryBalances { account },
-        ClientCommand::Subtree { account } => Message::QuerySubtreeTotals { account },
-        ClientCommand::Orders { account } => Message::QueryOpenOrders { account },
-        ClientCommand::Depth { symbol, levels } => Message::QueryDepth { symbol, levels },
+        ClientCommand::Balances { account } => Message::QueryBalances { account: AccountId(account) },
+        ClientCommand::Subtree { account } => Message::QuerySubtreeTotals { account: AccountId(account) },
+        ClientCommand::Orders { account } => Message::QueryOpenOrders { account: AccountId(account) },
+        ClientCommand::Depth { symbol, levels } => Message::QueryDepth { symbol: SymbolId(symbol), levels },
         _ => Message::Ping,
     }
 }
@@ -190,7 +196,7 @@ pub fn run(addr: SocketAddr, certs: &Path, principal: &str, request: ClientComma
     let result: Result<(), String> = runtime.block_on(async {
         let mut client = Client::connect(addr, &ca, &cert, &key).await.map_err(|e| e.to_string())?;
         if let ClientCommand::Watch { symbol, count, scales } = request {
-            let watched = watch(&mut client, symbol, count, scales).await;
+            let watched = watch(&mut client, SymbolId(symbol), count, scales).await;
             client.close().await;
             return watched;
         }

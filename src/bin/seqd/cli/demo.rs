@@ -52,7 +52,7 @@ pub fn run(print_events: bool) {
     }
     println!("\nbalances (available / held):");
     for account in [1, 11, 12, 2] {
-        for b in engine.balances(account).unwrap_or_default() {
+        for b in engine.balances(AccountId(account)).unwrap_or_default() {
             let scale = scale_of(b.asset);
             let name = if b.asset == BTC { "BTC" } else { "USDT" };
             println!("  account {account:>3} {name:<4} {} / {}", decimal(b.available, scale), decimal(b.held, scale));
@@ -60,8 +60,8 @@ pub fn run(print_events: bool) {
     }
     println!(
         "subtree totals of fund account 1: {} USDT, {} BTC",
-        decimal(engine.subtree_total(1, USDT).unwrap_or(0), USDT_SCALE),
-        decimal(engine.subtree_total(1, BTC).unwrap_or(0), BTC_SCALE)
+        decimal(engine.subtree_total(AccountId(1), USDT).unwrap_or(0), USDT_SCALE),
+        decimal(engine.subtree_total(AccountId(1), BTC).unwrap_or(0), BTC_SCALE)
     );
     let fees = engine.asset_totals(USDT).map(|t| t.fees_collected).unwrap_or(0);
     println!("fees collected: {} USDT", decimal(fees, USDT_SCALE));
