@@ -1,6 +1,7 @@
 //! seqd: an LMAX-style sequencer for trading venues. See README.md and ARCHITECTURE.md (its
 //! "Layout" section gives each folder's reason and what it may use).
 //!
+//! - [`cursor`]: the one byte cursor (`ByteReader`, `ByteWriter`) of every encoding. Uses nothing.
 //! - [`engine`]: the deterministic business logic (`Engine::apply(command) -> events`). Pure.
 //! - [`wire`]: fixed-layout encoding of commands and events (journal), money conversions.
 //! - [`storage`]: the journal, the event log, snapshots, the data directory and replay, and the
@@ -18,6 +19,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cursor;
 pub mod daemon;
 pub mod engine;
 pub mod gateway;

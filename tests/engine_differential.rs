@@ -12,6 +12,7 @@
 //! step. `SEQD_DIFF_SEED=<n>` runs a single seed.
 
 use seqd::engine::*;
+use seqd::storage::disk::SplitMix64;
 
 const STREAMS: u64 = 400;
 const COMMANDS_PER_STREAM: usize = 300;
@@ -21,19 +22,12 @@ const SYMBOL: SymbolId = SymbolId(1);
 const MID_TICKS: i64 = 1_000;
 const FUNDING: i64 = 1_000_000_000_000_000;
 
-/// SplitMix64, written out here so a seed names the same stream forever.
-struct Rng(u64);
+/// The streams' generator: seqd's SplitMix64, fixed forever, so a seed names the same stream.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + self.below((hi - lo + 1) as u64) as i64
@@ -344,7 +338,7 @@ fn reference_live(reference: &Reference) -> Vec<(u64, Side, i64, i64)> {
 
 /// Runs one seeded stream; on the first disagreement returns the step and what differed.
 fn run_stream(seed: u64) -> Result<usize, String> {
-    let mut rng = Rng(seed ^ 0x5EED_0000_D1FF);
+    let mut rng = Rng(SplitMix64::new(seed ^ 0x5EED_0000_D1FF));
     let grid = GRIDS[rng.below(GRIDS.len() as u64) as usize];
     let mut engine = Engine::new();
     let mut seq = 0u64;

@@ -6,24 +6,20 @@
 //! Units: BTC scale 8, USDT scale 6; tick 0.01 USDT, lot 0.0001 BTC (one lot at one tick is 1
 //! USDT minor unit); no fees unless a test sets them.
 
+#[path = "common/engine.rs"]
+mod common;
+
+use common::{apply_checked, cents, coins, lots, state_without_clock, usdt};
 use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
+use seqd::testkit::samples::gtc_limit;
 
 const BTC: AssetId = AssetId(1);
 const USDT: AssetId = AssetId(2);
 const BTC_USDT: SymbolId = SymbolId(1);
 
-const fn usdt(n: i64) -> i64 {
-    n * 1_000_000
-}
-const fn cents(n: i64) -> i64 {
-    n * 10_000
-}
-const fn lots(n: i64) -> i64 {
-    n * 10_000
-}
 const START_USDT: i64 = usdt(1_000_000);
-const START_BTC: i64 = 100 * 100_000_000;
+const START_BTC: i64 = coins(100);
 
 fn spec() -> SymbolSpec {
     SymbolSpec {
@@ -72,13 +68,7 @@ impl Venue {
     }
 
     fn apply(&mut self, command: Command) -> Vec<Event> {
-        self.seq += 1;
-        let mut events = Vec::new();
-        self.engine.apply(self.seq, self.seq, &command, &mut events);
-        if let Err(e) = self.engine.check_invariants() {
-            panic!("after {command:?}: {e}");
-        }
-        events
+        apply_checked(&mut self.engine, &mut self.seq, 1, &command)
     }
 
     fn ok(&mut self, command: Command) -> Vec<Event> {
@@ -105,32 +95,8 @@ impl Venue {
     }
 }
 
-/// The engine's `Debug` text with its clock (`last_seq`, `last_timestamp_ns`) blanked: a
-/// rejected command advances only the clock.
-fn state_without_clock(engine: &Engine) -> String {
-    let mut text = format!("{engine:?}");
-    for key in ["last_seq: ", "last_timestamp_ns: "] {
-        let start = text.find(key).expect("Engine's Debug shows its clock") + key.len();
-        let end = start + text[start..].find(|c: char| !c.is_ascii_digit()).unwrap();
-        text.replace_range(start..end, "_");
-    }
-    text
-}
-
 fn limit(account: AccountId, side: Side, price: i64, qty: i64) -> NewOrder {
-    NewOrder {
-        account,
-        symbol: BTC_USDT,
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price,
-        stop_price: 0,
-        qty,
-        quote_budget: 0,
-    }
+    gtc_limit(account, BTC_USDT, side, price, qty)
 }
 
 fn report(events: &[Event], order_id: OrderId) -> OrderReport {

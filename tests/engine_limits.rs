@@ -13,6 +13,7 @@
 use seqd::engine::limits::*;
 use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
+use seqd::testkit::samples::gtc_limit;
 
 const BTC: AssetId = AssetId(1);
 const USDT: AssetId = AssetId(2);
@@ -37,19 +38,7 @@ fn spec(symbol: SymbolId) -> SymbolSpec {
 }
 
 fn limit(account: AccountId, side: Side, price_ticks: i64, lots: i64) -> NewOrder {
-    NewOrder {
-        account,
-        symbol: SYMBOL,
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price: price_ticks * TICK,
-        stop_price: 0,
-        qty: lots * LOT,
-        quote_budget: 0,
-    }
+    gtc_limit(account, SYMBOL, side, price_ticks * TICK, lots * LOT)
 }
 
 fn stop_market_sell(account: AccountId, stop_ticks: i64, lots: i64) -> NewOrder {

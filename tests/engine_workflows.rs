@@ -12,8 +12,13 @@
 //! whole coin; tick 0.01 USDT, lot 0.0001 coin, so one lot at one tick is 1 USDT minor unit and a
 //! notional is `price_in_usdt * qty_in_coins` USDT. Fees: maker 0.1 %, taker 0.2 %.
 
+#[path = "common/engine.rs"]
+mod common;
+
+use common::{apply_checked, cents, coins, first_difference, lots, milli, state_without_clock, usdt};
 use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
+use seqd::testkit::samples::gtc_limit;
 use std::collections::{BTreeMap, BTreeSet};
 
 const BTC: AssetId = AssetId(1);
@@ -21,27 +26,6 @@ const USDT: AssetId = AssetId(2);
 const ETH: AssetId = AssetId(3);
 const BTC_USDT: SymbolId = SymbolId(1);
 const ETH_USDT: SymbolId = SymbolId(2);
-
-/// Whole USDT in minor units (scale 6); also a price in USDT per whole coin.
-const fn usdt(n: i64) -> i64 {
-    n * 1_000_000
-}
-/// Hundredths of a USDT (ticks of the test symbols).
-const fn cents(n: i64) -> i64 {
-    n * 10_000
-}
-/// Whole coins (scale 8).
-const fn coins(n: i64) -> i64 {
-    n * 100_000_000
-}
-/// Thousandths of a coin.
-const fn milli(n: i64) -> i64 {
-    n * 100_000
-}
-/// Ten-thousandths of a coin (lots of the test symbols).
-const fn lots(n: i64) -> i64 {
-    n * 10_000
-}
 
 /// What `Venue::trader` deposits of each asset.
 const START_USDT: i64 = usdt(10_000);
@@ -103,12 +87,7 @@ impl Venue {
 
     /// Applies one command with the next sequence and checks everything that must always hold.
     fn apply(&mut self, command: Command) -> Vec<Event> {
-        self.seq += 1;
-        let mut events = Vec::new();
-        self.engine.apply(self.seq, self.seq * 1_000, &command, &mut events);
-        if let Err(e) = self.engine.check_invariants() {
-            panic!("after {command:?}: {e}");
-        }
+        let events = apply_checked(&mut self.engine, &mut self.seq, 1_000, &command);
         for event in &events {
             match *event {
                 Event::AccountCreated { account, .. } => {
@@ -248,39 +227,8 @@ impl Venue {
     }
 }
 
-/// The engine's full `Debug` text with the clock (`last_seq`, `last_timestamp_ns`) blanked: a
-/// rejected command advances the clock and must change nothing else.
-fn state_without_clock(engine: &Engine) -> String {
-    let mut text = format!("{engine:?}");
-    for (key, value) in [("last_seq: ", engine.last_seq()), ("last_timestamp_ns: ", engine.last_timestamp_ns())] {
-        let start = text.find(key).expect("Engine's Debug shows its clock") + key.len();
-        let end = start + text[start..].find(|c: char| !c.is_ascii_digit()).unwrap();
-        assert_eq!(text[start..end], value.to_string(), "blanking {key}");
-        text.replace_range(start..end, "_");
-    }
-    text
-}
-
-fn first_difference(before: &str, after: &str) -> String {
-    let at = before.bytes().zip(after.bytes()).take_while(|(a, b)| a == b).count();
-    let window = |s: &str| s.get(at.saturating_sub(80)..(at + 80).min(s.len())).unwrap_or("").to_string();
-    format!("\n before: …{}…\n after:  …{}…", window(before), window(after))
-}
-
 fn limit(account: AccountId, side: Side, price: i64, qty: i64) -> NewOrder {
-    NewOrder {
-        account,
-        symbol: BTC_USDT,
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price,
-        stop_price: 0,
-        qty,
-        quote_budget: 0,
-    }
+    gtc_limit(account, BTC_USDT, side, price, qty)
 }
 
 fn with_tif(tif: TimeInForce, order: NewOrder) -> NewOrder {
@@ -1488,8 +1436,14 @@ fn rejection_cases(f: &Fixture) -> Vec<(RejectReason, Command)> {
         (UnknownAsset, Deposit { account: RA, asset: AssetId(99), amount: 1, external_ref: 1 }),
         (UnknownAsset, CreateAsset { asset: AssetId::NONE, scale: 2 }),
         (InvalidScale, CreateAsset { asset: AssetId(50), scale: MAX_ASSET_SCALE + 1 }),
-        (InvalidCode, CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code(*b"xau\0\0\0\0\0\0\0\0\0\0\0\0\0") }),
-        (CodeExists, CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code::parse("XAU", CodeOf::Asset).unwrap() }),
+        (
+            InvalidCode,
+            CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code(*b"xau\0\0\0\0\0\0\0\0\0\0\0\0\0") },
+        ),
+        (
+            CodeExists,
+            CreateAssetWithCode { asset: AssetId(50), scale: 2, code: Code::parse("XAU", CodeOf::Asset).unwrap() },
+        ),
         (SymbolExists, CreateSymbol(spec(ETH_USDT, ETH))),
         (UnknownSymbol, place(NewOrder { symbol: SymbolId(99), ..buy(usdt(100), coins(1)) })),
         (UnknownSymbol, SetSymbolStatus { symbol: SymbolId(99), status: SymbolStatus::Halted }),

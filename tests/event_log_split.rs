@@ -6,11 +6,8 @@
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use daemon::{balances, limit, runtime, set_up_venue, Daemon};
-use seqd::engine::{
-    AccountId, AssetId, Command, Engine, Event, ExecKind, NewOrder, OrderType, Side, StpMode, SymbolId, SymbolSpec,
-    TimeInForce,
-};
+use daemon::{balances, limit, runtime, set_up_venue, venue_spec, Daemon};
+use seqd::engine::{AccountId, AssetId, Command, Engine, Event, ExecKind, Side, SymbolId};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::event_log::{parts_dir, EventLogReader, MIN_SEGMENT_SIZE_BYTES};
 use seqd::storage::journal::{Durability, JournalReader};
@@ -127,46 +124,18 @@ fn a_cancel_all_larger_than_a_segment_is_journaled_served_and_replayed_after_a_r
     assert_eq!(stdout.lines().count(), 1 + 2 * RESTING_ORDERS as usize);
 }
 
-fn order(account: u64, side: Side, price: i64) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account: AccountId(account),
-        symbol: SymbolId(1),
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price,
-        stop_price: 0,
-        qty: 10_000,
-        quote_budget: 0,
-    })
-}
-
 /// A venue, `RESTING_ORDERS` resting buys, their `CancelAll` (split) and one more order.
 fn session() -> Vec<Command> {
     let mut commands = vec![
         Command::CreateAsset { asset: AssetId(1), scale: 8 },
         Command::CreateAsset { asset: AssetId(2), scale: 6 },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: SymbolId(1),
-            base: AssetId(1),
-            quote: AssetId(2),
-            tick_size: 10_000,
-            lot_size: 10_000,
-            min_qty: 10_000,
-            min_notional: 0,
-            max_order_qty: 100_000_000_000,
-            maker_fee_ppm: 0,
-            taker_fee_ppm: 0,
-            price_band_bps: 0,
-        }),
+        Command::CreateSymbol(venue_spec(0, 0)),
         Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
         Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: 100_000_000_000, external_ref: 1 },
     ];
-    commands.extend((0..RESTING_ORDERS).map(|i| order(1, Side::Buy, 29_000_000_000 - i * 10_000)));
+    commands.extend((0..RESTING_ORDERS).map(|i| limit(1, Side::Buy, 29_000_000_000 - i * 10_000, 10_000)));
     commands.push(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL });
-    commands.push(order(1, Side::Buy, 28_000_000_000));
+    commands.push(limit(1, Side::Buy, 28_000_000_000, 10_000));
     commands
 }
 

@@ -8,17 +8,16 @@
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use daemon::{balances, runtime, set_up_venue, USDT};
+use daemon::{balances, connect, listening_addr, runtime, set_up_venue, SeqdProcess, USDT};
 use seqd::client::Client;
 use seqd::engine::{AccountId, AssetId, Command};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::journal::{verify, Durability};
 use seqd::storage::replay::DataDir;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, ExitStatus, Output, Stdio};
+use std::process::{Command as Process, ExitStatus, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,19 +60,10 @@ impl Notify {
 
 /// A `seqd run` process with its stderr in a file.
 struct Seqd {
-    child: Child,
+    process: SeqdProcess,
     addr: Option<SocketAddr>,
     data_dir: PathBuf,
     log: PathBuf,
-}
-
-impl Drop for Seqd {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 impl Seqd {
@@ -87,45 +77,22 @@ impl Seqd {
         std::fs::write(&config, text).unwrap();
         let runs = std::fs::read_dir(root).unwrap().count();
         let log = root.join(format!("seqd-{runs}.log"));
-        let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
-            .args(["run", "--config", config.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .env("NOTIFY_SOCKET", &notify.path)
-            .env("WATCHDOG_USEC", "200000")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("seqd: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(|addr| addr.parse().unwrap());
-        Seqd { child, addr, data_dir: data_dir.to_path_buf(), log }
+        let mut env = env.to_vec();
+        env.push(("NOTIFY_SOCKET", notify.path.to_str().unwrap().to_string()));
+        env.push(("WATCHDOG_USEC", "200000".to_string()));
+        let (process, line) = SeqdProcess::spawn(data_dir, &["--config", config.to_str().unwrap()], &env, Some(&log));
+        Seqd { process, addr: listening_addr(&line), data_dir: data_dir.to_path_buf(), log }
     }
 
     async fn client(&self, principal: &str) -> Client {
-        let certs = self.data_dir.join("certs");
-        let read = |name: String| std::fs::read(certs.join(name)).unwrap();
-        let addr = self.addr.expect("the daemon serves");
-        Client::connect(
-            addr,
-            &read("ca.pem".into()),
-            &read(format!("{principal}.pem")),
-            &read(format!("{principal}.key")),
-        )
-        .await
-        .unwrap()
+        connect(self.addr.expect("the daemon serves"), &self.data_dir.join("certs"), principal).await
     }
 
     /// Waits for the process to exit on its own, at most `EXIT_WITHIN`.
     fn wait_exit(&mut self) -> ExitStatus {
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.0.try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -137,11 +104,9 @@ impl Seqd {
         }
     }
 
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "seqd run exited with {status}:\n{}", self.log());
+    fn stop(self) {
+        let status = self.process.terminate();
+        assert!(status.success(), "seqd run exited with {status}:\n{}", std::fs::read_to_string(&self.log).unwrap());
     }
 
     fn log(&self) -> String {

@@ -7,6 +7,7 @@
 use seqd::engine::{AccountId, AssetId, Command, NewOrder, OrderId, OrderType, Side, StpMode, SymbolId, TimeInForce};
 use seqd::protocol::fuzz_check::check_frame_stream;
 use seqd::protocol::{encode_frame, Message, MIN_MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use seqd::storage::disk::SplitMix64;
 use std::path::PathBuf;
 
 /// Mutations tried per corpus input on each run.
@@ -23,20 +24,12 @@ fn corpus() -> Vec<Vec<u8>> {
     paths.into_iter().map(|path| std::fs::read(path).unwrap()).collect()
 }
 
-/// splitmix64: a fixed seed gives the same mutations on every run and machine.
-struct Rng(u64);
+/// seqd's SplitMix64: a fixed seed gives the same mutations on every run and machine.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n.max(1) as u64) as usize
     }
 }
 
@@ -77,7 +70,7 @@ fn corpus_inputs_pass_the_fuzz_checks() {
 #[test]
 fn seeded_mutations_of_the_corpus_pass_the_fuzz_checks() {
     let inputs = corpus();
-    let mut rng = Rng(0x5EED_F0CC);
+    let mut rng = Rng(SplitMix64::new(0x5EED_F0CC));
     for (index, input) in inputs.iter().enumerate() {
         let other = &inputs[(index + 1) % inputs.len()];
         for _ in 0..MUTATIONS_PER_INPUT {

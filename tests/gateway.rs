@@ -6,7 +6,7 @@ mod daemon;
 
 use daemon::*;
 use seqd::client::{Client, ClientError};
-use seqd::engine::{AccountId, AssetId, BalanceView, Command, Event, ExecKind, OrderId, OrderStatus, Side, SymbolId};
+use seqd::engine::{AccountId, AssetId, BalanceView, Command, Event, ExecKind, OrderId, OrderStatus, Side};
 use seqd::gateway::tls;
 use seqd::protocol::{GatewayError, Message};
 use std::process::Command as Process;
@@ -282,19 +282,7 @@ fn a_trade_shows_each_trader_only_its_own_side() {
         set_up_venue(&mut admin).await;
         let mut trader1 = daemon.client("trader1").await;
         let mut trader2 = daemon.client("trader2").await;
-        let with_fees = Command::UpdateSymbol(seqd::engine::SymbolSpec {
-            symbol: SymbolId(BTC_USDT),
-            base: AssetId(BTC),
-            quote: AssetId(USDT),
-            tick_size: 10_000,
-            lot_size: 10_000,
-            min_qty: 10_000,
-            min_notional: 0,
-            max_order_qty: 100_000_000_000,
-            maker_fee_ppm: 1_000,
-            taker_fee_ppm: 2_000,
-            price_band_bps: 0,
-        });
+        let with_fees = Command::UpdateSymbol(venue_spec(1_000, 2_000));
         assert_eq!(admin.command(with_fees).await.unwrap().rejected(), None);
 
         // trader1 rests a GTC buy on account 1; trader2 sells into it from account 2.

@@ -45,6 +45,35 @@ pub struct Order {
 }
 
 impl Order {
+    /// An order of `id` with every other field zero, empty or the first of its kind, linked to
+    /// nothing: what a decoder or a test fills in with `..Order::blank(id)`.
+    pub fn blank(id: OrderId) -> Order {
+        Order {
+            id,
+            account_idx: 0,
+            symbol_idx: 0,
+            client_order_id: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            stp: StpMode::CancelIncoming,
+            status: OrderStatus::New,
+            triggered: false,
+            resting: false,
+            price_ticks: Ticks::ZERO,
+            stop_ticks: Ticks::ZERO,
+            qty_lots: Lots::ZERO,
+            filled_lots: Lots::ZERO,
+            filled_quote: 0,
+            fees_paid: 0,
+            held: 0,
+            fee_cap_ppm: 0,
+            prev: NIL,
+            next: NIL,
+            account_pos: 0,
+        }
+    }
+
     pub fn remaining_lots(&self) -> Lots {
         // Fills stop at the quantity (asserted in `fill`) and neither is negative.
         self.qty_lots.checked_sub(self.filled_lots).expect("filled lots are within the quantity")
@@ -340,28 +369,11 @@ mod tests {
 
     fn order(id: OrderId) -> Order {
         Order {
-            id,
-            account_idx: 0,
-            symbol_idx: 0,
-            client_order_id: 0,
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            tif: TimeInForce::Gtc,
             stp: StpMode::CancelResting,
-            status: OrderStatus::New,
             triggered: true,
-            resting: false,
             price_ticks: Ticks::new(1),
-            stop_ticks: Ticks::ZERO,
             qty_lots: Lots::new(1),
-            filled_lots: Lots::ZERO,
-            filled_quote: 0,
-            fees_paid: 0,
-            held: 0,
-            fee_cap_ppm: 0,
-            prev: NIL,
-            next: NIL,
-            account_pos: 0,
+            ..Order::blank(id)
         }
     }
 

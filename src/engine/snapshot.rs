@@ -10,12 +10,13 @@
 //! snapshot, every limit): encoding and the validating decoder stay together, field beside field.
 
 use super::accounts::index_u32;
-use super::book::{Book, Order, NIL};
+use super::book::{Book, Order};
 use super::command::SymbolSpec;
 use super::limits::*;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
 use super::units::{Lots, Ticks};
+use crate::cursor::{ByteReader, ByteWriter, ReadError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes. Version 2 appends the codes
@@ -26,24 +27,13 @@ pub const STATE_ENCODING_VERSION: u32 = 2;
 /// The version written for (and the only older version read of) a state without codes.
 pub const STATE_ENCODING_VERSION_WITHOUT_CODES: u32 = 1;
 
-struct Encoder<'a>(&'a mut Vec<u8>);
+/// The snapshot's own field kinds on top of the byte cursor: collection lengths.
+trait StateWriter {
+    fn len(&mut self, n: usize);
+    fn flagged_len(&mut self, n: usize, flag: bool);
+}
 
-impl Encoder<'_> {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i128(&mut self, v: i128) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
+impl StateWriter for ByteWriter<'_> {
     fn len(&mut self, n: usize) {
         self.u64(u64::try_from(n).expect("usize fits u64"));
     }
@@ -57,8 +47,8 @@ impl Encoder<'_> {
 impl Engine {
     /// Appends the canonical encoding of the state to `out`.
     pub fn encode_state(&self, out: &mut Vec<u8>) {
-        let mut e = Encoder(out);
-        e.0.extend_from_slice(b"SEQDSTATE");
+        let mut e = ByteWriter(out);
+        e.bytes(b"SEQDSTATE");
         let has_codes = !self.asset_codes.is_empty() || !self.symbol_codes.is_empty();
         e.u32(if has_codes { STATE_ENCODING_VERSION } else { STATE_ENCODING_VERSION_WITHOUT_CODES });
         e.u64(self.last_seq);
@@ -75,7 +65,7 @@ impl Engine {
     }
 
     /// The non-empty codes: (asset id, code) by asset id, then (symbol id, code) by symbol id.
-    fn encode_codes(&self, e: &mut Encoder) {
+    fn encode_codes(&self, e: &mut ByteWriter) {
         let assets: BTreeMap<u32, Code> =
             self.assets.iter().filter(|a| !a.code.is_empty()).map(|a| (a.id.0, a.code)).collect();
         let symbols: BTreeMap<u32, Code> =
@@ -84,7 +74,7 @@ impl Engine {
             e.len(codes.len());
             for (id, code) in codes {
                 e.u32(id);
-                e.0.extend_from_slice(&code.0);
+                e.bytes(&code.0);
             }
         }
     }
@@ -100,7 +90,7 @@ impl Engine {
         self.state_hash().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn encode_assets(&self, e: &mut Encoder) {
+    fn encode_assets(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.assets.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
         e.len(by_id.len());
         for (id, idx) in by_id {
@@ -113,7 +103,7 @@ impl Engine {
         }
     }
 
-    fn encode_symbols(&self, e: &mut Encoder) {
+    fn encode_symbols(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.symbols.iter().map(|s| (s.spec.symbol, s)).collect();
         e.len(by_id.len());
         for (id, s) in by_id {
@@ -153,7 +143,7 @@ impl Engine {
         }
     }
 
-    fn encode_accounts(&self, e: &mut Encoder) {
+    fn encode_accounts(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.accounts.iter().map(|a| (a.id, a)).collect();
         e.len(by_id.len());
         for (id, a) in by_id {
@@ -177,7 +167,7 @@ impl Engine {
         }
     }
 
-    fn encode_orders(&self, e: &mut Encoder) {
+    fn encode_orders(&self, e: &mut ByteWriter) {
         let by_id: BTreeMap<_, _> = self.order_index.iter().map(|(&id, &slot)| (id, slot)).collect();
         e.len(by_id.len());
         for (id, slot) in by_id {
@@ -201,7 +191,7 @@ impl Engine {
         }
     }
 
-    fn encode_funds_records(&self, e: &mut Encoder) {
+    fn encode_funds_records(&self, e: &mut ByteWriter) {
         e.len(self.withdrawals.len());
         for (&id, w) in &self.withdrawals {
             e.u64(id);
@@ -256,73 +246,47 @@ pub enum StateDecodeError {
     Trailing(usize),
 }
 
-/// Reads the canonical encoding, failing on truncation instead of panicking.
-struct Decoder<'a> {
-    bytes: &'a [u8],
-    at: usize,
+impl From<ReadError> for StateDecodeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated { at, .. } => StateDecodeError::Truncated(at),
+            ReadError::BadValue { field, value, .. } => inconsistent(format!("bad {field} byte {value}")),
+            ReadError::Trailing { extra } => StateDecodeError::Trailing(extra),
+        }
+    }
 }
 
-impl Decoder<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], StateDecodeError> {
-        let end = self
-            .at
-            .checked_add(N)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or(StateDecodeError::Truncated(self.at))?;
-        let out = self.bytes[self.at..end].try_into().expect("slice of length N");
-        self.at = end;
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, StateDecodeError> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn u32(&mut self) -> Result<u32, StateDecodeError> {
-        Ok(u32::from_le_bytes(self.take()?))
-    }
-    fn u64(&mut self) -> Result<u64, StateDecodeError> {
-        Ok(u64::from_le_bytes(self.take()?))
-    }
-    fn i64(&mut self) -> Result<i64, StateDecodeError> {
-        Ok(i64::from_le_bytes(self.take()?))
-    }
-    fn i128(&mut self) -> Result<i128, StateDecodeError> {
-        Ok(i128::from_le_bytes(self.take()?))
-    }
+/// Reads of the snapshot's collection lengths.
+trait StateReader {
     /// A collection length: at most `max` (the limit on what it counts), and bounded by the
     /// bytes left so garbage cannot ask for huge buffers.
+    fn len(&mut self, what: &str, max: usize) -> Result<usize, StateDecodeError>;
+    /// A length with a flag in its top bit (`StateWriter::flagged_len`).
+    fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError>;
+}
+
+impl StateReader for ByteReader<'_> {
     fn len(&mut self, what: &str, max: usize) -> Result<usize, StateDecodeError> {
-        let at = self.at;
+        let at = self.position();
         let n = self.u64()?;
-        if n > (self.bytes.len() - self.at) as u64 {
-            return Err(StateDecodeError::Truncated(at));
-        }
-        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
-        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
-        Ok(n)
+        bounded_len(self, at, n, what, max)
     }
-    /// A length with a flag in its top bit (`Encoder::flagged_len`).
     fn flagged_len(&mut self, what: &str, max: usize) -> Result<(usize, bool), StateDecodeError> {
-        let at = self.at;
+        let at = self.position();
         let raw = self.u64()?;
-        let (n, flag) = (raw & !(1 << 63), raw >> 63 == 1);
-        if n > (self.bytes.len() - self.at) as u64 {
-            return Err(StateDecodeError::Truncated(at));
-        }
-        let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
-        ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
-        Ok((n, flag))
+        let n = bounded_len(self, at, raw & !(1 << 63), what, max)?;
+        Ok((n, raw >> 63 == 1))
     }
-    fn bool(&mut self, what: &str) -> Result<bool, StateDecodeError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(inconsistent(format!("bad {what} byte {v}"))),
-        }
+}
+
+/// `n`, read at `at`, as a length: no more than the bytes left after it and at most `max`.
+fn bounded_len(d: &ByteReader, at: usize, n: u64, what: &str, max: usize) -> Result<usize, StateDecodeError> {
+    if n > d.remaining() as u64 {
+        return Err(StateDecodeError::Truncated(at));
     }
-    fn enum_u8<T>(&mut self, what: &str, decode: fn(u8) -> Option<T>) -> Result<T, StateDecodeError> {
-        let v = self.u8()?;
-        decode(v).ok_or_else(|| inconsistent(format!("bad {what} byte {v}")))
-    }
+    let n = usize::try_from(n).map_err(|_| StateDecodeError::Truncated(at))?;
+    ensure(n <= max, || format!("{n} {what}, more than the limit {max}"))?;
+    Ok(n)
 }
 
 fn inconsistent(message: String) -> StateDecodeError {
@@ -370,8 +334,8 @@ impl Engine {
     /// sets consistent with the orders, and finally every invariant (`check_invariants`). Bad
     /// input is an error, never a panic, and never a state the engine could not have reached.
     pub fn decode_state(bytes: &[u8]) -> Result<Engine, StateDecodeError> {
-        let mut d = Decoder { bytes, at: 0 };
-        if d.take::<9>()? != *b"SEQDSTATE" {
+        let mut d = ByteReader::new(bytes);
+        if d.array::<9>()? != *b"SEQDSTATE" {
             return Err(StateDecodeError::BadMagic);
         }
         let version = d.u32()?;
@@ -391,9 +355,7 @@ impl Engine {
         if version == STATE_ENCODING_VERSION {
             engine.decode_codes(&mut d)?;
         }
-        if d.at != bytes.len() {
-            return Err(StateDecodeError::Trailing(bytes.len() - d.at));
-        }
+        d.finish()?;
         #[cfg(debug_assertions)]
         engine.reset_ledger_audit();
         engine.check_invariants().map_err(|e| inconsistent(e.to_string()))?;
@@ -402,14 +364,14 @@ impl Engine {
 
     /// The codes section of version 2: ids known and ascending, codes valid and unique, and at
     /// least one code (a state without codes is written as version 1).
-    fn decode_codes(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_codes(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         for of in [CodeOf::Asset, CodeOf::Symbol] {
             let max = if of == CodeOf::Asset { ASSETS_MAX } else { SYMBOLS_MAX };
             let mut ids = Ascending(None);
             for _ in 0..d.len("codes", max)? {
                 let id = d.u32()?;
                 ids.next("code of", id)?;
-                let code = Code(d.take::<CODE_BYTES>()?);
+                let code = Code(d.array::<CODE_BYTES>()?);
                 ensure(code.is_valid(of), || format!("{of:?} {id} has invalid code {code}"))?;
                 let (index, codes) = match of {
                     CodeOf::Asset => (self.asset_index.get(&AssetId(id)), &mut self.asset_codes),
@@ -428,7 +390,7 @@ impl Engine {
         })
     }
 
-    fn decode_assets(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_assets(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let mut ids = Ascending(None);
         for _ in 0..d.len("assets", ASSETS_MAX)? {
             let id = d.u32()?;
@@ -451,7 +413,7 @@ impl Engine {
         Ok(())
     }
 
-    fn decode_symbols(&mut self, d: &mut Decoder) -> Result<Vec<BookLayout>, StateDecodeError> {
+    fn decode_symbols(&mut self, d: &mut ByteReader) -> Result<Vec<BookLayout>, StateDecodeError> {
         let mut layouts = Vec::new();
         let mut ids = Ascending(None);
         for _ in 0..d.len("symbols", SYMBOLS_MAX)? {
@@ -516,7 +478,7 @@ impl Engine {
         Ok(layouts)
     }
 
-    fn decode_accounts(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_accounts(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let asset_count = self.assets.len();
         let mut ids = Ascending(None);
         for _ in 0..d.len("accounts", ACCOUNTS_MAX)? {
@@ -582,7 +544,7 @@ impl Engine {
         Ok(())
     }
 
-    fn decode_orders(&mut self, d: &mut Decoder) -> Result<Vec<DecodedOrder>, StateDecodeError> {
+    fn decode_orders(&mut self, d: &mut ByteReader) -> Result<Vec<DecodedOrder>, StateDecodeError> {
         let mut decoded = Vec::new();
         let mut ids = Ascending(None);
         let order_count_max = SYMBOL_ORDERS_MAX.saturating_mul(self.symbols.len());
@@ -600,7 +562,6 @@ impl Engine {
                 .map_err(|_| inconsistent(format!("order {id} has unknown symbol")))?;
             let client_order_id = d.u64()?;
             let mut order = Order {
-                id: OrderId(id),
                 account_idx,
                 symbol_idx,
                 client_order_id,
@@ -610,18 +571,7 @@ impl Engine {
                 stp: d.enum_u8("stp", StpMode::from_u8)?,
                 status: d.enum_u8("order status", OrderStatus::from_u8)?,
                 triggered: d.bool("triggered")?,
-                resting: false,
-                price_ticks: Ticks::ZERO,
-                stop_ticks: Ticks::ZERO,
-                qty_lots: Lots::ZERO,
-                filled_lots: Lots::ZERO,
-                filled_quote: 0,
-                fees_paid: 0,
-                held: 0,
-                fee_cap_ppm: 0,
-                prev: NIL,
-                next: NIL,
-                account_pos: 0,
+                ..Order::blank(OrderId(id))
             };
             let resting = d.bool("resting")?; // checked against the books once they are rebuilt
             order.price_ticks = Ticks::new(d.i64()?);
@@ -691,7 +641,7 @@ impl Engine {
         })
     }
 
-    fn decode_funds_records(&mut self, d: &mut Decoder) -> Result<(), StateDecodeError> {
+    fn decode_funds_records(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
         let mut ids = Ascending(None);
         let withdrawals_max =
             WITHDRAWALS_DECIDED_KEPT + ACCOUNT_PENDING_WITHDRAWALS_MAX.saturating_mul(self.accounts.len());
@@ -1134,7 +1084,7 @@ mod tests {
     #[test]
     fn counts_above_the_limits_are_refused() {
         let mut bytes = b"SEQDSTATE".to_vec();
-        let mut e = Encoder(&mut bytes);
+        let mut e = ByteWriter(&mut bytes);
         e.u32(STATE_ENCODING_VERSION_WITHOUT_CODES);
         e.u64(0);
         e.u64(0);

@@ -295,7 +295,8 @@ pub fn symbol_of(message: &Message) -> Option<SymbolId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{AccountId, AssetId, Command, NewOrder, OrderType, StpMode, SymbolSpec, TimeInForce};
+    use crate::engine::{AccountId, AssetId, Command, SymbolSpec};
+    use crate::testkit::samples::gtc_limit;
 
     fn venue() -> (Engine, u64) {
         let mut engine = Engine::new();
@@ -319,19 +320,7 @@ mod tests {
     }
 
     fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
-        Command::PlaceOrder(NewOrder {
-            account: AccountId(account),
-            symbol: SymbolId(1),
-            client_order_id: 0,
-            side,
-            order_type: OrderType::Limit,
-            tif: TimeInForce::Gtc,
-            stp: StpMode::CancelIncoming,
-            price,
-            stop_price: 0,
-            qty,
-            quote_budget: 0,
-        })
+        Command::PlaceOrder(gtc_limit(AccountId(account), SymbolId(1), side, price, qty))
     }
 
     #[test]

@@ -39,9 +39,11 @@ use crate::storage::event_log::EventLogWriter;
 use crate::storage::journal::JournalWriter;
 use crate::storage::replay::{DataDir, ReplayError};
 use crate::wire::codec;
-use disruptor::{BusySpin, Polling, Producer};
+use disruptor::{BusySpin, EventGuard, Polling, Producer};
 use idle::Idler;
 use latency::Log2Histogram;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -458,6 +460,61 @@ impl Sequencing {
 type InputPoller = disruptor::EventPoller<InputSlot, disruptor::MultiProducerBarrier>;
 type OutputPoller = disruptor::EventPoller<OutputSlot, disruptor::SingleProducerBarrier>;
 
+/// A ring a pipeline thread consumes. Exists so that one loop ([`for_each_batch`]) serves both
+/// rings: `disruptor` keeps the trait bound of `EventPoller::poll` (`Barrier`) private, so a
+/// function cannot be generic over `EventPoller` itself.
+trait Ring {
+    type Slot;
+    type Barrier;
+    fn next_batch(&mut self) -> Result<EventGuard<'_, Self::Slot, Self::Barrier>, Polling>;
+}
+
+impl Ring for InputPoller {
+    type Slot = InputSlot;
+    type Barrier = disruptor::MultiProducerBarrier;
+    fn next_batch(&mut self) -> Result<EventGuard<'_, InputSlot, Self::Barrier>, Polling> {
+        self.poll()
+    }
+}
+
+impl Ring for OutputPoller {
+    type Slot = OutputSlot;
+    type Barrier = disruptor::SingleProducerBarrier;
+    fn next_batch(&mut self) -> Result<EventGuard<'_, OutputSlot, Self::Barrier>, Polling> {
+        self.poll()
+    }
+}
+
+/// The loop of every pipeline thread: hands each batch of `ring` to `on_batch`, then stores the
+/// slots finished so far in `slots_done` (the progress the daemon watches, see `health`) and
+/// resets the idler; idles while the ring is empty. Returns when the ring is shut down, when
+/// `on_batch` breaks (its batch then does not count) or fails.
+fn for_each_batch<R: Ring, E>(
+    ring: &mut R,
+    idler: &mut Idler,
+    slots_done: &AtomicU64,
+    mut on_batch: impl FnMut(EventGuard<'_, R::Slot, R::Barrier>, &mut Idler) -> Result<ControlFlow<()>, E>,
+) -> Result<(), E> {
+    let mut slots_total = 0u64;
+    loop {
+        match ring.next_batch() {
+            Ok(mut batch) => {
+                // `ExactSizeIterator` is implemented for `&mut EventGuard` only.
+                let slots_in_batch = &mut batch;
+                let slots = slots_in_batch.len() as u64;
+                if on_batch(batch, idler)?.is_break() {
+                    return Ok(());
+                }
+                slots_total += slots;
+                slots_done.store(slots_total, Ordering::Release);
+                idler.reset();
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => return Ok(()),
+        }
+    }
+}
+
 fn run_journaler(
     mut poller: InputPoller,
     mut log: JournalWriter,
@@ -466,36 +523,27 @@ fn run_journaler(
     mut idler: Idler,
 ) -> Result<(), String> {
     let mut payload = Vec::with_capacity(128);
-    let mut slots_done = 0u64;
-    loop {
-        match poller.poll() {
-            Ok(mut batch) => {
-                if stats.failed.load(Ordering::Acquire) {
-                    // Another thread failed: journal nothing more that will never be answered.
-                    return Ok(());
-                }
-                for slot in &mut batch {
-                    slots_done += 1;
-                    let Request::Command(command) = &slot.request else { continue };
-                    let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
-                    fault::before_journal(seq);
-                    payload.clear();
-                    let kind = codec::encode_command(command, &mut payload);
-                    log.append(seq, timestamp_ns, kind, &payload).map_err(|e| format!("journal error: {e}"))?;
-                }
-                drop(batch);
-                // One commit per batch: the group commit of the fsync policy.
-                let commit_started = std::time::Instant::now();
-                let durable = log.commit().map_err(|e| format!("journal error: {e}"))?;
-                stats.journal_commit_latency.record(commit_started.elapsed());
-                stats.durable_seq.store(durable, Ordering::Release);
-                stats.journaler_slots.store(slots_done, Ordering::Release);
-                idler.reset();
-            }
-            Err(Polling::NoEvents) => idler.idle(),
-            Err(Polling::Shutdown) => return Ok(()),
+    for_each_batch(&mut poller, &mut idler, &stats.journaler_slots, |mut batch, _| {
+        if stats.failed.load(Ordering::Acquire) {
+            // Another thread failed: journal nothing more that will never be answered.
+            return Ok(ControlFlow::Break(()));
         }
-    }
+        for slot in &mut batch {
+            let Request::Command(command) = &slot.request else { continue };
+            let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+            fault::before_journal(seq);
+            payload.clear();
+            let kind = codec::encode_command(command, &mut payload);
+            log.append(seq, timestamp_ns, kind, &payload).map_err(|e| format!("journal error: {e}"))?;
+        }
+        drop(batch);
+        // One commit per batch: the group commit of the fsync policy.
+        let commit_started = std::time::Instant::now();
+        let durable = log.commit().map_err(|e| format!("journal error: {e}"))?;
+        stats.journal_commit_latency.record(commit_started.elapsed());
+        stats.durable_seq.store(durable, Ordering::Release);
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 fn run_processor(
@@ -532,56 +580,47 @@ fn process(
     idler: &mut Idler,
     doing: &mut Option<(Seq, Request)>,
 ) {
-    let mut slots_done = 0u64;
-    loop {
-        match poller.poll() {
-            Ok(mut batch) => {
-                for slot in &mut batch {
-                    slots_done += 1;
-                    match &slot.request {
-                        Request::Command(command) => {
-                            let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
-                            *doing = Some((seq, slot.request));
-                            output.publish(|out| {
-                                out.seq = seq;
-                                out.timestamp_ns = timestamp_ns;
-                                out.origin = slot.origin;
-                                out.answer = None;
-                                out.query = None;
-                                out.events.clear();
-                                fault::before_apply(seq);
-                                if seq % APPLY_SAMPLE_EVERY == 0 {
-                                    let started = std::time::Instant::now();
-                                    engine.apply(seq, timestamp_ns, command, &mut out.events);
-                                    stats.apply_latency.record(started.elapsed());
-                                } else {
-                                    engine.apply(seq, timestamp_ns, command, &mut out.events);
-                                }
-                            });
-                            stats.applied_seq.store(seq, Ordering::Release);
+    let Ok(()) = for_each_batch(poller, idler, &stats.processor_slots, |mut batch, _| {
+        for slot in &mut batch {
+            match &slot.request {
+                Request::Command(command) => {
+                    let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
+                    *doing = Some((seq, slot.request));
+                    output.publish(|out| {
+                        out.seq = seq;
+                        out.timestamp_ns = timestamp_ns;
+                        out.origin = slot.origin;
+                        out.answer = None;
+                        out.query = None;
+                        out.events.clear();
+                        fault::before_apply(seq);
+                        if seq % APPLY_SAMPLE_EVERY == 0 {
+                            let started = std::time::Instant::now();
+                            engine.apply(seq, timestamp_ns, command, &mut out.events);
+                            stats.apply_latency.record(started.elapsed());
+                        } else {
+                            engine.apply(seq, timestamp_ns, command, &mut out.events);
                         }
-                        Request::Query(query) => {
-                            *doing = Some((engine.last_seq(), slot.request));
-                            output.publish(|out| {
-                                out.seq = engine.last_seq();
-                                out.timestamp_ns = engine.last_timestamp_ns();
-                                out.origin = slot.origin;
-                                out.events.clear();
-                                out.answer = Some(answer(engine, query));
-                                out.query = Some(*query);
-                            })
-                        }
-                    }
+                    });
+                    stats.applied_seq.store(seq, Ordering::Release);
                 }
-                drop(batch);
-                *doing = None;
-                stats.processor_slots.store(slots_done, Ordering::Release);
-                idler.reset();
+                Request::Query(query) => {
+                    *doing = Some((engine.last_seq(), slot.request));
+                    output.publish(|out| {
+                        out.seq = engine.last_seq();
+                        out.timestamp_ns = engine.last_timestamp_ns();
+                        out.origin = slot.origin;
+                        out.events.clear();
+                        out.answer = Some(answer(engine, query));
+                        out.query = Some(*query);
+                    })
+                }
             }
-            Err(Polling::NoEvents) => idler.idle(),
-            Err(Polling::Shutdown) => return,
         }
-    }
+        drop(batch);
+        *doing = None;
+        Ok::<_, Infallible>(ControlFlow::Continue(()))
+    });
 }
 
 fn run_event_log(
@@ -590,40 +629,30 @@ fn run_event_log(
     stats: &PipelineStats,
     mut idler: Idler,
 ) -> Result<(), String> {
-    let mut slots_done = 0u64;
-    loop {
-        match poller.poll() {
-            Ok(mut batch) => {
-                let mut last = 0;
-                for slot in &mut batch {
-                    slots_done += 1;
-                    if slot.answer.is_some() {
-                        continue; // a query's answer is not an event
-                    }
-                    // The event log must never get ahead of the input journal: a crash would
-                    // then leave events of commands that recovery cannot see.
-                    while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
-                        if stats.failed.load(Ordering::Acquire) {
-                            return Err("stops: the pipeline failed".to_string());
-                        }
-                        idler.idle();
-                    }
-                    // A long list is split into parts (event_log): no list is too large to log.
-                    log.append(slot.seq, slot.timestamp_ns, &slot.events)
-                        .map_err(|e| format!("event log error: {e}"))?;
-                    last = slot.seq;
-                }
-                drop(batch);
-                log.commit().map_err(|e| format!("event log error: {e}"))?;
-                // A batch of queries only logs nothing: never move the counter back.
-                stats.events_logged_seq.fetch_max(last, Ordering::AcqRel);
-                stats.event_log_slots.store(slots_done, Ordering::Release);
-                idler.reset();
+    for_each_batch(&mut poller, &mut idler, &stats.event_log_slots, |mut batch, idler| {
+        let mut last = 0;
+        for slot in &mut batch {
+            if slot.answer.is_some() {
+                continue; // a query's answer is not an event
             }
-            Err(Polling::NoEvents) => idler.idle(),
-            Err(Polling::Shutdown) => return Ok(()),
+            // The event log must never get ahead of the input journal: a crash would then
+            // leave events of commands that recovery cannot see.
+            while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
+                if stats.failed.load(Ordering::Acquire) {
+                    return Err("stops: the pipeline failed".to_string());
+                }
+                idler.idle();
+            }
+            // A long list is split into parts (event_log): no list is too large to log.
+            log.append(slot.seq, slot.timestamp_ns, &slot.events).map_err(|e| format!("event log error: {e}"))?;
+            last = slot.seq;
         }
-    }
+        drop(batch);
+        log.commit().map_err(|e| format!("event log error: {e}"))?;
+        // A batch of queries only logs nothing: never move the counter back.
+        stats.events_logged_seq.fetch_max(last, Ordering::AcqRel);
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 fn run_responder(
@@ -632,36 +661,26 @@ fn run_responder(
     stats: &PipelineStats,
     mut idler: Idler,
 ) -> Result<(), String> {
-    let mut slots_done = 0u64;
-    loop {
-        match poller.poll() {
-            Ok(mut batch) => {
-                for slot in &mut batch {
-                    slots_done += 1;
-                    // Nothing leaves before its input is durable; an answer waits until the state
-                    // it reflects is durable, so it never shows what a crash could undo.
-                    while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
-                        if stats.failed.load(Ordering::Acquire) {
-                            return Err("stops: the pipeline failed; results are withheld".into());
-                        }
-                        idler.idle();
-                    }
-                    idler.reset();
-                    fault::before_deliver(slot.seq);
-                    responder.deliver(slot);
-                    stats.delivered_seq.store(slot.seq, Ordering::Release);
-                    if slot.answer.is_none() {
-                        count_command(stats, slot);
-                    }
+    for_each_batch(&mut poller, &mut idler, &stats.responder_slots, |mut batch, idler| {
+        for slot in &mut batch {
+            // Nothing leaves before its input is durable; an answer waits until the state it
+            // reflects is durable, so it never shows what a crash could undo.
+            while stats.durable_seq.load(Ordering::Acquire) < slot.seq {
+                if stats.failed.load(Ordering::Acquire) {
+                    return Err("stops: the pipeline failed; results are withheld".to_string());
                 }
-                drop(batch);
-                stats.responder_slots.store(slots_done, Ordering::Release);
-                idler.reset();
+                idler.idle();
             }
-            Err(Polling::NoEvents) => idler.idle(),
-            Err(Polling::Shutdown) => return Ok(()),
+            idler.reset();
+            fault::before_deliver(slot.seq);
+            responder.deliver(slot);
+            stats.delivered_seq.store(slot.seq, Ordering::Release);
+            if slot.answer.is_none() {
+                count_command(stats, slot);
+            }
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 /// The responder's figures for a delivered command: its round trip (one clock read here, on

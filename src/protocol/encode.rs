@@ -9,8 +9,8 @@ use super::error::EncodeError;
 use super::frame::{begin_frame, end_frame, HEADER_BYTES};
 use super::message::*;
 use super::PROTOCOL_VERSION;
+use crate::cursor::ByteWriter;
 use crate::engine::{DepthLevel, Event, Seq};
-use crate::wire::codec::Writer;
 
 /// Writes `message` as exactly one frame of the current version ([`PROTOCOL_VERSION`]). Fails
 /// (leaving `out` as it was) if it does not fit.
@@ -178,9 +178,9 @@ impl Parts {
         let mut frames = 0;
         loop {
             let start = begin_frame(out, self.version, self.msg_type, self.request_id);
-            Writer(out).u64(seq);
+            ByteWriter(out).u64(seq);
             let more_at = out.len();
-            Writer(out).u8(0).u32(0);
+            ByteWriter(out).u8(0).u32(0);
             let taken = self.append_fitting_events(out, start, rest);
             if taken == 0 && !rest.is_empty() {
                 let frame_bytes = out.len() - start;

@@ -7,13 +7,14 @@
 
 use super::error::{EncodeError, GatewayError, MessageError, PayloadError};
 use super::frame::Frame;
-use super::wire::{put_count_u16, put_string, truncate_utf8, Cursor};
+use super::wire::{put_count_u16, put_string, truncate_utf8, PayloadReader};
 use super::PROTOCOL_VERSION;
+use crate::cursor::{ByteReader, ByteWriter};
 use crate::engine::{
     AccountId, AssetId, AssetView, BalanceView, Code, Command, DepthLevel, Event, OrderId, OrderReport, Seq, Side,
     SymbolId, SymbolStatus, SymbolView, TradeId, Withdrawal, WithdrawalStatus, CODE_BYTES,
 };
-use crate::wire::codec::{self, Writer};
+use crate::wire::codec;
 
 /// Longest principal name in `Welcome`, in UTF-8 bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 256;
@@ -415,7 +416,7 @@ impl Message {
 
     /// Appends the payload as protocol `version` lays it out (§4: only order reports differ).
     pub fn encode_payload_as(&self, version: u8, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let w = &mut Writer(out);
+        let w = &mut ByteWriter(out);
         match self {
             Message::Hello { protocol_version } => {
                 w.u8(*protocol_version);
@@ -520,17 +521,17 @@ impl Message {
 
     /// Decodes a payload of the given message type (the header already checked).
     pub fn decode_payload(msg_type: u8, payload: &[u8]) -> Result<Message, MessageError> {
-        let bad_payload = |error| MessageError::BadPayload { msg_type, error };
-        let mut cursor = Cursor::new(payload);
+        let bad_payload = |error: PayloadError| MessageError::BadPayload { msg_type, error };
+        let mut cursor = ByteReader::new(payload);
         let message = read_message(msg_type, &mut cursor).map_err(bad_payload)?;
         let message = message.ok_or(MessageError::UnknownType { msg_type })?;
-        cursor.finish().map_err(bad_payload)?;
+        cursor.finish().map_err(|e| bad_payload(e.into()))?;
         Ok(message)
     }
 }
 
 /// Reads one message's fields; `None` for a type that does not exist.
-fn read_message(msg_type: u8, c: &mut Cursor) -> Result<Option<Message>, PayloadError> {
+fn read_message(msg_type: u8, c: &mut ByteReader) -> Result<Option<Message>, PayloadError> {
     use msg_type::*;
     Ok(Some(match msg_type {
         HELLO => Message::Hello { protocol_version: c.u8()? },
@@ -635,15 +636,15 @@ pub(crate) fn event_exists_in(event: &Event, version: u8) -> bool {
 }
 
 pub(crate) fn put_assets(out: &mut Vec<u8>, seq: Seq, more: bool, assets: &[AssetView]) -> Result<(), EncodeError> {
-    Writer(out).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(seq).u8(more as u8);
     put_count_u16(out, "assets", assets.len())?;
     for a in assets {
-        Writer(out).u32(a.asset.0).u8(a.scale).bytes(&a.code.0);
+        ByteWriter(out).u32(a.asset.0).u8(a.scale).bytes(&a.code.0);
     }
     Ok(())
 }
 
-fn read_code(c: &mut Cursor) -> Result<Code, PayloadError> {
+fn read_code(c: &mut ByteReader) -> Result<Code, PayloadError> {
     let mut code = Code::EMPTY;
     for byte in code.0.iter_mut() {
         *byte = c.u8()?;
@@ -651,21 +652,21 @@ fn read_code(c: &mut Cursor) -> Result<Code, PayloadError> {
     Ok(code)
 }
 
-fn read_asset(c: &mut Cursor) -> Result<AssetView, PayloadError> {
+fn read_asset(c: &mut ByteReader) -> Result<AssetView, PayloadError> {
     Ok(AssetView { asset: AssetId(c.u32()?), scale: c.u8()?, code: read_code(c)? })
 }
 
 pub(crate) fn put_symbols(out: &mut Vec<u8>, seq: Seq, more: bool, symbols: &[SymbolView]) -> Result<(), EncodeError> {
-    Writer(out).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(seq).u8(more as u8);
     put_count_u16(out, "symbols", symbols.len())?;
     for s in symbols {
-        codec::write_spec(&mut Writer(out), &s.spec);
-        Writer(out).u8(s.status.as_u8()).bytes(&s.code.0);
+        codec::write_spec(&mut ByteWriter(out), &s.spec);
+        ByteWriter(out).u8(s.status.as_u8()).bytes(&s.code.0);
     }
     Ok(())
 }
 
-fn read_symbol(c: &mut Cursor) -> Result<SymbolView, PayloadError> {
+fn read_symbol(c: &mut ByteReader) -> Result<SymbolView, PayloadError> {
     let spec = crate::engine::SymbolSpec {
         symbol: SymbolId(c.u32()?),
         base: AssetId(c.u32()?),
@@ -690,13 +691,13 @@ fn put_command(out: &mut Vec<u8>, command: &Command) {
     out[kind_at..kind_at + 2].copy_from_slice(&kind.to_le_bytes());
 }
 
-fn read_command(c: &mut Cursor) -> Result<Command, PayloadError> {
+fn read_command(c: &mut ByteReader) -> Result<Command, PayloadError> {
     let kind = c.u16()?;
     Ok(codec::decode_command(kind, c.rest())?)
 }
 
 fn put_welcome(out: &mut Vec<u8>, welcome: &Welcome) -> Result<(), EncodeError> {
-    Writer(out)
+    ByteWriter(out)
         .u8(welcome.protocol_version)
         .u32(welcome.max_frame_bytes)
         .u32(welcome.max_in_flight)
@@ -705,7 +706,7 @@ fn put_welcome(out: &mut Vec<u8>, welcome: &Welcome) -> Result<(), EncodeError> 
     put_string(out, "principal", &welcome.principal, MAX_PRINCIPAL_BYTES)
 }
 
-fn read_welcome(c: &mut Cursor) -> Result<Welcome, PayloadError> {
+fn read_welcome(c: &mut ByteReader) -> Result<Welcome, PayloadError> {
     Ok(Welcome {
         protocol_version: c.u8()?,
         max_frame_bytes: c.u32()?,
@@ -719,7 +720,7 @@ fn read_welcome(c: &mut Cursor) -> Result<Welcome, PayloadError> {
 /// `seq`, `more`, then the codec's event-log record payload (count u32, events).
 pub(crate) fn put_events(out: &mut Vec<u8>, seq: Seq, more: bool, events: &[Event], version: u8) {
     let count = events.iter().filter(|e| event_exists_in(e, version)).count();
-    Writer(out).u64(seq).u8(more as u8).u32(count as u32);
+    ByteWriter(out).u64(seq).u8(more as u8).u32(count as u32);
     for event in events.iter().filter(|e| event_exists_in(e, version)) {
         put_event(out, event, version);
     }
@@ -756,15 +757,15 @@ pub(crate) fn put_balances(
     more: bool,
     balances: &[BalanceView],
 ) -> Result<(), EncodeError> {
-    Writer(out).u64(account.0).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "balances", balances.len())?;
     for b in balances {
-        Writer(out).u32(b.asset.0).i64(b.available).i64(b.held);
+        ByteWriter(out).u32(b.asset.0).i64(b.available).i64(b.held);
     }
     Ok(())
 }
 
-fn read_balance(c: &mut Cursor) -> Result<BalanceView, PayloadError> {
+fn read_balance(c: &mut ByteReader) -> Result<BalanceView, PayloadError> {
     Ok(BalanceView { asset: AssetId(c.u32()?), available: c.i64()?, held: c.i64()? })
 }
 
@@ -775,15 +776,15 @@ pub(crate) fn put_totals(
     more: bool,
     totals: &[AssetTotal],
 ) -> Result<(), EncodeError> {
-    Writer(out).u64(account.0).u64(seq).u8(more as u8);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8);
     put_count_u16(out, "totals", totals.len())?;
     for t in totals {
-        Writer(out).u32(t.asset.0).i64(t.total);
+        ByteWriter(out).u32(t.asset.0).i64(t.total);
     }
     Ok(())
 }
 
-fn read_asset_total(c: &mut Cursor) -> Result<AssetTotal, PayloadError> {
+fn read_asset_total(c: &mut ByteReader) -> Result<AssetTotal, PayloadError> {
     Ok(AssetTotal { asset: AssetId(c.u32()?), total: c.i64()? })
 }
 
@@ -796,19 +797,19 @@ pub(crate) fn put_open_orders(
     orders: &[OrderReport],
     version: u8,
 ) {
-    Writer(out).u64(account.0).u64(seq).u8(more as u8).u32(orders.len() as u32);
+    ByteWriter(out).u64(account.0).u64(seq).u8(more as u8).u32(orders.len() as u32);
     for order in orders {
         put_event(out, &Event::Order(*order), version);
     }
 }
 
-fn read_order_list(c: &mut Cursor) -> Result<Vec<OrderReport>, PayloadError> {
+fn read_order_list(c: &mut ByteReader) -> Result<Vec<OrderReport>, PayloadError> {
     let mut events = Vec::new();
     codec::decode_event_record(c.rest(), &mut events)?;
     events.into_iter().map(into_order).collect()
 }
 
-fn read_single_order(c: &mut Cursor) -> Result<OrderReport, PayloadError> {
+fn read_single_order(c: &mut ByteReader) -> Result<OrderReport, PayloadError> {
     let mut events = Vec::new();
     codec::decode_events(c.rest(), &mut events)?;
     match <[Event; 1]>::try_from(events) {
@@ -832,7 +833,7 @@ pub(crate) fn put_depth(
     bids: &[DepthLevel],
     asks: &[DepthLevel],
 ) -> Result<(), EncodeError> {
-    Writer(out).u32(symbol.0).u64(book_seq).u8(more as u8);
+    ByteWriter(out).u32(symbol.0).u64(book_seq).u8(more as u8);
     put_levels(out, "bids", bids)?;
     put_levels(out, "asks", asks)
 }
@@ -840,27 +841,27 @@ pub(crate) fn put_depth(
 fn put_levels(out: &mut Vec<u8>, field: &'static str, levels: &[DepthLevel]) -> Result<(), EncodeError> {
     put_count_u16(out, field, levels.len())?;
     for level in levels {
-        Writer(out).i64(level.price).i64(level.qty).u32(level.orders);
+        ByteWriter(out).i64(level.price).i64(level.qty).u32(level.orders);
     }
     Ok(())
 }
 
-fn read_depth(c: &mut Cursor) -> Result<DepthBook, PayloadError> {
+fn read_depth(c: &mut ByteReader) -> Result<DepthBook, PayloadError> {
     let (symbol, book_seq, more) = (c.u32()?, c.u64()?, c.bool("more")?);
     let bids = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
     let asks = read_list(c, DEPTH_LEVEL_BYTES, read_level)?;
     Ok(DepthBook { symbol: SymbolId(symbol), book_seq, more, bids, asks })
 }
 
-fn read_level(c: &mut Cursor) -> Result<DepthLevel, PayloadError> {
+fn read_level(c: &mut ByteReader) -> Result<DepthLevel, PayloadError> {
     Ok(DepthLevel { price: c.i64()?, qty: c.i64()?, orders: c.u32()? })
 }
 
 /// A u16 count then that many fixed-size items.
 fn read_list<T>(
-    c: &mut Cursor,
+    c: &mut ByteReader,
     item_bytes: usize,
-    read_item: fn(&mut Cursor) -> Result<T, PayloadError>,
+    read_item: fn(&mut ByteReader) -> Result<T, PayloadError>,
 ) -> Result<Vec<T>, PayloadError> {
     let count = c.count_u16(item_bytes)?;
     (0..count).map(|_| read_item(c)).collect()
@@ -913,7 +914,7 @@ mod tests {
     #[test]
     fn open_orders_must_hold_only_order_reports() {
         let mut out = Vec::new();
-        Writer(&mut out).u64(7).u64(1).u8(0);
+        ByteWriter(&mut out).u64(7).u64(1).u8(0);
         codec::encode_event_record(
             &[Event::Order(order(1)), Event::AssetCreated { asset: AssetId(1), scale: 2 }],
             &mut out,

@@ -21,9 +21,7 @@
 //! does) and the following restarts recover from a snapshot plus the journal tail.
 
 use crate::client::{Client, ClientError};
-use crate::engine::{
-    AccountId, Command, Event, ExecKind, NewOrder, OrderId, OrderType, Seq, Side, StpMode, TimeInForce,
-};
+use crate::engine::{AccountId, Command, Event, ExecKind, NewOrder, OrderId, Seq, Side, StpMode, TimeInForce};
 use crate::protocol::Message;
 use crate::storage::event_log::EventLogReader;
 use crate::storage::journal::{Durability, JournalReader};
@@ -31,6 +29,7 @@ use crate::storage::replay::{replay, DataDir, ReplayOptions};
 use crate::testkit::crash_test::{
     check_event_log, check_recovery, pump_complete_lines, tempfile_dir, CRASH_SEGMENT_SIZE_BYTES,
 };
+use crate::testkit::samples::gtc_limit;
 use crate::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec, BTC_USDT, LOT, MID_TICKS, TICK};
 use crate::wire::codec;
 use std::collections::{BTreeMap, HashMap};
@@ -481,19 +480,8 @@ impl OrderFlow {
         } else {
             (TimeInForce::Gtc, self.limit_price(side))
         };
-        Command::PlaceOrder(NewOrder {
-            account: AccountId(self.account),
-            symbol: BTC_USDT,
-            client_order_id: 0,
-            side,
-            order_type: OrderType::Limit,
-            tif,
-            stp: StpMode::CancelResting,
-            price,
-            stop_price: 0,
-            qty: (1 + self.rng.below(10) as i64) * LOT,
-            quote_budget: 0,
-        })
+        let order = gtc_limit(AccountId(self.account), BTC_USDT, side, price, (1 + self.rng.below(10) as i64) * LOT);
+        Command::PlaceOrder(NewOrder { tif, stp: StpMode::CancelResting, ..order })
     }
 
     /// Bids at mid-6..=mid+1 ticks, asks at mid-1..=mid+6: the two traders' books overlap.

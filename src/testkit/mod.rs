@@ -6,6 +6,7 @@
 
 pub mod crash_test;
 pub mod crash_test_daemon;
+pub mod samples;
 pub mod scenario;
 pub mod test_db;
 pub mod workload;

@@ -3,7 +3,7 @@
 //! the `seqd demo` session and the source of the golden journals in `journal/golden/`.
 
 use crate::engine::*;
-use crate::testkit::workload::{BTC, BTC_USDT, LOT, TICK, USDT};
+use crate::testkit::workload::{BTC, BTC_USDT, LOT, USDT};
 
 pub const BTC_SCALE: u8 = 8;
 pub const USDT_SCALE: u8 = 6;
@@ -47,17 +47,10 @@ fn limit(account: AccountId, side: Side, price_usdt: i64, lots: i64, tif: TimeIn
 
 fn btc_usdt_spec() -> SymbolSpec {
     SymbolSpec {
-        symbol: BTC_USDT,
-        base: BTC,
-        quote: USDT,
-        tick_size: TICK,
-        lot_size: LOT,
-        min_qty: LOT,
         min_notional: usdt(1),
         max_order_qty: btc_lots(100_000),
-        maker_fee_ppm: 1_000,
-        taker_fee_ppm: 2_000,
         price_band_bps: 1_000,
+        ..crate::testkit::workload::btc_usdt_spec(1_000, 2_000)
     }
 }
 

@@ -6,6 +6,7 @@
 //! every move and cancel names an order that is live at that point, as in exchange-core.
 
 use crate::engine::*;
+use crate::testkit::samples::gtc_limit;
 use rustc_hash::FxHashMap;
 
 /// The seeded generator of every workload; it lives with the simulated disk, whose crash
@@ -122,19 +123,8 @@ impl Simulator {
 
     fn order(&mut self, side: Side, tif: TimeInForce, price_ticks: i64) -> Command {
         let lots = 1 + self.rng.below(10) as i64;
-        Command::PlaceOrder(NewOrder {
-            account: self.random_account(),
-            symbol: BTC_USDT,
-            client_order_id: 0,
-            side,
-            order_type: OrderType::Limit,
-            tif,
-            stp: StpMode::CancelResting,
-            price: price_ticks.max(1) * TICK,
-            stop_price: 0,
-            qty: lots * LOT,
-            quote_budget: 0,
-        })
+        let order = gtc_limit(self.random_account(), BTC_USDT, side, price_ticks.max(1) * TICK, lots * LOT);
+        Command::PlaceOrder(NewOrder { tif, stp: StpMode::CancelResting, ..order })
     }
 
     /// A passive order a few ticks behind the touch on a random side.

@@ -9,6 +9,7 @@
 //! The file is over 800 lines only with its tests (each layout byte by byte, the split of long
 //! event lists): every encoder sits beside its decoder, as the tables of FORMAT.md §10 do.
 
+use crate::cursor::{ByteReader, ByteWriter, ReadError};
 use crate::engine::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -23,82 +24,22 @@ pub enum CodecError {
     Truncated(usize),
     #[error("unknown event tag {0}")]
     UnknownEventTag(u8),
+    #[error("{0} bytes after the end of a record")]
+    TrailingBytes(usize),
     #[error("bad split-record manifest: {0}")]
     BadManifest(&'static str),
 }
 
-/// Appends little-endian fields to a byte vector.
-pub struct Writer<'a>(pub &'a mut Vec<u8>);
-
-impl Writer<'_> {
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn i64(&mut self, v: i64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(v);
-        self
-    }
-}
-
-/// Reads little-endian fields from a slice whose length was checked up front.
-pub struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, at: 0 }
-    }
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let out: [u8; N] = self.bytes[self.at..self.at + N].try_into().expect("length checked by caller");
-        self.at += N;
-        out
-    }
-    pub fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-    pub fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.take())
-    }
-    pub fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-    pub fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
-    }
-    pub fn i64(&mut self) -> i64 {
-        i64::from_le_bytes(self.take())
-    }
-    /// A code's 16 bytes as they are: validity is the engine's rule (a reject reason), not the
-    /// codec's, so a journaled command with a bad code replays to the same rejection.
-    pub fn code(&mut self) -> Code {
-        Code(self.take())
-    }
-    /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
-        self.bytes.len() - self.at
-    }
-    fn enum_u8<T>(&mut self, field: &'static str, decode: fn(u8) -> Option<T>) -> Result<T, CodecError> {
-        let value = self.u8();
-        decode(value).ok_or(CodecError::BadEnum { field, value: value as u16 })
+/// Every command and event has a fixed length checked before its fields are read, so a
+/// truncated read or trailing bytes inside one would be a wrong length table; enum bytes are
+/// the peer's (or the disk's) fault.
+impl From<ReadError> for CodecError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated { at, .. } => CodecError::Truncated(at),
+            ReadError::BadValue { field, value, .. } => CodecError::BadEnum { field, value: u16::from(value) },
+            ReadError::Trailing { extra } => CodecError::TrailingBytes(extra),
+        }
     }
 }
 
@@ -150,26 +91,32 @@ pub fn command_payload_len(kind: u16) -> Option<usize> {
 }
 
 /// Appends a `SymbolSpec` as FORMAT.md §10.1 lays it out (the protocol's `Symbols` reuses it).
-pub fn write_spec(w: &mut Writer, s: &SymbolSpec) {
+pub fn write_spec(w: &mut ByteWriter, s: &SymbolSpec) {
     w.u32(s.symbol.0).u32(s.base.0).u32(s.quote.0);
     w.i64(s.tick_size).i64(s.lot_size).i64(s.min_qty).i64(s.min_notional).i64(s.max_order_qty);
     w.u32(s.maker_fee_ppm).u32(s.taker_fee_ppm).u32(s.price_band_bps);
 }
 
-fn read_spec(r: &mut Reader) -> SymbolSpec {
-    SymbolSpec {
-        symbol: SymbolId(r.u32()),
-        base: AssetId(r.u32()),
-        quote: AssetId(r.u32()),
-        tick_size: r.i64(),
-        lot_size: r.i64(),
-        min_qty: r.i64(),
-        min_notional: r.i64(),
-        max_order_qty: r.i64(),
-        maker_fee_ppm: r.u32(),
-        taker_fee_ppm: r.u32(),
-        price_band_bps: r.u32(),
-    }
+/// A code's 16 bytes as they are: validity is the engine's rule (a reject reason), not the
+/// codec's, so a journaled command with a bad code replays to the same rejection.
+fn read_code(r: &mut ByteReader) -> Result<Code, CodecError> {
+    Ok(Code(r.array::<CODE_BYTES>()?))
+}
+
+fn read_spec(r: &mut ByteReader) -> Result<SymbolSpec, CodecError> {
+    Ok(SymbolSpec {
+        symbol: SymbolId(r.u32()?),
+        base: AssetId(r.u32()?),
+        quote: AssetId(r.u32()?),
+        tick_size: r.i64()?,
+        lot_size: r.i64()?,
+        min_qty: r.i64()?,
+        min_notional: r.i64()?,
+        max_order_qty: r.i64()?,
+        maker_fee_ppm: r.u32()?,
+        taker_fee_ppm: r.u32()?,
+        price_band_bps: r.u32()?,
+    })
 }
 
 /// Appends the command's payload to `out` and returns its kind.
@@ -182,7 +129,7 @@ pub fn encode_command(command: &Command, out: &mut Vec<u8>) -> u16 {
 }
 
 fn write_command(command: &Command, out: &mut Vec<u8>) -> u16 {
-    let w = &mut Writer(out);
+    let w = &mut ByteWriter(out);
     match *command {
         Command::CreateAsset { asset, scale } => {
             w.u32(asset.0).u8(scale);
@@ -268,73 +215,75 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
     if payload.len() != expected {
         return Err(CodecError::BadLength { kind, expected, got: payload.len() });
     }
-    let r = &mut Reader::new(payload);
-    Ok(match kind {
-        kind::CREATE_ASSET => Command::CreateAsset { asset: AssetId(r.u32()), scale: r.u8() },
-        kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)),
+    let r = &mut ByteReader::new(payload);
+    let command = match kind {
+        kind::CREATE_ASSET => Command::CreateAsset { asset: AssetId(r.u32()?), scale: r.u8()? },
+        kind::CREATE_SYMBOL => Command::CreateSymbol(read_spec(r)?),
+        kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)?),
         kind::CREATE_ASSET_WITH_CODE => {
-            Command::CreateAssetWithCode { asset: AssetId(r.u32()), scale: r.u8(), code: r.code() }
+            Command::CreateAssetWithCode { asset: AssetId(r.u32()?), scale: r.u8()?, code: read_code(r)? }
         }
-        kind::CREATE_SYMBOL_WITH_CODE => Command::CreateSymbolWithCode { spec: read_spec(r), code: r.code() },
-        kind::UPDATE_SYMBOL => Command::UpdateSymbol(read_spec(r)),
+        kind::CREATE_SYMBOL_WITH_CODE => Command::CreateSymbolWithCode { spec: read_spec(r)?, code: read_code(r)? },
         kind::SET_SYMBOL_STATUS => Command::SetSymbolStatus {
-            symbol: SymbolId(r.u32()),
+            symbol: SymbolId(r.u32()?),
             status: r.enum_u8("symbol_status", SymbolStatus::from_u8)?,
         },
         kind::CREATE_ACCOUNT => {
-            Command::CreateAccount { account: AccountId(r.u64()), parent: AccountId(r.u64()), owner: r.u64() }
+            Command::CreateAccount { account: AccountId(r.u64()?), parent: AccountId(r.u64()?), owner: r.u64()? }
         }
         kind::SET_ACCOUNT_STATUS => Command::SetAccountStatus {
-            account: AccountId(r.u64()),
+            account: AccountId(r.u64()?),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
         },
         kind::DEPOSIT => Command::Deposit {
-            account: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            external_ref: r.u64(),
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            external_ref: r.u64()?,
         },
         kind::WITHDRAW_REQUEST => Command::WithdrawRequest {
-            account: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            client_ref: r.u64(),
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
         },
-        kind::WITHDRAW_APPROVE => Command::WithdrawApprove { withdrawal_id: r.u64() },
-        kind::WITHDRAW_REJECT => Command::WithdrawReject { withdrawal_id: r.u64() },
+        kind::WITHDRAW_APPROVE => Command::WithdrawApprove { withdrawal_id: r.u64()? },
+        kind::WITHDRAW_REJECT => Command::WithdrawReject { withdrawal_id: r.u64()? },
         kind::TRANSFER => Command::Transfer {
-            from: AccountId(r.u64()),
-            to: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            client_ref: r.u64(),
+            from: AccountId(r.u64()?),
+            to: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
         },
         kind::PLACE_ORDER => Command::PlaceOrder(NewOrder {
-            account: AccountId(r.u64()),
-            symbol: SymbolId(r.u32()),
-            client_order_id: r.u64(),
+            account: AccountId(r.u64()?),
+            symbol: SymbolId(r.u32()?),
+            client_order_id: r.u64()?,
             side: r.enum_u8("side", Side::from_u8)?,
             order_type: r.enum_u8("order_type", OrderType::from_u8)?,
             tif: r.enum_u8("tif", TimeInForce::from_u8)?,
             stp: r.enum_u8("stp", StpMode::from_u8)?,
-            price: r.i64(),
-            stop_price: r.i64(),
-            qty: r.i64(),
-            quote_budget: r.i64(),
+            price: r.i64()?,
+            stop_price: r.i64()?,
+            qty: r.i64()?,
+            quote_budget: r.i64()?,
         }),
-        kind::CANCEL_ORDER => Command::CancelOrder { account: AccountId(r.u64()), order_id: OrderId(r.u64()) },
+        kind::CANCEL_ORDER => Command::CancelOrder { account: AccountId(r.u64()?), order_id: OrderId(r.u64()?) },
         kind::CANCEL_BY_CLIENT_ID => {
-            Command::CancelByClientId { account: AccountId(r.u64()), client_order_id: r.u64() }
+            Command::CancelByClientId { account: AccountId(r.u64()?), client_order_id: r.u64()? }
         }
-        kind::CANCEL_ALL => Command::CancelAll { account: AccountId(r.u64()), symbol: SymbolId(r.u32()) },
+        kind::CANCEL_ALL => Command::CancelAll { account: AccountId(r.u64()?), symbol: SymbolId(r.u32()?) },
         kind::AMEND_ORDER => Command::AmendOrder {
-            account: AccountId(r.u64()),
-            order_id: OrderId(r.u64()),
-            price: r.i64(),
-            qty: r.i64(),
+            account: AccountId(r.u64()?),
+            order_id: OrderId(r.u64()?),
+            price: r.i64()?,
+            qty: r.i64()?,
         },
         _ => unreachable!("kind checked by command_payload_len"),
-    })
+    };
+    r.finish()?;
+    Ok(command)
 }
 
 /// Event tags: stable numbers, never reused.
@@ -391,7 +340,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     let tag = event_tag(event);
     let len = event_body_len(tag).expect("every event has a length");
     let start = out.len();
-    let w = &mut Writer(out);
+    let w = &mut ByteWriter(out);
     w.u8(tag).u16(len as u16);
     match *event {
         Event::Rejected { reason } => {
@@ -473,67 +422,67 @@ pub fn encode_events(events: &[Event], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
+fn decode_event_body(tag: u8, r: &mut ByteReader) -> Result<Event, CodecError> {
     Ok(match tag {
         tag::REJECTED => {
-            let code = r.u16();
+            let code = r.u16()?;
             Event::Rejected {
                 reason: RejectReason::from_code(code).ok_or(CodecError::BadEnum { field: "reason", value: code })?,
             }
         }
-        tag::ASSET_CREATED => Event::AssetCreated { asset: AssetId(r.u32()), scale: r.u8() },
+        tag::ASSET_CREATED => Event::AssetCreated { asset: AssetId(r.u32()?), scale: r.u8()? },
         tag::SYMBOL_UPDATED => {
-            Event::SymbolUpdated { spec: read_spec(r), status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
+            Event::SymbolUpdated { spec: read_spec(r)?, status: r.enum_u8("symbol_status", SymbolStatus::from_u8)? }
         }
         tag::ACCOUNT_CREATED => {
-            Event::AccountCreated { account: AccountId(r.u64()), parent: AccountId(r.u64()), owner: r.u64() }
+            Event::AccountCreated { account: AccountId(r.u64()?), parent: AccountId(r.u64()?), owner: r.u64()? }
         }
-        tag::ASSET_CODE => Event::AssetCode { asset: AssetId(r.u32()), code: r.code() },
-        tag::SYMBOL_CODE => Event::SymbolCode { symbol: SymbolId(r.u32()), code: r.code() },
+        tag::ASSET_CODE => Event::AssetCode { asset: AssetId(r.u32()?), code: read_code(r)? },
+        tag::SYMBOL_CODE => Event::SymbolCode { symbol: SymbolId(r.u32()?), code: read_code(r)? },
         tag::ACCOUNT_STATUS_CHANGED => Event::AccountStatusChanged {
-            account: AccountId(r.u64()),
+            account: AccountId(r.u64()?),
             status: r.enum_u8("account_status", AccountStatus::from_u8)?,
         },
         tag::LEDGER => Event::Ledger(LedgerEntry {
-            account: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
             kind: r.enum_u8("ledger_kind", LedgerKind::from_u8)?,
-            available_delta: r.i64(),
-            held_delta: r.i64(),
-            available_after: r.i64(),
-            held_after: r.i64(),
+            available_delta: r.i64()?,
+            held_delta: r.i64()?,
+            available_after: r.i64()?,
+            held_after: r.i64()?,
             ref_kind: r.enum_u8("ref_kind", RefKind::from_u8)?,
-            ref_id: r.u64(),
+            ref_id: r.u64()?,
         }),
         tag::DEPOSIT_CREDITED => Event::DepositCredited {
-            account: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            external_ref: r.u64(),
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            external_ref: r.u64()?,
         },
         tag::WITHDRAWAL_UPDATED => Event::WithdrawalUpdated {
-            withdrawal_id: r.u64(),
-            account: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            client_ref: r.u64(),
+            withdrawal_id: r.u64()?,
+            account: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
             status: r.enum_u8("withdrawal_status", WithdrawalStatus::from_u8)?,
         },
         tag::TRANSFERRED => Event::Transferred {
-            from: AccountId(r.u64()),
-            to: AccountId(r.u64()),
-            asset: AssetId(r.u32()),
-            amount: r.i64(),
-            client_ref: r.u64(),
+            from: AccountId(r.u64()?),
+            to: AccountId(r.u64()?),
+            asset: AssetId(r.u32()?),
+            amount: r.i64()?,
+            client_ref: r.u64()?,
         },
         tag::ORDER => {
-            let (order_id, account, symbol, client_order_id) = (r.u64(), r.u64(), r.u32(), r.u64());
+            let (order_id, account, symbol, client_order_id) = (r.u64()?, r.u64()?, r.u32()?, r.u64()?);
             let exec = r.enum_u8("exec", ExecKind::from_u8)?;
             let status = r.enum_u8("status", OrderStatus::from_u8)?;
             let side = r.enum_u8("side", Side::from_u8)?;
             let order_type = r.enum_u8("order_type", OrderType::from_u8)?;
             let tif = r.enum_u8("tif", TimeInForce::from_u8)?;
-            r.u8();
+            r.u8()?;
             Event::Order(OrderReport {
                 order_id: OrderId(order_id),
                 account: AccountId(account),
@@ -544,28 +493,28 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
                 side,
                 order_type,
                 tif,
-                price: r.i64(),
-                qty: r.i64(),
-                filled_qty: r.i64(),
-                remaining_qty: r.i64(),
-                filled_quote: r.i64(),
-                fees_paid: r.i64(),
-                stop_price: if r.remaining() >= 8 { r.i64() } else { 0 },
+                price: r.i64()?,
+                qty: r.i64()?,
+                filled_qty: r.i64()?,
+                remaining_qty: r.i64()?,
+                filled_quote: r.i64()?,
+                fees_paid: r.i64()?,
+                stop_price: if r.remaining() >= 8 { r.i64()? } else { 0 },
             })
         }
         tag::TRADE => Event::Trade(Trade {
-            trade_id: TradeId(r.u64()),
-            symbol: SymbolId(r.u32()),
-            price: r.i64(),
-            qty: r.i64(),
-            quote_qty: r.i64(),
-            maker_order: OrderId(r.u64()),
-            taker_order: OrderId(r.u64()),
-            maker_account: AccountId(r.u64()),
-            taker_account: AccountId(r.u64()),
+            trade_id: TradeId(r.u64()?),
+            symbol: SymbolId(r.u32()?),
+            price: r.i64()?,
+            qty: r.i64()?,
+            quote_qty: r.i64()?,
+            maker_order: OrderId(r.u64()?),
+            taker_order: OrderId(r.u64()?),
+            maker_account: AccountId(r.u64()?),
+            taker_account: AccountId(r.u64()?),
             maker_side: r.enum_u8("maker_side", Side::from_u8)?,
-            maker_fee: r.i64(),
-            taker_fee: r.i64(),
+            maker_fee: r.i64()?,
+            taker_fee: r.i64()?,
         }),
         other => return Err(CodecError::UnknownEventTag(other)),
     })
@@ -573,24 +522,22 @@ fn decode_event_body(tag: u8, r: &mut Reader) -> Result<Event, CodecError> {
 
 /// Decodes a command's event list, appending to `out`.
 pub fn decode_events(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes.len() - at < 3 {
-            return Err(CodecError::Truncated(at));
-        }
-        let tag = bytes[at];
-        let len = u16::from_le_bytes([bytes[at + 1], bytes[at + 2]]) as usize;
-        let body_start = at + 3;
-        if bytes.len() - body_start < len {
-            return Err(CodecError::Truncated(at));
-        }
+    let r = &mut ByteReader::new(bytes);
+    while r.remaining() > 0 {
+        // A cut event is reported at its start, whichever of its parts is cut.
+        let at = r.position();
+        let truncated = |_| CodecError::Truncated(at);
+        let tag = r.u8()?;
+        let len = r.u16().map_err(truncated)? as usize;
+        let body = r.bytes(len).map_err(truncated)?;
         let expected = event_body_len(tag).ok_or(CodecError::UnknownEventTag(tag))?;
         let legacy_order = tag == tag::ORDER && len == ORDER_BODY_LEN_WITHOUT_STOP_PRICE;
         if len != expected && !legacy_order {
             return Err(CodecError::BadLength { kind: tag as u16, expected, got: len });
         }
-        out.push(decode_event_body(tag, &mut Reader::new(&bytes[body_start..body_start + len]))?);
-        at = body_start + len;
+        let body = &mut ByteReader::new(body);
+        out.push(decode_event_body(tag, body)?);
+        body.finish()?;
     }
     Ok(())
 }
@@ -627,18 +574,16 @@ fn encoded_event_len(event: &Event) -> usize {
 /// Encodes one event-log record payload: the event count (u32), then the events. The count
 /// keeps the payload non-empty for a command with no events and lets readers check it.
 pub fn encode_event_record(events: &[Event], out: &mut Vec<u8>) {
-    Writer(out).u32(events.len() as u32);
+    ByteWriter(out).u32(events.len() as u32);
     encode_events(events, out);
 }
 
 /// Decodes an event-log record payload, appending to `out`.
 pub fn decode_event_record(payload: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
-    if payload.len() < EVENT_RECORD_HEADER_BYTES {
-        return Err(CodecError::Truncated(0));
-    }
-    let count = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+    let r = &mut ByteReader::new(payload);
+    let count = r.u32()? as usize;
     let before = out.len();
-    decode_events(&payload[4..], out)?;
+    decode_events(r.rest(), out)?;
     if out.len() - before != count {
         return Err(CodecError::BadLength { kind: EVENTS_RECORD_KIND, expected: count, got: out.len() - before });
     }
@@ -697,7 +642,7 @@ impl Iterator for SplitParts<'_> {
 
 /// Encodes one part's payload: the command's seq, the part index, the event count, the events.
 pub fn encode_event_part(seq: Seq, index: u32, events: &[Event], out: &mut Vec<u8>) {
-    Writer(out).u64(seq).u32(index).u32(events.len() as u32);
+    ByteWriter(out).u64(seq).u32(index).u32(events.len() as u32);
     encode_events(events, out);
 }
 
@@ -714,10 +659,10 @@ pub fn decode_event_part(payload: &[u8], out: &mut Vec<Event>) -> Result<PartHea
     if payload.len() < PART_HEADER_BYTES {
         return Err(CodecError::Truncated(0));
     }
-    let r = &mut Reader::new(&payload[..PART_HEADER_BYTES]);
-    let header = PartHeader { seq: r.u64(), index: r.u32(), event_count: r.u32() };
+    let r = &mut ByteReader::new(payload);
+    let header = PartHeader { seq: r.u64()?, index: r.u32()?, event_count: r.u32()? };
     let before = out.len();
-    decode_events(&payload[PART_HEADER_BYTES..], out)?;
+    decode_events(r.rest(), out)?;
     let got = out.len() - before;
     if got != header.event_count as usize {
         let expected = header.event_count as usize;
@@ -742,8 +687,12 @@ pub struct SplitManifest {
 
 impl SplitManifest {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        Writer(out).u64(self.event_count).u64(self.first_part_seq).u32(self.part_count).u32(0);
-        out.extend_from_slice(&self.parts_hash);
+        ByteWriter(out)
+            .u64(self.event_count)
+            .u64(self.first_part_seq)
+            .u32(self.part_count)
+            .u32(0)
+            .bytes(&self.parts_hash);
     }
 
     pub fn decode(payload: &[u8]) -> Result<SplitManifest, CodecError> {
@@ -751,16 +700,16 @@ impl SplitManifest {
             let (expected, got) = (SPLIT_MANIFEST_BYTES, payload.len());
             return Err(CodecError::BadLength { kind: EVENTS_SPLIT_RECORD_KIND, expected, got });
         }
-        let r = &mut Reader::new(payload);
-        let (event_count, first_part_seq, part_count, reserved) = (r.u64(), r.u64(), r.u32(), r.u32());
+        let r = &mut ByteReader::new(payload);
+        let (event_count, first_part_seq, part_count, reserved) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
         if reserved != 0 {
             return Err(CodecError::BadManifest("reserved bytes are not zero"));
         }
         if part_count < 2 {
             return Err(CodecError::BadManifest("fewer than 2 parts"));
         }
-        let mut parts_hash = [0u8; 32];
-        parts_hash.copy_from_slice(&payload[24..56]);
+        let parts_hash = r.array()?;
+        r.finish()?;
         Ok(SplitManifest { event_count, first_part_seq, part_count, parts_hash })
     }
 }
@@ -834,63 +783,25 @@ mod tests {
 
     #[test]
     fn every_command_kind_round_trips() {
-        let spec = SymbolSpec {
-            symbol: SymbolId(9),
-            base: AssetId(1),
-            quote: AssetId(2),
-            tick_size: 3,
-            lot_size: 4,
-            min_qty: 5,
-            min_notional: 6,
-            max_order_qty: 7,
-            maker_fee_ppm: 8,
-            taker_fee_ppm: 9,
-            price_band_bps: 10,
-        };
-        let commands = [
-            Command::CreateAsset { asset: AssetId(7), scale: 8 },
-            Command::CreateSymbol(spec),
-            Command::UpdateSymbol(spec),
-            Command::SetSymbolStatus { symbol: SymbolId(9), status: SymbolStatus::Halted },
-            Command::CreateAccount { account: AccountId(1), parent: AccountId(2), owner: 3 },
-            Command::SetAccountStatus { account: AccountId(1), status: AccountStatus::Frozen },
-            Command::Deposit { account: AccountId(1), asset: AssetId(2), amount: -3, external_ref: u64::MAX },
-            Command::WithdrawRequest { account: AccountId(1), asset: AssetId(2), amount: 3, client_ref: 4 },
-            Command::WithdrawApprove { withdrawal_id: 5 },
-            Command::WithdrawReject { withdrawal_id: 6 },
-            Command::Transfer { from: AccountId(1), to: AccountId(2), asset: AssetId(3), amount: 4, client_ref: 5 },
-            Command::PlaceOrder(NewOrder {
-                account: AccountId(1),
-                symbol: SymbolId(2),
-                client_order_id: 3,
-                side: Side::Sell,
-                order_type: OrderType::StopMarket,
-                tif: TimeInForce::Fok,
-                stp: StpMode::CancelBoth,
-                price: 4,
-                stop_price: 5,
-                qty: 6,
-                quote_budget: 7,
-            }),
-            Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) },
-            Command::CancelByClientId { account: AccountId(1), client_order_id: 2 },
-            Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL },
-            Command::AmendOrder { account: AccountId(1), order_id: OrderId(2), price: 3, qty: 4 },
-            Command::CreateAssetWithCode {
-                asset: AssetId(7),
-                scale: 8,
-                code: Code::parse("BTC", CodeOf::Asset).unwrap(),
-            },
-            // A code the engine would refuse still round-trips: validity is the engine's rule.
-            Command::CreateSymbolWithCode { spec, code: Code([b'x'; CODE_BYTES]) },
-        ];
         let mut buf = Vec::new();
-        for (i, command) in commands.into_iter().enumerate() {
+        for (i, command) in crate::testkit::samples::every_command().into_iter().enumerate() {
             buf.clear();
             let kind = encode_command(&command, &mut buf);
             assert_eq!(kind as usize, i + 1, "kinds are numbered in this order");
             assert_eq!(decode_command(kind, &buf), Ok(command));
             assert!(matches!(decode_command(kind, &buf[..buf.len() - 1]), Err(CodecError::BadLength { .. })));
+        }
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_and_a_cut_one_is_an_error() {
+        for event in crate::testkit::samples::every_event() {
+            let mut bytes = Vec::new();
+            encode_event(&event, &mut bytes);
+            let mut events = Vec::new();
+            decode_events(&bytes, &mut events).unwrap();
+            assert_eq!(events, [event]);
+            assert_eq!(decode_events(&bytes[..bytes.len() - 1], &mut events), Err(CodecError::Truncated(0)));
         }
     }
 

@@ -4,30 +4,84 @@
 #![allow(dead_code)]
 
 use seqd::client::{Client, ClientError};
-use seqd::engine::{
-    AccountId, AssetId, BalanceView, Command, NewOrder, OrderType, Side, StpMode, SymbolId, SymbolSpec, TimeInForce,
-};
+use seqd::engine::{AccountId, AssetId, BalanceView, Command, Side, SymbolId, SymbolSpec};
 use seqd::protocol::Message;
+use seqd::testkit::samples::gtc_limit;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+
+/// A `seqd run` child process that a test which fails before stopping it does not leave
+/// running.
+pub struct SeqdProcess(pub Child);
+
+impl Drop for SeqdProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl SeqdProcess {
+    /// Starts `seqd run` on `data_dir` with free loopback ports for QUIC and metrics, then
+    /// `extra_args` and the environment `env`; its stderr goes to `stderr_log` (else the
+    /// test's). Returns the process and its first stdout line ("seqd: listening on ...", or
+    /// empty when it exited before serving).
+    pub fn spawn(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+        stderr_log: Option<&Path>,
+    ) -> (SeqdProcess, String) {
+        let stderr = match stderr_log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
+            .args(["run", "--data-dir", data_dir.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        (SeqdProcess(child), line)
+    }
+
+    /// SIGTERM and wait: the graceful path (drain, durable journal, snapshot).
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        self.0.wait().unwrap()
+    }
+}
+
+/// The QUIC address of the "listening on" line, if that is what `line` is.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let addr = line.strip_prefix("seqd: listening on ")?.split_whitespace().next()?;
+    Some(addr.parse().unwrap())
+}
+
+/// A client of `principal` with the certificates in `certs` (`seqd dev-certs`).
+pub async fn connect(addr: SocketAddr, certs: &Path, principal: &str) -> Client {
+    let read = |name: String| std::fs::read(certs.join(name)).unwrap();
+    Client::connect(addr, &read("ca.pem".into()), &read(format!("{principal}.pem")), &read(format!("{principal}.key")))
+        .await
+        .unwrap()
+}
 
 pub struct Daemon {
-    child: Child,
+    process: SeqdProcess,
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     data_dir: PathBuf,
-}
-
-/// A test that fails before `stop` must not leave the daemon running.
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 impl Daemon {
@@ -37,30 +91,8 @@ impl Daemon {
     }
 
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Daemon {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_seqd"))
-            .args([
-                "run",
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("seqd: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        let (process, line) = SeqdProcess::spawn(data_dir, extra_args, &[], None);
+        let addr = listening_addr(&line).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         let metrics_addr = line
             .split("metrics on http://")
             .nth(1)
@@ -68,14 +100,12 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
             .parse()
             .unwrap();
-        Daemon { child, addr, metrics_addr, data_dir: data_dir.to_path_buf() }
+        Daemon { process, addr, metrics_addr, data_dir: data_dir.to_path_buf() }
     }
 
     /// SIGTERM and wait: the graceful path (drain, durable journal, snapshot).
-    pub fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
+    pub fn stop(self) {
+        let status = self.process.terminate();
         assert!(status.success(), "seqd run exited with {status}");
     }
 
@@ -84,15 +114,7 @@ impl Daemon {
     }
 
     pub async fn client(&self, principal: &str) -> Client {
-        let read = |name: String| std::fs::read(self.certs().join(name)).unwrap();
-        Client::connect(
-            self.addr,
-            &read("ca.pem".into()),
-            &read(format!("{principal}.pem")),
-            &read(format!("{principal}.key")),
-        )
-        .await
-        .unwrap()
+        connect(self.addr, &self.certs(), principal).await
     }
 }
 
@@ -101,19 +123,25 @@ pub const USDT: u32 = 2;
 pub const BTC_USDT: u32 = 1;
 
 pub fn limit(account: u64, side: Side, price: i64, qty: i64) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account: AccountId(account),
+    Command::PlaceOrder(gtc_limit(AccountId(account), SymbolId(BTC_USDT), side, price, qty))
+}
+
+/// BTC/USDT: tick 0.01 USDT, lot 0.0001 BTC (one lot at one tick is 1 USDT minor unit), at most
+/// 1,000 BTC an order, no minimum notional, no price band; fees in parts per million.
+pub fn venue_spec(maker_fee_ppm: u32, taker_fee_ppm: u32) -> SymbolSpec {
+    SymbolSpec {
         symbol: SymbolId(BTC_USDT),
-        client_order_id: 0,
-        side,
-        order_type: OrderType::Limit,
-        tif: TimeInForce::Gtc,
-        stp: StpMode::CancelIncoming,
-        price,
-        stop_price: 0,
-        qty,
-        quote_budget: 0,
-    })
+        base: AssetId(BTC),
+        quote: AssetId(USDT),
+        tick_size: 10_000,
+        lot_size: 10_000,
+        min_qty: 10_000,
+        min_notional: 0,
+        max_order_qty: 100_000_000_000,
+        maker_fee_ppm,
+        taker_fee_ppm,
+        price_band_bps: 0,
+    }
 }
 
 /// Admin creates BTC/USDT (no fees), accounts 1 (trader1's) and 2 (trader2's), and funds them.
@@ -121,19 +149,7 @@ pub async fn set_up_venue(admin: &mut Client) {
     let setup = [
         Command::CreateAsset { asset: AssetId(BTC), scale: 8 },
         Command::CreateAsset { asset: AssetId(USDT), scale: 6 },
-        Command::CreateSymbol(SymbolSpec {
-            symbol: SymbolId(BTC_USDT),
-            base: AssetId(BTC),
-            quote: AssetId(USDT),
-            tick_size: 10_000,
-            lot_size: 10_000,
-            min_qty: 10_000,
-            min_notional: 0,
-            max_order_qty: 100_000_000_000,
-            maker_fee_ppm: 0,
-            taker_fee_ppm: 0,
-            price_band_bps: 0,
-        }),
+        Command::CreateSymbol(venue_spec(0, 0)),
         Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 },
         Command::CreateAccount { account: AccountId(2), parent: AccountId::NONE, owner: 2 },
         Command::Deposit { account: AccountId(1), asset: AssetId(USDT), amount: 100_000_000_000, external_ref: 1 },
