@@ -21,6 +21,14 @@ fn config() -> SequencerConfig {
 }
 
 /// An exchange-core mix written through the sequencer; returns its engine.
+/// These tests take journal locks (`flock`) while others spawn `seqd`. A child forked by one test
+/// holds copies of the other tests' descriptors until it execs, and with them their locks, for
+/// an instant: a lock released by a dropped sequencer can still look held. One test at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn write_data_dir(dir: &Path) -> Engine {
     let (mut sequencer, _) = Sequencer::open(&DataDir::new(dir), config()).unwrap();
     let workload = exchange_core_mix(WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 7 });
@@ -60,6 +68,7 @@ fn events_read_from(events_dir: &Path, from_seq: u64, last_seq: u64) {
 
 #[test]
 fn archive_moves_only_what_the_snapshot_and_a_mirror_no_longer_need_and_recovery_still_works() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     let archive = tempfile::tempdir().unwrap();
     let live = write_data_dir(dir.path());
@@ -129,6 +138,7 @@ fn archive_moves_only_what_the_snapshot_and_a_mirror_no_longer_need_and_recovery
 
 #[test]
 fn archive_without_a_snapshot_keeps_everything() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     write_data_dir(dir.path());
     let before = first_seqs(&dir.path().join("input"));
@@ -142,6 +152,7 @@ fn archive_without_a_snapshot_keeps_everything() {
 
 #[test]
 fn snapshot_and_archive_refuse_a_directory_a_writer_holds() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     write_data_dir(dir.path());
     let data_dir = DataDir::new(dir.path());
@@ -160,6 +171,7 @@ fn snapshot_and_archive_refuse_a_directory_a_writer_holds() {
 
 #[test]
 fn an_address_in_use_is_named_before_recovery_and_logs_carry_no_colour_codes() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -198,6 +210,7 @@ fn an_address_in_use_is_named_before_recovery_and_logs_carry_no_colour_codes() {
 
 #[test]
 fn the_daemon_archives_by_its_retention_policy_and_warns_of_low_disk() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = write_data_dir(dir.path());
     let data_dir = DataDir::new(dir.path());
@@ -233,7 +246,9 @@ fn the_daemon_archives_by_its_retention_policy_and_warns_of_low_disk() {
 
     // The first round is one interval after the start; give a loaded machine ample time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while first_seqs(&data_dir.input())[0] == input_before[0] && std::time::Instant::now() < deadline {
+    // A listing can fail while the daemon removes the segment it names: that is a change too.
+    let unchanged = || segments(&data_dir.input()).is_ok_and(|s| s[0].first_seq == input_before[0]);
+    while unchanged() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
@@ -278,6 +293,7 @@ impl Drop for ClickHouseDb {
 
 #[test]
 fn a_mirror_resumes_past_archived_segments_and_still_reconciles() {
+    let _one_at_a_time = serial();
     let dir = tempfile::tempdir().unwrap();
     let live = write_data_dir(dir.path());
     let data_dir = DataDir::new(dir.path());

@@ -7,6 +7,25 @@
 
 use std::fmt;
 
+/// `Debug` and `Display` of a newtype print the bare number, so dumps, logs and invariant
+/// messages read as they did when the ids and units were plain integers.
+macro_rules! print_as_number {
+    ($name:ident) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+pub(crate) use print_as_number;
+
 /// Declares an identifier newtype. The ids are all plain integers on the wire and in the state,
 /// and several commands take two of them side by side (`CancelOrder { account, order_id }`), so
 /// a distinct type per id makes a swapped argument a compile error. `repr(transparent)` keeps
@@ -41,17 +60,7 @@ macro_rules! id_newtype {
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&self.0, f)
-            }
-        }
+        print_as_number!($name);
     };
 }
 

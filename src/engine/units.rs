@@ -10,6 +10,7 @@
 //! caller picks the reject (`RejectReason::Overflow`) or the assertion.
 
 use super::command::SymbolSpec;
+use super::types::print_as_number;
 use std::fmt;
 
 /// Declares a unit newtype over `i64`. `repr(transparent)` keeps the integer's layout (and the
@@ -61,17 +62,7 @@ macro_rules! unit_newtype {
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&self.0, f)
-            }
-        }
+        print_as_number!($name);
     };
 }
 

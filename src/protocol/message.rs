@@ -667,19 +667,7 @@ pub(crate) fn put_symbols(out: &mut Vec<u8>, seq: Seq, more: bool, symbols: &[Sy
 }
 
 fn read_symbol(c: &mut ByteReader) -> Result<SymbolView, PayloadError> {
-    let spec = crate::engine::SymbolSpec {
-        symbol: SymbolId(c.u32()?),
-        base: AssetId(c.u32()?),
-        quote: AssetId(c.u32()?),
-        tick_size: c.i64()?,
-        lot_size: c.i64()?,
-        min_qty: c.i64()?,
-        min_notional: c.i64()?,
-        max_order_qty: c.i64()?,
-        maker_fee_ppm: c.u32()?,
-        taker_fee_ppm: c.u32()?,
-        price_band_bps: c.u32()?,
-    };
+    let spec = codec::read_spec(c)?;
     Ok(SymbolView { spec, status: c.enum_u8("symbol_status", SymbolStatus::from_u8)?, code: read_code(c)? })
 }
 

@@ -103,7 +103,8 @@ fn read_code(r: &mut ByteReader) -> Result<Code, CodecError> {
     Ok(Code(r.array::<CODE_BYTES>()?))
 }
 
-fn read_spec(r: &mut ByteReader) -> Result<SymbolSpec, CodecError> {
+/// Reads a `SymbolSpec` as `write_spec` lays it out (the protocol's `Symbols` reuses it).
+pub fn read_spec(r: &mut ByteReader) -> Result<SymbolSpec, ReadError> {
     Ok(SymbolSpec {
         symbol: SymbolId(r.u32()?),
         base: AssetId(r.u32()?),

@@ -179,17 +179,24 @@ pub fn replay_command(dir: &Path, to: Option<u64>, json: bool, no_snapshot: bool
     }
 }
 
+/// The data directory `dir` with its input journal's writer lock (held while the file lives),
+/// or why not: not a data directory, or a live writer holds it.
+fn lock_data_dir(dir: &Path) -> Result<(DataDir, std::fs::File), String> {
+    let data_dir = DataDir::new(dir);
+    if !data_dir.input().is_dir() {
+        return Err(format!("{} is not a data directory (no input/)", dir.display()));
+    }
+    let lock = super::truncate::lock(&data_dir.input())?;
+    Ok((data_dir, lock))
+}
+
 /// Rebuilds the state offline (newest snapshot + journal) and writes a new snapshot; the
 /// daemon's processor is never involved, so taking one never stalls trading.
 pub fn snapshot(dir: &Path, keep: usize) -> ExitCode {
-    let data_dir = DataDir::new(dir);
-    if !data_dir.input().is_dir() {
-        return fail(&format!("{} is not a data directory (no input/)", dir.display()));
-    }
     // The input journal's writer lock, held to the end: a live daemon owns the directory (and
     // writes its own snapshots), and no daemon may start while this one is being written.
-    let _input_lock = match super::truncate::lock(&data_dir.input()) {
-        Ok(lock) => lock,
+    let (data_dir, _input_lock) = match lock_data_dir(dir) {
+        Ok(locked) => locked,
         Err(e) => return fail(&e),
     };
     let options = ReplayOptions { use_snapshot: true, to_seq: None, progress: true };
@@ -264,13 +271,9 @@ pub fn archive(dir: &Path, args: &ArchiveArgs) -> ExitCode {
         (None, true) => Disposal::Delete,
         _ => return fail("say where the segments go: --to ARCHIVE_DIR, or --delete"),
     };
-    let data_dir = DataDir::new(dir);
-    if !data_dir.input().is_dir() {
-        return fail(&format!("{} is not a data directory (no input/)", dir.display()));
-    }
     // Both writers' locks, held to the end: the daemon (or a truncate) must not run meanwhile.
-    let _input_lock = match super::truncate::lock(&data_dir.input()) {
-        Ok(lock) => lock,
+    let (data_dir, _input_lock) = match lock_data_dir(dir) {
+        Ok(locked) => locked,
         Err(e) => return fail(&e),
     };
     let _events_lock = match data_dir.events().is_dir().then(|| super::truncate::lock(&data_dir.events())) {
