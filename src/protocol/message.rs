@@ -4,6 +4,10 @@
 //! by exactly `codec::encode_command`'s bytes, and every list of events (including order
 //! reports in query answers) is `codec`'s event list layout (`journal/FORMAT.md` §10).
 //! The byte tables of every message are in `docs/PROTOCOL.md`.
+//!
+//! The file is over 800 lines (about 860 without its tests) because each message's writer sits
+//! next to its reader, one pair per layout, for the 40-odd message types of version 2; split by
+//! direction, a layout's two halves would live in two files and drift apart.
 
 use super::error::{EncodeError, GatewayError, MessageError, PayloadError};
 use super::frame::Frame;
