@@ -86,13 +86,15 @@ fn archive_once(
 ) -> Result<(), RetentionError> {
     let snapshot_seq = newest_usable_snapshot_seq(&data_dir.snapshots(), &data_dir.input())?;
     let keep = KeepFrom::new(snapshot_seq, floor, checkpoints);
-    let (input, events) = archive_data_dir(data_dir, keep, disposal)?;
-    if input.segments + events.segments > 0 {
+    let archived = archive_data_dir(data_dir, keep, disposal)?;
+    if archived.segments() > 0 {
         tracing::info!(
-            input_segments = input.segments,
-            input_bytes = input.bytes,
-            events_segments = events.segments,
-            events_bytes = events.bytes,
+            input_segments = archived.input.segments,
+            input_bytes = archived.input.bytes,
+            events_segments = archived.events.segments,
+            events_bytes = archived.events.bytes,
+            parts_segments = archived.parts.segments,
+            parts_bytes = archived.parts.bytes,
             keep_input_from = keep.input_seq,
             keep_events_from = keep.events_seq,
             "journal segments archived"

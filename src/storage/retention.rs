@@ -11,12 +11,18 @@
 //! The last segment of a journal (the one a writer appends to) never goes, nor the one holding
 //! the keep sequence. Segments go oldest first, the directory synced after each, so a crash
 //! part-way leaves a journal that starts later and is otherwise whole: the first segment present
-//! anchors the chain (FORMAT.md, 5). The parts log of split event lists (`events/parts/`) is
-//! not archived here (it holds only lists over 8 KiB; its positions are not command seqs).
+//! anchors the chain (FORMAT.md, 5).
+//!
+//! The parts log of split event lists (`events/parts/`) has seqs of its own, not command seqs;
+//! each part's payload starts with its command's seq (FORMAT.md, 10.3). A prefix of its segments
+//! may go while every part in it belongs to a command below the event log's keep sequence: such
+//! a part is referenced only by a manifest the event log no longer needs, or by none (parts a
+//! crash left without their manifest). The first part of a kept command stops the prefix.
 
 use crate::engine::Seq;
 use crate::storage::disk::Storage;
-use crate::storage::journal::{chain_hash_at, format, ChainPosition, JournalError};
+use crate::storage::event_log::parts_dir;
+use crate::storage::journal::{chain_hash_at, format, ChainPosition, JournalError, JournalReader};
 use crate::storage::replay::DataDir;
 use crate::storage::snapshots::{SnapshotError, SnapshotStore};
 use std::fs;
@@ -174,15 +180,60 @@ fn move_file(from: &Path, to: &Path, storage: &Storage) -> Result<(), RetentionE
     storage.remove_file(from).map_err(io_error(from))
 }
 
-/// Both journals of a data directory, input then event log. The caller holds both locks.
+/// What each journal of a data directory gave up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchivedDataDir {
+    pub input: Archived,
+    pub events: Archived,
+    /// The parts log of split event lists (`events/parts/`).
+    pub parts: Archived,
+}
+
+impl ArchivedDataDir {
+    pub fn segments(&self) -> usize {
+        self.input.segments + self.events.segments + self.parts.segments
+    }
+}
+
+/// The journals of a data directory: input, event log, then its parts log. The caller holds the
+/// input's and the event log's locks (the event-log writer also writes the parts log).
 pub fn archive_data_dir(
     data_dir: &DataDir,
     keep: KeepFrom,
     disposal: &Disposal,
-) -> Result<(Archived, Archived), RetentionError> {
-    let input = archive_journal(&data_dir.input(), keep.input_seq, disposal, "input", &data_dir.storage)?;
-    let events = archive_journal(&data_dir.events(), keep.events_seq, disposal, "events", &data_dir.storage)?;
-    Ok((input, events))
+) -> Result<ArchivedDataDir, RetentionError> {
+    let storage = &data_dir.storage;
+    let input = archive_journal(&data_dir.input(), keep.input_seq, disposal, "input", storage)?;
+    let events = archive_journal(&data_dir.events(), keep.events_seq, disposal, "events", storage)?;
+    let parts_dir = parts_dir(&data_dir.events());
+    let parts = match parts_keep_seq(&parts_dir, keep.events_seq)? {
+        Some(parts_keep) => archive_journal(&parts_dir, parts_keep, disposal, "events/parts", storage)?,
+        None => Archived::default(),
+    };
+    Ok(ArchivedDataDir { input, events, parts })
+}
+
+/// The parts-log seq of the first part whose command is at or after `events_keep_seq` (the
+/// parts log keeps it and everything after); `None` when the parts log is empty or holds no
+/// such part yet (then nothing of it goes: its last segment never does anyway, and a part of a
+/// kept command may still be on its way). Reads only up to that part.
+pub fn parts_keep_seq(parts_dir: &Path, events_keep_seq: Seq) -> Result<Option<Seq>, RetentionError> {
+    let Some(first) = segments(parts_dir)?.first().map(|s| s.first_seq) else {
+        return Ok(None);
+    };
+    let mut reader = JournalReader::open(parts_dir, first)?;
+    while let Some(record) = reader.next()? {
+        // A part's payload starts with its command's seq (FORMAT.md, 10.3); a record too short
+        // to hold one is not a part this build wrote: keep everything from it on.
+        let command_seq = match record.payload.get(..8) {
+            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+            None => return Ok(Some(record.seq)),
+        };
+        if command_seq >= events_keep_seq {
+            return Ok(Some(record.seq));
+        }
+    }
+    Ok(None)
 }
 
 /// Disk figures of a data directory, for the free-disk warning and the metrics
@@ -260,6 +311,43 @@ mod tests {
 
     fn firsts(segments: &[Segment]) -> Vec<Seq> {
         segments.iter().map(|s| s.first_seq).collect()
+    }
+
+    #[test]
+    fn the_parts_log_gives_up_only_the_parts_of_commands_below_the_keep_seq() {
+        use crate::engine::{AccountId, Command, SymbolId};
+        use crate::storage::event_log::tests::{cancel_all_session, write_log};
+        use crate::storage::event_log::EventLogReader;
+        // Two split lists: 1,000 orders cancelled at once, twice.
+        let mut commands = cancel_all_session(1_000);
+        let first_split = commands.len() as Seq;
+        let orders: Vec<Command> = commands.iter().filter(|c| matches!(c, Command::PlaceOrder(_))).copied().collect();
+        commands.extend(orders);
+        commands.push(Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL });
+        let second_split = commands.len() as Seq;
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_log(dir.path(), &commands);
+        let parts = parts_dir(dir.path());
+        let before = segments(&parts).unwrap();
+        assert!(before.len() >= 4, "{} parts segments", before.len());
+
+        // The first split command is kept: its first part stops the prefix at once.
+        assert_eq!(parts_keep_seq(&parts, first_split).unwrap(), Some(before[0].first_seq));
+        // Nothing at or after the keep seq has parts (yet): nothing of the parts log goes.
+        assert_eq!(parts_keep_seq(&parts, second_split + 1).unwrap(), None);
+
+        let keep = parts_keep_seq(&parts, first_split + 1).unwrap().expect("the second list's first part");
+        let archived = archive_journal(&parts, keep, &Disposal::Delete, "events/parts", &Storage::Real).unwrap();
+        let after = segments(&parts).unwrap();
+        assert!(archived.segments >= 1 && after.len() + archived.segments == before.len(), "{archived:?}");
+        assert!(after[0].first_seq <= keep, "the segment holding the kept part stays");
+        // The kept split record still reads whole; the archived one is gone with its parts.
+        let mut events = Vec::new();
+        let mut reader = EventLogReader::open(dir.path(), second_split).unwrap();
+        assert_eq!(reader.next(&mut events).unwrap().map(|head| head.0), Some(second_split));
+        assert_eq!(&events, written.last().unwrap());
+        let mut reader = EventLogReader::open(dir.path(), first_split).unwrap();
+        assert!(reader.next(&mut events).is_err(), "the first list's parts were archived");
     }
 
     #[test]

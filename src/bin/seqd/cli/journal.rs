@@ -301,9 +301,11 @@ pub fn archive(dir: &Path, args: &ArchiveArgs) -> ExitCode {
         keep.input_seq, keep.events_seq
     );
     match archive_data_dir(&data_dir, keep, &disposal) {
-        Ok((input, events)) => {
+        Ok(archived) => {
             let what = if args.delete { "deleted" } else { "archived" };
-            for (name, done) in [("input", input), ("events", events)] {
+            for (name, done) in
+                [("input", archived.input), ("events", archived.events), ("events/parts", archived.parts)]
+            {
                 let starts = done.first_seq.map_or("-".to_string(), |seq| seq.to_string());
                 println!("{name}: {what} {} segments ({} bytes); starts at seq {starts}", done.segments, done.bytes);
             }
