@@ -289,9 +289,18 @@ macro_rules! reject_reasons {
 
         const REJECT_REASON_COUNT: usize = [$(RejectReason::$variant),+].len();
 
+        /// The reasons numbered 0.. in code order: `RejectReason::index` without a search.
+        #[allow(dead_code)] // only its discriminants are read
+        enum RejectReasonIndex { $($variant),+ }
+
         impl RejectReason {
             /// Every reason, in code order (generated with the enum, so it cannot miss one).
             pub const ALL: [RejectReason; REJECT_REASON_COUNT] = [$(RejectReason::$variant),+];
+
+            /// Position of the reason in [`RejectReason::ALL`], for tables indexed by reason.
+            pub fn index(self) -> usize {
+                match self { $(RejectReason::$variant => RejectReasonIndex::$variant as usize,)+ }
+            }
 
             /// Decodes a wire/journal code; `None` for an unknown code.
             pub fn from_code(code: u16) -> Option<Self> {
@@ -413,6 +422,9 @@ mod tests {
             assert_eq!(RejectReason::from_code(r.code()), Some(r));
         }
         assert_eq!(RejectReason::from_code(0), None);
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
         let codes: Vec<u16> = RejectReason::ALL.iter().map(|r| r.code()).collect();
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
         assert_eq!(codes.len(), 49);
