@@ -22,6 +22,7 @@
 use seqd::engine::*;
 use seqd::gateway::market_data::MarketData;
 use seqd::protocol::{BookEvent, L2Book, Message};
+use seqd::testkit::samples::gtc_limit;
 use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
 use std::collections::BTreeMap;
 
@@ -240,19 +241,14 @@ impl Stream {
                 let spec = symbol_spec(symbol);
                 let side = if self.rng.chance(50) { Side::Buy } else { Side::Sell };
                 let away = (8 + self.rng.below(25) as i64) * if side == Side::Buy { -1 } else { 1 };
-                Command::PlaceOrder(NewOrder {
-                    account: self.rng.pick(&TRADERS),
+                // Arguments are evaluated in order: the same draws as before (account, then qty).
+                Command::PlaceOrder(gtc_limit(
+                    self.rng.pick(&TRADERS),
                     symbol,
-                    client_order_id: 0,
                     side,
-                    order_type: OrderType::Limit,
-                    tif: TimeInForce::Gtc,
-                    stp: StpMode::CancelIncoming,
-                    price: (MID_TICKS + away) * spec.tick_size,
-                    stop_price: 0,
-                    qty: (1 + self.rng.below(5) as i64) * spec.lot_size,
-                    quote_budget: 0,
-                })
+                    (MID_TICKS + away) * spec.tick_size,
+                    (1 + self.rng.below(5) as i64) * spec.lot_size,
+                ))
             }
         }
     }

@@ -8,7 +8,7 @@ use seqd::storage::event_log::EventLogReader;
 use seqd::storage::journal::{self, Durability};
 use seqd::storage::replay::{replay, DataDir, ReplayOptions};
 use seqd::storage::retention::segments;
-use seqd::testkit::workload::{exchange_core_mix, WorkloadSpec};
+use seqd::testkit::workload::{self, exchange_core_mix, WorkloadSpec};
 use std::path::Path;
 use std::process::{Command as Process, Output};
 
@@ -30,16 +30,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn write_data_dir(dir: &Path) -> Engine {
-    let (mut sequencer, _) = Sequencer::open(&DataDir::new(dir), config()).unwrap();
-    let workload = exchange_core_mix(WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 7 });
-    for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
-        sequencer.submit(1_000 + i as u64, command).unwrap();
-        if i % 100 == 0 {
-            sequencer.commit().unwrap();
-        }
-    }
-    sequencer.commit().unwrap();
-    sequencer.engine().clone()
+    workload::write_data_dir(
+        dir,
+        config(),
+        WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 7 },
+    )
 }
 
 fn seqd(args: &[&str]) -> Output {

@@ -4,25 +4,19 @@ use seqd::engine::{AccountId, AssetId, Engine};
 use seqd::pipeline::sequencer::{Sequencer, SequencerConfig};
 use seqd::storage::journal::Durability;
 use seqd::storage::replay::{replay, DataDir, ReplayOptions};
-use seqd::testkit::workload::{exchange_core_mix, SplitMix64, WorkloadSpec};
+use seqd::testkit::workload::{self, SplitMix64, WorkloadSpec};
 use std::process::Command as Process;
 
 const COMMANDS: usize = 30_000;
 
-/// Writes the scripted session followed by an exchange-core mix through the sequencer.
+/// An exchange-core mix written through the sequencer.
 fn write_data_dir(dir: &std::path::Path) -> Engine {
     let config = SequencerConfig { segment_size_bytes: 256 * 1024, durability: Durability::PageCache };
-    let (mut sequencer, recovery) = Sequencer::open(&DataDir::new(dir), config).unwrap();
-    assert_eq!(recovery.input.last_seq, 0);
-    let workload = exchange_core_mix(WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 5 });
-    for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
-        sequencer.submit(1_000 + i as u64, command).unwrap();
-        if i % 100 == 0 {
-            sequencer.commit().unwrap();
-        }
-    }
-    sequencer.commit().unwrap();
-    sequencer.engine().clone()
+    workload::write_data_dir(
+        dir,
+        config,
+        WorkloadSpec { accounts: 100, resting_orders: 300, commands: COMMANDS, seed: 5 },
+    )
 }
 
 #[test]

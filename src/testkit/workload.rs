@@ -254,6 +254,29 @@ pub fn exchange_core_mix(spec: WorkloadSpec) -> Workload {
     Workload { setup: recorded, commands }
 }
 
+/// Writes `spec`'s exchange-core mix (setup, then commands) through a sequencer into the empty
+/// data directory `dir`, committing every 100 commands, with timestamps `1_000 + i`, and
+/// returns the state it reached: the data directory the replay and operations tests start from.
+pub fn write_data_dir(
+    dir: &std::path::Path,
+    config: crate::pipeline::sequencer::SequencerConfig,
+    spec: WorkloadSpec,
+) -> Engine {
+    use crate::pipeline::sequencer::Sequencer;
+    let data_dir = crate::storage::replay::DataDir::new(dir);
+    let (mut sequencer, recovery) = Sequencer::open(&data_dir, config).expect("open the sequencer");
+    assert_eq!(recovery.input.last_seq, 0, "a fresh data directory");
+    let workload = exchange_core_mix(spec);
+    for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
+        sequencer.submit(1_000 + i as u64, command).expect("submit");
+        if i % 100 == 0 {
+            sequencer.commit().expect("commit");
+        }
+    }
+    sequencer.commit().expect("commit");
+    sequencer.engine().clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
