@@ -39,6 +39,94 @@ pub struct Config {
     pub replicate: ReplicateSection,
     pub retention: RetentionSection,
     pub principals: Vec<PrincipalSection>,
+    /// `[cluster]`: this daemon is one node of a Raft cluster (docs/CLUSTER.md); absent, it
+    /// runs alone.
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: this node's id and the static membership (`[[cluster.nodes]]`, every node
+/// including this one, in the same order on every node).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's id: one of `nodes[].id` (1..=255).
+    pub node_id: u64,
+    /// The node transport's certificates: `ca.pem` (the cluster's CA), `node-<id>.pem` and
+    /// `node-<id>.key` (`seqd dev-certs --nodes N` writes a set). A peer is admitted only with
+    /// a certificate of that CA whose common name is `node-<id>` of a configured node.
+    pub certs_dir: PathBuf,
+    /// A follower that hears nothing from a leader for a random time in
+    /// [election_timeout_ms, 2 x election_timeout_ms) starts an election.
+    #[serde(default = "default_election_timeout_ms")]
+    pub election_timeout_ms: u64,
+    /// The leader's heartbeat period; at most a third of the election timeout.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Every node hashes its state at each multiple of this sequence; followers compare with
+    /// the leader's hash and stop on a mismatch. 0: never.
+    #[serde(default = "default_state_hash_every_commands")]
+    pub state_hash_every_commands: u64,
+    /// Raft log entries kept behind the applied index before compaction (a follower further
+    /// behind catches up by snapshot).
+    #[serde(default = "default_log_entries_kept")]
+    pub log_entries_kept: u64,
+    pub nodes: Vec<ClusterNode>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterNode {
+    pub id: u64,
+    /// The node transport (QUIC, node certificates).
+    pub node_address: SocketAddr,
+    /// The node's client gateway, as clients reach it: what a follower names in `NotLeader`.
+    pub client_address: String,
+    /// The node's metrics endpoint (`/cluster` for `seqd cluster status`), if it has one.
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
+}
+
+fn default_election_timeout_ms() -> u64 {
+    1000
+}
+fn default_heartbeat_ms() -> u64 {
+    100
+}
+fn default_state_hash_every_commands() -> u64 {
+    100_000
+}
+fn default_log_entries_kept() -> u64 {
+    100_000
+}
+
+impl ClusterSection {
+    /// This node's entry in `nodes`.
+    pub fn this_node(&self) -> &ClusterNode {
+        self.nodes.iter().find(|n| n.id == self.node_id).expect("validated: node_id is listed")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("cluster: {m}")));
+        if ![1, 3, 5].contains(&self.nodes.len()) {
+            return invalid(format!("a cluster has 1, 3 or 5 nodes, not {}", self.nodes.len()));
+        }
+        let mut ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.nodes.len() || ids.iter().any(|&id| id == 0 || id > 255) {
+            return invalid("node ids must be distinct, in 1..=255".into());
+        }
+        if !ids.contains(&self.node_id) {
+            return invalid(format!("node_id {} is not among the nodes", self.node_id));
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms < 3 * self.heartbeat_ms {
+            return invalid("election_timeout_ms must be at least 3 x heartbeat_ms (> 0)".into());
+        }
+        if self.log_entries_kept == 0 {
+            return invalid("log_entries_kept must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 /// Journal retention and the free-disk warning (`[retention]`; storage/retention.rs).
@@ -304,6 +392,9 @@ impl Config {
         }
         if self.principals.iter().any(|p| p.name.is_empty()) {
             return Err(ConfigError::Invalid("a principal has an empty name".into()));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         self.retention.validate()
     }

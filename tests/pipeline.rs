@@ -3,7 +3,8 @@
 
 use seqd::engine::{AccountId, Command, Event, OrderId, Seq, SymbolId};
 use seqd::pipeline::{
-    Busy, Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, WaitStrategy,
+    Origin, OutputSlot, Pipeline, PipelineConfig, PipelineStats, Query, QueryAnswer, Responder, SubmitError,
+    WaitStrategy,
 };
 use seqd::storage::event_log::EventLogReader;
 use seqd::storage::replay::{apply_journal, replay, DataDir, ReplayOptions};
@@ -57,10 +58,11 @@ fn submit_all(mut submitter: seqd::pipeline::Submitter, connection: u64, command
         loop {
             match submitter.try_submit(command, origin, 1_000 + i as u64) {
                 Ok(()) => break,
-                Err(Busy) => {
+                Err(SubmitError::Busy) => {
                     busy += 1;
                     std::thread::yield_now();
                 }
+                Err(e) => panic!("{e}"),
             }
         }
     }
@@ -169,7 +171,8 @@ fn a_full_ring_answers_busy_and_loses_nothing_accepted() {
     for (i, command) in workload.setup.iter().chain(&workload.commands).enumerate() {
         match submitter.try_submit(*command, Origin { connection: 7, request_id: i as u64 }, 0) {
             Ok(()) => accepted.push(i as u64),
-            Err(Busy) => busy += 1,
+            Err(SubmitError::Busy) => busy += 1,
+            Err(e) => panic!("{e}"),
         }
     }
     drop(submitter);

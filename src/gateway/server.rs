@@ -18,7 +18,7 @@ use super::tls;
 use super::visibility::{self, Audience, Visible};
 use crate::config::PrincipalSection;
 use crate::engine::{Engine, Seq};
-use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, Submitter};
+use crate::pipeline::{Busy, Origin, OutputSlot, Query, QueryAnswer, Responder, SubmitError, Submitter};
 use crate::protocol::{
     encode_frame_as, encode_frames_as, AssetTotal, Authority, ConnectionLimits, DepthBook, FrameDecoder, GatewayError,
     Handshake, LimitsConfig, Message, Step, Welcome, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
@@ -454,13 +454,13 @@ impl Session {
         if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(request_id, now_ns) {
             return Some(Message::error(refused, refusal_detail(refused)));
         }
-        match self.submitter.try_submit(command, origin, unix_time_ns()) {
-            Ok(()) => None,
-            Err(Busy) => {
-                self.limits.lock().expect("limits lock").command_answered(request_id);
-                Some(Message::error(GatewayError::Busy, "input ring full"))
-            }
-        }
+        let refused = match self.submitter.try_submit(command, origin, unix_time_ns()) {
+            Ok(()) => return None,
+            Err(SubmitError::Busy) => Message::error(GatewayError::Busy, "input ring full"),
+            Err(SubmitError::NotLeader { leader_client_address }) => not_leader(leader_client_address.as_deref()),
+        };
+        self.limits.lock().expect("limits lock").command_answered(request_id);
+        Some(refused)
     }
 
     /// This connection's `Welcome` (the handshake sets the version it chose).
@@ -627,6 +627,13 @@ fn refusal_detail(refused: GatewayError) -> &'static str {
 
 /// The time a command was received, Unix nanoseconds: the sequencer's stamp (never earlier
 /// than the previous command's), never used for durations.
+/// The refusal of a command by a cluster node that is not the leader (PROTOCOL.md §17): the
+/// message is `not the leader: leader=<host:port>` with the leader's client address, or
+/// `not the leader: leader=?` while none is known (an election is running).
+pub fn not_leader(leader_client_address: Option<&str>) -> Message {
+    Message::error(GatewayError::NotLeader, &format!("leader={}", leader_client_address.unwrap_or("?")))
+}
+
 fn unix_time_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

@@ -98,6 +98,8 @@ pub struct InputSlot {
     /// When the gateway received it (Unix ns); the sequenced time is never earlier than the
     /// previous command's, so the journal's timestamps never go backwards.
     pub received_ns: u64,
+    /// The client's request key for a safe retry (0: none); journaled with the command.
+    pub request_key: u64,
 }
 
 /// A slot of the output ring: one command's result, or one query's answer.
@@ -175,6 +177,30 @@ impl PipelineError {
 #[error("the input ring is full")]
 pub struct Busy;
 
+/// Why a command was not accepted for sequencing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the input ring is full")]
+    Busy,
+    /// A cluster node that is not the leader sequences nothing: the client must send to the
+    /// leader, whose client address this is when one is known.
+    #[error("not the leader")]
+    NotLeader { leader_client_address: Option<String> },
+}
+
+impl From<Busy> for SubmitError {
+    fn from(_: Busy) -> SubmitError {
+        SubmitError::Busy
+    }
+}
+
+/// Where a cluster node sends client commands instead of the input ring: the node's consensus
+/// thread, which stamps, replicates and publishes them into the ring once committed
+/// (`cluster`). `None` on a single node.
+pub trait CommandRoute: Send + Sync {
+    fn route(&self, command: Command, request_key: u64, origin: Origin, received_ns: u64) -> Result<(), SubmitError>;
+}
+
 type InputProducer = disruptor::MultiProducer<InputSlot, disruptor::MultiConsumerBarrier>;
 
 /// A handle that publishes commands into the input ring; clone one per gateway task.
@@ -182,25 +208,68 @@ type InputProducer = disruptor::MultiProducer<InputSlot, disruptor::MultiConsume
 pub struct Submitter {
     producer: InputProducer,
     stats: Arc<PipelineStats>,
+    /// A cluster node's consensus thread (see [`CommandRoute`]); `None` on a single node.
+    route: Option<Arc<dyn CommandRoute>>,
 }
 
 impl Submitter {
     /// Publishes without waiting: `Busy` when the ring is full (nothing was accepted then).
-    pub fn try_submit(&mut self, command: Command, origin: Origin, received_ns: u64) -> Result<(), Busy> {
-        self.try_publish(Request::Command(command), origin, received_ns)
+    pub fn try_submit(&mut self, command: Command, origin: Origin, received_ns: u64) -> Result<(), SubmitError> {
+        self.try_submit_keyed(command, 0, origin, received_ns)
+    }
+
+    /// `try_submit` with the client's request key (0: none), kept by the engine so that a retry
+    /// is not applied twice. On a cluster node the command goes to the consensus thread.
+    pub fn try_submit_keyed(
+        &mut self,
+        command: Command,
+        request_key: u64,
+        origin: Origin,
+        received_ns: u64,
+    ) -> Result<(), SubmitError> {
+        match &self.route {
+            Some(route) => route.route(command, request_key, origin, received_ns),
+            None => Ok(self.try_publish(Request::Command(command), request_key, origin, received_ns)?),
+        }
+    }
+
+    /// Publishes a command into the input ring as it is, bypassing the route: the consensus
+    /// thread's way in, with the timestamp the leader stamped (the journaler and the processor
+    /// keep it, since stamps never go backwards).
+    pub fn try_publish_sequenced(
+        &mut self,
+        command: Command,
+        request_key: u64,
+        origin: Origin,
+        timestamp_ns: u64,
+    ) -> Result<(), Busy> {
+        self.try_publish(Request::Command(command), request_key, origin, timestamp_ns)
     }
 
     /// Asks the processor a question; the answer arrives through the `Responder`.
     pub fn try_query(&mut self, query: Query, origin: Origin, received_ns: u64) -> Result<(), Busy> {
-        self.try_publish(Request::Query(query), origin, received_ns)
+        self.try_publish(Request::Query(query), 0, origin, received_ns)
     }
 
-    fn try_publish(&mut self, request: Request, origin: Origin, received_ns: u64) -> Result<(), Busy> {
+    /// This submitter with commands routed through `route` (a cluster node's consensus thread).
+    pub fn with_route(mut self, route: Arc<dyn CommandRoute>) -> Submitter {
+        self.route = Some(route);
+        self
+    }
+
+    fn try_publish(
+        &mut self,
+        request: Request,
+        request_key: u64,
+        origin: Origin,
+        received_ns: u64,
+    ) -> Result<(), Busy> {
         self.producer
             .try_publish(|slot| {
                 slot.request = request;
                 slot.origin = origin;
                 slot.received_ns = received_ns;
+                slot.request_key = request_key;
             })
             .map(|_| {
                 // What is queued for the journaler and the processor (see `health`).
@@ -343,6 +412,7 @@ impl Pipeline {
             request: Request::Command(Command::WithdrawApprove { withdrawal_id: 0 }),
             origin: Origin::default(),
             received_ns: 0,
+            request_key: 0,
         };
         let (journal_poller, builder) =
             disruptor::build_multi_producer(config.ring_size, input_factory, BusySpin).new_event_poller();
@@ -378,7 +448,7 @@ impl Pipeline {
             pin_to(config.processor_core);
             run_processor(process_poller, output_producer, engine, sequencing, stats, Idler::new(config.processor_wait))
         });
-        let submitter = Submitter { producer: input_producer, stats: stats.clone() };
+        let submitter = Submitter { producer: input_producer, stats: stats.clone(), route: None };
         let pipeline = Pipeline { submitter: Some(submitter), stats, processor, others };
         Ok((pipeline, recovery))
     }

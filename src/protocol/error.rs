@@ -58,6 +58,8 @@ gateway_errors! {
     TooManyInFlight = 922 => "too many requests in flight",
     /// The server is shutting down; nothing was sequenced.
     ShuttingDown = 930 => "shutting down",
+    /// A cluster node that is not the leader (§17): the message names the leader's address.
+    NotLeader = 931 => "not the leader",
     /// A query's subject (account, order, symbol) does not exist or is not visible.
     NotFound = 940 => "not found",
 }
