@@ -4,6 +4,7 @@
 //! default features off and does not see this module). Nothing outside `testkit` uses it except
 //! tests and the binaries.
 
+pub mod cluster;
 pub mod crash_test;
 pub mod crash_test_daemon;
 pub mod samples;
