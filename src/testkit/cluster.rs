@@ -223,7 +223,9 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     let mut socket = TcpStream::connect_timeout(&addr, STATUS_TIMEOUT).map_err(failed)?;
     socket.set_read_timeout(Some(STATUS_TIMEOUT)).map_err(failed)?;
     socket.set_write_timeout(Some(STATUS_TIMEOUT)).map_err(failed)?;
-    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: seqd\r\nConnection: close\r\n\r\n").as_bytes()).map_err(failed)?;
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: seqd\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(failed)?;
     let mut response = String::new();
     // Status answers are small; 1 MiB bounds a confused server.
     socket.take(1 << 20).read_to_string(&mut response).map_err(failed)?;
@@ -249,7 +251,11 @@ impl Credentials {
             let path = certs_dir.join(name);
             std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
         };
-        Ok(Credentials { ca: read("ca.pem".into())?, cert: read(format!("{principal}.pem"))?, key: read(format!("{principal}.key"))? })
+        Ok(Credentials {
+            ca: read("ca.pem".into())?,
+            cert: read(format!("{principal}.pem"))?,
+            key: read(format!("{principal}.key"))?,
+        })
     }
 
     /// Connects within `CONNECT_TIMEOUT` (a gone node never completes the handshake).
@@ -351,10 +357,14 @@ impl Drop for LocalCluster {
 /// (Another program could take one before the node binds it; on a test machine it does not.)
 fn free_ports(udp: usize, tcp: usize) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), String> {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-    let udp_sockets: Vec<UdpSocket> = (0..udp).map(|_| UdpSocket::bind(any)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let tcp_sockets: Vec<TcpListener> = (0..tcp).map(|_| TcpListener::bind(any)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let udp_addrs = udp_sockets.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let tcp_addrs = tcp_sockets.iter().map(TcpListener::local_addr).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let udp_sockets: Vec<UdpSocket> =
+        (0..udp).map(|_| UdpSocket::bind(any)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let tcp_sockets: Vec<TcpListener> =
+        (0..tcp).map(|_| TcpListener::bind(any)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let udp_addrs =
+        udp_sockets.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let tcp_addrs =
+        tcp_sockets.iter().map(TcpListener::local_addr).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     Ok((udp_addrs, tcp_addrs))
 }
 
@@ -814,7 +824,11 @@ pub fn records_in_segment(file: &Path) -> Result<Vec<RecordLocation>, String> {
     let mut offset = SEGMENT_HEADER_LEN_BYTES;
     let mut records = Vec::new();
     while let Slot::Record { record, len_bytes } = decode_slot(&bytes, offset) {
-        records.push(RecordLocation { seq: record.seq, offset: offset as u64, payload_len_bytes: record.payload.len() });
+        records.push(RecordLocation {
+            seq: record.seq,
+            offset: offset as u64,
+            payload_len_bytes: record.payload.len(),
+        });
         offset += len_bytes;
     }
     Ok(records)
@@ -830,4 +844,73 @@ pub fn middle_record(journal_dir: &Path) -> Result<(PathBuf, RecordLocation), St
         }
     }
     Err(format!("no segment of {} holds three records", journal_dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn status(node_id: u64, role: &str, leader_id: u64) -> NodeStatus {
+        NodeStatus {
+            node_id,
+            role: role.into(),
+            term: 2,
+            leader_id,
+            commit_index: 0,
+            applied_index: 0,
+            last_index: 0,
+            applied_seq: 0,
+            peers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn node_configs_parse_and_name_the_same_membership() {
+        let (udp, tcp) = free_ports(6, 3).unwrap();
+        let nodes: Vec<NodeAddrs> = (0..3)
+            .map(|i| NodeAddrs { id: i as u64 + 1, node: udp[2 * i], client: udp[2 * i + 1], metrics: tcp[i] })
+            .collect();
+        let view = ClusterView { nodes, certs_dir: PathBuf::from("/tmp/certs") };
+        let options = ClusterOptions { log_entries_kept: 1_000, ..ClusterOptions::default() };
+        let configs: Vec<Config> =
+            (1..=3).map(|id| Config::parse(&node_config(&options, &view, Path::new("/tmp/n"), id)).unwrap()).collect();
+        for (i, config) in configs.iter().enumerate() {
+            let cluster = config.cluster.as_ref().unwrap();
+            assert_eq!(cluster.node_id, i as u64 + 1);
+            assert_eq!(cluster.nodes, configs[0].cluster.as_ref().unwrap().nodes);
+            assert_eq!(config.gateway.listen, view.nodes[i].client);
+            assert_eq!(config.metrics.listen, view.nodes[i].metrics);
+            assert_eq!(cluster.this_node().node_address, view.nodes[i].node);
+            assert_eq!((cluster.election_timeout_ms, cluster.heartbeat_ms, cluster.log_entries_kept), (300, 50, 1_000));
+        }
+        let mut all: Vec<SocketAddr> = udp.iter().chain(&tcp).copied().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 9);
+    }
+
+    #[test]
+    fn a_leader_is_agreed_only_when_all_name_it_and_only_it_claims_the_role() {
+        let agreed = [status(1, "follower", 2), status(2, "leader", 2), status(3, "follower", 2)];
+        assert_eq!(agreed_leader(&agreed), Some(2));
+        let unknown = [status(1, "candidate", 0), status(2, "follower", 0)];
+        assert_eq!(agreed_leader(&unknown), None);
+        let stale = [status(1, "leader", 1), status(2, "leader", 2), status(3, "follower", 2)];
+        assert_eq!(agreed_leader(&stale), None);
+        let split = [status(1, "follower", 2), status(2, "leader", 2), status(3, "follower", 1)];
+        assert_eq!(agreed_leader(&split), None);
+        assert_eq!(agreed_leader(&[]), None);
+    }
+
+    #[test]
+    fn the_keyed_frame_is_a_command_frame_with_the_key_before_the_kind() {
+        let command =
+            Command::CancelOrder { account: crate::engine::AccountId(7), order_id: crate::engine::OrderId(42) };
+        let frame = keyed_command_frame(2, 9, &command);
+        // PROTOCOL.md section 15's CancelOrder example, with type 0x04 and the key inserted.
+        let mut expected = vec![0x26, 0, 0, 0, 2, 0x04, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x0d, 0];
+        expected.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(frame, expected);
+    }
 }

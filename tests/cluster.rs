@@ -1,0 +1,287 @@
+//! The cluster as real processes (issue #11): three `seqd run --config` nodes on loopback with
+//! short election timeouts (300 ms, heartbeats 50 ms), killed, paused, stopped, corrupted and
+//! restarted while clients load them. What must hold every time: an acknowledged command is in
+//! every node's input journal exactly once at the sequence it was acknowledged with, nothing is
+//! applied twice, and all nodes replay to the same state hash.
+//!
+//! Sizes (environment): `SEQD_CLUSTER_KILLS` leader kills (20), `SEQD_CLUSTER_BEHIND_COMMANDS`
+//! commands a stopped follower misses (20,000; 100,000 is the long mode).
+
+#[path = "common/cluster.rs"]
+mod common;
+
+use common::*;
+use seqd::client::ClientError;
+use seqd::engine::{AccountId, Command};
+use seqd::protocol::Message;
+use seqd::testkit::workload::USDT;
+use std::time::{Duration, Instant};
+
+/// `RejectReason::DuplicateRequest`: a keyed command whose (account, key) the engine remembers.
+const DUPLICATE_REQUEST: u16 = 111;
+
+#[test]
+fn leader_sigkilled_repeatedly_loses_nothing() {
+    let kills = env_u64("SEQD_CLUSTER_KILLS", 20);
+    let started = Instant::now();
+    let mut cluster = start(ClusterOptions::default());
+    let mut acked = runtime().block_on(set_up_venue(cluster.view()));
+    let load = Load::start(cluster.view().clone(), 1, 1_000_000, 8);
+    let mut since = 0;
+    for kill in 0..kills {
+        // The cluster serves again after every failover: commands acknowledged since the last.
+        since = load.wait_acked(since, 20, LEADER_TIMEOUT).unwrap_or_else(|e| panic!("before kill {kill}: {e}"));
+        let leader = cluster.leader();
+        cluster.kill(leader);
+        let successor = cluster.leader();
+        assert_ne!(successor, leader, "kill {kill}");
+        cluster.start_node(leader).unwrap_or_else(|e| panic!("restart of node {leader} after kill {kill}: {e}"));
+    }
+    load.wait_acked(since, 20, LEADER_TIMEOUT).unwrap_or_else(|e| panic!("after the last kill: {e}"));
+    let record = load.stop();
+    let last_seq = cluster.converged();
+    let (hashed_seq, _) = cluster.stop_and_compare();
+    assert_eq!(hashed_seq, last_seq);
+    acked.extend(record.acked.iter().copied());
+    cluster.check_journals(&acked);
+    eprintln!(
+        "{kills} leader kills: {} commands acknowledged, {} of unknown outcome, refused {:?}, {} connections, last seq {last_seq}, {:.1} s",
+        record.acked.len(),
+        record.unknown,
+        record.refused,
+        record.connections,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn isolated_leader_steps_down() {
+    let mut cluster = start(ClusterOptions::default());
+    let runtime = runtime();
+    runtime.block_on(set_up_venue(cluster.view()));
+    let old = cluster.leader();
+    let others: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != old).collect();
+    let admin = cluster.view().credentials("admin").unwrap();
+    let deposit = |external_ref| Command::Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref };
+    // A connection to the leader made while it leads; it serves.
+    let mut stale = runtime.block_on(admin.connect(cluster.addrs(old).client)).unwrap();
+    let outcome = runtime.block_on(stale.command(deposit(500))).unwrap();
+    assert_eq!(outcome.rejected(), None);
+
+    // SIGSTOP: to the others the leader is cut off. They elect one of themselves and serve.
+    cluster.pause(old);
+    let new = cluster.view().wait_leader_among(&others, LEADER_TIMEOUT).unwrap();
+    assert_ne!(new, old);
+    runtime.block_on(async {
+        let mut client = admin.connect(cluster.addrs(new).client).await.unwrap();
+        let outcome = client.command(deposit(501)).await.unwrap();
+        assert_eq!(outcome.rejected(), None);
+        client.close().await;
+    });
+
+    // A command sent to the old leader while it is paused waits in its socket; it reads it on
+    // waking, still believing it leads. It must never acknowledge it: it cannot commit it.
+    let isolated = deposit(502);
+    let request_id = runtime.block_on(stale.send(&Message::Command(isolated))).unwrap();
+    cluster.resume(old);
+    let answer = runtime.block_on(async {
+        match tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stale.next_message().await {
+                    Ok((id, message)) if id == request_id => return Some(message),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => None,
+        }
+    });
+    match &answer {
+        None | Some(Message::Error { code: 931, .. }) => {}
+        Some(other) => panic!("the isolated old leader answered {other:?} (only 931 or silence may come)"),
+    }
+
+    // It rejoins as a follower and refuses commands, naming the leader.
+    let leader = cluster.leader();
+    let status = cluster.status(old).unwrap();
+    assert_eq!((status.role.as_str(), status.leader_id), ("follower", leader), "{status:?}");
+    runtime.block_on(async {
+        let mut client = admin.connect(cluster.addrs(old).client).await.unwrap();
+        match client.command(deposit(503)).await {
+            Err(ClientError::Refused { code: 931, message }) => {
+                let named = cluster.addrs(leader).client.to_string();
+                assert!(message.contains(&format!("leader={named}")), "{message}");
+            }
+            other => panic!("a follower answered a command with {other:?}"),
+        }
+        client.close().await;
+    });
+    cluster.converged();
+    cluster.stop_and_compare();
+    for id in cluster.ids() {
+        let journal = journal_commands(cluster.data_dir(id)).unwrap();
+        assert!(
+            !journal.values().any(|c| *c == isolated || *c == deposit(503)),
+            "node {id}: a command given to a node that was not the leader was sequenced"
+        );
+        assert!(journal.values().any(|c| *c == deposit(501)), "node {id}: the new leader's command is missing");
+    }
+}
+
+#[test]
+fn follower_rejoins_after_falling_far_behind() {
+    let behind = env_u64("SEQD_CLUSTER_BEHIND_COMMANDS", 20_000);
+    // A short log: a follower this far behind must catch up by snapshot.
+    let mut cluster = start(ClusterOptions { log_entries_kept: 1_000, ..ClusterOptions::default() });
+    let runtime = runtime();
+    let mut acked = runtime.block_on(set_up_venue(cluster.view()));
+    let leader = cluster.leader();
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    assert!(cluster.terminate(follower).success());
+
+    let pushed = Instant::now();
+    acked.extend(runtime.block_on(blast(cluster.view(), 2, 1_000_000, 0, behind, 256)));
+    let push_s = pushed.elapsed().as_secs_f64();
+    let leader_seq = cluster.status(cluster.leader()).unwrap().applied_seq;
+    assert!(leader_seq >= behind, "leader applied {leader_seq}");
+
+    let rejoined = Instant::now();
+    cluster.start_node(follower).unwrap();
+    let last_seq = cluster.converged();
+    let catch_up_s = rejoined.elapsed().as_secs_f64();
+    assert_eq!(last_seq, leader_seq);
+    let (hashed_seq, _) = cluster.stop_and_compare();
+    assert_eq!(hashed_seq, last_seq);
+    let first_kept =
+        first_journal_seq(&seqd::storage::replay::DataDir::new(cluster.data_dir(follower)).input()).unwrap();
+    eprintln!(
+        "{behind} commands pushed past a stopped follower in {push_s:.1} s ({:.0}/s); it caught up to seq {last_seq} in {catch_up_s:.1} s; its journal starts at {first_kept:?}",
+        behind as f64 / push_s
+    );
+    // The follower's journal holds what it took from the log (a snapshot covers the rest);
+    // every node's full journal holds every acknowledgement.
+    for id in cluster.ids() {
+        let journal = journal_commands(cluster.data_dir(id)).unwrap();
+        let from = journal.keys().next().copied().unwrap_or(1);
+        let tail: Vec<(u64, Command)> = acked.iter().copied().filter(|(seq, _)| *seq >= from).collect();
+        check_acknowledged(&journal, &tail).unwrap_or_else(|e| panic!("node {id}: {e}"));
+        check_no_duplicates(&journal).unwrap_or_else(|e| panic!("node {id}: {e}"));
+    }
+}
+
+#[test]
+fn whole_cluster_restart() {
+    let mut cluster = start(ClusterOptions::default());
+    let runtime = runtime();
+    let mut acked = runtime.block_on(set_up_venue(cluster.view()));
+    let load = Load::start(cluster.view().clone(), 1, 1_000_000, 8);
+    load.wait_acked(0, 300, LEADER_TIMEOUT).unwrap();
+    // SIGTERM to every node under load.
+    cluster.stop_all().unwrap_or_else(|e| panic!("stop under load: {e}"));
+    let record = load.stop();
+    acked.extend(record.acked.iter().copied());
+    let stopped_seq = acked.iter().map(|(seq, _)| *seq).max().unwrap();
+
+    cluster.start_all().unwrap();
+    let leader = cluster.leader();
+    let outcome = runtime.block_on(async {
+        let (_, mut client) = cluster.view().connect_leader("admin", LEADER_TIMEOUT).await.unwrap();
+        let command = Command::Deposit { account: AccountId(2), asset: USDT, amount: 1, external_ref: 9_000_000 };
+        let outcome = client.command(command).await.unwrap();
+        acked.push((outcome.seq, command));
+        client.close().await;
+        outcome
+    });
+    assert_eq!(outcome.rejected(), None);
+    assert!(outcome.seq > stopped_seq, "seq {} after a restart at {stopped_seq}", outcome.seq);
+    let last_seq = cluster.converged();
+    let (hashed_seq, _) = cluster.stop_and_compare();
+    assert_eq!(hashed_seq, last_seq);
+    cluster.check_journals(&acked);
+    eprintln!(
+        "restart under load: {} acknowledged before the stop, then leader {leader} served seq {}",
+        record.acked.len(),
+        outcome.seq
+    );
+}
+
+#[test]
+fn corrupted_journal_is_refused() {
+    let mut cluster = start(ClusterOptions { durability: "fsync".into(), ..ClusterOptions::default() });
+    let runtime = runtime();
+    runtime.block_on(set_up_venue(cluster.view()));
+    runtime.block_on(blast(cluster.view(), 1, 1_000_000, 0, 300, 32));
+    let leader = cluster.leader();
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.converged();
+    cluster.stop_all().unwrap();
+
+    let input = seqd::storage::replay::DataDir::new(cluster.data_dir(follower)).input();
+    let (file, record) = middle_record(&input).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[record.offset as usize + 32 + record.payload_len_bytes / 2] ^= 0x04;
+    std::fs::write(&file, bytes).unwrap();
+
+    let (status, stderr) = cluster.start_node_expecting_failure(follower, Duration::from_secs(60)).unwrap();
+    assert!(!status.success(), "{status}");
+    let named = format!("{} at offset {}", file.display(), record.offset);
+    assert!(stderr.contains(&named), "stderr does not name {named:?}:\n{stderr}");
+}
+
+#[test]
+fn retry_across_failover_is_applied_once() {
+    let mut cluster = start(ClusterOptions::default());
+    let runtime = runtime();
+    runtime.block_on(set_up_venue(cluster.view()));
+    let admin = cluster.view().credentials("admin").unwrap();
+    // A resting buy without a client order id: the engine would place it again and again,
+    // only the request key stops a second copy. Account 3 once committed before the kill,
+    // account 4 killed at once (either outcome).
+    for (account, request_key, committed_first) in [(3u64, 0x5eed_0003u64, true), (4, 0x5eed_0004, false)] {
+        let command = buy(account, 200, 0);
+        let leader = cluster.leader();
+        let before = cluster.status(leader).unwrap().commit_index;
+        let mut client = runtime.block_on(admin.connect(cluster.addrs(leader).client)).unwrap();
+        runtime.block_on(client.send_raw(&keyed_command_frame(1 << 48, request_key, &command))).unwrap();
+        if committed_first {
+            // Committed and applied everywhere, answer not read.
+            let deadline = Instant::now() + CONVERGE_TIMEOUT;
+            while cluster.status(leader).unwrap().commit_index <= before {
+                assert!(Instant::now() < deadline, "the keyed command never committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            cluster.converged();
+        }
+        cluster.kill(leader);
+        drop(client);
+        let successor = cluster.leader();
+        let retry = runtime.block_on(async {
+            let mut client = admin.connect(cluster.addrs(successor).client).await.unwrap();
+            let outcome = keyed_command(&mut client, 1 << 48, request_key, &command).await;
+            client.close().await;
+            outcome
+        });
+        let outcome = retry.unwrap_or_else(|e| panic!("account {account}: the retry was refused: {e}"));
+        match outcome.rejected() {
+            None => assert!(!committed_first, "account {account}: a committed keyed command was applied again"),
+            Some(code) => assert_eq!(code, DUPLICATE_REQUEST, "account {account}"),
+        }
+        cluster.start_node(leader).unwrap();
+    }
+    cluster.converged();
+    runtime.block_on(async {
+        let (_, mut client) = cluster.view().connect_leader("admin", LEADER_TIMEOUT).await.unwrap();
+        for account in [3, 4] {
+            match client.request_all(&Message::QueryOpenOrders { account: AccountId(account) }).await.unwrap() {
+                Message::OpenOrders { orders, .. } => assert_eq!(orders.len(), 1, "account {account}: {orders:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        client.close().await;
+    });
+    cluster.stop_and_compare();
+}
