@@ -13,6 +13,13 @@
 //!    `--passes` passes on fresh connections, the median pass is the figure. Every connection
 //!    is the admin (the dev principals' grants cover accounts 1 and 2 only), and an admin sees
 //!    every account, so each command's events are also pushed to the other N-1 connections.
+//! 5. With `--cluster N`, after the single daemon: a local cluster of N nodes
+//!    (`testkit::cluster`, the machinery of `tests/cluster.rs`), the same latency and throughput
+//!    tests through its leader, then `--failovers` times: SIGKILL the leader, and time from the
+//!    kill to the first command answered through the new leader (a client polling `/cluster`
+//!    for the node claiming to lead, connecting, sending); the killed node is restarted and
+//!    caught up before the next round. The JSON adds `cluster_*`, `single_*` and `failover_ms`
+//!    (the median).
 
 use crate::hdr_plot::{percentile_svg, Curve};
 use crate::quic_echo::{EchoCerts, EchoClient, EchoServer, ECHO_MESSAGE_BYTES};
@@ -20,6 +27,7 @@ use hdrhistogram::Histogram;
 use seqd::client::Client;
 use seqd::engine::{AccountId, Command, Event, NewOrder, OrderId, OrderType, RejectReason, Side, StpMode, TimeInForce};
 use seqd::protocol::Message;
+use seqd::testkit::cluster::{ClusterOptions, LocalCluster};
 use seqd::testkit::workload::{BTC, BTC_USDT, LOT, MID_TICKS, TICK, USDT};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -41,7 +49,15 @@ pub struct E2eOptions {
     pub rate_per_sec: u64,
     pub durability: Option<String>,
     pub plot: Option<PathBuf>,
+    pub cluster: Option<ClusterBench>,
     pub json: bool,
+}
+
+/// `--cluster N`: the cluster measured after the single daemon.
+pub struct ClusterBench {
+    pub nodes: u64,
+    pub election_timeout_ms: u64,
+    pub failovers: u32,
 }
 
 /// Untimed round trips of each kind before the latency test.
@@ -59,10 +75,15 @@ pub fn run(options: E2eOptions) -> Result<(), String> {
     let target = Target::open(&options, &scratch)?;
     let result = measure(&options, &target, &scratch);
     let stopped = target.close();
+    let cluster = match (&result, &stopped, &options.cluster) {
+        (Ok(_), Ok(()), Some(bench)) => Some(measure_cluster(&options, bench, &scratch.join("cluster"))),
+        _ => None,
+    };
     let _ = std::fs::remove_dir_all(&scratch);
     let report = result?;
     stopped?;
-    report.print(&options, load_before);
+    let cluster = cluster.transpose()?;
+    report.print(&options, load_before, cluster.as_ref());
     if let Some(path) = &options.plot {
         write_plot(path, &report, &options)?;
     }
@@ -583,6 +604,92 @@ async fn drive_connection(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The cluster
+
+struct ClusterReport {
+    nodes: u64,
+    election_timeout_ms: u64,
+    report: Report,
+    /// Kill to first answer through the new leader, each round.
+    failover_ms: Vec<f64>,
+}
+
+/// Starts `bench.nodes` nodes under `dir`, measures the workload through the leader, then the
+/// failovers; stops the nodes (gracefully: each must exit with success).
+fn measure_cluster(options: &E2eOptions, bench: &ClusterBench, dir: &Path) -> Result<ClusterReport, String> {
+    let cluster_options = ClusterOptions {
+        nodes: bench.nodes,
+        election_timeout_ms: bench.election_timeout_ms,
+        heartbeat_ms: (bench.election_timeout_ms / 10).max(1),
+        durability: options.durability.clone().unwrap_or_else(|| "page-cache".into()),
+        rust_log: "warn".into(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = LocalCluster::start(&seqd_binary()?, dir, cluster_options)?;
+    let leader = cluster.wait_leader(Duration::from_secs(30))?;
+    eprintln!("started a {}-node cluster under {}; leader: node {leader}", bench.nodes, dir.display());
+    let target = Target {
+        addr: cluster.addrs(leader).client,
+        certs_dir: cluster.view().certs_dir.clone(),
+        daemon: None,
+        own_data_dir: None,
+    };
+    let report = measure(options, &target, &dir.join("scratch"))?;
+    let mut failover_ms = Vec::new();
+    if bench.nodes >= 3 {
+        for round in 0..bench.failovers {
+            let ms = time_failover(&mut cluster, round)?;
+            eprintln!("failover {}: {ms:.0} ms from the kill to the first answer through the new leader", round + 1);
+            failover_ms.push(ms);
+        }
+    }
+    cluster.stop_all()?;
+    Ok(ClusterReport { nodes: bench.nodes, election_timeout_ms: bench.election_timeout_ms, report, failover_ms })
+}
+
+/// SIGKILL the leader; milliseconds until a command is answered through its successor.
+/// Restarts the killed node and waits until every node has caught up.
+fn time_failover(cluster: &mut LocalCluster, round: u32) -> Result<f64, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let view = cluster.view().clone();
+    let leader = cluster.wait_leader(Duration::from_secs(30))?;
+    let deposit_ref = unix_ns();
+    let deposit =
+        |k: u64| Command::Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref: deposit_ref + k };
+    // The leader serves before the kill.
+    runtime.block_on(async {
+        let (_, mut client) = view.connect_leader("admin", Duration::from_secs(30)).await?;
+        client.command(deposit(0)).await.map_err(|e| format!("before failover {round}: {e}"))?;
+        client.close().await;
+        Ok::<(), String>(())
+    })?;
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let answered = runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if Instant::now() >= deadline {
+                return Err(format!("no answer within 60 s of killing leader {leader}"));
+            }
+            let Ok((_, mut client)) = view.connect_leader("admin", Duration::from_secs(1)).await else { continue };
+            let answer = tokio::time::timeout(Duration::from_secs(1), client.command(deposit(attempt))).await;
+            if let Ok(Ok(outcome)) = answer {
+                return Ok(outcome);
+            }
+        }
+    })?;
+    let ms = killed_at.elapsed().as_secs_f64() * 1e3;
+    if let Some(code) = answered.rejected() {
+        return Err(format!("the first command after failover {round} was rejected with {code}"));
+    }
+    cluster.start_node(leader)?;
+    cluster.wait_converged(Duration::from_secs(60))?;
+    Ok(ms)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output
 
 struct Report {
@@ -604,7 +711,7 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
 }
 
 impl Report {
-    fn print(&self, options: &E2eOptions, load_before: Option<f64>) {
+    fn print(&self, options: &E2eOptions, load_before: Option<f64>, cluster: Option<&ClusterReport>) {
         let (s, e) = (&self.latency.seqd_us, &self.latency.echo_us);
         let loaded = self.load.loaded_us.as_ref().expect("measured");
         let durability = match (&options.addr, &options.durability) {
@@ -617,7 +724,7 @@ impl Report {
         if !options.json {
             return;
         }
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "bench": "e2e",
             "layout": LAYOUT,
             "durability": durability,
@@ -648,6 +755,30 @@ impl Report {
             "load_avg_1m_before": load_before,
             "load_avg_1m_after": load_average_1m(),
         });
+        if let (Some(cluster), Some(fields)) = (cluster, out.as_object_mut()) {
+            let c = &cluster.report.latency.seqd_us;
+            let c_loaded = cluster.report.load.loaded_us.as_ref().expect("measured");
+            let mut failovers = cluster.failover_ms.clone();
+            let extra = serde_json::json!({
+                "cluster_nodes": cluster.nodes,
+                "cluster_election_timeout_ms": cluster.election_timeout_ms,
+                "cluster_p50_us": c.value_at_quantile(0.5),
+                "cluster_p99_us": c.value_at_quantile(0.99),
+                "cluster_p999_us": c.value_at_quantile(0.999),
+                "cluster_loaded_p50_us": c_loaded.value_at_quantile(0.5),
+                "cluster_loaded_p99_us": c_loaded.value_at_quantile(0.99),
+                "cluster_commands_per_sec": cluster.report.load.median_commands_per_sec().round(),
+                "cluster_refused_by_code": cluster.report.load.refused,
+                "single_p50_us": s.value_at_quantile(0.5),
+                "single_p99_us": s.value_at_quantile(0.99),
+                "single_commands_per_sec": self.load.median_commands_per_sec().round(),
+                "failover_ms": (!failovers.is_empty()).then(|| crate::median(&mut failovers).round()),
+                "failover_ms_rounds": cluster.failover_ms.iter().map(|ms| ms.round()).collect::<Vec<_>>(),
+            });
+            if let Some(extra) = extra.as_object() {
+                fields.extend(extra.clone());
+            }
+        }
         println!("{out}");
     }
 }

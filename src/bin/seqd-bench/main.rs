@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release --bin seqd-bench -- engine --json
 //!   cargo build --release --bins && cargo run --release --bin seqd-bench -- e2e --json
+//!   cargo build --release --bins && cargo run --release --bin seqd-bench -- e2e --cluster 3 --json
 //!   bash tools/services.sh && cargo run --release --bin seqd-bench -- replicate --json
 
 mod e2e;
@@ -103,6 +104,17 @@ enum Mode {
         /// Write a latency-by-percentile plot (SVG) of seqd and the echo.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Also start a local cluster of N nodes (`seqd run` with `[cluster]`), run the same
+        /// workload through its leader, and measure failover (SIGKILL the leader, time to the
+        /// first answered command through the new one); the JSON adds the cluster's figures.
+        #[arg(long, conflicts_with_all = ["addr", "data_dir"], value_parser = clap::value_parser!(u64).range(1..=5))]
+        cluster: Option<u64>,
+        /// With --cluster: the nodes' election timeout (heartbeat: a tenth of it).
+        #[arg(long, default_value_t = 1000)]
+        election_timeout_ms: u64,
+        /// With --cluster: failovers timed (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        failovers: u32,
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +166,9 @@ fn main() {
             rate,
             durability,
             plot,
+            cluster,
+            election_timeout_ms,
+            failovers,
             json,
         } => {
             let options = e2e::E2eOptions {
@@ -168,6 +183,7 @@ fn main() {
                 rate_per_sec: rate,
                 durability,
                 plot,
+                cluster: cluster.map(|nodes| e2e::ClusterBench { nodes, election_timeout_ms, failovers }),
                 json,
             };
             if let Err(e) = e2e::run(options) {
