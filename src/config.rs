@@ -416,15 +416,21 @@ impl Config {
                 "pipeline.other_wait = \"spin\" would spin three threads; only the processor may spin".into(),
             ));
         }
+        let durability = self.durability()?;
         Ok(PipelineConfig {
             journal: SequencerConfig {
                 segment_size_bytes: self.journal.segment_size_bytes,
-                durability: self.durability()?,
+                // On a cluster node the Raft log holds the durability policy (an entry is
+                // stored under it before it counts towards a majority); the input journal
+                // is written from committed entries and refilled from the Raft log if a
+                // power cut takes its tail, so syncing it too would only add latency.
+                durability: if self.cluster.is_some() { Durability::PageCache } else { durability },
             },
             ring_size,
             processor_wait,
             other_wait,
             processor_core: self.pipeline.processor_core,
+            state_hash_every_commands: self.cluster.as_ref().map_or(0, |c| c.state_hash_every_commands),
         })
     }
 

@@ -10,6 +10,8 @@
 //!   between journaler, processor, event log and responder.
 //! - [`protocol`]: the binary client protocol: framing, messages, reason codes, limits. Pure.
 //! - [`gateway`]: the QUIC gateway: TLS, grants, visibility, routing, market data.
+//! - [`cluster`]: a cluster node: the Raft log (raft-rs) in front of the input ring, the node
+//!   transport (QUIC, mutual TLS), leader election and failover.
 //! - [`replicate`]: replicators from the event log into TiDB and ClickHouse; `seqd reconcile`.
 //! - [`config`]: the TOML configuration (embedded default: `systemd/seqd.example.toml`); its
 //!   sections are read by the gateway, the replicators and the daemon.
@@ -18,6 +20,7 @@
 //! - [`testkit`] (feature `testkit`): workloads, the scripted session, the crash tests.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod cursor;
 pub mod daemon;

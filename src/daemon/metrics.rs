@@ -7,6 +7,7 @@
 //! recovers (and `/metrics` already gives the build and the phase).
 
 use super::snapshotter::SnapshotStats;
+use crate::cluster::status::ClusterShared;
 use crate::gateway::refusals::Refusals;
 use crate::gateway::server::Router;
 use crate::pipeline::{health, PipelineStats, APPLY_SAMPLE_EVERY};
@@ -54,6 +55,8 @@ pub(super) struct Observed {
     pub replicators: Vec<Arc<ReplicatorStats>>,
     pub snapshots: Arc<SnapshotStats>,
     pub data_dir: DataDir,
+    /// A cluster node's role and progress (`/cluster`, `seqd_cluster_*`); `None` alone.
+    pub cluster: Option<Arc<ClusterShared>>,
 }
 
 /// The state the HTTP endpoint serves, shared with whoever runs the process.
@@ -129,6 +132,9 @@ impl Endpoint {
             pipeline_text(&mut text, &daemon.pipeline);
             gateway_text(&mut text, daemon);
             storage_text(&mut text, &daemon.data_dir, &daemon.snapshots);
+            if let Some(cluster) = &daemon.cluster {
+                cluster.write_metrics(&mut text);
+            }
         }
         if let Some(replicators) = self.replicators.get() {
             text.push_str(&crate::replicate::service::metrics_text(replicators));
@@ -313,7 +319,11 @@ fn respond(endpoint: &Endpoint, path: Option<&str>) -> (&'static str, String) {
         Some("/metrics") => ("200 OK", endpoint.metrics_text()),
         Some("/healthz") => verdict(endpoint.healthy()),
         Some("/readyz") => verdict(endpoint.ready()),
-        Some(_) => ("404 Not Found", "not found: /metrics, /healthz, /readyz\n".to_string()),
+        Some("/cluster") => match endpoint.observed().and_then(|d| d.cluster.as_ref()) {
+            Some(cluster) => ("200 OK", cluster.status_json() + "\n"),
+            None => ("404 Not Found", "not a cluster node (or still recovering)\n".to_string()),
+        },
+        Some(_) => ("404 Not Found", "not found: /metrics, /healthz, /readyz, /cluster\n".to_string()),
         None => ("400 Bad Request", "GET only\n".to_string()),
     }
 }

@@ -25,9 +25,11 @@ use retention::spawn_retention;
 use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
-use crate::config::Config;
+use crate::cluster::node::Recovered;
+use crate::cluster::{ClusterNode, StartArgs};
+use crate::config::{ClusterSection, Config};
 use crate::gateway::grants::AccountDirectory;
-use crate::gateway::server::{Gateway, GatewayResponder, GatewaySettings, Router};
+use crate::gateway::server::{not_leader, Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::protocol::{GatewayError, LimitsConfig};
@@ -101,6 +103,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 
     let router = Arc::new(Router::default());
     let mut directory = None;
+    let mut recovered = None;
     systemd_notify(&status_line("recovering"));
     tracing::info!(
         data_dir = %config.data.dir.display(),
@@ -110,6 +113,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
+        recovered = Some(Recovered { seq: engine.last_seq(), timestamp_ns: engine.last_timestamp_ns() });
         GatewayResponder { router: router.clone(), directory: mirror }
     })
     .map_err(|e| {
@@ -132,8 +136,22 @@ pub fn run(config: Config) -> Result<(), RunError> {
         principals: config.principals.clone(),
     };
     let directory = directory.expect("the responder was built");
-    let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, pipeline.submitter()));
     let stats = pipeline.stats();
+    let cluster = match &config.cluster {
+        Some(cluster) => {
+            let recovered = recovered.expect("the responder was built");
+            Some(start_cluster_node(&config, cluster, recovered, &pipeline, &router).inspect_err(|_| {
+                endpoint.set_phase(Phase::Failed);
+                stats.fail("consensus", "did not start");
+            })?)
+        }
+        None => None,
+    };
+    let submitter = match &cluster {
+        Some(node) => pipeline.submitter().with_route(node.route()),
+        None => pipeline.submitter(),
+    };
+    let gateway = Arc::new(Gateway::new(settings, router.clone(), directory, submitter));
     let stop_snapshots = Arc::new(AtomicBool::new(false));
     let snapshot_stats = Arc::new(SnapshotStats::from_disk(&data_dir));
     let snapshotter = spawn_snapshotter(
@@ -157,6 +175,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         replicators: replicators.stats(),
         snapshots: snapshot_stats,
         data_dir: data_dir.clone(),
+        cluster: cluster.as_ref().map(ClusterNode::shared),
     });
 
     let serving = Serving { quic, gateway: gateway.clone(), endpoint, metrics_addr };
@@ -176,6 +195,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let _ = handle.join();
     }
     let _ = retention.join();
+    if let Some(node) = cluster {
+        // Its submitter goes with it, so the pipeline can drain.
+        node.stop();
+    }
     tracing::info!("draining the pipeline");
     let engine = pipeline.shutdown().map_err(|e| RunError::Failed(format!("pipeline failed: {e}")))?;
     // The mirrors' checkpoints are in the databases: what they have not replicated yet is
@@ -193,6 +216,36 @@ pub fn run(config: Config) -> Result<(), RunError> {
 }
 
 /// The error for a pipeline that did not start. A poison command gets the operator's way out.
+/// Starts the consensus thread and the node transport over the recovered pipeline. Commands
+/// it will never see committed as its own are answered `NotLeader` through the router.
+fn start_cluster_node(
+    config: &Config,
+    cluster: &ClusterSection,
+    recovered: Recovered,
+    pipeline: &Pipeline,
+    router: &Arc<Router>,
+) -> Result<ClusterNode, RunError> {
+    let router = router.clone();
+    let refuse = Box::new(move |origin, leader: Option<String>| router.refuse(origin, not_leader(leader.as_deref())));
+    let node = ClusterNode::start(StartArgs {
+        cluster,
+        data_root: &config.data.dir,
+        segment_size_bytes: config.journal.segment_size_bytes,
+        durability: config.durability().map_err(|e| e.to_string())?,
+        recovered,
+        submitter: pipeline.submitter(),
+        stats: pipeline.stats(),
+        refuse,
+    })?;
+    tracing::info!(
+        node = cluster.node_id,
+        nodes = cluster.nodes.len(),
+        node_address = %cluster.this_node().node_address,
+        "cluster node started"
+    );
+    Ok(node)
+}
+
 fn refuse(config: &Config, error: PipelineError) -> RunError {
     let Some(seq) = error.poison_seq() else {
         return RunError::Start(error.to_string());

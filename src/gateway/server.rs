@@ -56,6 +56,9 @@ enum Outbound {
         answer: Option<QueryAnswer>,
         book_seq: u64,
     },
+    /// A command that will never be answered by the pipeline (a cluster node lost its
+    /// leadership with it in flight): `message` is the error sent in place of the answer.
+    Refused { request_id: u64, message: Message },
 }
 
 struct Route {
@@ -78,6 +81,16 @@ impl Router {
 
     fn remove(&self, connection: u64) {
         self.routes.write().expect("router lock").remove(&connection);
+    }
+
+    /// Answers a command the pipeline will never answer with `message` (an `Error`) instead,
+    /// and frees its in-flight place. A connection that is gone or full is left alone: the
+    /// client sees the connection end or times out, as for any lost answer.
+    pub fn refuse(&self, origin: Origin, message: Message) {
+        let routes = self.routes.read().expect("router lock");
+        if let Some(route) = routes.get(&origin.connection) {
+            let _ = route.tx.try_send(Outbound::Refused { request_id: origin.request_id, message });
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -590,6 +603,13 @@ async fn write_loop(
         out.clear();
         match outbound {
             Outbound::Frames(bytes) => out = bytes,
+            Outbound::Refused { request_id, message } => {
+                limits.lock().expect("limits lock").command_answered(request_id);
+                let version = version.load(Ordering::Relaxed);
+                if let Err(e) = encode_frames_as(version, request_id, &message, max_frame_bytes, &mut out) {
+                    tracing::error!("cannot encode a refusal: {e}");
+                }
+            }
             Outbound::Result { request_id, seq, events, query, answer, book_seq } => {
                 if request_id != 0 && answer.is_none() {
                     limits.lock().expect("limits lock").command_answered(request_id);
@@ -713,7 +733,7 @@ mod tests {
     fn received(rx: &mut mpsc::Receiver<Outbound>) -> Option<(u64, Vec<Event>)> {
         match rx.try_recv().ok()? {
             Outbound::Result { request_id, events, .. } => Some((request_id, events.into_vec())),
-            Outbound::Frames(_) => panic!("a result was expected"),
+            Outbound::Frames(_) | Outbound::Refused { .. } => panic!("a result was expected"),
         }
     }
 

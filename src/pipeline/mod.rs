@@ -42,11 +42,12 @@ use crate::wire::codec;
 use disruptor::{BusySpin, EventGuard, Polling, Producer};
 use idle::Idler;
 use latency::Log2Histogram;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 
 /// Who sent a command, so its result can be routed back. Opaque to the pipeline.
@@ -136,6 +137,9 @@ pub struct PipelineConfig {
     pub other_wait: WaitStrategy,
     /// Pin the processor thread to this core (taken after the rings are built).
     pub processor_core: Option<usize>,
+    /// Hash the state after each command whose sequence is a multiple of this, into
+    /// `PipelineStats::state_hashes` (a cluster node compares them with the leader's); 0: never.
+    pub state_hash_every_commands: u64,
 }
 
 impl Default for PipelineConfig {
@@ -146,6 +150,7 @@ impl Default for PipelineConfig {
             processor_wait: WaitStrategy::Backoff,
             other_wait: WaitStrategy::Backoff,
             processor_core: None,
+            state_hash_every_commands: 0,
         }
     }
 }
@@ -318,7 +323,13 @@ pub struct PipelineStats {
     pub round_trip_latency: Log2Histogram,
     /// Commands the engine rejected, by reason (counted by the responder, off the processor).
     pub rejects: RejectCounts,
+    /// State hashes the processor computed (`PipelineConfig::state_hash_every_commands`), until
+    /// the cluster's consensus thread takes them; at most [`STATE_HASHES_QUEUED`].
+    pub state_hashes: Mutex<VecDeque<(Seq, [u8; 32])>>,
 }
+
+/// State hashes kept for the consensus thread; older ones are dropped.
+pub const STATE_HASHES_QUEUED: usize = 64;
 
 /// The processor times one command in this many (those whose sequence is a multiple of it).
 pub const APPLY_SAMPLE_EVERY: u64 = 16;
@@ -432,7 +443,11 @@ impl Pipeline {
         let (respond_poller, builder) = builder.new_event_poller();
         let output_producer = builder.build();
 
-        let sequencing = Sequencing { next_seq: first_seq, last_timestamp_ns: first_timestamp_ns };
+        let sequencing = Sequencing {
+            next_seq: first_seq,
+            last_timestamp_ns: first_timestamp_ns,
+            state_hash_every_commands: config.state_hash_every_commands,
+        };
         let others = vec![
             spawn("seqd-journaler", "journaler", &stats, move |stats| {
                 run_journaler(journal_poller, input_log, sequencing, stats, Idler::new(config.other_wait))
@@ -512,6 +527,8 @@ fn pin_to(core: Option<usize>) {
 struct Sequencing {
     next_seq: Seq,
     last_timestamp_ns: u64,
+    /// `PipelineConfig::state_hash_every_commands` (the processor's only use of it).
+    state_hash_every_commands: u64,
 }
 
 impl Sequencing {
@@ -671,6 +688,10 @@ fn process(
                         }
                     });
                     stats.applied_seq.store(seq, Ordering::Release);
+                    let every = sequencing.state_hash_every_commands;
+                    if every != 0 && seq % every == 0 {
+                        record_state_hash(engine, stats);
+                    }
                 }
                 Request::Query(query) => {
                     *doing = Some((engine.last_seq(), slot.request));
@@ -689,6 +710,17 @@ fn process(
         *doing = None;
         Ok::<_, Infallible>(ControlFlow::Continue(()))
     });
+}
+
+/// Hashes the state for the cluster's comparison (once per `state_hash_every_commands`: it
+/// encodes the whole state, which costs milliseconds on a large book).
+fn record_state_hash(engine: &Engine, stats: &PipelineStats) {
+    let hash = engine.state_hash();
+    let mut queue = stats.state_hashes.lock().expect("state hash lock");
+    if queue.len() == STATE_HASHES_QUEUED {
+        queue.pop_front();
+    }
+    queue.push_back((engine.last_seq(), hash));
 }
 
 fn run_event_log(

@@ -139,6 +139,10 @@ enum Commands {
         /// Replace the certificates of a DIR that already holds a CA.
         #[arg(long)]
         force: bool,
+        /// Also write certificates for cluster nodes 1..=N (`node-<id>.pem`, `node-<id>.key`),
+        /// for `[cluster] certs_dir`.
+        #[arg(long, default_value_t = 0)]
+        nodes: u64,
     },
 }
 
@@ -240,16 +244,18 @@ fn main() -> ExitCode {
         }
         Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
         Commands::Client { options, request } => cli::client::run(options, request),
-        Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
-            Ok(certs) => {
-                certs.paths().iter().for_each(|path| println!("{}", path.display()));
-                ExitCode::SUCCESS
+        Commands::DevCerts { dir, force, nodes } => {
+            match seqd::gateway::tls::dev_certs_with_nodes(&dir, force, nodes) {
+                Ok(certs) => {
+                    certs.paths().iter().for_each(|path| println!("{}", path.display()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 

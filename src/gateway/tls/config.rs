@@ -124,6 +124,40 @@ fn quic_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, Tls
     Ok(config)
 }
 
+/// ALPN of the cluster's node transport (`cluster::transport`): a client connection can never
+/// be mistaken for a node's, nor the reverse.
+pub const NODE_ALPN: &[u8] = b"seqd-node/1";
+
+/// Both sides of a cluster node's transport: the node presents `cert_pem` (`node-<id>`,
+/// valid for server and client authentication) to peers it connects to and to peers that
+/// connect to it, and requires theirs to chain to `ca_pem`. `transport` sets the timeouts
+/// (short ones: a dead peer must be noticed within an election timeout).
+pub fn node_configs(
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    transport: quinn::TransportConfig,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
+    let transport = Arc::new(transport);
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone()).build()?;
+    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates(cert_pem, "node certificate")?, private_key(key_pem, "node key")?)?;
+    server_tls.alpn_protocols = vec![NODE_ALPN.to_vec()];
+    server_tls.max_early_data_size = 0;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
+    server.transport_config(transport.clone());
+    let mut client_tls = client_builder(ca_pem)?
+        .with_client_auth_cert(certificates(cert_pem, "node certificate")?, private_key(key_pem, "node key")?)?;
+    client_tls.alpn_protocols = vec![NODE_ALPN.to_vec()];
+    client_tls.enable_early_data = false;
+    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?));
+    client.transport_config(transport);
+    Ok((server, client))
+}
+
 /// The files the server reads from its certificates directory, in the order they are checked.
 pub const SERVER_FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
 

@@ -41,6 +41,16 @@ pub struct DevCerts {
     pub server_key: PathBuf,
     /// One per [`DEV_PRINCIPALS`] entry, in that order.
     pub clients: Vec<ClientFiles>,
+    /// One per cluster node asked for, by id.
+    pub nodes: Vec<NodeFiles>,
+}
+
+/// A cluster node's certificate written by [`dev_certs_with_nodes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFiles {
+    pub id: u64,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl DevCerts {
@@ -50,6 +60,10 @@ impl DevCerts {
         for client in &self.clients {
             paths.push(&client.cert);
             paths.push(&client.key);
+        }
+        for node in &self.nodes {
+            paths.push(&node.cert);
+            paths.push(&node.key);
         }
         paths
     }
@@ -67,6 +81,18 @@ impl DevCerts {
 /// Refuses (`CaExists`) when `dir` already has `ca.pem` or `ca.key`, unless `force`, which
 /// replaces every file. The CA is written last, so a `dir` with a CA holds a complete set.
 pub fn dev_certs(dir: &Path, force: bool) -> Result<DevCerts, TlsError> {
+    dev_certs_with_nodes(dir, force, 0)
+}
+
+/// The name (common name and DNS name) of cluster node `id`'s certificate.
+pub fn node_name(id: u64) -> String {
+    format!("node-{id}")
+}
+
+/// [`dev_certs`], plus a certificate for each cluster node 1..=`nodes` (`node-<id>.pem`,
+/// `node-<id>.key`: common and DNS name `node-<id>`, valid for server and client
+/// authentication, since a node both connects to its peers and accepts them).
+pub fn dev_certs_with_nodes(dir: &Path, force: bool, nodes: u64) -> Result<DevCerts, TlsError> {
     let file = |name: &str| dir.join(name);
     let certs = DevCerts {
         dir: dir.to_path_buf(),
@@ -80,6 +106,13 @@ pub fn dev_certs(dir: &Path, force: bool) -> Result<DevCerts, TlsError> {
                 principal: p.to_string(),
                 cert: file(&format!("{p}.pem")),
                 key: file(&format!("{p}.key")),
+            })
+            .collect(),
+        nodes: (1..=nodes)
+            .map(|id| NodeFiles {
+                id,
+                cert: file(&format!("{}.pem", node_name(id))),
+                key: file(&format!("{}.key", node_name(id))),
             })
             .collect(),
     };
@@ -114,12 +147,12 @@ pub fn dev_certs(dir: &Path, force: bool) -> Result<DevCerts, TlsError> {
     (ca_params.not_before, ca_params.not_after) = validity(CA_VALIDITY)?;
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
-    let leaf = |common_name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+    let leaf = |common_name: &str, sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         (params.not_before, params.not_after) = validity(LEAF_VALIDITY)?;
         let key = KeyPair::generate()?;
@@ -128,13 +161,20 @@ pub fn dev_certs(dir: &Path, force: bool) -> Result<DevCerts, TlsError> {
     };
 
     let sans = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-    let (server_pem, server_key) = leaf(SERVER_NAME, sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+    let (server_pem, server_key) = leaf(SERVER_NAME, sans, vec![ExtendedKeyUsagePurpose::ServerAuth])?;
     write_file(&certs.server_cert, server_pem.as_bytes(), 0o644)?;
     write_file(&certs.server_key, server_key.as_bytes(), 0o600)?;
     for client in &certs.clients {
-        let (pem, key) = leaf(&client.principal, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)?;
+        let (pem, key) = leaf(&client.principal, Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth])?;
         write_file(&client.cert, pem.as_bytes(), 0o644)?;
         write_file(&client.key, key.as_bytes(), 0o600)?;
+    }
+    for node in &certs.nodes {
+        let name = node_name(node.id);
+        let usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let (pem, key) = leaf(&name, vec![name.clone()], usages)?;
+        write_file(&node.cert, pem.as_bytes(), 0o644)?;
+        write_file(&node.key, key.as_bytes(), 0o600)?;
     }
     write_file(&certs.ca_key, ca.key().serialize_pem().as_bytes(), 0o600)?;
     write_file(&certs.ca_cert, ca.pem().as_bytes(), 0o644)?;

@@ -27,11 +27,11 @@ mod dev_certs;
 mod principal;
 
 pub use config::{
-    client_config, client_config_without_certificate, load_server_config, server_config, transport_config,
-    ServerCertificates, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, MAX_CONCURRENT_BIDI_STREAMS, MAX_CONCURRENT_UNI_STREAMS,
-    SERVER_FILES,
+    client_config, client_config_without_certificate, load_server_config, node_configs, server_config,
+    transport_config, ServerCertificates, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, MAX_CONCURRENT_BIDI_STREAMS,
+    MAX_CONCURRENT_UNI_STREAMS, NODE_ALPN, SERVER_FILES,
 };
-pub use dev_certs::{dev_certs, ClientFiles, DevCerts, DEV_PRINCIPALS};
+pub use dev_certs::{dev_certs, dev_certs_with_nodes, node_name, ClientFiles, DevCerts, NodeFiles, DEV_PRINCIPALS};
 pub use principal::{principal_of, principal_of_certificate};
 
 /// The one application protocol both sides must offer.
