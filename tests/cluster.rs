@@ -215,20 +215,25 @@ fn corrupted_journal_is_refused() {
     runtime.block_on(set_up_venue(cluster.view()));
     runtime.block_on(blast(cluster.view(), 1, 1_000_000, 0, 300, 32));
     let leader = cluster.leader();
-    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != leader).collect();
     cluster.converged();
     cluster.stop_all().unwrap();
 
-    let input = seqd::storage::replay::DataDir::new(cluster.data_dir(follower)).input();
-    let (file, record) = middle_record(&input).unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[record.offset as usize + 32 + record.payload_len_bytes / 2] ^= 0x04;
-    std::fs::write(&file, bytes).unwrap();
+    // One follower's input journal, the other's Raft log (`<data>/raft/log`, the same segment
+    // format): a flipped bit in the payload of a record in the middle.
+    let input = seqd::storage::replay::DataDir::new(cluster.data_dir(followers[0])).input();
+    let raft_log = cluster.data_dir(followers[1]).join("raft/log");
+    for (follower, journal) in [(followers[0], input), (followers[1], raft_log)] {
+        let (file, record) = middle_record(&journal).unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[record.offset as usize + 32 + record.payload_len_bytes / 2] ^= 0x04;
+        std::fs::write(&file, bytes).unwrap();
 
-    let (status, stderr) = cluster.start_node_expecting_failure(follower, Duration::from_secs(60)).unwrap();
-    assert!(!status.success(), "{status}");
-    let named = format!("{} at offset {}", file.display(), record.offset);
-    assert!(stderr.contains(&named), "stderr does not name {named:?}:\n{stderr}");
+        let (status, stderr) = cluster.start_node_expecting_failure(follower, Duration::from_secs(60)).unwrap();
+        assert!(!status.success(), "node {follower}: {status}");
+        let named = format!("{} at offset {}", file.display(), record.offset);
+        assert!(stderr.contains(&named), "node {follower}: stderr does not name {named:?}:\n{stderr}");
+    }
 }
 
 #[test]
