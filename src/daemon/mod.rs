@@ -110,6 +110,16 @@ pub fn run(config: Config) -> Result<(), RunError> {
         "recovering: the newest usable snapshot, then the input journal after it"
     );
     crate::pipeline::fault::before_recovery();
+    if config.cluster.is_some() {
+        // A snapshot a follower received from the leader before it restarted (cluster::catch_up).
+        let durability = config.durability().map_err(|e| e.to_string())?;
+        if let Some(seq) =
+            crate::cluster::catch_up::install_staged(&data_dir, config.journal.segment_size_bytes, durability)
+                .map_err(|e| format!("installing the leader's snapshot: {e}"))?
+        {
+            tracing::warn!(seq, "cluster: this node now starts from the leader's snapshot");
+        }
+    }
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
