@@ -42,11 +42,23 @@ pub enum Inbox {
 /// Commands the inbox holds at most; the gateway answers `Busy` beyond it.
 pub const INBOX_CAPACITY: usize = 16_384;
 
+/// Uncommitted entry data a leader holds at most; proposals beyond it are refused `Busy`.
+pub const UNCOMMITTED_BYTES_MAX: u64 = 64 << 20;
+
 /// State hashes kept per side while waiting for the other side's hash at the same sequence.
 const STATE_HASHES_KEPT: usize = 64;
 
+/// Why a command the pipeline will never answer is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This node does not lead (any more); the leader's client address when one is known.
+    NotLeader(Option<String>),
+    /// This node leads but cannot take more (its uncommitted log is full): retry later.
+    Busy,
+}
+
 /// Answers a command the pipeline will never answer (the gateway's router).
-pub type Refuse = Box<dyn Fn(Origin, Option<String>) + Send>;
+pub type Refuse = Box<dyn Fn(Origin, Refusal) + Send>;
 
 pub struct NodeSettings {
     pub node_id: u64,
@@ -129,6 +141,9 @@ impl Consensus {
             applied: applied_index,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // A leader that cannot commit (no majority reachable) stops taking proposals past
+            // this much uncommitted data, instead of growing its log and its memory.
+            max_uncommitted_size: UNCOMMITTED_BYTES_MAX,
             // A leader that cannot reach a majority for an election timeout steps down, and a
             // node that was cut off cannot disrupt a healthy leader when it comes back.
             check_quorum: true,
@@ -228,7 +243,7 @@ impl Consensus {
         match message {
             Inbox::Command { command, request_key, origin, received_ns } => {
                 if !self.is_leader() {
-                    (self.refuse)(origin, self.leader_client_address());
+                    (self.refuse)(origin, Refusal::NotLeader(self.leader_client_address()));
                     return Ok(());
                 }
                 let (last_seq, last_ts) = self.last_stamp;
@@ -280,9 +295,12 @@ impl Consensus {
             }
             Err(e) => {
                 tracing::debug!("proposal dropped: {e}");
-                let leader = self.leader_client_address();
+                let refusal = match self.is_leader() {
+                    true => Refusal::Busy,
+                    false => Refusal::NotLeader(self.leader_client_address()),
+                };
                 for origin in origins {
-                    (self.refuse)(origin, leader.clone());
+                    (self.refuse)(origin, refusal.clone());
                 }
                 // The stamps of a dropped batch are free again.
                 self.last_stamp = self.log_last_stamp();
@@ -415,9 +433,9 @@ impl Consensus {
             if proposed_index == index && proposed_term == term {
                 mine = Some(origins);
             } else {
-                let leader = self.leader_client_address();
+                let refusal = Refusal::NotLeader(self.leader_client_address());
                 for origin in origins {
-                    (self.refuse)(origin, leader.clone());
+                    (self.refuse)(origin, refusal.clone());
                 }
             }
         }
@@ -459,13 +477,14 @@ impl Consensus {
     /// Answers every command this node gathered or proposed and will not see committed as
     /// its own with `NotLeader`.
     fn step_down_answers(&mut self, leader: Option<String>) {
+        let refusal = Refusal::NotLeader(leader);
         for origin in self.batch_origins.drain(..) {
-            (self.refuse)(origin, leader.clone());
+            (self.refuse)(origin, refusal.clone());
         }
         self.batch.clear();
         for (_, (_, origins)) in std::mem::take(&mut self.proposed) {
             for origin in origins {
-                (self.refuse)(origin, leader.clone());
+                (self.refuse)(origin, refusal.clone());
             }
         }
     }
@@ -584,9 +603,9 @@ fn applied_index(store: &RaftStore, applied_seq: Seq) -> Result<u64, String> {
         store.mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false)).map_err(|e| e.to_string())?;
     for entry in entries {
         if !entry.data.is_empty() && entry.get_entry_type() == EntryType::EntryNormal {
-            let (last_seq, _) = entry::last_stamp(&entry.data)
+            let (first_seq, count) = entry::first_seq_and_count(&entry.data)
                 .map_err(|e| format!("raft log entry {} (term {}): {e}", entry.index, entry.term))?;
-            if last_seq > applied_seq {
+            if first_seq + count - 1 > applied_seq {
                 break;
             }
             // Applied, so committed, and so is every entry before it.
