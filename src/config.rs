@@ -471,6 +471,40 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_example_is_node_1_of_3_and_bad_memberships_are_refused() {
+        let example = Config::parse(include_str!("../systemd/seqd-cluster.example.toml")).unwrap();
+        let cluster = example.cluster.as_ref().unwrap();
+        assert_eq!((cluster.node_id, cluster.nodes.len()), (1, 3));
+        assert_eq!(cluster.this_node().client_address, "10.0.0.1:7400");
+        // In a cluster the Raft log holds the policy; the input journal is refilled from it.
+        assert_eq!(example.durability().unwrap(), Durability::Fsync);
+        assert_eq!(example.pipeline_config().unwrap().journal.durability, Durability::PageCache);
+        assert_eq!(example.pipeline_config().unwrap().state_hash_every_commands, 100_000);
+        assert_eq!(Config::parse("").unwrap().pipeline_config().unwrap().state_hash_every_commands, 0);
+
+        let node = |id: u64| {
+            format!(
+                "[[cluster.nodes]]\nid = {id}\nnode_address = \"127.0.0.1:{}\"\nclient_address = \"x\"\n",
+                7500 + id
+            )
+        };
+        let cluster_of = |node_id: u64, ids: &[u64], extra: &str| {
+            let nodes: String = ids.iter().map(|&id| node(id)).collect();
+            format!("[cluster]\nnode_id = {node_id}\ncerts_dir = \"c\"\n{extra}\n{nodes}")
+        };
+        assert!(Config::parse(&cluster_of(1, &[1, 2, 3], "")).is_ok());
+        for (text, expected) in [
+            (cluster_of(1, &[1, 2], ""), "1, 3 or 5 nodes"),
+            (cluster_of(4, &[1, 2, 3], ""), "not among the nodes"),
+            (cluster_of(1, &[1, 1, 3], ""), "distinct"),
+            (cluster_of(1, &[1, 2, 3], "heartbeat_ms = 400"), "3 x heartbeat_ms"),
+        ] {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
     fn mistakes_are_errors_that_say_what_is_wrong() {
         let cases = [
             ("[journal]\ndurabilty = \"fsync\"", "unknown field"),

@@ -91,7 +91,22 @@ pub fn decode(data: &[u8], out: &mut Vec<SequencedCommand>) -> Result<(), EntryE
     Ok(())
 }
 
-/// The last sequence and its timestamp in non-empty entry data, without decoding commands.
+/// The first sequence and the number of commands of non-empty entry data, from its header and
+/// first command only.
+pub fn first_seq_and_count(data: &[u8]) -> Result<(Seq, u64), EntryError> {
+    let mut r = ByteReader::new(data);
+    let version = r.u8()?;
+    if version != ENTRY_VERSION {
+        return Err(EntryError::Version(version));
+    }
+    let count = r.u16()?;
+    if count == 0 || usize::from(count) > ENTRY_COMMANDS_MAX {
+        return Err(EntryError::Count(count));
+    }
+    Ok((r.u64()?, u64::from(count)))
+}
+
+/// The last sequence and its timestamp in non-empty entry data (decodes the commands).
 pub fn last_stamp(data: &[u8]) -> Result<(Seq, u64), EntryError> {
     let mut commands = Vec::new();
     decode(data, &mut commands)?;

@@ -20,6 +20,7 @@
 //! Raft log and hard state on disk), `node.rs` (the consensus thread), `transport.rs` (the node
 //! transport), `status.rs` (role and progress for `/cluster` and the metrics).
 
+pub mod catch_up;
 pub mod entry;
 pub mod node;
 pub mod raft_store;
@@ -30,6 +31,7 @@ use crate::config::ClusterSection;
 use crate::engine::Command;
 use crate::pipeline::{fault, CommandRoute, Origin, PipelineStats, SubmitError, Submitter};
 use crate::storage::journal::Durability;
+use crate::storage::replay::DataDir;
 use node::{Consensus, Inbox, NodeSettings, Recovered, Refuse, INBOX_CAPACITY};
 use raft_store::RaftStore;
 use status::ClusterShared;
@@ -80,6 +82,8 @@ impl ClusterNode {
             tick: Duration::from_millis(cluster.heartbeat_ms),
             election_ticks: (cluster.election_timeout_ms / cluster.heartbeat_ms) as usize,
             client_addresses: cluster.nodes.iter().map(|n| (n.id, n.client_address.clone())).collect(),
+            data_dir: DataDir::new(args.data_root),
+            log_entries_kept: cluster.log_entries_kept,
         };
         let consensus = Consensus::new(
             settings,
@@ -144,6 +148,20 @@ impl CommandRoute for NodeRoute {
             Err(TrySendError::Disconnected(_)) => Err(not_leader()),
         }
     }
+}
+
+/// Replaces this process with a fresh start of the same binary and arguments (same PID, so
+/// systemd and a test harness see the same service): how a follower that staged a snapshot
+/// restarts its pipeline from it. Returns only if the exec failed.
+pub(crate) fn restart_process() -> String {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return format!("cannot find this executable to restart: {e}"),
+    };
+    tracing::warn!(exe = %exe.display(), "cluster: restarting to load the installed snapshot");
+    let error = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    format!("cannot restart {}: {error}", exe.display())
 }
 
 /// raft-rs logs through `slog`; this drain hands its records to `tracing` (target `raft`).

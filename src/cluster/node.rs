@@ -15,18 +15,20 @@
 //! and the hard state are persisted (term and vote synced) before the `persisted_messages`
 //! that depend on them are sent.
 
+use super::catch_up::{self, NodeStorage, OfferedSnapshot};
 use super::entry::{self, SequencedCommand, ENTRY_COMMANDS_MAX};
 use super::raft_store::RaftStore;
 use super::status::{ClusterShared, ClusterStatus, PeerStatus, Role};
 use super::transport::{Outbox, PeerFrame};
 use crate::engine::{Command, Seq};
 use crate::pipeline::{Origin, PipelineStats, Submitter};
-use raft::eraftpb::{Entry, EntryType, Message};
-use raft::{RawNode, StateRole, Storage};
+use crate::storage::replay::DataDir;
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the consensus thread is sent.
@@ -40,11 +42,23 @@ pub enum Inbox {
 /// Commands the inbox holds at most; the gateway answers `Busy` beyond it.
 pub const INBOX_CAPACITY: usize = 16_384;
 
+/// Uncommitted entry data a leader holds at most; proposals beyond it are refused `Busy`.
+pub const UNCOMMITTED_BYTES_MAX: u64 = 64 << 20;
+
 /// State hashes kept per side while waiting for the other side's hash at the same sequence.
 const STATE_HASHES_KEPT: usize = 64;
 
+/// Why a command the pipeline will never answer is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This node does not lead (any more); the leader's client address when one is known.
+    NotLeader(Option<String>),
+    /// This node leads but cannot take more (its uncommitted log is full): retry later.
+    Busy,
+}
+
 /// Answers a command the pipeline will never answer (the gateway's router).
-pub type Refuse = Box<dyn Fn(Origin, Option<String>) + Send>;
+pub type Refuse = Box<dyn Fn(Origin, Refusal) + Send>;
 
 pub struct NodeSettings {
     pub node_id: u64,
@@ -53,7 +67,13 @@ pub struct NodeSettings {
     pub election_ticks: usize,
     /// Client address of every node, for `NotLeader`.
     pub client_addresses: BTreeMap<u64, String>,
+    pub data_dir: DataDir,
+    /// Entries kept behind the applied index when the log is compacted.
+    pub log_entries_kept: u64,
 }
+
+/// How often the log is checked for a newer snapshot to offer and for compaction.
+const LOG_MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the recovered pipeline stands: the last sequence applied and its timestamp.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +83,9 @@ pub struct Recovered {
 }
 
 pub struct Consensus {
-    raw: RawNode<raft::storage::MemStorage>,
+    raw: RawNode<NodeStorage>,
+    offered: Arc<Mutex<Option<OfferedSnapshot>>>,
+    next_maintenance: Instant,
     store: RaftStore,
     settings: NodeSettings,
     inbox: Receiver<Inbox>,
@@ -119,6 +141,9 @@ impl Consensus {
             applied: applied_index,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // A leader that cannot commit (no majority reachable) stops taking proposals past
+            // this much uncommitted data, instead of growing its log and its memory.
+            max_uncommitted_size: UNCOMMITTED_BYTES_MAX,
             // A leader that cannot reach a majority for an election timeout steps down, and a
             // node that was cut off cannot disrupt a healthy leader when it comes back.
             check_quorum: true,
@@ -127,10 +152,14 @@ impl Consensus {
         };
         config.validate().map_err(|e| format!("raft config: {e}"))?;
         let logger = slog::Logger::root(super::TracingDrain, slog::o!("node" => settings.node_id));
-        let raw = RawNode::new(&config, store.mem.clone(), &logger).map_err(|e| format!("raft: {e}"))?;
+        let offered = Arc::new(Mutex::new(None));
+        let storage = NodeStorage { mem: store.mem.clone(), offered: offered.clone(), voters: settings.voters.clone() };
+        let raw = RawNode::new(&config, storage, &logger).map_err(|e| format!("raft: {e}"))?;
         tracing::info!(node = settings.node_id, applied_index, seq = recovered.seq, "cluster node: recovered");
         Ok(Consensus {
             raw,
+            offered,
+            next_maintenance: Instant::now(),
             store,
             settings,
             inbox,
@@ -193,6 +222,10 @@ impl Consensus {
             self.publish();
             self.role_changes();
             self.compare_state_hashes()?;
+            if Instant::now() >= self.next_maintenance {
+                self.next_maintenance = Instant::now() + LOG_MAINTENANCE_EVERY;
+                self.maintain_log()?;
+            }
             self.update_status();
         }
     }
@@ -210,7 +243,7 @@ impl Consensus {
         match message {
             Inbox::Command { command, request_key, origin, received_ns } => {
                 if !self.is_leader() {
-                    (self.refuse)(origin, self.leader_client_address());
+                    (self.refuse)(origin, Refusal::NotLeader(self.leader_client_address()));
                     return Ok(());
                 }
                 let (last_seq, last_ts) = self.last_stamp;
@@ -262,9 +295,12 @@ impl Consensus {
             }
             Err(e) => {
                 tracing::debug!("proposal dropped: {e}");
-                let leader = self.leader_client_address();
+                let refusal = match self.is_leader() {
+                    true => Refusal::Busy,
+                    false => Refusal::NotLeader(self.leader_client_address()),
+                };
                 for origin in origins {
-                    (self.refuse)(origin, leader.clone());
+                    (self.refuse)(origin, refusal.clone());
                 }
                 // The stamps of a dropped batch are free again.
                 self.last_stamp = self.log_last_stamp();
@@ -279,7 +315,10 @@ impl Consensus {
         let mut ready = self.raw.ready();
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            return Err("a snapshot from the leader: this node is too far behind its log (installing snapshots is not built yet; copy a peer's data directory)".into());
+            // This node is behind the leader's log: start over from the leader's snapshot.
+            let seq = catch_up::stage(&self.settings.data_dir.root, ready.snapshot())?;
+            tracing::warn!(seq, index = ready.snapshot().get_metadata().index, "cluster: staged the leader's snapshot");
+            return Err(super::restart_process());
         }
         self.on_committed(ready.take_committed_entries())?;
         self.store.append(ready.entries()).map_err(|e| e.to_string())?;
@@ -298,10 +337,57 @@ impl Consensus {
         Ok(())
     }
 
-    fn send(&self, messages: Vec<Message>) {
+    fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
-            self.outbox.send(message.to, PeerFrame::Raft(message));
+            let (to, snapshot) = (message.to, message.get_msg_type() == MessageType::MsgSnapshot);
+            self.outbox.send(to, PeerFrame::Raft(message));
+            if snapshot {
+                // The follower restarts to install it and then answers appends after it: probe
+                // it again rather than wait for an answer to the snapshot itself.
+                self.raw.report_snapshot(to, SnapshotStatus::Finish);
+            }
         }
+    }
+
+    /// Offers the newest snapshot file to raft-rs and compacts the log behind it, keeping
+    /// `log_entries_kept` entries before the applied index.
+    fn maintain_log(&mut self) -> Result<(), String> {
+        let snapshots = self.settings.data_dir.snapshots();
+        let newest = snapshots.list().map_err(|e| e.to_string())?.pop();
+        let offered_seq = self.offered.lock().expect("offer lock").as_ref().map(|o| o.seq);
+        if let Some((seq, path)) = newest.filter(|(seq, _)| Some(*seq) > offered_seq) {
+            if let Some(index) = self.index_covering(seq) {
+                let term = self.raw.store().term(index).map_err(|e| e.to_string())?;
+                tracing::debug!(seq, index, term, "cluster: offering a snapshot");
+                *self.offered.lock().expect("offer lock") = Some(OfferedSnapshot { path, seq, index, term });
+            }
+        }
+        let Some(offered_index) = self.offered.lock().expect("offer lock").as_ref().map(|o| o.index) else {
+            return Ok(());
+        };
+        let applied = self.raw.raft.raft_log.applied;
+        let keep_from = offered_index.min(applied.saturating_sub(self.settings.log_entries_kept));
+        self.store.compact(keep_from).map_err(|e| format!("compacting the raft log: {e}"))
+    }
+
+    /// The last applied entry whose commands are all at or below `seq`.
+    fn index_covering(&self, seq: Seq) -> Option<u64> {
+        let store = self.raw.store();
+        let first = store.first_index().ok()?;
+        let applied = self.raw.raft.raft_log.applied;
+        let mut covering = None;
+        for index in first..=applied {
+            let entries = store.entries(index, index + 1, None, raft::GetEntriesContext::empty(false)).ok()?;
+            let entry = entries.first()?;
+            if !entry.data.is_empty() {
+                let (first_seq, count) = entry::first_seq_and_count(&entry.data).ok()?;
+                if first_seq + count - 1 > seq {
+                    break;
+                }
+            }
+            covering = Some(index);
+        }
+        covering
     }
 
     /// Queues the commands of committed entries for the ring, with their origins when this
@@ -347,9 +433,9 @@ impl Consensus {
             if proposed_index == index && proposed_term == term {
                 mine = Some(origins);
             } else {
-                let leader = self.leader_client_address();
+                let refusal = Refusal::NotLeader(self.leader_client_address());
                 for origin in origins {
-                    (self.refuse)(origin, leader.clone());
+                    (self.refuse)(origin, refusal.clone());
                 }
             }
         }
@@ -391,13 +477,14 @@ impl Consensus {
     /// Answers every command this node gathered or proposed and will not see committed as
     /// its own with `NotLeader`.
     fn step_down_answers(&mut self, leader: Option<String>) {
+        let refusal = Refusal::NotLeader(leader);
         for origin in self.batch_origins.drain(..) {
-            (self.refuse)(origin, leader.clone());
+            (self.refuse)(origin, refusal.clone());
         }
         self.batch.clear();
         for (_, (_, origins)) in std::mem::take(&mut self.proposed) {
             for origin in origins {
-                (self.refuse)(origin, leader.clone());
+                (self.refuse)(origin, refusal.clone());
             }
         }
     }
@@ -516,9 +603,9 @@ fn applied_index(store: &RaftStore, applied_seq: Seq) -> Result<u64, String> {
         store.mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false)).map_err(|e| e.to_string())?;
     for entry in entries {
         if !entry.data.is_empty() && entry.get_entry_type() == EntryType::EntryNormal {
-            let (last_seq, _) = entry::last_stamp(&entry.data)
+            let (first_seq, count) = entry::first_seq_and_count(&entry.data)
                 .map_err(|e| format!("raft log entry {} (term {}): {e}", entry.index, entry.term))?;
-            if last_seq > applied_seq {
+            if first_seq + count - 1 > applied_seq {
                 break;
             }
             // Applied, so committed, and so is every entry before it.

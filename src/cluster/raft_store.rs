@@ -15,6 +15,7 @@
 use crate::storage::journal::{self, Durability, JournalConfig, JournalError, JournalReader, JournalWriter};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::storage::MemStorage;
+use raft::Storage as _;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -208,15 +209,67 @@ impl RaftStore {
         self.mem.wl().mut_hard_state().commit = commit;
     }
 
+    /// Drops the log's entries before `index` (kept: `index` and after), in memory and on
+    /// disk (whole segments only; the start recorded in `meta` first, so a crash in between
+    /// leaves a log that still reads from its recorded start).
+    pub fn compact(&mut self, index: u64) -> Result<(), RaftStoreError> {
+        let first = self.meta.snapshot_index + 1;
+        if index <= first || index > self.last_index() {
+            return Ok(());
+        }
+        let before = index - 1;
+        let term = self.mem.term(before)?;
+        self.meta.snapshot_index = before;
+        self.meta.snapshot_term = term;
+        self.write_meta()?;
+        self.mem.wl().compact(index)?;
+        let segments = crate::storage::retention::segments(&self.log_config.dir)
+            .map_err(|e| meta_error(&self.log_config.dir, e.to_string()))?;
+        for pair in segments.windows(2) {
+            // A segment goes when the next one starts at or before the first entry kept.
+            if pair[1].first_seq <= index {
+                fs::remove_file(&pair[0].path).map_err(|e| meta_error(&pair[0].path, e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     fn write_meta(&self) -> Result<(), RaftStoreError> {
-        let path = self.dir.join(META_FILE);
-        let tmp = self.dir.join(".meta.tmp");
+        write_meta_file(&self.dir, &self.meta)
+    }
+}
+
+/// After a snapshot install (`catch_up`): the log restarts after entry `index` of `term`, with
+/// the commit point there; term and vote are kept.
+pub fn reset_to_snapshot(raft_dir: &Path, index: u64, term: u64) -> Result<(), RaftStoreError> {
+    let meta_path = raft_dir.join(META_FILE);
+    let mut meta = match fs::read(&meta_path) {
+        Ok(bytes) => RaftMeta::decode(&bytes).map_err(|reason| meta_error(&meta_path, reason))?,
+        Err(_) => RaftMeta::default(),
+    };
+    let log_dir = raft_dir.join("log");
+    match fs::remove_dir_all(&log_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(meta_error(&log_dir, e.to_string())),
+    }
+    meta.snapshot_index = index;
+    meta.snapshot_term = term;
+    meta.commit = meta.commit.max(index);
+    meta.term = meta.term.max(term);
+    write_meta_file(raft_dir, &meta)
+}
+
+fn write_meta_file(dir: &Path, meta: &RaftMeta) -> Result<(), RaftStoreError> {
+    {
+        let path = dir.join(META_FILE);
+        let tmp = dir.join(".meta.tmp");
         let write = || -> std::io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
-            file.write_all(&self.meta.encode())?;
+            file.write_all(&meta.encode())?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
-            fs::File::open(&self.dir)?.sync_all()
+            fs::File::open(dir)?.sync_all()
         };
         write().map_err(|e| meta_error(&path, e.to_string()))
     }
@@ -277,6 +330,32 @@ mod tests {
         let entries = store.mem.entries(1, 5, None, raft::GetEntriesContext::empty(false)).unwrap();
         let seen: Vec<(u64, u64, Vec<u8>)> = entries.iter().map(|e| (e.index, e.term, e.data.to_vec())).collect();
         assert_eq!(seen, vec![(1, 1, vec![]), (2, 1, b"a".to_vec()), (3, 2, b"c".to_vec()), (4, 2, b"d".to_vec())]);
+    }
+
+    #[test]
+    fn a_compacted_log_reopens_from_its_recorded_start_and_whole_old_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments, so that compaction has whole segments to delete.
+        let open = || RaftStore::open(dir.path(), 1024, Durability::PageCache, &[1, 2, 3]).unwrap();
+        let mut store = open();
+        let entries: Vec<Entry> = (1..=60).map(|i| entry(i, 1 + i / 30, &[i as u8; 40])).collect();
+        store.append(&entries).unwrap();
+        store.commit().unwrap();
+        let segments_before = crate::storage::retention::segments(&dir.path().join("raft/log")).unwrap().len();
+        store.compact(45).unwrap();
+        assert_eq!(store.mem.first_index().unwrap(), 45);
+        let segments_after = crate::storage::retention::segments(&dir.path().join("raft/log")).unwrap();
+        assert!(segments_after.len() < segments_before, "{segments_before} -> {}", segments_after.len());
+        assert!(segments_after[0].first_seq <= 45);
+        drop(store);
+
+        let store = open();
+        assert_eq!((store.meta().snapshot_index, store.meta().snapshot_term), (44, 2));
+        assert_eq!(store.mem.first_index().unwrap(), 45);
+        assert_eq!(store.mem.term(44).unwrap(), 2);
+        assert_eq!(store.last_index(), 60);
+        let reread = store.mem.entries(45, 61, None, raft::GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(reread, entries[44..].to_vec());
     }
 
     #[test]

@@ -32,8 +32,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Largest frame: a Raft append of `max_size_per_msg` (1 MiB) entries with room to spare.
-pub const PEER_FRAME_BYTES_MAX: usize = 16 << 20;
+/// Largest frame: a snapshot for a follower that is behind the leader's log carries the whole
+/// engine state (an append is at most `max_size_per_msg`, 1 MiB). A state whose snapshot file
+/// is larger cannot be sent: such a node is seeded by copying a peer's data directory.
+pub const PEER_FRAME_BYTES_MAX: usize = 1 << 30;
 /// Frames queued per peer before new ones are dropped.
 const PEER_QUEUE_FRAMES: usize = 4096;
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);

@@ -25,14 +25,14 @@ use retention::spawn_retention;
 use snapshotter::{spawn_snapshotter, SnapshotStats};
 use supervisor::{supervise, Stop};
 
-use crate::cluster::node::Recovered;
+use crate::cluster::node::{Recovered, Refusal};
 use crate::cluster::{ClusterNode, StartArgs};
 use crate::config::{ClusterSection, Config};
 use crate::gateway::grants::AccountDirectory;
 use crate::gateway::server::{not_leader, Gateway, GatewayResponder, GatewaySettings, Router};
 use crate::gateway::tls;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::protocol::{GatewayError, LimitsConfig};
+use crate::protocol::{GatewayError, LimitsConfig, Message};
 use crate::replicate::service::{Replicators, Which};
 use crate::replicate::RunOptions;
 use crate::storage::replay::DataDir;
@@ -110,6 +110,16 @@ pub fn run(config: Config) -> Result<(), RunError> {
         "recovering: the newest usable snapshot, then the input journal after it"
     );
     crate::pipeline::fault::before_recovery();
+    if config.cluster.is_some() {
+        // A snapshot a follower received from the leader before it restarted (cluster::catch_up).
+        let durability = config.durability().map_err(|e| e.to_string())?;
+        if let Some(seq) =
+            crate::cluster::catch_up::install_staged(&data_dir, config.journal.segment_size_bytes, durability)
+                .map_err(|e| format!("installing the leader's snapshot: {e}"))?
+        {
+            tracing::warn!(seq, "cluster: this node now starts from the leader's snapshot");
+        }
+    }
     let (pipeline, recovery) = Pipeline::start_with(&data_dir, pipeline_config, |engine| {
         let mirror = Arc::new(AccountDirectory::from_engine(engine));
         directory = Some(mirror.clone());
@@ -226,7 +236,13 @@ fn start_cluster_node(
     router: &Arc<Router>,
 ) -> Result<ClusterNode, RunError> {
     let router = router.clone();
-    let refuse = Box::new(move |origin, leader: Option<String>| router.refuse(origin, not_leader(leader.as_deref())));
+    let refuse = Box::new(move |origin, refusal| {
+        let message = match refusal {
+            Refusal::NotLeader(leader) => not_leader(leader.as_deref()),
+            Refusal::Busy => Message::error(GatewayError::Busy, "the cluster cannot commit now; retry"),
+        };
+        router.refuse(origin, message)
+    });
     let node = ClusterNode::start(StartArgs {
         cluster,
         data_root: &config.data.dir,

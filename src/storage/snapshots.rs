@@ -133,7 +133,8 @@ impl SnapshotStore {
         self.dir.join(REJECTED_DIR_NAME)
     }
 
-    fn path_for(&self, seq: Seq) -> PathBuf {
+    /// The file name of the snapshot of `seq` in this store.
+    pub fn path_for(&self, seq: Seq) -> PathBuf {
         self.dir.join(format!("snapshot-{seq:020}.snap"))
     }
 

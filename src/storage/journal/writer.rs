@@ -46,6 +46,10 @@ pub struct JournalConfig {
     pub durability: Durability,
     /// Seq of the first record of a brand-new journal; ignored when the journal exists.
     pub first_seq: u64,
+    /// The first segment's `prev_chain_hash` in a brand-new journal: zeros for a journal that
+    /// starts at seq 1; the chain hash through `first_seq - 1` for one that continues another
+    /// (a cluster node seeded from a snapshot). Ignored when the journal exists.
+    pub first_prev_chain_hash: [u8; 32],
     /// Where file creations, renames and syncs go (`Storage::Real` but in power-loss tests).
     pub storage: Storage,
 }
@@ -56,7 +60,14 @@ impl JournalConfig {
 
     /// A config for a journal starting at seq 1.
     pub fn new(dir: impl Into<PathBuf>, segment_size_bytes: u64, durability: Durability) -> JournalConfig {
-        JournalConfig { dir: dir.into(), segment_size_bytes, durability, first_seq: 1, storage: Storage::Real }
+        JournalConfig {
+            dir: dir.into(),
+            segment_size_bytes,
+            durability,
+            first_seq: 1,
+            first_prev_chain_hash: [0u8; 32],
+            storage: Storage::Real,
+        }
     }
 
     fn validate(&self) -> Result<(), JournalError> {
@@ -450,7 +461,7 @@ impl JournalWriter {
                     Some(TornTail::File { first_seq, .. }) => *first_seq,
                     _ => cfg.first_seq,
                 };
-                let header = SegmentHeader { first_seq, prev_chain_hash: [0u8; 32] };
+                let header = SegmentHeader { first_seq, prev_chain_hash: cfg.first_prev_chain_hash };
                 segments += 1;
                 let never = AtomicBool::new(false);
                 let prefault = prefaults(cfg.durability);
