@@ -133,9 +133,13 @@ fn isolated_leader_steps_down() {
 #[test]
 fn follower_rejoins_after_falling_far_behind() {
     let behind = env_u64("SEQD_CLUSTER_BEHIND_COMMANDS", 100_000);
-    // A short log: once the leader compacts it (`log_entries_kept`), a follower this far
-    // behind catches up by snapshot; until then, from the log.
-    let mut cluster = start(ClusterOptions { log_entries_kept: 1_000, ..ClusterOptions::default() });
+    // Snapshots every 10,000 commands and a log of 10 entries behind them: the leader compacts
+    // past the stopped follower, which must catch up by snapshot (and then the log).
+    let mut cluster = start(ClusterOptions {
+        log_entries_kept: 10,
+        extra_toml: "[snapshots]\nevery_commands = 10000\n".into(),
+        ..ClusterOptions::default()
+    });
     let runtime = runtime();
     let mut acked = runtime.block_on(set_up_venue(cluster.view()));
     let leader = cluster.leader();
@@ -145,7 +149,8 @@ fn follower_rejoins_after_falling_far_behind() {
     let pushed = Instant::now();
     acked.extend(runtime.block_on(blast(cluster.view(), 2, 1_000_000, 0, behind, 256)));
     let push_s = pushed.elapsed().as_secs_f64();
-    let leader_seq = cluster.status(cluster.leader()).unwrap().applied_seq;
+    let leader = cluster.leader();
+    let leader_seq = cluster.status(leader).unwrap().applied_seq;
     assert!(leader_seq >= behind, "leader applied {leader_seq}");
 
     let rejoined = Instant::now();
@@ -160,6 +165,10 @@ fn follower_rejoins_after_falling_far_behind() {
     eprintln!(
         "{behind} commands pushed past a stopped follower in {push_s:.1} s ({:.0}/s); it caught up to seq {last_seq} in {catch_up_s:.1} s; its journal starts at {first_kept:?}",
         behind as f64 / push_s
+    );
+    assert!(
+        first_kept.is_some_and(|seq| seq > 1),
+        "the follower did not catch up by snapshot: journal from {first_kept:?}"
     );
     // The follower's journal holds what it took from the log (a snapshot covers the rest);
     // every node's full journal holds every acknowledgement.

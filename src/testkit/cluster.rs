@@ -583,6 +583,24 @@ impl LocalCluster {
         unsafe { libc::kill(process.child.id() as libc::pid_t, signal) };
     }
 
+    /// Nodes whose process has exited on its own (none should): reaped, with their exit status
+    /// and the end of their log, for a failure message.
+    pub fn exited_on_their_own(&mut self) -> Vec<String> {
+        let mut exited = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(process) = node.process.as_mut() {
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    node.process = None;
+                    exited.push((node.addrs.id, status));
+                }
+            }
+        }
+        exited
+            .into_iter()
+            .map(|(id, status)| format!("node {id} exited ({status}):\n{}", self.log_tail(id, 20)))
+            .collect()
+    }
+
     /// SIGKILL node `id` and reap it. Panics if it had exited on its own before.
     pub fn kill(&mut self, id: u64) {
         let mut process = self.node_mut(id).process.take().unwrap_or_else(|| panic!("node {id} is not running"));

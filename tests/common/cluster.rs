@@ -79,12 +79,20 @@ pub fn start(options: ClusterOptions) -> TestCluster {
 
 impl TestCluster {
     /// The leader the live nodes agree on.
-    pub fn leader(&self) -> u64 {
-        self.wait_leader(LEADER_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    pub fn leader(&mut self) -> u64 {
+        let leader = self.wait_leader(LEADER_TIMEOUT);
+        leader.unwrap_or_else(|e| panic!("{e}{}", self.exits()))
     }
 
-    pub fn converged(&self) -> Seq {
-        self.wait_converged(CONVERGE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    pub fn converged(&mut self) -> Seq {
+        let converged = self.wait_converged(CONVERGE_TIMEOUT);
+        converged.unwrap_or_else(|e| panic!("{e}{}", self.exits()))
+    }
+
+    /// Nodes that exited on their own, for a failure message (a node signalled by something
+    /// outside the test shows up here too).
+    fn exits(&mut self) -> String {
+        self.exited_on_their_own().iter().map(|exit| format!("\n{exit}")).collect()
     }
 
     /// Stops every node (SIGTERM; each must exit with success) and returns the state hash
