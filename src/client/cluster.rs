@@ -194,8 +194,7 @@ impl ClusterClient {
         cert_pem: &[u8],
         key_pem: &[u8],
     ) -> Result<ClusterClient, ClientError> {
-        let quic =
-            tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let quic = tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
         ClusterClient::connect_with(config, quic).await
     }
 

@@ -68,7 +68,11 @@ pub struct FollowConfig {
 
 impl Default for FollowConfig {
     fn default() -> Self {
-        FollowConfig { failover_timeout: FAILOVER_TIMEOUT_DEFAULT, backoff_first: BACKOFF_FIRST, backoff_max: BACKOFF_MAX }
+        FollowConfig {
+            failover_timeout: FAILOVER_TIMEOUT_DEFAULT,
+            backoff_first: BACKOFF_FIRST,
+            backoff_max: BACKOFF_MAX,
+        }
     }
 }
 
@@ -349,7 +353,14 @@ mod tests {
         let delays: Vec<Action> = (0..6).map(|_| f.on_not_leader(&unknown, t0)).collect();
         assert_eq!(
             delays,
-            [connect("a:1", 50), connect("b:2", 100), connect("c:3", 200), connect("a:1", 400), connect("b:2", 800), connect("c:3", 1000)]
+            [
+                connect("a:1", 50),
+                connect("b:2", 100),
+                connect("c:3", 200),
+                connect("a:1", 400),
+                connect("b:2", 800),
+                connect("c:3", 1000)
+            ]
         );
         assert_eq!(f.on_not_leader(&unknown, t0), connect("a:1", 1000), "capped at BACKOFF_MAX");
     }

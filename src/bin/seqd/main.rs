@@ -52,6 +52,9 @@ enum Commands {
         #[command(subcommand)]
         request: cli::client::ClientCommand,
     },
+    /// Inspect a cluster of seqd nodes (the `[cluster]` section of a node's config).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run a scripted trading session through the engine and print its trades, balances,
     /// subtree totals, book and state hash.
     Demo {
@@ -139,6 +142,21 @@ enum Commands {
         /// Replace the certificates of a DIR that already holds a CA.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Ask every node of FILE's `[[cluster.nodes]]` for `GET /cluster` on its metrics_address
+    /// and print one row per node: role, term, leader, commit and applied index, applied
+    /// sequence, lag behind the leader's log and the leader's last contact. Exit 0 only when a
+    /// node answers as the leader.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// One JSON document with every node's answer (or error) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -240,6 +258,7 @@ fn main() -> ExitCode {
         }
         Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
         Commands::Client { options, request } => cli::client::run(options, request),
+        Commands::Cluster(ClusterCommand::Status { config, json }) => cli::cluster::status(&config, json),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {
                 certs.paths().iter().for_each(|path| println!("{}", path.display()));
