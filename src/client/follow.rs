@@ -215,12 +215,11 @@ impl LeaderFollower {
     }
 
     fn go(&mut self, address: String, now: Instant, redirect: bool) -> Action {
-        let config = self.config;
-        // The node that just failed counts as tried (the first connect has none).
-        let failed = if self.connected_once { vec![self.target.clone()] } else { Vec::new() };
+        let (config, connected_once, failed) = (self.config, self.connected_once, &self.target);
         let failover = self.failover.get_or_insert_with(|| Failover {
             started: now,
-            tried: failed,
+            // The node that just failed counts as tried (the first connect has none).
+            tried: if connected_once { vec![failed.clone()] } else { Vec::new() },
             redirects: 0,
             backoff: config.backoff_first,
         });

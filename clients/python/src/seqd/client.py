@@ -7,7 +7,7 @@ import itertools
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -42,7 +42,7 @@ from .codec import (
     TimeInForce,
     Welcome,
 )
-from .errors import ConnectionClosed, GatewayError, ProtocolError, Rejected, SeqdError
+from .errors import ConnectionClosed, GatewayError, ProtocolError, Rejected, RejectReason, SeqdError
 from .money import Amount, ReferenceData
 
 CONNECT_TIMEOUT_S = 5.0
@@ -56,10 +56,12 @@ MARKET_QUEUE_MAX = 100_000
 
 @dataclass
 class CommandResult:
-    """A sequenced command: its `seq` and the events its principal may see (PROTOCOL.md §8)."""
+    """A sequenced command: its `seq` and the events its principal may see (PROTOCOL.md §8).
+    `request_key` is the key it was sent with (0: sent without one)."""
 
     seq: int
     events: list[AnyEvent]
+    request_key: int = 0
 
     @property
     def rejected(self) -> int | None:
@@ -68,6 +70,13 @@ class CommandResult:
             if isinstance(e, RejectedEvent):
                 return e.reason
         return None
+
+    @property
+    def applied_before(self) -> bool:
+        """An earlier send of this command (the same request key) was applied: this one was
+        sequenced as a `DuplicateRequest` (111) rejection and changed nothing (PROTOCOL.md §17).
+        Not an error: the command took effect, once."""
+        return self.request_key != 0 and self.rejected == RejectReason.DUPLICATE_REQUEST
 
 
 @dataclass
@@ -179,7 +188,247 @@ class ConnectParams:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Client:
+class _Api:
+    """The requests of the protocol as methods, on a transport's `_request` and `command`: shared
+    by `Client` (one connection) and `ClusterClient` (the nodes of a cluster, following the
+    leader)."""
+
+    reference: ReferenceData
+
+    def _request(self, kind: str, msg_type: int, payload: bytes) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    async def command(self, command: Command, *, check: bool = True, request_key: int = 0) -> CommandResult:
+        raise NotImplementedError
+
+    async def ping(self) -> float:
+        """Round trip in seconds."""
+        start = time.monotonic()
+        await self._request("single", MsgType.PING, b"")
+        return time.monotonic() - start
+
+    # --- queries ----------------------------------------------------------------------------
+
+    async def balances(self, account: int) -> codec.Balances:
+        return await self._request("list", MsgType.QUERY_BALANCES, codec.account_query_payload(account))  # type: ignore[no-any-return]
+
+    async def subtree_totals(self, account: int) -> codec.SubtreeTotals:
+        return await self._request("list", MsgType.QUERY_SUBTREE_TOTALS, codec.account_query_payload(account))  # type: ignore[no-any-return]
+
+    async def order(self, order_id: int) -> OrderInfo:
+        """A live order; `GatewayError` 940 when it is not live or not visible."""
+        return await self._request("single", MsgType.QUERY_ORDER, codec.account_query_payload(order_id))  # type: ignore[no-any-return]
+
+    async def open_orders(self, account: int) -> codec.OpenOrders:
+        return await self._request("list", MsgType.QUERY_OPEN_ORDERS, codec.account_query_payload(account))  # type: ignore[no-any-return]
+
+    async def depth(self, symbol: int, levels: int = 0) -> Depth:
+        """The book by price level, `levels` per side (0 = all)."""
+        return await self._request("list", MsgType.QUERY_DEPTH, codec.depth_query_payload(symbol, levels))  # type: ignore[no-any-return]
+
+    async def list_assets(self) -> codec.Assets:
+        """Version 2: every asset with its scale and code; also teaches `reference` the scales."""
+        assets: codec.Assets = await self._request("list", MsgType.LIST_ASSETS, b"")
+        for a in assets.assets:
+            self.reference.set_asset(a.asset, a.scale)
+        return assets
+
+    async def list_symbols(self) -> codec.Symbols:
+        """Version 2: every symbol with its spec, status and code."""
+        symbols: codec.Symbols = await self._request("list", MsgType.LIST_SYMBOLS, b"")
+        for x in symbols.symbols:
+            self.reference.set_symbol(x.spec, x.status)
+        return symbols
+
+    async def withdrawal(self, withdrawal_id: int) -> codec.WithdrawalInfo:
+        """Version 2: a withdrawal's state; `GatewayError` 940 when unknown or not visible."""
+        return await self._request("single", MsgType.QUERY_WITHDRAWAL, struct.pack("<Q", withdrawal_id))  # type: ignore[no-any-return]
+
+    # --- commands: reference data (admin) ---------------------------------------------------
+
+    async def create_asset(self, asset: int, scale: int, code: str | None = None) -> CommandResult:
+        """With `code` (`BTC`), the version-2 `CreateAssetWithCode`."""
+        if code is None:
+            return await self.command(codec.CreateAsset(asset, scale))
+        return await self.command(codec.CreateAssetWithCode(asset, scale, code))
+
+    def symbol_spec(
+        self,
+        symbol: int,
+        base: int,
+        quote: int,
+        *,
+        tick_size: Amount,
+        lot_size: Amount,
+        min_qty: Amount = 0,
+        min_notional: Amount = 0,
+        max_order_qty: Amount,
+        maker_fee_ppm: int = 0,
+        taker_fee_ppm: int = 0,
+        price_band_bps: int = 0,
+    ) -> SymbolSpec:
+        """A spec with prices (tick, min notional) in the quote asset and quantities in the base
+        asset: Decimals converted by their scales, ints taken as minor units."""
+        ref = self.reference
+        return SymbolSpec(
+            symbol,
+            base,
+            quote,
+            ref.amount(quote, tick_size, "tick_size"),
+            ref.amount(base, lot_size, "lot_size"),
+            ref.amount(base, min_qty, "min_qty"),
+            ref.amount(quote, min_notional, "min_notional"),
+            ref.amount(base, max_order_qty, "max_order_qty"),
+            maker_fee_ppm,
+            taker_fee_ppm,
+            price_band_bps,
+        )
+
+    async def create_symbol(self, spec: SymbolSpec, code: str | None = None) -> CommandResult:
+        """With `code` (`BTC/USDT`), the version-2 `CreateSymbolWithCode`."""
+        if code is None:
+            return await self.command(codec.CreateSymbol(spec))
+        return await self.command(codec.CreateSymbolWithCode(spec, code))
+
+    async def update_symbol(self, spec: SymbolSpec) -> CommandResult:
+        return await self.command(codec.UpdateSymbol(spec))
+
+    async def halt_symbol(self, symbol: int) -> CommandResult:
+        return await self.command(codec.SetSymbolStatus(symbol, SymbolStatus.HALTED))
+
+    async def resume_symbol(self, symbol: int) -> CommandResult:
+        return await self.command(codec.SetSymbolStatus(symbol, SymbolStatus.TRADING))
+
+    # --- commands: accounts and funds -------------------------------------------------------
+
+    async def create_account(self, account: int, parent: int = 0, owner: int | None = None) -> CommandResult:
+        """`owner` defaults to the account itself for a root (a tree shares its root's owner)."""
+        return await self.command(codec.CreateAccount(account, parent, account if owner is None else owner))
+
+    async def freeze_account(self, account: int) -> CommandResult:
+        return await self.command(codec.SetAccountStatus(account, AccountStatus.FROZEN))
+
+    async def unfreeze_account(self, account: int) -> CommandResult:
+        return await self.command(codec.SetAccountStatus(account, AccountStatus.ACTIVE))
+
+    async def deposit(self, account: int, asset: int, amount: Amount, external_ref: int) -> CommandResult:
+        return await self.command(codec.Deposit(account, asset, self.reference.amount(asset, amount), external_ref))
+
+    async def withdraw_request(self, account: int, asset: int, amount: Amount, client_ref: int) -> CommandResult:
+        """The withdrawal's id is the returned `seq`."""
+        return await self.command(
+            codec.WithdrawRequest(account, asset, self.reference.amount(asset, amount), client_ref)
+        )
+
+    async def withdraw_approve(self, withdrawal_id: int) -> CommandResult:
+        return await self.command(codec.WithdrawApprove(withdrawal_id))
+
+    async def withdraw_reject(self, withdrawal_id: int) -> CommandResult:
+        return await self.command(codec.WithdrawReject(withdrawal_id))
+
+    async def transfer(
+        self, from_account: int, to_account: int, asset: int, amount: Amount, client_ref: int
+    ) -> CommandResult:
+        amount_minor = self.reference.amount(asset, amount)
+        return await self.command(codec.Transfer(from_account, to_account, asset, amount_minor, client_ref))
+
+    # --- commands: orders --------------------------------------------------------------------
+
+    async def place_order(
+        self,
+        account: int,
+        symbol: int,
+        side: Side,
+        order_type: OrderType,
+        *,
+        qty: Amount,
+        price: Amount = 0,
+        stop_price: Amount = 0,
+        quote_budget: Amount = 0,
+        tif: TimeInForce = TimeInForce.GTC,
+        stp: Stp = Stp.CANCEL_INCOMING,
+        client_order_id: int = 0,
+        check: bool = True,
+    ) -> CommandResult:
+        """Any order (PROTOCOL.md §16.3). The order's id is the returned `seq`."""
+        ref = self.reference
+        order = codec.PlaceOrder(
+            account,
+            symbol,
+            client_order_id,
+            Side(side),
+            OrderType(order_type),
+            TimeInForce(tif),
+            Stp(stp),
+            ref.price(symbol, price),
+            ref.price(symbol, stop_price),
+            ref.qty(symbol, qty),
+            ref.quote_amount(symbol, quote_budget),
+        )
+        return await self.command(order, check=check)
+
+    async def limit(
+        self, account: int, symbol: int, side: Side, price: Amount, qty: Amount, **kw: Any
+    ) -> CommandResult:
+        return await self.place_order(account, symbol, side, OrderType.LIMIT, price=price, qty=qty, **kw)
+
+    async def market(
+        self, account: int, symbol: int, side: Side, qty: Amount, *, quote_budget: Amount = 0, **kw: Any
+    ) -> CommandResult:
+        """Market orders are IOC; a buy spends at most `quote_budget`."""
+        kw.setdefault("tif", TimeInForce.IOC)
+        return await self.place_order(account, symbol, side, OrderType.MARKET, qty=qty, quote_budget=quote_budget, **kw)
+
+    async def stop_limit(
+        self, account: int, symbol: int, side: Side, stop_price: Amount, price: Amount, qty: Amount, **kw: Any
+    ) -> CommandResult:
+        return await self.place_order(
+            account, symbol, side, OrderType.STOP_LIMIT, stop_price=stop_price, price=price, qty=qty, **kw
+        )
+
+    async def stop_market(
+        self,
+        account: int,
+        symbol: int,
+        side: Side,
+        stop_price: Amount,
+        qty: Amount,
+        *,
+        quote_budget: Amount = 0,
+        **kw: Any,
+    ) -> CommandResult:
+        kw.setdefault("tif", TimeInForce.IOC)
+        return await self.place_order(
+            account,
+            symbol,
+            side,
+            OrderType.STOP_MARKET,
+            stop_price=stop_price,
+            qty=qty,
+            quote_budget=quote_budget,
+            **kw,
+        )
+
+    async def cancel_order(self, account: int, order_id: int, *, check: bool = True) -> CommandResult:
+        return await self.command(codec.CancelOrder(account, order_id), check=check)
+
+    async def cancel_by_client_id(self, account: int, client_order_id: int, *, check: bool = True) -> CommandResult:
+        return await self.command(codec.CancelByClientId(account, client_order_id), check=check)
+
+    async def cancel_all(self, account: int, symbol: int = 0) -> CommandResult:
+        return await self.command(codec.CancelAll(account, symbol))
+
+    async def amend_order(
+        self, account: int, symbol: int, order_id: int, price: Amount, qty: Amount, *, check: bool = True
+    ) -> CommandResult:
+        """`qty` is the new TOTAL quantity, filled part included (§16.4); `symbol` only gives the
+        scales for Decimal amounts."""
+        ref = self.reference
+        amend = codec.AmendOrder(account, order_id, ref.price(symbol, price), ref.qty(symbol, qty))
+        return await self.command(amend, check=check)
+
+
+class Client(_Api):
     """One connection to seqd. Create it with `await Client.connect(...)`; close it with
     `await client.close()` or `async with`."""
 
@@ -527,66 +776,32 @@ class Client:
 
     # --- generic requests -------------------------------------------------------------------
 
-    async def command(self, command: Command, *, check: bool = True) -> CommandResult:
+    async def command(self, command: Command, *, check: bool = True, request_key: int = 0) -> CommandResult:
         """Sends a command and waits until it is durable and its events have arrived.
 
         Raises `GatewayError` when the gateway refused it (nothing sequenced) and, with `check`,
         `Rejected` when the engine rejected it (sequenced, nothing changed). Waits for a free
-        slot when `max_in_flight` commands are unanswered, so it never draws 922."""
+        slot when `max_in_flight` commands are unanswered, so it never draws 922.
+
+        With a non-zero `request_key` (protocol version 2, a server with request keys) it
+        travels as a `KeyedCommand`: sent again with the same key, it is applied at most once,
+        and the answer to the later send has `applied_before` (never raised as `Rejected`)."""
+        if request_key:
+            msg_type, payload = MsgType.KEYED_COMMAND, codec.keyed_command_payload(request_key, command)
+        else:
+            msg_type, payload = MsgType.COMMAND, codec.command_payload(command)
         semaphore = self._in_flight
         if semaphore is not None:
             await semaphore.acquire()
         try:
-            result: CommandResult = await self._request("command", MsgType.COMMAND, codec.command_payload(command))
+            result: CommandResult = await self._request("command", msg_type, payload)
         finally:
             if semaphore is not None:
                 semaphore.release()
-        if check and result.rejected is not None:
+        result.request_key = request_key
+        if check and result.rejected is not None and not result.applied_before:
             raise Rejected(result.rejected, result.seq)
         return result
-
-    async def ping(self) -> float:
-        """Round trip in seconds."""
-        start = time.monotonic()
-        await self._request("single", MsgType.PING, b"")
-        return time.monotonic() - start
-
-    # --- queries ----------------------------------------------------------------------------
-
-    async def balances(self, account: int) -> codec.Balances:
-        return await self._request("list", MsgType.QUERY_BALANCES, codec.account_query_payload(account))  # type: ignore[no-any-return]
-
-    async def subtree_totals(self, account: int) -> codec.SubtreeTotals:
-        return await self._request("list", MsgType.QUERY_SUBTREE_TOTALS, codec.account_query_payload(account))  # type: ignore[no-any-return]
-
-    async def order(self, order_id: int) -> OrderInfo:
-        """A live order; `GatewayError` 940 when it is not live or not visible."""
-        return await self._request("single", MsgType.QUERY_ORDER, codec.account_query_payload(order_id))  # type: ignore[no-any-return]
-
-    async def open_orders(self, account: int) -> codec.OpenOrders:
-        return await self._request("list", MsgType.QUERY_OPEN_ORDERS, codec.account_query_payload(account))  # type: ignore[no-any-return]
-
-    async def depth(self, symbol: int, levels: int = 0) -> Depth:
-        """The book by price level, `levels` per side (0 = all)."""
-        return await self._request("list", MsgType.QUERY_DEPTH, codec.depth_query_payload(symbol, levels))  # type: ignore[no-any-return]
-
-    async def list_assets(self) -> codec.Assets:
-        """Version 2: every asset with its scale and code; also teaches `reference` the scales."""
-        assets: codec.Assets = await self._request("list", MsgType.LIST_ASSETS, b"")
-        for a in assets.assets:
-            self.reference.set_asset(a.asset, a.scale)
-        return assets
-
-    async def list_symbols(self) -> codec.Symbols:
-        """Version 2: every symbol with its spec, status and code."""
-        symbols: codec.Symbols = await self._request("list", MsgType.LIST_SYMBOLS, b"")
-        for x in symbols.symbols:
-            self.reference.set_symbol(x.spec, x.status)
-        return symbols
-
-    async def withdrawal(self, withdrawal_id: int) -> codec.WithdrawalInfo:
-        """Version 2: a withdrawal's state; `GatewayError` 940 when unknown or not visible."""
-        return await self._request("single", MsgType.QUERY_WITHDRAWAL, struct.pack("<Q", withdrawal_id))  # type: ignore[no-any-return]
 
     # --- market data ------------------------------------------------------------------------
 
@@ -613,189 +828,6 @@ class Client:
 
     async def unsubscribe(self, symbol: int) -> None:
         await self._request("unsubscribe", MsgType.UNSUBSCRIBE, codec.symbol_payload(symbol))
-
-    # --- commands: reference data (admin) ---------------------------------------------------
-
-    async def create_asset(self, asset: int, scale: int, code: str | None = None) -> CommandResult:
-        """With `code` (`BTC`), the version-2 `CreateAssetWithCode`."""
-        if code is None:
-            return await self.command(codec.CreateAsset(asset, scale))
-        return await self.command(codec.CreateAssetWithCode(asset, scale, code))
-
-    def symbol_spec(
-        self,
-        symbol: int,
-        base: int,
-        quote: int,
-        *,
-        tick_size: Amount,
-        lot_size: Amount,
-        min_qty: Amount = 0,
-        min_notional: Amount = 0,
-        max_order_qty: Amount,
-        maker_fee_ppm: int = 0,
-        taker_fee_ppm: int = 0,
-        price_band_bps: int = 0,
-    ) -> SymbolSpec:
-        """A spec with prices (tick, min notional) in the quote asset and quantities in the base
-        asset: Decimals converted by their scales, ints taken as minor units."""
-        ref = self.reference
-        return SymbolSpec(
-            symbol,
-            base,
-            quote,
-            ref.amount(quote, tick_size, "tick_size"),
-            ref.amount(base, lot_size, "lot_size"),
-            ref.amount(base, min_qty, "min_qty"),
-            ref.amount(quote, min_notional, "min_notional"),
-            ref.amount(base, max_order_qty, "max_order_qty"),
-            maker_fee_ppm,
-            taker_fee_ppm,
-            price_band_bps,
-        )
-
-    async def create_symbol(self, spec: SymbolSpec, code: str | None = None) -> CommandResult:
-        """With `code` (`BTC/USDT`), the version-2 `CreateSymbolWithCode`."""
-        if code is None:
-            return await self.command(codec.CreateSymbol(spec))
-        return await self.command(codec.CreateSymbolWithCode(spec, code))
-
-    async def update_symbol(self, spec: SymbolSpec) -> CommandResult:
-        return await self.command(codec.UpdateSymbol(spec))
-
-    async def halt_symbol(self, symbol: int) -> CommandResult:
-        return await self.command(codec.SetSymbolStatus(symbol, SymbolStatus.HALTED))
-
-    async def resume_symbol(self, symbol: int) -> CommandResult:
-        return await self.command(codec.SetSymbolStatus(symbol, SymbolStatus.TRADING))
-
-    # --- commands: accounts and funds -------------------------------------------------------
-
-    async def create_account(self, account: int, parent: int = 0, owner: int | None = None) -> CommandResult:
-        """`owner` defaults to the account itself for a root (a tree shares its root's owner)."""
-        return await self.command(codec.CreateAccount(account, parent, account if owner is None else owner))
-
-    async def freeze_account(self, account: int) -> CommandResult:
-        return await self.command(codec.SetAccountStatus(account, AccountStatus.FROZEN))
-
-    async def unfreeze_account(self, account: int) -> CommandResult:
-        return await self.command(codec.SetAccountStatus(account, AccountStatus.ACTIVE))
-
-    async def deposit(self, account: int, asset: int, amount: Amount, external_ref: int) -> CommandResult:
-        return await self.command(codec.Deposit(account, asset, self.reference.amount(asset, amount), external_ref))
-
-    async def withdraw_request(self, account: int, asset: int, amount: Amount, client_ref: int) -> CommandResult:
-        """The withdrawal's id is the returned `seq`."""
-        return await self.command(
-            codec.WithdrawRequest(account, asset, self.reference.amount(asset, amount), client_ref)
-        )
-
-    async def withdraw_approve(self, withdrawal_id: int) -> CommandResult:
-        return await self.command(codec.WithdrawApprove(withdrawal_id))
-
-    async def withdraw_reject(self, withdrawal_id: int) -> CommandResult:
-        return await self.command(codec.WithdrawReject(withdrawal_id))
-
-    async def transfer(
-        self, from_account: int, to_account: int, asset: int, amount: Amount, client_ref: int
-    ) -> CommandResult:
-        amount_minor = self.reference.amount(asset, amount)
-        return await self.command(codec.Transfer(from_account, to_account, asset, amount_minor, client_ref))
-
-    # --- commands: orders --------------------------------------------------------------------
-
-    async def place_order(
-        self,
-        account: int,
-        symbol: int,
-        side: Side,
-        order_type: OrderType,
-        *,
-        qty: Amount,
-        price: Amount = 0,
-        stop_price: Amount = 0,
-        quote_budget: Amount = 0,
-        tif: TimeInForce = TimeInForce.GTC,
-        stp: Stp = Stp.CANCEL_INCOMING,
-        client_order_id: int = 0,
-        check: bool = True,
-    ) -> CommandResult:
-        """Any order (PROTOCOL.md §16.3). The order's id is the returned `seq`."""
-        ref = self.reference
-        order = codec.PlaceOrder(
-            account,
-            symbol,
-            client_order_id,
-            Side(side),
-            OrderType(order_type),
-            TimeInForce(tif),
-            Stp(stp),
-            ref.price(symbol, price),
-            ref.price(symbol, stop_price),
-            ref.qty(symbol, qty),
-            ref.quote_amount(symbol, quote_budget),
-        )
-        return await self.command(order, check=check)
-
-    async def limit(
-        self, account: int, symbol: int, side: Side, price: Amount, qty: Amount, **kw: Any
-    ) -> CommandResult:
-        return await self.place_order(account, symbol, side, OrderType.LIMIT, price=price, qty=qty, **kw)
-
-    async def market(
-        self, account: int, symbol: int, side: Side, qty: Amount, *, quote_budget: Amount = 0, **kw: Any
-    ) -> CommandResult:
-        """Market orders are IOC; a buy spends at most `quote_budget`."""
-        kw.setdefault("tif", TimeInForce.IOC)
-        return await self.place_order(account, symbol, side, OrderType.MARKET, qty=qty, quote_budget=quote_budget, **kw)
-
-    async def stop_limit(
-        self, account: int, symbol: int, side: Side, stop_price: Amount, price: Amount, qty: Amount, **kw: Any
-    ) -> CommandResult:
-        return await self.place_order(
-            account, symbol, side, OrderType.STOP_LIMIT, stop_price=stop_price, price=price, qty=qty, **kw
-        )
-
-    async def stop_market(
-        self,
-        account: int,
-        symbol: int,
-        side: Side,
-        stop_price: Amount,
-        qty: Amount,
-        *,
-        quote_budget: Amount = 0,
-        **kw: Any,
-    ) -> CommandResult:
-        kw.setdefault("tif", TimeInForce.IOC)
-        return await self.place_order(
-            account,
-            symbol,
-            side,
-            OrderType.STOP_MARKET,
-            stop_price=stop_price,
-            qty=qty,
-            quote_budget=quote_budget,
-            **kw,
-        )
-
-    async def cancel_order(self, account: int, order_id: int, *, check: bool = True) -> CommandResult:
-        return await self.command(codec.CancelOrder(account, order_id), check=check)
-
-    async def cancel_by_client_id(self, account: int, client_order_id: int, *, check: bool = True) -> CommandResult:
-        return await self.command(codec.CancelByClientId(account, client_order_id), check=check)
-
-    async def cancel_all(self, account: int, symbol: int = 0) -> CommandResult:
-        return await self.command(codec.CancelAll(account, symbol))
-
-    async def amend_order(
-        self, account: int, symbol: int, order_id: int, price: Amount, qty: Amount, *, check: bool = True
-    ) -> CommandResult:
-        """`qty` is the new TOTAL quantity, filled part included (§16.4); `symbol` only gives the
-        scales for Decimal amounts."""
-        ref = self.reference
-        amend = codec.AmendOrder(account, order_id, ref.price(symbol, price), ref.qty(symbol, qty))
-        return await self.command(amend, check=check)
 
 
 def _join(parts: list[Any]) -> Any:
