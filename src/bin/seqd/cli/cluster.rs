@@ -3,7 +3,7 @@
 //! leader it knows, commit and applied index, applied sequence, and what only the leader knows of
 //! the others (how far behind its log each is, when it last heard from each). A node that does
 //! not answer is `unreachable`, with the error. Exits non-zero when no node is the leader.
-//! The endpoint's JSON is docs/PROTOCOL.md §17.
+//! [`NodeStatus`] is the part of the endpoint's JSON read here; `--json` passes all of it on.
 
 use super::client::output::{int, text, Cell, Table};
 use seqd::config::{ClusterNode, Config};
