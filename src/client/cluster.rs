@@ -333,7 +333,8 @@ impl ClusterClient {
     async fn retry(&mut self, failed: Failed) -> Result<(), ClientError> {
         match failed {
             Failed::Retry(action, why) => {
-                self.client = self.dialer.reach(&mut self.follower, action, why).await?;
+                let client = self.dialer.reach(&mut self.follower, action, why).await?;
+                self.replace(client);
                 self.resends += 1;
                 Ok(())
             }
@@ -347,9 +348,17 @@ impl ClusterClient {
         if let Some(reason) = self.client.close_reason() {
             let why = format!("{}: {reason}", self.follower.target());
             let action = self.follower.on_unreachable(Instant::now());
-            self.client = self.dialer.reach(&mut self.follower, action, why).await?;
+            let client = self.dialer.reach(&mut self.follower, action, why).await?;
+            self.replace(client);
         }
         Ok(())
+    }
+
+    /// Moves to a new connection. The old one is closed at once (not waited for), so the node
+    /// left (a follower, usually) frees it now rather than at its idle timeout.
+    fn replace(&mut self, client: Client) {
+        let old = std::mem::replace(&mut self.client, client);
+        old.connection.close(0u32.into(), b"following the leader");
     }
 }
 

@@ -168,7 +168,11 @@ impl LeaderFollower {
 
     /// The connection to the target is up (the handshake is done).
     pub fn on_connected(&mut self) {
-        self.connected_once = true;
+        if !self.connected_once {
+            // The first connect is over: a failover starts at the first failure after it.
+            self.connected_once = true;
+            self.failover = None;
+        }
     }
 
     /// A request was answered as it should be: the target works, any failover is over.
@@ -324,7 +328,9 @@ mod tests {
         assert_eq!(f.start(now), connect("a:1", 0));
         assert_eq!(f.on_unreachable(now), connect("b:2", 0));
         f.on_connected();
-        assert_eq!(f.on_not_leader(&LeaderHint::Named("c:3".into()), now), connect("c:3", 0));
+        assert!(!f.failing_over(), "the failover's clock starts at the first failure after connecting");
+        let later = now + 60_000 * MS;
+        assert_eq!(f.on_not_leader(&LeaderHint::Named("c:3".into()), later), connect("c:3", 0));
         assert_eq!(f.target(), "c:3");
         f.on_connected();
         f.on_answered();

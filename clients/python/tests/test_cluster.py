@@ -74,6 +74,15 @@ def test_the_first_connect_tries_each_address_once_then_gives_up() -> None:
     assert single.on_unreachable(0.0) == GiveUp()
 
 
+def test_the_first_connect_may_land_on_a_follower_whose_hint_is_followed_later() -> None:
+    f = LeaderFollower(["a:1", "b:2", "c:3"])
+    assert f.start(0.0) == Connect("a:1")
+    assert f.on_unreachable(0.0) == Connect("b:2")
+    f.on_connected()
+    assert not f.failing_over, "the failover's clock starts at the first failure after connecting"
+    assert f.on_not_leader("c:3", 60.0) == Connect("c:3")
+
+
 def test_a_named_leader_is_followed_at_once_then_the_list_resumes_after_it() -> None:
     f = settled(["a:1", "b:2", "c:3"])
     assert f.on_not_leader("10.0.0.9:7400", 0.0) == Connect("10.0.0.9:7400")

@@ -154,7 +154,10 @@ class LeaderFollower:
         return self._go(self.addresses[0], now, redirect=False)
 
     def on_connected(self) -> None:
-        self.connected_once = True
+        if not self.connected_once:
+            # The first connect is over: a failover starts at the first failure after it.
+            self.connected_once = True
+            self._failover = None
 
     def on_answered(self) -> None:
         """A request was answered: the target works, any failover is over."""

@@ -217,17 +217,9 @@ pub fn table(reports: &[NodeReport]) -> Table {
     for report in reports {
         let mut row = vec![int(report.id), text(report.client_address.clone())];
         match report.status() {
-            None => row.extend([text("unreachable"), dash(), dash(), dash(), dash(), dash(), dash(), dash()]),
+            None => row.extend([text("unreachable"), dash(), dash(), dash(), dash(), dash()]),
             Some(s) => {
                 let known_leader = if s.leader_id == 0 { text("?") } else { int(s.leader_id) };
-                let lag = leader.and_then(|l| lag(l, s.node_id)).map_or_else(dash, int);
-                let contact: Cell = match leader {
-                    Some(l) if l.node_id == s.node_id => text("self"),
-                    Some(l) => {
-                        last_contact_ms(l, s.node_id).map_or_else(|| text("never"), |ms| text(format!("{ms} ms")))
-                    }
-                    None => dash(),
-                };
                 row.extend([
                     text(s.role.clone()),
                     int(s.term),
@@ -235,19 +227,24 @@ pub fn table(reports: &[NodeReport]) -> Table {
                     int(s.commit_index),
                     int(s.applied_index),
                     int(s.applied_seq),
-                    lag,
-                    contact,
                 ]);
             }
         }
+        // The leader's view, also of a node this command could not reach (the leader may).
+        let contact: Cell = match leader {
+            Some(l) if l.node_id == report.id => text("self"),
+            Some(l) => last_contact_ms(l, report.id).map_or_else(|| text("never"), |ms| text(format!("{ms} ms"))),
+            None => dash(),
+        };
+        row.extend([leader.and_then(|l| lag(l, report.id)).map_or_else(dash, int), contact]);
         table.push(row);
     }
     table
 }
 
 /// `--json`: `{"leader_id": N or null, "nodes": [...]}`, each node its configured id and
-/// addresses with `status` (the `/cluster` object as received), `lag` and `last_contact_ms`
-/// (from the leader's view), or `error`.
+/// addresses, `status` (the `/cluster` object as received, or null with `error`), and `lag`
+/// and `last_contact_ms` from the leader's view (null when unknown).
 pub fn json_document(reports: &[NodeReport]) -> Value {
     let leader = leader(reports);
     let nodes: Vec<Value> = reports
@@ -259,16 +256,14 @@ pub fn json_document(reports: &[NodeReport]) -> Value {
                 "metrics_address": report.metrics_address.map(|a| a.to_string()),
             });
             match &report.answer {
-                Ok((status, value)) => {
-                    node["status"] = value.clone();
-                    node["lag"] = json!(leader.and_then(|l| lag(l, status.node_id)));
-                    node["last_contact_ms"] = json!(leader.and_then(|l| last_contact_ms(l, status.node_id)));
-                }
+                Ok((_, value)) => node["status"] = value.clone(),
                 Err(e) => {
                     node["status"] = Value::Null;
                     node["error"] = json!(e);
                 }
             }
+            node["lag"] = json!(leader.and_then(|l| lag(l, report.id)));
+            node["last_contact_ms"] = json!(leader.and_then(|l| last_contact_ms(l, report.id)));
             node
         })
         .collect();
@@ -327,7 +322,8 @@ mod tests {
             words(lines[2]),
             ["2", "127.0.0.1:7102", "follower", "3", "1", "120", "120", "4990", "1", "12", "ms"]
         );
-        assert_eq!(words(lines[3]), ["3", "127.0.0.1:7103", "unreachable", "-", "-", "-", "-", "-", "-", "-"]);
+        // Unreachable from here, but the leader's view of it is shown.
+        assert_eq!(words(lines[3]), ["3", "127.0.0.1:7103", "unreachable", "-", "-", "-", "-", "-", "121", "never"]);
     }
 
     #[test]
@@ -358,6 +354,7 @@ mod tests {
         assert_eq!(nodes[1]["metrics_address"], "127.0.0.1:9102");
         assert_eq!(nodes[2]["status"], Value::Null);
         assert_eq!(nodes[2]["error"], "connect: Connection refused");
+        assert_eq!((&nodes[2]["lag"], &nodes[2]["last_contact_ms"]), (&json!(121), &Value::Null));
     }
 
     #[test]
