@@ -325,30 +325,34 @@ async fn send_command(
 ) -> Result<(), String> {
     let request_key = random_request_key();
     let delivered = client.command_with_key(command, request_key).await.map_err(refused)?;
+    let (document, human) = describe_delivered(&delivered, client.keyed().then_some(request_key), catalog);
+    print(options, document, human)?;
+    match delivered {
+        Delivered::Applied(outcome) => {
+            outcome.rejected().map_or(Ok(()), |code| Err(format!("rejected with code {code}")))
+        }
+        Delivered::AppliedBefore(_) => Ok(()),
+    }
+}
+
+/// A command's answer as JSON and as text. `request_key`: the key it was sent with, if any.
+fn describe_delivered(delivered: &Delivered, request_key: Option<u64>, catalog: &Catalog) -> (Value, String) {
     let outcome = delivered.outcome();
     let (table, objects) = events_table(&outcome.events, catalog);
     let mut document = json!({ "seq": outcome.seq, "events": objects, "applied_before": delivered.applied_before() });
-    if client.keyed() {
-        document["request_key"] = json!(request_key);
+    if let Some(key) = request_key {
+        document["request_key"] = json!(key);
     }
-    match delivered {
-        Delivered::AppliedBefore(_) => print(
-            options,
-            document,
-            format!(
-                "applied before: an earlier send of this command (request key {request_key}) was applied; \
-                 this one, seq {}, changed nothing",
-                outcome.seq
-            ),
+    let human = match delivered {
+        Delivered::AppliedBefore(_) => format!(
+            "applied before: an earlier send of this command (request key {}) was applied; this one, seq {}, \
+             changed nothing",
+            request_key.unwrap_or(0),
+            outcome.seq
         ),
-        Delivered::Applied(ref outcome) => {
-            print(options, document, format!("accepted, seq {}\n{}", outcome.seq, table.render()))?;
-            match outcome.rejected() {
-                Some(code) => Err(format!("rejected with code {code}")),
-                None => Ok(()),
-            }
-        }
-    }
+        Delivered::Applied(_) => format!("accepted, seq {}\n{}", outcome.seq, table.render()),
+    };
+    (document, human)
 }
 
 /// Writes the JSON document or the human text.
@@ -708,4 +712,28 @@ fn symbols_table(catalog: &Catalog) -> Table {
         ]);
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seqd::client::Outcome;
+    use seqd::engine::{Event, RejectReason};
+
+    #[test]
+    fn applied_before_is_said_plainly_and_in_json() {
+        let catalog = Catalog { assets: Vec::new(), symbols: Vec::new(), minor: false };
+        let rejection = Outcome { seq: 12, events: vec![Event::Rejected { reason: RejectReason::AssetExists }] };
+        let (document, human) = describe_delivered(&Delivered::AppliedBefore(rejection.clone()), Some(77), &catalog);
+        assert_eq!(
+            (&document["applied_before"], &document["request_key"], &document["seq"]),
+            (&json!(true), &json!(77), &json!(12))
+        );
+        assert!(human.starts_with("applied before: ") && human.contains("request key 77"), "{human}");
+
+        let (document, human) = describe_delivered(&Delivered::Applied(rejection), None, &catalog);
+        assert_eq!(document["applied_before"], json!(false));
+        assert!(document.get("request_key").is_none(), "no key was sent");
+        assert!(human.starts_with("accepted, seq 12\n"), "{human}");
+    }
 }
