@@ -147,11 +147,15 @@ enum Commands {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Ask every node of FILE's `[[cluster.nodes]]` for `GET /cluster` on its metrics_address
-    /// and print one row per node: role, term, leader, commit and applied index, applied
-    /// sequence, lag behind the leader's log and the leader's last contact. Exit 0 only when a
-    /// node answers as the leader.
+    /// Every node's role, term, leader, indexes and lag behind the leader.
+    ///
+    /// Asks every node of FILE's `[[cluster.nodes]]` for `GET /cluster` on its metrics_address
+    /// and prints one row per node: role, term, leader, commit and applied index, applied
+    /// sequence, lag behind the leader's log and the leader's last contact. A node that does
+    /// not answer is `unreachable`, with the error. Exits 0 only when a node answers as the
+    /// leader.
     Status {
+        /// A node's configuration (any node's: its `[cluster]` section lists them all).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// One JSON document with every node's answer (or error) instead of the table.
