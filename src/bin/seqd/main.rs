@@ -237,6 +237,7 @@ fn main() -> ExitCode {
             cli::demo::run(events);
             ExitCode::SUCCESS
         }
+        Commands::Cluster(ClusterCommand::Status { config, json }) => cli::cluster::status(&config, json),
         Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli::journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli::journal::verify(&dir, log),
         Commands::Journal(JournalCommand::Truncate { dir, before }) => cli::truncate::truncate(&dir, before),
@@ -262,7 +263,6 @@ fn main() -> ExitCode {
         }
         Commands::Reconcile { mirrors, json } => cli::replicate::reconcile_command(&mirrors, json),
         Commands::Client { options, request } => cli::client::run(options, request),
-        Commands::Cluster(ClusterCommand::Status { config, json }) => cli::cluster::status(&config, json),
         Commands::DevCerts { dir, force } => match seqd::gateway::tls::dev_certs(&dir, force) {
             Ok(certs) => {
                 certs.paths().iter().for_each(|path| println!("{}", path.display()));

@@ -19,7 +19,7 @@ class RejectReason(IntEnum):
     TOO_MANY_SYMBOLS = 108
     INVALID_CODE = 109
     CODE_EXISTS = 110
-    DUPLICATE_REQUEST = 111  # a keyed command sent again: the first was applied (PROTOCOL.md §17)
+    DUPLICATE_REQUEST = 111
     ACCOUNT_EXISTS = 200
     UNKNOWN_ACCOUNT = 201
     UNKNOWN_PARENT = 202
