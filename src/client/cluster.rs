@@ -33,6 +33,11 @@ pub const DUPLICATE_REQUEST_CODE: u16 = 111;
 /// How long one connection attempt (QUIC and TLS handshakes, Hello/Welcome) may take.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 
+/// A node silent this long counts as lost (the connection's QUIC idle timeout; the client sends
+/// keep-alives every third of it). The gateway's own 30 s would hold a command sent to a leader
+/// that died for 30 s before the failover could start.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+
 /// The one place a command leaves with its request key.
 async fn send_keyed(client: &mut Client, command: Command, request_key: u64) -> Result<Outcome, ClientError> {
     // TODO(keys): `client.command_keyed(command, request_key).await` (and KEYED_COMMANDS = true).
@@ -68,6 +73,9 @@ pub struct ClusterConfig {
     /// How long a request may spend finding a working node (an election, a node restarting)
     /// before it fails.
     pub failover_timeout: Duration,
+    /// A node silent this long counts as lost ([`IDLE_TIMEOUT_DEFAULT`]; set by
+    /// [`ClusterClient::connect`], not by `connect_with`, whose configuration is used as given).
+    pub idle_timeout: Duration,
 }
 
 impl ClusterConfig {
@@ -77,6 +85,7 @@ impl ClusterConfig {
             server_name: tls::SERVER_NAME.to_owned(),
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             failover_timeout: FAILOVER_TIMEOUT_DEFAULT,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -194,11 +203,18 @@ impl ClusterClient {
         cert_pem: &[u8],
         key_pem: &[u8],
     ) -> Result<ClusterClient, ClientError> {
-        let quic = tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let mut quic =
+            tls::client_config(ca_pem, cert_pem, key_pem).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+            .map_err(|_| ClientError::Connect(format!("idle timeout {:?} is too long", config.idle_timeout)))?;
+        let mut transport = tls::transport_config();
+        transport.max_idle_timeout(Some(idle)).keep_alive_interval(Some(config.idle_timeout / 3));
+        quic.transport_config(std::sync::Arc::new(transport));
         ClusterClient::connect_with(config, quic).await
     }
 
-    /// Connects with a ready quinn client configuration.
+    /// Connects with a ready quinn client configuration (its transport settings as they are: see
+    /// [`ClusterConfig::idle_timeout`]).
     pub async fn connect_with(config: ClusterConfig, quic: quinn::ClientConfig) -> Result<ClusterClient, ClientError> {
         let follow = FollowConfig { failover_timeout: config.failover_timeout, ..FollowConfig::default() };
         let mut follower = LeaderFollower::new(config.addresses, follow).map_err(ClientError::Connect)?;

@@ -47,6 +47,10 @@ from .money import ReferenceData
 KEYED_COMMANDS = False
 
 FAILOVER_TIMEOUT_S = 10.0
+#: A node silent this long counts as lost (`Client.connect`'s `idle_timeout`): without it a
+#: command sent to a leader that died would wait out the server's 30 s idle timeout before the
+#: failover could start.
+IDLE_TIMEOUT_S = 3.0
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
 #: Most addresses a client may be given.
@@ -258,6 +262,7 @@ class ClusterClient(_Api):
         server_name: str = "localhost",
         timeout: float = CONNECT_TIMEOUT_S,
         failover_timeout: float = FAILOVER_TIMEOUT_S,
+        idle_timeout: float = IDLE_TIMEOUT_S,
         reference: ReferenceData | None = None,
         on_push: Callable[[Push], None] | None = None,
         on_failover: Callable[[Client], None] | None = None,
@@ -265,7 +270,7 @@ class ClusterClient(_Api):
         """Connects to the first of `addresses` (`"host:port,host:port"` or a list) that answers,
         each within `timeout`; raises `ConnectionClosed` naming each one's error when none does.
         The other arguments are `Client.connect`'s; `failover_timeout` bounds each request's
-        search for a node that takes it."""
+        search for a node that takes it; a node silent for `idle_timeout` counts as lost."""
         shared = reference if reference is not None else ReferenceData()
 
         async def dial(address: str) -> Client:
@@ -278,6 +283,7 @@ class ClusterClient(_Api):
                 key=key,
                 server_name=server_name,
                 timeout=timeout,
+                idle_timeout=idle_timeout,
                 reference=shared,
                 on_push=on_push,
             )
@@ -457,6 +463,7 @@ class ClusterClient(_Api):
 
 __all__ = [
     "FAILOVER_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
     "KEYED_COMMANDS",
     "Action",
     "ClusterClient",
