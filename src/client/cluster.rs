@@ -231,7 +231,7 @@ impl ClusterClient {
 
     /// The address of the node connected to.
     pub fn address(&self) -> &str {
-        self.follower.target()
+        self.follower.connected()
     }
 
     /// The current connection (replaced on a failover).
@@ -333,7 +333,7 @@ impl ClusterClient {
     /// go to the next node, anything else is the caller's.
     fn failed(&mut self, error: ClientError) -> Failed {
         let now = Instant::now();
-        let at = self.follower.target().to_owned();
+        let at = self.address().to_owned();
         match error {
             ClientError::Refused { code, message } if code == GatewayError::NotLeader.code() => {
                 Failed::Retry(self.follower.on_not_leader(&leader_hint(&message), now), format!("{at}: {message}"))
@@ -362,7 +362,7 @@ impl ClusterClient {
     /// replaced before anything is sent on it.
     async fn reconnect_if_closed(&mut self) -> Result<(), ClientError> {
         if let Some(reason) = self.client.close_reason() {
-            let why = format!("{}: {reason}", self.follower.target());
+            let why = format!("{}: {reason}", self.address());
             let action = self.follower.on_unreachable(Instant::now());
             let client = self.dialer.reach(&mut self.follower, action, why).await?;
             self.replace(client);

@@ -106,6 +106,8 @@ pub struct LeaderFollower {
     config: FollowConfig,
     /// The address connected to, or being connected to.
     target: String,
+    /// The address of the last connection made (where the client stays if a failover fails).
+    connected: String,
     /// Index in `addresses` of the last configured address targeted: "the next address" is the
     /// one after it, also while the target is a leader named by a hint.
     cursor: usize,
@@ -136,7 +138,15 @@ impl LeaderFollower {
             return Err(format!("{} addresses; at most {ADDRESSES_MAX}", unique.len()));
         }
         let target = unique[0].clone();
-        Ok(LeaderFollower { addresses: unique, config, target, cursor: 0, connected_once: false, failover: None })
+        Ok(LeaderFollower {
+            addresses: unique,
+            config,
+            connected: target.clone(),
+            target,
+            cursor: 0,
+            connected_once: false,
+            failover: None,
+        })
     }
 
     pub fn addresses(&self) -> &[String] {
@@ -146,6 +156,11 @@ impl LeaderFollower {
     /// The address connected to (or being connected to).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The address of the last connection made.
+    pub fn connected(&self) -> &str {
+        &self.connected
     }
 
     pub fn connected_once(&self) -> bool {
@@ -168,6 +183,7 @@ impl LeaderFollower {
 
     /// The connection to the target is up (the handshake is done).
     pub fn on_connected(&mut self) {
+        self.connected.clone_from(&self.target);
         if !self.connected_once {
             // The first connect is over: a failover starts at the first failure after it.
             self.connected_once = true;
@@ -230,6 +246,13 @@ impl LeaderFollower {
         let deadline = failover.started + config.failover_timeout;
         // The first connect is bounded by the address count (each once), not by time.
         if self.connected_once && now >= deadline {
+            // This request fails, on the connection the client still has; the next request
+            // starts a failover of its own from there.
+            self.failover = None;
+            self.target.clone_from(&self.connected);
+            if let Some(index) = self.addresses.iter().position(|a| *a == self.connected) {
+                self.cursor = index;
+            }
             return Action::GiveUp;
         }
         let remembered = failover.tried.len() < 2 * ADDRESSES_MAX;
@@ -402,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn the_failover_gives_up_at_its_deadline_and_the_last_pause_ends_there() {
+    fn the_failover_gives_up_at_its_deadline_and_the_next_request_gets_another() {
         let t0 = Instant::now();
         let config = FollowConfig { failover_timeout: 1000 * MS, ..FollowConfig::default() };
         let mut f = LeaderFollower::new(vec!["a:1".into()], config).unwrap();
@@ -413,7 +436,29 @@ mod tests {
         assert_eq!(f.on_unreachable(t0 + 100 * MS), connect("a:1", 100));
         assert_eq!(f.on_unreachable(t0 + 990 * MS), connect("a:1", 10), "clamped to the deadline");
         assert_eq!(f.on_unreachable(t0 + 1000 * MS), Action::GiveUp);
-        assert_eq!(f.on_not_leader(&LeaderHint::Named("b:2".into()), t0 + 1500 * MS), Action::GiveUp);
+        // The next request (still without a leader) gets a failover and a deadline of its own.
+        assert!(!f.failing_over());
+        assert_eq!(f.on_unreachable(t0 + 1500 * MS), connect("a:1", 50));
+        assert_eq!(f.on_unreachable(t0 + 2499 * MS), connect("a:1", 1));
+        assert_eq!(f.on_unreachable(t0 + 2500 * MS), Action::GiveUp);
+    }
+
+    #[test]
+    fn after_giving_up_the_target_is_the_connection_still_held() {
+        let t0 = Instant::now();
+        let config = FollowConfig { failover_timeout: 1000 * MS, ..FollowConfig::default() };
+        let mut f = LeaderFollower::new(vec!["a:1".into(), "b:2".into(), "c:3".into()], config).unwrap();
+        f.start(t0);
+        f.on_connected();
+        f.on_answered();
+        // a:1 (connected) says no leader; b:2 and c:3 do not answer; the time runs out.
+        assert_eq!(f.on_not_leader(&LeaderHint::Unknown, t0), connect("b:2", 0));
+        assert_eq!(f.on_unreachable(t0), connect("c:3", 0));
+        assert_eq!(f.target(), "c:3");
+        assert_eq!(f.on_unreachable(t0 + 1000 * MS), Action::GiveUp);
+        assert_eq!((f.target(), f.connected()), ("a:1", "a:1"));
+        // The next 931 from a:1 goes on from a:1, as a new failover.
+        assert_eq!(f.on_not_leader(&LeaderHint::Unknown, t0 + 2000 * MS), connect("b:2", 0));
     }
 
     #[test]

@@ -122,7 +122,7 @@ def test_a_node_naming_itself_counts_as_no_leader() -> None:
     assert f.on_not_leader("a:1", 0.0) == Connect("b:2")
 
 
-def test_the_failover_gives_up_at_its_deadline_and_an_answer_resets_it() -> None:
+def test_the_failover_gives_up_at_its_deadline_and_the_next_request_gets_another() -> None:
     f = LeaderFollower(["a:1"], failover_timeout=1.0)
     f.start(0.0)
     f.on_connected()
@@ -131,9 +131,21 @@ def test_the_failover_gives_up_at_its_deadline_and_an_answer_resets_it() -> None
     assert f.on_unreachable(0.1) == Connect("a:1", 0.1)
     assert f.on_unreachable(0.99) == Connect("a:1", pytest.approx(0.01))  # type: ignore[arg-type]
     assert f.on_unreachable(1.0) == GiveUp()
+    assert not f.failing_over, "the next request gets a failover and a deadline of its own"
+    assert f.on_unreachable(60.0) == Connect("a:1", 0.05)
+    assert f.on_unreachable(61.0) == GiveUp()
+
+
+def test_after_giving_up_the_target_is_the_connection_still_held() -> None:
+    f = LeaderFollower(["a:1", "b:2", "c:3"], failover_timeout=1.0)
+    f.start(0.0)
+    f.on_connected()
     f.on_answered()
-    assert not f.failing_over
-    assert f.on_unreachable(60.0) == Connect("a:1", 0.05), "a new failover with its own deadline"
+    assert f.on_not_leader(None, 0.0) == Connect("b:2")
+    assert f.on_unreachable(0.0) == Connect("c:3")
+    assert f.on_unreachable(1.0) == GiveUp()
+    assert (f.target, f.connected) == ("a:1", "a:1")
+    assert f.on_not_leader(None, 2.0) == Connect("b:2"), "a new failover, from a:1"
 
 
 def test_request_keys_are_random_non_zero_u64s() -> None:

@@ -128,6 +128,8 @@ class LeaderFollower:
     backoff_first: float = BACKOFF_FIRST_S
     backoff_max: float = BACKOFF_MAX_S
     target: str = ""
+    #: The address of the last connection made (where the client stays if a failover fails).
+    connected: str = ""
     connected_once: bool = False
     _cursor: int = 0
     _failover: _Failover | None = field(default=None, repr=False)
@@ -144,7 +146,7 @@ class LeaderFollower:
         if len(unique) > ADDRESSES_MAX:
             raise ValueError(f"{len(unique)} addresses; at most {ADDRESSES_MAX}")
         self.addresses = unique
-        self.target = unique[0]
+        self.target = self.connected = unique[0]
 
     @property
     def failing_over(self) -> bool:
@@ -158,6 +160,7 @@ class LeaderFollower:
         return self._go(self.addresses[0], now, redirect=False)
 
     def on_connected(self) -> None:
+        self.connected = self.target
         if not self.connected_once:
             # The first connect is over: a failover starts at the first failure after it.
             self.connected_once = True
@@ -201,6 +204,12 @@ class LeaderFollower:
         deadline = f.started + self.failover_timeout
         # The first connect is bounded by the address count (each once), not by time.
         if self.connected_once and now >= deadline:
+            # This request fails, on the connection the client still has; the next request
+            # starts a failover of its own from there.
+            self._failover = None
+            self.target = self.connected
+            if self.connected in self.addresses:
+                self._cursor = self.addresses.index(self.connected)
             return GiveUp()
         remembered = len(f.tried) < 2 * ADDRESSES_MAX
         if redirect:
@@ -317,7 +326,7 @@ class ClusterClient(_Api):
     @property
     def address(self) -> str:
         """The address of the node connected to."""
-        return self.follower.target
+        return self.follower.connected
 
     @property
     def keyed(self) -> bool:
