@@ -5,6 +5,14 @@
 //! Market data: `subscribe` returns the snapshot; the updates then arrive as pushes (read them
 //! with `next_message`, or `take_pushes` after other requests) and keep an
 //! [`L2Book`](crate::protocol::L2Book).
+//!
+//! Clusters: [`ClusterClient`] (`client/cluster.rs`) takes several node addresses and follows
+//! the leader, on the policy of `client/follow.rs`.
+
+pub mod cluster;
+pub mod follow;
+
+pub use cluster::{random_request_key, ClusterClient, ClusterConfig, Delivered};
 
 use crate::engine::{AssetView, Command, Event, Seq, SymbolId, SymbolView, Withdrawal};
 use crate::gateway::tls;
@@ -322,6 +330,11 @@ impl Client {
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"bye");
         self._endpoint.wait_idle().await;
+    }
+
+    /// Why the connection is closed (by either side, or lost), if it is.
+    pub fn close_reason(&self) -> Option<quinn::ConnectionError> {
+        self.connection.close_reason()
     }
 
     /// Waits until the connection is closed by the server; returns the close reason.

@@ -16,6 +16,9 @@
 //! all nodes write the same input journal and compute the same state (checked by the state
 //! hashes the leader sends every `state_hash_every_commands`).
 //!
+//! Threads: `seqd-consensus` runs a single-threaded tokio runtime with the consensus loop and
+//! the node transport's tasks together.
+//!
 //! Files: `entry.rs` (the entry data: a batch of sequenced commands), `raft_store.rs` (the
 //! Raft log and hard state on disk), `node.rs` (the consensus thread), `transport.rs` (the node
 //! transport), `status.rs` (role and progress for `/cluster` and the metrics).
@@ -38,17 +41,16 @@ use status::ClusterShared;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use transport::NodeTransport;
+use tokio::sync::mpsc::error::TrySendError;
+use transport::Network;
 
 /// The running node: the consensus thread and the transport.
 pub struct ClusterNode {
     shared: Arc<ClusterShared>,
     route: Arc<NodeRoute>,
-    transport: Arc<NodeTransport>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -73,8 +75,8 @@ impl ClusterNode {
         let voters: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
         let store = RaftStore::open(args.data_root, args.segment_size_bytes, args.durability, &voters)
             .map_err(|e| format!("cluster: {e}"))?;
-        let (inbox_tx, inbox_rx) = mpsc::sync_channel(INBOX_CAPACITY);
-        let transport = Arc::new(NodeTransport::start(cluster, inbox_tx.clone())?);
+        let (inbox_tx, inbox_rx) = tokio::sync::mpsc::channel(INBOX_CAPACITY);
+        let network = Network::bind(cluster, inbox_tx.clone())?;
         let shared = Arc::new(ClusterShared::default());
         let settings = NodeSettings {
             node_id: cluster.node_id,
@@ -90,7 +92,7 @@ impl ClusterNode {
             store,
             args.recovered,
             inbox_rx,
-            transport.clone(),
+            network.queues.clone(),
             args.submitter,
             shared.clone(),
             args.stats.clone(),
@@ -99,14 +101,14 @@ impl ClusterNode {
         let stats = args.stats;
         let thread = std::thread::Builder::new()
             .name("seqd-consensus".into())
-            .spawn(move || match panic::catch_unwind(AssertUnwindSafe(|| consensus.run())) {
+            .spawn(move || match panic::catch_unwind(AssertUnwindSafe(|| network.run(consensus.run()))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => stats.fail("consensus", &e),
                 Err(payload) => stats.fail("consensus", &format!("panicked: {}", fault::panic_message(&*payload))),
             })
             .map_err(|e| format!("consensus thread: {e}"))?;
         let route = Arc::new(NodeRoute { inbox: inbox_tx, shared: shared.clone() });
-        Ok(ClusterNode { shared, route, transport, thread: Some(thread) })
+        Ok(ClusterNode { shared, route, thread: Some(thread) })
     }
 
     /// What the gateway's submitters route commands through.
@@ -118,19 +120,18 @@ impl ClusterNode {
         self.shared.clone()
     }
 
-    /// Stops the consensus thread (its submitter is dropped, so the pipeline can drain) and
-    /// the transport.
+    /// Stops the consensus loop (its submitter is dropped, so the pipeline can drain) and the
+    /// transport with it.
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.transport.stop();
     }
 }
 
 struct NodeRoute {
-    inbox: SyncSender<Inbox>,
+    inbox: tokio::sync::mpsc::Sender<Inbox>,
     shared: Arc<ClusterShared>,
 }
 
@@ -145,7 +146,7 @@ impl CommandRoute for NodeRoute {
         match self.inbox.try_send(Inbox::Command { command, request_key, origin, received_ns }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(SubmitError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(not_leader()),
+            Err(TrySendError::Closed(_)) => Err(not_leader()),
         }
     }
 }

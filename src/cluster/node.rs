@@ -27,9 +27,9 @@ use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::Receiver;
 
 /// What the consensus thread is sent.
 pub enum Inbox {
@@ -72,6 +72,9 @@ pub struct NodeSettings {
     pub log_entries_kept: u64,
 }
 
+/// How often `/cluster` and the metrics are refreshed (and at once on a change of leader).
+const STATUS_EVERY: Duration = Duration::from_millis(20);
+
 /// How often the log is checked for a newer snapshot to offer and for compaction.
 const LOG_MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
@@ -108,6 +111,7 @@ pub struct Consensus {
     queued_ts: u64,
     decoded: Vec<SequencedCommand>,
     was_leader: bool,
+    known_leader: u64,
     /// Own hashes (from the processor) and the leader's, by sequence, until compared.
     own_hashes: BTreeMap<Seq, [u8; 32]>,
     leader_hashes: BTreeMap<Seq, [u8; 32]>,
@@ -177,56 +181,62 @@ impl Consensus {
             queued_ts: recovered.timestamp_ns,
             decoded: Vec::with_capacity(ENTRY_COMMANDS_MAX),
             was_leader: false,
+            known_leader: 0,
             own_hashes: BTreeMap::new(),
             leader_hashes: BTreeMap::new(),
             last_contact: BTreeMap::new(),
         })
     }
 
-    /// Runs until `shared.stop` is set or the pipeline fails. An error stops the daemon.
-    pub fn run(mut self) -> Result<(), String> {
+    /// Runs until `shared.stop` is set or the pipeline fails; an error stops the daemon. It
+    /// runs on the node transport's runtime, on the same thread as the transport's tasks, so
+    /// a peer's frame reaches it, and its messages reach the peers, without waking a thread.
+    pub async fn run(mut self) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.settings.tick;
+        let mut next_status = Instant::now();
         loop {
             if self.shared.stop.load(Ordering::Acquire) || self.stats.failed.load(Ordering::Acquire) {
                 self.step_down_answers(None);
                 return Ok(());
             }
-            let wait = if self.to_publish.is_empty() {
-                next_tick.saturating_duration_since(Instant::now())
-            } else {
-                Duration::from_micros(50)
-            };
-            match self.inbox.recv_timeout(wait) {
-                Ok(message) => {
-                    self.on_inbox(message)?;
-                    // Take what else is waiting, bounded so ticks and readies keep their pace.
-                    for _ in 0..INBOX_CAPACITY {
-                        match self.inbox.try_recv() {
-                            Ok(message) => self.on_inbox(message)?,
-                            Err(_) => break,
-                        }
-                    }
+            if self.to_publish.is_empty() {
+                tokio::select! {
+                    biased;
+                    message = self.inbox.recv() => match message {
+                        Some(message) => self.on_inbox(message)?,
+                        None => return Ok(()),
+                    },
+                    _ = tokio::time::sleep_until(next_tick.into()) => {}
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            } else {
+                // The ring was full: let the transport run, then try again.
+                tokio::task::yield_now().await;
+            }
+            // Take what else is waiting, bounded so ticks and readies keep their pace.
+            for _ in 0..INBOX_CAPACITY {
+                match self.inbox.try_recv() {
+                    Ok(message) => self.on_inbox(message)?,
+                    Err(_) => break,
+                }
             }
             self.propose_batch();
-            if Instant::now() >= next_tick {
+            let now = Instant::now();
+            if now >= next_tick {
                 self.raw.tick();
-                next_tick += self.settings.tick;
-                if next_tick < Instant::now() {
-                    next_tick = Instant::now() + self.settings.tick;
-                }
+                next_tick = (next_tick + self.settings.tick).max(now);
             }
             self.on_ready()?;
             self.publish();
-            self.role_changes();
+            let role_changed = self.role_changes();
             self.compare_state_hashes()?;
-            if Instant::now() >= self.next_maintenance {
-                self.next_maintenance = Instant::now() + LOG_MAINTENANCE_EVERY;
+            if now >= self.next_maintenance {
+                self.next_maintenance = now + LOG_MAINTENANCE_EVERY;
                 self.maintain_log()?;
             }
-            self.update_status();
+            if role_changed || now >= next_status {
+                next_status = now + STATUS_EVERY;
+                self.update_status();
+            }
         }
     }
 
@@ -457,10 +467,12 @@ impl Consensus {
         }
     }
 
-    fn role_changes(&mut self) {
+    /// Notices a change of role (true when there was one): the gateway's route follows at
+    /// once, and a former leader answers its commands in flight.
+    fn role_changes(&mut self) -> bool {
         let leader = self.is_leader();
         if leader == self.was_leader {
-            return;
+            return self.leader_id_changed();
         }
         self.was_leader = leader;
         self.shared.is_leader.store(leader, Ordering::Release);
@@ -472,6 +484,14 @@ impl Consensus {
             let leader = self.leader_client_address();
             self.step_down_answers(leader);
         }
+        self.leader_id_changed();
+        true
+    }
+
+    /// Whether the leader this node knows changed since the last call.
+    fn leader_id_changed(&mut self) -> bool {
+        let leader = self.raw.raft.leader_id;
+        std::mem::replace(&mut self.known_leader, leader) != leader
     }
 
     /// Answers every command this node gathered or proposed and will not see committed as

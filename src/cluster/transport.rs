@@ -1,5 +1,6 @@
-//! The node transport: QUIC with mutual TLS between cluster nodes, on its own thread and
-//! tokio runtime (`seqd-cluster-net`), so node traffic never waits behind client traffic.
+//! The node transport: QUIC with mutual TLS between cluster nodes, on its own single-threaded
+//! tokio runtime, which also runs the consensus loop (`node`): node traffic never waits behind
+//! client traffic, and a frame passes between the network and Raft without a thread switch.
 //!
 //! Each node connects to every peer (as a QUIC client, presenting `node-<id>.pem`) and sends
 //! its frames on one unidirectional stream; it accepts the peers' connections on
@@ -26,9 +27,7 @@ use raft::eraftpb::Message;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -90,14 +89,12 @@ pub trait Outbox: Send + Sync {
     fn send(&self, to: u64, frame: PeerFrame);
 }
 
-/// The running transport.
-pub struct NodeTransport {
+/// The peers' send queues: what the consensus thread sends through.
+pub struct PeerQueues {
     peers: BTreeMap<u64, mpsc::Sender<Vec<u8>>>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-    stop: Arc<AtomicBool>,
 }
 
-impl Outbox for NodeTransport {
+impl Outbox for PeerQueues {
     fn send(&self, to: u64, frame: PeerFrame) {
         if isolated() {
             return;
@@ -108,9 +105,22 @@ impl Outbox for NodeTransport {
     }
 }
 
-impl NodeTransport {
-    /// Binds `node_address` now (an address in use fails the start) and starts the thread.
-    pub fn start(cluster: &ClusterSection, inbox: SyncSender<Inbox>) -> Result<NodeTransport, String> {
+/// The node transport, bound and ready to run on its own single-threaded runtime together
+/// with the consensus loop (`run`).
+pub struct Network {
+    runtime: tokio::runtime::Runtime,
+    endpoint: quinn::Endpoint,
+    node_id: u64,
+    voters: Vec<u64>,
+    inbox: mpsc::Sender<Inbox>,
+    senders: Vec<(u64, SocketAddr, mpsc::Receiver<Vec<u8>>)>,
+    pub queues: Arc<PeerQueues>,
+}
+
+impl Network {
+    /// Binds `node_address` now (an address in use fails the start) with the node
+    /// certificates; frames received go to `inbox`.
+    pub fn bind(cluster: &ClusterSection, inbox: mpsc::Sender<Inbox>) -> Result<Network, String> {
         let node_id = cluster.node_id;
         let dir = &cluster.certs_dir;
         let name = tls::node_name(node_id);
@@ -139,7 +149,6 @@ impl NodeTransport {
                 .map_err(|e| format!("cluster node_address {listen} (QUIC, UDP): {e}"))?
         };
         endpoint.set_default_client_config(client);
-        let stop = Arc::new(AtomicBool::new(false));
         let mut peers = BTreeMap::new();
         let mut senders = Vec::new();
         for node in cluster.nodes.iter().filter(|n| n.id != node_id) {
@@ -147,37 +156,29 @@ impl NodeTransport {
             peers.insert(node.id, tx);
             senders.push((node.id, node.node_address, rx));
         }
-        let voters: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("seqd-cluster-net".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    for (peer, address, rx) in senders {
-                        tokio::spawn(send_to_peer(endpoint.clone(), peer, address, rx, thread_stop.clone()));
-                    }
-                    tokio::spawn(accept(endpoint.clone(), node_id, voters, inbox));
-                    while !thread_stop.load(Ordering::Acquire) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    endpoint.close(0u32.into(), b"stopping");
-                });
-            })
-            .map_err(|e| format!("cluster thread: {e}"))?;
-        Ok(NodeTransport { peers, thread: std::sync::Mutex::new(Some(thread)), stop })
+        let voters = cluster.nodes.iter().map(|n| n.id).collect();
+        let queues = Arc::new(PeerQueues { peers });
+        Ok(Network { runtime, endpoint, node_id, voters, inbox, senders, queues })
     }
 
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for NodeTransport {
-    fn drop(&mut self) {
-        self.stop();
+    /// Runs the transport's tasks and `main` (the consensus loop) on this thread until `main`
+    /// returns; then closes the endpoint.
+    pub fn run(self, main: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+        let Network { runtime, endpoint, node_id, voters, inbox, senders, queues } = self;
+        let stop = Arc::new(AtomicBool::new(false));
+        let result = runtime.block_on(async {
+            for (peer, address, rx) in senders {
+                tokio::spawn(send_to_peer(endpoint.clone(), peer, address, rx, stop.clone()));
+            }
+            tokio::spawn(accept(endpoint.clone(), node_id, voters, inbox));
+            let result = main.await;
+            stop.store(true, Ordering::Release);
+            endpoint.close(0u32.into(), b"stopping");
+            result
+        });
+        drop(queues);
+        runtime.shutdown_timeout(Duration::from_millis(200));
+        result
     }
 }
 
@@ -215,7 +216,7 @@ async fn send_to_peer(
     }
 }
 
-async fn accept(endpoint: quinn::Endpoint, node_id: u64, voters: Vec<u64>, inbox: SyncSender<Inbox>) {
+async fn accept(endpoint: quinn::Endpoint, node_id: u64, voters: Vec<u64>, inbox: mpsc::Sender<Inbox>) {
     while let Some(incoming) = endpoint.accept().await {
         let (voters, inbox) = (voters.clone(), inbox.clone());
         tokio::spawn(async move {
@@ -233,7 +234,7 @@ async fn accept(endpoint: quinn::Endpoint, node_id: u64, voters: Vec<u64>, inbox
     }
 }
 
-async fn receive(mut stream: quinn::RecvStream, from: u64, inbox: SyncSender<Inbox>) {
+async fn receive(mut stream: quinn::RecvStream, from: u64, inbox: mpsc::Sender<Inbox>) {
     let mut body = Vec::new();
     loop {
         let mut length = [0u8; 4];
@@ -254,6 +255,7 @@ async fn receive(mut stream: quinn::RecvStream, from: u64, inbox: SyncSender<Inb
             Ok(frame) => {
                 // A full inbox drops the frame, as a lossy network would.
                 let _ = inbox.try_send(Inbox::Peer { from, frame });
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 tracing::warn!(from, "cluster: a bad frame ({e}); dropping the stream");

@@ -52,6 +52,9 @@ enum Commands {
         #[command(subcommand)]
         request: cli::client::ClientCommand,
     },
+    /// Inspect a cluster of seqd nodes (the `[cluster]` section of a node's config).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run a scripted trading session through the engine and print its trades, balances,
     /// subtree totals, book and state hash.
     Demo {
@@ -147,6 +150,25 @@ enum Commands {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Every node's role, term, leader, indexes and lag behind the leader.
+    ///
+    /// Asks every node of FILE's `[[cluster.nodes]]` for `GET /cluster` on its metrics_address
+    /// and prints one row per node: role, term, leader, commit and applied index, applied
+    /// sequence, lag behind the leader's log and the leader's last contact. A node that does
+    /// not answer is `unreachable`, with the error. Exits 0 only when a node answers as the
+    /// leader.
+    Status {
+        /// A node's configuration (any node's: its `[cluster]` section lists them all).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// One JSON document with every node's answer (or error) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum JournalCommand {
     /// Print records in human-readable form. DIR is a data directory or a journal directory.
     Inspect {
@@ -219,6 +241,7 @@ fn main() -> ExitCode {
             cli::demo::run(events);
             ExitCode::SUCCESS
         }
+        Commands::Cluster(ClusterCommand::Status { config, json }) => cli::cluster::status(&config, json),
         Commands::Journal(JournalCommand::Inspect { dir, log, from, to }) => cli::journal::inspect(&dir, log, from, to),
         Commands::Journal(JournalCommand::Verify { dir, log }) => cli::journal::verify(&dir, log),
         Commands::Journal(JournalCommand::Truncate { dir, before }) => cli::truncate::truncate(&dir, before),

@@ -1,7 +1,9 @@
-"""seqd: an asyncio Python client for the seqd sequencer (protocol version 1, docs/PROTOCOL.md)."""
+"""seqd: an asyncio Python client for the seqd sequencer (protocol versions 1 and 2, docs/PROTOCOL.md),
+and of a seqd cluster (`ClusterClient`: several nodes, following the leader)."""
 
 from .book import Applied, BookEvent, Gap, Ignored, L2Book, Synced
 from .client import CONNECT_TIMEOUT_S, Client, CommandResult, ConnectParams, Push, Subscription
+from .cluster import FAILOVER_TIMEOUT_S, ClusterClient, LeaderFollower, random_request_key
 from .codec import (
     AccountStatus,
     Exec,
@@ -33,11 +35,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "FAILOVER_TIMEOUT_S",
     "AccountStatus",
     "AmountError",
     "Applied",
     "BookEvent",
     "Client",
+    "ClusterClient",
     "CommandResult",
     "ConnectParams",
     "ConnectionClosed",
@@ -47,6 +51,7 @@ __all__ = [
     "GatewayError",
     "Ignored",
     "L2Book",
+    "LeaderFollower",
     "LedgerKind",
     "OrderStatus",
     "OrderType",
@@ -66,6 +71,7 @@ __all__ = [
     "TimeInForce",
     "WithdrawalStatus",
     "code_name",
+    "random_request_key",
     "to_decimal",
     "to_minor",
 ]

@@ -7,7 +7,7 @@ import itertools
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -42,7 +42,7 @@ from .codec import (
     TimeInForce,
     Welcome,
 )
-from .errors import ConnectionClosed, GatewayError, ProtocolError, Rejected, SeqdError
+from .errors import ConnectionClosed, GatewayError, ProtocolError, Rejected, RejectReason, SeqdError
 from .money import Amount, ReferenceData
 
 CONNECT_TIMEOUT_S = 5.0
@@ -56,10 +56,12 @@ MARKET_QUEUE_MAX = 100_000
 
 @dataclass
 class CommandResult:
-    """A sequenced command: its `seq` and the events its principal may see (PROTOCOL.md §8)."""
+    """A sequenced command: its `seq` and the events its principal may see (PROTOCOL.md §8).
+    `request_key` is the key it was sent with (0: sent without one)."""
 
     seq: int
     events: list[AnyEvent]
+    request_key: int = 0
 
     @property
     def rejected(self) -> int | None:
@@ -68,6 +70,13 @@ class CommandResult:
             if isinstance(e, RejectedEvent):
                 return e.reason
         return None
+
+    @property
+    def applied_before(self) -> bool:
+        """An earlier send of this command (the same request key) was applied: this one was
+        sequenced as a `DuplicateRequest` (111) rejection and changed nothing (PROTOCOL.md §17).
+        Not an error: the command took effect, once."""
+        return self.request_key != 0 and self.rejected == RejectReason.DUPLICATE_REQUEST
 
 
 @dataclass
@@ -176,374 +185,22 @@ class ConnectParams:
     key: str
     server_name: str = "localhost"
     timeout_s: float = CONNECT_TIMEOUT_S
+    idle_timeout_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Client:
-    """One connection to seqd. Create it with `await Client.connect(...)`; close it with
-    `await client.close()` or `async with`."""
+class _Api:
+    """The requests of the protocol as methods, on a transport's `_request` and `command`: shared
+    by `Client` (one connection) and `ClusterClient` (the nodes of a cluster, following the
+    leader)."""
 
-    def __init__(
-        self,
-        params: ConnectParams,
-        reference: ReferenceData | None = None,
-        on_push: Callable[[Push], None] | None = None,
-        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
-    ) -> None:
-        self.params = params
-        self.reference = reference if reference is not None else ReferenceData()
-        self.on_push = on_push
-        self.on_close = on_close
-        self.welcome: Welcome | None = None
-        self.version = PROTOCOL_VERSION  # frames before Welcome carry 1; see _on_welcome
-        self.pushes_dropped = 0
-        #: Server frames that could not be decoded and answered no waiting request.
-        self.undecodable_frames = 0
-        self._protocol: _QuicProtocol | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._stream_id: int | None = None
-        self._reader = FrameReader()
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._subs: dict[int, Subscription] = {}
-        self._pushes: asyncio.Queue[Push | None] = asyncio.Queue()
-        self._closed: ConnectionClosed | None = None
-        self._in_flight: asyncio.Semaphore | None = None
-        self._last_error: GatewayError | None = None
+    reference: ReferenceData
 
-    # --- connecting and closing ------------------------------------------------------------
+    def _request(self, kind: str, msg_type: int, payload: bytes) -> Awaitable[Any]:
+        raise NotImplementedError
 
-    @classmethod
-    async def connect(
-        cls,
-        host: str,
-        port: int,
-        *,
-        ca: str,
-        cert: str,
-        key: str,
-        server_name: str = "localhost",
-        timeout: float = CONNECT_TIMEOUT_S,
-        reference: ReferenceData | None = None,
-        on_push: Callable[[Push], None] | None = None,
-        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
-    ) -> Client:
-        """Connects, checks the server certificate against `ca` for `server_name`, presents
-        `cert`/`key` (PEM files; the common name is the principal), and completes Hello/Welcome,
-        all within `timeout` seconds. Any failure leaves nothing open."""
-        params = ConnectParams(host, port, ca, cert, key, server_name, timeout)
-        client = cls(params, reference, on_push, on_close)
-        try:
-            await asyncio.wait_for(client._open(), timeout)
-        except asyncio.TimeoutError:
-            await client._abort()
-            raise ConnectionClosed(None, f"connect to {host}:{port} timed out after {timeout} s") from None
-        except BaseException:
-            await client._abort()
-            raise
-        return client
-
-    async def reconnect(self) -> Client:
-        """A new connection with the same parameters and reference data (this one is closed).
-        Subscriptions and in-flight requests do not carry over: after a reconnect, find out what
-        happened to unanswered commands from the state (PROTOCOL.md §9) and subscribe again."""
-        await self.close()
-        p = self.params
-        return await Client.connect(
-            p.host,
-            p.port,
-            ca=p.ca,
-            cert=p.cert,
-            key=p.key,
-            server_name=p.server_name,
-            timeout=p.timeout_s,
-            reference=self.reference,
-            on_push=self.on_push,
-            on_close=self.on_close,
-        )
-
-    async def _open(self) -> None:
-        p = self.params
-        config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name=p.server_name)
-        config.load_verify_locations(cafile=p.ca)
-        config.load_cert_chain(p.cert, p.key)
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(p.host, p.port, type=socket.SOCK_DGRAM)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind(("::", 0, 0, 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
-            from aioquic.quic.connection import QuicConnection
-
-            connection = QuicConnection(configuration=config)
-            transport, protocol = await loop.create_datagram_endpoint(lambda: _QuicProtocol(connection), sock=sock)
-        except BaseException:
-            sock.close()
-            raise
-        self._transport = transport
-        self._protocol = protocol
-        protocol.client = self
-        protocol.connect(addr)
-        try:
-            await protocol.wait_connected()
-        except ConnectionError:
-            # aioquic raises a bare ConnectionError; the close event says why (a certificate
-            # refused by either side, a wrong server name, an ALPN the server does not speak).
-            event = protocol._quic._close_event
-            code = event.error_code if event is not None else None
-            reason = event.reason_phrase if event is not None else ""
-            raise ConnectionClosed(code, f"QUIC/TLS handshake failed: {reason}") from None
-        self._stream_id = protocol._quic.get_next_available_stream_id()
-        welcome = await self._request("hello", MsgType.HELLO, codec.hello_payload(PROTOCOL_VERSION))
-        self._on_welcome(welcome)
-
-    def _on_welcome(self, welcome: Welcome) -> None:
-        if welcome.protocol_version not in SUPPORTED_VERSIONS:
-            raise ProtocolError(
-                f"the server chose protocol version {welcome.protocol_version}; this SDK speaks {SUPPORTED_VERSIONS}"
-            )
-        self.welcome = welcome
-        self.version = welcome.protocol_version
-        self._reader.max_frame_bytes = welcome.max_frame_bytes
-        if welcome.max_in_flight:
-            self._in_flight = asyncio.Semaphore(welcome.max_in_flight)
-
-    @property
-    def principal(self) -> str:
-        assert self.welcome is not None
-        return self.welcome.principal
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
-
-    async def close(self, code: int = 0, reason: str = "") -> None:
-        """Closes the connection with `code` (0 = normal) and fails whatever is still waiting."""
-        if self._protocol is not None and self._closed is None:
-            self._protocol.close(error_code=code, reason_phrase=reason)
-        self._finish(ConnectionClosed(code, reason or "closed by the client"))
-        await self._abort()
-
-    async def _abort(self) -> None:
-        protocol, transport = self._protocol, self._transport
-        self._protocol = None
-        self._transport = None
-        if protocol is not None:
-            protocol.client = None
-            protocol.close()
-            try:
-                await asyncio.wait_for(protocol.wait_closed(), CLOSE_WAIT_S)
-            except (asyncio.TimeoutError, Exception):
-                pass
-        if transport is not None:
-            transport.close()
-        self._finish(ConnectionClosed(0, "closed by the client"))
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _finish(self, closed: ConnectionClosed) -> None:
-        """Fails every waiting request and ends every iterator, once."""
-        if self._closed is not None:
-            return
-        self._closed = closed
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(closed)
-        self._pending.clear()
-        for sub in self._subs.values():
-            sub._end()
-        self._pushes.put_nowait(None)
-        if self.on_close is not None:
-            self.on_close(self, closed)
-
-    def _on_terminated(self, code: int, reason: str) -> None:
-        if self._last_error is not None and not reason:
-            reason = str(self._last_error)
-        self._finish(ConnectionClosed(code, reason or "closed by the server"))
-
-    def _fail(self, error: ProtocolError, close_code: int) -> None:
-        """The server's stream cannot be read any more: close with `close_code` (§14)."""
-        if self._protocol is not None and self._closed is None:
-            self._protocol.close(error_code=close_code, reason_phrase=str(error)[:100])
-        self._finish(ConnectionClosed(close_code, str(error)))
-
-    # --- frames ----------------------------------------------------------------------------
-
-    def _send(self, msg_type: int, request_id: int, payload: bytes) -> None:
-        if self._closed is not None:
-            raise self._closed
-        assert self._protocol is not None and self._stream_id is not None
-        # Hello always travels in a version-1 frame (PROTOCOL.md §4).
-        version = 1 if msg_type == MsgType.HELLO else self.version
-        frame = codec.encode_frame(version, msg_type, request_id, payload)
-        self._protocol._quic.send_stream_data(self._stream_id, frame)
-        self._protocol.transmit()
-
-    def _request(self, kind: str, msg_type: int, payload: bytes) -> asyncio.Future[Any]:
-        request_id = next(self._ids)
-        pending = _Pending(kind)
-        self._pending[request_id] = pending
-        try:
-            self._send(msg_type, request_id, payload)
-        except BaseException:
-            del self._pending[request_id]
-            raise
-        return pending.future
-
-    def _on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        if stream_id != self._stream_id:
-            return
-        try:
-            frames = self._reader.feed(data)
-        except codec.FramingLost as e:
-            self._fail(e, e.close_code)
-            return
-        for frame in frames:
-            if self._closed is not None:
-                return
-            self._on_frame(frame)
-        if end_stream and self._reader.inside_frame:
-            self._fail(ProtocolError("the stream ended inside a frame"), 900)
-
-    def _on_frame(self, frame: codec.Frame) -> None:
-        if frame.version != self.version:
-            # A peer speaking another version cannot be understood (§3): close with 903.
-            self._fail(ProtocolError(f"a frame of version {frame.version} on a version-{self.version} connection"), 903)
-            return
-        try:
-            if frame.flags != 0:
-                raise ProtocolError(f"a frame with flags {frame.flags}")
-            message = codec.decode_message(frame.version, frame.msg_type, frame.payload)
-        except ProtocolError as e:
-            # The frame is well delimited, so the stream goes on; its request (if any) fails.
-            if frame.request_id in self._pending:
-                self._complete(frame.request_id, e)
-            else:
-                self.undecodable_frames += 1
-            return
-        if frame.request_id == 0:
-            self._on_push(message)
-            return
-        pending = self._pending.get(frame.request_id)
-        if pending is None:
-            return  # an answer to a request abandoned (cancelled) by its caller
-        if isinstance(message, codec.Error):
-            self._complete(frame.request_id, GatewayError(message.code, message.message, frame.request_id))
-            return
-        self._on_answer(frame.request_id, pending, message)
-
-    def _complete(self, request_id: int, result: Any) -> None:
-        pending = self._pending.pop(request_id)
-        if pending.future.done():
-            return
-        if isinstance(result, BaseException):
-            pending.future.set_exception(result)
-        else:
-            pending.future.set_result(result)
-
-    def _on_answer(self, request_id: int, pending: _Pending, message: codec.ServerMessage) -> None:
-        kind = pending.kind
-        if kind == "command":
-            if isinstance(message, codec.Accepted):
-                pending.seq = message.seq
-            elif isinstance(message, Events):
-                self._learn(message.events)
-                pending.parts.extend(message.events)
-                if not message.more:
-                    self._complete(request_id, CommandResult(message.seq, pending.parts))
-            else:
-                self._complete(request_id, ProtocolError(f"unexpected answer to a command: {message}"))
-        elif kind == "subscribe":
-            if isinstance(message, Depth) and message.snapshot:
-                sub = self._subs.get(message.symbol)
-                if sub is not None:
-                    sub._on_message(message)
-                if not message.more:
-                    self._complete(request_id, message.book_seq)
-            else:
-                self._complete(request_id, ProtocolError(f"unexpected answer to Subscribe: {message}"))
-        elif kind == "list":
-            pending.parts.append(message)
-            if not getattr(message, "more", False):
-                self._complete(request_id, _join(pending.parts))
-        elif kind == "unsubscribe":
-            if isinstance(message, codec.Unsubscribed):
-                sub = self._subs.pop(message.symbol, None)
-                if sub is not None:
-                    sub._end()
-            self._complete(request_id, message)
-        else:  # a single-frame answer: Welcome, Pong, OrderInfo
-            self._complete(request_id, message)
-
-    def _on_push(self, message: codec.ServerMessage) -> None:
-        if isinstance(message, Events):
-            self._learn(message.events)
-            push = Push(message.seq, message.events)
-            if self.on_push is not None:
-                self.on_push(push)
-            if self._pushes.qsize() >= PUSH_QUEUE_MAX:
-                self._pushes.get_nowait()
-                self.pushes_dropped += 1
-            self._pushes.put_nowait(push)
-        elif isinstance(message, (Depth, DepthUpdate, MarketTrade)):
-            sub = self._subs.get(message.symbol)
-            if sub is not None:
-                sub._on_message(message)
-        elif isinstance(message, codec.Error):
-            # A connection-level error (request id 0), e.g. before the server closes: kept so
-            # the close that follows can say why.
-            self._last_error = GatewayError(message.code, message.message, 0)
-
-    def _learn(self, events: list[AnyEvent]) -> None:
-        """Reference data seen in any event list (PROTOCOL.md §8: always sent to everyone)."""
-        for e in events:
-            if isinstance(e, AssetCreated):
-                self.reference.set_asset(e.asset, e.scale)
-            elif isinstance(e, SymbolUpdated):
-                self.reference.set_symbol(e.spec, e.status)
-
-    # --- pushes ----------------------------------------------------------------------------
-
-    async def next_push(self, timeout: float | None = None) -> Push:
-        """The next push (another command's events this principal may see)."""
-        item = await asyncio.wait_for(self._pushes.get(), timeout)
-        if item is None:
-            self._pushes.put_nowait(None)
-            assert self._closed is not None
-            raise self._closed
-        return item
-
-    async def pushes(self) -> AsyncIterator[Push]:
-        """Every push until the connection closes."""
-        while True:
-            try:
-                yield await self.next_push()
-            except ConnectionClosed:
-                return
-
-    # --- generic requests -------------------------------------------------------------------
-
-    async def command(self, command: Command, *, check: bool = True) -> CommandResult:
-        """Sends a command and waits until it is durable and its events have arrived.
-
-        Raises `GatewayError` when the gateway refused it (nothing sequenced) and, with `check`,
-        `Rejected` when the engine rejected it (sequenced, nothing changed). Waits for a free
-        slot when `max_in_flight` commands are unanswered, so it never draws 922."""
-        semaphore = self._in_flight
-        if semaphore is not None:
-            await semaphore.acquire()
-        try:
-            result: CommandResult = await self._request("command", MsgType.COMMAND, codec.command_payload(command))
-        finally:
-            if semaphore is not None:
-                semaphore.release()
-        if check and result.rejected is not None:
-            raise Rejected(result.rejected, result.seq)
-        return result
+    async def command(self, command: Command, *, check: bool = True, request_key: int = 0) -> CommandResult:
+        raise NotImplementedError
 
     async def ping(self) -> float:
         """Round trip in seconds."""
@@ -587,32 +244,6 @@ class Client:
     async def withdrawal(self, withdrawal_id: int) -> codec.WithdrawalInfo:
         """Version 2: a withdrawal's state; `GatewayError` 940 when unknown or not visible."""
         return await self._request("single", MsgType.QUERY_WITHDRAWAL, struct.pack("<Q", withdrawal_id))  # type: ignore[no-any-return]
-
-    # --- market data ------------------------------------------------------------------------
-
-    async def subscribe(self, symbol: int, *, auto_resync: bool = True) -> Subscription:
-        """Subscribes and returns once the first snapshot is in the subscription's book."""
-        sub = self._subs.get(symbol)
-        if sub is None:
-            sub = Subscription(self, symbol, auto_resync)
-            self._subs[symbol] = sub
-        try:
-            await self._request("subscribe", MsgType.SUBSCRIBE, codec.symbol_payload(symbol))
-        except BaseException:
-            if self._subs.get(symbol) is sub and not sub.book.in_sync:
-                del self._subs[symbol]
-            raise
-        return sub
-
-    def _send_resubscribe(self, symbol: int) -> None:
-        """After a gap: a new snapshot; the book ignores updates until it arrives."""
-        if self._closed is not None:
-            return
-        future = self._request("subscribe", MsgType.SUBSCRIBE, codec.symbol_payload(symbol))
-        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-
-    async def unsubscribe(self, symbol: int) -> None:
-        await self._request("unsubscribe", MsgType.UNSUBSCRIBE, codec.symbol_payload(symbol))
 
     # --- commands: reference data (admin) ---------------------------------------------------
 
@@ -796,6 +427,430 @@ class Client:
         ref = self.reference
         amend = codec.AmendOrder(account, order_id, ref.price(symbol, price), ref.qty(symbol, qty))
         return await self.command(amend, check=check)
+
+
+class Client(_Api):
+    """One connection to seqd. Create it with `await Client.connect(...)`; close it with
+    `await client.close()` or `async with`."""
+
+    def __init__(
+        self,
+        params: ConnectParams,
+        reference: ReferenceData | None = None,
+        on_push: Callable[[Push], None] | None = None,
+        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
+    ) -> None:
+        self.params = params
+        self.reference = reference if reference is not None else ReferenceData()
+        self.on_push = on_push
+        self.on_close = on_close
+        self.welcome: Welcome | None = None
+        self.version = PROTOCOL_VERSION  # frames before Welcome carry 1; see _on_welcome
+        self.pushes_dropped = 0
+        #: Server frames that could not be decoded and answered no waiting request.
+        self.undecodable_frames = 0
+        self._protocol: _QuicProtocol | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._stream_id: int | None = None
+        self._reader = FrameReader()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._subs: dict[int, Subscription] = {}
+        self._pushes: asyncio.Queue[Push | None] = asyncio.Queue()
+        self._closed: ConnectionClosed | None = None
+        self._in_flight: asyncio.Semaphore | None = None
+        self._last_error: GatewayError | None = None
+        self._keep_alive: asyncio.Task[None] | None = None
+
+    # --- connecting and closing ------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        ca: str,
+        cert: str,
+        key: str,
+        server_name: str = "localhost",
+        timeout: float = CONNECT_TIMEOUT_S,
+        idle_timeout: float | None = None,
+        reference: ReferenceData | None = None,
+        on_push: Callable[[Push], None] | None = None,
+        on_close: Callable[[Client, ConnectionClosed], None] | None = None,
+    ) -> Client:
+        """Connects, checks the server certificate against `ca` for `server_name`, presents
+        `cert`/`key` (PEM files; the common name is the principal), and completes Hello/Welcome,
+        all within `timeout` seconds. Any failure leaves nothing open.
+
+        With `idle_timeout` (seconds), a server silent that long counts as gone: the connection
+        closes (`ConnectionClosed`) and the client pings every third of it to keep a quiet but
+        healthy connection open. Without it, aioquic's 60 s and the server's 30 s apply."""
+        params = ConnectParams(host, port, ca, cert, key, server_name, timeout, idle_timeout)
+        client = cls(params, reference, on_push, on_close)
+        try:
+            await asyncio.wait_for(client._open(), timeout)
+        except asyncio.TimeoutError:
+            await client._abort()
+            raise ConnectionClosed(None, f"connect to {host}:{port} timed out after {timeout} s") from None
+        except BaseException:
+            await client._abort()
+            raise
+        return client
+
+    async def reconnect(self) -> Client:
+        """A new connection with the same parameters and reference data (this one is closed).
+        Subscriptions and in-flight requests do not carry over: after a reconnect, find out what
+        happened to unanswered commands from the state (PROTOCOL.md §9) and subscribe again."""
+        await self.close()
+        p = self.params
+        return await Client.connect(
+            p.host,
+            p.port,
+            ca=p.ca,
+            cert=p.cert,
+            key=p.key,
+            server_name=p.server_name,
+            timeout=p.timeout_s,
+            idle_timeout=p.idle_timeout_s,
+            reference=self.reference,
+            on_push=self.on_push,
+            on_close=self.on_close,
+        )
+
+    async def _open(self) -> None:
+        p = self.params
+        config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name=p.server_name)
+        if p.idle_timeout_s is not None:
+            config.idle_timeout = p.idle_timeout_s
+        config.load_verify_locations(cafile=p.ca)
+        config.load_cert_chain(p.cert, p.key)
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(p.host, p.port, type=socket.SOCK_DGRAM)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("::", 0, 0, 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+            from aioquic.quic.connection import QuicConnection
+
+            connection = QuicConnection(configuration=config)
+            transport, protocol = await loop.create_datagram_endpoint(lambda: _QuicProtocol(connection), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._transport = transport
+        self._protocol = protocol
+        protocol.client = self
+        protocol.connect(addr)
+        try:
+            await protocol.wait_connected()
+        except ConnectionError:
+            # aioquic raises a bare ConnectionError; the close event says why (a certificate
+            # refused by either side, a wrong server name, an ALPN the server does not speak).
+            event = protocol._quic._close_event
+            code = event.error_code if event is not None else None
+            reason = event.reason_phrase if event is not None else ""
+            raise ConnectionClosed(code, f"QUIC/TLS handshake failed: {reason}") from None
+        self._stream_id = protocol._quic.get_next_available_stream_id()
+        welcome = await self._request("hello", MsgType.HELLO, codec.hello_payload(PROTOCOL_VERSION))
+        self._on_welcome(welcome)
+        if p.idle_timeout_s is not None:
+            self._keep_alive = asyncio.ensure_future(self._ping_every(p.idle_timeout_s / 3))
+
+    async def _ping_every(self, interval_s: float) -> None:
+        """QUIC PINGs: the server's acknowledgements keep the idle timer of a healthy connection
+        from expiring, and their absence lets it expire on a dead one."""
+        uid = itertools.count(1)
+        while self._closed is None and self._protocol is not None:
+            self._protocol._quic.send_ping(next(uid))
+            self._protocol.transmit()
+            await asyncio.sleep(interval_s)
+
+    def _on_welcome(self, welcome: Welcome) -> None:
+        if welcome.protocol_version not in SUPPORTED_VERSIONS:
+            raise ProtocolError(
+                f"the server chose protocol version {welcome.protocol_version}; this SDK speaks {SUPPORTED_VERSIONS}"
+            )
+        self.welcome = welcome
+        self.version = welcome.protocol_version
+        self._reader.max_frame_bytes = welcome.max_frame_bytes
+        if welcome.max_in_flight:
+            self._in_flight = asyncio.Semaphore(welcome.max_in_flight)
+
+    @property
+    def principal(self) -> str:
+        assert self.welcome is not None
+        return self.welcome.principal
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def close(self, code: int = 0, reason: str = "") -> None:
+        """Closes the connection with `code` (0 = normal) and fails whatever is still waiting."""
+        if self._protocol is not None and self._closed is None:
+            self._protocol.close(error_code=code, reason_phrase=reason)
+        self._finish(ConnectionClosed(code, reason or "closed by the client"))
+        await self._abort()
+
+    async def _abort(self) -> None:
+        protocol, transport = self._protocol, self._transport
+        self._protocol = None
+        self._transport = None
+        if protocol is not None:
+            protocol.client = None
+            protocol.close()
+            try:
+                await asyncio.wait_for(protocol.wait_closed(), CLOSE_WAIT_S)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        if transport is not None:
+            transport.close()
+        self._finish(ConnectionClosed(0, "closed by the client"))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _finish(self, closed: ConnectionClosed) -> None:
+        """Fails every waiting request and ends every iterator, once."""
+        if self._closed is not None:
+            return
+        self._closed = closed
+        if self._keep_alive is not None:
+            self._keep_alive.cancel()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(closed)
+        self._pending.clear()
+        for sub in self._subs.values():
+            sub._end()
+        self._pushes.put_nowait(None)
+        if self.on_close is not None:
+            self.on_close(self, closed)
+
+    def _on_terminated(self, code: int, reason: str) -> None:
+        if self._last_error is not None and not reason:
+            reason = str(self._last_error)
+        self._finish(ConnectionClosed(code, reason or "closed by the server"))
+
+    def _fail(self, error: ProtocolError, close_code: int) -> None:
+        """The server's stream cannot be read any more: close with `close_code` (§14)."""
+        if self._protocol is not None and self._closed is None:
+            self._protocol.close(error_code=close_code, reason_phrase=str(error)[:100])
+        self._finish(ConnectionClosed(close_code, str(error)))
+
+    # --- frames ----------------------------------------------------------------------------
+
+    def _send(self, msg_type: int, request_id: int, payload: bytes) -> None:
+        if self._closed is not None:
+            raise self._closed
+        assert self._protocol is not None and self._stream_id is not None
+        # Hello always travels in a version-1 frame (PROTOCOL.md §4).
+        version = 1 if msg_type == MsgType.HELLO else self.version
+        frame = codec.encode_frame(version, msg_type, request_id, payload)
+        self._protocol._quic.send_stream_data(self._stream_id, frame)
+        self._protocol.transmit()
+
+    def _request(self, kind: str, msg_type: int, payload: bytes) -> asyncio.Future[Any]:
+        request_id = next(self._ids)
+        pending = _Pending(kind)
+        self._pending[request_id] = pending
+        try:
+            self._send(msg_type, request_id, payload)
+        except BaseException:
+            del self._pending[request_id]
+            raise
+        return pending.future
+
+    def _on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if stream_id != self._stream_id:
+            return
+        try:
+            frames = self._reader.feed(data)
+        except codec.FramingLost as e:
+            self._fail(e, e.close_code)
+            return
+        for frame in frames:
+            if self._closed is not None:
+                return
+            self._on_frame(frame)
+        if end_stream and self._reader.inside_frame:
+            self._fail(ProtocolError("the stream ended inside a frame"), 900)
+
+    def _on_frame(self, frame: codec.Frame) -> None:
+        if frame.version != self.version:
+            # A peer speaking another version cannot be understood (§3): close with 903.
+            self._fail(ProtocolError(f"a frame of version {frame.version} on a version-{self.version} connection"), 903)
+            return
+        try:
+            if frame.flags != 0:
+                raise ProtocolError(f"a frame with flags {frame.flags}")
+            message = codec.decode_message(frame.version, frame.msg_type, frame.payload)
+        except ProtocolError as e:
+            # The frame is well delimited, so the stream goes on; its request (if any) fails.
+            if frame.request_id in self._pending:
+                self._complete(frame.request_id, e)
+            else:
+                self.undecodable_frames += 1
+            return
+        if frame.request_id == 0:
+            self._on_push(message)
+            return
+        pending = self._pending.get(frame.request_id)
+        if pending is None:
+            return  # an answer to a request abandoned (cancelled) by its caller
+        if isinstance(message, codec.Error):
+            self._complete(frame.request_id, GatewayError(message.code, message.message, frame.request_id))
+            return
+        self._on_answer(frame.request_id, pending, message)
+
+    def _complete(self, request_id: int, result: Any) -> None:
+        pending = self._pending.pop(request_id)
+        if pending.future.done():
+            return
+        if isinstance(result, BaseException):
+            pending.future.set_exception(result)
+        else:
+            pending.future.set_result(result)
+
+    def _on_answer(self, request_id: int, pending: _Pending, message: codec.ServerMessage) -> None:
+        kind = pending.kind
+        if kind == "command":
+            if isinstance(message, codec.Accepted):
+                pending.seq = message.seq
+            elif isinstance(message, Events):
+                self._learn(message.events)
+                pending.parts.extend(message.events)
+                if not message.more:
+                    self._complete(request_id, CommandResult(message.seq, pending.parts))
+            else:
+                self._complete(request_id, ProtocolError(f"unexpected answer to a command: {message}"))
+        elif kind == "subscribe":
+            if isinstance(message, Depth) and message.snapshot:
+                sub = self._subs.get(message.symbol)
+                if sub is not None:
+                    sub._on_message(message)
+                if not message.more:
+                    self._complete(request_id, message.book_seq)
+            else:
+                self._complete(request_id, ProtocolError(f"unexpected answer to Subscribe: {message}"))
+        elif kind == "list":
+            pending.parts.append(message)
+            if not getattr(message, "more", False):
+                self._complete(request_id, _join(pending.parts))
+        elif kind == "unsubscribe":
+            if isinstance(message, codec.Unsubscribed):
+                sub = self._subs.pop(message.symbol, None)
+                if sub is not None:
+                    sub._end()
+            self._complete(request_id, message)
+        else:  # a single-frame answer: Welcome, Pong, OrderInfo
+            self._complete(request_id, message)
+
+    def _on_push(self, message: codec.ServerMessage) -> None:
+        if isinstance(message, Events):
+            self._learn(message.events)
+            push = Push(message.seq, message.events)
+            if self.on_push is not None:
+                self.on_push(push)
+            if self._pushes.qsize() >= PUSH_QUEUE_MAX:
+                self._pushes.get_nowait()
+                self.pushes_dropped += 1
+            self._pushes.put_nowait(push)
+        elif isinstance(message, (Depth, DepthUpdate, MarketTrade)):
+            sub = self._subs.get(message.symbol)
+            if sub is not None:
+                sub._on_message(message)
+        elif isinstance(message, codec.Error):
+            # A connection-level error (request id 0), e.g. before the server closes: kept so
+            # the close that follows can say why.
+            self._last_error = GatewayError(message.code, message.message, 0)
+
+    def _learn(self, events: list[AnyEvent]) -> None:
+        """Reference data seen in any event list (PROTOCOL.md §8: always sent to everyone)."""
+        for e in events:
+            if isinstance(e, AssetCreated):
+                self.reference.set_asset(e.asset, e.scale)
+            elif isinstance(e, SymbolUpdated):
+                self.reference.set_symbol(e.spec, e.status)
+
+    # --- pushes ----------------------------------------------------------------------------
+
+    async def next_push(self, timeout: float | None = None) -> Push:
+        """The next push (another command's events this principal may see)."""
+        item = await asyncio.wait_for(self._pushes.get(), timeout)
+        if item is None:
+            self._pushes.put_nowait(None)
+            assert self._closed is not None
+            raise self._closed
+        return item
+
+    async def pushes(self) -> AsyncIterator[Push]:
+        """Every push until the connection closes."""
+        while True:
+            try:
+                yield await self.next_push()
+            except ConnectionClosed:
+                return
+
+    # --- generic requests -------------------------------------------------------------------
+
+    async def command(self, command: Command, *, check: bool = True, request_key: int = 0) -> CommandResult:
+        """Sends a command and waits until it is durable and its events have arrived.
+
+        Raises `GatewayError` when the gateway refused it (nothing sequenced) and, with `check`,
+        `Rejected` when the engine rejected it (sequenced, nothing changed). Waits for a free
+        slot when `max_in_flight` commands are unanswered, so it never draws 922.
+
+        With a non-zero `request_key` (protocol version 2, a server with request keys) it
+        travels as a `KeyedCommand`: sent again with the same key, it is applied at most once,
+        and the answer to the later send has `applied_before` (never raised as `Rejected`)."""
+        if request_key:
+            msg_type, payload = MsgType.KEYED_COMMAND, codec.keyed_command_payload(request_key, command)
+        else:
+            msg_type, payload = MsgType.COMMAND, codec.command_payload(command)
+        semaphore = self._in_flight
+        if semaphore is not None:
+            await semaphore.acquire()
+        try:
+            result: CommandResult = await self._request("command", msg_type, payload)
+        finally:
+            if semaphore is not None:
+                semaphore.release()
+        result.request_key = request_key
+        if check and result.rejected is not None and not result.applied_before:
+            raise Rejected(result.rejected, result.seq)
+        return result
+
+    # --- market data ------------------------------------------------------------------------
+
+    async def subscribe(self, symbol: int, *, auto_resync: bool = True) -> Subscription:
+        """Subscribes and returns once the first snapshot is in the subscription's book."""
+        sub = self._subs.get(symbol)
+        if sub is None:
+            sub = Subscription(self, symbol, auto_resync)
+            self._subs[symbol] = sub
+        try:
+            await self._request("subscribe", MsgType.SUBSCRIBE, codec.symbol_payload(symbol))
+        except BaseException:
+            if self._subs.get(symbol) is sub and not sub.book.in_sync:
+                del self._subs[symbol]
+            raise
+        return sub
+
+    def _send_resubscribe(self, symbol: int) -> None:
+        """After a gap: a new snapshot; the book ignores updates until it arrives."""
+        if self._closed is not None:
+            return
+        future = self._request("subscribe", MsgType.SUBSCRIBE, codec.symbol_payload(symbol))
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    async def unsubscribe(self, symbol: int) -> None:
+        await self._request("unsubscribe", MsgType.UNSUBSCRIBE, codec.symbol_payload(symbol))
 
 
 def _join(parts: list[Any]) -> Any:

@@ -683,6 +683,7 @@ class MsgType(IntEnum):
     HELLO = 0x01
     COMMAND = 0x02
     PING = 0x03
+    KEYED_COMMAND = 0x04  # version 2, a server with request keys (PROTOCOL.md §17)
     QUERY_BALANCES = 0x10
     QUERY_SUBTREE_TOTALS = 0x11
     QUERY_ORDER = 0x12
@@ -721,6 +722,13 @@ def hello_payload(version: int = PROTOCOL_VERSION) -> bytes:
 
 def command_payload(command: Command) -> bytes:
     return struct.pack("<H", command.KIND) + command.pack()
+
+
+def keyed_command_payload(request_key: int, command: Command) -> bytes:
+    """`KeyedCommand`: the request key (u64, non-zero), then exactly a `Command`'s payload."""
+    if not 0 < request_key < 1 << 64:
+        raise ValueError(f"a request key is a non-zero u64, not {request_key}")
+    return struct.pack("<Q", request_key) + command_payload(command)
 
 
 def account_query_payload(account: int) -> bytes:

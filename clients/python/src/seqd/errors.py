@@ -19,6 +19,7 @@ class RejectReason(IntEnum):
     TOO_MANY_SYMBOLS = 108
     INVALID_CODE = 109
     CODE_EXISTS = 110
+    DUPLICATE_REQUEST = 111
     ACCOUNT_EXISTS = 200
     UNKNOWN_ACCOUNT = 201
     UNKNOWN_PARENT = 202
@@ -74,6 +75,7 @@ class GatewayCode(IntEnum):
     RATE_LIMITED = 921
     TOO_MANY_IN_FLIGHT = 922
     SHUTTING_DOWN = 930
+    NOT_LEADER = 931  # a cluster follower: the message names the leader (PROTOCOL.md §17)
     NOT_FOUND = 940
 
 

@@ -4,23 +4,25 @@
 //! integer minor units), aligned tables or JSON.
 //!
 //! Every run connects within `--connect-timeout` and closes the connection on every path (the
-//! server then frees it at once rather than at its idle timeout).
+//! server then frees it at once rather than at its idle timeout). `--connect` may list a
+//! cluster's nodes: the CLI then connects to the first that answers and sends commands to the
+//! leader (`seqd::client::ClusterClient`, docs/PROTOCOL.md §17).
 
-mod output;
+pub mod output;
 mod refdata;
 mod watch;
 
 use clap::{Args, Subcommand};
 use output::{events_table, int, order_fields, records_table, text, Table};
 use refdata::Catalog;
-use seqd::client::{Client, ClientError};
+use seqd::client::follow::address_list;
+use seqd::client::{random_request_key, ClientError, ClusterClient, ClusterConfig, Delivered};
 use seqd::engine::{
     AccountId, AccountStatus, AssetId, Code, CodeOf, Command, NewOrder, OrderId, OrderType, Side, StpMode, SymbolId,
     SymbolSpec, SymbolStatus, TimeInForce,
 };
 use seqd::protocol::Message;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -32,8 +34,19 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Options of every `seqd client` run.
 #[derive(Args, Clone, Debug)]
 pub struct ClientOptions {
-    #[arg(long, env = "SEQD_ADDR", default_value = "127.0.0.1:7400")]
-    pub addr: SocketAddr,
+    /// The daemon's address, HOST:PORT; for a cluster, its nodes' client addresses separated
+    /// by commas (`10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400`). The CLI connects to the first
+    /// that answers; a command refused by a follower (`Error 931`) goes to the leader it names,
+    /// and one whose answer was lost is sent again with the same request key (applied at most
+    /// once; "applied before" when the first send was).
+    #[arg(
+        long,
+        visible_alias = "addr",
+        env = "SEQD_ADDR",
+        default_value = "127.0.0.1:7400",
+        value_name = "HOST:PORT[,HOST:PORT...]"
+    )]
+    pub connect: String,
     /// Directory of `ca.pem` and the principal's certificate and key.
     #[arg(long, env = "SEQD_CERTS", default_value = "./data/certs")]
     pub certs: PathBuf,
@@ -49,6 +62,10 @@ pub struct ClientOptions {
     /// Seconds to wait for the connection and the handshake.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
+    /// Seconds a request may spend finding a node that takes it (a leader election, a node
+    /// restarting) before it fails.
+    #[arg(long, default_value_t = 10.0)]
+    pub failover_timeout: f64,
 }
 
 /// Flags shared by every new order.
@@ -248,18 +265,28 @@ async fn session(options: &ClientOptions, request: ClientCommand) -> Result<(), 
     result
 }
 
-async fn connect(options: &ClientOptions) -> Result<Client, String> {
+async fn connect(options: &ClientOptions) -> Result<ClusterClient, String> {
     let certs = &options.certs;
     let read =
         |name: String| std::fs::read(certs.join(&name)).map_err(|e| format!("{}: {e}", certs.join(name).display()));
     let principal = &options.principal;
     let (ca, cert, key) =
         (read("ca.pem".into())?, read(format!("{principal}.pem"))?, read(format!("{principal}.key"))?);
-    let timeout = Duration::try_from_secs_f64(options.connect_timeout)
-        .map_err(|_| format!("--connect-timeout {} is not a number of seconds", options.connect_timeout))?;
-    match tokio::time::timeout(timeout, Client::connect(options.addr, &ca, &cert, &key)).await {
-        Ok(connected) => connected.map_err(|e| format!("{}: {e}", options.addr)),
-        Err(_) => Err(format!("{}: no answer within {} s (--connect-timeout)", options.addr, options.connect_timeout)),
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} {value} is not a number of seconds"))
+    };
+    let addresses = address_list(&options.connect);
+    if addresses.is_empty() {
+        return Err("--connect: no address given".into());
+    }
+    let mut config = ClusterConfig::new(addresses);
+    config.connect_timeout = seconds(options.connect_timeout, "connect-timeout")?;
+    config.failover_timeout = seconds(options.failover_timeout, "failover-timeout")?;
+    match ClusterClient::connect(config, &ca, &cert, &key).await {
+        Ok(client) => Ok(client),
+        // Each address's error names it; a timeout names the flag that sets it.
+        Err(ClientError::Connect(e)) if e.contains("no answer within") => Err(format!("{e} (--connect-timeout)")),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -270,34 +297,62 @@ fn refused(e: ClientError) -> String {
     }
 }
 
-async fn execute(client: &mut Client, options: &ClientOptions, request: ClientCommand) -> Result<(), String> {
+async fn execute(client: &mut ClusterClient, options: &ClientOptions, request: ClientCommand) -> Result<(), String> {
     if let ClientCommand::Ping = request {
         let started = Instant::now();
         client.request(&Message::Ping).await.map_err(refused)?;
         let rtt_us = started.elapsed().as_micros();
         return print(options, json!({ "pong": true, "rtt_us": rtt_us }), format!("pong in {rtt_us} µs"));
     }
-    let catalog = Catalog::fetch(client, options.minor).await?;
+    let catalog = Catalog::fetch(client.client(), options.minor).await?;
     if let ClientCommand::Watch { symbol, count } = &request {
         let symbol = catalog.symbol(symbol)?;
-        return watch::watch(client, &catalog, symbol.spec.symbol, *count, options.json).await;
+        return watch::watch(client.client(), &catalog, symbol.spec.symbol, *count, options.json).await;
     }
     match command_of(&request, &catalog)? {
-        Some(command) => {
-            let outcome = client.command(command).await.map_err(refused)?;
-            let (table, objects) = events_table(&outcome.events, &catalog);
-            print(
-                options,
-                json!({ "seq": outcome.seq, "events": objects }),
-                format!("accepted, seq {}\n{}", outcome.seq, table.render()),
-            )?;
-            match outcome.rejected() {
-                Some(code) => Err(format!("rejected with code {code}")),
-                None => Ok(()),
-            }
-        }
+        Some(command) => send_command(client, options, &catalog, command).await,
         None => query(client, options, &catalog, &request).await,
     }
+}
+
+/// Sends a command under a new request key (following the leader) and prints its outcome: its
+/// events, or that an earlier send of it was applied (then it succeeds: the command took effect).
+async fn send_command(
+    client: &mut ClusterClient,
+    options: &ClientOptions,
+    catalog: &Catalog,
+    command: Command,
+) -> Result<(), String> {
+    let request_key = random_request_key();
+    let delivered = client.command_with_key(command, request_key).await.map_err(refused)?;
+    let (document, human) = describe_delivered(&delivered, client.keyed().then_some(request_key), catalog);
+    print(options, document, human)?;
+    match delivered {
+        Delivered::Applied(outcome) => {
+            outcome.rejected().map_or(Ok(()), |code| Err(format!("rejected with code {code}")))
+        }
+        Delivered::AppliedBefore(_) => Ok(()),
+    }
+}
+
+/// A command's answer as JSON and as text. `request_key`: the key it was sent with, if any.
+fn describe_delivered(delivered: &Delivered, request_key: Option<u64>, catalog: &Catalog) -> (Value, String) {
+    let outcome = delivered.outcome();
+    let (table, objects) = events_table(&outcome.events, catalog);
+    let mut document = json!({ "seq": outcome.seq, "events": objects, "applied_before": delivered.applied_before() });
+    if let Some(key) = request_key {
+        document["request_key"] = json!(key);
+    }
+    let human = match delivered {
+        Delivered::AppliedBefore(_) => format!(
+            "applied before: an earlier send of this command (request key {}) was applied; this one, seq {}, \
+             changed nothing",
+            request_key.unwrap_or(0),
+            outcome.seq
+        ),
+        Delivered::Applied(_) => format!("accepted, seq {}\n{}", outcome.seq, table.render()),
+    };
+    (document, human)
 }
 
 /// Writes the JSON document or the human text.
@@ -514,7 +569,7 @@ fn command_of(request: &ClientCommand, catalog: &Catalog) -> Result<Option<Comma
 }
 
 async fn query(
-    client: &mut Client,
+    client: &mut ClusterClient,
     options: &ClientOptions,
     catalog: &Catalog,
     request: &ClientCommand,
@@ -592,7 +647,7 @@ async fn query(
             print_table(options, table)
         }
         C::Withdrawal { withdrawal_id } => {
-            let w = client.withdrawal(*withdrawal_id).await.map_err(refused)?;
+            let w = client.client().withdrawal(*withdrawal_id).await.map_err(refused)?;
             let mut table = Table::new(&["withdrawal_id", "account", "asset", "amount", "client_ref", "status"]);
             table.push(vec![
                 int(*withdrawal_id),
@@ -615,14 +670,7 @@ async fn query(
                 price: catalog.parse("price", price, quote.unwrap_or(0))?,
                 qty: catalog.parse("qty", qty, base.unwrap_or(0))?,
             };
-            let outcome = client.command(command).await.map_err(refused)?;
-            let (table, objects) = events_table(&outcome.events, catalog);
-            print(
-                options,
-                json!({ "seq": outcome.seq, "events": objects }),
-                format!("accepted, seq {}\n{}", outcome.seq, table.render()),
-            )?;
-            outcome.rejected().map_or(Ok(()), |code| Err(format!("rejected with code {code}")))
+            send_command(client, options, catalog, command).await
         }
         other => Err(format!("{other:?} is not a query")),
     }
@@ -664,4 +712,28 @@ fn symbols_table(catalog: &Catalog) -> Table {
         ]);
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seqd::client::Outcome;
+    use seqd::engine::{Event, RejectReason};
+
+    #[test]
+    fn applied_before_is_said_plainly_and_in_json() {
+        let catalog = Catalog { assets: Vec::new(), symbols: Vec::new(), minor: false };
+        let rejection = Outcome { seq: 12, events: vec![Event::Rejected { reason: RejectReason::AssetExists }] };
+        let (document, human) = describe_delivered(&Delivered::AppliedBefore(rejection.clone()), Some(77), &catalog);
+        assert_eq!(
+            (&document["applied_before"], &document["request_key"], &document["seq"]),
+            (&json!(true), &json!(77), &json!(12))
+        );
+        assert!(human.starts_with("applied before: ") && human.contains("request key 77"), "{human}");
+
+        let (document, human) = describe_delivered(&Delivered::Applied(rejection), None, &catalog);
+        assert_eq!(document["applied_before"], json!(false));
+        assert!(document.get("request_key").is_none(), "no key was sent");
+        assert!(human.starts_with("accepted, seq 12\n"), "{human}");
+    }
 }
