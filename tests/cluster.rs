@@ -39,9 +39,7 @@ fn leader_sigkilled_repeatedly_loses_nothing() {
     }
     load.wait_acked(since, 20, LEADER_TIMEOUT).unwrap_or_else(|e| panic!("after the last kill: {e}"));
     let record = load.stop();
-    let last_seq = cluster.converged();
-    let (hashed_seq, _) = cluster.stop_and_compare();
-    assert_eq!(hashed_seq, last_seq);
+    let last_seq = cluster.stop_and_compare();
     acked.extend(record.acked.iter().copied());
     cluster.check_journals(&acked);
     eprintln!(
@@ -118,7 +116,6 @@ fn isolated_leader_steps_down() {
         }
         client.close().await;
     });
-    cluster.converged();
     cluster.stop_and_compare();
     for id in cluster.ids() {
         let journal = journal_commands(cluster.data_dir(id)).unwrap();
@@ -155,11 +152,10 @@ fn follower_rejoins_after_falling_far_behind() {
 
     let rejoined = Instant::now();
     cluster.start_node(follower).unwrap();
-    let last_seq = cluster.converged();
+    cluster.converged();
     let catch_up_s = rejoined.elapsed().as_secs_f64();
+    let last_seq = cluster.stop_and_compare();
     assert_eq!(last_seq, leader_seq);
-    let (hashed_seq, _) = cluster.stop_and_compare();
-    assert_eq!(hashed_seq, last_seq);
     let first_kept =
         first_journal_seq(&seqd::storage::replay::DataDir::new(cluster.data_dir(follower)).input()).unwrap();
     eprintln!(
@@ -206,9 +202,7 @@ fn whole_cluster_restart() {
     });
     assert_eq!(outcome.rejected(), None);
     assert!(outcome.seq > stopped_seq, "seq {} after a restart at {stopped_seq}", outcome.seq);
-    let last_seq = cluster.converged();
-    let (hashed_seq, _) = cluster.stop_and_compare();
-    assert_eq!(hashed_seq, last_seq);
+    assert_eq!(cluster.stop_and_compare(), outcome.seq);
     cluster.check_journals(&acked);
     eprintln!(
         "restart under load: {} acknowledged before the stop, then leader {leader} served seq {}",

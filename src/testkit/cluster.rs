@@ -702,26 +702,38 @@ impl LocalCluster {
         }
     }
 
-    /// Each node's data directory replayed offline (newest usable snapshot and the journal
-    /// after it): (id, last sequence, state hash). The nodes must be stopped.
-    pub fn state_hashes(&self) -> Result<Vec<(u64, Seq, [u8; 32])>, String> {
+    /// Each node's data directory replayed offline to `last_seq` (newest usable snapshot and
+    /// the journal after it): (id, last sequence, state hash). The nodes must be stopped, and
+    /// none may hold a record past `last_seq`.
+    ///
+    /// The replay is told where to stop rather than finding the journal's end: a follower
+    /// seeded by a snapshot at the last sequence has an empty journal after it, which
+    /// `storage::journal::verify` reports as ending at 0 (and `seqd replay` then starts from
+    /// an empty state and fails on the missing sequence 1).
+    pub fn state_hashes(&self, last_seq: Seq) -> Result<Vec<(u64, Seq, [u8; 32])>, String> {
         self.nodes
             .iter()
             .map(|node| {
-                assert!(node.process.is_none(), "node {} is running", node.addrs.id);
-                let options = ReplayOptions { use_snapshot: true, ..ReplayOptions::default() };
-                let (_, outcome) = replay(&DataDir::new(&node.data_dir), options)
-                    .map_err(|e| format!("replay of node {}: {e}", node.addrs.id))?;
-                Ok((node.addrs.id, outcome.last_seq, outcome.state_hash))
+                let id = node.addrs.id;
+                assert!(node.process.is_none(), "node {id} is running");
+                let data_dir = DataDir::new(&node.data_dir);
+                let journal_end =
+                    crate::storage::journal::verify(&data_dir.input()).map_err(|e| format!("node {id}: {e}"))?.last_seq;
+                if journal_end > last_seq {
+                    return Err(format!("node {id}'s journal goes on to {journal_end}, past {last_seq}"));
+                }
+                let options = ReplayOptions { use_snapshot: true, to_seq: Some(last_seq), ..ReplayOptions::default() };
+                let (_, outcome) = replay(&data_dir, options).map_err(|e| format!("replay of node {id}: {e}"))?;
+                Ok((id, outcome.last_seq, outcome.state_hash))
             })
             .collect()
     }
 
-    /// `state_hashes`, which must all be equal: the common (last sequence, state hash).
-    pub fn equal_state_hashes(&self) -> Result<(Seq, [u8; 32]), String> {
-        let hashes = self.state_hashes()?;
-        let first = (hashes[0].1, hashes[0].2);
-        if hashes.iter().all(|h| (h.1, h.2) == first) {
+    /// `state_hashes`, which must all be equal: the common state hash.
+    pub fn equal_state_hashes(&self, last_seq: Seq) -> Result<[u8; 32], String> {
+        let hashes = self.state_hashes(last_seq)?;
+        let first = hashes[0].2;
+        if hashes.iter().all(|h| h.2 == first) {
             Ok(first)
         } else {
             let listed: Vec<String> =

@@ -95,11 +95,14 @@ impl TestCluster {
         self.exited_on_their_own().iter().map(|exit| format!("\n{exit}")).collect()
     }
 
-    /// Stops every node (SIGTERM; each must exit with success) and returns the state hash
-    /// all their data directories replay to.
-    pub fn stop_and_compare(&mut self) -> (Seq, [u8; 32]) {
+    /// Waits until the nodes have converged, stops every node (SIGTERM; each must exit with
+    /// success) and checks that all their data directories replay to the same state at the
+    /// sequence they reported; returns that sequence.
+    pub fn stop_and_compare(&mut self) -> Seq {
+        let last_seq = self.converged();
         self.stop_all().unwrap_or_else(|e| panic!("stop: {e}"));
-        self.equal_state_hashes().unwrap_or_else(|e| panic!("{e}"))
+        self.equal_state_hashes(last_seq).unwrap_or_else(|e| panic!("{e}"));
+        last_seq
     }
 
     /// Every node's input journal: the acknowledged commands each at its sequence, and no
@@ -329,8 +332,14 @@ async fn drive(
     Ok(record)
 }
 
-/// Sends `count` load commands (from index `first`) on the leader with `window` in flight,
-/// failing on anything but a full answer: for a phase without failures.
+/// Most reconnections a `blast` accepts: it is for a phase without failures, but an election
+/// may still happen (a loaded machine, a stopped peer).
+const BLAST_RECONNECTS_MAX: u32 = 5;
+
+/// Sends `count` load commands (from index `first`) on the leader with `window` in flight, in
+/// batches; returns the acknowledgements. On a 931 or a lost connection it reconnects to the
+/// leader (the commands in flight are of unknown outcome and not resent) and says so on
+/// stderr; anything else but a full answer fails the test.
 pub async fn blast(
     view: &ClusterView,
     account: u64,
@@ -339,35 +348,67 @@ pub async fn blast(
     count: u64,
     window: usize,
 ) -> Vec<(Seq, Command)> {
-    let (_, mut client) = view.connect_leader("admin", LEADER_TIMEOUT).await.unwrap();
-    let mut in_flight: HashMap<u64, Command> = HashMap::new();
     let mut acked = Vec::with_capacity(count as usize);
     let (mut next, end) = (first, first + count);
-    let mut answered = 0;
-    while answered < count {
-        let room = (window - in_flight.len()).min((end - next) as usize);
-        if room > 0 {
-            let commands: Vec<Command> = (next..next + room as u64).map(|i| load_command(account, base, i)).collect();
-            let messages: Vec<Message> = commands.iter().map(|&c| Message::Command(c)).collect();
-            let first_id = client.send_batch(&messages).await.unwrap();
-            in_flight.extend(commands.into_iter().enumerate().map(|(k, c)| (first_id + k as u64, c)));
-            next += room as u64;
-        }
-        let (request_id, message) = client.next_message().await.unwrap();
-        if request_id == 0 {
-            continue;
-        }
-        match message {
-            Message::Accepted { seq } => acked.push((seq, in_flight[&request_id])),
-            Message::Events { more: false, .. } => {
-                in_flight.remove(&request_id);
-                answered += 1;
+    // Answered or of unknown outcome.
+    let mut resolved = 0;
+    let mut reconnects = 0;
+    'connections: while resolved < count {
+        let (_, mut client) = view.connect_leader("admin", LEADER_TIMEOUT).await.unwrap();
+        let mut in_flight: HashMap<u64, Command> = HashMap::new();
+        let mut lost = |in_flight: &HashMap<u64, Command>, why: String| {
+            reconnects += 1;
+            assert!(reconnects <= BLAST_RECONNECTS_MAX, "blast: {reconnects} reconnections, the last for {why}");
+            eprintln!("blast: reconnecting to the leader after {why}; {} commands of unknown outcome", in_flight.len());
+            in_flight.len() as u64
+        };
+        while resolved < count {
+            let room = (window - in_flight.len()).min((end - next) as usize);
+            if room > 0 {
+                let commands: Vec<Command> =
+                    (next..next + room as u64).map(|i| load_command(account, base, i)).collect();
+                let messages: Vec<Message> = commands.iter().map(|&c| Message::Command(c)).collect();
+                next += room as u64;
+                match client.send_batch(&messages).await {
+                    Ok(first_id) => {
+                        in_flight.extend(commands.into_iter().enumerate().map(|(k, c)| (first_id + k as u64, c)))
+                    }
+                    Err(e) => {
+                        resolved += lost(&in_flight, e.to_string()) + room as u64;
+                        continue 'connections;
+                    }
+                }
             }
-            Message::Events { more: true, .. } => {}
-            other => panic!("unexpected answer to request {request_id}: {other:?}"),
+            let (request_id, message) = match tokio::time::timeout(ANSWER_TIMEOUT, client.next_message()).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    resolved += lost(&in_flight, e.to_string());
+                    continue 'connections;
+                }
+                Err(_) => {
+                    resolved += lost(&in_flight, format!("no answer within {ANSWER_TIMEOUT:?}"));
+                    continue 'connections;
+                }
+            };
+            if request_id == 0 {
+                continue;
+            }
+            match message {
+                Message::Accepted { seq } => acked.push((seq, in_flight[&request_id])),
+                Message::Events { more: false, .. } => {
+                    in_flight.remove(&request_id);
+                    resolved += 1;
+                }
+                Message::Events { more: true, .. } => {}
+                Message::Error { code: 931, message } => {
+                    resolved += lost(&in_flight, format!("931 {message:?}"));
+                    continue 'connections;
+                }
+                other => panic!("unexpected answer to request {request_id}: {other:?}"),
+            }
         }
+        client.close().await;
     }
-    client.close().await;
     acked
 }
 
