@@ -105,15 +105,19 @@ impl Engine {
         self.last_seq = seq;
         self.last_timestamp_ns = timestamp_ns;
         let first_event = out.len();
-        let account = command.acting_account();
-        let verdict = if request_key != 0 && self.request_keys.contains(account, request_key) {
-            Err(RejectReason::DuplicateRequest)
+        let verdict = if request_key == 0 {
+            self.dispatch(seq, command, out)
         } else {
-            let verdict = self.dispatch(seq, command, out);
-            if request_key != 0 && verdict.is_ok() {
-                self.request_keys.remember(RequestKey { account, key: request_key, seq }, keys_kept);
+            let account = command.acting_account();
+            if self.request_keys.contains(account, request_key) {
+                Err(RejectReason::DuplicateRequest)
+            } else {
+                let verdict = self.dispatch(seq, command, out);
+                if verdict.is_ok() {
+                    self.request_keys.remember(RequestKey { account, key: request_key, seq }, keys_kept);
+                }
+                verdict
             }
-            verdict
         };
         assert!(self.matches_used <= limits::COMMAND_MATCHES_MAX, "command {seq} overspent its match budget");
         // The match budget is per command; between commands it is always 0 (the default).
