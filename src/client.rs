@@ -257,6 +257,31 @@ impl Client {
         }
     }
 
+    /// `command` sent with a request key (protocol version 2; `key` must not be 0): the engine
+    /// applies it at most once per key while it remembers the key, so after a lost answer it
+    /// is safe to call again with the same key. A repeat of a command that was applied is
+    /// answered `Rejected { DuplicateRequest }` (111). Choose keys at random (PROTOCOL.md,
+    /// "Request keys and retries").
+    pub async fn command_keyed(&mut self, command: Command, key: u64) -> Result<Outcome, ClientError> {
+        let request_id = self.send(&Message::KeyedCommand { request_key: key, command }).await?;
+        let seq = match self.next_answer(request_id).await? {
+            Message::Accepted { seq } => seq,
+            other => return Err(ClientError::Protocol(format!("expected Accepted, got {other:?}"))),
+        };
+        let mut events = Vec::new();
+        loop {
+            match self.next_answer(request_id).await? {
+                Message::Events { seq: events_seq, more, events: part } if events_seq == seq => {
+                    events.extend(part);
+                    if !more {
+                        return Ok(Outcome { seq, events });
+                    }
+                }
+                other => return Err(ClientError::Protocol(format!("expected Events, got {other:?}"))),
+            }
+        }
+    }
+
     /// Sends a query (or Ping) and returns its answer (list answers split over several frames
     /// arrive as several messages; this returns the first, which is all of a small answer).
     pub async fn request(&mut self, message: &Message) -> Result<Message, ClientError> {

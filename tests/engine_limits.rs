@@ -377,6 +377,44 @@ fn deposit_references_expire_below_the_floor() {
     assert_eq!(b.engine.balance_of(AccountId(1), USDT).unwrap().available, kept as i64 + 2);
 }
 
+/// The request-key window (`REQUEST_KEYS_KEPT`, venue-wide) forgets the oldest key first: after
+/// one more keyed command than it keeps, the first key is new again and the second is still
+/// refused. Keyed `CancelAll`s of an account with nothing open: applied, no events.
+#[test]
+fn request_keys_are_forgotten_oldest_first() {
+    let mut b = Bench::new();
+    b.ok(Command::CreateAccount { account: AccountId(1), parent: AccountId::NONE, owner: 1 });
+    let cancel_all = Command::CancelAll { account: AccountId(1), symbol: SymbolId::ALL };
+    let keyed = |b: &mut Bench, key: u64| {
+        b.seq += 1;
+        b.events.clear();
+        b.engine.apply_keyed(b.seq, b.seq, key, &cancel_all, &mut b.events);
+        b.events.clone()
+    };
+    for key in 1..=REQUEST_KEYS_KEPT as u64 + 1 {
+        assert_eq!(keyed(&mut b, key), [], "key {key}");
+    }
+    b.engine.check_invariants().unwrap();
+    let before = state_without_clock(&b.engine);
+    let duplicate = [Event::Rejected { reason: RejectReason::DuplicateRequest }];
+    assert_eq!(keyed(&mut b, 2), duplicate);
+    assert_eq!(keyed(&mut b, REQUEST_KEYS_KEPT as u64 + 1), duplicate);
+    assert!(state_without_clock(&b.engine) == before, "a duplicate changed the state");
+    // Key 1 was forgotten: applied again, which forgets key 2 (then applied again: forgets 3).
+    assert_eq!(keyed(&mut b, 1), []);
+    assert_eq!(keyed(&mut b, 2), []);
+    assert_eq!(keyed(&mut b, 4), duplicate);
+    assert_eq!(keyed(&mut b, 1), duplicate);
+    b.engine.check_invariants().unwrap();
+    // The full window survives a snapshot.
+    let mut bytes = Vec::new();
+    b.engine.encode_state(&mut bytes);
+    let mut restored = Engine::decode_state(&bytes).unwrap();
+    let mut events = Vec::new();
+    restored.apply_keyed(b.seq + 1, 0, 4, &cancel_all, &mut events);
+    assert_eq!(events, duplicate);
+}
+
 #[test]
 fn too_many_pending_withdrawals() {
     use Command::*;

@@ -15,7 +15,7 @@
 #[path = "common/engine.rs"]
 mod common;
 
-use common::{apply_checked, cents, coins, first_difference, lots, milli, state_without_clock, usdt};
+use common::{apply_checked_keyed, cents, coins, first_difference, lots, milli, state_without_clock, usdt};
 use seqd::engine::Side::{Buy, Sell};
 use seqd::engine::*;
 use seqd::testkit::samples::gtc_limit;
@@ -87,7 +87,12 @@ impl Venue {
 
     /// Applies one command with the next sequence and checks everything that must always hold.
     fn apply(&mut self, command: Command) -> Vec<Event> {
-        let events = apply_checked(&mut self.engine, &mut self.seq, 1_000, &command);
+        self.apply_keyed(0, command)
+    }
+
+    /// `apply` with a request key (0: none).
+    fn apply_keyed(&mut self, request_key: u64, command: Command) -> Vec<Event> {
+        let events = apply_checked_keyed(&mut self.engine, &mut self.seq, 1_000, request_key, &command);
         for event in &events {
             match *event {
                 Event::AccountCreated { account, .. } => {
@@ -160,8 +165,13 @@ impl Venue {
 
     /// Applies a command that must be rejected: exactly one event, and no state change.
     fn rejected(&mut self, command: Command) -> RejectReason {
+        self.rejected_keyed(0, command)
+    }
+
+    /// `rejected` for a command sent with a request key (0: none).
+    fn rejected_keyed(&mut self, request_key: u64, command: Command) -> RejectReason {
         let before = state_without_clock(&self.engine);
-        let events = self.apply(command);
+        let events = self.apply_keyed(request_key, command);
         let after = state_without_clock(&self.engine);
         let reason = match events.as_slice() {
             [Event::Rejected { reason }] => *reason,
@@ -1533,11 +1543,15 @@ const LIMIT_REASONS: [RejectReason; 8] = [
     RejectReason::TooManyStops,
 ];
 
+/// The reason only a keyed command gets: `rejected::duplicate_request` below.
+const KEYED_REASONS: [RejectReason; 1] = [RejectReason::DuplicateRequest];
+
 #[test]
 fn every_rejection_reason_is_produced_and_changes_nothing() {
     let mut produced = run_rejection_cases(None);
-    assert!(LIMIT_REASONS.iter().all(|r| !produced.contains(r)), "listed twice");
+    assert!(LIMIT_REASONS.iter().chain(&KEYED_REASONS).all(|r| !produced.contains(r)), "listed twice");
     produced.extend(LIMIT_REASONS);
+    produced.extend(KEYED_REASONS);
     let all: BTreeSet<RejectReason> = RejectReason::ALL.into_iter().collect();
     assert_eq!(all.len(), RejectReason::ALL.len());
     assert_eq!(produced, all);
@@ -1556,6 +1570,25 @@ macro_rules! rejection_tests {
 
 mod rejected {
     use super::*;
+
+    /// A keyed command sent again (the same or another command of its account, with the same
+    /// key) is rejected and changes nothing; the keyed command sent first was applied once.
+    #[test]
+    fn duplicate_request() {
+        let mut f = rejection_fixture();
+        let deposit = Command::Deposit { account: RA, asset: USDT, amount: usdt(5), external_ref: 9_001 };
+        let before = f.v.engine.balance_of(RA, USDT).unwrap().available;
+        f.v.apply_keyed(0xC0FFEE, deposit);
+        assert_eq!(f.v.engine.balance_of(RA, USDT).unwrap().available, before + usdt(5));
+        assert_eq!(f.v.rejected_keyed(0xC0FFEE, deposit), RejectReason::DuplicateRequest);
+        let other = Command::CancelAll { account: RA, symbol: SymbolId::ALL };
+        assert_eq!(f.v.rejected_keyed(0xC0FFEE, other), RejectReason::DuplicateRequest);
+        assert_eq!(f.v.engine.balance_of(RA, USDT).unwrap().available, before + usdt(5));
+        // The same key of another account is another request.
+        let elsewhere = Command::CancelAll { account: RB, symbol: SymbolId::ALL };
+        assert!(!f.v.apply_keyed(0xC0FFEE, elsewhere).iter().any(|e| matches!(e, Event::Rejected { .. })));
+    }
+
     rejection_tests! {
         asset_exists => AssetExists,
         unknown_asset => UnknownAsset,

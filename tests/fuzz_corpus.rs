@@ -119,6 +119,13 @@ fn write_corpus() {
         vec![Message::Subscribe { symbol: SymbolId(1) }, Message::Unsubscribe { symbol: SymbolId(1) }],
         vec![Message::Accepted { seq: 42 }, Message::Pong],
         vec![Message::Error { code: 920, message: "input ring full".to_owned() }],
+        vec![
+            Message::KeyedCommand { request_key: 0x5EED_0000_0000_0001, command: Command::PlaceOrder(order) },
+            Message::KeyedCommand {
+                request_key: u64::MAX,
+                command: Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) },
+            },
+        ],
     ];
     std::fs::create_dir_all(corpus_dir()).unwrap();
     for (index, messages) in streams.iter().enumerate() {

@@ -797,3 +797,71 @@ fn the_cli_closes_its_connection_after_a_refusal_and_gives_up_on_a_dead_port() {
     assert!(stderr.contains("no answer within 0.5 s (--connect-timeout)"), "{stderr}");
     daemon.stop();
 }
+
+/// Safe retries (PROTOCOL.md §9, "Request keys and retries"): a keyed command sent twice, as a
+/// client that lost the first answer would (here on another connection), is applied once; the
+/// second is sequenced and answered `Rejected { DuplicateRequest }`. The key is journaled
+/// state: after a restart the retry is still refused. A keyed command needs the grants of the
+/// command it carries, key 0 is a malformed frame, and version 1 has no such message.
+#[test]
+fn a_keyed_command_sent_twice_is_applied_once_even_across_a_restart() {
+    use seqd::engine::RejectReason;
+    let dir = tempfile::tempdir().unwrap();
+    let key = 0x5AFE_0000_0000_0011;
+    let order = limit(1, Side::Buy, 29_000_000_000, 10_000);
+    let daemon = Daemon::start(dir.path());
+    let (first_seq, before) = runtime().block_on(async {
+        let mut admin = daemon.client("admin").await;
+        set_up_venue(&mut admin).await;
+        let mut trader1 = daemon.client("trader1").await;
+        let first = trader1.command_keyed(order, key).await.unwrap();
+        assert_eq!(first.rejected(), None);
+        let before = balances(&mut trader1, 1).await;
+        assert_eq!(before[0].held, 2_900_000, "the order holds 0.0001 BTC at 29,000 USDT");
+        trader1.close().await;
+
+        let mut retry = daemon.client("trader1").await;
+        let second = retry.command_keyed(order, key).await.unwrap();
+        assert_eq!(second.seq, first.seq + 1, "the retry is sequenced");
+        assert_eq!(second.events, [Event::Rejected { reason: RejectReason::DuplicateRequest }]);
+        assert_eq!(balances(&mut retry, 1).await, before, "applied once");
+        match retry.request(&Message::QueryOpenOrders { account: AccountId(1) }).await.unwrap() {
+            Message::OpenOrders { orders, .. } => assert_eq!(orders.len(), 1),
+            other => panic!("expected OpenOrders, got {other:?}"),
+        }
+        // Another key is another command; a keyed command is authorized like the command.
+        let other = retry.command_keyed(order, key + 1).await.unwrap();
+        assert_eq!(other.rejected(), None);
+        assert_eq!(
+            refused(retry.command_keyed(limit(2, Side::Sell, 30_000_000_000, 10_000), key).await),
+            GatewayError::Unauthorized.code()
+        );
+        let before = balances(&mut retry, 1).await;
+
+        // Key 0 is refused by the decoder; a version-1 connection has no keyed commands.
+        let mut raw = daemon.client("trader2").await;
+        send_frame(&mut raw, 1_000, &Message::KeyedCommand { request_key: 0, command: order }).await;
+        assert_eq!(next_error(&mut raw, 1_000).await, GatewayError::MalformedFrame.code());
+        let mut v1 = connect_without_hello(&daemon, "trader1").await;
+        send_frame(&mut v1, 1, &Message::Hello { protocol_version: 1 }).await;
+        assert!(matches!(v1.next_message().await.unwrap(), (1, Message::Welcome(_))));
+        send_frame(&mut v1, 2, &Message::KeyedCommand { request_key: key + 2, command: order }).await;
+        assert_eq!(next_error(&mut v1, 2).await, GatewayError::UnknownMessageType.code());
+        for client in [admin, retry, raw, v1] {
+            client.close().await;
+        }
+        (first.seq, before)
+    });
+    daemon.stop();
+
+    let daemon = Daemon::start(dir.path());
+    runtime().block_on(async {
+        let mut trader1 = daemon.client("trader1").await;
+        let again = trader1.command_keyed(order, key).await.unwrap();
+        assert_eq!(again.events, [Event::Rejected { reason: RejectReason::DuplicateRequest }]);
+        assert_eq!(again.seq, first_seq + 3, "the retry, the second key's order, then this one");
+        assert_eq!(balances(&mut trader1, 1).await, before);
+        trader1.close().await;
+    });
+    daemon.stop();
+}

@@ -26,6 +26,13 @@ fn samples() -> Vec<Message> {
     let mut messages = vec![Message::Hello { protocol_version: PROTOCOL_VERSION }];
     messages.extend(every_command().into_iter().map(Message::Command));
     messages.extend([
+        Message::KeyedCommand { request_key: u64::MAX, command: every_command()[11] },
+        Message::KeyedCommand {
+            request_key: 1,
+            command: Command::CancelOrder { account: AccountId(7), order_id: OrderId(42) },
+        },
+    ]);
+    messages.extend([
         Message::Ping,
         Message::QueryBalances { account: AccountId(11) },
         Message::QuerySubtreeTotals { account: AccountId(10) },
@@ -119,12 +126,13 @@ fn samples() -> Vec<Message> {
 }
 
 /// Every message type number the protocol defines.
-const ALL_TYPES: [u8; 30] = {
+const ALL_TYPES: [u8; 31] = {
     use msg_type::*;
     [
         HELLO,
         COMMAND,
         PING,
+        KEYED_COMMAND,
         QUERY_BALANCES,
         QUERY_SUBTREE_TOTALS,
         QUERY_ORDER,
@@ -385,6 +393,11 @@ fn frame_level_errors_let_the_stream_continue() {
     let short_cancel =
         payload_of(&Message::Command(Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) }))[..10]
             .to_vec();
+    let keyed_cancel = payload_of(&Message::KeyedCommand {
+        request_key: 5,
+        command: Command::CancelOrder { account: AccountId(1), order_id: OrderId(2) },
+    });
+    let zero_key = [&[0; 8][..], &keyed_cancel[8..]].concat();
     let cases: Vec<(Vec<u8>, MessageError, GatewayError)> = vec![
         (
             frame_bytes(1, 0x7F, 0, 2, &[1, 2, 3]),
@@ -423,6 +436,20 @@ fn frame_level_errors_let_the_stream_continue() {
         (
             frame_bytes(1, msg_type::PING, 0, 2, &[0]),
             MessageError::BadPayload { msg_type: msg_type::PING, error: PayloadError::TrailingBytes { extra: 1 } },
+            GatewayError::MalformedFrame,
+        ),
+        // A keyed command is version 2's: a version-1 frame of its type is an unknown type.
+        (
+            frame_bytes(1, msg_type::KEYED_COMMAND, 0, 2, &keyed_cancel),
+            MessageError::UnknownType { msg_type: msg_type::KEYED_COMMAND },
+            GatewayError::UnknownMessageType,
+        ),
+        (
+            frame_bytes(2, msg_type::KEYED_COMMAND, 0, 2, &zero_key),
+            MessageError::BadPayload {
+                msg_type: msg_type::KEYED_COMMAND,
+                error: PayloadError::BadValue { field: "request_key", value: 0 },
+            },
             GatewayError::MalformedFrame,
         ),
         (
@@ -733,6 +760,7 @@ fn gateway_codes_are_stable() {
         (GatewayError::RateLimited, 921),
         (GatewayError::TooManyInFlight, 922),
         (GatewayError::ShuttingDown, 930),
+        (GatewayError::NotLeader, 931),
         (GatewayError::NotFound, 940),
     ];
     assert_eq!(expected.len(), GatewayError::ALL.len());

@@ -144,3 +144,32 @@ pub enum Command {
         qty: i64,
     },
 }
+
+impl Command {
+    /// The account a command acts for, which scopes its request key (`Engine::apply_keyed`):
+    /// the account it names (a transfer's sender), or `AccountId::NONE` for an admin command
+    /// that names none (reference data, withdrawal decisions). Two clients acting for different
+    /// accounts can then never collide on a key, whatever keys they choose.
+    pub fn acting_account(&self) -> AccountId {
+        match *self {
+            Command::CreateAsset { .. }
+            | Command::CreateSymbol(_)
+            | Command::CreateAssetWithCode { .. }
+            | Command::CreateSymbolWithCode { .. }
+            | Command::UpdateSymbol(_)
+            | Command::SetSymbolStatus { .. }
+            | Command::WithdrawApprove { .. }
+            | Command::WithdrawReject { .. } => AccountId::NONE,
+            Command::CreateAccount { account, .. }
+            | Command::SetAccountStatus { account, .. }
+            | Command::Deposit { account, .. }
+            | Command::WithdrawRequest { account, .. }
+            | Command::CancelOrder { account, .. }
+            | Command::CancelByClientId { account, .. }
+            | Command::CancelAll { account, .. }
+            | Command::AmendOrder { account, .. } => account,
+            Command::Transfer { from, .. } => from,
+            Command::PlaceOrder(order) => order.account,
+        }
+    }
+}

@@ -88,13 +88,14 @@ impl Engine {
         self.check_ledger()
     }
 
-    /// The size the checks walk: balance slots, live orders, withdrawals, symbols.
+    /// The size the checks walk: balance slots, live orders, withdrawals, symbols, request keys.
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub(crate) fn check_size(&self) -> usize {
         self.accounts.len() * self.assets.len().max(1)
             + self.order_index.len()
             + self.withdrawals.len()
             + self.symbols.len()
+            + self.request_keys.len()
     }
 
     /// Debug builds, at the end of `apply`: the incremental ledger audit, then the full check
@@ -471,7 +472,8 @@ impl Engine {
         if self.matches_used != 0 {
             return derived(format!("{} matches used between commands", self.matches_used));
         }
-        Ok(())
+        // The request-key window: bounded, in sequence order, and its lookup set is its pairs.
+        self.request_keys.check(self.last_seq).or_else(derived)
     }
 }
 
@@ -576,7 +578,7 @@ mod tests {
 
     #[test]
     fn derived_structures_that_disagree_are_found() {
-        let bugs: [fn(&mut Engine); 7] = [
+        let bugs: [fn(&mut Engine); 8] = [
             |e| e.accounts[1].pending_withdrawals += 1,
             |e| e.accounts[2].pending_withdrawals = 0,
             |e| {
@@ -589,6 +591,12 @@ mod tests {
             },
             |e| {
                 e.symbol_index.insert(SymbolId(99), 0);
+            },
+            |e| {
+                let seq = e.last_seq;
+                e.request_keys
+                    .remember(super::super::request_keys::RequestKey { account: AccountId(1), key: 9, seq }, 10);
+                e.request_keys.forget_index();
             },
         ];
         for (i, bug) in bugs.into_iter().enumerate() {

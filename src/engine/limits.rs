@@ -66,6 +66,14 @@ pub const ACCOUNT_PENDING_WITHDRAWALS_MAX: usize = 256;
 /// is never applied twice, because only pending withdrawals move money and those are all kept.
 pub const WITHDRAWALS_DECIDED_KEPT: usize = 1_000_000;
 
+/// Request keys remembered, for the whole venue: (acting account, request key) of the newest
+/// `REQUEST_KEYS_KEPT` keyed commands the engine applied, the oldest forgotten first. A keyed
+/// command whose pair is remembered is not applied again (`DuplicateRequest`), so a client that
+/// lost an answer (a failover, a dropped connection) may resend with the same key. A client's
+/// retry comes within seconds; a million applied keyed commands is minutes of a busy venue, and
+/// about 40 MB of state (24 bytes an entry in order, plus the lookup set).
+pub const REQUEST_KEYS_KEPT: usize = 1_000_000;
+
 /// Events one match can emit: six ledger entries (the buyer's quote and fee, the seller's base,
 /// the buyer's base, the seller's quote and fee), the trade, and for each side either a
 /// partial-fill report, or the release of what a fully filled order still holds and its final

@@ -13,6 +13,7 @@ use super::accounts::index_u32;
 use super::book::{Book, Order};
 use super::command::SymbolSpec;
 use super::limits::*;
+use super::request_keys::RequestKey;
 use super::state::{Account, Asset, AssetTotals, Balance, Engine, Symbol, Withdrawal, PPM};
 use super::types::*;
 use super::units::{Lots, Ticks};
@@ -20,11 +21,16 @@ use crate::cursor::{ByteReader, ByteWriter, ReadError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the encoding changes; part of the hashed bytes. Version 2 appends the codes
-/// of assets and symbols (a section after the funds records). A state with no code at all is
-/// written as version 1, without that section, so that every state reached before codes existed
-/// keeps its bytes and its state hash (the golden journals' recorded hashes stay valid).
-pub const STATE_ENCODING_VERSION: u32 = 2;
-/// The version written for (and the only older version read of) a state without codes.
+/// of assets and symbols (a section after the funds records); version 3 appends, after the
+/// codes section (which may then be empty), the request-key window. Each state is written in
+/// the oldest version that can hold it: a state with no code and no request key as version 1,
+/// one with codes and no request key as version 2. So every state reached before codes (or
+/// request keys) existed keeps its bytes and its state hash (the golden journals' recorded
+/// hashes stay valid), and each state still has exactly one encoding.
+pub const STATE_ENCODING_VERSION: u32 = 3;
+/// The version written for a state with codes but no request key.
+pub const STATE_ENCODING_VERSION_WITHOUT_REQUEST_KEYS: u32 = 2;
+/// The version written for a state without codes and without request keys.
 pub const STATE_ENCODING_VERSION_WITHOUT_CODES: u32 = 1;
 
 /// The snapshot's own field kinds on top of the byte cursor: collection lengths.
@@ -50,7 +56,12 @@ impl Engine {
         let mut e = ByteWriter(out);
         e.bytes(b"SEQDSTATE");
         let has_codes = !self.asset_codes.is_empty() || !self.symbol_codes.is_empty();
-        e.u32(if has_codes { STATE_ENCODING_VERSION } else { STATE_ENCODING_VERSION_WITHOUT_CODES });
+        let has_request_keys = !self.request_keys.is_empty();
+        e.u32(match (has_codes, has_request_keys) {
+            (_, true) => STATE_ENCODING_VERSION,
+            (true, false) => STATE_ENCODING_VERSION_WITHOUT_REQUEST_KEYS,
+            (false, false) => STATE_ENCODING_VERSION_WITHOUT_CODES,
+        });
         e.u64(self.last_seq);
         e.u64(self.last_timestamp_ns);
         e.u64(self.last_trade_id.0);
@@ -59,8 +70,22 @@ impl Engine {
         self.encode_accounts(&mut e);
         self.encode_orders(&mut e);
         self.encode_funds_records(&mut e);
-        if has_codes {
+        if has_codes || has_request_keys {
             self.encode_codes(&mut e);
+        }
+        if has_request_keys {
+            self.encode_request_keys(&mut e);
+        }
+    }
+
+    /// The request-key window of version 3, oldest first (its own order, which is state: it
+    /// says which key is forgotten next): count, then (account u64, request key u64, seq u64).
+    fn encode_request_keys(&self, e: &mut ByteWriter) {
+        e.len(self.request_keys.len());
+        for entry in self.request_keys.iter() {
+            e.u64(entry.account.0);
+            e.u64(entry.key);
+            e.u64(entry.seq);
         }
     }
 
@@ -238,7 +263,7 @@ pub enum StateDecodeError {
     Truncated(usize),
     #[error("not a state encoding (bad magic)")]
     BadMagic,
-    #[error("state encoding version {0} is not supported (this build reads {STATE_ENCODING_VERSION})")]
+    #[error("state encoding version {0} is not supported (this build reads 1 to {STATE_ENCODING_VERSION})")]
     Version(u32),
     #[error("state encoding is inconsistent: {0}")]
     Inconsistent(String),
@@ -339,7 +364,7 @@ impl Engine {
             return Err(StateDecodeError::BadMagic);
         }
         let version = d.u32()?;
-        if version != STATE_ENCODING_VERSION && version != STATE_ENCODING_VERSION_WITHOUT_CODES {
+        if !(STATE_ENCODING_VERSION_WITHOUT_CODES..=STATE_ENCODING_VERSION).contains(&version) {
             return Err(StateDecodeError::Version(version));
         }
         let mut engine = Engine::new();
@@ -352,8 +377,12 @@ impl Engine {
         let decoded_orders = engine.decode_orders(&mut d)?;
         engine.decode_funds_records(&mut d)?;
         engine.rebuild_books(layouts, &decoded_orders)?;
+        if version >= STATE_ENCODING_VERSION_WITHOUT_REQUEST_KEYS {
+            // Version 2 exists only for a state with codes; in version 3 it may have none.
+            engine.decode_codes(&mut d, version == STATE_ENCODING_VERSION_WITHOUT_REQUEST_KEYS)?;
+        }
         if version == STATE_ENCODING_VERSION {
-            engine.decode_codes(&mut d)?;
+            engine.decode_request_keys(&mut d)?;
         }
         d.finish()?;
         #[cfg(debug_assertions)]
@@ -362,9 +391,31 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The codes section of version 2: ids known and ascending, codes valid and unique, and at
-    /// least one code (a state without codes is written as version 1).
-    fn decode_codes(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
+    /// The request-key window of version 3: within the limit, not empty (a state without
+    /// request keys is written in an older version), keys not 0, sequences strictly increasing
+    /// up to `last_seq`, and no (account, key) pair twice.
+    fn decode_request_keys(&mut self, d: &mut ByteReader) -> Result<(), StateDecodeError> {
+        let count = d.len("request keys", REQUEST_KEYS_KEPT)?;
+        ensure(count > 0, || "a version-3 state without request keys".to_string())?;
+        let mut seqs = Ascending(None);
+        for _ in 0..count {
+            let entry = RequestKey { account: AccountId(d.u64()?), key: d.u64()?, seq: d.u64()? };
+            seqs.next("request key seq", entry.seq)?;
+            ensure(entry.key != 0 && entry.seq != 0 && entry.seq <= self.last_seq, || {
+                format!("request key entry {entry:?} (last seq {})", self.last_seq)
+            })?;
+            ensure(!self.request_keys.contains(entry.account, entry.key), || {
+                format!("request key {} of account {} kept twice", entry.key, entry.account)
+            })?;
+            self.request_keys.remember(entry, REQUEST_KEYS_KEPT);
+        }
+        Ok(())
+    }
+
+    /// The codes section of versions 2 and 3: ids known and ascending, codes valid and unique,
+    /// and in version 2 at least one code (a state without codes or request keys is written as
+    /// version 1).
+    fn decode_codes(&mut self, d: &mut ByteReader, at_least_one: bool) -> Result<(), StateDecodeError> {
         for of in [CodeOf::Asset, CodeOf::Symbol] {
             let max = if of == CodeOf::Asset { ASSETS_MAX } else { SYMBOLS_MAX };
             let mut ids = Ascending(None);
@@ -385,7 +436,7 @@ impl Engine {
                 }
             }
         }
-        ensure(!self.asset_codes.is_empty() || !self.symbol_codes.is_empty(), || {
+        ensure(!at_least_one || !self.asset_codes.is_empty() || !self.symbol_codes.is_empty(), || {
             "a version-2 state without codes".to_string()
         })
     }
@@ -980,7 +1031,7 @@ mod tests {
         };
         assert_eq!(version(&small_state()), STATE_ENCODING_VERSION_WITHOUT_CODES);
         let coded = small_state_with_codes();
-        assert_eq!(version(&coded), STATE_ENCODING_VERSION);
+        assert_eq!(version(&coded), STATE_ENCODING_VERSION_WITHOUT_REQUEST_KEYS);
         let mut bytes = Vec::new();
         coded.encode_state(&mut bytes);
         let decoded = Engine::decode_state(&bytes).unwrap();
@@ -997,6 +1048,109 @@ mod tests {
         };
         decoded.apply(decoded.last_seq + 1, decoded.last_timestamp_ns, &again, &mut events);
         assert_eq!(events, [Event::Rejected { reason: RejectReason::CodeExists }]);
+    }
+
+    /// `base` after three keyed commands: two applied (remembered, one by an admin command
+    /// that names no account) and one rejected (not remembered).
+    fn with_request_keys(mut base: Engine) -> Engine {
+        let commands = [
+            (11, Command::CancelAll { account: AccountId(3), symbol: SymbolId::ALL }),
+            (u64::MAX, Command::WithdrawApprove { withdrawal_id: 15 }),
+            (12, Command::WithdrawApprove { withdrawal_id: 999 }),
+        ];
+        let mut events = Vec::new();
+        for (key, command) in commands {
+            base.apply_keyed(base.last_seq + 1, base.last_timestamp_ns, key, &command, &mut events);
+        }
+        assert_eq!(base.request_keys.len(), 2, "{events:?}");
+        base
+    }
+
+    fn encoding(engine: &Engine) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        engine.encode_state(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_state_with_request_keys_round_trips_as_version_3() {
+        for (base, what) in [(small_state(), "without codes"), (small_state_with_codes(), "with codes")] {
+            let keyed = with_request_keys(base);
+            let bytes = encoding(&keyed);
+            assert_eq!(bytes[9..13], STATE_ENCODING_VERSION.to_le_bytes(), "{what}");
+            let mut decoded = Engine::decode_state(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(encoding(&decoded), bytes, "{what}");
+            assert_eq!(decoded.state_hash(), keyed.state_hash());
+            assert_eq!(decoded.asset_views(), keyed.asset_views());
+            // The lookup set is rebuilt: a remembered key is still refused after decoding.
+            let mut events = Vec::new();
+            let again = Command::CancelAll { account: AccountId(3), symbol: SymbolId::ALL };
+            decoded.apply_keyed(decoded.last_seq + 1, decoded.last_timestamp_ns, 11, &again, &mut events);
+            assert_eq!(events, [Event::Rejected { reason: RejectReason::DuplicateRequest }]);
+        }
+    }
+
+    #[test]
+    fn every_truncation_or_flipped_byte_of_the_request_keys_is_an_error_or_canonical() {
+        let bytes = encoding(&with_request_keys(small_state()));
+        for cut in 0..bytes.len() {
+            assert!(Engine::decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // The window is the last 8 + 2 * 24 bytes, after the (empty) codes section.
+        let window_at = bytes.len() - 56;
+        assert_eq!(bytes[window_at - 16..window_at], [0; 16], "an empty codes section");
+        let (mut accepted, mut refused) = (0, 0);
+        for at in window_at - 16..bytes.len() {
+            for mask in [0x01, 0x20, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= mask;
+                match Engine::decode_state(&damaged) {
+                    // An account or key flipped to another valid one is another possible state.
+                    Ok(engine) => {
+                        accepted += 1;
+                        assert!(encoding(&engine) == damaged, "byte {at} ^ {mask:#x} decoded to another state");
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        // Accounts and keys may be any value but a key 0; counts and sequences are checked.
+        assert!(refused > 0 && accepted > 0, "{refused} refused, {accepted} accepted");
+    }
+
+    /// Each rule of the window's decoding: key 0, a sequence out of order or after the last,
+    /// a pair twice, an empty version-3 window.
+    #[test]
+    fn impossible_request_key_windows_are_refused() {
+        let bytes = encoding(&with_request_keys(small_state()));
+        let window_at = bytes.len() - 56;
+        let entry = |i: usize, field: usize| window_at + 8 + 24 * i + 8 * field;
+        let set = |bytes: &mut Vec<u8>, at: usize, value: u64| bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        let last_seq = u64::from_le_bytes(bytes[13..21].try_into().unwrap());
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut zero_key = bytes.clone();
+        set(&mut zero_key, entry(0, 1), 0);
+        cases.push(("key 0", zero_key));
+        let mut after_last = bytes.clone();
+        set(&mut after_last, entry(1, 2), last_seq + 1);
+        cases.push(("seq after the last", after_last));
+        let mut out_of_order = bytes.clone();
+        set(&mut out_of_order, entry(1, 2), 1);
+        cases.push(("seqs out of order", out_of_order));
+        let mut twice = bytes.clone();
+        let first_pair = bytes[entry(0, 0)..entry(0, 2)].to_vec();
+        twice[entry(1, 0)..entry(1, 2)].copy_from_slice(&first_pair);
+        cases.push(("a pair twice", twice));
+        let mut empty = bytes[..window_at].to_vec();
+        empty.extend_from_slice(&0u64.to_le_bytes());
+        cases.push(("an empty window", empty));
+        for (what, damaged) in cases {
+            assert!(
+                matches!(Engine::decode_state(&damaged), Err(StateDecodeError::Inconsistent(_))),
+                "{what}: {:?}",
+                Engine::decode_state(&damaged).err()
+            );
+        }
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub struct Withdrawal {
     pub status: WithdrawalStatus,
 }
 
-/// The business state. Create with `Engine::new()`, change only through `Engine::apply`.
+/// The business state. Create with `Engine::new()`, change only through `Engine::apply` (or
+/// `Engine::apply_keyed`).
 #[derive(Clone, Debug, Default)]
 pub struct Engine {
     pub(crate) assets: Vec<Asset>,
@@ -136,6 +137,9 @@ pub struct Engine {
     pub(crate) deposit_ref_floor: Option<u64>,
     pub(crate) transfer_refs: BTreeSet<(AccountId, u64)>,
     pub(crate) transfer_ref_floors: BTreeMap<AccountId, u64>,
+    /// (acting account, request key, seq) of the newest `REQUEST_KEYS_KEPT` keyed commands
+    /// applied, oldest first (`Engine::apply_keyed`).
+    pub(crate) request_keys: super::request_keys::RequestKeys,
     pub(crate) last_seq: Seq,
     pub(crate) last_timestamp_ns: u64,
     /// Id of the last trade; 0 before the first. Trade ids are 1, 2, 3, ...

@@ -311,7 +311,7 @@ macro_rules! reject_reasons {
 }
 
 reject_reasons! {
-    // Reference data 1xx
+    // Reference data 1xx (and 111, a repeated request)
     AssetExists = 100,
     UnknownAsset = 101,
     InvalidScale = 102,
@@ -327,6 +327,9 @@ reject_reasons! {
     InvalidCode = 109,
     /// Another asset (for an asset) or symbol (for a symbol) already has this code.
     CodeExists = 110,
+    /// A keyed command whose (acting account, request key) the engine remembers: the command
+    /// sent first with that key was applied, so this one is not (`REQUEST_KEYS_KEPT`).
+    DuplicateRequest = 111,
     // Accounts 2xx
     AccountExists = 200,
     UnknownAccount = 201,
@@ -427,6 +430,6 @@ mod tests {
         }
         let codes: Vec<u16> = RejectReason::ALL.iter().map(|r| r.code()).collect();
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
-        assert_eq!(codes.len(), 49);
+        assert_eq!(codes.len(), 50);
     }
 }

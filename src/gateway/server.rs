@@ -403,8 +403,13 @@ impl Session {
         }
         let origin = Origin { connection: self.id, request_id };
         let now_ns = self.gateway.clock.now_ns();
-        if let Message::Command(command) = message {
-            return self.submit(request_id, command, origin, now_ns);
+        // A keyed command is a command (same grants, same limits) carrying the client's key.
+        match message {
+            Message::Command(command) => return self.submit(request_id, command, 0, origin, now_ns),
+            Message::KeyedCommand { request_key, command } => {
+                return self.submit(request_id, command, request_key, origin, now_ns)
+            }
+            _ => {}
         }
         // Every other request costs a token (PROTOCOL.md §10), pings included.
         if let Err(refused) = self.limits.lock().expect("limits lock").admit_request(request_id, now_ns) {
@@ -456,18 +461,20 @@ impl Session {
         }
     }
 
-    /// Admits a command (a new request id, in-flight and rate limits) and publishes it.
+    /// Admits a command (a new request id, in-flight and rate limits) and publishes it with its
+    /// request key (0: none).
     fn submit(
         &mut self,
         request_id: u64,
         command: crate::engine::Command,
+        request_key: u64,
         origin: Origin,
         now_ns: u64,
     ) -> Option<Message> {
         if let Err(refused) = self.limits.lock().expect("limits lock").admit_command(request_id, now_ns) {
             return Some(Message::error(refused, refusal_detail(refused)));
         }
-        let refused = match self.submitter.try_submit(command, origin, unix_time_ns()) {
+        let refused = match self.submitter.try_submit_keyed(command, request_key, origin, unix_time_ns()) {
             Ok(()) => return None,
             Err(SubmitError::Busy) => Message::error(GatewayError::Busy, "input ring full"),
             Err(SubmitError::NotLeader { leader_client_address }) => not_leader(leader_client_address.as_deref()),

@@ -618,7 +618,8 @@ fn run_journaler(
             let (seq, timestamp_ns) = sequencing.stamp(slot.received_ns);
             fault::before_journal(seq);
             payload.clear();
-            let kind = codec::encode_command(command, &mut payload);
+            // A keyed command is one keyed record (the key, then the command's kind and payload).
+            let kind = codec::encode_input(command, slot.request_key, &mut payload);
             log.append(seq, timestamp_ns, kind, &payload).map_err(|e| format!("journal error: {e}"))?;
         }
         drop(batch);
@@ -679,12 +680,13 @@ fn process(
                         out.query = None;
                         out.events.clear();
                         fault::before_apply(seq);
+                        let key = slot.request_key;
                         if seq % APPLY_SAMPLE_EVERY == 0 {
                             let started = std::time::Instant::now();
-                            engine.apply(seq, timestamp_ns, command, &mut out.events);
+                            engine.apply_keyed(seq, timestamp_ns, key, command, &mut out.events);
                             stats.apply_latency.record(started.elapsed());
                         } else {
-                            engine.apply(seq, timestamp_ns, command, &mut out.events);
+                            engine.apply_keyed(seq, timestamp_ns, key, command, &mut out.events);
                         }
                     });
                     stats.applied_seq.store(seq, Ordering::Release);

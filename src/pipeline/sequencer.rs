@@ -127,13 +127,24 @@ impl Sequencer {
     /// Sequences one command: journals it, applies it, journals its events. Returns its
     /// sequence. Nothing is durable until `commit`. Time never goes backwards in the journal.
     pub fn submit(&mut self, timestamp_ns: u64, command: &Command) -> Result<Seq, SequencerError> {
+        self.submit_keyed(timestamp_ns, command, 0)
+    }
+
+    /// `submit` with the client's request key (0: none): journaled as a keyed record and
+    /// applied with `Engine::apply_keyed`, as the pipeline does.
+    pub fn submit_keyed(
+        &mut self,
+        timestamp_ns: u64,
+        command: &Command,
+        request_key: u64,
+    ) -> Result<Seq, SequencerError> {
         let seq = self.input.next_seq();
         let timestamp_ns = timestamp_ns.max(self.last_timestamp_ns);
         self.payload.clear();
-        let kind = codec::encode_command(command, &mut self.payload);
+        let kind = codec::encode_input(command, request_key, &mut self.payload);
         self.input.append(seq, timestamp_ns, kind, &self.payload)?;
         self.events.clear();
-        self.engine.apply(seq, timestamp_ns, command, &mut self.events);
+        self.engine.apply_keyed(seq, timestamp_ns, request_key, command, &mut self.events);
         self.events_log.append(seq, timestamp_ns, &self.events)?;
         self.last_timestamp_ns = timestamp_ns;
         Ok(seq)

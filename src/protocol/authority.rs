@@ -48,7 +48,7 @@ impl Authority {
 
     pub fn of_message(message: &Message) -> Authority {
         match message {
-            Message::Command(command) => Authority::of_command(command),
+            Message::Command(command) | Message::KeyedCommand { command, .. } => Authority::of_command(command),
             Message::QueryBalances { account }
             | Message::QuerySubtreeTotals { account }
             | Message::QueryOpenOrders { account } => Authority::Account(*account),

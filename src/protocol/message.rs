@@ -31,6 +31,7 @@ pub mod msg_type {
     pub const HELLO: u8 = 0x01;
     pub const COMMAND: u8 = 0x02;
     pub const PING: u8 = 0x03;
+    pub const KEYED_COMMAND: u8 = 0x04;
     pub const QUERY_BALANCES: u8 = 0x10;
     pub const QUERY_SUBTREE_TOTALS: u8 = 0x11;
     pub const QUERY_ORDER: u8 = 0x12;
@@ -56,11 +57,14 @@ pub mod msg_type {
     pub const SYMBOLS: u8 = 0x96;
     pub const WITHDRAWAL_INFO: u8 = 0x97;
 
-    /// Whether a message type exists in protocol `version` (types 0x15-0x17 and 0x95-0x97 are
-    /// version 2's).
+    /// Whether a message type exists in protocol `version` (types 0x04, 0x15-0x17 and
+    /// 0x95-0x97 are version 2's).
     pub fn exists_in(msg_type: u8, version: u8) -> bool {
         version >= 2
-            || !matches!(msg_type, LIST_ASSETS | LIST_SYMBOLS | QUERY_WITHDRAWAL | ASSETS | SYMBOLS | WITHDRAWAL_INFO)
+            || !matches!(
+                msg_type,
+                KEYED_COMMAND | LIST_ASSETS | LIST_SYMBOLS | QUERY_WITHDRAWAL | ASSETS | SYMBOLS | WITHDRAWAL_INFO
+            )
     }
     pub const DEPTH_SNAPSHOT: u8 = 0xA0;
     pub const MARKET_TRADE: u8 = 0xA1;
@@ -195,6 +199,14 @@ pub enum Message {
         protocol_version: u8,
     },
     Command(Command),
+    /// Version 2: a command with the client's request key (never 0), answered like `Command`.
+    /// The engine applies a command at most once per (acting account, request key) while it
+    /// remembers the key (PROTOCOL.md, "Request keys and retries"): resend a command whose
+    /// answer was lost with the same key.
+    KeyedCommand {
+        request_key: u64,
+        command: Command,
+    },
     Ping,
     QueryBalances {
         account: AccountId,
@@ -298,6 +310,7 @@ impl Message {
         match self {
             Message::Hello { .. } => HELLO,
             Message::Command(_) => COMMAND,
+            Message::KeyedCommand { .. } => KEYED_COMMAND,
             Message::Ping => PING,
             Message::QueryBalances { .. } => QUERY_BALANCES,
             Message::QuerySubtreeTotals { .. } => QUERY_SUBTREE_TOTALS,
@@ -426,6 +439,10 @@ impl Message {
                 w.u8(*protocol_version);
             }
             Message::Command(command) => put_command(out, command),
+            Message::KeyedCommand { request_key, command } => {
+                w.u64(*request_key);
+                put_command(out, command);
+            }
             Message::Ping | Message::Pong | Message::ListAssets | Message::ListSymbols => {}
             Message::QueryWithdrawal { withdrawal_id } => {
                 w.u64(*withdrawal_id);
@@ -540,6 +557,14 @@ fn read_message(msg_type: u8, c: &mut ByteReader) -> Result<Option<Message>, Pay
     Ok(Some(match msg_type {
         HELLO => Message::Hello { protocol_version: c.u8()? },
         COMMAND => Message::Command(read_command(c)?),
+        KEYED_COMMAND => {
+            let request_key = c.u64()?;
+            if request_key == 0 {
+                // 0 would mean "no key": a command without a key is sent as `Command`.
+                return Err(PayloadError::BadValue { field: "request_key", value: 0 });
+            }
+            Message::KeyedCommand { request_key, command: read_command(c)? }
+        }
         PING => Message::Ping,
         QUERY_BALANCES => Message::QueryBalances { account: AccountId(c.u64()?) },
         QUERY_SUBTREE_TOTALS => Message::QuerySubtreeTotals { account: AccountId(c.u64()?) },
@@ -901,6 +926,27 @@ mod tests {
         let kind = codec::encode_command(&command, &mut codec_bytes);
         assert_eq!(out[..2], kind.to_le_bytes());
         assert_eq!(out[2..], codec_bytes[..]);
+    }
+
+    #[test]
+    fn a_keyed_command_payload_is_the_key_then_a_command_payload() {
+        let command = Command::CancelOrder { account: AccountId(7), order_id: OrderId(9) };
+        let mut plain = Vec::new();
+        Message::Command(command).encode_payload(&mut plain).unwrap();
+        let mut keyed = Vec::new();
+        let message = Message::KeyedCommand { request_key: u64::MAX - 1, command };
+        message.encode_payload(&mut keyed).unwrap();
+        assert_eq!(keyed[..8], (u64::MAX - 1).to_le_bytes());
+        assert_eq!(keyed[8..], plain[..]);
+        assert_eq!(Message::decode_payload(msg_type::KEYED_COMMAND, &keyed), Ok(message));
+        keyed[..8].fill(0);
+        assert_eq!(
+            Message::decode_payload(msg_type::KEYED_COMMAND, &keyed),
+            Err(MessageError::BadPayload {
+                msg_type: msg_type::KEYED_COMMAND,
+                error: PayloadError::BadValue { field: "request_key", value: 0 }
+            })
+        );
     }
 
     #[test]

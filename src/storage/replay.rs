@@ -1,6 +1,7 @@
 //! Replay: rebuild the engine from the newest valid snapshot plus the input journal after it.
-//! The same `Engine::apply` that serves live traffic is fed from the journal, so a replay of
-//! the same records reaches the same state hash on any machine.
+//! The same `Engine::apply_keyed` that serves live traffic is fed from the journal (with each
+//! record's request key, 0 for none), so a replay of the same records reaches the same state
+//! hash on any machine.
 
 use crate::engine::{Engine, Event, Seq};
 use crate::storage::disk::Storage;
@@ -129,17 +130,16 @@ pub fn apply_journal(
     let mut applied = 0u64;
     let max_seq = to_seq.unwrap_or(Seq::MAX);
     while let Some(record) = reader.next_up_to(max_seq)? {
-        let command = codec::decode_command(record.kind, record.payload).map_err(|source| ReplayError::Codec {
-            seq: record.seq,
-            file: input_dir.to_path_buf(),
-            source,
-        })?;
+        // A keyed record (a command sent with a request key) replays through `apply_keyed`, so
+        // the window of remembered keys is rebuilt as the live run built it.
+        let (request_key, command) = codec::decode_input(record.kind, record.payload)
+            .map_err(|source| ReplayError::Codec { seq: record.seq, file: input_dir.to_path_buf(), source })?;
         let (seq, timestamp_ns) = (record.seq, record.timestamp_ns);
         events.clear();
         // A command that panics the engine is a bug; refuse it by name instead of dying on it.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::pipeline::fault::before_apply(seq);
-            engine.apply(seq, timestamp_ns, &command, &mut events)
+            engine.apply_keyed(seq, timestamp_ns, request_key, &command, &mut events)
         }));
         if let Err(payload) = outcome {
             let message = crate::pipeline::fault::panic_message(&*payload);

@@ -28,6 +28,8 @@ pub enum CodecError {
     TrailingBytes(usize),
     #[error("bad split-record manifest: {0}")]
     BadManifest(&'static str),
+    #[error("a keyed record with request key 0 (a command without a key has its own kind)")]
+    ZeroRequestKey,
 }
 
 /// Every command and event has a fixed length checked before its fields are read, so a
@@ -63,6 +65,9 @@ pub mod kind {
     pub const AMEND_ORDER: u16 = 16;
     pub const CREATE_ASSET_WITH_CODE: u16 = 17;
     pub const CREATE_SYMBOL_WITH_CODE: u16 = 18;
+    /// Not a command kind: the input-journal record of a command sent with a request key
+    /// (`encode_input`). Never a protocol `Command` kind (`decode_command` refuses it).
+    pub const KEYED: u16 = 19;
 }
 
 /// Bytes of an encoded `SymbolSpec`.
@@ -285,6 +290,45 @@ pub fn decode_command(kind: u16, payload: &[u8]) -> Result<Command, CodecError> 
     };
     r.finish()?;
     Ok(command)
+}
+
+/// Bytes of a keyed record's payload before its command's payload: request key u64, kind u16.
+pub const KEYED_HEADER_BYTES: usize = 8 + 2;
+
+/// Appends the input-journal payload of a command sent with `request_key` and returns the
+/// record kind (`journal/FORMAT.md` §10.1). Key 0 (no key): the command's own kind and payload,
+/// byte for byte what was written before request keys existed. Otherwise kind 19 (`KEYED`):
+/// the key, the command's kind, then its payload.
+pub fn encode_input(command: &Command, request_key: u64, out: &mut Vec<u8>) -> u16 {
+    if request_key == 0 {
+        return encode_command(command, out);
+    }
+    ByteWriter(out).u64(request_key);
+    let kind_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let kind = encode_command(command, out);
+    out[kind_at..kind_at + 2].copy_from_slice(&kind.to_le_bytes());
+    kind::KEYED
+}
+
+/// Decodes an input-journal record into (request key, command); the key is 0 for a record of a
+/// command kind. A keyed record must hold a non-zero key and exactly one command (never another
+/// keyed record).
+pub fn decode_input(kind: u16, payload: &[u8]) -> Result<(u64, Command), CodecError> {
+    if kind != kind::KEYED {
+        return Ok((0, decode_command(kind, payload)?));
+    }
+    if payload.len() < KEYED_HEADER_BYTES {
+        let (expected, got) = (KEYED_HEADER_BYTES, payload.len());
+        return Err(CodecError::BadLength { kind, expected, got });
+    }
+    let r = &mut ByteReader::new(payload);
+    let (request_key, inner_kind) = (r.u64()?, r.u16()?);
+    if request_key == 0 {
+        return Err(CodecError::ZeroRequestKey);
+    }
+    // `decode_command` knows no kind 19: a keyed record inside a keyed record is refused there.
+    Ok((request_key, decode_command(inner_kind, r.rest())?))
 }
 
 /// Event tags: stable numbers, never reused.
@@ -794,6 +838,41 @@ mod tests {
         }
     }
 
+    /// A keyed record is the key, the command's kind and its payload; a record without a key
+    /// is the command's own record, unchanged. Every cut, a zero key and a nested keyed record
+    /// are errors.
+    #[test]
+    fn keyed_input_records_round_trip_and_bad_ones_are_errors() {
+        for command in crate::testkit::samples::every_command() {
+            let (mut plain, mut keyed) = (Vec::new(), Vec::new());
+            let command_kind = encode_command(&command, &mut plain);
+            let mut unkeyed = Vec::new();
+            assert_eq!(encode_input(&command, 0, &mut unkeyed), command_kind);
+            assert_eq!(unkeyed, plain, "no key: the bytes of a command record");
+            assert_eq!(decode_input(command_kind, &plain), Ok((0, command)));
+
+            let key = 0x0102_0304_0506_0708;
+            assert_eq!(encode_input(&command, key, &mut keyed), kind::KEYED);
+            assert_eq!(keyed[..8], key.to_le_bytes());
+            assert_eq!(keyed[8..10], command_kind.to_le_bytes());
+            assert_eq!(keyed[KEYED_HEADER_BYTES..], plain[..]);
+            assert_eq!(decode_input(kind::KEYED, &keyed), Ok((key, command)));
+            for cut in 0..keyed.len() {
+                assert!(decode_input(kind::KEYED, &keyed[..cut]).is_err(), "{command:?} cut at {cut}");
+            }
+            assert!(decode_input(kind::KEYED, &[&keyed[..], &[0]].concat()).is_err());
+            let mut zero = keyed.clone();
+            zero[..8].fill(0);
+            assert_eq!(decode_input(kind::KEYED, &zero), Err(CodecError::ZeroRequestKey));
+            // A keyed record is not a protocol command kind, and does not nest.
+            assert_eq!(decode_command(kind::KEYED, &keyed), Err(CodecError::UnknownCommandKind(kind::KEYED)));
+            let mut nested = Vec::new();
+            ByteWriter(&mut nested).u64(9).u16(kind::KEYED);
+            nested.extend_from_slice(&keyed);
+            assert_eq!(decode_input(kind::KEYED, &nested), Err(CodecError::UnknownCommandKind(kind::KEYED)));
+        }
+    }
+
     #[test]
     fn every_event_kind_round_trips_and_a_cut_one_is_an_error() {
         for event in crate::testkit::samples::every_event() {
@@ -989,6 +1068,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             let kind = rng.below(20) as u16;
             let _ = decode_command(kind, &bytes);
+            let _ = decode_input(kind, &bytes);
             events.clear();
             let _ = decode_events(&bytes, &mut events);
         }

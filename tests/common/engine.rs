@@ -29,9 +29,20 @@ pub const fn lots(n: i64) -> i64 {
 /// Applies `command` as the next command (sequence `*seq + 1`, timestamp `ns_per_seq` times the
 /// sequence), then checks every invariant, panicking with the command that broke one.
 pub fn apply_checked(engine: &mut Engine, seq: &mut Seq, ns_per_seq: u64, command: &Command) -> Vec<Event> {
+    apply_checked_keyed(engine, seq, ns_per_seq, 0, command)
+}
+
+/// `apply_checked` with a request key (`Engine::apply_keyed`; 0 is no key).
+pub fn apply_checked_keyed(
+    engine: &mut Engine,
+    seq: &mut Seq,
+    ns_per_seq: u64,
+    request_key: u64,
+    command: &Command,
+) -> Vec<Event> {
     *seq += 1;
     let mut events = Vec::new();
-    engine.apply(*seq, *seq * ns_per_seq, command, &mut events);
+    engine.apply_keyed(*seq, *seq * ns_per_seq, request_key, command, &mut events);
     if let Err(e) = engine.check_invariants() {
         panic!("after {command:?}: {e}");
     }
