@@ -12,13 +12,10 @@ mod common;
 
 use common::*;
 use seqd::client::ClientError;
-use seqd::engine::{AccountId, Command};
+use seqd::engine::{AccountId, Command, RejectReason};
 use seqd::protocol::Message;
 use seqd::testkit::workload::USDT;
 use std::time::{Duration, Instant};
-
-/// `RejectReason::DuplicateRequest`: a keyed command whose (account, key) the engine remembers.
-const DUPLICATE_REQUEST: u16 = 111;
 
 #[test]
 fn leader_sigkilled_repeatedly_loses_nothing() {
@@ -253,19 +250,21 @@ fn retry_across_failover_is_applied_once() {
         let leader = cluster.leader();
         let before = cluster.status(leader).unwrap().commit_index;
         let mut client = runtime.block_on(admin.connect(cluster.addrs(leader).client)).unwrap();
-        runtime.block_on(client.send_raw(&keyed_command_frame(1 << 48, request_key, &command))).unwrap();
+        runtime.block_on(client.send(&Message::KeyedCommand { request_key, command })).unwrap();
         if committed_first {
-            // Committed and applied everywhere, answer not read (it is read only to say why,
-            // when the command does not commit).
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while cluster.status(leader).unwrap().commit_index <= before {
-                if Instant::now() >= deadline {
-                    let answer = runtime
-                        .block_on(async { tokio::time::timeout(Duration::from_secs(1), client.next_message()).await });
-                    panic!("the keyed command did not commit within 10 s; the leader answered {answer:?}");
+            // Committed and applied everywhere, answer not read. The runtime runs meanwhile:
+            // quinn sends from a task on it.
+            runtime.block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while cluster.status(leader).unwrap().commit_index <= before {
+                    if Instant::now() >= deadline {
+                        let answer = tokio::time::timeout(Duration::from_secs(1), client.next_message()).await;
+                        let status = cluster.status(leader);
+                        panic!("the keyed command did not commit within 10 s (commit index {before} before it, now {status:?}); the leader answered {answer:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            });
             cluster.converged();
         }
         cluster.kill(leader);
@@ -273,14 +272,20 @@ fn retry_across_failover_is_applied_once() {
         let successor = cluster.leader();
         let retry = runtime.block_on(async {
             let mut client = admin.connect(cluster.addrs(successor).client).await.unwrap();
-            let outcome = keyed_command(&mut client, 1 << 48, request_key, &command).await;
+            let outcome = keyed_command(&mut client, request_key, command).await;
             client.close().await;
             outcome
         });
         let outcome = retry.unwrap_or_else(|e| panic!("account {account}: the retry was refused: {e}"));
+        eprintln!(
+            "account {account} ({}): the retry through node {successor} got seq {}, rejected {:?}",
+            if committed_first { "committed before the kill" } else { "killed at once" },
+            outcome.seq,
+            outcome.rejected()
+        );
         match outcome.rejected() {
             None => assert!(!committed_first, "account {account}: a committed keyed command was applied again"),
-            Some(code) => assert_eq!(code, DUPLICATE_REQUEST, "account {account}"),
+            Some(code) => assert_eq!(code, RejectReason::DuplicateRequest.code(), "account {account}"),
         }
         cluster.start_node(leader).unwrap();
     }

@@ -268,34 +268,15 @@ impl Credentials {
     }
 }
 
-/// The bytes of a `KEYED_COMMAND` (0x04, protocol version 2) frame: `request_key` (non-zero)
-/// then exactly the payload of `Command`. `request_id` must not collide with the client's own
-/// (which count up from 1): callers use ids from `1 << 48` on.
-pub fn keyed_command_frame(request_id: u64, request_key: u64, command: &Command) -> Vec<u8> {
-    const KEYED_COMMAND: u8 = 0x04;
-    let mut body = Vec::with_capacity(96);
-    let kind = codec::encode_command(command, &mut body);
-    let mut frame = Vec::with_capacity(16 + 10 + body.len());
-    let length = (12 + 8 + 2 + body.len()) as u32;
-    frame.extend_from_slice(&length.to_le_bytes());
-    frame.push(2);
-    frame.push(KEYED_COMMAND);
-    frame.extend_from_slice(&0u16.to_le_bytes());
-    frame.extend_from_slice(&request_id.to_le_bytes());
-    frame.extend_from_slice(&request_key.to_le_bytes());
-    frame.extend_from_slice(&kind.to_le_bytes());
-    frame.extend_from_slice(&body);
-    frame
+/// Sends `command` under `request_key` (`KeyedCommand`, protocol version 2) and waits for its
+/// outcome; `Refused` for an `Error`.
+pub async fn keyed_command(client: &mut Client, request_key: u64, command: Command) -> Result<Outcome, ClientError> {
+    let request_id = client.send(&Message::KeyedCommand { request_key, command }).await?;
+    keyed_outcome(client, request_id).await
 }
 
-/// Sends `command` under `request_key` and waits for its outcome (`Refused` for an `Error`).
-pub async fn keyed_command(
-    client: &mut Client,
-    request_id: u64,
-    request_key: u64,
-    command: &Command,
-) -> Result<Outcome, ClientError> {
-    client.send_raw(&keyed_command_frame(request_id, request_key, command)).await?;
+/// The outcome of request `request_id` (a keyed command already sent).
+pub async fn keyed_outcome(client: &mut Client, request_id: u64) -> Result<Outcome, ClientError> {
     let mut seq = None;
     let mut events = Vec::new();
     loop {
@@ -801,15 +782,15 @@ fn drain_lines(stdout: impl Read, lines_tx: mpsc::Sender<String>) {
     }
 }
 
-/// Every record of the input journal of `data_dir`, decoded: sequence to command. An error
-/// for a record that does not decode.
+/// Every record of the input journal of `data_dir`, decoded: sequence to command (a keyed
+/// record's command without its key). An error for a record that does not decode.
 pub fn journal_commands(data_dir: &Path) -> Result<BTreeMap<Seq, Command>, String> {
     let input = DataDir::new(data_dir).input();
     let first_seq = first_journal_seq(&input)?.unwrap_or(1);
     let mut reader = JournalReader::open(&input, first_seq).map_err(|e| format!("{}: {e}", input.display()))?;
     let mut commands = BTreeMap::new();
     while let Some(record) = reader.next().map_err(|e| format!("{}: {e}", input.display()))? {
-        let command = codec::decode_command(record.kind, record.payload)
+        let (_, command) = codec::decode_input(record.kind, record.payload)
             .map_err(|e| format!("record {} of {}: {e}", record.seq, input.display()))?;
         commands.insert(record.seq, command);
     }
@@ -931,16 +912,5 @@ mod tests {
         let split = [status(1, "follower", 2), status(2, "leader", 2), status(3, "follower", 1)];
         assert_eq!(agreed_leader(&split), None);
         assert_eq!(agreed_leader(&[]), None);
-    }
-
-    #[test]
-    fn the_keyed_frame_is_a_command_frame_with_the_key_before_the_kind() {
-        let command =
-            Command::CancelOrder { account: crate::engine::AccountId(7), order_id: crate::engine::OrderId(42) };
-        let frame = keyed_command_frame(2, 9, &command);
-        // PROTOCOL.md section 15's CancelOrder example, with type 0x04 and the key inserted.
-        let mut expected = vec![0x26, 0, 0, 0, 2, 0x04, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x0d, 0];
-        expected.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(frame, expected);
     }
 }
