@@ -24,6 +24,8 @@ fn leader_sigkilled_repeatedly_loses_nothing() {
     let mut cluster = start(ClusterOptions::default());
     let mut acked = runtime().block_on(set_up_venue(cluster.view()));
     let load = Load::start(cluster.view().clone(), 1, 1_000_000, 8);
+    // Beside it, the client library following the leader by itself, one command at a time.
+    let client_load = ClientLoad::start(cluster.view().clone(), 3, 5_000_000);
     let mut since = 0;
     for kill in 0..kills {
         // The cluster serves again after every failover: commands acknowledged since the last.
@@ -36,8 +38,11 @@ fn leader_sigkilled_repeatedly_loses_nothing() {
     }
     load.wait_acked(since, 20, LEADER_TIMEOUT).unwrap_or_else(|e| panic!("after the last kill: {e}"));
     let record = load.stop();
+    let client_record = client_load.stop();
+    assert!(client_record.delivered.len() > kills as usize, "client library: {client_record:?}");
     let last_seq = cluster.stop_and_compare();
     acked.extend(record.acked.iter().copied());
+    acked.extend(client_record.delivered.iter().copied());
     cluster.check_journals(&acked);
     eprintln!(
         "{kills} leader kills: {} commands acknowledged, {} of unknown outcome, refused {:?}, {} connections, last seq {last_seq}, {:.1} s",
@@ -46,6 +51,14 @@ fn leader_sigkilled_repeatedly_loses_nothing() {
         record.refused,
         record.connections,
         started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "client library: {} delivered ({} applied before), {} errors, {} resends, keyed: {}",
+        client_record.delivered.len(),
+        client_record.applied_before,
+        client_record.errors,
+        client_record.resends,
+        client_record.keyed
     );
 }
 

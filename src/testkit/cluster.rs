@@ -15,8 +15,9 @@
 //! data directory replayed offline (`storage::replay`), whose state hashes must agree.
 
 use crate::client::{Client, ClientError, Outcome};
-use crate::engine::{Command, Seq};
+use crate::engine::{Command, Event, Seq};
 use crate::protocol::Message;
+use crate::storage::event_log::EventLogReader;
 use crate::storage::journal::format::{decode_slot, parse_segment_file_name, Slot, SEGMENT_HEADER_LEN_BYTES};
 use crate::storage::journal::JournalReader;
 use crate::storage::replay::{replay, DataDir, ReplayOptions};
@@ -785,16 +786,34 @@ fn drain_lines(stdout: impl Read, lines_tx: mpsc::Sender<String>) {
 /// Every record of the input journal of `data_dir`, decoded: sequence to command (a keyed
 /// record's command without its key). An error for a record that does not decode.
 pub fn journal_commands(data_dir: &Path) -> Result<BTreeMap<Seq, Command>, String> {
+    Ok(journal_records(data_dir)?.into_iter().map(|(seq, (_, command))| (seq, command)).collect())
+}
+
+/// Every record of the input journal of `data_dir`, decoded: sequence to (request key, 0 for
+/// none; command).
+pub fn journal_records(data_dir: &Path) -> Result<BTreeMap<Seq, (u64, Command)>, String> {
     let input = DataDir::new(data_dir).input();
     let first_seq = first_journal_seq(&input)?.unwrap_or(1);
     let mut reader = JournalReader::open(&input, first_seq).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut commands = BTreeMap::new();
+    let mut records = BTreeMap::new();
     while let Some(record) = reader.next().map_err(|e| format!("{}: {e}", input.display()))? {
-        let (_, command) = codec::decode_input(record.kind, record.payload)
+        let decoded = codec::decode_input(record.kind, record.payload)
             .map_err(|e| format!("record {} of {}: {e}", record.seq, input.display()))?;
-        commands.insert(record.seq, command);
+        records.insert(record.seq, decoded);
     }
-    Ok(commands)
+    Ok(records)
+}
+
+/// The events the event log of `data_dir` holds for `seq`.
+pub fn logged_events(data_dir: &Path, seq: Seq) -> Result<Vec<Event>, String> {
+    let events_dir = DataDir::new(data_dir).events();
+    let failed = |e: String| format!("event record {seq} of {}: {e}", events_dir.display());
+    let mut reader = EventLogReader::open(&events_dir, seq).map_err(|e| failed(e.to_string()))?;
+    let mut events = Vec::new();
+    match reader.next(&mut events).map_err(|e| failed(e.to_string()))? {
+        Some((logged, _)) if logged == seq => Ok(events),
+        other => Err(failed(format!("not found (read {other:?})"))),
+    }
 }
 
 /// The journal's segment files, in sequence order.

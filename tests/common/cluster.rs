@@ -6,8 +6,10 @@
 
 pub use seqd::testkit::cluster::*;
 
+use seqd::client::cluster::{ClusterClient, ClusterConfig};
 use seqd::client::Client;
-use seqd::engine::{AccountId, Command, NewOrder, OrderType, Seq, Side, StpMode, TimeInForce};
+use seqd::client::ClientError;
+use seqd::engine::{AccountId, Command, Event, NewOrder, OrderType, RejectReason, Seq, Side, StpMode, TimeInForce};
 use seqd::protocol::Message;
 use seqd::testkit::workload::{btc_usdt_spec, BTC, BTC_USDT, LOT, MID_TICKS, TICK, USDT};
 use seqd::wire::codec;
@@ -106,12 +108,12 @@ impl TestCluster {
     }
 
     /// Every node's input journal: the acknowledged commands each at its sequence, and no
-    /// command twice.
+    /// command applied twice.
     pub fn check_journals(&self, acked: &[(Seq, Command)]) {
         for id in self.ids() {
             let journal = journal_commands(self.data_dir(id)).unwrap_or_else(|e| panic!("node {id}: {e}"));
             check_acknowledged(&journal, acked).unwrap_or_else(|e| panic!("node {id}: {e}"));
-            check_no_duplicates(&journal).unwrap_or_else(|e| panic!("node {id}: {e}"));
+            check_applied_once(self.data_dir(id)).unwrap_or_else(|e| panic!("node {id}: {e}"));
         }
     }
 }
@@ -444,6 +446,122 @@ pub fn check_no_duplicates(journal: &BTreeMap<Seq, Command>) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// No command of the data directory's input journal was applied twice. Every command the
+/// tests send is different, so a second copy is either a resend under the same request key,
+/// which the engine must have rejected as `DuplicateRequest` (its event-log record says so),
+/// or a command sequenced twice.
+pub fn check_applied_once(data_dir: &Path) -> Result<(), String> {
+    let mut seen: HashMap<(u16, Vec<u8>), (Seq, u64)> = HashMap::new();
+    for (seq, (key, command)) in journal_records(data_dir)? {
+        let Some((first, first_key)) = seen.insert(encoded(&command), (seq, key)) else { continue };
+        if key == 0 || key != first_key {
+            return Err(format!(
+                "{command:?} is in the journal twice, at {first} and {seq} (keys {first_key:#x}, {key:#x})"
+            ));
+        }
+        let events = logged_events(data_dir, seq)?;
+        let duplicate = Event::Rejected { reason: RejectReason::DuplicateRequest };
+        if events != [duplicate] {
+            return Err(format!("{command:?} resent under key {key:#x} at {seq} (first at {first}) was not refused as a duplicate: {events:?}"));
+        }
+        seen.insert(encoded(&command), (first, first_key));
+    }
+    Ok(())
+}
+
+/// What the client-library load was told.
+#[derive(Debug, Default)]
+pub struct ClientLoadRecord {
+    /// (seq, command) of every delivered command (for `AppliedBefore`, the rejection's seq).
+    pub delivered: Vec<(Seq, Command)>,
+    pub applied_before: u64,
+    /// Commands that came back with an error (outcome unknown unless keyed).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Whether the library sent request keys.
+    pub keyed: bool,
+    pub resends: u64,
+}
+
+/// A thread sending deposits one at a time through the client library's leader-following
+/// `ClusterClient` (`seqd::client::cluster`), as the admin (deposits are admin commands),
+/// recording what it was told. A refusal fails it; a lost connection (a command of unknown
+/// outcome while the library sends no request keys) is counted.
+pub struct ClientLoad {
+    stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicU64>,
+    handle: Option<JoinHandle<Result<ClientLoadRecord, String>>>,
+}
+
+impl ClientLoad {
+    pub fn start(view: ClusterView, account: u64, base: u64) -> ClientLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let (stop_flag, count) = (stop.clone(), delivered.clone());
+        let handle =
+            std::thread::spawn(move || runtime().block_on(drive_client(view, account, base, &stop_flag, &count)));
+        ClientLoad { stop, delivered, handle: Some(handle) }
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(mut self) -> ClientLoadRecord {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.handle.take().expect("joined once");
+        handle.join().expect("the client load thread panicked").unwrap_or_else(|e| panic!("client load: {e}"))
+    }
+}
+
+impl Drop for ClientLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn drive_client(
+    view: ClusterView,
+    account: u64,
+    base: u64,
+    stop: &AtomicBool,
+    count: &AtomicU64,
+) -> Result<ClientLoadRecord, String> {
+    let credentials = view.credentials("admin")?;
+    let mut config = ClusterConfig::new(view.nodes.iter().map(|n| n.client.to_string()).collect());
+    config.failover_timeout = LEADER_TIMEOUT;
+    let mut client = ClusterClient::connect(config, &credentials.ca, &credentials.cert, &credentials.key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut record = ClientLoadRecord::default();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let command = Command::Deposit { account: AccountId(account), asset: USDT, amount: 1, external_ref: base + i };
+        i += 1;
+        match client.command(command).await {
+            Ok(delivered) => {
+                let outcome = delivered.outcome();
+                if delivered.applied_before() {
+                    record.applied_before += 1;
+                } else if let Some(code) = outcome.rejected() {
+                    return Err(format!("{command:?} rejected with {code}"));
+                }
+                record.delivered.push((outcome.seq, command));
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e @ ClientError::Refused { .. }) => return Err(format!("{command:?}: {e}")),
+            Err(e) => {
+                record.errors += 1;
+                record.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    record.keyed = client.keyed();
+    record.resends = client.resends();
+    client.close().await;
+    Ok(record)
 }
 
 /// The environment variable `name` as a number, else `default`.
