@@ -62,7 +62,7 @@ async fn fake_node(certs: &Path, fake: Fake) -> (SocketAddr, Arc<AtomicU64>) {
                                 })
                             }
                             Ok(Message::Ping) => Message::Pong,
-                            Ok(Message::Command(_)) => {
+                            Ok(Message::Command(_) | Message::KeyedCommand { .. }) => {
                                 counted.fetch_add(1, Ordering::Relaxed);
                                 match &fake {
                                     Fake::Follower(leader) => not_leader(leader.as_deref()),

@@ -17,18 +17,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether commands travel as `KeyedCommand` (0x04, protocol version 2) with their request key.
-/// TODO(keys): set to `true` once `Client::command_keyed(command, request_key)` (the
-/// `KEYED_COMMAND` message, reject 111 `DuplicateRequest`) is on main, and make
-/// [`send_keyed`] call it. Until then commands go as plain `Command`s: a command whose answer
-/// was lost on a dead connection is not resent (its outcome is unknown, as before clusters),
-/// and one refused with 931 is resent (a follower's refusal means nothing was sequenced; only
-/// a leader deposed with the command in flight leaves it unknown, which the key will cover).
-const KEYED_COMMANDS: bool = false;
+/// Whether commands travel as `KeyedCommand` (0x04, protocol version 2) with their request key
+/// (on a version-1 connection they cannot: they go as plain `Command`s, and a command whose
+/// answer was lost on a dead connection is then not resent, its outcome unknown).
+const KEYED_COMMANDS: bool = true;
 
 /// `RejectReason::DuplicateRequest`: a keyed command whose (account, key) the engine
-/// remembers; the first one was applied. TODO(keys): `RejectReason::DuplicateRequest.code()`.
-pub const DUPLICATE_REQUEST_CODE: u16 = 111;
+/// remembers; the first one was applied.
+pub const DUPLICATE_REQUEST_CODE: u16 = crate::engine::RejectReason::DuplicateRequest as u16;
 
 /// How long one connection attempt (QUIC and TLS handshakes, Hello/Welcome) may take.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
@@ -40,9 +36,7 @@ pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 
 /// The one place a command leaves with its request key.
 async fn send_keyed(client: &mut Client, command: Command, request_key: u64) -> Result<Outcome, ClientError> {
-    // TODO(keys): `client.command_keyed(command, request_key).await` (and KEYED_COMMANDS = true).
-    let _ = request_key;
-    client.command(command).await
+    client.command_keyed(command, request_key).await
 }
 
 /// A random non-zero request key. `RandomState` is seeded from the operating system's random

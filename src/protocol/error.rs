@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(GatewayError::from_code(999), None);
         let codes: Vec<u16> = GatewayError::ALL.iter().map(|e| e.code()).collect();
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "codes are unique and listed in order");
-        assert_eq!(codes.len(), 13);
+        assert_eq!(codes.len(), 14);
     }
 
     #[test]

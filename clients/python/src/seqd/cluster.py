@@ -38,13 +38,10 @@ from .codec import Command
 from .errors import ConnectionClosed, GatewayCode, GatewayError, ProtocolError, Rejected
 from .money import ReferenceData
 
-#: Whether `ClusterClient` sends commands as `KeyedCommand` (0x04) with a random key.
-#: TODO(keys): True once seqd has request keys (KEYED_COMMAND, reject 111). Until then commands
-#: go as plain `Command`s: one whose answer was lost on a dead connection is not sent again (its
-#: outcome is unknown, PROTOCOL.md §9), and one refused with 931 is (a follower's refusal means
-#: nothing was sequenced; only a leader deposed with the command in flight leaves it unknown,
-#: which the key will cover).
-KEYED_COMMANDS = False
+#: Whether `ClusterClient` sends commands as `KeyedCommand` (0x04) with a random key (protocol
+#: version 2). Without a key (a version-1 server) a command whose answer was lost on a dead
+#: connection is not sent again: its outcome is unknown (PROTOCOL.md §9).
+KEYED_COMMANDS = True
 
 FAILOVER_TIMEOUT_S = 10.0
 #: A node silent this long counts as lost (`Client.connect`'s `idle_timeout`): without it a

@@ -73,8 +73,9 @@ pub fn inspect(dir: &Path, log: Log, from: u64, to: Option<u64>) -> ExitCode {
                 Err(e) => println!("{head}: undecodable events: {e}"),
             }
         } else {
-            match codec::decode_command(record.kind, record.payload) {
-                Ok(command) => println!("{head}: {command:?}"),
+            match codec::decode_input(record.kind, record.payload) {
+                Ok((0, command)) => println!("{head}: {command:?}"),
+                Ok((request_key, command)) => println!("{head}: {command:?} (request key {request_key})"),
                 Err(e) => println!("{head}: undecodable command: {e}"),
             }
         }

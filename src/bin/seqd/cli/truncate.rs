@@ -97,8 +97,8 @@ fn show_cut_commands(input_dir: &Path, before: Seq, last_seq: Seq) -> Result<(),
     let mut reader = JournalReader::open(input_dir, before).map_err(|e| e.to_string())?;
     for _ in 0..CUT_COMMANDS_SHOWN {
         let Some(record) = reader.next().map_err(|e| e.to_string())? else { break };
-        match codec::decode_command(record.kind, record.payload) {
-            Ok(command) => println!("    {}: {command:?}", record.seq),
+        match codec::decode_input(record.kind, record.payload) {
+            Ok((_, command)) => println!("    {}: {command:?}", record.seq),
             Err(e) => println!("    {}: undecodable command: {e}", record.seq),
         }
     }
