@@ -12,18 +12,13 @@
 //!
 //! State comes from two places: `GET /cluster` on each node's metrics listener (role, leader,
 //! indexes, `applied_seq`), polled with short timeouts, and, once the nodes are stopped, each
-//! data directory replayed offline (`storage::replay`), whose state hashes must agree.
+//! data directory replayed offline (`storage::replay`), whose state hashes must agree. The
+//! tests' checks of the journals themselves are in `tests/common/cluster.rs`.
 
-use crate::client::{Client, ClientError, Outcome};
-use crate::engine::{Command, Event, Seq};
-use crate::protocol::Message;
-use crate::storage::event_log::EventLogReader;
-use crate::storage::journal::format::{decode_slot, parse_segment_file_name, Slot, SEGMENT_HEADER_LEN_BYTES};
-use crate::storage::journal::JournalReader;
+use crate::client::Client;
+use crate::engine::Seq;
 use crate::storage::replay::{replay, DataDir, ReplayOptions};
-use crate::wire::codec;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -265,36 +260,6 @@ impl Credentials {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
             Err(_) => Err(format!("connect {addr}: no handshake within {CONNECT_TIMEOUT:?}")),
-        }
-    }
-}
-
-/// Sends `command` under `request_key` (`KeyedCommand`, protocol version 2) and waits for its
-/// outcome; `Refused` for an `Error`.
-pub async fn keyed_command(client: &mut Client, request_key: u64, command: Command) -> Result<Outcome, ClientError> {
-    let request_id = client.send(&Message::KeyedCommand { request_key, command }).await?;
-    keyed_outcome(client, request_id).await
-}
-
-/// The outcome of request `request_id` (a keyed command already sent).
-pub async fn keyed_outcome(client: &mut Client, request_id: u64) -> Result<Outcome, ClientError> {
-    let mut seq = None;
-    let mut events = Vec::new();
-    loop {
-        let (id, message) = client.next_message().await?;
-        if id != request_id {
-            continue;
-        }
-        match (message, seq) {
-            (Message::Accepted { seq: s }, None) => seq = Some(s),
-            (Message::Events { seq: s, more, events: part }, Some(accepted)) if s == accepted => {
-                events.extend(part);
-                if !more {
-                    return Ok(Outcome { seq: accepted, events });
-                }
-            }
-            (Message::Error { code, message }, _) => return Err(ClientError::Refused { code, message }),
-            (other, _) => return Err(ClientError::Protocol(format!("unexpected answer {other:?}"))),
         }
     }
 }
@@ -781,99 +746,6 @@ fn drain_lines(stdout: impl Read, lines_tx: mpsc::Sender<String>) {
             }
         }
     }
-}
-
-/// Every record of the input journal of `data_dir`, decoded: sequence to command (a keyed
-/// record's command without its key). An error for a record that does not decode.
-pub fn journal_commands(data_dir: &Path) -> Result<BTreeMap<Seq, Command>, String> {
-    Ok(journal_records(data_dir)?.into_iter().map(|(seq, (_, command))| (seq, command)).collect())
-}
-
-/// Every record of the input journal of `data_dir`, decoded: sequence to (request key, 0 for
-/// none; command).
-pub fn journal_records(data_dir: &Path) -> Result<BTreeMap<Seq, (u64, Command)>, String> {
-    let input = DataDir::new(data_dir).input();
-    let first_seq = first_journal_seq(&input)?.unwrap_or(1);
-    let mut reader = JournalReader::open(&input, first_seq).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut records = BTreeMap::new();
-    while let Some(record) = reader.next().map_err(|e| format!("{}: {e}", input.display()))? {
-        let decoded = codec::decode_input(record.kind, record.payload)
-            .map_err(|e| format!("record {} of {}: {e}", record.seq, input.display()))?;
-        records.insert(record.seq, decoded);
-    }
-    Ok(records)
-}
-
-/// The events the event log of `data_dir` holds for `seq`.
-pub fn logged_events(data_dir: &Path, seq: Seq) -> Result<Vec<Event>, String> {
-    let events_dir = DataDir::new(data_dir).events();
-    let failed = |e: String| format!("event record {seq} of {}: {e}", events_dir.display());
-    let mut reader = EventLogReader::open(&events_dir, seq).map_err(|e| failed(e.to_string()))?;
-    let mut events = Vec::new();
-    match reader.next(&mut events).map_err(|e| failed(e.to_string()))? {
-        Some((logged, _)) if logged == seq => Ok(events),
-        other => Err(failed(format!("not found (read {other:?})"))),
-    }
-}
-
-/// The journal's segment files, in sequence order.
-pub fn segment_files(journal_dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
-    let entries = std::fs::read_dir(journal_dir).map_err(|e| format!("{}: {e}", journal_dir.display()))?;
-    let mut segments: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let first_seq = parse_segment_file_name(entry.file_name().to_str()?)?;
-            Some((first_seq, entry.path()))
-        })
-        .collect();
-    segments.sort();
-    Ok(segments)
-}
-
-/// The first sequence of the journal in `journal_dir` (a node that caught up by snapshot
-/// keeps no records before it), `None` without segments.
-pub fn first_journal_seq(journal_dir: &Path) -> Result<Option<Seq>, String> {
-    if !journal_dir.exists() {
-        return Ok(None);
-    }
-    Ok(segment_files(journal_dir)?.first().map(|(first_seq, _)| *first_seq))
-}
-
-/// Where a record lies in a segment file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordLocation {
-    pub seq: Seq,
-    /// Of the record's header, from the start of the file.
-    pub offset: u64,
-    pub payload_len_bytes: usize,
-}
-
-/// The records of one segment file, in order, up to its end or its first invalid slot.
-pub fn records_in_segment(file: &Path) -> Result<Vec<RecordLocation>, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut offset = SEGMENT_HEADER_LEN_BYTES;
-    let mut records = Vec::new();
-    while let Slot::Record { record, len_bytes } = decode_slot(&bytes, offset) {
-        records.push(RecordLocation {
-            seq: record.seq,
-            offset: offset as u64,
-            payload_len_bytes: record.payload.len(),
-        });
-        offset += len_bytes;
-    }
-    Ok(records)
-}
-
-/// A record in the middle of the journal in `journal_dir` (of its first segment holding at
-/// least three records, the middle one): the file and the record's location.
-pub fn middle_record(journal_dir: &Path) -> Result<(PathBuf, RecordLocation), String> {
-    for (_, file) in segment_files(journal_dir)? {
-        let records = records_in_segment(&file)?;
-        if records.len() >= 3 {
-            return Ok((file, records[records.len() / 2]));
-        }
-    }
-    Err(format!("no segment of {} holds three records", journal_dir.display()))
 }
 
 #[cfg(test)]
