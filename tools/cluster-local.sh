@@ -31,7 +31,12 @@ write_configs() {
 }
 
 pid_of() { cat "$dir/node$1.pid" 2>/dev/null || true; }
-running() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# A pid file outlives its process, and the pid may be reused: it counts only while that process
+# is still this node's `seqd run`.
+running() {
+  local pid; pid=$(pid_of "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--config $dir/node$1.toml"
+}
 
 start_node() {
   running "$1" && return
