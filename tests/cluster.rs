@@ -1,6 +1,6 @@
 //! The cluster as real processes (issue #11): three `seqd run --config` nodes on loopback with
-//! short election timeouts (300 ms, heartbeats 50 ms), killed, paused, stopped, corrupted and
-//! restarted while clients load them. What must hold every time: an acknowledged command is in
+//! short election timeouts (300 ms, heartbeats 50 ms), killed, paused, cut off (the node
+//! transport's fault switch), stopped, corrupted and restarted while clients load them. What must hold every time: an acknowledged command is in
 //! every node's input journal exactly once at the sequence it was acknowledged with, nothing is
 //! applied twice, and all nodes replay to the same state hash.
 //!
@@ -60,6 +60,73 @@ fn leader_sigkilled_repeatedly_loses_nothing() {
         client_record.resends,
         client_record.keyed
     );
+}
+
+#[test]
+fn leader_cut_off_by_the_fault_switch_steps_down_and_acknowledges_nothing() {
+    let mut cluster = start(ClusterOptions::default());
+    let runtime = runtime();
+    runtime.block_on(set_up_venue(cluster.view()));
+    let old = cluster.leader();
+    let others: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != old).collect();
+    let admin = cluster.view().credentials("admin").unwrap();
+    let deposit = |external_ref| Command::Deposit { account: AccountId(1), asset: USDT, amount: 1, external_ref };
+    let mut stale = runtime.block_on(admin.connect(cluster.addrs(old).client)).unwrap();
+    assert_eq!(runtime.block_on(stale.command(deposit(600))).unwrap().rejected(), None);
+
+    // The switch drops every node frame of the leader, which keeps running and keeps its
+    // clients: unlike a paused process, it goes on proposing and must still never acknowledge.
+    cluster.isolate(old, true);
+    // The node looks at the switch at most every 10 ms (`cluster::transport::isolated`): a
+    // command sent sooner could still be committed, legitimately, before the cut.
+    std::thread::sleep(Duration::from_millis(100));
+    let cut_off = deposit(601);
+    let request_id = runtime.block_on(stale.send(&Message::Command(cut_off))).unwrap();
+    let answer = runtime.block_on(async {
+        let answer = async {
+            loop {
+                match stale.next_message().await {
+                    Ok((id, message)) if id == request_id => return Some(message),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), answer).await.unwrap_or_default()
+    });
+    eprintln!("the cut-off leader's answer: {answer:?}");
+    assert!(
+        matches!(answer, Some(Message::Error { code: 931, .. })),
+        "a leader cut off from the majority must step down and answer 931, not {answer:?}"
+    );
+    // Meanwhile the majority elected a leader of a later term, which serves.
+    let new = cluster.view().wait_leader_among(&others, LEADER_TIMEOUT).unwrap();
+    runtime.block_on(async {
+        let mut client = admin.connect(cluster.addrs(new).client).await.unwrap();
+        assert_eq!(client.command(deposit(602)).await.unwrap().rejected(), None);
+        client.close().await;
+    });
+    let status = cluster.status(old).unwrap();
+    assert_ne!(status.role.as_str(), "leader", "the cut-off node still claims to lead: {status:?}");
+
+    // Reconnected, it follows the new leader; its unacknowledged proposal is gone everywhere.
+    cluster.isolate(old, false);
+    let deadline = Instant::now() + LEADER_TIMEOUT;
+    loop {
+        let status = cluster.status(old).unwrap();
+        if status.role == "follower" && status.leader_id == new {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reconnected node did not follow node {new}: {status:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.block_on(stale.close());
+    cluster.stop_and_compare();
+    for id in cluster.ids() {
+        let journal = journal_commands(cluster.data_dir(id)).unwrap();
+        assert!(!journal.values().any(|c| *c == cut_off), "node {id}: the cut-off leader's command was sequenced");
+        assert!(journal.values().any(|c| *c == deposit(602)), "node {id}: the new leader's command is missing");
+    }
 }
 
 #[test]

@@ -443,6 +443,9 @@ impl LocalCluster {
             .arg("--config")
             .arg(&node.config)
             .env("RUST_LOG", &self.options.rust_log)
+            // The node transport's test-only partition switch (`cluster::transport`, feature
+            // `fault-injection`): while this file exists the node drops every node frame.
+            .env("SEQD_FAULT_ISOLATE_FILE", self.isolation_switch(id))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -597,6 +600,22 @@ impl LocalCluster {
     pub fn restart(&mut self, id: u64) -> Result<(), String> {
         self.kill(id);
         self.start_node(id)
+    }
+
+    /// The file whose existence cuts node `id` off from its peers (it keeps serving clients).
+    pub fn isolation_switch(&self, id: u64) -> PathBuf {
+        self.root.join(format!("isolate-n{id}"))
+    }
+
+    /// Cuts node `id` off from the other nodes (`true`) or reconnects it (`false`), with the
+    /// node transport's fault switch: the process runs on and its clients stay connected.
+    pub fn isolate(&self, id: u64, isolated: bool) {
+        let switch = self.isolation_switch(id);
+        if isolated {
+            std::fs::write(&switch, b"").unwrap_or_else(|e| panic!("{}: {e}", switch.display()));
+        } else {
+            let _ = std::fs::remove_file(&switch);
+        }
     }
 
     /// SIGSTOP: the node neither sends nor answers, as if cut off by the network.
