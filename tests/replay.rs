@@ -296,3 +296,46 @@ fn keyed_commands_replay_to_the_same_state_and_window() {
     assert_eq!(reopened.engine().last_seq(), live.last_seq() + 1);
     assert!(without_clock(reopened.engine()) == before, "a retry after the restart changed the state");
 }
+
+/// A data directory restarted after a snapshot, as a cluster node that installed its leader's
+/// snapshot has it (`cluster::catch_up`): the snapshot at S, an input journal that starts at
+/// S + 1 chained to the snapshot's hash and holds no record yet (and an event log that starts at
+/// S + 1). It replays to the snapshot's state, and the sequencer continues it.
+#[test]
+fn a_journal_restarted_after_a_snapshot_replays_to_the_snapshot_and_continues() {
+    use seqd::storage::journal::{JournalConfig, JournalWriter};
+    use seqd::storage::snapshots::SnapshotStore;
+    let source = tempfile::tempdir().unwrap();
+    let live = write_data_dir(source.path());
+    let seeded = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(seeded.path());
+    let snapshot = SnapshotStore::new(source.path().join("snapshots"), source.path().join("input"), Default::default())
+        .write(&live)
+        .unwrap();
+    let header = SnapshotStore::read_header(&snapshot).unwrap();
+    std::fs::create_dir_all(data_dir.snapshots().dir()).unwrap();
+    std::fs::copy(&snapshot, data_dir.snapshots().path_for(live.last_seq())).unwrap();
+    let config = JournalConfig {
+        first_seq: live.last_seq() + 1,
+        first_prev_chain_hash: header.input_chain_hash,
+        ..JournalConfig::new(data_dir.input(), 256 * 1024, Durability::PageCache)
+    };
+    drop(JournalWriter::open(config.clone()).unwrap());
+    // The event log restarts at S + 1 too (its own chain).
+    let events = JournalConfig { dir: data_dir.events(), first_prev_chain_hash: [0; 32], ..config };
+    drop(seqd::storage::event_log::EventLogWriter::open(events).unwrap());
+
+    let (_, outcome) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
+    assert_eq!((outcome.last_seq, outcome.state_hash), (live.last_seq(), live.state_hash()));
+    assert_eq!(outcome.snapshot_seq, Some(live.last_seq()));
+
+    let config = SequencerConfig { segment_size_bytes: 256 * 1024, durability: Durability::PageCache };
+    let (mut sequencer, recovery) = Sequencer::open(&data_dir, config).unwrap();
+    assert_eq!(recovery.snapshot_seq, Some(live.last_seq()));
+    let seq = sequencer.submit(live.last_timestamp_ns(), &deposit(5, 9_999_999)).unwrap();
+    sequencer.commit().unwrap();
+    assert_eq!(seq, live.last_seq() + 1);
+    drop(sequencer);
+    let (_, after) = replay(&data_dir, ReplayOptions { use_snapshot: true, ..Default::default() }).unwrap();
+    assert_eq!(after.last_seq, seq);
+}

@@ -103,12 +103,18 @@ pub fn replay(data_dir: &DataDir, options: ReplayOptions) -> Result<(Engine, Rep
 }
 
 /// Checks the input journal (CRCs, sequences, hash chain); returns its last sequence. A
-/// missing journal is an empty one.
+/// missing journal is an empty one. A journal whose segments hold no record yet ends just
+/// before its first segment: one restarted after a snapshot (a cluster node that installed
+/// its leader's snapshot, `cluster::catch_up`) is the snapshot's state and nothing more.
 fn verify_input(input_dir: &Path) -> Result<Seq, ReplayError> {
     if !input_dir.exists() {
         return Ok(0);
     }
-    Ok(crate::storage::journal::verify(input_dir)?.last_seq)
+    let report = crate::storage::journal::verify(input_dir)?;
+    Ok(match (report.records, report.first_seq) {
+        (0, Some(first_seq)) => first_seq.saturating_sub(1),
+        _ => report.last_seq,
+    })
 }
 
 /// Applies every input record after the engine's last sequence (up to `to_seq`), calling
