@@ -238,23 +238,7 @@ impl Client {
 
     /// Sends a command and waits for its outcome (sent once the command is durable).
     pub async fn command(&mut self, command: Command) -> Result<Outcome, ClientError> {
-        let request_id = self.send(&Message::Command(command)).await?;
-        let seq = match self.next_answer(request_id).await? {
-            Message::Accepted { seq } => seq,
-            other => return Err(ClientError::Protocol(format!("expected Accepted, got {other:?}"))),
-        };
-        let mut events = Vec::new();
-        loop {
-            match self.next_answer(request_id).await? {
-                Message::Events { seq: events_seq, more, events: part } if events_seq == seq => {
-                    events.extend(part);
-                    if !more {
-                        return Ok(Outcome { seq, events });
-                    }
-                }
-                other => return Err(ClientError::Protocol(format!("expected Events, got {other:?}"))),
-            }
-        }
+        self.command_message(&Message::Command(command)).await
     }
 
     /// `command` sent with a request key (protocol version 2; `key` must not be 0): the engine
@@ -263,7 +247,12 @@ impl Client {
     /// answered `Rejected { DuplicateRequest }` (111). Choose keys at random (PROTOCOL.md,
     /// "Request keys and retries").
     pub async fn command_keyed(&mut self, command: Command, key: u64) -> Result<Outcome, ClientError> {
-        let request_id = self.send(&Message::KeyedCommand { request_key: key, command }).await?;
+        self.command_message(&Message::KeyedCommand { request_key: key, command }).await
+    }
+
+    /// Sends `Command` or `KeyedCommand` and collects its answer: `Accepted`, then `Events`.
+    async fn command_message(&mut self, message: &Message) -> Result<Outcome, ClientError> {
+        let request_id = self.send(message).await?;
         let seq = match self.next_answer(request_id).await? {
             Message::Accepted { seq } => seq,
             other => return Err(ClientError::Protocol(format!("expected Accepted, got {other:?}"))),

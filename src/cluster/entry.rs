@@ -67,14 +67,7 @@ pub fn encode(commands: &[SequencedCommand], out: &mut Vec<u8>) {
 pub fn decode(data: &[u8], out: &mut Vec<SequencedCommand>) -> Result<(), EntryError> {
     out.clear();
     let mut r = ByteReader::new(data);
-    let version = r.u8()?;
-    if version != ENTRY_VERSION {
-        return Err(EntryError::Version(version));
-    }
-    let count = r.u16()?;
-    if count == 0 || usize::from(count) > ENTRY_COMMANDS_MAX {
-        return Err(EntryError::Count(count));
-    }
+    let count = read_header(&mut r)?;
     for _ in 0..count {
         let (seq, timestamp_ns, request_key) = (r.u64()?, r.u64()?, r.u64()?);
         if let Some(previous) = out.last() {
@@ -95,6 +88,12 @@ pub fn decode(data: &[u8], out: &mut Vec<SequencedCommand>) -> Result<(), EntryE
 /// first command only.
 pub fn first_seq_and_count(data: &[u8]) -> Result<(Seq, u64), EntryError> {
     let mut r = ByteReader::new(data);
+    let count = read_header(&mut r)?;
+    Ok((r.u64()?, u64::from(count)))
+}
+
+/// Reads and checks the version and the count; returns the count.
+fn read_header(r: &mut ByteReader) -> Result<u16, EntryError> {
     let version = r.u8()?;
     if version != ENTRY_VERSION {
         return Err(EntryError::Version(version));
@@ -103,7 +102,7 @@ pub fn first_seq_and_count(data: &[u8]) -> Result<(Seq, u64), EntryError> {
     if count == 0 || usize::from(count) > ENTRY_COMMANDS_MAX {
         return Err(EntryError::Count(count));
     }
-    Ok((r.u64()?, u64::from(count)))
+    Ok(count)
 }
 
 /// The last sequence and its timestamp in non-empty entry data (decodes the commands).
