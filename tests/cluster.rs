@@ -82,18 +82,7 @@ fn leader_cut_off_by_the_fault_switch_steps_down_and_acknowledges_nothing() {
     std::thread::sleep(Duration::from_millis(100));
     let cut_off = deposit(601);
     let request_id = runtime.block_on(stale.send(&Message::Command(cut_off))).unwrap();
-    let answer = runtime.block_on(async {
-        let answer = async {
-            loop {
-                match stale.next_message().await {
-                    Ok((id, message)) if id == request_id => return Some(message),
-                    Ok(_) => continue,
-                    Err(_) => return None,
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), answer).await.unwrap_or_default()
-    });
+    let answer = runtime.block_on(answer_within(&mut stale, request_id, Duration::from_secs(10)));
     eprintln!("the cut-off leader's answer: {answer:?}");
     assert!(
         matches!(answer, Some(Message::Error { code: 931, .. })),
@@ -160,18 +149,7 @@ fn isolated_leader_steps_down() {
     let request_id = runtime.block_on(stale.send(&Message::Command(isolated))).unwrap();
     cluster.resume(old);
     // Silence (a timeout, a closed connection) is `None`.
-    let answer = runtime.block_on(async {
-        let answer = async {
-            loop {
-                match stale.next_message().await {
-                    Ok((id, message)) if id == request_id => return Some(message),
-                    Ok(_) => continue,
-                    Err(_) => return None,
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), answer).await.unwrap_or_default()
-    });
+    let answer = runtime.block_on(answer_within(&mut stale, request_id, Duration::from_secs(5)));
     eprintln!("the isolated old leader's answer on waking: {answer:?}");
     match &answer {
         None | Some(Message::Error { code: 931, .. }) => {}

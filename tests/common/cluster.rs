@@ -573,6 +573,21 @@ async fn drive_client(
 
 /// Sends `command` under `request_key` (`KeyedCommand`, protocol version 2) and waits for its
 /// outcome; `Refused` for an `Error`.
+/// The answer to request `request_id` on `client`, or `None` when none comes within `timeout`
+/// (or the connection ends): what a client waiting on a node sees.
+pub async fn answer_within(client: &mut Client, request_id: u64, timeout: Duration) -> Option<Message> {
+    let answer = async {
+        loop {
+            match client.next_message().await {
+                Ok((id, message)) if id == request_id => return Some(message),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, answer).await.unwrap_or_default()
+}
+
 pub async fn keyed_command(client: &mut Client, request_key: u64, command: Command) -> Result<Outcome, ClientError> {
     let request_id = client.send(&Message::KeyedCommand { request_key, command }).await?;
     keyed_outcome(client, request_id).await
