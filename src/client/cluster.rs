@@ -285,27 +285,21 @@ impl ClusterClient {
     /// Sends a query (or Ping) and returns its answer, sending it again on another node if the
     /// connection is lost (see [`Client::request`]).
     pub async fn request(&mut self, message: &Message) -> Result<Message, ClientError> {
-        loop {
-            self.reconnect_if_closed().await?;
-            match self.client.request(message).await {
-                Ok(answer) => {
-                    self.follower.on_answered();
-                    return Ok(answer);
-                }
-                Err(e) => {
-                    let failed = self.failed(e);
-                    self.retry(failed).await?
-                }
-            }
-        }
+        self.query(message, false).await
     }
 
     /// Sends a query and returns its whole answer (see [`Client::request_all`]), sending it
     /// again on another node if the connection is lost.
     pub async fn request_all(&mut self, message: &Message) -> Result<Message, ClientError> {
+        self.query(message, true).await
+    }
+
+    /// `request` (`all`: `request_all`) with the failover around it.
+    async fn query(&mut self, message: &Message, all: bool) -> Result<Message, ClientError> {
         loop {
             self.reconnect_if_closed().await?;
-            match self.client.request_all(message).await {
+            let answer = if all { self.client.request_all(message).await } else { self.client.request(message).await };
+            match answer {
                 Ok(answer) => {
                     self.follower.on_answered();
                     return Ok(answer);

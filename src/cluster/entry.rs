@@ -47,18 +47,17 @@ pub enum EntryError {
 pub fn encode(commands: &[SequencedCommand], out: &mut Vec<u8>) {
     assert!((1..=ENTRY_COMMANDS_MAX).contains(&commands.len()), "an entry holds 1..={ENTRY_COMMANDS_MAX} commands");
     ByteWriter(out).u8(ENTRY_VERSION).u16(commands.len() as u16);
-    let mut payload = Vec::with_capacity(128);
     for (i, c) in commands.iter().enumerate() {
         assert_eq!(c.seq, commands[0].seq + i as u64, "an entry's sequences are consecutive");
-        payload.clear();
-        let kind = codec::encode_command(&c.command, &mut payload);
-        ByteWriter(out)
-            .u64(c.seq)
-            .u64(c.timestamp_ns)
-            .u64(c.request_key)
-            .u16(kind)
-            .u16(u16::try_from(payload.len()).expect("a command payload is far below 64 KiB"))
-            .bytes(&payload);
+        ByteWriter(out).u64(c.seq).u64(c.timestamp_ns).u64(c.request_key);
+        // Kind and length are known once the payload is written after them: placeholders,
+        // filled in place (no second buffer, no copy).
+        let kind_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let kind = codec::encode_command(&c.command, out);
+        let length = u16::try_from(out.len() - kind_at - 4).expect("a command payload is far below 64 KiB");
+        out[kind_at..kind_at + 2].copy_from_slice(&kind.to_le_bytes());
+        out[kind_at + 2..kind_at + 4].copy_from_slice(&length.to_le_bytes());
     }
 }
 

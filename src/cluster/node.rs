@@ -295,9 +295,9 @@ impl Consensus {
         }
         let mut data = Vec::with_capacity(64 + self.batch.len() * 128);
         entry::encode(&self.batch, &mut data);
-        let origins = std::mem::take(&mut self.batch_origins);
+        // The origins move into `proposed`: an exact copy, and the buffer keeps its capacity.
+        let origins: Vec<Origin> = self.batch_origins.drain(..).collect();
         self.batch.clear();
-        self.batch_origins = Vec::with_capacity(ENTRY_COMMANDS_MAX);
         match self.raw.propose(vec![], data) {
             Ok(()) => {
                 let index = self.raw.raft.raft_log.last_index();
@@ -383,21 +383,8 @@ impl Consensus {
     /// The last applied entry whose commands are all at or below `seq`.
     fn index_covering(&self, seq: Seq) -> Option<u64> {
         let store = self.raw.store();
-        let first = store.first_index().ok()?;
         let applied = self.raw.raft.raft_log.applied;
-        let mut covering = None;
-        for index in first..=applied {
-            let entries = store.entries(index, index + 1, None, raft::GetEntriesContext::empty(false)).ok()?;
-            let entry = entries.first()?;
-            if !entry.data.is_empty() {
-                let (first_seq, count) = entry::first_seq_and_count(&entry.data).ok()?;
-                if first_seq + count - 1 > seq {
-                    break;
-                }
-            }
-            covering = Some(index);
-        }
-        covering
+        last_entry_covering(store, store.first_index().ok()?, applied, seq, applied).ok().flatten()
     }
 
     /// Queues the commands of committed entries for the ring, with their origins when this
@@ -613,28 +600,41 @@ fn hex(bytes: &[u8]) -> String {
 /// raft-rs resumes delivering committed entries after it, and commands of a partly applied
 /// entry at or below `applied_seq` are skipped.
 fn applied_index(store: &RaftStore, applied_seq: Seq) -> Result<u64, String> {
-    let first = store.meta().snapshot_index + 1;
-    let last = store.last_index();
-    let mut applied = store.meta().snapshot_index;
+    let meta = store.meta();
+    let covering =
+        last_entry_covering(&store.mem, meta.snapshot_index + 1, store.last_index(), applied_seq, meta.commit)?;
+    Ok(covering.unwrap_or(meta.snapshot_index))
+}
+
+/// The last entry in `first..=last` whose commands are all at or below `seq` (entries are in
+/// sequence order, so the scan stops at the first one past it). An entry without commands
+/// counts only at or below `committed`: raft-rs must never be told that an entry it may still
+/// have to replace was applied. A command entry at or below `seq` was applied, so committed,
+/// and so is every entry before it.
+fn last_entry_covering(
+    storage: &impl Storage,
+    first: u64,
+    last: u64,
+    seq: Seq,
+    committed: u64,
+) -> Result<Option<u64>, String> {
     if last < first {
-        return Ok(applied);
+        return Ok(None);
     }
     let entries =
-        store.mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false)).map_err(|e| e.to_string())?;
+        storage.entries(first, last + 1, None, raft::GetEntriesContext::empty(false)).map_err(|e| e.to_string())?;
+    let mut covering = None;
     for entry in entries {
         if !entry.data.is_empty() && entry.get_entry_type() == EntryType::EntryNormal {
             let (first_seq, count) = entry::first_seq_and_count(&entry.data)
                 .map_err(|e| format!("raft log entry {} (term {}): {e}", entry.index, entry.term))?;
-            if first_seq + count - 1 > applied_seq {
+            if first_seq + count - 1 > seq {
                 break;
             }
-            // Applied, so committed, and so is every entry before it.
-            applied = entry.index;
-        } else if entry.index <= store.meta().commit {
-            // An entry without commands counts only when it is known to be committed: raft-rs
-            // must never be told that an entry it may still have to replace was applied.
-            applied = entry.index;
+            covering = Some(entry.index);
+        } else if entry.index <= committed {
+            covering = Some(entry.index);
         }
     }
-    Ok(applied)
+    Ok(covering)
 }
